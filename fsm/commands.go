@@ -1,0 +1,255 @@
+package fsm
+
+import (
+	"reflect"
+	"slices"
+	"sort"
+)
+
+// CreateAccount adds an account. Applying the same command again succeeds
+// without change (a retried write); a different account with the same id
+// is refused.
+type CreateAccount struct {
+	Account Account
+	Now     int64 // unix ms, stamped by the proposer
+}
+
+func (*CreateAccount) Type() Type { return TypeCreateAccount }
+
+func (c *CreateAccount) apply(s *State) Result {
+	a := c.Account.clone()
+	a.CreatedAt = c.Now
+	if err := a.Validate(); err != nil {
+		return refuseInvalid(err)
+	}
+	if old, ok := s.accounts[a.ID]; ok {
+		if sameAccount(old, &a) {
+			return Result{}
+		}
+		return refuse(CodeExists, "id", "account %s already exists", a.ID)
+	}
+	if r := s.checkAccountRefs(&a); r.Err != nil {
+		return r
+	}
+	s.accounts[a.ID] = &a
+	return Result{}
+}
+
+func sameAccount(a, b *Account) bool {
+	x, y := a.clone(), b.clone()
+	if len(x.FollowMe) == 0 && len(y.FollowMe) == 0 {
+		x.FollowMe, y.FollowMe = nil, nil
+	}
+	return reflect.DeepEqual(x, y)
+}
+
+func (s *State) checkAccountRefs(a *Account) Result {
+	if a.TariffOut != "" {
+		if _, ok := s.tariffs[a.TariffOut]; !ok {
+			return refuse(CodeInvalid, "tariff_out", "no tariff %s", a.TariffOut)
+		}
+	}
+	if a.TariffIn != "" {
+		if _, ok := s.tariffs[a.TariffIn]; !ok {
+			return refuse(CodeInvalid, "tariff_in", "no tariff %s", a.TariffIn)
+		}
+	}
+	return Result{}
+}
+
+// AccountPatch lists the account fields an update changes; nil leaves a
+// field as it is. The balance is not here: money moves only through
+// commands that record why.
+type AccountPatch struct {
+	Password      *string
+	Billing       *string
+	CreditLimit   *int64
+	TariffOut     *string
+	TariffIn      *string
+	ServicePolicy *string
+	MaxCalls      *int
+	Incoming      *Incoming
+	FollowMe      *[]FollowMeTarget
+	Blocked       *bool
+	MaxContacts   *int
+}
+
+// UpdateAccount changes some fields of an account. It is idempotent.
+type UpdateAccount struct {
+	ID    string
+	Patch AccountPatch
+}
+
+func (*UpdateAccount) Type() Type { return TypeUpdateAccount }
+
+func (c *UpdateAccount) apply(s *State) Result {
+	old, ok := s.accounts[c.ID]
+	if !ok {
+		return refuse(CodeNotFound, "id", "no account %s", c.ID)
+	}
+	a := old.clone()
+	p := c.Patch
+	setIf(&a.Password, p.Password)
+	setIf(&a.Billing, p.Billing)
+	setIf(&a.CreditLimit, p.CreditLimit)
+	setIf(&a.TariffOut, p.TariffOut)
+	setIf(&a.TariffIn, p.TariffIn)
+	setIf(&a.ServicePolicy, p.ServicePolicy)
+	setIf(&a.MaxCalls, p.MaxCalls)
+	setIf(&a.Incoming, p.Incoming)
+	setIf(&a.Blocked, p.Blocked)
+	setIf(&a.MaxContacts, p.MaxContacts)
+	if p.FollowMe != nil {
+		a.FollowMe = slices.Clone(*p.FollowMe)
+	}
+	if err := a.Validate(); err != nil {
+		return refuseInvalid(err)
+	}
+	if r := s.checkAccountRefs(&a); r.Err != nil {
+		return r
+	}
+	s.accounts[a.ID] = &a
+	return Result{}
+}
+
+func setIf[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+// DeleteAccount removes an account and its registrations.
+type DeleteAccount struct {
+	ID string
+}
+
+func (*DeleteAccount) Type() Type { return TypeDeleteAccount }
+
+func (c *DeleteAccount) apply(s *State) Result {
+	if _, ok := s.accounts[c.ID]; !ok {
+		return refuse(CodeNotFound, "id", "no account %s", c.ID)
+	}
+	delete(s.accounts, c.ID)
+	s.setBindings(c.ID, nil)
+	return Result{}
+}
+
+// PutTariff creates or replaces a tariff.
+type PutTariff struct {
+	Tariff Tariff
+}
+
+func (*PutTariff) Type() Type { return TypePutTariff }
+
+func (c *PutTariff) apply(s *State) Result {
+	t := c.Tariff.clone()
+	if err := t.Validate(); err != nil {
+		return refuseInvalid(err)
+	}
+	s.tariffs[t.ID] = &t
+	return Result{}
+}
+
+// DeleteTariff removes a tariff no account uses.
+type DeleteTariff struct {
+	ID string
+}
+
+func (*DeleteTariff) Type() Type { return TypeDeleteTariff }
+
+func (c *DeleteTariff) apply(s *State) Result {
+	if _, ok := s.tariffs[c.ID]; !ok {
+		return refuse(CodeNotFound, "id", "no tariff %s", c.ID)
+	}
+	var users []string
+	for _, a := range s.accounts {
+		if a.TariffIn == c.ID || a.TariffOut == c.ID {
+			users = append(users, a.ID)
+		}
+	}
+	if len(users) > 0 {
+		sort.Strings(users)
+		if len(users) > 5 {
+			users = append(users[:5], "...")
+		}
+		return refuse(CodeConflict, "id", "tariff %s is used by accounts %v: change them first", c.ID, users)
+	}
+	delete(s.tariffs, c.ID)
+	return Result{}
+}
+
+// PutAlias creates or replaces an IP alias.
+type PutAlias struct {
+	Alias Alias
+}
+
+func (*PutAlias) Type() Type { return TypePutAlias }
+
+func (c *PutAlias) apply(s *State) Result {
+	a := c.Alias.clone()
+	if err := a.Validate(); err != nil {
+		return refuseInvalid(err)
+	}
+	s.aliases[a.IP] = &a
+	s.aliasesChanged()
+	return Result{}
+}
+
+// DeleteAlias removes an IP alias.
+type DeleteAlias struct {
+	IP string
+}
+
+func (*DeleteAlias) Type() Type { return TypeDeleteAlias }
+
+func (c *DeleteAlias) apply(s *State) Result {
+	if _, ok := s.aliases[c.IP]; !ok {
+		return refuse(CodeNotFound, "ip", "no alias %s", c.IP)
+	}
+	delete(s.aliases, c.IP)
+	s.aliasesChanged()
+	return Result{}
+}
+
+// InitNonceSecret stores the cluster's digest-nonce secret. Only the first
+// one applied takes effect, so every leader may propose one at start.
+type InitNonceSecret struct {
+	Secret []byte
+}
+
+func (*InitNonceSecret) Type() Type { return TypeInitNonceSecret }
+
+func (c *InitNonceSecret) apply(s *State) Result {
+	if len(c.Secret) < 16 {
+		return refuse(CodeInvalid, "secret", "must be at least 16 bytes")
+	}
+	if s.nonceSecret == nil {
+		s.nonceSecret = slices.Clone(c.Secret)
+	}
+	return Result{}
+}
+
+// PurgeExpired removes bindings expired at Now. The leader proposes it
+// periodically; reads already hide expired bindings.
+type PurgeExpired struct {
+	Now int64
+}
+
+func (*PurgeExpired) Type() Type { return TypePurgeExpired }
+
+func (c *PurgeExpired) apply(s *State) Result {
+	purged := 0
+	for aor, bs := range s.bindings {
+		keep := bs[:0:0]
+		for _, b := range bs {
+			if b.ExpiresAt > c.Now {
+				keep = append(keep, b)
+			}
+		}
+		if len(keep) != len(bs) {
+			purged += len(bs) - len(keep)
+			s.setBindings(aor, keep)
+		}
+	}
+	return Result{Purged: purged}
+}

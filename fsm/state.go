@@ -1,0 +1,233 @@
+package fsm
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+)
+
+// State is the replicated state machine. Apply changes it; the query
+// methods read it from any goroutine. Stored records are never modified in
+// place: a change stores a new copy, so a snapshot can share them.
+type State struct {
+	mu          sync.RWMutex
+	accounts    map[string]*Account
+	tariffs     map[string]*Tariff
+	aliases     map[string]*Alias
+	bindings    map[string][]*Binding // by AOR
+	nBindings   int
+	nonceSecret []byte
+	aliasWatch  chan struct{} // closed and replaced when aliases change
+}
+
+// New returns an empty state.
+func New() *State {
+	return &State{
+		accounts:   map[string]*Account{},
+		tariffs:    map[string]*Tariff{},
+		aliases:    map[string]*Alias{},
+		bindings:   map[string][]*Binding{},
+		aliasWatch: make(chan struct{}),
+	}
+}
+
+// Apply decodes and applies one encoded command. The returned error is for
+// input this replica cannot apply at all (undecodable, unknown type); a
+// command that was applied but refused reports it in Result.Err.
+func (s *State) Apply(data []byte) (Result, error) {
+	_, c, err := Decode(data)
+	if err != nil {
+		return Result{}, err
+	}
+	return s.ApplyCommand(c), nil
+}
+
+// ApplyCommand applies a decoded command.
+func (s *State) ApplyCommand(c Command) Result {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return c.apply(s)
+}
+
+func (s *State) aliasesChanged() {
+	close(s.aliasWatch)
+	s.aliasWatch = make(chan struct{})
+}
+
+// AliasesChanged returns a channel that is closed at the next change of the
+// alias set.
+func (s *State) AliasesChanged() <-chan struct{} {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.aliasWatch
+}
+
+// Account returns a copy of an account.
+func (s *State) Account(id string) (Account, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	a, ok := s.accounts[id]
+	if !ok {
+		return Account{}, false
+	}
+	return a.clone(), true
+}
+
+// Accounts returns copies of all accounts ordered by id.
+func (s *State) Accounts() []Account {
+	s.mu.RLock()
+	out := make([]Account, 0, len(s.accounts))
+	for _, a := range s.accounts {
+		out = append(out, a.clone())
+	}
+	s.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Tariff returns a copy of a tariff.
+func (s *State) Tariff(id string) (Tariff, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	t, ok := s.tariffs[id]
+	if !ok {
+		return Tariff{}, false
+	}
+	return t.clone(), true
+}
+
+// Tariffs returns copies of all tariffs ordered by id.
+func (s *State) Tariffs() []Tariff {
+	s.mu.RLock()
+	out := make([]Tariff, 0, len(s.tariffs))
+	for _, t := range s.tariffs {
+		out = append(out, t.clone())
+	}
+	s.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Alias returns a copy of an alias.
+func (s *State) Alias(ip string) (Alias, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	a, ok := s.aliases[ip]
+	if !ok {
+		return Alias{}, false
+	}
+	return a.clone(), true
+}
+
+// Aliases returns copies of all aliases ordered by address.
+func (s *State) Aliases() []Alias {
+	s.mu.RLock()
+	out := make([]Alias, 0, len(s.aliases))
+	for _, a := range s.aliases {
+		out = append(out, a.clone())
+	}
+	s.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].IP < out[j].IP })
+	return out
+}
+
+// Bindings returns the AOR's bindings unexpired at unix ms now.
+func (s *State) Bindings(aor string, now int64) []Binding {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return live(s.bindings[aor], now)
+}
+
+// AllBindings returns every binding unexpired at unix ms now, ordered by
+// AOR and then registration order.
+func (s *State) AllBindings(now int64) []Binding {
+	s.mu.RLock()
+	aors := make([]string, 0, len(s.bindings))
+	for aor := range s.bindings {
+		aors = append(aors, aor)
+	}
+	s.mu.RUnlock()
+	sort.Strings(aors)
+	var out []Binding
+	for _, aor := range aors {
+		out = append(out, s.Bindings(aor, now)...)
+	}
+	return out
+}
+
+// BindingCount returns the number of stored bindings, expired ones not yet
+// purged included.
+func (s *State) BindingCount() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.nBindings
+}
+
+// NonceSecret returns the cluster's digest-nonce secret, nil until the first
+// leader has stored one.
+func (s *State) NonceSecret() []byte {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return slices.Clone(s.nonceSecret)
+}
+
+// Counts summarises the state for status pages and checks.
+type Counts struct {
+	Accounts, Tariffs, Aliases, Bindings int
+}
+
+// Counts returns how many records of each kind the state holds.
+func (s *State) Counts() Counts {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return Counts{Accounts: len(s.accounts), Tariffs: len(s.tariffs), Aliases: len(s.aliases), Bindings: s.nBindings}
+}
+
+func live(bs []*Binding, now int64) []Binding {
+	out := make([]Binding, 0, len(bs))
+	for _, b := range bs {
+		if b.ExpiresAt > now {
+			out = append(out, b.clone())
+		}
+	}
+	return out
+}
+
+func (s *State) setBindings(aor string, bs []*Binding) {
+	s.nBindings += len(bs) - len(s.bindings[aor])
+	if len(bs) == 0 {
+		delete(s.bindings, aor)
+		return
+	}
+	s.bindings[aor] = bs
+}
+
+func (a *Account) clone() Account {
+	c := *a
+	c.FollowMe = slices.Clone(a.FollowMe)
+	return c
+}
+
+func (t *Tariff) clone() Tariff {
+	c := *t
+	c.Rates = slices.Clone(t.Rates)
+	return c
+}
+
+func (a *Alias) clone() Alias {
+	c := *a
+	c.Ports = AliasPorts{UDP: slices.Clone(a.Ports.UDP), TCP: slices.Clone(a.Ports.TCP), TLS: slices.Clone(a.Ports.TLS)}
+	return c
+}
+
+func (b *Binding) clone() Binding {
+	c := *b
+	c.Path = slices.Clone(b.Path)
+	return c
+}
+
+// String gives a one-line summary, for logs.
+func (c Counts) String() string {
+	return fmt.Sprintf("accounts=%d tariffs=%d aliases=%d bindings=%d", c.Accounts, c.Tariffs, c.Aliases, c.Bindings)
+}
