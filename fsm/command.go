@@ -31,6 +31,7 @@ const (
 	TypeInitNonceSecret Type = 0x08
 	TypePutTariff       Type = 0x09
 	TypeDeleteTariff    Type = 0x0a
+	TypeCreateAccounts  Type = 0x0b
 )
 
 // Command is one change to the replicated state.
@@ -51,6 +52,7 @@ var commandTypes = map[Type]func() Command{
 	TypeInitNonceSecret: func() Command { return new(InitNonceSecret) },
 	TypePutTariff:       func() Command { return new(PutTariff) },
 	TypeDeleteTariff:    func() Command { return new(DeleteTariff) },
+	TypeCreateAccounts:  func() Command { return new(CreateAccounts) },
 }
 
 // ErrUnknownType is returned for a command type this version does not know.
@@ -164,6 +166,7 @@ type Result struct {
 	Err      *Error
 	Bindings []Binding // Register: the AOR's bindings after the change
 	Purged   int       // PurgeExpired: how many bindings were removed
+	Account  *Account  // CreateAccount, UpdateAccount: the account as stored
 }
 
 // EncodeResult and DecodeResult carry a Result across the cluster link.

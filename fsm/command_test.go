@@ -38,6 +38,9 @@ func goldenCommands() map[string]Command {
 			{Prefix: "", PerMinute: 100_000, FirstInterval: 60, NextInterval: 60},
 			{Prefix: "44", PerMinute: 20_000, ConnectFee: 50_000, FirstInterval: 1, NextInterval: 1, FreeSeconds: 5}}}},
 		"delete_tariff": &DeleteTariff{ID: "std"},
+		"create_accounts": &CreateAccounts{Now: 1700000000000, Accounts: []Account{
+			{ID: "u000000", Password: "pwu000000", Billing: Postpaid, CreditLimit: 1_000_000},
+			{ID: "u000001", Password: "pwu000001", Billing: Prepaid, Balance: 2_500_000}}},
 	}
 }
 

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"fmt"
 	"reflect"
 	"slices"
 	"sort"
@@ -24,7 +25,7 @@ func (c *CreateAccount) apply(s *State) Result {
 	}
 	if old, ok := s.accounts[a.ID]; ok {
 		if sameAccount(old, &a) {
-			return Result{}
+			return accountResult(old)
 		}
 		return refuse(CodeExists, "id", "account %s already exists", a.ID)
 	}
@@ -32,6 +33,55 @@ func (c *CreateAccount) apply(s *State) Result {
 		return r
 	}
 	s.accounts[a.ID] = &a
+	return accountResult(&a)
+}
+
+func accountResult(a *Account) Result {
+	c := a.clone()
+	return Result{Account: &c}
+}
+
+// CreateAccounts adds many accounts at once, all or none: a bulk import.
+// Accounts identical to existing ones are accepted unchanged, so a retried
+// or re-run import succeeds.
+type CreateAccounts struct {
+	Accounts []Account
+	Now      int64
+}
+
+func (*CreateAccounts) Type() Type { return TypeCreateAccounts }
+
+func (c *CreateAccounts) apply(s *State) Result {
+	fresh := make([]*Account, 0, len(c.Accounts))
+	ids := make(map[string]bool, len(c.Accounts))
+	for i := range c.Accounts {
+		a := c.Accounts[i].clone()
+		a.CreatedAt = c.Now
+		field := func(f string) string { return fmt.Sprintf("accounts[%d].%s", i, f) }
+		if err := a.Validate(); err != nil {
+			r := refuseInvalid(err)
+			r.Err.Field = field(r.Err.Field)
+			return r
+		}
+		if ids[a.ID] {
+			return refuse(CodeInvalid, field("id"), "account %s is listed twice", a.ID)
+		}
+		ids[a.ID] = true
+		if old, ok := s.accounts[a.ID]; ok {
+			if sameAccount(old, &a) {
+				continue
+			}
+			return refuse(CodeExists, field("id"), "account %s already exists", a.ID)
+		}
+		if r := s.checkAccountRefs(&a); r.Err != nil {
+			r.Err.Field = field(r.Err.Field)
+			return r
+		}
+		fresh = append(fresh, &a)
+	}
+	for _, a := range fresh {
+		s.accounts[a.ID] = a
+	}
 	return Result{}
 }
 
@@ -109,7 +159,7 @@ func (c *UpdateAccount) apply(s *State) Result {
 		return r
 	}
 	s.accounts[a.ID] = &a
-	return Result{}
+	return accountResult(&a)
 }
 
 func setIf[T any](dst *T, v *T) {

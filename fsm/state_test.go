@@ -197,6 +197,31 @@ func TestAccounts(t *testing.T) {
 	}
 }
 
+func TestCreateAccountsAllOrNone(t *testing.T) {
+	s := newTestState(t)
+	bad := &CreateAccounts{Now: t0, Accounts: []Account{
+		{ID: "2001", Password: "a", Billing: Prepaid},
+		{ID: "2002", Password: "", Billing: Prepaid},
+	}}
+	r := s.ApplyCommand(bad)
+	if r.Err == nil || r.Err.Field != "accounts[1].password" {
+		t.Fatalf("got %v, want accounts[1].password refused", r.Err)
+	}
+	if _, ok := s.Account("2001"); ok {
+		t.Fatal("half of a refused import was applied")
+	}
+	ok := &CreateAccounts{Now: t0, Accounts: []Account{{ID: "2001", Password: "a", Billing: Prepaid}, {ID: "2002", Password: "b", Billing: Postpaid}}}
+	mustApply(t, s, ok)
+	mustApply(t, s, ok) // re-running an import is safe
+	if n := s.Counts().Accounts; n != 4 {
+		t.Fatalf("%d accounts, want 4", n)
+	}
+	dup := &CreateAccounts{Now: t0, Accounts: []Account{{ID: "3001", Password: "a", Billing: Prepaid}, {ID: "3001", Password: "a", Billing: Prepaid}}}
+	if r := s.ApplyCommand(dup); r.Err == nil || r.Err.Field != "accounts[1].id" {
+		t.Fatalf("duplicate id in one import: %v", r.Err)
+	}
+}
+
 func TestAliasWatch(t *testing.T) {
 	s := New()
 	ch := s.AliasesChanged()

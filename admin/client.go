@@ -1,0 +1,178 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Client calls the admin API of one node.
+type Client struct {
+	BaseURL string // e.g. http://127.0.0.1:8080
+	Token   string
+	HTTP    *http.Client
+}
+
+// NewClient returns a client for the node at base (a URL, or host:port).
+func NewClient(base, token string) *Client {
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	return &Client{BaseURL: strings.TrimRight(base, "/"), Token: token, HTTP: &http.Client{Timeout: 30 * time.Second}}
+}
+
+// APIError is a non-2xx answer.
+type APIError struct {
+	Status int
+	Field  string
+	Msg    string
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("%d %s: %s", e.Status, http.StatusText(e.Status), e.Msg)
+}
+
+// IsNotFound reports whether err is a 404 answer.
+func IsNotFound(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status == http.StatusNotFound
+}
+
+// Do sends one request; in (if not nil) is sent as JSON and a 2xx body is
+// decoded into out (if not nil).
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		data, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w (is the node running and is --api right?)", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e Error
+		if json.Unmarshal(data, &e) != nil || e.Error == "" {
+			e.Error = strings.TrimSpace(string(data))
+		}
+		return &APIError{Status: resp.StatusCode, Field: e.Field, Msg: e.Error}
+	}
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		return nil
+	}
+	if w, ok := out.(io.Writer); ok {
+		_, err := w.Write(data)
+		return err
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// CreateAccount creates an account.
+func (c *Client) CreateAccount(ctx context.Context, a Account) (Account, error) {
+	var out Account
+	return out, c.Do(ctx, http.MethodPost, "/v1/accounts", a, &out)
+}
+
+// ImportAccounts creates up to 5000 accounts, all or none.
+func (c *Client) ImportAccounts(ctx context.Context, as []Account) error {
+	return c.Do(ctx, http.MethodPost, "/v1/accounts/import", AccountImport{Accounts: as}, nil)
+}
+
+// Account reads one account.
+func (c *Client) Account(ctx context.Context, id string) (Account, error) {
+	var out Account
+	return out, c.Do(ctx, http.MethodGet, "/v1/accounts/"+url.PathEscape(id), nil, &out)
+}
+
+// Accounts lists accounts.
+func (c *Client) Accounts(ctx context.Context) ([]Account, error) {
+	var out []Account
+	return out, c.Do(ctx, http.MethodGet, "/v1/accounts", nil, &out)
+}
+
+// UpdateAccount changes the fields set in p.
+func (c *Client) UpdateAccount(ctx context.Context, id string, p AccountPatch) (Account, error) {
+	var out Account
+	return out, c.Do(ctx, http.MethodPatch, "/v1/accounts/"+url.PathEscape(id), p, &out)
+}
+
+// DeleteAccount removes an account and its registrations.
+func (c *Client) DeleteAccount(ctx context.Context, id string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/accounts/"+url.PathEscape(id), nil, nil)
+}
+
+// PutTariff creates or replaces a tariff.
+func (c *Client) PutTariff(ctx context.Context, t Tariff) (Tariff, error) {
+	var out Tariff
+	return out, c.Do(ctx, http.MethodPost, "/v1/tariffs", t, &out)
+}
+
+// Tariffs lists tariffs.
+func (c *Client) Tariffs(ctx context.Context) ([]Tariff, error) {
+	var out []Tariff
+	return out, c.Do(ctx, http.MethodGet, "/v1/tariffs", nil, &out)
+}
+
+// DeleteTariff removes a tariff no account uses.
+func (c *Client) DeleteTariff(ctx context.Context, id string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/tariffs/"+url.PathEscape(id), nil, nil)
+}
+
+// PutAlias creates or replaces an IP alias.
+func (c *Client) PutAlias(ctx context.Context, a Alias) (Alias, error) {
+	var out Alias
+	return out, c.Do(ctx, http.MethodPost, "/v1/aliases", a, &out)
+}
+
+// Aliases lists IP aliases.
+func (c *Client) Aliases(ctx context.Context) ([]Alias, error) {
+	var out []Alias
+	return out, c.Do(ctx, http.MethodGet, "/v1/aliases", nil, &out)
+}
+
+// DeleteAlias removes an IP alias.
+func (c *Client) DeleteAlias(ctx context.Context, ip string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/aliases/"+url.PathEscape(ip), nil, nil)
+}
+
+// Registrations lists current bindings, of one account if account != "".
+func (c *Client) Registrations(ctx context.Context, account string) ([]Registration, error) {
+	path := "/v1/registrations"
+	if account != "" {
+		path += "?account=" + url.QueryEscape(account)
+	}
+	var out []Registration
+	return out, c.Do(ctx, http.MethodGet, path, nil, &out)
+}
+
+// ClusterStatus returns GET /v1/cluster as raw JSON.
+func (c *Client) ClusterStatus(ctx context.Context) (json.RawMessage, error) {
+	var out json.RawMessage
+	return out, c.Do(ctx, http.MethodGet, "/v1/cluster", nil, &out)
+}

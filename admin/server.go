@@ -1,0 +1,416 @@
+// Package admin owns troika's HTTP JSON API (DESIGN.md §7): the operator's
+// and the CLI's way to manage accounts, tariffs, aliases and the cluster,
+// and to read registrations. Every node serves it; writes are proposed to
+// the replicated state through the Backend, which forwards them to the
+// leader. It also holds the Go client the CLI and tests use.
+package admin
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/troika-sip/troika/fsm"
+)
+
+// Backend is what the API needs from the node.
+type Backend interface {
+	// Propose applies a command to the replicated state.
+	Propose(ctx context.Context, cmd fsm.Command) (fsm.Result, error)
+	// ClusterStatus describes the cluster for GET /v1/cluster (any JSON value).
+	ClusterStatus() any
+}
+
+// Config configures the API server.
+type Config struct {
+	Token   string       // bearer token required on /v1/
+	Metrics http.Handler // served on /metrics without a token; nil: 404
+	Logger  *slog.Logger
+	Now     func() time.Time
+	// WriteTimeout bounds how long a write waits for the replicated state.
+	WriteTimeout time.Duration
+}
+
+// Server is the admin API's HTTP handler.
+type Server struct {
+	cfg     Config
+	state   *fsm.State
+	backend Backend
+	mux     *http.ServeMux
+}
+
+const maxBody = 8 << 20
+
+// New returns the API handler.
+func New(cfg Config, state *fsm.State, backend Backend) (*Server, error) {
+	if len(cfg.Token) < 16 {
+		return nil, errors.New("admin: the API token must be at least 16 characters")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	s := &Server{cfg: cfg, state: state, backend: backend, mux: http.NewServeMux()}
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() {
+	v1 := func(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
+		method, path, _ := strings.Cut(pattern, " ")
+		s.mux.Handle(method+" /v1"+path, s.authed(h))
+	}
+	v1("GET /accounts", s.listAccounts)
+	v1("POST /accounts", s.createAccount)
+	v1("POST /accounts/import", s.importAccounts)
+	v1("GET /accounts/{id}", s.getAccount)
+	v1("PATCH /accounts/{id}", s.updateAccount)
+	v1("DELETE /accounts/{id}", s.deleteAccount)
+	v1("GET /tariffs", s.listTariffs)
+	v1("POST /tariffs", s.putTariff)
+	v1("GET /tariffs/{id}", s.getTariff)
+	v1("DELETE /tariffs/{id}", s.deleteTariff)
+	v1("GET /aliases", s.listAliases)
+	v1("POST /aliases", s.putAlias)
+	v1("GET /aliases/{ip}", s.getAlias)
+	v1("DELETE /aliases/{ip}", s.deleteAlias)
+	v1("GET /registrations", s.listRegistrations)
+	v1("GET /cluster", s.clusterStatus)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	if s.cfg.Metrics != nil {
+		s.mux.Handle("GET /metrics", s.cfg.Metrics)
+	}
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, Error{Error: fmt.Sprintf("no such endpoint: %s %s (see DESIGN.md §7 for the API)", r.Method, r.URL.Path)})
+	})
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// httpError is an error with the HTTP status it maps to.
+type httpError struct {
+	status int
+	body   Error
+}
+
+func (e *httpError) Error() string { return e.body.Error }
+
+func badRequest(field, format string, args ...any) error {
+	return &httpError{status: http.StatusBadRequest, body: Error{Field: field, Error: fieldMsg(field, fmt.Sprintf(format, args...))}}
+}
+
+func fieldMsg(field, msg string) string {
+	if field == "" {
+		return msg
+	}
+	return field + ": " + msg
+}
+
+func (s *Server) authed(h func(w http.ResponseWriter, r *http.Request) error) http.Handler {
+	want := []byte("Bearer " + s.cfg.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="troika"`)
+			writeJSON(w, http.StatusUnauthorized, Error{Error: "missing or wrong bearer token: pass the token the node printed at start (Authorization: Bearer TOKEN, or TROIKA_TOKEN for the CLI)"})
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		err := h(w, r)
+		if err == nil {
+			return
+		}
+		var he *httpError
+		if !errors.As(err, &he) {
+			s.cfg.Logger.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+			he = &httpError{status: http.StatusServiceUnavailable, body: Error{Error: err.Error()}}
+		}
+		writeJSON(w, he.status, he.body)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// decode reads a strict JSON body into v: unknown fields, wrong types,
+// trailing data and oversized bodies are 400s naming what is wrong.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if dec.More() {
+			return badRequest("", "unexpected data after the JSON object")
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			return badRequest("", "unexpected data after the JSON object")
+		}
+		return nil
+	}
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &typeErr):
+		return badRequest(typeErr.Field, "must be a JSON %s, not %s", typeErr.Type.Kind(), typeErr.Value)
+	case errors.As(err, &syntaxErr):
+		return badRequest("", "malformed JSON at byte %d: %v", syntaxErr.Offset, err)
+	case errors.As(err, &tooBig):
+		return &httpError{status: http.StatusRequestEntityTooLarge, body: Error{Error: fmt.Sprintf("body over %d bytes", tooBig.Limit)}}
+	case errors.Is(err, io.EOF):
+		return badRequest("", "a JSON body is required")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return badRequest(field, "unknown field")
+	default:
+		return badRequest("", "malformed JSON: %v", err)
+	}
+}
+
+// invalid maps a validation error to a 400 naming the field.
+func invalid(err error) error {
+	var fe *fsm.FieldError
+	if errors.As(err, &fe) {
+		return badRequest(fe.Field, "%s", fe.Msg)
+	}
+	return badRequest("", "%v", err)
+}
+
+// propose applies cmd and maps a refusal to its HTTP status.
+func (s *Server) propose(r *http.Request, cmd fsm.Command) (fsm.Result, error) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WriteTimeout)
+	defer cancel()
+	res, err := s.backend.Propose(ctx, cmd)
+	if err != nil {
+		return res, &httpError{status: http.StatusServiceUnavailable, body: Error{Error: "the change was not confirmed by the cluster: " + err.Error() + ". Check `troika cluster status`; it is safe to retry."}}
+	}
+	if e := res.Err; e != nil {
+		status := map[fsm.ErrCode]int{
+			fsm.CodeInvalid: http.StatusBadRequest, fsm.CodeNotFound: http.StatusNotFound,
+			fsm.CodeExists: http.StatusConflict, fsm.CodeConflict: http.StatusConflict,
+		}[e.Code]
+		if status == 0 {
+			status = http.StatusUnprocessableEntity
+		}
+		return res, &httpError{status: status, body: Error{Field: e.Field, Error: fieldMsg(e.Field, e.Msg)}}
+	}
+	return res, nil
+}
+
+func notFound(what, id string) error {
+	return &httpError{status: http.StatusNotFound, body: Error{Error: fmt.Sprintf("no %s %s", what, id)}}
+}
+
+func (s *Server) now() int64 { return s.cfg.Now().UnixMilli() }
+
+func (s *Server) listAccounts(w http.ResponseWriter, r *http.Request) error {
+	out := []Account{}
+	for _, a := range s.state.Accounts() {
+		out = append(out, accountFromFSM(a))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) error {
+	a, ok := s.state.Account(r.PathValue("id"))
+	if !ok {
+		return notFound("account", r.PathValue("id"))
+	}
+	writeJSON(w, http.StatusOK, accountFromFSM(a))
+	return nil
+}
+
+func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) error {
+	var in Account
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	a, err := in.toFSM()
+	if err != nil {
+		return invalid(err)
+	}
+	res, err := s.propose(r, &fsm.CreateAccount{Account: a, Now: s.now()})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, accountFromFSM(*res.Account))
+	return nil
+}
+
+func (s *Server) importAccounts(w http.ResponseWriter, r *http.Request) error {
+	var in AccountImport
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	if len(in.Accounts) == 0 || len(in.Accounts) > 5000 {
+		return badRequest("accounts", "send 1 to 5000 accounts per request (got %d)", len(in.Accounts))
+	}
+	cmd := &fsm.CreateAccounts{Now: s.now()}
+	for i := range in.Accounts {
+		a, err := in.Accounts[i].toFSM()
+		if err != nil {
+			var fe *fsm.FieldError
+			if errors.As(err, &fe) {
+				return badRequest(fmt.Sprintf("accounts[%d].%s", i, fe.Field), "%s", fe.Msg)
+			}
+			return badRequest(fmt.Sprintf("accounts[%d]", i), "%v", err)
+		}
+		cmd.Accounts = append(cmd.Accounts, a)
+	}
+	if _, err := s.propose(r, cmd); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"imported": len(cmd.Accounts)})
+	return nil
+}
+
+func (s *Server) updateAccount(w http.ResponseWriter, r *http.Request) error {
+	var in AccountPatch
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	p, err := in.toFSM()
+	if err != nil {
+		return invalid(err)
+	}
+	res, err := s.propose(r, &fsm.UpdateAccount{ID: r.PathValue("id"), Patch: p})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, accountFromFSM(*res.Account))
+	return nil
+}
+
+func (s *Server) deleteAccount(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.propose(r, &fsm.DeleteAccount{ID: r.PathValue("id")}); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) listTariffs(w http.ResponseWriter, r *http.Request) error {
+	out := []Tariff{}
+	for _, t := range s.state.Tariffs() {
+		out = append(out, tariffFromFSM(t))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) getTariff(w http.ResponseWriter, r *http.Request) error {
+	t, ok := s.state.Tariff(r.PathValue("id"))
+	if !ok {
+		return notFound("tariff", r.PathValue("id"))
+	}
+	writeJSON(w, http.StatusOK, tariffFromFSM(t))
+	return nil
+}
+
+func (s *Server) putTariff(w http.ResponseWriter, r *http.Request) error {
+	var in Tariff
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	t, err := in.toFSM()
+	if err != nil {
+		return invalid(err)
+	}
+	if _, err := s.propose(r, &fsm.PutTariff{Tariff: t}); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, tariffFromFSM(t))
+	return nil
+}
+
+func (s *Server) deleteTariff(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.propose(r, &fsm.DeleteTariff{ID: r.PathValue("id")}); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) listAliases(w http.ResponseWriter, r *http.Request) error {
+	out := []Alias{}
+	for _, a := range s.state.Aliases() {
+		out = append(out, aliasFromFSM(a))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) getAlias(w http.ResponseWriter, r *http.Request) error {
+	a, ok := s.state.Alias(r.PathValue("ip"))
+	if !ok {
+		return notFound("alias", r.PathValue("ip"))
+	}
+	writeJSON(w, http.StatusOK, aliasFromFSM(a))
+	return nil
+}
+
+func (s *Server) putAlias(w http.ResponseWriter, r *http.Request) error {
+	var in Alias
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	a, err := in.toFSM()
+	if err != nil {
+		return invalid(err)
+	}
+	if _, err := s.propose(r, &fsm.PutAlias{Alias: a}); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, aliasFromFSM(a))
+	return nil
+}
+
+func (s *Server) deleteAlias(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.propose(r, &fsm.DeleteAlias{IP: r.PathValue("ip")}); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) listRegistrations(w http.ResponseWriter, r *http.Request) error {
+	now := s.now()
+	var bs []fsm.Binding
+	if acct := r.URL.Query().Get("account"); acct != "" {
+		bs = s.state.Bindings(acct, now)
+	} else {
+		bs = s.state.AllBindings(now)
+	}
+	out := make([]Registration, 0, len(bs))
+	for _, b := range bs {
+		out = append(out, registrationFromFSM(b, now))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, s.backend.ClusterStatus())
+	return nil
+}

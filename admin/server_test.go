@@ -1,0 +1,190 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/troika-sip/troika/fsm"
+)
+
+// localBackend applies commands to a local fsm.State: the real state
+// machine, without consensus.
+type localBackend struct{ state *fsm.State }
+
+func (b localBackend) Propose(_ context.Context, c fsm.Command) (fsm.Result, error) {
+	data, err := fsm.Encode(c)
+	if err != nil {
+		return fsm.Result{}, err
+	}
+	return b.state.Apply(data)
+}
+
+func (b localBackend) ClusterStatus() any { return map[string]string{"leader": "test"} }
+
+const token = "test-token-0123456789"
+
+var now = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+
+func newTestAPI(t *testing.T) (*Client, *fsm.State) {
+	t.Helper()
+	st := fsm.New()
+	srv, err := New(Config{Token: token, Now: func() time.Time { return now }}, st, localBackend{st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	return NewClient(hs.URL, token), st
+}
+
+func apiErr(t *testing.T, err error) *APIError {
+	t.Helper()
+	var ae *APIError
+	if !errors.As(err, &ae) {
+		t.Fatalf("want an API error, got %v", err)
+	}
+	return ae
+}
+
+func TestAccountsLifecycle(t *testing.T) {
+	c, st := newTestAPI(t)
+	ctx := context.Background()
+	if _, err := c.PutTariff(ctx, Tariff{ID: "std", Currency: "USD", Rates: []Rate{{Prefix: "", PerMinute: "0.10"}}}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := c.CreateAccount(ctx, Account{ID: "1001", Password: "s3cret", Balance: "10.00", TariffOut: "std"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Password != "" || a.Balance != "10.00" || a.Billing != "prepaid" || a.Incoming.Mode != "registered" || a.CreatedAt == nil {
+		t.Fatalf("created %+v", a)
+	}
+	if got, _ := st.Account("1001"); got.Balance != 10_000_000 || got.Password != "s3cret" {
+		t.Fatalf("stored %+v", got)
+	}
+	_, err = c.CreateAccount(ctx, Account{ID: "1001", Password: "other"})
+	if ae := apiErr(t, err); ae.Status != http.StatusConflict || ae.Field != "id" {
+		t.Fatalf("duplicate: %+v", ae)
+	}
+	mc := 3
+	a, err = c.UpdateAccount(ctx, "1001", AccountPatch{MaxCalls: &mc})
+	if err != nil || a.MaxCalls != 3 || a.Balance != "10.00" {
+		t.Fatalf("update: %+v %v", a, err)
+	}
+	bal := "99"
+	_, err = c.UpdateAccount(ctx, "1001", AccountPatch{Balance: &bal})
+	if ae := apiErr(t, err); ae.Status != http.StatusBadRequest || ae.Field != "balance" {
+		t.Fatalf("balance patch: %+v", ae)
+	}
+	if err := c.DeleteTariff(ctx, "std"); apiErr(t, err).Status != http.StatusConflict {
+		t.Fatalf("deleting a used tariff: %v", err)
+	}
+	if err := c.DeleteAccount(ctx, "1001"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Account(ctx, "1001"); !IsNotFound(err) {
+		t.Fatalf("after delete: %v", err)
+	}
+}
+
+func TestBadInputNamesTheFieldAndChangesNothing(t *testing.T) {
+	c, st := newTestAPI(t)
+	cases := []struct {
+		method, path, body string
+		status             int
+		field              string
+	}{
+		{"POST", "/v1/accounts", `{"id":"1","password":"p","max_calls":"x"}`, 400, "max_calls"},
+		{"POST", "/v1/accounts", `{"id":"1","password":"p","colour":"red"}`, 400, "colour"},
+		{"POST", "/v1/accounts", `{"id":"1","password":"p","balance":"1e3"}`, 400, "balance"},
+		{"POST", "/v1/accounts", `{"id":"1","password":"p","billing":"weekly"}`, 400, "billing"},
+		{"POST", "/v1/accounts", `{"id":"bad id","password":"p"}`, 400, "id"},
+		{"POST", "/v1/accounts", `{"id":"1","password":""}`, 400, "password"},
+		{"POST", "/v1/accounts", `{"id":"1","password":"p","tariff_out":"nope"}`, 400, "tariff_out"},
+		{"POST", "/v1/accounts", `{"id":"1","password":"p","incoming":{"mode":"static","host":"h","port":0,"transport":"udp"}}`, 400, "incoming.port"},
+		{"POST", "/v1/accounts", `{"id":"1","password":"p"} {"id":"2"}`, 400, ""},
+		{"POST", "/v1/accounts", `{"id":`, 400, ""},
+		{"POST", "/v1/accounts", ``, 400, ""},
+		{"POST", "/v1/accounts/import", `{"accounts":[{"id":"7","password":"p"},{"id":"8","password":"p","balance":"x"}]}`, 400, "accounts[1].balance"},
+		{"POST", "/v1/tariffs", `{"id":"t","currency":"usd","rates":[{"per_minute":"0.1"}]}`, 400, "currency"},
+		{"POST", "/v1/tariffs", `{"id":"t","currency":"USD","rates":[{"per_minute":"-1"}]}`, 400, "rates[0].per_minute"},
+		{"POST", "/v1/tariffs", `{"id":"t","currency":"USD","rates":[{"per_minute":"1","first_interval":-5}]}`, 400, "rates[0].first_interval"},
+		{"POST", "/v1/aliases", `{"ip":"300.1.1.1"}`, 400, "ip"},
+		{"POST", "/v1/aliases", `{"ip":"127.0.0.2","ports":{"udp":[70000]}}`, 400, "ports.udp"},
+		{"DELETE", "/v1/aliases/127.0.0.9", ``, 404, "ip"},
+	}
+	for _, tc := range cases {
+		req, _ := http.NewRequest(tc.method, c.BaseURL+tc.path, strings.NewReader(tc.body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e Error
+		decodeJSON(t, resp, &e)
+		if resp.StatusCode != tc.status || e.Field != tc.field || e.Error == "" {
+			t.Errorf("%s %s %s: got %d field=%q %q; want %d field=%q", tc.method, tc.path, tc.body, resp.StatusCode, e.Field, e.Error, tc.status, tc.field)
+		}
+	}
+	if n := st.Counts(); n != (fsm.Counts{}) {
+		t.Fatalf("bad input changed the state: %v", n)
+	}
+}
+
+func TestTokenRequired(t *testing.T) {
+	c, st := newTestAPI(t)
+	for _, tok := range []string{"", "wrong", token + "x"} {
+		bad := NewClient(c.BaseURL, tok)
+		_, err := bad.CreateAccount(context.Background(), Account{ID: "1", Password: "p"})
+		if apiErr(t, err).Status != http.StatusUnauthorized {
+			t.Fatalf("token %q: %v", tok, err)
+		}
+	}
+	if st.Counts().Accounts != 0 {
+		t.Fatal("unauthenticated request changed the state")
+	}
+	if _, err := New(Config{Token: "short"}, st, localBackend{st}); err == nil {
+		t.Fatal("a short token was accepted")
+	}
+}
+
+func TestImportAndRegistrations(t *testing.T) {
+	c, st := newTestAPI(t)
+	ctx := context.Background()
+	var as []Account
+	for _, id := range []string{"u1", "u2", "u3"} {
+		as = append(as, Account{ID: id, Password: "pw" + id})
+	}
+	if err := c.ImportAccounts(ctx, as); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ImportAccounts(ctx, as); err != nil {
+		t.Fatalf("re-running the same import: %v", err)
+	}
+	st.ApplyCommand(&fsm.Register{AOR: "u2", CallID: "c", CSeq: 1, Now: now.UnixMilli(), Bindings: []fsm.Binding{{
+		Contact: "sip:u2@10.1.1.1:5062", Source: "10.1.1.1:5062", Transport: "udp", Ingress: "udp:127.0.0.2:5070",
+		ExpiresAt: now.Add(time.Hour).UnixMilli(), Q: 500}}})
+	regs, err := c.Registrations(ctx, "u2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(regs) != 1 || regs[0].Ingress != "udp:127.0.0.2:5070" || regs[0].Expires != 3600 || regs[0].Q != "0.5" {
+		t.Fatalf("registrations %+v", regs)
+	}
+	if all, _ := c.Registrations(ctx, ""); len(all) != 1 {
+		t.Fatalf("all registrations %+v", all)
+	}
+}
+func decodeJSON(t *testing.T, resp *http.Response, v any) {
+	t.Helper()
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("decode %d answer: %v", resp.StatusCode, err)
+	}
+}
