@@ -1,0 +1,218 @@
+package cluster
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// maxHandshakes bounds connections that have not authenticated yet, so a
+// flood of idle connections cannot pile up goroutines.
+const maxHandshakes = 256
+
+// mux accepts connections on the node's one internal port, authenticates
+// them and hands each to raft or to the forwarding server.
+type mux struct {
+	ln        net.Listener
+	key       []byte
+	log       *slog.Logger
+	raft      *raftLayer
+	onForward func(net.Conn) // runs in its own goroutine, owns the conn
+
+	handshakes chan struct{}
+	closing    chan struct{}
+	wg         sync.WaitGroup
+
+	mu     sync.Mutex
+	conns  map[*trackedConn]struct{}
+	closed bool
+}
+
+func newMux(ln net.Listener, key []byte, advertise string, log *slog.Logger) *mux {
+	m := &mux{
+		ln:         ln,
+		key:        key,
+		log:        log,
+		handshakes: make(chan struct{}, maxHandshakes),
+		closing:    make(chan struct{}),
+		conns:      map[*trackedConn]struct{}{},
+	}
+	m.raft = &raftLayer{
+		addr:   stringAddr(advertise),
+		key:    key,
+		conns:  make(chan net.Conn),
+		closed: make(chan struct{}),
+	}
+	return m
+}
+
+// serve runs the accept loop in a goroutine.
+func (m *mux) serve() {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.acceptLoop()
+	}()
+}
+
+func (m *mux) acceptLoop() {
+	var delay time.Duration
+	for {
+		conn, err := m.ln.Accept()
+		if err != nil {
+			select {
+			case <-m.closing:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			m.log.Warn("cluster port: accept failed", "error", err, "retry_in", delay)
+			select {
+			case <-m.closing:
+				return
+			case <-time.After(delay):
+			}
+			continue
+		}
+		delay = 0
+		select {
+		case m.handshakes <- struct{}{}:
+		default:
+			m.log.Warn("cluster port: too many unauthenticated connections, dropping one", "remote", conn.RemoteAddr().String())
+			_ = conn.Close()
+			continue
+		}
+		tc := m.track(conn)
+		if tc == nil {
+			<-m.handshakes
+			continue
+		}
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.handle(tc)
+		}()
+	}
+}
+
+func (m *mux) handle(conn *trackedConn) {
+	typ, err := serverHandshake(conn, m.key, handshakeTimeout)
+	<-m.handshakes
+	if err != nil {
+		m.log.Warn("cluster port: refused a connection", "remote", conn.RemoteAddr().String(), "error", err)
+		_ = conn.Close()
+		return
+	}
+	switch typ {
+	case connRaft:
+		select {
+		case m.raft.conns <- conn:
+		case <-m.raft.closed:
+			_ = conn.Close()
+		case <-m.closing:
+			_ = conn.Close()
+		}
+	case connForward:
+		m.onForward(conn)
+	}
+}
+
+// track registers conn so close can reach it; nil when already closed.
+func (m *mux) track(conn net.Conn) *trackedConn {
+	tc := &trackedConn{Conn: conn}
+	tc.untrack = func() {
+		m.mu.Lock()
+		delete(m.conns, tc)
+		m.mu.Unlock()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		_ = conn.Close()
+		return nil
+	}
+	m.conns[tc] = struct{}{}
+	return tc
+}
+
+// close stops accepting and closes every accepted connection, then waits
+// for the mux's goroutines. Forwarding handlers must watch their conn.
+func (m *mux) close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	close(m.closing)
+	conns := make([]*trackedConn, 0, len(m.conns))
+	for c := range m.conns {
+		conns = append(conns, c)
+	}
+	m.mu.Unlock()
+	err := m.ln.Close()
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	m.wg.Wait()
+	return err
+}
+
+type trackedConn struct {
+	net.Conn
+	once    sync.Once
+	untrack func()
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(c.untrack)
+	return c.Conn.Close()
+}
+
+// raftLayer is the raft.StreamLayer of the node's port: Accept yields the
+// authenticated raft connections the mux hands over; Dial authenticates.
+type raftLayer struct {
+	addr      stringAddr
+	key       []byte
+	conns     chan net.Conn
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+var _ raft.StreamLayer = (*raftLayer)(nil)
+
+func (l *raftLayer) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *raftLayer) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return nil
+}
+
+// Addr is the advertised address: raft uses it as this node's address.
+func (l *raftLayer) Addr() net.Addr { return l.addr }
+
+func (l *raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return dialAuth(string(address), l.key, connRaft, timeout)
+}
+
+type stringAddr string
+
+func (a stringAddr) Network() string { return "tcp" }
+func (a stringAddr) String() string  { return string(a) }

@@ -1,0 +1,510 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+
+	"github.com/troika-sip/troika/fsm"
+)
+
+const (
+	snapshotsRetained = 2
+	transportMaxPool  = 3
+	transportTimeout  = 10 * time.Second
+	logCacheSize      = 1024
+	// maxApplyEnqueue bounds how long raft.Apply waits to enqueue a
+	// command when the caller's context has no sooner deadline.
+	maxApplyEnqueue = 10 * time.Second
+)
+
+// ErrShutdown is returned by a Node's methods after Shutdown.
+var ErrShutdown = errors.New("cluster node is shut down")
+
+// errNoLeader: no leader is known right now.
+var errNoLeader = errors.New("no leader known")
+
+// Node is this process's member of the cluster.
+type Node struct {
+	cfg       Config
+	log       *slog.Logger
+	state     *fsm.State
+	fsm       *raftFSM
+	raft      *raft.Raft
+	trans     *raft.NetworkTransport
+	store     *raftboltdb.BoltStore
+	snaps     *raft.FileSnapshotStore
+	mux       *mux
+	fwd       *fwdClient
+	advertise string
+
+	ctx      context.Context // ends at Shutdown
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	notifyCh chan bool
+	raftDone chan struct{} // closed once raft has shut down
+	obsCh    chan raft.Observation
+	observer *raft.Observer
+
+	watchMu     sync.Mutex
+	leaderWatch chan struct{} // closed and replaced at each leader change
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// Start opens (or creates) this node's raft state in cfg.DataDir, starts
+// listening on the cluster port and joins the cluster: by bootstrapping it
+// from cfg.Peers (or alone with cfg.Bootstrap) when there is no state yet,
+// or by asking cfg.Join members to add it. state receives every committed
+// command; it must be fresh (raft replays the log into it).
+//
+// ctx bounds the work Start leaves running in the background on its
+// behalf (join retries); cancelling it later does not stop the node:
+// Shutdown does.
+func Start(ctx context.Context, cfg Config, state *fsm.State) (n *Node, err error) {
+	if state == nil {
+		return nil, errors.New("cluster: start: nil fsm state")
+	}
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("cluster: start: %w", err)
+	}
+	log := cfg.Logger.With("node", cfg.NodeID)
+
+	var cleanup []func()
+	defer func() {
+		if err != nil {
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				cleanup[i]()
+			}
+		}
+	}()
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("cluster: data dir: %w", err)
+	}
+
+	ln := cfg.Listener
+	if ln == nil {
+		ln, err = net.Listen("tcp", cfg.BindAddr)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: listen on %s: %w", cfg.BindAddr, err)
+		}
+	}
+	cleanup = append(cleanup, func() { _ = ln.Close() })
+	advertise := cfg.AdvertiseAddr
+	if advertise == "" {
+		advertise = ln.Addr().String()
+	}
+	if err := cfg.checkAdvertise(advertise); err != nil {
+		return nil, err
+	}
+
+	dbPath := filepath.Join(cfg.DataDir, "raft.db")
+	store, err := raftboltdb.New(raftboltdb.Options{
+		Path:        dbPath,
+		BoltOptions: &bbolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true},
+	})
+	if err != nil {
+		if errors.Is(err, bbolt.ErrTimeout) {
+			return nil, fmt.Errorf("cluster: open %s: locked by another process: is another node running on this data dir?", dbPath)
+		}
+		return nil, fmt.Errorf("cluster: open %s: %w", dbPath, err)
+	}
+	cleanup = append(cleanup, func() { _ = store.Close() })
+
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, snapshotsRetained, newHCLog(log, "raft-snapshot"))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: snapshot store in %s: %w", cfg.DataDir, err)
+	}
+
+	nctx, cancel := context.WithCancel(context.Background())
+	cleanup = append(cleanup, cancel)
+	n = &Node{
+		cfg:         cfg,
+		log:         log,
+		state:       state,
+		fsm:         &raftFSM{state: state, log: log},
+		store:       store,
+		snaps:       snaps,
+		fwd:         newFwdClient(cfg.Key, log),
+		advertise:   advertise,
+		ctx:         nctx,
+		cancel:      cancel,
+		notifyCh:    make(chan bool, 16),
+		raftDone:    make(chan struct{}),
+		obsCh:       make(chan raft.Observation, 64),
+		leaderWatch: make(chan struct{}),
+	}
+	n.mux = newMux(ln, cfg.Key, advertise, log)
+	n.mux.onForward = n.serveForward
+	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  n.mux.raft,
+		MaxPool: transportMaxPool,
+		Timeout: transportTimeout,
+		Logger:  newHCLog(log, "raft-net"),
+	})
+	cleanup = append(cleanup, func() { _ = n.trans.Close() })
+
+	rc := n.raftConfig()
+	if err := raft.ValidateConfig(rc); err != nil {
+		return nil, fmt.Errorf("cluster: raft config: %w", err)
+	}
+	existing, err := raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: read raft state in %s: %w", cfg.DataDir, err)
+	}
+
+	// Replication reads recent entries back from the log store: serve them
+	// from memory.
+	logs, err := raft.NewLogCache(logCacheSize, store)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: log cache: %w", err)
+	}
+	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, n.trans)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: start raft: %w", err)
+	}
+	n.raft = r
+	cleanup = append(cleanup, func() { _ = r.Shutdown().Error() })
+
+	n.observer = raft.NewObserver(n.obsCh, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.LeaderObservation, raft.RaftState:
+			return true
+		}
+		return false
+	})
+	r.RegisterObserver(n.observer)
+
+	join := false
+	switch {
+	case existing:
+		log.Info("cluster: found existing raft state; resuming", "data_dir", cfg.DataDir, "addr", advertise)
+	case len(cfg.Peers) > 0 || cfg.Bootstrap:
+		servers := []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(cfg.NodeID), Address: raft.ServerAddress(advertise)}}
+		if len(cfg.Peers) > 0 {
+			servers = servers[:0]
+			for _, p := range cfg.Peers {
+				servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr)})
+			}
+		}
+		if err := r.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
+			return nil, fmt.Errorf("cluster: bootstrap with %d voter(s): %w", len(servers), err)
+		}
+		log.Info("cluster: bootstrapped a new cluster", "voters", len(servers), "addr", advertise)
+	case len(cfg.Join) > 0:
+		join = true
+	default:
+		log.Info("cluster: no raft state, no peers and nothing to join: waiting for a member to add this node", "addr", advertise)
+	}
+
+	// From here on nothing fails: start the background work.
+	n.mux.serve()
+	n.wg.Add(2)
+	go func() { defer n.wg.Done(); n.leadershipLoop() }()
+	go func() { defer n.wg.Done(); n.observeLoop() }()
+	if join {
+		jctx, jcancel := context.WithCancel(n.ctx)
+		stop := context.AfterFunc(ctx, jcancel)
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			defer stop()
+			defer jcancel()
+			n.joinLoop(jctx)
+		}()
+	}
+	return n, nil
+}
+
+func (n *Node) raftConfig() *raft.Config {
+	c := raft.DefaultConfig()
+	c.LocalID = raft.ServerID(n.cfg.NodeID)
+	c.Logger = newHCLog(n.log, "raft")
+	c.NotifyCh = n.notifyCh
+	c.BatchApplyCh = true
+	c.MaxAppendEntries = 256
+	c.SnapshotThreshold = n.cfg.SnapshotThreshold
+	c.SnapshotInterval = n.cfg.SnapshotInterval
+	c.TrailingLogs = n.cfg.TrailingLogs
+	c.HeartbeatTimeout = n.cfg.HeartbeatTimeout
+	c.ElectionTimeout = n.cfg.ElectionTimeout
+	c.LeaderLeaseTimeout = n.cfg.LeaderLeaseTimeout
+	// A removed node stays up as a non-member, so it can be added back
+	// without a restart.
+	c.ShutdownOnRemove = false
+	return c
+}
+
+// Shutdown stops the node: no leadership transfer (call
+// TransferLeadership first for a planned stop). Safe to call twice.
+func (n *Node) Shutdown() error {
+	n.shutdownOnce.Do(func() {
+		n.log.Info("cluster: shutting down")
+		n.cancel() // join, OnLeader, forwarded requests in progress
+		var errs []error
+		if err := n.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
+		}
+		close(n.raftDone)
+		n.raft.DeregisterObserver(n.observer)
+		n.trans.CloseStreams()
+		if err := n.mux.close(); err != nil {
+			errs = append(errs, fmt.Errorf("close cluster port: %w", err))
+		}
+		n.fwd.close()
+		n.wg.Wait()
+		if err := n.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close raft.db: %w", err))
+		}
+		if len(errs) > 0 {
+			n.shutdownErr = fmt.Errorf("cluster: shutdown: %w", errors.Join(errs...))
+		}
+	})
+	return n.shutdownErr
+}
+
+func (n *Node) alive() error {
+	if n.ctx.Err() != nil {
+		return ErrShutdown
+	}
+	return nil
+}
+
+// ID returns this node's raft id.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// Addr returns the address other nodes reach this node at.
+func (n *Node) Addr() string { return n.advertise }
+
+// IsLeader reports whether this node is the raft leader right now.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the current leader as this node knows it; empty strings
+// when none is known.
+func (n *Node) Leader() (id, addr string) {
+	a, i := n.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// WaitLeader waits until some leader is known.
+func (n *Node) WaitLeader(ctx context.Context) error {
+	start := time.Now()
+	for {
+		watch := n.leaderChanged()
+		if _, id := n.raft.LeaderWithID(); id != "" {
+			return nil
+		}
+		if err := n.alive(); err != nil {
+			return err
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("cluster: no leader after %s: is a majority of the voters up and reachable? %w",
+				time.Since(start).Round(time.Millisecond), ctx.Err())
+		case <-n.ctx.Done():
+		case <-watch:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// leaderChanged returns a channel closed at the next leader or raft state
+// change this node observes.
+func (n *Node) leaderChanged() <-chan struct{} {
+	n.watchMu.Lock()
+	defer n.watchMu.Unlock()
+	return n.leaderWatch
+}
+
+func (n *Node) observeLoop() {
+	for {
+		select {
+		case o := <-n.obsCh:
+			if lo, ok := o.Data.(raft.LeaderObservation); ok {
+				n.log.Info("cluster: leader changed", "leader_id", string(lo.LeaderID), "leader_addr", string(lo.LeaderAddr))
+				if lo.LeaderAddr != "" {
+					n.fwd.closeExcept(string(lo.LeaderAddr))
+				}
+			}
+			n.watchMu.Lock()
+			close(n.leaderWatch)
+			n.leaderWatch = make(chan struct{})
+			n.watchMu.Unlock()
+		case <-n.ctx.Done():
+			return
+		}
+	}
+}
+
+// leadershipLoop drains NotifyCh (raft blocks on it) until raft is down,
+// and runs the leader routine for each term this node leads.
+func (n *Node) leadershipLoop() {
+	var cancel context.CancelFunc
+	stop := func() {
+		if cancel != nil {
+			cancel()
+			cancel = nil
+		}
+	}
+	defer stop()
+	for {
+		select {
+		case isLeader := <-n.notifyCh:
+			stop()
+			if !isLeader {
+				n.log.Info("cluster: lost leadership")
+				continue
+			}
+			if n.ctx.Err() != nil {
+				continue
+			}
+			cancel = n.startLeader()
+		case <-n.raftDone:
+			return
+		}
+	}
+}
+
+// startLeader starts the leader routine for one term; the returned func
+// ends it.
+func (n *Node) startLeader() context.CancelFunc {
+	ctx, cancel := context.WithCancel(n.ctx)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.runLeader(ctx)
+	}()
+	return cancel
+}
+
+func (n *Node) runLeader(ctx context.Context) {
+	start := time.Now()
+	for {
+		err := waitFuture(ctx, n.raft.Barrier(0))
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown) {
+			return
+		}
+		n.log.Warn("cluster: leader barrier failed; retrying", "error", err)
+		if sleepCtx(ctx, 100*time.Millisecond) != nil {
+			return
+		}
+	}
+	n.log.Info("cluster: this node leads; state is up to date", "term", n.raft.CurrentTerm(),
+		"applied_index", n.raft.AppliedIndex(), "barrier", time.Since(start).Round(time.Millisecond))
+	if n.cfg.OnLeader != nil {
+		n.cfg.OnLeader(ctx)
+	}
+}
+
+// Snapshot takes a raft snapshot now (e.g. before an upgrade). A snapshot
+// that is already current is not an error.
+func (n *Node) Snapshot(ctx context.Context) error {
+	if err := n.alive(); err != nil {
+		return err
+	}
+	f := n.raft.Snapshot()
+	if err := waitFuture(ctx, f); err != nil {
+		if errors.Is(err, raft.ErrNothingNewToSnapshot) {
+			n.log.Info("cluster: snapshot requested; the last one is current")
+			return nil
+		}
+		return fmt.Errorf("cluster: snapshot: %w", err)
+	}
+	meta, _, err := f.Open()
+	if err == nil {
+		n.log.Info("cluster: snapshot taken", "index", meta.Index, "term", meta.Term, "size", meta.Size)
+	}
+	return nil
+}
+
+// TransferLeadership hands leadership to another voter (for a planned stop)
+// and waits until someone else leads. A no-op if this node does not lead
+// or is the only voter.
+func (n *Node) TransferLeadership(ctx context.Context) error {
+	if err := n.alive(); err != nil {
+		return err
+	}
+	if !n.IsLeader() {
+		return nil
+	}
+	cf := n.raft.GetConfiguration()
+	if err := waitFuture(ctx, cf); err != nil {
+		return fmt.Errorf("cluster: transfer leadership: %w", err)
+	}
+	others := 0
+	for _, s := range cf.Configuration().Servers {
+		if s.Suffrage == raft.Voter && string(s.ID) != n.cfg.NodeID {
+			others++
+		}
+	}
+	if others == 0 {
+		return nil
+	}
+	if err := waitFuture(ctx, n.raft.LeadershipTransfer()); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) {
+			return nil
+		}
+		return fmt.Errorf("cluster: transfer leadership: %w", err)
+	}
+	for {
+		watch := n.leaderChanged()
+		if _, id := n.raft.LeaderWithID(); id != "" && string(id) != n.cfg.NodeID {
+			n.log.Info("cluster: leadership transferred", "to", string(id))
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: transfer leadership: no new leader yet: %w", ctx.Err())
+		case <-watch:
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// waitFuture waits for f, or for ctx to end.
+func waitFuture(ctx context.Context, f raft.Future) error {
+	if ctx.Done() == nil {
+		return f.Error()
+	}
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,459 @@
+package main
+
+import (
+	"bufio"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/troika-sip/troika/admin"
+)
+
+// show prints v as JSON, or as a table of the given columns.
+func show(api *apiFlags, v any, header []string, rows func(add func(cols ...any))) error {
+	switch api.output {
+	case "json":
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	case "table":
+		w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, strings.Join(header, "\t"))
+		rows(func(cols ...any) {
+			s := make([]string, len(cols))
+			for i, c := range cols {
+				s[i] = fmt.Sprint(c)
+			}
+			fmt.Fprintln(w, strings.Join(s, "\t"))
+		})
+		return w.Flush()
+	default:
+		return fmt.Errorf("--output %q: use table or json", api.output)
+	}
+}
+
+func accountCmd(api *apiFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "account", Short: "Manage accounts"}
+	rows := func(as []admin.Account) func(add func(...any)) {
+		return func(add func(...any)) {
+			for _, a := range as {
+				in := a.Incoming.Mode
+				if in == "static" {
+					in = fmt.Sprintf("static %s:%s:%d", a.Incoming.Transport, a.Incoming.Host, a.Incoming.Port)
+				}
+				add(a.ID, a.Billing, a.Balance, a.CreditLimit, a.TariffOut, a.TariffIn, a.MaxCalls, in, a.Blocked)
+			}
+		}
+	}
+	header := []string{"ID", "BILLING", "BALANCE", "CREDIT_LIMIT", "TARIFF_OUT", "TARIFF_IN", "MAX_CALLS", "INCOMING", "BLOCKED"}
+
+	var a admin.Account
+	create := &cobra.Command{
+		Use: "create", Short: "Create an account", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out, err := api.client().CreateAccount(cmd.Context(), a)
+			if err != nil {
+				return err
+			}
+			return show(api, out, header, rows([]admin.Account{out}))
+		},
+	}
+	f := create.Flags()
+	f.StringVar(&a.ID, "id", "", "account id, also its SIP user name (required)")
+	f.StringVar(&a.Password, "password", "", "SIP password (required)")
+	f.StringVar(&a.Billing, "billing", "prepaid", "prepaid or postpaid")
+	f.StringVar(&a.Balance, "balance", "0", "opening balance, e.g. 10.00")
+	f.StringVar(&a.CreditLimit, "credit-limit", "0", "postpaid credit limit")
+	f.StringVar(&a.TariffOut, "tariff-out", "", "tariff for outgoing calls")
+	f.StringVar(&a.TariffIn, "tariff-in", "", "tariff for incoming calls")
+	f.StringVar(&a.ServicePolicy, "service-policy", "", "service policy id")
+	f.IntVar(&a.MaxCalls, "max-calls", 0, "max concurrent calls (0: unlimited)")
+	f.IntVar(&a.MaxContacts, "max-contacts", 0, "max registered contacts (0: registrar default)")
+
+	get := &cobra.Command{
+		Use: "get ID", Short: "Show an account", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out, err := api.client().Account(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return show(api, out, header, rows([]admin.Account{out}))
+		},
+	}
+	list := &cobra.Command{
+		Use: "list", Short: "List accounts", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out, err := api.client().Accounts(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return show(api, out, header, rows(out))
+		},
+	}
+
+	var p admin.AccountPatch
+	var password, billing, creditLimit, tariffOut, tariffIn, policy string
+	var maxCalls, maxContacts int
+	var blocked bool
+	update := &cobra.Command{
+		Use: "update ID", Short: "Change an account's fields (only the flags given)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fl := cmd.Flags()
+			setS := func(name string, dst **string, v *string) {
+				if fl.Changed(name) {
+					*dst = v
+				}
+			}
+			setS("password", &p.Password, &password)
+			setS("billing", &p.Billing, &billing)
+			setS("credit-limit", &p.CreditLimit, &creditLimit)
+			setS("tariff-out", &p.TariffOut, &tariffOut)
+			setS("tariff-in", &p.TariffIn, &tariffIn)
+			setS("service-policy", &p.ServicePolicy, &policy)
+			if fl.Changed("max-calls") {
+				p.MaxCalls = &maxCalls
+			}
+			if fl.Changed("max-contacts") {
+				p.MaxContacts = &maxContacts
+			}
+			if fl.Changed("blocked") {
+				p.Blocked = &blocked
+			}
+			out, err := api.client().UpdateAccount(cmd.Context(), args[0], p)
+			if err != nil {
+				return err
+			}
+			return show(api, out, header, rows([]admin.Account{out}))
+		},
+	}
+	uf := update.Flags()
+	uf.StringVar(&password, "password", "", "new SIP password")
+	uf.StringVar(&billing, "billing", "", "prepaid or postpaid")
+	uf.StringVar(&creditLimit, "credit-limit", "", "postpaid credit limit")
+	uf.StringVar(&tariffOut, "tariff-out", "", "tariff for outgoing calls")
+	uf.StringVar(&tariffIn, "tariff-in", "", "tariff for incoming calls")
+	uf.StringVar(&policy, "service-policy", "", "service policy id")
+	uf.IntVar(&maxCalls, "max-calls", 0, "max concurrent calls (0: unlimited)")
+	uf.IntVar(&maxContacts, "max-contacts", 0, "max registered contacts (0: registrar default)")
+	uf.BoolVar(&blocked, "blocked", false, "block (true) or unblock (false) the account")
+
+	del := &cobra.Command{
+		Use: "delete ID", Short: "Delete an account and its registrations", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := api.client().DeleteAccount(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Printf("account %s deleted\n", args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(create, get, list, update, del, importCmd(api))
+	return cmd
+}
+
+// importCmd bulk-creates accounts from CSV lines id,password[,billing,balance,tariff_out,tariff_in].
+func importCmd(api *apiFlags) *cobra.Command {
+	var batch int
+	cmd := &cobra.Command{
+		Use:   "import FILE.csv",
+		Short: "Create many accounts from a CSV file (id,password[,billing,balance,tariff_out,tariff_in]; - for stdin)",
+		Long: `Create many accounts from CSV lines: id,password[,billing,balance,tariff_out,tariff_in].
+Accounts are sent in batches; each batch is created all or none. Re-running an
+import after a failure is safe: accounts identical to existing ones are accepted
+unchanged. Progress is printed after every batch.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var in io.Reader = os.Stdin
+			if args[0] != "-" {
+				f, err := os.Open(args[0])
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				in = f
+			}
+			r := csv.NewReader(bufio.NewReader(in))
+			r.FieldsPerRecord = -1
+			r.Comment = '#'
+			c := api.client()
+			var pending []admin.Account
+			done, line := 0, 0
+			flush := func() error {
+				if len(pending) == 0 {
+					return nil
+				}
+				if err := c.ImportAccounts(cmd.Context(), pending); err != nil {
+					var ae *admin.APIError
+					if errors.As(err, &ae) && ae.Field != "" {
+						return fmt.Errorf("batch ending at line %d: %w (the %d accounts before this batch were created; fix the file and run the import again)", line, err, done)
+					}
+					return fmt.Errorf("batch ending at line %d: %w (%d accounts created before it; re-running is safe)", line, err, done)
+				}
+				done += len(pending)
+				pending = pending[:0]
+				fmt.Fprintf(os.Stderr, "imported %d accounts\n", done)
+				return nil
+			}
+			for {
+				rec, err := r.Read()
+				if err == io.EOF {
+					break
+				}
+				line++
+				if err != nil {
+					return fmt.Errorf("line %d: %w", line, err)
+				}
+				if len(rec) < 2 {
+					return fmt.Errorf("line %d: need at least id,password", line)
+				}
+				a := admin.Account{ID: rec[0], Password: rec[1]}
+				for i, dst := range []*string{&a.Billing, &a.Balance, &a.TariffOut, &a.TariffIn} {
+					if len(rec) > i+2 {
+						*dst = rec[i+2]
+					}
+				}
+				pending = append(pending, a)
+				if len(pending) >= batch {
+					if err := flush(); err != nil {
+						return err
+					}
+				}
+			}
+			if err := flush(); err != nil {
+				return err
+			}
+			fmt.Printf("%d accounts imported\n", done)
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&batch, "batch", 2000, "accounts per request (at most 5000)")
+	return cmd
+}
+
+func tariffCmd(api *apiFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "tariff", Short: "Manage tariffs"}
+	header := []string{"ID", "CURRENCY", "PREFIX", "PER_MINUTE", "CONNECT_FEE", "INTERVALS", "FREE_S"}
+	rows := func(ts []admin.Tariff) func(add func(...any)) {
+		return func(add func(...any)) {
+			for _, t := range ts {
+				for _, r := range t.Rates {
+					prefix := r.Prefix
+					if prefix == "" {
+						prefix = "(any)"
+					}
+					add(t.ID, t.Currency, prefix, r.PerMinute, r.ConnectFee, fmt.Sprintf("%d/%d", r.FirstInterval, r.NextInterval), r.FreeSeconds)
+				}
+			}
+		}
+	}
+	var t admin.Tariff
+	var rates []string
+	var file string
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Create or replace a tariff",
+		Long: `Create or replace a tariff, from --file (JSON as GET /v1/tariffs/{id} shows it)
+or from flags: --id demo --currency USD --rate "prefix=44,per_minute=0.02,connect_fee=0.01,first=1,next=1,free=5" (repeatable).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file != "" {
+				data, err := os.ReadFile(file)
+				if err != nil {
+					return err
+				}
+				if err := json.Unmarshal(data, &t); err != nil {
+					return fmt.Errorf("%s: %w", file, err)
+				}
+			}
+			for _, spec := range rates {
+				r, err := parseRate(spec)
+				if err != nil {
+					return err
+				}
+				t.Rates = append(t.Rates, r)
+			}
+			out, err := api.client().PutTariff(cmd.Context(), t)
+			if err != nil {
+				return err
+			}
+			return show(api, out, header, rows([]admin.Tariff{out}))
+		},
+	}
+	create.Flags().StringVar(&t.ID, "id", "", "tariff id")
+	create.Flags().StringVar(&t.Currency, "currency", "USD", "ISO 4217 currency code")
+	create.Flags().StringArrayVar(&rates, "rate", nil, `a rate: "prefix=44,per_minute=0.02[,connect_fee=..,first=..,next=..,free=..]"`)
+	create.Flags().StringVarP(&file, "file", "f", "", "tariff as a JSON file")
+	list := &cobra.Command{
+		Use: "list", Short: "List tariffs", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out, err := api.client().Tariffs(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return show(api, out, header, rows(out))
+		},
+	}
+	del := &cobra.Command{
+		Use: "delete ID", Short: "Delete a tariff no account uses", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := api.client().DeleteTariff(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Printf("tariff %s deleted\n", args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(create, list, del)
+	return cmd
+}
+
+func parseRate(spec string) (admin.Rate, error) {
+	var r admin.Rate
+	for _, kv := range strings.Split(spec, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok {
+			return r, fmt.Errorf("--rate %q: %q is not key=value", spec, kv)
+		}
+		num := func(dst *int) error {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("--rate %q: %s must be a whole number of seconds", spec, k)
+			}
+			*dst = n
+			return nil
+		}
+		var err error
+		switch k {
+		case "prefix":
+			r.Prefix = v
+		case "per_minute":
+			r.PerMinute = v
+		case "connect_fee":
+			r.ConnectFee = v
+		case "first":
+			err = num(&r.FirstInterval)
+		case "next":
+			err = num(&r.NextInterval)
+		case "free":
+			err = num(&r.FreeSeconds)
+		default:
+			err = fmt.Errorf("--rate %q: unknown key %q (prefix, per_minute, connect_fee, first, next, free)", spec, k)
+		}
+		if err != nil {
+			return r, err
+		}
+	}
+	return r, nil
+}
+
+func aliasCmd(api *apiFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "alias", Short: "Manage IP aliases (extra addresses the switch answers on)"}
+	header := []string{"IP", "EXTRA_UDP", "EXTRA_TCP", "EXTRA_TLS"}
+	rows := func(as []admin.Alias) func(add func(...any)) {
+		return func(add func(...any)) {
+			for _, a := range as {
+				add(a.IP, ints(a.Ports.UDP), ints(a.Ports.TCP), ints(a.Ports.TLS))
+			}
+		}
+	}
+	var a admin.Alias
+	add := &cobra.Command{
+		Use: "add IP", Short: "Add or replace an IP alias", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			a.IP = args[0]
+			out, err := api.client().PutAlias(cmd.Context(), a)
+			if err != nil {
+				return err
+			}
+			return show(api, out, header, rows([]admin.Alias{out}))
+		},
+	}
+	add.Flags().IntSliceVar(&a.Ports.UDP, "udp", nil, "extra UDP ports, e.g. --udp 5070,5080")
+	add.Flags().IntSliceVar(&a.Ports.TCP, "tcp", nil, "extra TCP ports")
+	add.Flags().IntSliceVar(&a.Ports.TLS, "tls", nil, "extra TLS ports")
+	list := &cobra.Command{
+		Use: "list", Short: "List IP aliases", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out, err := api.client().Aliases(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return show(api, out, header, rows(out))
+		},
+	}
+	del := &cobra.Command{
+		Use: "delete IP", Short: "Remove an IP alias", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := api.client().DeleteAlias(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Printf("alias %s deleted\n", args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(add, list, del)
+	return cmd
+}
+
+func ints(v []int) string {
+	if len(v) == 0 {
+		return "-"
+	}
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
+}
+
+func registrationCmd(api *apiFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "registration", Aliases: []string{"reg"}, Short: "Show registrations"}
+	var account string
+	list := &cobra.Command{
+		Use: "list", Short: "List current registrations (bindings) with their ingress socket", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out, err := api.client().Registrations(cmd.Context(), account)
+			if err != nil {
+				return err
+			}
+			return show(api, out, []string{"ACCOUNT", "CONTACT", "SOURCE", "INGRESS", "EXPIRES", "USER_AGENT"}, func(add func(...any)) {
+				for _, r := range out {
+					add(r.Account, r.Contact, r.Source, r.Ingress, r.Expires, r.UserAgent)
+				}
+			})
+		},
+	}
+	list.Flags().StringVar(&account, "account", "", "only this account's bindings")
+	cmd.AddCommand(list)
+	return cmd
+}
+
+func clusterCmd(api *apiFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "cluster", Short: "Cluster operations"}
+	status := &cobra.Command{
+		Use: "status", Short: "Show members, leader, raft indexes and SIP sockets", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			raw, err := api.client().ClusterStatus(cmd.Context())
+			if err != nil {
+				return err
+			}
+			var pretty any
+			if err := json.Unmarshal(raw, &pretty); err != nil {
+				return err
+			}
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(pretty)
+		},
+	}
+	cmd.AddCommand(status)
+	return cmd
+}

@@ -1,0 +1,252 @@
+package node
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is a node's configuration file (TOML). deploy/troika.example.toml
+// documents every key.
+type Config struct {
+	NodeID    string          `toml:"node_id"`
+	DataDir   string          `toml:"data_dir"`
+	LogLevel  string          `toml:"log_level"`
+	Cluster   ClusterConfig   `toml:"cluster"`
+	SIP       SIPConfig       `toml:"sip"`
+	Registrar RegistrarConfig `toml:"registrar"`
+	Admin     AdminConfig     `toml:"admin"`
+}
+
+// ClusterConfig is the [cluster] section.
+type ClusterConfig struct {
+	Bind      string   `toml:"bind"`
+	Advertise string   `toml:"advertise"`
+	Key       string   `toml:"key"`
+	KeyFile   string   `toml:"key_file"`
+	Peers     []string `toml:"peers"`
+	Bootstrap bool     `toml:"bootstrap"`
+	Join      []string `toml:"join"`
+}
+
+// SIPConfig is the [sip] section.
+type SIPConfig struct {
+	Addresses    []string `toml:"addresses"`
+	UDPPorts     []int    `toml:"udp_ports"`
+	TCPPorts     []int    `toml:"tcp_ports"`
+	TLSPorts     []int    `toml:"tls_ports"`
+	TLSCert      string   `toml:"tls_cert"`
+	TLSKey       string   `toml:"tls_key"`
+	ServeAliases bool     `toml:"serve_aliases"`
+}
+
+// RegistrarConfig is the [registrar] section.
+type RegistrarConfig struct {
+	Realm          string        `toml:"realm"`
+	DefaultExpires int           `toml:"default_expires"`
+	MinExpires     int           `toml:"min_expires"`
+	MaxExpires     int           `toml:"max_expires"`
+	MaxContacts    int           `toml:"max_contacts"`
+	NonceTTL       time.Duration `toml:"nonce_ttl"`
+	Algorithms     []string      `toml:"algorithms"`
+}
+
+// AdminConfig is the [admin] section.
+type AdminConfig struct {
+	Listen    string `toml:"listen"`
+	Token     string `toml:"token"`
+	TokenFile string `toml:"token_file"`
+}
+
+// LoadConfig reads a TOML file. Unknown keys are errors (a typo must not
+// silently fall back to a default); missing keys take defaults.
+func LoadConfig(path string) (Config, error) {
+	var c Config
+	md, err := toml.DecodeFile(path, &c)
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return Config{}, fmt.Errorf("config %s: unknown keys %s (see deploy/troika.example.toml)", path, strings.Join(keys, ", "))
+	}
+	c.applyDefaults()
+	if err := c.resolveSecrets(); err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+func (c *Config) applyDefaults() {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if len(c.SIP.UDPPorts) == 0 && len(c.SIP.TCPPorts) == 0 && len(c.SIP.TLSPorts) == 0 {
+		c.SIP.UDPPorts, c.SIP.TCPPorts = []int{5060}, []int{5060}
+	}
+	if c.Registrar.Realm == "" {
+		c.Registrar.Realm = "troika"
+	}
+	def(&c.Registrar.DefaultExpires, 3600)
+	def(&c.Registrar.MinExpires, 60)
+	def(&c.Registrar.MaxExpires, 7200)
+	def(&c.Registrar.MaxContacts, 10)
+	if len(c.Registrar.Algorithms) == 0 {
+		// MD5 first: many phones (and SIPp) read only the first challenge
+		// and know only MD5. Clients that follow RFC 8760 then pick MD5 too;
+		// put SHA-256 first where every phone supports it.
+		c.Registrar.Algorithms = []string{"MD5", "SHA-256"}
+	}
+	if c.Registrar.NonceTTL == 0 {
+		c.Registrar.NonceTTL = 5 * time.Minute
+	}
+	if c.Admin.Listen == "" {
+		c.Admin.Listen = "127.0.0.1:8080"
+	}
+}
+
+func (c *Config) resolveSecrets() error {
+	if c.Cluster.Key == "" && c.Cluster.KeyFile != "" {
+		b, err := os.ReadFile(c.Cluster.KeyFile)
+		if err != nil {
+			return fmt.Errorf("cluster.key_file: %w", err)
+		}
+		c.Cluster.Key = strings.TrimSpace(string(b))
+	}
+	if c.Admin.Token == "" && c.Admin.TokenFile != "" {
+		b, err := os.ReadFile(c.Admin.TokenFile)
+		if err != nil {
+			return fmt.Errorf("admin.token_file: %w", err)
+		}
+		c.Admin.Token = strings.TrimSpace(string(b))
+	}
+	return nil
+}
+
+// Validate reports the first configuration error, naming the key.
+func (c *Config) Validate() error {
+	switch {
+	case c.NodeID == "":
+		return errors.New("node_id: required (a short unique name such as sip1)")
+	case c.DataDir == "":
+		return errors.New("data_dir: required (e.g. /var/lib/troika)")
+	case c.Cluster.Bind == "":
+		return errors.New("cluster.bind: required (host:port for the internal link, e.g. 10.0.0.1:7000)")
+	}
+	if _, err := c.ClusterKey(); err != nil {
+		return err
+	}
+	if _, err := c.ClusterPeers(); err != nil {
+		return err
+	}
+	if len(c.Cluster.Peers) == 0 && !c.Cluster.Bootstrap && len(c.Cluster.Join) == 0 {
+		return errors.New("cluster: set peers (static cluster), join (add to a running cluster) or bootstrap = true (a single node)")
+	}
+	if len(c.SIP.Addresses) == 0 {
+		return errors.New("sip.addresses: at least one address (the node's or the cluster's virtual IP)")
+	}
+	for _, a := range c.SIP.Addresses {
+		if _, err := netip.ParseAddr(a); err != nil {
+			return fmt.Errorf("sip.addresses: %q is not an IP address", a)
+		}
+	}
+	for name, ports := range map[string][]int{"udp_ports": c.SIP.UDPPorts, "tcp_ports": c.SIP.TCPPorts, "tls_ports": c.SIP.TLSPorts} {
+		for _, p := range ports {
+			if p < 1 || p > 65535 {
+				return fmt.Errorf("sip.%s: %d is not a port", name, p)
+			}
+		}
+	}
+	if len(c.SIP.TLSPorts) > 0 && (c.SIP.TLSCert == "" || c.SIP.TLSKey == "") {
+		return errors.New("sip.tls_cert and sip.tls_key: required when sip.tls_ports is set")
+	}
+	r := c.Registrar
+	switch {
+	case r.MinExpires < 1 || r.MaxExpires < r.MinExpires:
+		return errors.New("registrar: need 1 <= min_expires <= max_expires")
+	case r.DefaultExpires < r.MinExpires || r.DefaultExpires > r.MaxExpires:
+		return errors.New("registrar.default_expires: must lie between min_expires and max_expires")
+	case r.MaxContacts < 1 || r.MaxContacts > 100:
+		return errors.New("registrar.max_contacts: must be 1-100")
+	case r.NonceTTL < 10*time.Second:
+		return errors.New("registrar.nonce_ttl: at least 10s")
+	}
+	for _, a := range r.Algorithms {
+		if a != "MD5" && a != "SHA-256" {
+			return fmt.Errorf("registrar.algorithms: %q is not MD5 or SHA-256", a)
+		}
+	}
+	if len(c.Admin.Token) < 16 {
+		return errors.New("admin.token (or admin.token_file): required, at least 16 characters (e.g. `openssl rand -hex 24`)")
+	}
+	if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
+		return fmt.Errorf("admin.listen: %w", err)
+	}
+	return nil
+}
+
+// ClusterKey returns the cluster key: cluster.key decoded from base64 when
+// it is valid base64 of at least 16 bytes, else its raw text.
+func (c *Config) ClusterKey() ([]byte, error) {
+	k := c.Cluster.Key
+	if k == "" {
+		return nil, errors.New("cluster.key (or cluster.key_file): required, the same on every node (e.g. `openssl rand -base64 32`)")
+	}
+	if b, err := base64.StdEncoding.DecodeString(k); err == nil && len(b) >= 16 {
+		return b, nil
+	}
+	if len(k) < 16 {
+		return nil, errors.New("cluster.key: at least 16 bytes")
+	}
+	return []byte(k), nil
+}
+
+// Peer is one static cluster member.
+type Peer struct{ ID, Addr string }
+
+// ClusterPeers parses cluster.peers entries of the form "id=host:port".
+func (c *Config) ClusterPeers() ([]Peer, error) {
+	var out []Peer
+	self := false
+	for _, p := range c.Cluster.Peers {
+		id, addr, ok := strings.Cut(p, "=")
+		if !ok || id == "" {
+			return nil, fmt.Errorf("cluster.peers: %q must look like sip1=10.0.0.1:7000", p)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("cluster.peers: %q: %w", p, err)
+		}
+		self = self || id == c.NodeID
+		out = append(out, Peer{ID: id, Addr: addr})
+	}
+	if len(out) > 0 && !self {
+		return nil, fmt.Errorf("cluster.peers: must include this node (%s)", c.NodeID)
+	}
+	return out, nil
+}
+
+// RandomToken returns n random bytes, base64url-encoded.
+func RandomToken(n int) string {
+	b := make([]byte, n)
+	rand.Read(b) // never fails: crypto/rand crashes the program rather than return weak bytes
+	return base64.RawURLEncoding.EncodeToString(b)
+}

@@ -1,0 +1,119 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/troika-sip/troika/fsm"
+)
+
+// DevOptions are the knobs of `troika dev`: a single node with demo data,
+// on loopback, needing no root and no configuration file.
+type DevOptions struct {
+	DataDir      string // empty: a temporary directory removed at exit
+	SIPAddress   string // main address, default 127.0.0.1
+	SIPPort      int    // UDP and TCP, default 5060
+	AliasAddress string // demo alias, default 127.0.0.2 ("" after "none" disables it)
+	AliasUDPPort int    // the alias's extra UDP port, default 5070
+	AdminListen  string // default 127.0.0.1:8080
+	ClusterBind  string // default 127.0.0.1:0
+}
+
+// DevConfig turns dev options into a node configuration. The admin token
+// is kept in the data directory so it survives restarts with -data.
+func DevConfig(o DevOptions) (Config, error) {
+	if o.SIPAddress == "" {
+		o.SIPAddress = "127.0.0.1"
+	}
+	if o.SIPPort == 0 {
+		o.SIPPort = 5060
+	}
+	if o.AdminListen == "" {
+		o.AdminListen = "127.0.0.1:8080"
+	}
+	if o.ClusterBind == "" {
+		o.ClusterBind = "127.0.0.1:0"
+	}
+	tokenFile := filepath.Join(o.DataDir, "dev-admin-token")
+	token, err := os.ReadFile(tokenFile)
+	if errors.Is(err, os.ErrNotExist) {
+		token = []byte(RandomToken(18))
+		if err := os.MkdirAll(o.DataDir, 0o750); err != nil {
+			return Config{}, err
+		}
+		err = os.WriteFile(tokenFile, token, 0o600)
+	}
+	if err != nil {
+		return Config{}, fmt.Errorf("dev admin token: %w", err)
+	}
+	c := Config{
+		NodeID:  "dev",
+		DataDir: o.DataDir,
+		Cluster: ClusterConfig{Bind: o.ClusterBind, Key: RandomToken(32), Bootstrap: true},
+		SIP: SIPConfig{
+			Addresses: []string{o.SIPAddress}, UDPPorts: []int{o.SIPPort}, TCPPorts: []int{o.SIPPort},
+			ServeAliases: true,
+		},
+		Admin: AdminConfig{Listen: o.AdminListen, Token: strings.TrimSpace(string(token))},
+	}
+	c.applyDefaults()
+	return c, c.Validate()
+}
+
+// DemoAccount is a demo account with its password, for the start banner.
+type DemoAccount struct{ ID, Password string }
+
+// SeedDemo stores the demo tariff, the accounts 1001 and 1002 and the demo
+// alias unless the state already has accounts (a restarted dev node keeps
+// what it had). It returns the demo accounts and their passwords.
+func (n *Node) SeedDemo(ctx context.Context, o DevOptions) ([]DemoAccount, error) {
+	if err := n.cluster.WaitLeader(ctx); err != nil {
+		return nil, err
+	}
+	// The first leader stores the nonce secret; wait for it so the banner
+	// appears when REGISTERs can succeed.
+	for n.state.NonceSecret() == nil {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if n.state.Counts().Accounts == 0 {
+		now := time.Now().UnixMilli()
+		cmds := []fsm.Command{
+			&fsm.PutTariff{Tariff: fsm.Tariff{ID: "demo", Currency: "USD", Rates: []fsm.Rate{
+				{Prefix: "", PerMinute: 100_000, FirstInterval: 60, NextInterval: 60},
+				{Prefix: "1", PerMinute: 20_000, ConnectFee: 10_000, FirstInterval: 1, NextInterval: 1, FreeSeconds: 5},
+			}}},
+			&fsm.CreateAccounts{Now: now, Accounts: []fsm.Account{
+				{ID: "1001", Password: RandomToken(9), Billing: fsm.Prepaid, Balance: 10_000_000, TariffOut: "demo", TariffIn: "demo"},
+				{ID: "1002", Password: RandomToken(9), Billing: fsm.Prepaid, Balance: 10_000_000, TariffOut: "demo", TariffIn: "demo"},
+			}},
+		}
+		if o.AliasAddress != "" {
+			cmds = append(cmds, &fsm.PutAlias{Alias: fsm.Alias{IP: o.AliasAddress, Ports: fsm.AliasPorts{UDP: []int{o.AliasUDPPort}}}})
+		}
+		for _, c := range cmds {
+			res, err := n.cluster.Propose(ctx, c)
+			if err == nil && res.Err != nil {
+				err = res.Err
+			}
+			if err != nil {
+				return nil, fmt.Errorf("store demo data: %w", err)
+			}
+		}
+	}
+	var out []DemoAccount
+	for _, id := range []string{"1001", "1002"} {
+		if a, ok := n.state.Account(id); ok {
+			out = append(out, DemoAccount{ID: id, Password: a.Password})
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,252 @@
+// Package node is troika's composition root: it turns a Config into a
+// running node (replicated state, cluster, SIP listeners, admin API), owns
+// the start and stop order, and runs the leader's housekeeping.
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/troika-sip/troika/admin"
+	"github.com/troika-sip/troika/cluster"
+	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/sipstack"
+)
+
+// Version is the build's version, set by the linker.
+var Version = "dev"
+
+// purgeEvery is how often the leader removes expired bindings.
+const purgeEvery = 30 * time.Second
+
+// Node is one running troika node.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	state   *fsm.State
+	cluster *cluster.Node
+	sip     *sipstack.Server
+	admin   *http.Server
+	adminLn net.Listener
+	ready   chan struct{}
+	done    chan struct{}
+	runErr  error
+}
+
+// Start brings a node up: the cluster first (so the state is replayed),
+// then SIP and the admin API. It returns once every socket is open; Wait
+// returns when the node has stopped after ctx is cancelled.
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	key, err := cfg.ClusterKey()
+	if err != nil {
+		return nil, err
+	}
+	peers, err := cfg.ClusterPeers()
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: log, state: fsm.New(), ready: make(chan struct{}), done: make(chan struct{})}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	ccfg := cluster.Config{
+		NodeID:        cfg.NodeID,
+		DataDir:       filepath.Join(cfg.DataDir, "raft"),
+		BindAddr:      cfg.Cluster.Bind,
+		AdvertiseAddr: cfg.Cluster.Advertise,
+		Key:           key,
+		Bootstrap:     cfg.Cluster.Bootstrap,
+		Join:          cfg.Cluster.Join,
+		OnLeader:      n.leaderDuties,
+		Logger:        log.With("component", "cluster"),
+	}
+	for _, p := range peers {
+		ccfg.Peers = append(ccfg.Peers, cluster.Peer{ID: p.ID, Addr: p.Addr})
+	}
+	n.cluster, err = cluster.Start(ctx, ccfg, n.state)
+	if err != nil {
+		return nil, fmt.Errorf("start cluster: %w", err)
+	}
+
+	n.sip, err = sipstack.New(sipstack.Config{
+		Addresses:    cfg.SIP.Addresses,
+		UDPPorts:     cfg.SIP.UDPPorts,
+		TCPPorts:     cfg.SIP.TCPPorts,
+		TLSPorts:     cfg.SIP.TLSPorts,
+		TLSCert:      cfg.SIP.TLSCert,
+		TLSKey:       cfg.SIP.TLSKey,
+		ServeAliases: cfg.SIP.ServeAliases,
+		Registrar: sipstack.RegistrarConfig{
+			Realm:          cfg.Registrar.Realm,
+			DefaultExpires: cfg.Registrar.DefaultExpires,
+			MinExpires:     cfg.Registrar.MinExpires,
+			MaxExpires:     cfg.Registrar.MaxExpires,
+			MaxContacts:    cfg.Registrar.MaxContacts,
+			NonceTTL:       cfg.Registrar.NonceTTL,
+			Algorithms:     cfg.Registrar.Algorithms,
+		},
+		NodeID:  cfg.NodeID,
+		Logger:  log.With("component", "sip"),
+		Metrics: reg,
+	}, n.state, n.cluster)
+	if err != nil {
+		n.cluster.Shutdown()
+		return nil, fmt.Errorf("sip: %w", err)
+	}
+
+	api, err := admin.New(admin.Config{
+		Token:   cfg.Admin.Token,
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Logger:  log.With("component", "admin"),
+	}, n.state, n)
+	if err != nil {
+		n.cluster.Shutdown()
+		return nil, err
+	}
+	n.adminLn, err = net.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		n.cluster.Shutdown()
+		return nil, fmt.Errorf("admin.listen: %w", err)
+	}
+	n.admin = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+
+	sipErr := make(chan error, 1)
+	go func() { sipErr <- n.sip.Run(ctx) }()
+	go func() {
+		if err := n.admin.Serve(n.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("admin API stopped", "error", err)
+		}
+	}()
+	select {
+	case <-n.sip.Ready():
+	case err := <-sipErr:
+		n.stop()
+		return nil, fmt.Errorf("sip: %w", err)
+	case <-ctx.Done():
+		n.stop()
+		return nil, ctx.Err()
+	}
+	close(n.ready)
+	log.Info("node started", "node", cfg.NodeID, "version", Version, "sip", n.sip.Sockets(),
+		"admin", n.adminLn.Addr().String(), "state", n.state.Counts().String())
+	go func() {
+		select {
+		case err := <-sipErr:
+			n.runErr = err
+		case <-ctx.Done():
+			n.runErr = <-sipErr
+		}
+		n.stop()
+		close(n.done)
+	}()
+	return n, nil
+}
+
+func (n *Node) stop() {
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if n.admin != nil {
+		n.admin.Shutdown(sctx)
+	}
+	if err := n.cluster.Shutdown(); err != nil {
+		n.log.Warn("cluster shutdown", "error", err)
+	}
+}
+
+// Wait blocks until the node has stopped and returns why.
+func (n *Node) Wait() error {
+	<-n.done
+	return n.runErr
+}
+
+// State is the node's replica of the replicated state.
+func (n *Node) State() *fsm.State { return n.state }
+
+// AdminAddr is the admin API's listening address.
+func (n *Node) AdminAddr() string { return n.adminLn.Addr().String() }
+
+// Sockets lists the open SIP sockets.
+func (n *Node) Sockets() []string { return n.sip.Sockets() }
+
+// Propose applies a command through the cluster (admin.Backend).
+func (n *Node) Propose(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
+	return n.cluster.Propose(ctx, cmd)
+}
+
+// Status is GET /v1/cluster.
+type Status struct {
+	Version string         `json:"version"`
+	Cluster cluster.Status `json:"cluster"`
+	Sockets []string       `json:"sip_sockets"`
+}
+
+// ClusterStatus implements admin.Backend.
+func (n *Node) ClusterStatus() any {
+	return Status{Version: Version, Cluster: n.cluster.Status(), Sockets: n.sip.Sockets()}
+}
+
+// leaderDuties runs while this node leads: it makes sure the cluster has a
+// digest-nonce secret and purges expired bindings.
+func (n *Node) leaderDuties(ctx context.Context) {
+	for n.state.NonceSecret() == nil {
+		secret := make([]byte, 32)
+		rand.Read(secret)
+		if _, err := n.cluster.Propose(ctx, &fsm.InitNonceSecret{Secret: secret}); err != nil {
+			n.log.Error("could not store the cluster's nonce secret; REGISTERs get 503 until it is stored; retrying", "error", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	t := time.NewTicker(purgeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			res, err := n.cluster.Propose(ctx, &fsm.PurgeExpired{Now: now.UnixMilli()})
+			if err != nil {
+				n.log.Warn("purge of expired bindings failed; retrying next tick", "error", err)
+			} else if res.Purged > 0 {
+				n.log.Info("purged expired bindings", "count", res.Purged)
+			}
+		}
+	}
+}
+
+// WaitSocket waits (up to 10 s) until the SIP socket named name, such as
+// "udp:127.0.0.2:5070", is open.
+func (n *Node) WaitSocket(ctx context.Context, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		for _, s := range n.sip.Sockets() {
+			if s == name {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("SIP socket %s did not open (address not local, or port in use?): %w", name, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,218 @@
+package sipstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/troika-sip/troika/fsm"
+)
+
+// Store is the replicated write path: Propose applies a command through
+// consensus and returns its result once it is committed and applied.
+// cluster.Node implements it (forwarding to the leader when needed).
+type Store interface {
+	Propose(ctx context.Context, cmd fsm.Command) (fsm.Result, error)
+}
+
+// RegistrarConfig tunes the registrar. Zero values take the defaults named
+// on each field.
+type RegistrarConfig struct {
+	// Realm of the digest challenges. Every node of a cluster must use the
+	// same realm: it is part of the nonce's MAC and of the password hash.
+	Realm string
+
+	// Expiry bounds in seconds: requests asking less than MinExpires (and
+	// not 0) get 423 Interval Too Brief, more than MaxExpires are clamped.
+	DefaultExpires int // 3600
+	MinExpires     int // 60
+	MaxExpires     int // 7200
+
+	// MaxContacts caps the bindings of one AOR (an account's own
+	// MaxContacts wins when set). 10 when zero.
+	MaxContacts int
+
+	// Algorithms are the digest algorithms offered, one WWW-Authenticate
+	// each, in order of preference: SHA-256 then MD5 when empty, as RFC
+	// 8760 §2.4 recommends. Credentials using an algorithm not offered are
+	// challenged again (no downgrade). Clients that only read the first
+	// challenge and lack SHA-256 (SIPp 3.6, some older phones) cannot
+	// register with the default: offer MD5 first (or alone) for them.
+	Algorithms []string
+
+	// NonceTTL is how long a nonce may be used; an older one with otherwise
+	// valid credentials gets a 401 with stale=true. 5 minutes when zero.
+	NonceTTL time.Duration
+
+	// AuthFailuresPerMinute is how many failed authentications one source
+	// IP may make within a minute; the next one blocks it for AuthBlockFor,
+	// during which its REGISTERs get 403 without being checked. 20 when
+	// zero; negative disables the limit.
+	AuthFailuresPerMinute int
+	AuthBlockFor          time.Duration // 2 minutes when zero
+
+	// ProposeTimeout bounds the replicated write of one REGISTER; when it
+	// passes the phone gets 503 with Retry-After. 5 s when zero.
+	ProposeTimeout time.Duration
+
+	// MaxInFlight bounds the REGISTERs being processed at once by one
+	// Server; more get 503 with Retry-After at once. 4096 when zero.
+	MaxInFlight int
+}
+
+// Config configures a Server.
+type Config struct {
+	// Addresses are the main (virtual) IPs this node serves, e.g.
+	// ["127.0.0.1"]. Each is served on every port below.
+	Addresses []string
+	// Main ports per transport, e.g. UDPPorts [5060]. Port 0 picks a free
+	// port (tests); Sockets reports the one chosen.
+	UDPPorts []int
+	TCPPorts []int
+	// TLSPorts are optional; when set TLSCert and TLSKey (PEM files) are
+	// required.
+	TLSPorts []int
+	TLSCert  string
+	TLSKey   string
+
+	// ServeAliases also listens on every IP alias of the replicated state:
+	// the alias IP on the main ports plus the alias's extra ports. The set
+	// is reconciled whenever the aliases change (new sockets opened,
+	// removed ones closed); sockets that fail to open are retried every
+	// AliasRetry.
+	ServeAliases bool
+	AliasRetry   time.Duration // 5 s when zero
+
+	Registrar RegistrarConfig
+
+	// TCPIdleTimeout closes a TCP or TLS connection that has sent nothing
+	// for this long. MaxExpires + 60 s when zero (a registered phone
+	// refreshes before that, keeping its connection).
+	TCPIdleTimeout time.Duration
+	// MaxConnsPerSocket bounds the open TCP/TLS connections of one
+	// listening socket; more are closed on accept. 10000 when zero.
+	MaxConnsPerSocket int
+	// MaxUDPPeers bounds the remote addresses one UDP socket remembers
+	// (sipgo keeps one connection-pool entry per remote address, forever);
+	// past it the socket's reader is restarted, which forgets them.
+	// 65536 when zero.
+	MaxUDPPeers int
+
+	NodeID  string
+	Logger  *slog.Logger          // slog.Default() when nil
+	Metrics prometheus.Registerer // a private registry when nil
+	Now     func() time.Time      // time.Now when nil
+}
+
+const (
+	defaultRealm          = "troika"
+	defaultExpires        = 3600
+	defaultMinExpires     = 60
+	defaultMaxExpires     = 7200
+	defaultMaxContacts    = 10
+	defaultNonceTTL       = 5 * time.Minute
+	defaultAuthFailures   = 20
+	defaultAuthBlockFor   = 2 * time.Minute
+	defaultProposeTimeout = 5 * time.Second
+	defaultMaxInFlight    = 4096
+	defaultAliasRetry     = 5 * time.Second
+	defaultMaxConns       = 10000
+	defaultMaxUDPPeers    = 65536
+)
+
+// withDefaults fills zero values and checks the result.
+func (c Config) withDefaults() (Config, error) {
+	r := &c.Registrar
+	if r.Realm == "" {
+		return c, errors.New("registrar realm: required (the same on every node)")
+	}
+	if strings.ContainsAny(r.Realm, "\"\\\r\n\x00") || len(r.Realm) > 128 {
+		return c, fmt.Errorf("registrar realm %q: at most 128 characters, no quotes, backslashes or line breaks", r.Realm)
+	}
+	if len(r.Algorithms) == 0 {
+		r.Algorithms = []string{algSHA256, algMD5}
+	}
+	algs := make([]string, 0, len(r.Algorithms))
+	for _, a := range r.Algorithms {
+		a = strings.ToUpper(strings.TrimSpace(a))
+		if a != algSHA256 && a != algMD5 {
+			return c, fmt.Errorf("registrar algorithm %q: only SHA-256 and MD5 are supported", a)
+		}
+		if slices.Contains(algs, a) {
+			return c, fmt.Errorf("registrar algorithm %q: listed twice", a)
+		}
+		algs = append(algs, a)
+	}
+	r.Algorithms = algs
+	setDef(&r.DefaultExpires, defaultExpires)
+	setDef(&r.MinExpires, defaultMinExpires)
+	setDef(&r.MaxExpires, defaultMaxExpires)
+	setDef(&r.MaxContacts, defaultMaxContacts)
+	setDef(&r.NonceTTL, defaultNonceTTL)
+	setDef(&r.AuthFailuresPerMinute, defaultAuthFailures)
+	setDef(&r.AuthBlockFor, defaultAuthBlockFor)
+	setDef(&r.ProposeTimeout, defaultProposeTimeout)
+	setDef(&r.MaxInFlight, defaultMaxInFlight)
+	switch {
+	case r.MinExpires < 1:
+		return c, fmt.Errorf("registrar min expires %d: must be at least 1 s", r.MinExpires)
+	case r.MaxExpires < r.MinExpires:
+		return c, fmt.Errorf("registrar max expires %d: below min expires %d", r.MaxExpires, r.MinExpires)
+	case r.DefaultExpires < r.MinExpires || r.DefaultExpires > r.MaxExpires:
+		return c, fmt.Errorf("registrar default expires %d: must be between min %d and max %d", r.DefaultExpires, r.MinExpires, r.MaxExpires)
+	case r.MaxContacts < 0:
+		return c, fmt.Errorf("registrar max contacts %d: cannot be negative", r.MaxContacts)
+	case r.NonceTTL < time.Second:
+		return c, fmt.Errorf("registrar nonce TTL %s: at least 1 s", r.NonceTTL)
+	}
+	setDef(&c.AliasRetry, defaultAliasRetry)
+	setDef(&c.TCPIdleTimeout, time.Duration(r.MaxExpires)*time.Second+time.Minute)
+	setDef(&c.MaxConnsPerSocket, defaultMaxConns)
+	setDef(&c.MaxUDPPeers, defaultMaxUDPPeers)
+
+	if len(c.Addresses) == 0 {
+		return c, errors.New("sip addresses: at least one IP address is required")
+	}
+	for _, a := range c.Addresses {
+		ip, err := netip.ParseAddr(a)
+		if err != nil || ip.Zone() != "" {
+			return c, fmt.Errorf("sip address %q: not an IP address", a)
+		}
+	}
+	if len(c.UDPPorts)+len(c.TCPPorts)+len(c.TLSPorts) == 0 {
+		return c, errors.New("sip ports: at least one UDP, TCP or TLS port is required")
+	}
+	for name, ports := range map[string][]int{"udp": c.UDPPorts, "tcp": c.TCPPorts, "tls": c.TLSPorts} {
+		for _, p := range ports {
+			if p < 0 || p > 65535 {
+				return c, fmt.Errorf("sip %s port %d: not a port", name, p)
+			}
+		}
+	}
+	if len(c.TLSPorts) > 0 && (c.TLSCert == "" || c.TLSKey == "") {
+		return c, errors.New("sip TLS ports are set: TLSCert and TLSKey (PEM files) are required")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = prometheus.NewRegistry()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c, nil
+}
+
+func setDef[T int | time.Duration](v *T, def T) {
+	if *v == 0 {
+		*v = def
+	}
+}

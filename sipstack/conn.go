@@ -1,0 +1,176 @@
+package sipstack
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Wrappers around the sockets handed to sipgo, bounding what sipgo keeps.
+
+// errRecycle ends a sipgo UDP reader so that it is restarted. It wraps
+// net.ErrClosed because that is what makes sipgo's reader return quietly
+// (and clean its pool entries) instead of logging an error.
+var errRecycle = fmt.Errorf("sipstack: restarting the UDP reader: %w", net.ErrClosed)
+
+// udpConn is the PacketConn sipgo reads. sipgo's UDP reader adds a
+// connection-pool entry, and an entry in a map of its own, for every
+// remote address it ever reads from, and never removes them while it runs.
+// udpConn counts distinct remote addresses; past maxPeers it ends the
+// reader (returning errRecycle), which drops both, and serveUDP starts a
+// new reader on the same socket. The datagram that crossed the limit is
+// kept and returned to the new reader first. Transactions in flight keep
+// working: they hold the old sipgo connection, which writes to the same
+// socket.
+//
+// Read errors other than the socket being closed are retried after a
+// pause, since sipgo's reader stops at the first one.
+type udpConn struct {
+	net.PacketConn
+	maxPeers int
+	recycles func()
+	closed   atomic.Bool
+
+	// Used by the single reader goroutine only; readers run one after the
+	// other.
+	peers    map[netip.AddrPort]struct{}
+	pending  []byte
+	pendAddr net.Addr
+}
+
+func newUDPConn(pc net.PacketConn, maxPeers int, recycles func()) *udpConn {
+	return &udpConn{PacketConn: pc, maxPeers: maxPeers, recycles: recycles, peers: map[netip.AddrPort]struct{}{}}
+}
+
+func (c *udpConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	if c.pending != nil {
+		n := copy(b, c.pending)
+		addr := c.pendAddr
+		c.pending, c.pendAddr = nil, nil
+		c.peers[peerKey(addr)] = struct{}{}
+		return n, addr, nil
+	}
+	backoff := 10 * time.Millisecond
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(b)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || c.closed.Load() {
+				c.closed.Store(true)
+				return 0, nil, err
+			}
+			time.Sleep(backoff)
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		key := peerKey(addr)
+		if _, ok := c.peers[key]; !ok && len(c.peers) >= c.maxPeers {
+			c.pending = append([]byte(nil), b[:n]...)
+			c.pendAddr = addr
+			c.peers = map[netip.AddrPort]struct{}{}
+			if c.recycles != nil {
+				c.recycles()
+			}
+			return 0, nil, errRecycle
+		}
+		c.peers[key] = struct{}{}
+		return n, addr, nil
+	}
+}
+
+func peerKey(a net.Addr) netip.AddrPort {
+	if u, ok := a.(*net.UDPAddr); ok {
+		return u.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+func (c *udpConn) Close() error {
+	c.closed.Store(true)
+	return c.PacketConn.Close()
+}
+
+// tcpListener bounds the connections of one TCP/TLS socket and closes idle
+// ones: sipgo keeps an accepted connection (and two pool entries) until the
+// peer closes it, and has no idle timeout. Temporary accept errors (out of
+// file descriptors) are retried after a pause, since sipgo's accept loop
+// stops at the first error.
+type tcpListener struct {
+	net.Listener
+	idle    time.Duration
+	max     int
+	refused func()
+
+	mu     sync.Mutex
+	open   int
+	closed bool
+}
+
+func (l *tcpListener) Accept() (net.Conn, error) {
+	backoff := 5 * time.Millisecond
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			l.mu.Lock()
+			closed := l.closed
+			l.mu.Unlock()
+			if closed || errors.Is(err, net.ErrClosed) {
+				return nil, err
+			}
+			time.Sleep(backoff)
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		l.mu.Lock()
+		if l.open >= l.max {
+			l.mu.Unlock()
+			c.Close()
+			if l.refused != nil {
+				l.refused()
+			}
+			continue
+		}
+		l.open++
+		l.mu.Unlock()
+		return &idleConn{Conn: c, idle: l.idle, release: l.release}, nil
+	}
+}
+
+func (l *tcpListener) release() {
+	l.mu.Lock()
+	l.open--
+	l.mu.Unlock()
+}
+
+func (l *tcpListener) Close() error {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	return l.Listener.Close()
+}
+
+// idleConn arms a read deadline before every read, so a connection that
+// sends nothing for idle is closed by sipgo's reader.
+type idleConn struct {
+	net.Conn
+	idle    time.Duration
+	release func()
+	once    sync.Once
+}
+
+func (c *idleConn) Read(b []byte) (int, error) {
+	if c.idle > 0 {
+		c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *idleConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}

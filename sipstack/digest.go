@@ -1,0 +1,145 @@
+package sipstack
+
+import (
+	"crypto/md5"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"strings"
+
+	"github.com/icholy/digest"
+)
+
+// Server side of HTTP digest authentication as SIP uses it (RFC 3261
+// §22.4, RFC 7616, RFC 8760): algorithms MD5 and SHA-256, qop=auth.
+// github.com/icholy/digest parses and formats the headers; the
+// verification is here.
+
+const (
+	algMD5    = "MD5"
+	algSHA256 = "SHA-256"
+)
+
+// digestHash returns the hash of a digest algorithm name (case-insensitive;
+// empty means MD5), or nil if it is not supported.
+func digestHash(alg string) func() hash.Hash {
+	switch strings.ToUpper(alg) {
+	case "", algMD5:
+		return md5.New
+	case algSHA256:
+		return sha256.New
+	}
+	return nil
+}
+
+func hashJoin(h hash.Hash, parts ...string) string {
+	h.Reset()
+	for i, p := range parts {
+		if i > 0 {
+			h.Write([]byte{':'})
+		}
+		h.Write([]byte(p))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// digestResponse computes the expected "response" of RFC 7616 §3.4.1 for
+// qop=auth: H(H(user:realm:pass):nonce:nc:cnonce:qop:H(method:uri)).
+func digestResponse(newHash func() hash.Hash, username, realm, password, method, uri, nonce, nc, cnonce, qop string) string {
+	h := newHash()
+	ha1 := hashJoin(h, username, realm, password)
+	ha2 := hashJoin(h, method, uri)
+	return hashJoin(h, ha1, nonce, nc, cnonce, qop, ha2)
+}
+
+// credentials are the parts of a digest Authorization header the
+// registrar checks.
+type credentials struct {
+	*digest.Credentials
+	nc string // nc as 8 hex digits, as hashed by the client
+}
+
+var (
+	errNoCredentials  = errors.New("no digest credentials for this realm")
+	errBadCredentials = errors.New("malformed Authorization header")
+)
+
+// findCredentials returns the request's digest credentials for realm.
+// Credentials for other realms and other schemes are ignored; when none is
+// for realm, it returns errNoCredentials, or errBadCredentials if some
+// header could not be parsed (which may have been ours).
+func findCredentials(values []string, realm string) (*credentials, error) {
+	bad := false
+	for _, v := range values {
+		if !digest.IsDigest(v) {
+			continue
+		}
+		c, err := digest.ParseCredentials(v)
+		if err != nil {
+			bad = true
+			continue
+		}
+		if c.Realm != realm {
+			continue
+		}
+		return &credentials{Credentials: c, nc: fmt.Sprintf("%08x", c.Nc)}, nil
+	}
+	if bad {
+		return nil, errBadCredentials
+	}
+	return nil, errNoCredentials
+}
+
+// wellFormed reports what is wrong with credentials before any check of
+// their values, or "" when they can be verified.
+func (c *credentials) wellFormed() string {
+	switch {
+	case c.Username == "" || c.Nonce == "" || c.URI == "" || c.Response == "":
+		return "Authorization lacks username, nonce, uri or response"
+	case !strings.EqualFold(c.QOP, "auth"):
+		return "Authorization must use qop=auth"
+	case c.Cnonce == "" || c.Nc <= 0:
+		return "Authorization lacks cnonce or nc"
+	case c.Userhash:
+		return "Authorization userhash is not supported"
+	case len(c.Username) > 256 || len(c.URI) > 1024 || len(c.Cnonce) > 256 || len(c.Response) > 128:
+		return "Authorization parameter too long"
+	}
+	return ""
+}
+
+// verify checks the response hash against password in constant time.
+func (c *credentials) verify(newHash func() hash.Hash, method, password string) bool {
+	want := digestResponse(newHash, c.Username, c.Realm, password, method, c.URI, c.Nonce, c.nc, c.Cnonce, c.QOP)
+	got := strings.ToLower(c.Response)
+	return subtle.ConstantTimeCompare([]byte(want), []byte(got)) == 1
+}
+
+// offered returns the canonical name of the credentials' algorithm if it
+// is among algs, else "".
+func (c *credentials) offered(algs []string) string {
+	a := strings.ToUpper(c.Algorithm)
+	if a == "" {
+		a = algMD5 // RFC 7616 §3.3: absent means MD5
+	}
+	for _, x := range algs {
+		if x == a {
+			return a
+		}
+	}
+	return ""
+}
+
+// challenges returns the WWW-Authenticate values offering algs, in order,
+// with one nonce. RFC 8760 §2.4 asks for the preferred algorithm first.
+func challenges(realm, nonce string, stale bool, algs []string) []string {
+	out := make([]string, 0, len(algs))
+	for _, alg := range algs {
+		ch := digest.Challenge{Realm: realm, Nonce: nonce, Stale: stale, Algorithm: alg, QOP: []string{"auth"}}
+		out = append(out, ch.String())
+	}
+	return out
+}

@@ -1,0 +1,24 @@
+// Package sipstack owns troika's SIP sockets and SIP behaviour: the
+// listeners on the main and alias addresses, the registrar, and (in a later
+// step) the B2BUA.
+//
+// Every ingress socket (transport, IP, port) gets its own sipgo UserAgent
+// and Server. sipgo messages do not carry the local address they arrived
+// on, and one sipgo UDP transport serving several listeners keys its
+// connection pool by remote address only, so a phone reaching both the main
+// IP and an alias would be answered from the wrong socket. With one
+// UserAgent per socket the handler knows its socket's name
+// ("udp:127.0.0.2:5070"), which is stored in the phone's binding as its
+// ingress, and everything later sent to that phone leaves through that
+// socket's UserAgent.
+//
+// Opening sockets is kept apart from serving them: Server.ServeUDP,
+// ServeTCP and ServeTLS serve any net.PacketConn or net.Listener, so the
+// dispatcher can later feed virtual ones.
+//
+// Importing the package changes two sipgo globals, in init: it raises
+// sip.UDPMTUSize (see udpMaxDatagram; sipgo otherwise refuses to send any
+// UDP message over 1300 bytes, silently dropping a 200 OK listing many
+// bindings), and points sipgo's package-level logger at the quiet logger of
+// the latest Server (see quietHandler).
+package sipstack

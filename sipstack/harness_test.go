@@ -1,0 +1,504 @@
+package sipstack
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/icholy/digest"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/troika-sip/troika/fsm"
+)
+
+// localStore is the Store of the tests: it encodes each command and
+// applies it to a local fsm.State, as a one-node cluster would.
+type localStore struct {
+	st    *fsm.State
+	fail  atomic.Bool
+	calls atomic.Int64
+}
+
+var errNoLeader = errors.New("no leader")
+
+func (l *localStore) Propose(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
+	l.calls.Add(1)
+	if l.fail.Load() {
+		return fsm.Result{}, errNoLeader
+	}
+	if err := ctx.Err(); err != nil {
+		return fsm.Result{}, err
+	}
+	data, err := fsm.Encode(cmd)
+	if err != nil {
+		return fsm.Result{}, err
+	}
+	return l.st.Apply(data)
+}
+
+func mustApply(t testing.TB, st *fsm.State, cmd fsm.Command) {
+	t.Helper()
+	r, err := (&localStore{st: st}).Propose(context.Background(), cmd)
+	if err != nil || r.Err != nil {
+		t.Fatalf("%T: %v %v", cmd, err, r.Err)
+	}
+}
+
+// newTestState has accounts 1001, 1002, 1005 (password "pw"+id), blocked
+// account 1009, and a nonce secret unless noSecret.
+func newTestState(t testing.TB, noSecret bool) *fsm.State {
+	st := fsm.New()
+	mustApply(t, st, &fsm.PutTariff{Tariff: fsm.Tariff{ID: "std", Currency: "USD", Rates: []fsm.Rate{{PerMinute: 1, FirstInterval: 60, NextInterval: 60}}}})
+	for _, id := range []string{"1001", "1002", "1005", "1009"} {
+		mustApply(t, st, &fsm.CreateAccount{Now: 1, Account: fsm.Account{ID: id, Password: "pw" + id, Billing: fsm.Prepaid, TariffOut: "std"}})
+	}
+	blocked := true
+	mustApply(t, st, &fsm.UpdateAccount{ID: "1009", Patch: fsm.AccountPatch{Blocked: &blocked}})
+	if !noSecret {
+		mustApply(t, st, &fsm.InitNonceSecret{Secret: testSecret})
+	}
+	return st
+}
+
+// testClock is time.Now shifted by an adjustable offset.
+type testClock struct{ off atomic.Int64 }
+
+func (c *testClock) Now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *testClock) Advance(d time.Duration) { c.off.Add(int64(d)) }
+
+// Each test gets its own loopback address, so fixed ports never collide
+// between parallel tests.
+var nextIP atomic.Int32
+
+func testIP() string {
+	n := nextIP.Add(1)
+	return fmt.Sprintf("127.0.%d.%d", 83+n/250, 1+n%250)
+}
+
+// freePort returns a port free for both UDP and TCP on ip.
+func freePort(t testing.TB, ip string) int {
+	t.Helper()
+	for i := 0; i < 50; i++ {
+		pc, err := net.ListenPacket("udp", ip+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := pc.LocalAddr().(*net.UDPAddr).Port
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
+		pc.Close()
+		if err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+type testServer struct {
+	*Server
+	ip    string
+	st    *fsm.State
+	store *localStore
+	reg   *prometheus.Registry
+	clock *testClock
+	logs  *syncBuffer
+}
+
+// addr returns the open socket of transport on ip as host:port.
+func (ts *testServer) addr(t testing.TB, transport, ip string) string {
+	t.Helper()
+	for _, s := range ts.Sockets() {
+		if strings.HasPrefix(s, transport+":"+ip+":") {
+			return strings.TrimPrefix(s, transport+":")
+		}
+	}
+	t.Fatalf("no %s socket on %s in %v", transport, ip, ts.Sockets())
+	return ""
+}
+
+// counter reads a metric (summing label combinations matching labels).
+func (ts *testServer) counter(name string, labels ...string) float64 {
+	mfs, _ := ts.reg.Gather()
+	total := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue next
+				}
+			}
+			total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return total
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	bytes.Buffer
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.Buffer.String()
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.Buffer.Write(p)
+}
+
+// startServer runs a Server on a fresh loopback address (UDP and TCP on
+// free ports unless cfg sets ports) until the test ends.
+func startServer(t testing.TB, st *fsm.State, mod func(*Config)) *testServer {
+	t.Helper()
+	ip := testIP()
+	if st == nil {
+		st = newTestState(t, false)
+	}
+	ts := &testServer{ip: ip, st: st, store: &localStore{st: st}, reg: prometheus.NewRegistry(), clock: &testClock{}}
+	logs := &syncBuffer{}
+	level := slog.LevelInfo
+	if os.Getenv("SIPSTACK_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	cfg := Config{
+		Addresses: []string{ip},
+		UDPPorts:  []int{0},
+		TCPPorts:  []int{0},
+		Registrar: RegistrarConfig{Realm: "troika"},
+		NodeID:    "test",
+		Logger:    slog.New(slog.NewTextHandler(io.MultiWriter(logs, testWriter{t}), &slog.HandlerOptions{Level: level})),
+		Metrics:   ts.reg,
+		Now:       ts.clock.Now,
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := New(cfg, st, ts.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.Server = s
+	ts.logs = logs
+	runServer(t, s)
+	return ts
+}
+
+func runServer(t testing.TB, s *Server) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("Run did not return")
+		}
+	})
+	select {
+	case <-s.Ready():
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("server not ready")
+	}
+}
+
+// testWriter sends logs to t.Log when -v is given.
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	if testing.Verbose() {
+		w.t.Log(strings.TrimSpace(string(p)))
+	}
+	return len(p), nil
+}
+
+// phone is a SIP user agent built on a sipgo client.
+type phone struct {
+	t        testing.TB
+	client   *sipgo.Client
+	ua       *sipgo.UserAgent
+	user     string
+	password string
+	server   string // host:port
+	host     string
+	port     int
+	network  string // UDP or TCP
+	callID   string
+	tag      string
+	cseq     uint32
+	alg      string // digest algorithm to answer with
+}
+
+func newPhone(t testing.TB, network, server, user, password string) *phone {
+	t.Helper()
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("testphone"), sipgo.WithUserAgentHostname("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ua.Close() })
+	host, ps, _ := net.SplitHostPort(server)
+	port, _ := strconv.Atoi(ps)
+	return &phone{t: t, client: client, ua: ua, user: user, password: password, server: server, host: host, port: port,
+		network: network, callID: sip.GenerateTagN(16) + "@test", tag: sip.GenerateTagN(8), cseq: 1, alg: "SHA-256"}
+}
+
+// request builds a REGISTER with the phone's Call-ID and the next CSeq.
+func (p *phone) request(contacts []string, hdrs ...sip.Header) *sip.Request {
+	req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: p.host, Port: p.port})
+	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: p.user, Host: p.host}}
+	from.Params.Add("tag", p.tag)
+	req.AppendHeader(from)
+	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: p.user, Host: p.host}})
+	cid := sip.CallIDHeader(p.callID)
+	req.AppendHeader(&cid)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: p.cseq, MethodName: sip.REGISTER})
+	p.cseq++
+	mf := sip.MaxForwardsHeader(70)
+	req.AppendHeader(&mf)
+	for _, c := range contacts {
+		req.AppendHeader(sip.NewHeader("Contact", c))
+	}
+	req.AppendHeader(sip.NewHeader("User-Agent", "testphone/1.0"))
+	for _, h := range hdrs {
+		req.AppendHeader(h)
+	}
+	req.SetTransport(p.network)
+	return req
+}
+
+func (p *phone) do(req *sip.Request) *sip.Response {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := p.client.Do(ctx, req)
+	if err != nil {
+		p.t.Fatalf("%s %s: %v", req.Method, p.server, err)
+	}
+	return res
+}
+
+// authorization answers a 401 with the phone's algorithm.
+func (p *phone) authorization(res *sip.Response) sip.Header {
+	p.t.Helper()
+	for _, h := range res.GetHeaders("WWW-Authenticate") {
+		chal, err := digest.ParseChallenge(h.Value())
+		if err != nil {
+			p.t.Fatalf("challenge %q: %v", h.Value(), err)
+		}
+		if !strings.EqualFold(chal.Algorithm, p.alg) {
+			continue
+		}
+		cred, err := digest.Digest(chal, digest.Options{Method: "REGISTER", URI: fmt.Sprintf("sip:%s:%d", p.host, p.port),
+			Username: p.user, Password: p.password, Count: 1})
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		return sip.NewHeader("Authorization", cred.String())
+	}
+	p.t.Fatalf("no %s challenge in %s", p.alg, res.String())
+	return nil
+}
+
+// register sends a REGISTER, answers the challenge, and returns the final
+// response.
+func (p *phone) register(contacts []string, hdrs ...sip.Header) *sip.Response {
+	p.t.Helper()
+	res := p.do(p.request(contacts, hdrs...))
+	if res.StatusCode != 401 {
+		return res
+	}
+	return p.do(p.request(contacts, append(hdrs, p.authorization(res))...))
+}
+
+// rawExchange sends one message over UDP (from a fresh socket) and returns
+// the response, or nil if none comes within wait.
+func rawExchange(t testing.TB, server, msg string, wait time.Duration) *sip.Response {
+	t.Helper()
+	c, err := net.Dial("udp", server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg = strings.ReplaceAll(msg, "@LOCAL@", c.LocalAddr().String())
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 65536)
+	c.SetReadDeadline(time.Now().Add(wait))
+	n, err := c.Read(buf)
+	if err != nil {
+		return nil
+	}
+	m, err := sip.ParseMessage(buf[:n])
+	if err != nil {
+		t.Fatalf("unparseable response %q: %v", buf[:n], err)
+	}
+	return m.(*sip.Response)
+}
+
+// rawUDPFrom is rawExchange from a given local address.
+func rawUDPFrom(t testing.TB, local, server, msg string) *sip.Response {
+	t.Helper()
+	la, _ := net.ResolveUDPAddr("udp", local)
+	ra, _ := net.ResolveUDPAddr("udp", server)
+	c, err := net.DialUDP("udp", la, ra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg = strings.ReplaceAll(msg, "@LOCAL@", c.LocalAddr().String())
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 65536)
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	n, err := c.Read(buf)
+	if err != nil {
+		return nil
+	}
+	m, err := sip.ParseMessage(buf[:n])
+	if err != nil {
+		t.Fatalf("unparseable response %q: %v", buf[:n], err)
+	}
+	return m.(*sip.Response)
+}
+
+// streamExchange sends msg over an established stream and reads one
+// response.
+func streamExchange(t testing.TB, c net.Conn, msg string) *sip.Response {
+	t.Helper()
+	msg = strings.ReplaceAll(msg, "@LOCAL@", c.LocalAddr().String())
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c)
+	var head bytes.Buffer
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("read response: %v (got %q)", err, head.String())
+		}
+		head.WriteString(line)
+		if line == "\r\n" {
+			break
+		}
+	}
+	m, err := sip.ParseMessage(head.Bytes())
+	if err != nil {
+		t.Fatalf("unparseable response %q: %v", head.String(), err)
+	}
+	res := m.(*sip.Response)
+	if cl := res.ContentLength(); cl != nil && *cl > 0 {
+		io.CopyN(io.Discard, r, int64(*cl))
+	}
+	return res
+}
+
+// rawRegister returns a REGISTER text for user with the given extra
+// header lines (each ending in \r\n). @LOCAL@ is replaced by the sender's
+// address.
+func rawRegister(server, user, callID string, cseq int, transport, extra string) string {
+	host, _, _ := net.SplitHostPort(server)
+	return fmt.Sprintf("REGISTER sip:%s SIP/2.0\r\n"+
+		"Via: SIP/2.0/%s @LOCAL@;branch=z9hG4bK%s%d;rport\r\n"+
+		"From: <sip:%s@%s>;tag=t%s\r\n"+
+		"To: <sip:%s@%s>\r\n"+
+		"Call-ID: %s\r\n"+
+		"CSeq: %d REGISTER\r\n"+
+		"Max-Forwards: 70\r\n"+
+		"%s"+
+		"Content-Length: 0\r\n\r\n",
+		server, transport, callID, cseq, user, host, callID, user, host, callID, cseq, extra)
+}
+
+// rawAuth computes an Authorization line answering res for user.
+func rawAuth(t testing.TB, res *sip.Response, alg, uri, user, password string) string {
+	t.Helper()
+	for _, h := range res.GetHeaders("WWW-Authenticate") {
+		chal, err := digest.ParseChallenge(h.Value())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if chal.Algorithm != alg {
+			continue
+		}
+		cred, err := digest.Digest(chal, digest.Options{Method: "REGISTER", URI: uri, Username: user, Password: password, Count: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "Authorization: " + cred.String() + "\r\n"
+	}
+	t.Fatalf("no %s challenge in %v", alg, res)
+	return ""
+}
+
+func header(res *sip.Response, name string) string {
+	if h := res.GetHeader(name); h != nil {
+		return h.Value()
+	}
+	return ""
+}
+
+func contactsOf(res *sip.Response) []string {
+	var out []string
+	for _, h := range res.GetHeaders("Contact") {
+		out = append(out, h.Value())
+	}
+	return out
+}
+
+func wantStatus(t testing.TB, res *sip.Response, code int, reason string) {
+	t.Helper()
+	if res == nil {
+		t.Fatalf("no response, want %d %s", code, reason)
+	}
+	if res.StatusCode != code || (reason != "" && res.Reason != reason) {
+		t.Fatalf("got %d %s, want %d %s\n%s", res.StatusCode, res.Reason, code, reason, res.String())
+	}
+}
+
+func contextWithCancel(t testing.TB) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return ctx, cancel
+}

@@ -1,0 +1,582 @@
+package sipstack
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/troika-sip/troika/fsm"
+)
+
+// udpMaxDatagram is the largest UDP message sipgo may send. sipgo refuses
+// (with ErrUDPMTUCongestion, and nothing on the wire) any UDP message larger
+// than sip.UDPMTUSize-200, 1300 bytes by default, and does not switch to
+// TCP; a 200 OK to a REGISTER lists every binding of the AOR and passes
+// that easily. Responses must not vanish, so the limit is raised to the
+// largest UDP payload and IP fragments what exceeds the path MTU, as other
+// registrars do. Set in init, before any goroutine can read it.
+const udpMaxDatagram = 65507
+
+func init() { sip.UDPMTUSize = udpMaxDatagram + 200 }
+
+// Server runs troika's SIP sockets: one sipgo UserAgent and Server per
+// ingress socket, all sharing the registrar.
+type Server struct {
+	cfg     Config
+	state   *fsm.State
+	store   Store
+	log     *slog.Logger
+	sipLog  *slog.Logger // handed to sipgo: see quietHandler
+	m       *metrics
+	parser  *sip.Parser
+	tlsConf *tls.Config
+	limiter *authLimiter
+	slots   chan struct{} // REGISTERs in flight
+	gate    gate          // handlers running
+
+	baseCtx    context.Context // cancelled when Run ends: aborts Propose calls
+	cancelBase context.CancelFunc
+
+	mu        sync.Mutex
+	sockets   map[string]*socket // open sockets by name
+	started   bool
+	ready     chan struct{}
+	wg        sync.WaitGroup // socket goroutines started by Run
+	runCtx    context.Context
+	managed   map[ingress]*managedSocket
+	failures  map[ingress]bool
+	tlsWarned map[string]bool
+}
+
+// socket is one ingress socket with its own sipgo stack.
+type socket struct {
+	name      string // "udp:127.0.0.2:5070"
+	transport string // udp, tcp or tls
+	ip        string
+	port      int
+	ua        *sipgo.UserAgent
+	srv       *sipgo.Server
+}
+
+// ingress is a socket Run should have open: a configured or alias address
+// and port (the port may be 0: any free port).
+type ingress struct {
+	transport string
+	ip        string
+	port      int
+}
+
+func (i ingress) String() string {
+	return i.transport + ":" + net.JoinHostPort(i.ip, strconv.Itoa(i.port))
+}
+
+type managedSocket struct {
+	name   string
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New checks cfg and prepares a Server. state is the local replica read by
+// the registrar; store is where it writes.
+func New(cfg Config, state *fsm.State, store Store) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if state == nil || store == nil {
+		return nil, errors.New("sipstack: state and store are required")
+	}
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger.With("node", cfg.NodeID)
+	s := &Server{
+		cfg:       cfg,
+		state:     state,
+		store:     store,
+		log:       log,
+		m:         m,
+		parser:    newParser(),
+		limiter:   newAuthLimiter(cfg.Registrar.AuthFailuresPerMinute, cfg.Registrar.AuthBlockFor),
+		slots:     make(chan struct{}, cfg.Registrar.MaxInFlight),
+		sockets:   map[string]*socket{},
+		ready:     make(chan struct{}),
+		managed:   map[ingress]*managedSocket{},
+		failures:  map[ingress]bool{},
+		tlsWarned: map[string]bool{},
+	}
+	quiet := &quietHandler{inner: log.Handler(), parseErrors: m.parseErrors, stackErrors: m.stackErrors}
+	globalSipgoLog.Store(quiet)
+	s.sipLog = slog.New(quiet).With("component", "sipgo")
+	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("sip TLS certificate %s / key %s: %w", cfg.TLSCert, cfg.TLSKey, err)
+		}
+		s.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	return s, nil
+}
+
+// newParser returns sipgo's parser without eager parsing of From, To and
+// Contact: with it a malformed Contact makes the whole message unparseable,
+// so it would be dropped instead of answered with 400. Those headers are
+// parsed on access (From, To) or by the registrar (Contact).
+func newParser() *sip.Parser {
+	hp := sip.HeadersParser{}
+	for k, v := range sip.DefaultHeadersParser() {
+		switch k {
+		case "from", "f", "to", "t", "contact", "m":
+			continue
+		}
+		hp[k] = v
+	}
+	return sip.NewParser(sip.WithHeadersParsers(hp))
+}
+
+// Ready is closed once Run has opened the configured sockets (and tried
+// the alias sockets once). If Run fails before that it stays open: wait
+// for Run's error too.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Sockets returns the names of the open sockets, e.g.
+// "udp:127.0.0.2:5070", sorted.
+func (s *Server) Sockets() []string {
+	s.mu.Lock()
+	out := make([]string, 0, len(s.sockets))
+	for name := range s.sockets {
+		out = append(out, name)
+	}
+	s.mu.Unlock()
+	slices.Sort(out)
+	return out
+}
+
+// Run opens the configured sockets (and, with ServeAliases, the alias
+// sockets, kept in step with the replicated alias set), serves until ctx
+// is done, then closes everything and returns nil. It returns an error,
+// having closed what it opened, if a configured socket cannot be opened.
+// Alias sockets that fail to open are logged, counted and retried.
+func (s *Server) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		return errors.New("sipstack: Run called twice")
+	}
+	s.started = true
+	runCtx, cancel := context.WithCancel(ctx)
+	s.runCtx = runCtx
+	s.mu.Unlock()
+	defer s.shutdown(cancel)
+
+	for _, in := range s.mainIngresses() {
+		if err := s.openManaged(in); err != nil {
+			return fmt.Errorf("open %s: %w", in, err)
+		}
+	}
+	var aliasCh <-chan struct{}
+	if s.cfg.ServeAliases {
+		aliasCh = s.reconcileAliases()
+	}
+	close(s.ready)
+	s.log.Info("SIP sockets open", "sockets", s.Sockets())
+
+	retry := time.NewTicker(s.cfg.AliasRetry)
+	defer retry.Stop()
+	for {
+		select {
+		case <-runCtx.Done():
+			return nil
+		case <-aliasCh:
+			aliasCh = s.reconcileAliases()
+		case <-retry.C:
+			if s.cfg.ServeAliases && s.hasFailures() {
+				aliasCh = s.reconcileAliases()
+			}
+		}
+	}
+}
+
+func (s *Server) shutdown(cancel context.CancelFunc) {
+	cancel()
+	s.wg.Wait()
+	s.cancelBase()
+	s.gate.closeAndWait(s.cfg.Registrar.ProposeTimeout + time.Second)
+	s.log.Info("SIP sockets closed")
+}
+
+func (s *Server) mainIngresses() []ingress {
+	var out []ingress
+	for _, ip := range s.cfg.Addresses {
+		out = append(out, s.portsFor(canonicalIP(ip), nil)...)
+	}
+	return out
+}
+
+// portsFor lists the ingresses of ip: the main ports of every transport,
+// plus the extra ports of an alias.
+func (s *Server) portsFor(ip string, extra *fsm.AliasPorts) []ingress {
+	var out []ingress
+	add := func(transport string, ports ...[]int) {
+		seen := map[int]bool{}
+		for _, list := range ports {
+			for _, p := range list {
+				if !seen[p] {
+					seen[p] = true
+					out = append(out, ingress{transport, ip, p})
+				}
+			}
+		}
+	}
+	var eu, et, es []int
+	if extra != nil {
+		eu, et, es = extra.UDP, extra.TCP, extra.TLS
+	}
+	add("udp", s.cfg.UDPPorts, eu)
+	add("tcp", s.cfg.TCPPorts, et)
+	if s.tlsConf != nil {
+		add("tls", s.cfg.TLSPorts, es)
+	} else if len(es) > 0 {
+		s.mu.Lock()
+		first := !s.tlsWarned[ip]
+		s.tlsWarned[ip] = true
+		s.mu.Unlock()
+		if first {
+			s.log.Warn("alias has TLS ports but no TLS certificate is configured; not listening on them", "ip", ip, "ports", es)
+		}
+	}
+	return out
+}
+
+func canonicalIP(s string) string {
+	if ip, err := netip.ParseAddr(s); err == nil {
+		return ip.Unmap().String()
+	}
+	return s
+}
+
+// reconcileAliases opens the sockets of new aliases and closes those of
+// removed ones. It returns the channel closed at the next alias change.
+func (s *Server) reconcileAliases() <-chan struct{} {
+	ch := s.state.AliasesChanged() // before reading, so no change is missed
+	want := map[ingress]bool{}
+	for _, in := range s.mainIngresses() {
+		want[in] = true
+	}
+	for _, a := range s.state.Aliases() {
+		for _, in := range s.portsFor(canonicalIP(a.IP), &a.Ports) {
+			want[in] = true
+		}
+	}
+	s.mu.Lock()
+	var stale []ingress
+	for in := range s.managed {
+		if !want[in] {
+			stale = append(stale, in)
+		}
+	}
+	s.mu.Unlock()
+	for _, in := range stale {
+		s.closeManaged(in)
+	}
+	for in := range want {
+		s.mu.Lock()
+		_, open := s.managed[in]
+		s.mu.Unlock()
+		if open {
+			continue
+		}
+		if err := s.openManaged(in); err != nil {
+			s.m.socketErrors.Inc()
+			s.mu.Lock()
+			first := !s.failures[in]
+			s.failures[in] = true
+			s.mu.Unlock()
+			if first {
+				s.log.Warn("cannot open alias socket; retrying", "socket", in.String(), "every", s.cfg.AliasRetry, "error", err)
+			}
+			continue
+		}
+		s.mu.Lock()
+		delete(s.failures, in)
+		s.mu.Unlock()
+	}
+	s.mu.Lock()
+	for in := range s.failures {
+		if !want[in] {
+			delete(s.failures, in)
+		}
+	}
+	s.mu.Unlock()
+	return ch
+}
+
+func (s *Server) hasFailures() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.failures) > 0
+}
+
+// openManaged opens the socket of in and serves it until closeManaged or
+// the end of Run.
+func (s *Server) openManaged(in ingress) error {
+	addr := net.JoinHostPort(in.ip, strconv.Itoa(in.port))
+	var (
+		sock  *socket
+		serve func(context.Context) error
+	)
+	switch in.transport {
+	case "udp":
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return err
+		}
+		sock, err = s.attach("udp", pc.LocalAddr())
+		if err != nil {
+			pc.Close()
+			return err
+		}
+		serve = func(ctx context.Context) error { return s.runUDP(ctx, sock, pc) }
+	case "tcp", "tls":
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return err
+		}
+		sock, err = s.attach(in.transport, l.Addr())
+		if err != nil {
+			l.Close()
+			return err
+		}
+		serve = func(ctx context.Context) error { return s.runStream(ctx, sock, l, in.transport == "tls") }
+	default:
+		return fmt.Errorf("unknown transport %q", in.transport)
+	}
+	ctx, cancel := context.WithCancel(s.runCtx)
+	ms := &managedSocket{name: sock.name, cancel: cancel, done: make(chan struct{})}
+	s.mu.Lock()
+	s.managed[in] = ms
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(ms.done)
+		if err := serve(ctx); err != nil {
+			s.log.Error("SIP socket stopped", "socket", sock.name, "error", err)
+		}
+	}()
+	return nil
+}
+
+func (s *Server) closeManaged(in ingress) {
+	s.mu.Lock()
+	ms := s.managed[in]
+	delete(s.managed, in)
+	s.mu.Unlock()
+	if ms == nil {
+		return
+	}
+	ms.cancel()
+	<-ms.done
+	s.log.Info("closed alias socket", "socket", ms.name)
+}
+
+// ServeUDP serves SIP on pc until ctx is done or pc is closed, then closes
+// pc. The socket is named after pc.LocalAddr(), which for a virtual
+// PacketConn fed by a dispatcher must be the real socket's address.
+func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
+	sock, err := s.attach("udp", pc.LocalAddr())
+	if err != nil {
+		return err
+	}
+	return s.runUDP(ctx, sock, pc)
+}
+
+// ServeTCP serves SIP over the connections of l until ctx is done or l is
+// closed, then closes l and its connections.
+func (s *Server) ServeTCP(ctx context.Context, l net.Listener) error {
+	sock, err := s.attach("tcp", l.Addr())
+	if err != nil {
+		return err
+	}
+	return s.runStream(ctx, sock, l, false)
+}
+
+// ServeTLS is ServeTCP for a listener whose connections are TLS (such as
+// tls.NewListener's), or were TLS before a dispatcher terminated it: they
+// are recorded as transport tls. The listener does the handshakes; Run's
+// own TLS sockets use the configured certificate.
+func (s *Server) ServeTLS(ctx context.Context, l net.Listener) error {
+	sock, err := s.attach("tls", l.Addr())
+	if err != nil {
+		return err
+	}
+	return s.runStream(ctx, sock, l, false)
+}
+
+func addrIPPort(a net.Addr) (netip.AddrPort, error) {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		return a.AddrPort(), nil
+	case *net.TCPAddr:
+		return a.AddrPort(), nil
+	}
+	return netip.ParseAddrPort(a.String())
+}
+
+// attach creates the sipgo stack of a socket and lists it in Sockets.
+func (s *Server) attach(transport string, local net.Addr) (*socket, error) {
+	ap, err := addrIPPort(local)
+	if err != nil {
+		return nil, fmt.Errorf("local address %v: %w", local, err)
+	}
+	ip := ap.Addr().Unmap().WithZone("")
+	if ip.IsUnspecified() {
+		return nil, fmt.Errorf("local address %v: a SIP socket needs a specific IP (it is recorded as the phone's ingress)", local)
+	}
+	sock := &socket{
+		name:      transport + ":" + netip.AddrPortFrom(ip, ap.Port()).String(),
+		transport: transport,
+		ip:        ip.String(),
+		port:      int(ap.Port()),
+	}
+	sock.ua, err = sipgo.NewUA(
+		sipgo.WithUserAgent(serverName),
+		sipgo.WithUserAgentHostname(sock.ip),
+		sipgo.WithUserAgentParser(s.parser),
+		sipgo.WithUserAgenTLSConfig(s.tlsConf),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(s.sipLog.With("socket", sock.name))),
+		sipgo.WithUserAgentTransactionLayerOptions(
+			sip.WithTransactionLayerLogger(s.sipLog.With("socket", sock.name)),
+			sip.WithTransactionLayerUnhandledResponseHandler(func(*sip.Response) { s.m.strayResponses.Inc() }),
+		),
+	)
+	if err != nil {
+		return nil, err
+	}
+	sock.srv, err = sipgo.NewServer(sock.ua, sipgo.WithServerLogger(s.sipLog.With("socket", sock.name)))
+	if err != nil {
+		sock.ua.Close()
+		return nil, err
+	}
+	s.route(sock)
+	s.mu.Lock()
+	if _, dup := s.sockets[sock.name]; dup {
+		s.mu.Unlock()
+		sock.ua.Close()
+		return nil, fmt.Errorf("socket %s is already served", sock.name)
+	}
+	s.sockets[sock.name] = sock
+	s.mu.Unlock()
+	s.m.openSockets.WithLabelValues(transport).Inc()
+	return sock, nil
+}
+
+func (s *Server) detach(sock *socket) {
+	s.mu.Lock()
+	delete(s.sockets, sock.name)
+	s.mu.Unlock()
+	s.m.openSockets.WithLabelValues(sock.transport).Dec()
+	sock.ua.Close() // ends its transactions and closes accepted TCP connections
+}
+
+func (s *Server) runUDP(ctx context.Context, sock *socket, pc net.PacketConn) error {
+	defer s.detach(sock)
+	uc := newUDPConn(pc, s.cfg.MaxUDPPeers, s.m.udpRecycles.Inc)
+	stop := context.AfterFunc(ctx, func() { uc.Close() })
+	defer stop()
+	defer uc.Close()
+	for {
+		err := sock.srv.ServeUDP(uc) // returns when the reader ends
+		if uc.closed.Load() {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		s.log.Debug("restarting UDP reader to forget remote addresses", "socket", sock.name)
+	}
+}
+
+// runStream serves a TCP or TLS listener; wrapTLS adds the TLS layer
+// with the configured certificate (for plain TCP listeners Run opened).
+func (s *Server) runStream(ctx context.Context, sock *socket, l net.Listener, wrapTLS bool) error {
+	defer s.detach(sock)
+	tl := &tcpListener{Listener: l, idle: s.cfg.TCPIdleTimeout, max: s.cfg.MaxConnsPerSocket, refused: s.m.connsRefused.Inc}
+	var ln net.Listener = tl
+	if wrapTLS {
+		ln = tls.NewListener(tl, s.tlsConf)
+	}
+	stop := context.AfterFunc(ctx, func() { tl.Close() })
+	defer stop()
+	defer tl.Close()
+	var err error
+	if sock.transport == "tls" {
+		err = sock.srv.ServeTLS(ln)
+	} else {
+		err = sock.srv.ServeTCP(ln)
+	}
+	if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// gate counts running handlers so that shutdown can wait for them.
+type gate struct {
+	mu      sync.Mutex
+	n       int
+	closed  bool
+	drained chan struct{}
+}
+
+func (g *gate) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.n++
+	return true
+}
+
+func (g *gate) exit() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.n--
+	if g.n == 0 && g.drained != nil {
+		close(g.drained)
+		g.drained = nil
+	}
+}
+
+func (g *gate) closeAndWait(timeout time.Duration) {
+	g.mu.Lock()
+	g.closed = true
+	if g.n == 0 {
+		g.mu.Unlock()
+		return
+	}
+	ch := make(chan struct{})
+	g.drained = ch
+	g.mu.Unlock()
+	select {
+	case <-ch:
+	case <-time.After(timeout):
+	}
+}
+
+var _ io.Closer = (*udpConn)(nil)
