@@ -32,6 +32,11 @@ const (
 	TypePutTariff       Type = 0x09
 	TypeDeleteTariff    Type = 0x0a
 	TypeCreateAccounts  Type = 0x0b
+	TypeStartCall       Type = 0x0c
+	TypeAnswerCall      Type = 0x0d
+	TypeEndCall         Type = 0x0e
+	TypeTopup           Type = 0x0f
+	TypeTrimRecords     Type = 0x10
 )
 
 // Command is one change to the replicated state.
@@ -53,6 +58,11 @@ var commandTypes = map[Type]func() Command{
 	TypePutTariff:       func() Command { return new(PutTariff) },
 	TypeDeleteTariff:    func() Command { return new(DeleteTariff) },
 	TypeCreateAccounts:  func() Command { return new(CreateAccounts) },
+	TypeStartCall:       func() Command { return new(StartCall) },
+	TypeAnswerCall:      func() Command { return new(AnswerCall) },
+	TypeEndCall:         func() Command { return new(EndCall) },
+	TypeTopup:           func() Command { return new(Topup) },
+	TypeTrimRecords:     func() Command { return new(TrimRecords) },
 }
 
 // ErrUnknownType is returned for a command type this version does not know.
@@ -166,7 +176,9 @@ type Result struct {
 	Err      *Error
 	Bindings []Binding // Register: the AOR's bindings after the change
 	Purged   int       // PurgeExpired: how many bindings were removed
-	Account  *Account  // CreateAccount, UpdateAccount: the account as stored
+	Account  *Account  // CreateAccount, UpdateAccount, Topup: the account as stored
+	Call     *Call     // StartCall, AnswerCall: the call as stored
+	XDR      *XDR      // EndCall: the call's record
 }
 
 // EncodeResult and DecodeResult carry a Result across the cluster link.

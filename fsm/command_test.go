@@ -38,6 +38,16 @@ func goldenCommands() map[string]Command {
 			{Prefix: "", PerMinute: 100_000, FirstInterval: 60, NextInterval: 60},
 			{Prefix: "44", PerMinute: 20_000, ConnectFee: 50_000, FirstInterval: 1, NextInterval: 1, FreeSeconds: 5}}}},
 		"delete_tariff": &DeleteTariff{ID: "std"},
+		"start_call": &StartCall{ID: "a84b4c76e66710@pc33", Direction: DirOutgoing, Account: "1001", CLI: "1001", CLD: "4420123",
+			Charges:    []ChargeRequest{{Account: "1001", Role: RoleOutgoing, Number: "4420123"}, {Account: "1002", Role: RoleIncoming, Number: "1002"}},
+			MaxSeconds: 14400, Now: 1700000000000, Node: "sip1", Vendor: "v1", Connection: "c1", VendorTariff: "cost"},
+		"answer_call": &AnswerCall{ID: "a84b4c76e66710@pc33", ConnectAt: 1700000003000, Legs: []Leg{{
+			Role: "callee", CallID: "b2b-1", LocalTag: "lt", RemoteTag: "rt", LocalURI: "<sip:1001@127.0.0.2>", RemoteURI: "<sip:1002@127.0.0.2>",
+			RemoteTarget: "sip:1002@10.0.0.5:5062", RouteSet: []string{"<sip:p1;lr>"}, Ingress: "udp:127.0.0.2:5070",
+			Destination: "10.0.0.5:5062", Transport: "udp", LocalCSeq: 1, RemoteCSeq: 0}}},
+		"end_call":     &EndCall{ID: "a84b4c76e66710@pc33", DisconnectAt: 1700000063000, Cause: 200, CauseText: "BYE", DisconnectedBy: "caller"},
+		"topup":        &Topup{Account: "1001", Amount: 5_000_000, Key: "topup-42", Now: 1700000000000, Note: "card"},
+		"trim_records": &TrimRecords{MaxXDRs: 1000000, KeepKeysAfter: 1690000000000},
 		"create_accounts": &CreateAccounts{Now: 1700000000000, Accounts: []Account{
 			{ID: "u000000", Password: "pwu000000", Billing: Postpaid, CreditLimit: 1_000_000},
 			{ID: "u000001", Password: "pwu000001", Billing: Prepaid, Balance: 2_500_000}}},

@@ -29,13 +29,22 @@ const (
 	recAlias       recordType = 0x03
 	recBinding     recordType = 0x04
 	recNonceSecret recordType = 0x05
+	recCall        recordType = 0x06
+	recXDR         recordType = 0x07
+	recTxKey       recordType = 0x08
+	recXDRSeq      recordType = 0x09
 	recEnd         recordType = 0xff
 )
 
 const maxRecordSize = 1 << 20
 
 type snapshotEnd struct {
-	Accounts, Tariffs, Aliases, Bindings int
+	Accounts, Tariffs, Aliases, Bindings, Calls, XDRs, TxKeys int
+}
+
+type txKeyRecord struct {
+	Key string
+	At  int64
 }
 
 // Snapshot is a point-in-time view of the state, cheap to take: it shares
@@ -46,6 +55,10 @@ type Snapshot struct {
 	aliases     []*Alias
 	bindings    [][]*Binding
 	nonceSecret []byte
+	calls       []*Call
+	xdrs        []*XDR
+	xdrSeq      uint64
+	txKeys      []txKeyRecord
 }
 
 // Snapshot captures the current state. It holds the lock only while copying
@@ -59,7 +72,19 @@ func (s *State) Snapshot() *Snapshot {
 		aliases:     slices.Collect(maps.Values(s.aliases)),
 		bindings:    slices.Collect(maps.Values(s.bindings)),
 		nonceSecret: s.nonceSecret,
+		calls:       slices.Collect(maps.Values(s.calls)),
+		xdrs:        slices.Clone(s.xdrs.live()),
+		xdrSeq:      s.xdrSeq,
+		txKeys:      txKeyRecords(s.txKeys),
 	}
+}
+
+func txKeyRecords(m map[string]int64) []txKeyRecord {
+	out := make([]txKeyRecord, 0, len(m))
+	for k, at := range m {
+		out = append(out, txKeyRecord{Key: k, At: at})
+	}
+	return out
 }
 
 // WriteTo streams the snapshot to w.
@@ -90,6 +115,19 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	if sn.nonceSecret != nil {
 		sw.record(recNonceSecret, sn.nonceSecret)
 	}
+	for _, c := range sn.calls {
+		sw.record(recCall, c)
+		end.Calls++
+	}
+	for _, x := range sn.xdrs {
+		sw.record(recXDR, x)
+		end.XDRs++
+	}
+	for i := range sn.txKeys {
+		sw.record(recTxKey, &sn.txKeys[i])
+		end.TxKeys++
+	}
+	sw.record(recXDRSeq, sn.xdrSeq)
 	sw.record(recEnd, &end)
 	if sw.err == nil {
 		sw.err = cw.w.(*bufio.Writer).Flush()
@@ -209,6 +247,41 @@ func (s *State) Restore(r io.Reader) error {
 				return fmt.Errorf("restore snapshot: nonce secret: %w", err)
 			}
 			fresh.nonceSecret = secret
+		case recCall:
+			c := new(Call)
+			if err := decodeBody(body, c); err != nil {
+				return fmt.Errorf("restore snapshot: call: %w", err)
+			}
+			fresh.calls[c.ID] = c
+			for _, ch := range c.Charges {
+				fresh.reserved[ch.Account] += ch.Reserved
+			}
+			for _, acct := range c.Parties {
+				fresh.activeCalls[acct]++
+			}
+			got.Calls++
+		case recXDR:
+			x := new(XDR)
+			if err := decodeBody(body, x); err != nil {
+				return fmt.Errorf("restore snapshot: xdr: %w", err)
+			}
+			if n := fresh.xdrs.len(); n > 0 && fresh.xdrs.live()[n-1].Seq >= x.Seq {
+				return fmt.Errorf("restore snapshot: xdr %d out of order", x.Seq)
+			}
+			fresh.xdrs.add(x)
+			fresh.xdrByCall[x.CallID] = x.Seq
+			got.XDRs++
+		case recTxKey:
+			var k txKeyRecord
+			if err := decodeBody(body, &k); err != nil {
+				return fmt.Errorf("restore snapshot: transaction key: %w", err)
+			}
+			fresh.txKeys[k.Key] = k.At
+			got.TxKeys++
+		case recXDRSeq:
+			if err := decodeBody(body, &fresh.xdrSeq); err != nil {
+				return fmt.Errorf("restore snapshot: xdr sequence: %w", err)
+			}
 		case recEnd:
 			var want snapshotEnd
 			if err := decodeBody(body, &want); err != nil {
@@ -234,5 +307,12 @@ func (s *State) replace(fresh *State) {
 	s.bindings = fresh.bindings
 	s.nBindings = fresh.nBindings
 	s.nonceSecret = fresh.nonceSecret
+	s.calls = fresh.calls
+	s.reserved = fresh.reserved
+	s.activeCalls = fresh.activeCalls
+	s.xdrs = fresh.xdrs
+	s.xdrByCall = fresh.xdrByCall
+	s.xdrSeq = fresh.xdrSeq
+	s.txKeys = fresh.txKeys
 	s.aliasesChanged()
 }

@@ -19,16 +19,29 @@ type State struct {
 	nBindings   int
 	nonceSecret []byte
 	aliasWatch  chan struct{} // closed and replaced when aliases change
+
+	calls       map[string]*Call  // in progress, by ID
+	reserved    map[string]int64  // per account: money held by its calls (derived from calls)
+	activeCalls map[string]int    // per account: calls it takes part in (derived from calls)
+	xdrs        xdrLog            // finished calls, oldest first
+	xdrByCall   map[string]uint64 // call ID -> xDR seq, for idempotent EndCall
+	xdrSeq      uint64            // last xDR seq issued
+	txKeys      map[string]int64  // idempotency keys of money transactions -> when applied
 }
 
 // New returns an empty state.
 func New() *State {
 	return &State{
-		accounts:   map[string]*Account{},
-		tariffs:    map[string]*Tariff{},
-		aliases:    map[string]*Alias{},
-		bindings:   map[string][]*Binding{},
-		aliasWatch: make(chan struct{}),
+		accounts:    map[string]*Account{},
+		tariffs:     map[string]*Tariff{},
+		aliases:     map[string]*Alias{},
+		bindings:    map[string][]*Binding{},
+		aliasWatch:  make(chan struct{}),
+		calls:       map[string]*Call{},
+		reserved:    map[string]int64{},
+		activeCalls: map[string]int{},
+		xdrByCall:   map[string]uint64{},
+		txKeys:      map[string]int64{},
 	}
 }
 
@@ -174,14 +187,87 @@ func (s *State) NonceSecret() []byte {
 
 // Counts summarises the state for status pages and checks.
 type Counts struct {
-	Accounts, Tariffs, Aliases, Bindings int
+	Accounts, Tariffs, Aliases, Bindings, Calls, XDRs int
 }
 
 // Counts returns how many records of each kind the state holds.
 func (s *State) Counts() Counts {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return Counts{Accounts: len(s.accounts), Tariffs: len(s.tariffs), Aliases: len(s.aliases), Bindings: s.nBindings}
+	return Counts{Accounts: len(s.accounts), Tariffs: len(s.tariffs), Aliases: len(s.aliases), Bindings: s.nBindings,
+		Calls: len(s.calls), XDRs: s.xdrs.len()}
+}
+
+// Call returns a copy of a call in progress.
+func (s *State) Call(id string) (Call, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c, ok := s.calls[id]
+	if !ok {
+		return Call{}, false
+	}
+	return c.clone(), true
+}
+
+// Calls returns copies of the calls in progress, oldest first.
+func (s *State) Calls() []Call {
+	s.mu.RLock()
+	out := make([]Call, 0, len(s.calls))
+	for _, c := range s.calls {
+		out = append(out, c.clone())
+	}
+	s.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].SetupAt != out[j].SetupAt {
+			return out[i].SetupAt < out[j].SetupAt
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// Reserved returns the money the account's calls in progress hold.
+func (s *State) Reserved(account string) int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.reserved[account]
+}
+
+// XDRFilter selects xDRs.
+type XDRFilter struct {
+	Account  string // "" for all
+	AfterSeq uint64 // only xDRs with a higher Seq
+	Since    int64  // only xDRs disconnected at or after (unix ms)
+	Limit    int    // at most this many (0: all)
+}
+
+// XDRs returns copies of the xDRs matching f, oldest first.
+func (s *State) XDRs(f XDRFilter) []XDR {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []XDR
+	s.xdrs.after(f.AfterSeq, func(x *XDR) bool {
+		if (f.Account == "" || x.Account == f.Account || x.charges(f.Account)) && x.DisconnectAt >= f.Since {
+			out = append(out, x.clone())
+		}
+		return f.Limit == 0 || len(out) < f.Limit
+	})
+	return out
+}
+
+// XDRForCall returns the xDR of a finished call, while it is retained.
+func (s *State) XDRForCall(callID string) (XDR, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	seq, ok := s.xdrByCall[callID]
+	if !ok {
+		return XDR{}, false
+	}
+	x, ok := s.xdrs.get(seq)
+	if !ok {
+		return XDR{}, false
+	}
+	return x.clone(), true
 }
 
 func live(bs []*Binding, now int64) []Binding {
@@ -219,6 +305,46 @@ func (a *Alias) clone() Alias {
 	c := *a
 	c.Ports = AliasPorts{UDP: slices.Clone(a.Ports.UDP), TCP: slices.Clone(a.Ports.TCP), TLS: slices.Clone(a.Ports.TLS)}
 	return c
+}
+
+func (c *Call) clone() Call {
+	cp := *c
+	cp.Parties = slices.Clone(c.Parties)
+	cp.Charges = slices.Clone(c.Charges)
+	cp.Legs = cloneLegs(c.Legs)
+	cp.Redirects = cloneRedirects(c.Redirects)
+	if c.VendorRate != nil {
+		r := *c.VendorRate
+		cp.VendorRate = &r
+	}
+	return cp
+}
+
+func cloneLegs(ls []Leg) []Leg {
+	out := slices.Clone(ls)
+	for i := range out {
+		out[i].RouteSet = slices.Clone(ls[i].RouteSet)
+	}
+	return out
+}
+
+func cloneRedirects(rs []Redirect) []Redirect { return slices.Clone(rs) }
+
+func (x *XDR) clone() XDR {
+	cp := *x
+	cp.Charges = slices.Clone(x.Charges)
+	cp.Redirects = cloneRedirects(x.Redirects)
+	return cp
+}
+
+// charges reports whether the xDR charges account.
+func (x *XDR) charges(account string) bool {
+	for _, c := range x.Charges {
+		if c.Account == account {
+			return true
+		}
+	}
+	return false
 }
 
 func (b *Binding) clone() Binding {
