@@ -6,11 +6,11 @@ import (
 )
 
 var (
-	r6060    = Rate{PerMinute: 100_000, FirstInterval: 60, NextInterval: 60}                                  // 0.10/min, whole minutes
-	r11      = Rate{PerMinute: 60_000, FirstInterval: 1, NextInterval: 1}                                     // 0.06/min = 1000 µ/s
+	r6060    = Rate{PerMinute: 100_000, FirstInterval: 60, NextInterval: 60}                                   // 0.10/min, whole minutes
+	r11      = Rate{PerMinute: 60_000, FirstInterval: 1, NextInterval: 1}                                      // 0.06/min = 1000 µ/s
 	rFee     = Rate{PerMinute: 120_000, ConnectFee: 50_000, FirstInterval: 30, NextInterval: 6}                // 30/6 with a fee
 	rFree    = Rate{PerMinute: 60_000, FirstInterval: 1, NextInterval: 1, FreeSeconds: 10}                     // 10 free seconds
-	rOdd     = Rate{PerMinute: 70_001, FirstInterval: 1, NextInterval: 1}                                     // rounding up
+	rOdd     = Rate{PerMinute: 70_001, FirstInterval: 1, NextInterval: 1}                                      // rounding up
 	rFreeFee = Rate{PerMinute: 60_000, ConnectFee: 1_000, FirstInterval: 60, NextInterval: 60, FreeSeconds: 5} // everything
 )
 
