@@ -216,6 +216,26 @@ func TestConcurrentProposalsThroughFollower(t *testing.T) {
 	}
 }
 
+// A write through a follower is visible in the follower's own replica when
+// Propose returns: a phone registering right after its account was created
+// through the same node must find the account.
+func TestFollowerReadsItsOwnWrites(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	leader := c.waitLeader()
+	f := c.nodes[c.follower(leader)]
+	for i := range 50 {
+		id := fmt.Sprintf("ryw%d", i)
+		if err := createAccount(ctx, f.node, id); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := f.state.Account(id); !ok {
+			t.Fatalf("account %s created through follower %s is not in its replica when Propose returns", id, f.cfg.NodeID)
+		}
+	}
+}
+
 // Without the cluster key nothing gets in: neither raft nor forwarding,
 // and the state does not change.
 func TestWrongKeyIsRefused(t *testing.T) {

@@ -1,10 +1,12 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
@@ -22,11 +24,54 @@ type raftFSM struct {
 	state    *fsm.State
 	log      *slog.Logger
 	restores atomic.Int64 // snapshots restored (tests)
+
+	mu      sync.Mutex
+	applied uint64        // last log index applied (0 until the first after a restore)
+	advance chan struct{} // closed when applied moves; nil while nobody waits
+}
+
+// setApplied records the last applied index and wakes waiters.
+func (f *raftFSM) setApplied(index uint64) {
+	f.mu.Lock()
+	f.applied = index
+	if f.advance != nil {
+		close(f.advance)
+		f.advance = nil
+	}
+	f.mu.Unlock()
+}
+
+// waitApplied waits until the entry at index has been applied here, or ctx
+// ends.
+func (f *raftFSM) waitApplied(ctx context.Context, index uint64) {
+	for {
+		f.mu.Lock()
+		if f.applied >= index {
+			f.mu.Unlock()
+			return
+		}
+		if f.advance == nil {
+			f.advance = make(chan struct{})
+		}
+		ch := f.advance
+		f.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 var _ raft.BatchingFSM = (*raftFSM)(nil)
 
 func (f *raftFSM) Apply(l *raft.Log) any {
+	res := f.apply(l)
+	f.setApplied(l.Index)
+	return res
+}
+
+func (f *raftFSM) apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
@@ -40,7 +85,10 @@ func (f *raftFSM) Apply(l *raft.Log) any {
 func (f *raftFSM) ApplyBatch(logs []*raft.Log) []any {
 	out := make([]any, len(logs))
 	for i, l := range logs {
-		out[i] = f.Apply(l)
+		out[i] = f.apply(l)
+	}
+	if len(logs) > 0 {
+		f.setApplied(logs[len(logs)-1].Index)
 	}
 	return out
 }

@@ -3,6 +3,7 @@ package cluster
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -113,7 +114,8 @@ func (n *Node) do(ctx context.Context, what string, op byte, body []byte) (fsm.R
 // (or on hint, a leader named by the node last asked).
 func (n *Node) once(ctx context.Context, op byte, body []byte, hint string) (fsm.Result, error) {
 	if n.raft.State() == raft.Leader {
-		return n.leaderDo(ctx, op, body)
+		res, _, err := n.leaderDo(ctx, op, body)
+		return res, err
 	}
 	addr := hint
 	if addr == "" {
@@ -145,10 +147,18 @@ func (n *Node) callRemote(ctx context.Context, addr string, op byte, body []byte
 	if op != opApply {
 		return fsm.Result{}, nil
 	}
-	res, err := fsm.DecodeResult(f.body)
+	if len(f.body) < 8 {
+		return fsm.Result{}, fmt.Errorf("result from %s: %d bytes is too short", addr, len(f.body))
+	}
+	index := binary.BigEndian.Uint64(f.body)
+	res, err := fsm.DecodeResult(f.body[8:])
 	if err != nil {
 		return fsm.Result{}, fmt.Errorf("result from %s: %w", addr, err)
 	}
+	// Read your writes: answer once this node's replica has applied the
+	// change, so a REGISTER right after an account was created here finds
+	// it. The write is done either way; a slow replica only delays.
+	n.fsm.waitApplied(ctx, index)
 	return res, nil
 }
 
@@ -220,16 +230,17 @@ func (n *Node) giveUp(what string, start time.Time, attempts int, last, cause er
 	return fmt.Errorf("cluster: %s: gave up after %s and %d attempt(s)%s: %w", what, elapsed, attempts, why, cause)
 }
 
-// leaderDo runs op on this node, which must lead.
-func (n *Node) leaderDo(ctx context.Context, op byte, body []byte) (fsm.Result, error) {
+// leaderDo runs op on this node, which must lead. For a write it also
+// returns the log index the command was applied at.
+func (n *Node) leaderDo(ctx context.Context, op byte, body []byte) (fsm.Result, uint64, error) {
 	if n.raft.State() != raft.Leader {
-		return fsm.Result{}, raft.ErrNotLeader
+		return fsm.Result{}, 0, raft.ErrNotLeader
 	}
 	switch op {
 	case opApply:
 		if typ, _, err := fsm.Decode(body); err != nil {
 			if !errors.Is(err, fsm.ErrUnknownType) || typ&fsm.IgnorableFlag == 0 {
-				return fsm.Result{}, fmt.Errorf("leader %s refuses the command: %w (a newer node proposed a command type this leader does not know? "+
+				return fsm.Result{}, 0, fmt.Errorf("leader %s refuses the command: %w (a newer node proposed a command type this leader does not know? "+
 					"New command types may only be used once every voter is upgraded)", n.cfg.NodeID, err)
 			}
 		}
@@ -239,35 +250,35 @@ func (n *Node) leaderDo(ctx context.Context, op byte, body []byte) (fsm.Result, 
 	case opAddVoter:
 		id, rest, err := readString(body)
 		if err != nil {
-			return fsm.Result{}, errors.New("add voter: malformed request")
+			return fsm.Result{}, 0, errors.New("add voter: malformed request")
 		}
 		addr, _, err := readString(rest)
 		if err != nil {
-			return fsm.Result{}, errors.New("add voter: malformed request")
+			return fsm.Result{}, 0, errors.New("add voter: malformed request")
 		}
 		if !nodeIDPattern.MatchString(id) {
-			return fsm.Result{}, fmt.Errorf("add voter: bad id %q", id)
+			return fsm.Result{}, 0, fmt.Errorf("add voter: bad id %q", id)
 		}
 		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return fsm.Result{}, fmt.Errorf("add voter %s: bad addr %q", id, addr)
+			return fsm.Result{}, 0, fmt.Errorf("add voter %s: bad addr %q", id, addr)
 		}
 		if err := waitFuture(ctx, n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, enqueueTimeout(ctx))); err != nil {
-			return fsm.Result{}, fmt.Errorf("add voter %s at %s: %w", id, addr, err)
+			return fsm.Result{}, 0, fmt.Errorf("add voter %s at %s: %w", id, addr, err)
 		}
 		n.log.Info("cluster: voter added", "id", id, "addr", addr)
-		return fsm.Result{}, nil
+		return fsm.Result{}, 0, nil
 	case opRemoveServer:
 		id, _, err := readString(body)
 		if err != nil {
-			return fsm.Result{}, errors.New("remove server: malformed request")
+			return fsm.Result{}, 0, errors.New("remove server: malformed request")
 		}
 		if err := waitFuture(ctx, n.raft.RemoveServer(raft.ServerID(id), 0, enqueueTimeout(ctx))); err != nil {
-			return fsm.Result{}, fmt.Errorf("remove server %s: %w", id, err)
+			return fsm.Result{}, 0, fmt.Errorf("remove server %s: %w", id, err)
 		}
 		n.log.Info("cluster: server removed", "id", id)
-		return fsm.Result{}, nil
+		return fsm.Result{}, 0, nil
 	default:
-		return fsm.Result{}, fmt.Errorf("unknown forwarded op %#x (is the sender a newer version?)", op)
+		return fsm.Result{}, 0, fmt.Errorf("unknown forwarded op %#x (is the sender a newer version?)", op)
 	}
 }
 
@@ -275,21 +286,21 @@ func (n *Node) leaderDo(ctx context.Context, op byte, body []byte) (fsm.Result, 
 // fsm answered. leaderDo has refused, before they reach the log, commands
 // this node cannot decode: committed, they would stop every replica that
 // runs this version.
-func (n *Node) applyLocal(ctx context.Context, data []byte) (fsm.Result, error) {
+func (n *Node) applyLocal(ctx context.Context, data []byte) (fsm.Result, uint64, error) {
 	f := n.raft.Apply(data, enqueueTimeout(ctx))
 	if err := waitFuture(ctx, f); err != nil {
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-			return fsm.Result{}, fmt.Errorf("gave up waiting for the commit (the write may or may not be applied): %w", err)
+			return fsm.Result{}, 0, fmt.Errorf("gave up waiting for the commit (the write may or may not be applied): %w", err)
 		}
-		return fsm.Result{}, err
+		return fsm.Result{}, 0, err
 	}
 	switch r := f.Response().(type) {
 	case fsm.Result:
-		return r, nil
+		return r, f.Index(), nil
 	case error:
-		return fsm.Result{}, r
+		return fsm.Result{}, 0, r
 	default:
-		return fsm.Result{}, fmt.Errorf("unexpected fsm response %T", r)
+		return fsm.Result{}, 0, fmt.Errorf("unexpected fsm response %T", r)
 	}
 }
 
@@ -382,11 +393,11 @@ read:
 
 // handleForward runs one forwarded request and builds its response.
 func (n *Node) handleForward(f frame) frame {
-	res, err := n.leaderDo(n.ctx, f.code, f.body)
+	res, index, err := n.leaderDo(n.ctx, f.code, f.body)
 	if err == nil && f.code == opApply {
 		var body []byte
 		if body, err = fsm.EncodeResult(res); err == nil {
-			return frame{code: respOK, id: f.id, body: body}
+			return frame{code: respOK, id: f.id, body: append(binary.BigEndian.AppendUint64(nil, index), body...)}
 		}
 	}
 	if err == nil {
