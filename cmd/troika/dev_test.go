@@ -2,6 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"slices"
 	"regexp"
 	"sort"
 	"strings"
@@ -79,4 +83,73 @@ func TestDevNodeRegistersOnMainAndAlias(t *testing.T) {
 	}
 	checkBindings()
 	p2.stop(t)
+}
+
+// The admin subcommands against a dev node: accounts and aliases made with
+// the CLI take effect (a new alias opens its socket, deleting it closes
+// it), and bad input is refused with a message naming the field.
+func TestCLIManagesAccountsAndAliases(t *testing.T) {
+	sipptest.Need(t)
+	data := t.TempDir()
+	p := startProc(t, "dev", "--data", data, "--sip-address", "127.0.0.51", "--alias", "", "--admin", "127.0.0.51:8080")
+	m := p.waitOutput(t, bannerRE, 30*time.Second)
+	env := []string{"TROIKA_API=" + m[1], "TROIKA_TOKEN=" + m[2]}
+	cli := func(args ...string) string { return runCLI(t, env, args...) }
+
+	cli("account", "create", "--id", "3001", "--password", "pw3001", "--balance", "1.50", "--tariff-out", "demo")
+	var a struct {
+		ID, Balance string
+		MaxCalls    int `json:"max_calls"`
+	}
+	if err := json.Unmarshal([]byte(cli("account", "update", "3001", "--max-calls", "2", "-o", "json")), &a); err != nil || a.MaxCalls != 2 || a.Balance != "1.50" {
+		t.Fatalf("updated account %+v %v", a, err)
+	}
+	out, err := cliErr(env, "account", "create", "--id", "3002", "--password", "x", "--balance", "1.5.0")
+	if err == nil || !strings.Contains(out, "balance") {
+		t.Fatalf("bad balance accepted or not named:\n%s", out)
+	}
+
+	cli("alias", "add", "127.0.0.52", "--udp", "5072")
+	waitSocket(t, m[1], m[2], "udp:127.0.0.52:5072", true)
+	st := sipptest.Run(t, sipptest.Options{Target: "127.0.0.52:5072", Scenario: "reg_auth.xml", Inject: sipptest.Users("3001"), LocalIP: "127.0.0.51"})
+	if st.OK != 1 {
+		t.Fatalf("REGISTER through the new alias: %d ok\n%s", st.OK, st.Errors)
+	}
+	if out := cli("registration", "list", "--account", "3001"); !strings.Contains(out, "udp:127.0.0.52:5072") {
+		t.Fatalf("binding through the alias:\n%s", out)
+	}
+	cli("alias", "delete", "127.0.0.52")
+	waitSocket(t, m[1], m[2], "udp:127.0.0.52:5072", false)
+	cli("account", "delete", "3001")
+	if out, err := cliErr(env, "account", "get", "3001"); err == nil || !strings.Contains(out, "404") {
+		t.Fatalf("deleted account still there:\n%s", out)
+	}
+	p.stop(t)
+}
+
+func cliErr(env []string, args ...string) (string, error) {
+	cmd := exec.Command(troikaBin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// waitSocket waits until the node does (or does not) list a SIP socket.
+func waitSocket(t *testing.T, api, token, name string, open bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		raw, err := newClient(api, token).ClusterStatus(context.Background())
+		if err == nil {
+			var s struct {
+				Sockets []string `json:"sip_sockets"`
+			}
+			json.Unmarshal(raw, &s)
+			if slices.Contains(s.Sockets, name) == open {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("socket %s open=%v not reached", name, open)
 }
