@@ -21,22 +21,28 @@ const IgnorableFlag Type = 0x80
 
 // Command types. Never reuse or renumber a value.
 const (
-	TypeCreateAccount   Type = 0x01
-	TypeUpdateAccount   Type = 0x02
-	TypeDeleteAccount   Type = 0x03
-	TypePutAlias        Type = 0x04
-	TypeDeleteAlias     Type = 0x05
-	TypeRegister        Type = 0x06
-	TypePurgeExpired    Type = 0x07
-	TypeInitNonceSecret Type = 0x08
-	TypePutTariff       Type = 0x09
-	TypeDeleteTariff    Type = 0x0a
-	TypeCreateAccounts  Type = 0x0b
-	TypeStartCall       Type = 0x0c
-	TypeAnswerCall      Type = 0x0d
-	TypeEndCall         Type = 0x0e
-	TypeTopup           Type = 0x0f
-	TypeTrimRecords     Type = 0x10
+	TypeCreateAccount       Type = 0x01
+	TypeUpdateAccount       Type = 0x02
+	TypeDeleteAccount       Type = 0x03
+	TypePutAlias            Type = 0x04
+	TypeDeleteAlias         Type = 0x05
+	TypeRegister            Type = 0x06
+	TypePurgeExpired        Type = 0x07
+	TypeInitNonceSecret     Type = 0x08
+	TypePutTariff           Type = 0x09
+	TypeDeleteTariff        Type = 0x0a
+	TypeCreateAccounts      Type = 0x0b
+	TypeStartCall           Type = 0x0c
+	TypeAnswerCall          Type = 0x0d
+	TypeEndCall             Type = 0x0e
+	TypeTopup               Type = 0x0f
+	TypeTrimRecords         Type = 0x10
+	TypePutServicePolicy    Type = 0x11
+	TypeDeleteServicePolicy Type = 0x12
+	TypePutVendor           Type = 0x13
+	TypeDeleteVendor        Type = 0x14
+	TypePutConnection       Type = 0x15
+	TypeDeleteConnection    Type = 0x16
 )
 
 // Command is one change to the replicated state.
@@ -47,22 +53,28 @@ type Command interface {
 
 // commandTypes is the decoder table: every type this version understands.
 var commandTypes = map[Type]func() Command{
-	TypeCreateAccount:   func() Command { return new(CreateAccount) },
-	TypeUpdateAccount:   func() Command { return new(UpdateAccount) },
-	TypeDeleteAccount:   func() Command { return new(DeleteAccount) },
-	TypePutAlias:        func() Command { return new(PutAlias) },
-	TypeDeleteAlias:     func() Command { return new(DeleteAlias) },
-	TypeRegister:        func() Command { return new(Register) },
-	TypePurgeExpired:    func() Command { return new(PurgeExpired) },
-	TypeInitNonceSecret: func() Command { return new(InitNonceSecret) },
-	TypePutTariff:       func() Command { return new(PutTariff) },
-	TypeDeleteTariff:    func() Command { return new(DeleteTariff) },
-	TypeCreateAccounts:  func() Command { return new(CreateAccounts) },
-	TypeStartCall:       func() Command { return new(StartCall) },
-	TypeAnswerCall:      func() Command { return new(AnswerCall) },
-	TypeEndCall:         func() Command { return new(EndCall) },
-	TypeTopup:           func() Command { return new(Topup) },
-	TypeTrimRecords:     func() Command { return new(TrimRecords) },
+	TypeCreateAccount:       func() Command { return new(CreateAccount) },
+	TypeUpdateAccount:       func() Command { return new(UpdateAccount) },
+	TypeDeleteAccount:       func() Command { return new(DeleteAccount) },
+	TypePutAlias:            func() Command { return new(PutAlias) },
+	TypeDeleteAlias:         func() Command { return new(DeleteAlias) },
+	TypeRegister:            func() Command { return new(Register) },
+	TypePurgeExpired:        func() Command { return new(PurgeExpired) },
+	TypeInitNonceSecret:     func() Command { return new(InitNonceSecret) },
+	TypePutTariff:           func() Command { return new(PutTariff) },
+	TypeDeleteTariff:        func() Command { return new(DeleteTariff) },
+	TypeCreateAccounts:      func() Command { return new(CreateAccounts) },
+	TypeStartCall:           func() Command { return new(StartCall) },
+	TypeAnswerCall:          func() Command { return new(AnswerCall) },
+	TypeEndCall:             func() Command { return new(EndCall) },
+	TypeTopup:               func() Command { return new(Topup) },
+	TypeTrimRecords:         func() Command { return new(TrimRecords) },
+	TypePutServicePolicy:    func() Command { return new(PutServicePolicy) },
+	TypeDeleteServicePolicy: func() Command { return new(DeleteServicePolicy) },
+	TypePutVendor:           func() Command { return new(PutVendor) },
+	TypeDeleteVendor:        func() Command { return new(DeleteVendor) },
+	TypePutConnection:       func() Command { return new(PutConnection) },
+	TypeDeleteConnection:    func() Command { return new(DeleteConnection) },
 }
 
 // ErrUnknownType is returned for a command type this version does not know.

@@ -48,6 +48,15 @@ func goldenCommands() map[string]Command {
 		"end_call":     &EndCall{ID: "a84b4c76e66710@pc33", DisconnectAt: 1700000063000, Cause: 200, CauseText: "BYE", DisconnectedBy: "caller"},
 		"topup":        &Topup{Account: "1001", Amount: 5_000_000, Key: "topup-42", Now: 1700000000000, Note: "card"},
 		"trim_records": &TrimRecords{MaxXDRs: 1000000, KeepKeysAfter: 1690000000000},
+		"put_service_policy": &PutServicePolicy{Policy: ServicePolicy{ID: "easycall", Redirect: RedirectPolicy{
+			TrustedNetworks: []string{"193.148.210.22", "195.111.134.55", "10.0.0.0/8", "pbx.example.com"}, UntrustedAction: "reject", MaxRedirects: 3}}},
+		"delete_service_policy": &DeleteServicePolicy{ID: "easycall"},
+		"put_vendor":            &PutVendor{Vendor: Vendor{ID: "v1", Name: "Carrier One", Username: "carrier1", Password: "s3cret"}},
+		"delete_vendor":         &DeleteVendor{ID: "v1"},
+		"put_connection": &PutConnection{Connection: Connection{ID: "c1", Vendor: "v1", Kind: ConnectionFromVendorSIP,
+			RemoteIPs: []string{"198.51.100.7", "203.0.113.0/24"}, Username: "carrier1in", Tariff: "cost",
+			TranslationCLD: `s/^00/+/; s/^\+44/44/`, TranslationCLI: `s/^\+//`}},
+		"delete_connection": &DeleteConnection{ID: "c1"},
 		"create_accounts": &CreateAccounts{Now: 1700000000000, Accounts: []Account{
 			{ID: "u000000", Password: "pwu000000", Billing: Postpaid, CreditLimit: 1_000_000},
 			{ID: "u000001", Password: "pwu000001", Billing: Prepaid, Balance: 2_500_000}}},

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
-	"sort"
 )
 
 // CreateAccount adds an account. Applying the same command again succeeds
@@ -94,6 +93,14 @@ func sameAccount(a, b *Account) bool {
 }
 
 func (s *State) checkAccountRefs(a *Account) Result {
+	if owner := s.usernameOwner(a.ID); owner != "" && owner != "account "+a.ID {
+		return refuse(CodeConflict, "id", "%s is already the SIP user name of %s", a.ID, owner)
+	}
+	if a.ServicePolicy != "" {
+		if _, ok := s.policies[a.ServicePolicy]; !ok {
+			return refuse(CodeInvalid, "service_policy", "no service policy %s", a.ServicePolicy)
+		}
+	}
 	if a.TariffOut != "" {
 		if _, ok := s.tariffs[a.TariffOut]; !ok {
 			return refuse(CodeInvalid, "tariff_out", "no tariff %s", a.TariffOut)
@@ -211,18 +218,13 @@ func (c *DeleteTariff) apply(s *State) Result {
 	if _, ok := s.tariffs[c.ID]; !ok {
 		return refuse(CodeNotFound, "id", "no tariff %s", c.ID)
 	}
-	var users []string
-	for _, a := range s.accounts {
-		if a.TariffIn == c.ID || a.TariffOut == c.ID {
-			users = append(users, a.ID)
-		}
-	}
-	if len(users) > 0 {
-		sort.Strings(users)
-		if len(users) > 5 {
-			users = append(users[:5], "...")
-		}
+	if users := s.accountsWhere(func(a *Account) bool { return a.TariffIn == c.ID || a.TariffOut == c.ID }); len(users) > 0 {
 		return refuse(CodeConflict, "id", "tariff %s is used by accounts %v: change them first", c.ID, users)
+	}
+	for _, cn := range s.connections {
+		if cn.Tariff == c.ID {
+			return refuse(CodeConflict, "id", "tariff %s is the cost tariff of connection %s: change it first", c.ID, cn.ID)
+		}
 	}
 	delete(s.tariffs, c.ID)
 	return Result{}

@@ -33,13 +33,16 @@ const (
 	recXDR         recordType = 0x07
 	recTxKey       recordType = 0x08
 	recXDRSeq      recordType = 0x09
+	recPolicy      recordType = 0x0a
+	recVendor      recordType = 0x0b
+	recConnection  recordType = 0x0c
 	recEnd         recordType = 0xff
 )
 
 const maxRecordSize = 1 << 20
 
 type snapshotEnd struct {
-	Accounts, Tariffs, Aliases, Bindings, Calls, XDRs, TxKeys int
+	Accounts, Tariffs, Aliases, Bindings, Calls, XDRs, TxKeys, Policies, Vendors, Connections int
 }
 
 type txKeyRecord struct {
@@ -59,6 +62,9 @@ type Snapshot struct {
 	xdrs        []*XDR
 	xdrSeq      uint64
 	txKeys      []txKeyRecord
+	policies    []*ServicePolicy
+	vendors     []*Vendor
+	connections []*Connection
 }
 
 // Snapshot captures the current state. It holds the lock only while copying
@@ -76,6 +82,9 @@ func (s *State) Snapshot() *Snapshot {
 		xdrs:        slices.Clone(s.xdrs.live()),
 		xdrSeq:      s.xdrSeq,
 		txKeys:      txKeyRecords(s.txKeys),
+		policies:    slices.Collect(maps.Values(s.policies)),
+		vendors:     slices.Collect(maps.Values(s.vendors)),
+		connections: slices.Collect(maps.Values(s.connections)),
 	}
 }
 
@@ -128,6 +137,18 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 		end.TxKeys++
 	}
 	sw.record(recXDRSeq, sn.xdrSeq)
+	for _, p := range sn.policies {
+		sw.record(recPolicy, p)
+		end.Policies++
+	}
+	for _, v := range sn.vendors {
+		sw.record(recVendor, v)
+		end.Vendors++
+	}
+	for _, c := range sn.connections {
+		sw.record(recConnection, c)
+		end.Connections++
+	}
 	sw.record(recEnd, &end)
 	if sw.err == nil {
 		sw.err = cw.w.(*bufio.Writer).Flush()
@@ -282,6 +303,27 @@ func (s *State) Restore(r io.Reader) error {
 			if err := decodeBody(body, &fresh.xdrSeq); err != nil {
 				return fmt.Errorf("restore snapshot: xdr sequence: %w", err)
 			}
+		case recPolicy:
+			p := new(ServicePolicy)
+			if err := decodeBody(body, p); err != nil {
+				return fmt.Errorf("restore snapshot: service policy: %w", err)
+			}
+			fresh.policies[p.ID] = p
+			got.Policies++
+		case recVendor:
+			v := new(Vendor)
+			if err := decodeBody(body, v); err != nil {
+				return fmt.Errorf("restore snapshot: vendor: %w", err)
+			}
+			fresh.vendors[v.ID] = v
+			got.Vendors++
+		case recConnection:
+			c := new(Connection)
+			if err := decodeBody(body, c); err != nil {
+				return fmt.Errorf("restore snapshot: connection: %w", err)
+			}
+			fresh.connections[c.ID] = c
+			got.Connections++
 		case recEnd:
 			var want snapshotEnd
 			if err := decodeBody(body, &want); err != nil {
@@ -304,6 +346,9 @@ func (s *State) replace(fresh *State) {
 	s.accounts = fresh.accounts
 	s.tariffs = fresh.tariffs
 	s.aliases = fresh.aliases
+	s.policies = fresh.policies
+	s.vendors = fresh.vendors
+	s.connections = fresh.connections
 	s.bindings = fresh.bindings
 	s.nBindings = fresh.nBindings
 	s.nonceSecret = fresh.nonceSecret

@@ -15,6 +15,9 @@ type State struct {
 	accounts    map[string]*Account
 	tariffs     map[string]*Tariff
 	aliases     map[string]*Alias
+	policies    map[string]*ServicePolicy
+	vendors     map[string]*Vendor
+	connections map[string]*Connection
 	bindings    map[string][]*Binding // by AOR
 	nBindings   int
 	nonceSecret []byte
@@ -35,6 +38,9 @@ func New() *State {
 		accounts:    map[string]*Account{},
 		tariffs:     map[string]*Tariff{},
 		aliases:     map[string]*Alias{},
+		policies:    map[string]*ServicePolicy{},
+		vendors:     map[string]*Vendor{},
+		connections: map[string]*Connection{},
 		bindings:    map[string][]*Binding{},
 		aliasWatch:  make(chan struct{}),
 		calls:       map[string]*Call{},
@@ -187,7 +193,7 @@ func (s *State) NonceSecret() []byte {
 
 // Counts summarises the state for status pages and checks.
 type Counts struct {
-	Accounts, Tariffs, Aliases, Bindings, Calls, XDRs int
+	Accounts, Tariffs, Aliases, Bindings, Calls, XDRs, ServicePolicies, Vendors, Connections int
 }
 
 // Counts returns how many records of each kind the state holds.
@@ -195,7 +201,7 @@ func (s *State) Counts() Counts {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return Counts{Accounts: len(s.accounts), Tariffs: len(s.tariffs), Aliases: len(s.aliases), Bindings: s.nBindings,
-		Calls: len(s.calls), XDRs: s.xdrs.len()}
+		Calls: len(s.calls), XDRs: s.xdrs.len(), ServicePolicies: len(s.policies), Vendors: len(s.vendors), Connections: len(s.connections)}
 }
 
 // Call returns a copy of a call in progress.
