@@ -1,8 +1,9 @@
 // Package admin owns troika's HTTP JSON API (DESIGN.md §7): the operator's
 // and the CLI's way to manage accounts, tariffs, aliases and the cluster,
-// and to read registrations. Every node serves it; writes are proposed to
-// the replicated state through the Backend, which forwards them to the
-// leader. It also holds the Go client the CLI and tests use.
+// to top up balances, and to read registrations, calls in progress and
+// xDRs. Every node serves it; writes are proposed to the replicated state
+// through the Backend, which forwards them to the leader. It also holds the
+// Go client the CLI and tests use.
 package admin
 
 import (
@@ -78,6 +79,7 @@ func (s *Server) routes() {
 	v1("GET /accounts/{id}", s.getAccount)
 	v1("PATCH /accounts/{id}", s.updateAccount)
 	v1("DELETE /accounts/{id}", s.deleteAccount)
+	v1("POST /accounts/{id}/topup", s.topup)
 	v1("GET /tariffs", s.listTariffs)
 	v1("POST /tariffs", s.putTariff)
 	v1("GET /tariffs/{id}", s.getTariff)
@@ -87,6 +89,9 @@ func (s *Server) routes() {
 	v1("GET /aliases/{ip}", s.getAlias)
 	v1("DELETE /aliases/{ip}", s.deleteAlias)
 	v1("GET /registrations", s.listRegistrations)
+	v1("GET /calls", s.listCalls)
+	v1("GET /calls/{id}", s.getCall)
+	v1("GET /xdrs", s.listXDRs)
 	v1("GET /cluster", s.clusterStatus)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -208,6 +213,7 @@ func (s *Server) propose(r *http.Request, cmd fsm.Command) (fsm.Result, error) {
 		status := map[fsm.ErrCode]int{
 			fsm.CodeInvalid: http.StatusBadRequest, fsm.CodeNotFound: http.StatusNotFound,
 			fsm.CodeExists: http.StatusConflict, fsm.CodeConflict: http.StatusConflict,
+			fsm.CodeInsufficientFunds: http.StatusConflict,
 		}[e.Code]
 		if status == 0 {
 			status = http.StatusUnprocessableEntity
@@ -223,10 +229,16 @@ func notFound(what, id string) error {
 
 func (s *Server) now() int64 { return s.cfg.Now().UnixMilli() }
 
+// accountView is an account as the API shows it, with the money its calls
+// in progress hold.
+func (s *Server) accountView(a fsm.Account) Account {
+	return accountFromFSM(a, s.state.Reserved(a.ID))
+}
+
 func (s *Server) listAccounts(w http.ResponseWriter, r *http.Request) error {
 	out := []Account{}
 	for _, a := range s.state.Accounts() {
-		out = append(out, accountFromFSM(a))
+		out = append(out, s.accountView(a))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -237,7 +249,7 @@ func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return notFound("account", r.PathValue("id"))
 	}
-	writeJSON(w, http.StatusOK, accountFromFSM(a))
+	writeJSON(w, http.StatusOK, s.accountView(a))
 	return nil
 }
 
@@ -254,7 +266,7 @@ func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, accountFromFSM(*res.Account))
+	writeJSON(w, http.StatusCreated, s.accountView(*res.Account))
 	return nil
 }
 
@@ -298,7 +310,7 @@ func (s *Server) updateAccount(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, accountFromFSM(*res.Account))
+	writeJSON(w, http.StatusOK, s.accountView(*res.Account))
 	return nil
 }
 

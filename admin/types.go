@@ -19,6 +19,7 @@ type Account struct {
 	Password      string           `json:"password,omitempty"`
 	Billing       string           `json:"billing"`
 	Balance       string           `json:"balance"`
+	Reserved      string           `json:"reserved"` // read-only: held by calls in progress; prepaid can spend balance - reserved
 	CreditLimit   string           `json:"credit_limit"`
 	TariffOut     string           `json:"tariff_out"`
 	TariffIn      string           `json:"tariff_in"`
@@ -28,7 +29,7 @@ type Account struct {
 	FollowMe      []FollowMeTarget `json:"follow_me"`
 	Blocked       bool             `json:"blocked"`
 	MaxContacts   int              `json:"max_contacts"`
-	CreatedAt     *time.Time       `json:"created_at,omitempty"`
+	CreatedAt     *time.Time       `json:"created_at,omitempty"` // read-only
 }
 
 // Incoming is an account's incoming-call delivery.
@@ -168,13 +169,15 @@ func followMeToFSM(fm []FollowMeTarget) []fsm.FollowMeTarget {
 	return out
 }
 
-func accountFromFSM(a fsm.Account) Account {
+// accountFromFSM converts a stored account; reserved is what its calls in
+// progress hold (fsm.State.Reserved).
+func accountFromFSM(a fsm.Account, reserved int64) Account {
 	mode := a.Incoming.Mode
 	if mode == "" {
 		mode = fsm.DeliverRegistered
 	}
 	out := Account{
-		ID: a.ID, Billing: a.Billing, Balance: billing.FormatMoney(a.Balance), CreditLimit: billing.FormatMoney(a.CreditLimit),
+		ID: a.ID, Billing: a.Billing, Balance: billing.FormatMoney(a.Balance), Reserved: billing.FormatMoney(reserved), CreditLimit: billing.FormatMoney(a.CreditLimit),
 		TariffOut: a.TariffOut, TariffIn: a.TariffIn, ServicePolicy: a.ServicePolicy, MaxCalls: a.MaxCalls,
 		Incoming: Incoming{Mode: mode, Host: a.Incoming.Host, Port: a.Incoming.Port, Transport: a.Incoming.Transport},
 		FollowMe: []FollowMeTarget{}, Blocked: a.Blocked, MaxContacts: a.MaxContacts,

@@ -24,6 +24,7 @@ type Config struct {
 	SIP       SIPConfig       `toml:"sip"`
 	Registrar RegistrarConfig `toml:"registrar"`
 	Admin     AdminConfig     `toml:"admin"`
+	Billing   BillingConfig   `toml:"billing"`
 }
 
 // ClusterConfig is the [cluster] section.
@@ -58,6 +59,27 @@ type RegistrarConfig struct {
 	NonceTTL       time.Duration `toml:"nonce_ttl"`
 	Algorithms     []string      `toml:"algorithms"`
 }
+
+// BillingConfig is the [billing] section.
+type BillingConfig struct {
+	// XDRRetentionCount is how many xDRs the replicated state keeps; the
+	// leader drops the oldest beyond it (export them before).
+	XDRRetentionCount int `toml:"xdr_retention_count"`
+	// IdempotencyWindow is how long money transactions' idempotency keys
+	// (top-ups) are remembered: a retry within it is applied at most once.
+	IdempotencyWindow time.Duration `toml:"idempotency_window"`
+	// MaxCallDuration is the longest call the switch allows, whatever the
+	// balance.
+	MaxCallDuration time.Duration `toml:"max_call_duration"`
+}
+
+// Defaults and bounds of the [billing] section.
+const (
+	DefaultXDRRetention      = 1_000_000
+	DefaultIdempotencyWindow = 7 * 24 * time.Hour
+	DefaultMaxCallDuration   = 4 * time.Hour
+	maxXDRRetention          = 100_000_000
+)
 
 // AdminConfig is the [admin] section.
 type AdminConfig struct {
@@ -121,6 +143,13 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Admin.Listen == "" {
 		c.Admin.Listen = "127.0.0.1:8080"
+	}
+	def(&c.Billing.XDRRetentionCount, DefaultXDRRetention)
+	if c.Billing.IdempotencyWindow == 0 {
+		c.Billing.IdempotencyWindow = DefaultIdempotencyWindow
+	}
+	if c.Billing.MaxCallDuration == 0 {
+		c.Billing.MaxCallDuration = DefaultMaxCallDuration
 	}
 }
 
@@ -194,6 +223,17 @@ func (c *Config) Validate() error {
 		if a != "MD5" && a != "SHA-256" {
 			return fmt.Errorf("registrar.algorithms: %q is not MD5 or SHA-256", a)
 		}
+	}
+	b := c.Billing
+	switch {
+	case b.XDRRetentionCount < 1 || b.XDRRetentionCount > maxXDRRetention:
+		return fmt.Errorf("billing.xdr_retention_count: must be 1-%d (default %d)", maxXDRRetention, DefaultXDRRetention)
+	case b.IdempotencyWindow < time.Hour:
+		return errors.New(`billing.idempotency_window: at least "1h" (default "168h", 7 days): a client's retry must fall inside it`)
+	case b.MaxCallDuration < time.Minute || b.MaxCallDuration > 48*time.Hour:
+		return errors.New(`billing.max_call_duration: must be between "1m" and "48h" (default "4h")`)
+	case b.MaxCallDuration%time.Second != 0:
+		return errors.New("billing.max_call_duration: whole seconds")
 	}
 	if len(c.Admin.Token) < 16 {
 		return errors.New("admin.token (or admin.token_file): required, at least 16 characters (e.g. `openssl rand -hex 24`)")

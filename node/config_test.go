@@ -1,10 +1,14 @@
 package node
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/troika-sip/troika/fsm"
 )
 
 func TestExampleConfigLoads(t *testing.T) {
@@ -28,6 +32,9 @@ func TestExampleConfigLoads(t *testing.T) {
 	if c.NodeID != "sip1" || len(peers) != 3 || c.Registrar.NonceTTL.Minutes() != 5 || c.Admin.Token != "0123456789abcdef0123" {
 		t.Fatalf("loaded %+v", c)
 	}
+	if c.Billing != (BillingConfig{XDRRetentionCount: 1_000_000, IdempotencyWindow: 7 * 24 * time.Hour, MaxCallDuration: 4 * time.Hour}) {
+		t.Fatalf("billing %+v", c.Billing)
+	}
 }
 
 func TestConfigErrorsNameTheKey(t *testing.T) {
@@ -49,10 +56,17 @@ token = "0123456789abcdef0123"
 		"peers w/o self": strings.Replace(base, "bootstrap = true", `peers = ["b=127.0.0.1:7001"]`, 1),
 		"min > max":      base + "[registrar]\nmin_expires = 100\nmax_expires = 50\n",
 		"bad duration":   base + "[registrar]\nnonce_ttl = \"5 minutes\"\n",
+		"xdr retention":  base + "[billing]\nxdr_retention_count = -5\n",
+		"short window":   base + "[billing]\nidempotency_window = \"10m\"\n",
+		"days":           base + "[billing]\nidempotency_window = \"7d\"\n",
+		"long calls":     base + "[billing]\nmax_call_duration = \"72h\"\n",
+		"billing typo":   base + "[billing]\nmax_call_duraton = \"1h\"\n",
 	}
 	want := map[string]string{
 		"typo": "registrar.relam", "bad address": "sip.addresses", "short token": "admin.token",
 		"peers w/o self": "cluster.peers", "min > max": "registrar", "bad duration": "nonce_ttl",
+		"xdr retention": "billing.xdr_retention_count", "short window": "billing.idempotency_window",
+		"days": "idempotency_window", "long calls": "billing.max_call_duration", "billing typo": "billing.max_call_duraton",
 	}
 	dir := t.TempDir()
 	for name, text := range cases {
@@ -65,7 +79,64 @@ token = "0123456789abcdef0123"
 	}
 	path := filepath.Join(dir, "c.toml")
 	os.WriteFile(path, []byte(base), 0o600)
-	if _, err := LoadConfig(path); err != nil {
+	c, err := LoadConfig(path)
+	if err != nil {
 		t.Fatalf("base config: %v", err)
+	}
+	if c.Billing.XDRRetentionCount != DefaultXDRRetention || c.Billing.IdempotencyWindow != DefaultIdempotencyWindow ||
+		c.Billing.MaxCallDuration != DefaultMaxCallDuration {
+		t.Fatalf("billing defaults %+v", c.Billing)
+	}
+}
+
+// The leader's periodic trim keeps the configured number of xDRs and the
+// keys of the configured window, and works on the real state machine.
+func TestTrimCommand(t *testing.T) {
+	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	cmd := trimCommand(BillingConfig{XDRRetentionCount: 2, IdempotencyWindow: time.Hour}, now)
+	if cmd.MaxXDRs != 2 || cmd.KeepKeysAfter != now.Add(-time.Hour).UnixMilli() {
+		t.Fatalf("trim %+v", cmd)
+	}
+	if d := trimCommand(BillingConfig{}, now); d.MaxXDRs != DefaultXDRRetention || d.KeepKeysAfter != now.Add(-DefaultIdempotencyWindow).UnixMilli() {
+		t.Fatalf("trim with zero config %+v", d)
+	}
+
+	st := fsm.New()
+	apply := func(c fsm.Command) fsm.Result {
+		t.Helper()
+		data, err := fsm.Encode(c) // as the leader proposes it
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := st.Apply(data)
+		if err != nil || res.Err != nil {
+			t.Fatalf("%T: %v %v", c, err, res.Err)
+		}
+		return res
+	}
+	apply(&fsm.PutTariff{Tariff: fsm.Tariff{ID: "t", Currency: "USD", Rates: []fsm.Rate{{PerMinute: 60_000, FirstInterval: 1, NextInterval: 1}}}})
+	apply(&fsm.CreateAccount{Account: fsm.Account{ID: "a", Password: "p", Billing: fsm.Prepaid, Balance: 1_000_000, TariffOut: "t"}})
+	old := now.Add(-2 * time.Hour).UnixMilli()
+	apply(&fsm.Topup{Account: "a", Amount: 1, Key: "old", Now: old})
+	apply(&fsm.Topup{Account: "a", Amount: 1, Key: "new", Now: now.UnixMilli()})
+	for i := range 5 {
+		id := fmt.Sprint("c", i)
+		apply(&fsm.StartCall{ID: id, Direction: fsm.DirOutgoing, Account: "a", CLD: "1", MaxSeconds: 60, Now: old,
+			Charges: []fsm.ChargeRequest{{Account: "a", Role: fsm.RoleOutgoing, Number: "1"}}})
+		apply(&fsm.EndCall{ID: id, DisconnectAt: old + 1000, Cause: 487})
+	}
+	if res := apply(cmd); res.Purged != 3 || st.Counts().XDRs != 2 {
+		t.Fatalf("trim dropped %d, kept %d", res.Purged, st.Counts().XDRs)
+	}
+	if xs := st.XDRs(fsm.XDRFilter{}); xs[0].CallID != "c3" {
+		t.Fatalf("kept %+v, want the newest", xs)
+	}
+	// The old key is forgotten (a retry applies again), the new one is not.
+	bal := func() int64 { a, _ := st.Account("a"); return a.Balance }
+	b := bal()
+	apply(&fsm.Topup{Account: "a", Amount: 1, Key: "new", Now: now.UnixMilli()})
+	apply(&fsm.Topup{Account: "a", Amount: 1, Key: "old", Now: now.UnixMilli()})
+	if bal() != b+1 {
+		t.Fatalf("balance %d after retrying a kept and a trimmed key, want %d", bal(), b+1)
 	}
 }

@@ -31,6 +31,10 @@ var Version = "dev"
 // purgeEvery is how often the leader removes expired bindings.
 const purgeEvery = 30 * time.Second
 
+// trimEvery is how often the leader bounds the stored xDRs and idempotency
+// keys ([billing] xdr_retention_count and idempotency_window).
+const trimEvery = 5 * time.Minute
+
 // Node is one running troika node.
 type Node struct {
 	cfg     Config
@@ -201,7 +205,8 @@ func (n *Node) ClusterStatus() any {
 }
 
 // leaderDuties runs while this node leads: it makes sure the cluster has a
-// digest-nonce secret and purges expired bindings.
+// digest-nonce secret, purges expired bindings, and trims old xDRs and
+// idempotency keys.
 func (n *Node) leaderDuties(ctx context.Context) {
 	for n.state.NonceSecret() == nil {
 		secret := make([]byte, 32)
@@ -217,10 +222,23 @@ func (n *Node) leaderDuties(ctx context.Context) {
 	}
 	t := time.NewTicker(purgeEvery)
 	defer t.Stop()
+	trim := time.NewTicker(trimEvery)
+	defer trim.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case now := <-trim.C:
+			res, err := n.cluster.Propose(ctx, trimCommand(n.cfg.Billing, now))
+			if err == nil && res.Err != nil {
+				err = res.Err
+			}
+			if err != nil {
+				n.log.Warn("trimming xDRs and idempotency keys failed; retrying next tick", "error", err)
+			} else if res.Purged > 0 {
+				n.log.Info("dropped the oldest xDRs beyond billing.xdr_retention_count", "count", res.Purged,
+					"retained", n.cfg.Billing.XDRRetentionCount)
+			}
 		case now := <-t.C:
 			res, err := n.cluster.Propose(ctx, &fsm.PurgeExpired{Now: now.UnixMilli()})
 			if err != nil {
@@ -230,6 +248,21 @@ func (n *Node) leaderDuties(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// trimCommand is the leader's periodic TrimRecords: keep the newest
+// xdr_retention_count xDRs and the idempotency keys of the last
+// idempotency_window. Zero settings (a Config not from LoadConfig) take
+// the defaults.
+func trimCommand(b BillingConfig, now time.Time) *fsm.TrimRecords {
+	keep, window := b.XDRRetentionCount, b.IdempotencyWindow
+	if keep <= 0 {
+		keep = DefaultXDRRetention
+	}
+	if window <= 0 {
+		window = DefaultIdempotencyWindow
+	}
+	return &fsm.TrimRecords{MaxXDRs: keep, KeepKeysAfter: now.Add(-window).UnixMilli()}
 }
 
 // WaitSocket waits (up to 10 s) until the SIP socket named name, such as

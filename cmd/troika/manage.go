@@ -49,11 +49,11 @@ func accountCmd(api *apiFlags) *cobra.Command {
 				if in == "static" {
 					in = fmt.Sprintf("static %s:%s:%d", a.Incoming.Transport, a.Incoming.Host, a.Incoming.Port)
 				}
-				add(a.ID, a.Billing, a.Balance, a.CreditLimit, a.TariffOut, a.TariffIn, a.MaxCalls, in, a.Blocked)
+				add(a.ID, a.Billing, a.Balance, a.Reserved, a.CreditLimit, a.TariffOut, a.TariffIn, a.MaxCalls, in, a.Blocked)
 			}
 		}
 	}
-	header := []string{"ID", "BILLING", "BALANCE", "CREDIT_LIMIT", "TARIFF_OUT", "TARIFF_IN", "MAX_CALLS", "INCOMING", "BLOCKED"}
+	header := []string{"ID", "BILLING", "BALANCE", "RESERVED", "CREDIT_LIMIT", "TARIFF_OUT", "TARIFF_IN", "MAX_CALLS", "INCOMING", "BLOCKED"}
 
 	var a admin.Account
 	create := &cobra.Command{
@@ -155,7 +155,7 @@ func accountCmd(api *apiFlags) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(create, get, list, update, del, importCmd(api))
+	cmd.AddCommand(create, get, list, update, del, importCmd(api), topupCmd(api, header, rows))
 	return cmd
 }
 
