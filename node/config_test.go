@@ -140,3 +140,31 @@ func TestTrimCommand(t *testing.T) {
 		t.Fatalf("balance %d after retrying a kept and a trimmed key, want %d", bal(), b+1)
 	}
 }
+
+func TestThreeNodeExampleConfigsLoad(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "cluster.key")
+	tok := filepath.Join(dir, "admin.token")
+	os.WriteFile(key, []byte("c2VjcmV0LWNsdXN0ZXIta2V5LTAxMjM0NTY3ODkK\n"), 0o600)
+	os.WriteFile(tok, []byte("0123456789abcdef0123\n"), 0o600)
+	paths, _ := filepath.Glob("../deploy/three-nodes/*.toml")
+	if len(paths) != 3 {
+		t.Fatalf("%d example node configs, want 3", len(paths))
+	}
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := strings.NewReplacer("/etc/troika/cluster.key", key, "/etc/troika/admin.token", tok).Replace(string(data))
+		path := filepath.Join(dir, filepath.Base(p))
+		os.WriteFile(path, []byte(text), 0o600)
+		c, err := LoadConfig(path)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		if peers, _ := c.ClusterPeers(); len(peers) != 3 {
+			t.Fatalf("%s: %d peers", p, len(peers))
+		}
+	}
+}
