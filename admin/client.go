@@ -161,6 +161,82 @@ func (c *Client) DeleteAlias(ctx context.Context, ip string) error {
 	return c.Do(ctx, http.MethodDelete, "/v1/aliases/"+url.PathEscape(ip), nil, nil)
 }
 
+// PutServicePolicy creates or replaces a service policy.
+func (c *Client) PutServicePolicy(ctx context.Context, p ServicePolicy) (ServicePolicy, error) {
+	var out ServicePolicy
+	return out, c.Do(ctx, http.MethodPost, "/v1/service-policies", p, &out)
+}
+
+// ServicePolicy reads one service policy.
+func (c *Client) ServicePolicy(ctx context.Context, id string) (ServicePolicy, error) {
+	var out ServicePolicy
+	return out, c.Do(ctx, http.MethodGet, "/v1/service-policies/"+url.PathEscape(id), nil, &out)
+}
+
+// ServicePolicies lists service policies.
+func (c *Client) ServicePolicies(ctx context.Context) ([]ServicePolicy, error) {
+	var out []ServicePolicy
+	return out, c.Do(ctx, http.MethodGet, "/v1/service-policies", nil, &out)
+}
+
+// DeleteServicePolicy removes a service policy no account uses.
+func (c *Client) DeleteServicePolicy(ctx context.Context, id string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/service-policies/"+url.PathEscape(id), nil, nil)
+}
+
+// PutVendor creates or replaces a vendor (send its password again).
+func (c *Client) PutVendor(ctx context.Context, v Vendor) (Vendor, error) {
+	var out Vendor
+	return out, c.Do(ctx, http.MethodPost, "/v1/vendors", v, &out)
+}
+
+// Vendor reads one vendor (without its password).
+func (c *Client) Vendor(ctx context.Context, id string) (Vendor, error) {
+	var out Vendor
+	return out, c.Do(ctx, http.MethodGet, "/v1/vendors/"+url.PathEscape(id), nil, &out)
+}
+
+// Vendors lists vendors.
+func (c *Client) Vendors(ctx context.Context) ([]Vendor, error) {
+	var out []Vendor
+	return out, c.Do(ctx, http.MethodGet, "/v1/vendors", nil, &out)
+}
+
+// DeleteVendor removes a vendor without connections.
+func (c *Client) DeleteVendor(ctx context.Context, id string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/vendors/"+url.PathEscape(id), nil, nil)
+}
+
+// PutConnection creates or replaces a vendor connection.
+func (c *Client) PutConnection(ctx context.Context, cn Connection) (Connection, error) {
+	var out Connection
+	return out, c.Do(ctx, http.MethodPost, "/v1/connections", cn, &out)
+}
+
+// Connection reads one vendor connection.
+func (c *Client) Connection(ctx context.Context, id string) (Connection, error) {
+	var out Connection
+	return out, c.Do(ctx, http.MethodGet, "/v1/connections/"+url.PathEscape(id), nil, &out)
+}
+
+// Connections lists vendor connections.
+func (c *Client) Connections(ctx context.Context) ([]Connection, error) {
+	var out []Connection
+	return out, c.Do(ctx, http.MethodGet, "/v1/connections", nil, &out)
+}
+
+// DeleteConnection removes a vendor connection.
+func (c *Client) DeleteConnection(ctx context.Context, id string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/connections/"+url.PathEscape(id), nil, nil)
+}
+
+// Translate runs a connection's translation rules on numbers, changing
+// nothing.
+func (c *Client) Translate(ctx context.Context, id string, in TranslateRequest) (TranslateResult, error) {
+	var out TranslateResult
+	return out, c.Do(ctx, http.MethodPost, "/v1/connections/"+url.PathEscape(id)+"/translate", in, &out)
+}
+
 // Registrations lists current bindings, of one account if account != "".
 func (c *Client) Registrations(ctx context.Context, account string) ([]Registration, error) {
 	path := "/v1/registrations"

@@ -1,7 +1,8 @@
 // Package admin owns troika's HTTP JSON API (DESIGN.md §7): the operator's
-// and the CLI's way to manage accounts, tariffs, aliases and the cluster,
-// to top up balances, and to read registrations, calls in progress and
-// xDRs. Every node serves it; writes are proposed to the replicated state
+// and the CLI's way to manage accounts, tariffs, service policies, vendors
+// and their connections, aliases and the cluster, to top up balances, to
+// dry-run translation rules, and to read registrations, calls in progress
+// and xDRs. Every node serves it; writes are proposed to the replicated state
 // through the Backend, which forwards them to the leader. It also holds the
 // Go client the CLI and tests use.
 package admin
@@ -88,6 +89,19 @@ func (s *Server) routes() {
 	v1("POST /aliases", s.putAlias)
 	v1("GET /aliases/{ip}", s.getAlias)
 	v1("DELETE /aliases/{ip}", s.deleteAlias)
+	v1("GET /service-policies", s.listServicePolicies)
+	v1("POST /service-policies", s.putServicePolicy)
+	v1("GET /service-policies/{id}", s.getServicePolicy)
+	v1("DELETE /service-policies/{id}", s.deleteServicePolicy)
+	v1("GET /vendors", s.listVendors)
+	v1("POST /vendors", s.putVendor)
+	v1("GET /vendors/{id}", s.getVendor)
+	v1("DELETE /vendors/{id}", s.deleteVendor)
+	v1("GET /connections", s.listConnections)
+	v1("POST /connections", s.putConnection)
+	v1("GET /connections/{id}", s.getConnection)
+	v1("DELETE /connections/{id}", s.deleteConnection)
+	v1("POST /connections/{id}/translate", s.translate)
 	v1("GET /registrations", s.listRegistrations)
 	v1("GET /calls", s.listCalls)
 	v1("GET /calls/{id}", s.getCall)

@@ -56,8 +56,8 @@ type AccountPatch struct {
 	TariffIn      *string           `json:"tariff_in"`
 	ServicePolicy *string           `json:"service_policy"`
 	MaxCalls      *int              `json:"max_calls"`
-	Incoming      *Incoming         `json:"incoming"`
-	FollowMe      *[]FollowMeTarget `json:"follow_me"`
+	Incoming      *Incoming         `json:"incoming"`  // replaces the whole delivery
+	FollowMe      *[]FollowMeTarget `json:"follow_me"` // replaces the list; [] clears it (null leaves it)
 	Blocked       *bool             `json:"blocked"`
 	MaxContacts   *int              `json:"max_contacts"`
 }
@@ -143,10 +143,14 @@ func (a *Account) toFSM() (fsm.Account, error) {
 	if err != nil {
 		return fsm.Account{}, err
 	}
+	in, err := a.Incoming.toFSM()
+	if err != nil {
+		return fsm.Account{}, err
+	}
 	out := fsm.Account{
 		ID: a.ID, Password: a.Password, Billing: a.Billing, Balance: bal, CreditLimit: limit,
 		TariffOut: a.TariffOut, TariffIn: a.TariffIn, ServicePolicy: a.ServicePolicy, MaxCalls: a.MaxCalls,
-		Incoming: a.Incoming.toFSM(), FollowMe: followMeToFSM(a.FollowMe), Blocked: a.Blocked, MaxContacts: a.MaxContacts,
+		Incoming: in, FollowMe: followMeToFSM(a.FollowMe), Blocked: a.Blocked, MaxContacts: a.MaxContacts,
 	}
 	if out.Billing == "" {
 		out.Billing = fsm.Prepaid
@@ -157,12 +161,24 @@ func (a *Account) toFSM() (fsm.Account, error) {
 	return out, nil
 }
 
-func (in Incoming) toFSM() fsm.Incoming {
-	return fsm.Incoming{Mode: in.Mode, Host: in.Host, Port: in.Port, Transport: in.Transport}
+// toFSM converts an incoming delivery. A host, port or transport without
+// mode "static" is refused rather than ignored: it is almost always a
+// forgotten mode, and the calls would silently go to the phones instead.
+func (in Incoming) toFSM() (fsm.Incoming, error) {
+	if in.Mode != fsm.DeliverStatic && (in.Host != "" || in.Port != 0 || in.Transport != "") {
+		return fsm.Incoming{}, &fsm.FieldError{Field: "incoming.mode", Msg: fmt.Sprintf("must be %q when a host, port or transport is given", fsm.DeliverStatic)}
+	}
+	return fsm.Incoming{Mode: in.Mode, Host: in.Host, Port: in.Port, Transport: in.Transport}, nil
 }
 
+// followMeToFSM keeps an empty list empty rather than nil: a PATCH's
+// "follow_me": [] must still clear the list after the command is encoded
+// for the cluster, which turns a pointer to a nil slice into "no change".
 func followMeToFSM(fm []FollowMeTarget) []fsm.FollowMeTarget {
-	var out []fsm.FollowMeTarget
+	if fm == nil {
+		return nil
+	}
+	out := make([]fsm.FollowMeTarget, 0, len(fm))
 	for _, f := range fm {
 		out = append(out, fsm.FollowMeTarget{Target: f.Target, TimeoutS: f.TimeoutS})
 	}
@@ -208,7 +224,10 @@ func (p *AccountPatch) toFSM() (fsm.AccountPatch, error) {
 		out.CreditLimit = &v
 	}
 	if p.Incoming != nil {
-		in := p.Incoming.toFSM()
+		in, err := p.Incoming.toFSM()
+		if err != nil {
+			return fsm.AccountPatch{}, err
+		}
 		out.Incoming = &in
 	}
 	if p.FollowMe != nil {

@@ -53,7 +53,8 @@ func rootCmd() *cobra.Command {
 	pf.StringVar(&api.token, "token", os.Getenv("TROIKA_TOKEN"), "admin API bearer token (env TROIKA_TOKEN)")
 	pf.StringVarP(&api.output, "output", "o", "table", "output format: table or json")
 
-	root.AddCommand(agentCmd(), devCmd(), accountCmd(api), tariffCmd(api), aliasCmd(api), registrationCmd(api), callCmd(api), xdrCmd(api), clusterCmd(api))
+	root.AddCommand(agentCmd(), devCmd(), accountCmd(api), tariffCmd(api), policyCmd(api), vendorCmd(api), connectionCmd(api),
+		aliasCmd(api), registrationCmd(api), callCmd(api), xdrCmd(api), clusterCmd(api))
 	return root
 }
 

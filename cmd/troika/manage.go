@@ -45,20 +45,35 @@ func accountCmd(api *apiFlags) *cobra.Command {
 	rows := func(as []admin.Account) func(add func(...any)) {
 		return func(add func(...any)) {
 			for _, a := range as {
-				in := a.Incoming.Mode
-				if in == "static" {
-					in = fmt.Sprintf("static %s:%s:%d", a.Incoming.Transport, a.Incoming.Host, a.Incoming.Port)
-				}
-				add(a.ID, a.Billing, a.Balance, a.Reserved, a.CreditLimit, a.TariffOut, a.TariffIn, a.MaxCalls, in, a.Blocked)
+				add(a.ID, a.Billing, a.Balance, a.Reserved, a.CreditLimit, a.TariffOut, a.TariffIn, a.MaxCalls,
+					incomingText(a.Incoming), followMeText(a.FollowMe), dash(a.ServicePolicy), a.Blocked)
 			}
 		}
 	}
-	header := []string{"ID", "BILLING", "BALANCE", "RESERVED", "CREDIT_LIMIT", "TARIFF_OUT", "TARIFF_IN", "MAX_CALLS", "INCOMING", "BLOCKED"}
+	header := []string{"ID", "BILLING", "BALANCE", "RESERVED", "CREDIT_LIMIT", "TARIFF_OUT", "TARIFF_IN", "MAX_CALLS", "INCOMING", "FOLLOW_ME", "POLICY", "BLOCKED"}
 
 	var a admin.Account
+	var createDelivery deliveryFlags
 	create := &cobra.Command{
 		Use: "create", Short: "Create an account", Args: cobra.NoArgs,
+		Example: `  troika account create --id 1001 --password s3cret --balance 10.00 --tariff-out demo
+  troika account create --id 80032555939 --password s3cret --tariff-in in --service-policy easycall --incoming-static udp:55.55.5.6:5060
+  troika account create --id 44123 --password s3cret --follow-me 1002:20 --follow-me sip:desk@pbx.example.com:30`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			in, err := createDelivery.incoming(cmd)
+			if err != nil {
+				return err
+			}
+			if in != nil {
+				a.Incoming = *in
+			}
+			fm, err := createDelivery.followMeList(cmd)
+			if err != nil {
+				return err
+			}
+			if fm != nil {
+				a.FollowMe = *fm
+			}
 			out, err := api.client().CreateAccount(cmd.Context(), a)
 			if err != nil {
 				return err
@@ -74,9 +89,10 @@ func accountCmd(api *apiFlags) *cobra.Command {
 	f.StringVar(&a.CreditLimit, "credit-limit", "0", "postpaid credit limit")
 	f.StringVar(&a.TariffOut, "tariff-out", "", "tariff for outgoing calls")
 	f.StringVar(&a.TariffIn, "tariff-in", "", "tariff for incoming calls")
-	f.StringVar(&a.ServicePolicy, "service-policy", "", "service policy id")
+	f.StringVar(&a.ServicePolicy, "service-policy", "", "service policy id (how redirects of its incoming calls are followed)")
 	f.IntVar(&a.MaxCalls, "max-calls", 0, "max concurrent calls (0: unlimited)")
 	f.IntVar(&a.MaxContacts, "max-contacts", 0, "max registered contacts (0: registrar default)")
+	createDelivery.add(create, false)
 
 	get := &cobra.Command{
 		Use: "get ID", Short: "Show an account", Args: cobra.ExactArgs(1),
@@ -103,9 +119,21 @@ func accountCmd(api *apiFlags) *cobra.Command {
 	var password, billing, creditLimit, tariffOut, tariffIn, policy string
 	var maxCalls, maxContacts int
 	var blocked bool
+	var updateDelivery deliveryFlags
 	update := &cobra.Command{
 		Use: "update ID", Short: "Change an account's fields (only the flags given)", Args: cobra.ExactArgs(1),
+		Example: `  troika account update 80032555939 --service-policy easycall --incoming-static udp:55.55.5.6:5060
+  troika account update 80032555939 --incoming-registered --service-policy ""
+  troika account update 44123 --follow-me 1002:20 --follow-me 1003:15
+  troika account update 44123 --follow-me ""`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var err error
+			if p.Incoming, err = updateDelivery.incoming(cmd); err != nil {
+				return err
+			}
+			if p.FollowMe, err = updateDelivery.followMeList(cmd); err != nil {
+				return err
+			}
 			fl := cmd.Flags()
 			setS := func(name string, dst **string, v *string) {
 				if fl.Changed(name) {
@@ -140,10 +168,11 @@ func accountCmd(api *apiFlags) *cobra.Command {
 	uf.StringVar(&creditLimit, "credit-limit", "", "postpaid credit limit")
 	uf.StringVar(&tariffOut, "tariff-out", "", "tariff for outgoing calls")
 	uf.StringVar(&tariffIn, "tariff-in", "", "tariff for incoming calls")
-	uf.StringVar(&policy, "service-policy", "", "service policy id")
+	uf.StringVar(&policy, "service-policy", "", `service policy id ("" removes it)`)
 	uf.IntVar(&maxCalls, "max-calls", 0, "max concurrent calls (0: unlimited)")
 	uf.IntVar(&maxContacts, "max-contacts", 0, "max registered contacts (0: registrar default)")
 	uf.BoolVar(&blocked, "blocked", false, "block (true) or unblock (false) the account")
+	updateDelivery.add(update, true)
 
 	del := &cobra.Command{
 		Use: "delete ID", Short: "Delete an account and its registrations", Args: cobra.ExactArgs(1),

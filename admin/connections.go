@@ -1,0 +1,166 @@
+package admin
+
+import (
+	"net/http"
+	"slices"
+
+	"github.com/troika-sip/troika/billing"
+	"github.com/troika-sip/troika/fsm"
+)
+
+// Vendor connections (DESIGN.md §1.3, §7): how a vendor's calls are
+// recognised (source address, SIP user name), translated and costed; and a
+// dry run of a connection's translation rules.
+
+// Connection is a vendor connection as the API shows and accepts it.
+type Connection struct {
+	ID          string      `json:"id"`
+	Vendor      string      `json:"vendor"`
+	Kind        string      `json:"kind"`       // "from_vendor_sip" (the default)
+	RemoteIPs   []string    `json:"remote_ips"` // addresses and CIDRs the vendor sends from
+	Username    string      `json:"username"`   // digest user name; "": the vendor's
+	Tariff      string      `json:"tariff"`     // the vendor's cost tariff
+	Translation Translation `json:"translation"`
+}
+
+// Translation holds a connection's number translation rules: Perl
+// substitutions such as "s/^00/+/; s/^\+44/44/", applied in order.
+type Translation struct {
+	CLD string `json:"cld"` // rules for the called number
+	CLI string `json:"cli"` // rules for the calling number
+}
+
+// TranslateRequest is the body of POST /v1/connections/{id}/translate:
+// numbers as a vendor would send them. At least one is required.
+type TranslateRequest struct {
+	CLD string `json:"cld,omitempty"`
+	CLI string `json:"cli,omitempty"`
+}
+
+// TranslateResult is what the connection's rules make of the numbers
+// (those not sent stay empty), and the account the translated called
+// number reaches: null when it is no account, and the call would be
+// refused with 404.
+type TranslateResult struct {
+	CLD        string  `json:"cld"`
+	CLI        string  `json:"cli"`
+	CLDAccount *string `json:"cld_account"`
+}
+
+func (c *Connection) toFSM() (fsm.Connection, error) {
+	out := fsm.Connection{
+		ID: c.ID, Vendor: c.Vendor, Kind: c.Kind, RemoteIPs: slices.Clone(c.RemoteIPs), Username: c.Username, Tariff: c.Tariff,
+		TranslationCLD: c.Translation.CLD, TranslationCLI: c.Translation.CLI,
+	}
+	if out.Kind == "" {
+		out.Kind = fsm.ConnectionFromVendorSIP
+	}
+	return out, out.Validate()
+}
+
+func connectionFromFSM(c fsm.Connection) Connection {
+	out := Connection{
+		ID: c.ID, Vendor: c.Vendor, Kind: c.Kind, RemoteIPs: slices.Clone(c.RemoteIPs), Username: c.Username, Tariff: c.Tariff,
+		Translation: Translation{CLD: c.TranslationCLD, CLI: c.TranslationCLI},
+	}
+	if out.RemoteIPs == nil {
+		out.RemoteIPs = []string{}
+	}
+	return out
+}
+
+func (s *Server) listConnections(w http.ResponseWriter, r *http.Request) error {
+	out := []Connection{}
+	for _, c := range s.state.Connections() {
+		out = append(out, connectionFromFSM(c))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) getConnection(w http.ResponseWriter, r *http.Request) error {
+	c, ok := s.state.Connection(r.PathValue("id"))
+	if !ok {
+		return notFound("connection", r.PathValue("id"))
+	}
+	writeJSON(w, http.StatusOK, connectionFromFSM(c))
+	return nil
+}
+
+func (s *Server) putConnection(w http.ResponseWriter, r *http.Request) error {
+	var in Connection
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	c, err := in.toFSM()
+	if err != nil {
+		return invalid(err)
+	}
+	if _, err := s.propose(r, &fsm.PutConnection{Connection: c}); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, connectionFromFSM(c))
+	return nil
+}
+
+func (s *Server) deleteConnection(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.propose(r, &fsm.DeleteConnection{ID: r.PathValue("id")}); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// translate runs a connection's rules on the numbers in the body, as the
+// switch would on a call from the vendor, and changes nothing. A rule that
+// fails on the input (times out, makes too long a number) is a 422 naming
+// the rule.
+func (s *Server) translate(w http.ResponseWriter, r *http.Request) error {
+	var in TranslateRequest
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	if in.CLD == "" && in.CLI == "" {
+		return badRequest("cld", "give a called number (cld), a calling number (cli) or both")
+	}
+	for _, f := range []struct{ name, v string }{{"cld", in.CLD}, {"cli", in.CLI}} {
+		if len(f.v) > billing.MaxNumberLength || !printableText(f.v) {
+			return badRequest(f.name, "must be at most %d printable characters", billing.MaxNumberLength)
+		}
+	}
+	c, ok := s.state.Connection(r.PathValue("id"))
+	if !ok {
+		return notFound("connection", r.PathValue("id"))
+	}
+	var out TranslateResult
+	var err error
+	if out.CLD, err = applyRules("translation.cld", c.TranslationCLD, in.CLD); err != nil {
+		return err
+	}
+	if out.CLI, err = applyRules("translation.cli", c.TranslationCLI, in.CLI); err != nil {
+		return err
+	}
+	if out.CLD != "" {
+		if a, ok := s.state.Account(out.CLD); ok {
+			out.CLDAccount = &a.ID
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// applyRules translates number ("" stays "") by the rule set src, stored
+// under field.
+func applyRules(field, src, number string) (string, error) {
+	if number == "" {
+		return "", nil
+	}
+	rules, err := billing.ParseRules(src)
+	if err == nil {
+		number, err = rules.Apply(number)
+	}
+	if err != nil {
+		return "", &httpError{status: http.StatusUnprocessableEntity, body: Error{Field: field, Error: fieldMsg(field, err.Error())}}
+	}
+	return number, nil
+}
