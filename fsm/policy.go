@@ -177,6 +177,13 @@ func (c *PutVendor) apply(s *State) Result {
 			return refuse(CodeConflict, "username", "user name %s is already used by %s", v.Username, other)
 		}
 	}
+	if v.Password == "" {
+		for _, c := range s.connections {
+			if c.Vendor == v.ID && (c.Username != "" || v.Username != "") {
+				return refuse(CodeInvalid, "password", "connection %s authenticates calls by user name with this vendor's password: it cannot be empty", c.ID)
+			}
+		}
+	}
 	s.vendors[v.ID] = &v
 	return Result{}
 }

@@ -46,6 +46,8 @@ func TestVendorConnections(t *testing.T) {
 		{&PutVendor{Vendor: Vendor{ID: "v2", Username: "1002", Password: "p"}}, CodeConflict, "username"},
 		{&CreateAccount{Account: Account{ID: "carrier1", Password: "p", Billing: Prepaid}}, CodeConflict, "id"},
 		{&DeleteVendor{ID: "v1"}, CodeConflict, "id"},
+		{&PutVendor{Vendor: Vendor{ID: "v1", Name: "Carrier One", Username: "carrier1"}}, CodeInvalid, "password"},
+		{&CreateAccount{Account: Account{ID: "5001", Password: "p", Billing: Prepaid, Incoming: Incoming{Mode: DeliverStatic, Host: "a:b:c", Port: 5060, Transport: "udp"}}}, CodeInvalid, "incoming.host"},
 		{&DeleteTariff{ID: "cost"}, CodeConflict, "id"},
 	}
 	for _, r := range refusals {

@@ -135,6 +135,16 @@ func fieldErr(field, format string, args ...any) *FieldError {
 	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
 }
 
+var hostnamePattern = regexp.MustCompile(`^(?i)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// validHost reports whether h is an IP address or a DNS host name.
+func validHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	return len(h) <= 253 && hostnamePattern.MatchString(h)
+}
+
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+\-]{0,63}$`)
 
 // ValidID reports whether s may be used as an account, tariff or other id:
@@ -203,8 +213,8 @@ func (in *Incoming) validate() error {
 	default:
 		return fieldErr("incoming.mode", "must be %q or %q", DeliverRegistered, DeliverStatic)
 	}
-	if in.Host == "" || len(in.Host) > 253 || strings.ContainsAny(in.Host, " \t\r\n<>;@") {
-		return fieldErr("incoming.host", "must be an IP address or host name")
+	if !validHost(in.Host) {
+		return fieldErr("incoming.host", "must be an IP address or host name (got %q)", in.Host)
 	}
 	if in.Port < 1 || in.Port > 65535 {
 		return fieldErr("incoming.port", "must be 1-65535")
