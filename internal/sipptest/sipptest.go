@@ -40,12 +40,31 @@ type Options struct {
 	Limit     int      // simultaneous calls, default Rate
 	Timeout   time.Duration
 	Extra     []string // more sipp arguments
+	// Netns runs SIPp inside that network namespace (`ip netns exec
+	// NETNS sipp ...`, needs root); "" runs it in the test's own.
+	Netns string
+	// StatEvery is how often SIPp writes a statistics row (-fd); Stats.
+	// Periods has one entry per row. Default 1 s; SIPp accepts down to
+	// milliseconds.
+	StatEvery time.Duration
 }
 
 // Stats are SIPp's final counters.
 type Stats struct {
 	OK, Failed, Retrans int
 	Output, Errors      string // SIPp's screen and error log, for failure messages
+	// Periods are SIPp's statistics rows over time (every
+	// Options.StatEvery), oldest first.
+	Periods []Period
+}
+
+// Period is one row of SIPp's -trace_stat file: the counters of the
+// period that ended At (SIPp's "(P)" columns).
+type Period struct {
+	At                  time.Time
+	OK, Failed, Retrans int
+	Created             int // calls started (OutgoingCall(P))
+	Current             int // calls in progress at At
 }
 
 // Users returns injection lines for accounts whose password is "pw"+id,
@@ -62,18 +81,38 @@ func Users(ids ...string) []string {
 // code for failed calls is not an error here: callers check Stats.
 func Run(t testing.TB, o Options) Stats {
 	t.Helper()
-	dir := t.TempDir()
+	st, err := Exec(context.Background(), t.TempDir(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// Exec is Run without a testing.TB, for SIPp runs in the background: it
+// writes the scenario, injection file, statistics (stat.csv) and error log
+// (errors.log) into dir, which must exist, and runs SIPp until it ends,
+// o.Timeout passes or ctx is done. A SIPp exit code for failed calls is not
+// an error: callers check Stats.
+func Exec(ctx context.Context, dir string, o Options) (Stats, error) {
 	scen, err := scenarios.ReadFile("scenarios/" + o.Scenario)
 	if err != nil {
-		t.Fatalf("sipptest: %v", err)
+		return Stats{}, fmt.Errorf("sipptest: %w", err)
 	}
 	sf := filepath.Join(dir, o.Scenario)
-	must(t, os.WriteFile(sf, scen, 0o600))
-	args := []string{o.Target, "-sf", sf, "-nostdin", "-fd", "1", "-trace_stat", "-stf", filepath.Join(dir, "stat.csv"),
+	if err := os.WriteFile(sf, scen, 0o600); err != nil {
+		return Stats{}, err
+	}
+	fd := "1"
+	if o.StatEvery > 0 {
+		fd = fmt.Sprintf("%dms", max(o.StatEvery.Milliseconds(), 1))
+	}
+	args := []string{o.Target, "-sf", sf, "-nostdin", "-fd", fd, "-trace_stat", "-stf", filepath.Join(dir, "stat.csv"),
 		"-trace_err", "-error_file", filepath.Join(dir, "errors.log")}
 	if len(o.Inject) > 0 {
 		inf := filepath.Join(dir, "inject.csv")
-		must(t, os.WriteFile(inf, []byte("SEQUENTIAL\n"+strings.Join(o.Inject, "\n")+"\n"), 0o600))
+		if err := os.WriteFile(inf, []byte("SEQUENTIAL\n"+strings.Join(o.Inject, "\n")+"\n"), 0o600); err != nil {
+			return Stats{}, err
+		}
 		args = append(args, "-inf", inf)
 	}
 	if o.LocalIP == "" {
@@ -98,23 +137,28 @@ func Run(t testing.TB, o Options) Stats {
 	args = append(args, "-m", strconv.Itoa(o.Calls), "-r", strconv.Itoa(o.Rate), "-l", strconv.Itoa(o.Limit),
 		"-timeout", fmt.Sprintf("%ds", int(o.Timeout.Seconds())), "-timeout_error")
 	args = append(args, o.Extra...)
-	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout+10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout+10*time.Second)
 	defer cancel()
-	out, runErr := exec.CommandContext(ctx, "sipp", args...).CombinedOutput()
+	name := "sipp"
+	if o.Netns != "" {
+		name, args = "ip", append([]string{"netns", "exec", o.Netns, "sipp"}, args...)
+	}
+	out, runErr := exec.CommandContext(ctx, name, args...).CombinedOutput()
 	errs, _ := os.ReadFile(filepath.Join(dir, "errors.log"))
 	st := Stats{Output: tail(string(out), 3000), Errors: tail(string(errs), 3000)}
-	rows, err := readStats(filepath.Join(dir, "stat.csv"))
+	rows, periods, err := readStats(filepath.Join(dir, "stat.csv"))
 	if err != nil {
-		t.Fatalf("sipp %v: %v (run: %v)\n%s\n%s", args, err, runErr, st.Output, st.Errors)
+		return st, fmt.Errorf("sipp %v: %v (run: %v)\n%s\n%s", args, err, runErr, st.Output, st.Errors)
 	}
 	st.OK, st.Failed, st.Retrans = rows["SuccessfulCall(C)"], rows["FailedCall(C)"], rows["Retransmissions(C)"]
-	return st
+	st.Periods = periods
+	return st, nil
 }
 
-func readStats(path string) (map[string]int, error) {
+func readStats(path string) (map[string]int, []Period, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
 	r := csv.NewReader(f)
@@ -122,10 +166,31 @@ func readStats(path string) (map[string]int, error) {
 	r.FieldsPerRecord = -1
 	rows, err := r.ReadAll()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(rows) < 2 {
-		return nil, fmt.Errorf("%s has no statistics rows", path)
+		return nil, nil, fmt.Errorf("%s has no statistics rows", path)
+	}
+	col := map[string]int{}
+	for i, h := range rows[0] {
+		col[h] = i
+	}
+	num := func(row []string, name string) int {
+		if i, ok := col[name]; ok && i < len(row) {
+			if n, err := strconv.Atoi(row[i]); err == nil {
+				return n
+			}
+		}
+		return 0
+	}
+	var periods []Period
+	for _, row := range rows[1:] {
+		p := Period{OK: num(row, "SuccessfulCall(P)"), Failed: num(row, "FailedCall(P)"),
+			Retrans: num(row, "Retransmissions(P)"), Created: num(row, "OutgoingCall(P)"), Current: num(row, "CurrentCall")}
+		if i, ok := col["CurrentTime"]; ok && i < len(row) {
+			p.At = statTime(row[i])
+		}
+		periods = append(periods, p)
 	}
 	out := map[string]int{}
 	last := rows[len(rows)-1]
@@ -137,7 +202,27 @@ func readStats(path string) (map[string]int, error) {
 			}
 		}
 	}
-	return out, nil
+	return out, periods, nil
+}
+
+// statTime reads SIPp's time column, "2024-01-02\t15:04:05.000000\t1704207845.000000":
+// the last field is Unix seconds.
+func statTime(s string) time.Time {
+	f := strings.Fields(s)
+	if len(f) == 0 {
+		return time.Time{}
+	}
+	sec, frac, _ := strings.Cut(f[len(f)-1], ".")
+	n, err := strconv.ParseInt(sec, 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	var ns int64
+	if frac != "" {
+		frac = (frac + "000000000")[:9]
+		ns, _ = strconv.ParseInt(frac, 10, 64)
+	}
+	return time.Unix(n, ns)
 }
 
 func tail(s string, n int) string {
@@ -145,11 +230,4 @@ func tail(s string, n int) string {
 		return "..." + s[len(s)-n:]
 	}
 	return s
-}
-
-func must(t testing.TB, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
 }

@@ -1,0 +1,639 @@
+//go:build linux
+
+package chaos
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Fixed ports on every node's address.
+const (
+	ClusterPort = 7000
+	SIPPort     = 5060
+	APIPort     = 8080
+)
+
+// Iface is the name of every host's interface on the test subnet (a veth
+// whose peer is a port of the switch's bridge br0): the interface a VIP
+// configuration names.
+const Iface = "eth0"
+
+// lockDir holds one lock file per live run; Sweep leaves alone the
+// namespaces of runs whose lock is held.
+const lockDir = "/run/troika-chaos"
+
+// namePrefix starts every run id; runName matches the names the harness
+// gives to namespaces ("tk3fa9c1-n1").
+const namePrefix = "tk"
+
+var runName = regexp.MustCompile(`^(` + namePrefix + `[0-9a-f]{6})-[a-z0-9]+$`)
+
+// Options configure a cluster.
+type Options struct {
+	// Binary is the troika binary the nodes run (BuildTroika). Required.
+	Binary string
+	// Nodes is the number of nodes, default 3 (at most 9).
+	Nodes int
+	// LogLevel of the nodes, default "info".
+	LogLevel string
+	// Config may change node n's generated configuration before it is
+	// written (at New, and again at every Start): add the VIP section,
+	// aliases, registrar settings... See TOML.Set.
+	Config func(n *Node, cfg TOML)
+	// Sysctls are set in every node namespace before the nodes start,
+	// e.g. {"net.ipv4.ip_nonlocal_bind": "1"}.
+	Sysctls map[string]string
+	// NoStart builds the network and writes the configurations but starts
+	// no node: call Node.Start, or use the namespaces by hand.
+	NoStart bool
+	// StartTimeout bounds New's wait for the nodes' admin APIs and a
+	// leader. Default 30 s.
+	StartTimeout time.Duration
+	// Keep keeps the run directory even when the test passes (also:
+	// environment CHAOS_KEEP=1).
+	Keep bool
+	// Dir is where run directories are made, default $CHAOS_DIR or the
+	// system temporary directory.
+	Dir string
+}
+
+// Cluster is a troika cluster in network namespaces, with a client
+// namespace for phones.
+type Cluster struct {
+	t    testing.TB
+	opts Options
+
+	ID     string       // run id, e.g. "tk3fa9c1": the prefix of every name
+	Subnet netip.Prefix // the test subnet, 10.X.Y.0/24
+	Switch string       // the switch namespace (bridge br0)
+	Nodes  []*Node      // n1, n2, n3...
+	Client *Host        // the phones' namespace
+	Dir    string       // the run directory: configs, data, logs, SIPp files, report
+	Token  string       // the admin API token of every node
+
+	clusterKey string
+	lock       *os.File
+	started    time.Time
+
+	mu        sync.Mutex
+	events    []Event
+	loads     []*Load
+	nextPort  int
+	closed    bool
+	sampler   *sampler
+	bgCancel  context.CancelFunc
+	bgWG      sync.WaitGroup
+	namespace []string // every namespace made, for Close
+}
+
+// Host is one network namespace on the test subnet: a node's or the
+// client's.
+type Host struct {
+	Name string     // "n1", "client"
+	NS   string     // the network namespace, e.g. "tk3fa9c1-n1"
+	Addr netip.Addr // its address on eth0
+	c    *Cluster
+}
+
+// Event is one entry of the run's timeline: a fault, a node's start or
+// exit, an address added by hand, or a test's Mark.
+type Event struct {
+	At     time.Time
+	Kind   string // start, ready, kill, stop, pause, resume, exit, partition, heal, swap, addr-add, addr-del, mark
+	Host   string // the node or host concerned, "" for the cluster
+	Detail string
+}
+
+// NeedRoot skips the test unless it runs as root with ip and iptables.
+func NeedRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("chaos tests need root (network namespaces, iptables); CI runs them as root")
+	}
+	for _, tool := range []string{"ip", "iptables"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("chaos tests need %s", tool)
+		}
+	}
+}
+
+// BuildTroika builds the troika binary into dir and returns its path. Run
+// it from inside the module (a test's working directory is).
+func BuildTroika(dir string, extraArgs ...string) (string, error) {
+	bin := filepath.Join(dir, "troika")
+	args := append([]string{"build", "-o", bin}, extraArgs...)
+	args = append(args, "github.com/troika-sip/troika/cmd/troika")
+	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build troika: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// New builds the network, writes the configurations, starts the nodes
+// and waits until they agree on a leader (unless Options.NoStart). It
+// registers Close with t.Cleanup; any failure is fatal to the test.
+func New(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	if opts.Binary == "" {
+		t.Fatal("chaos: Options.Binary is required (BuildTroika)")
+	}
+	if opts.Nodes == 0 {
+		opts.Nodes = 3
+	}
+	if opts.Nodes < 1 || opts.Nodes > 9 {
+		t.Fatalf("chaos: %d nodes: 1-9", opts.Nodes)
+	}
+	if opts.LogLevel == "" {
+		opts.LogLevel = "info"
+	}
+	if opts.StartTimeout == 0 {
+		opts.StartTimeout = 30 * time.Second
+	}
+	if opts.Dir == "" {
+		opts.Dir = os.Getenv("CHAOS_DIR")
+	}
+	if opts.Dir == "" {
+		opts.Dir = os.TempDir()
+	}
+	opts.Keep = opts.Keep || os.Getenv("CHAOS_KEEP") == "1"
+	if err := Sweep(); err != nil {
+		t.Logf("chaos: sweeping earlier runs: %v", err)
+	}
+	c := &Cluster{t: t, opts: opts, nextPort: 15060}
+	if err := c.lockRun(); err != nil {
+		t.Fatalf("chaos: %v", err)
+	}
+	t.Cleanup(c.Close)
+	var err error
+	if c.Subnet, err = pickSubnet(); err != nil {
+		t.Fatalf("chaos: %v", err)
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		t.Fatalf("chaos: %v", err)
+	}
+	if c.Dir, err = os.MkdirTemp(opts.Dir, "troika-chaos-"+c.ID+"-"); err != nil {
+		t.Fatalf("chaos: %v", err)
+	}
+	c.Token = randomHex(16)
+	c.clusterKey = base64.StdEncoding.EncodeToString(randomBytes(32))
+	c.started = time.Now()
+	c.event("", "setup", fmt.Sprintf("run %s, subnet %s, run directory %s", c.ID, c.Subnet, c.Dir))
+	if err := c.buildNetwork(); err != nil {
+		t.Fatalf("chaos: building the network: %v", err)
+	}
+	for _, n := range c.Nodes {
+		if err := os.MkdirAll(n.DataDir, 0o700); err != nil {
+			t.Fatalf("chaos: %v", err)
+		}
+		if err := c.writeConfig(n); err != nil {
+			t.Fatalf("chaos: %v", err)
+		}
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	c.bgCancel = cancel
+	if err := c.startSampler(bg); err != nil {
+		t.Fatalf("chaos: address sampler: %v", err)
+	}
+	if opts.NoStart {
+		return c
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(c.Nodes))
+	for i, n := range c.Nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = n.Start()
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("chaos: starting the nodes: %v", err)
+	}
+	if _, err := c.WaitLeader(opts.StartTimeout); err != nil {
+		t.Fatalf("chaos: %v", err)
+	}
+	return c
+}
+
+// lockRun picks a run id that no namespace uses and holds its lock file.
+func (c *Cluster) lockRun() error {
+	if err := os.MkdirAll(lockDir, 0o755); err != nil {
+		return err
+	}
+	names, err := netnsNames()
+	if err != nil {
+		return err
+	}
+	for range 100 {
+		id := namePrefix + randomHex(3)
+		if slicesHasPrefix(names, id+"-") {
+			continue
+		}
+		// Lock a private file, then give it its public name: Sweep never
+		// sees a run's lock file unlocked while the run lives.
+		f, err := os.CreateTemp(lockDir, ".new-")
+		if err != nil {
+			return err
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			return err
+		}
+		fmt.Fprintf(f, "pid %d\n", os.Getpid())
+		name := filepath.Join(lockDir, id+".lock")
+		err = os.Link(f.Name(), name)
+		os.Remove(f.Name())
+		if errors.Is(err, os.ErrExist) {
+			f.Close()
+			continue
+		}
+		if err != nil {
+			f.Close()
+			return err
+		}
+		c.ID, c.lock = id, f
+		return nil
+	}
+	return errors.New("no free run id")
+}
+
+func slicesHasPrefix(names []string, prefix string) bool {
+	for _, n := range names {
+		if strings.HasPrefix(n, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// pickSubnet picks 10.X.Y.0/24 overlapping none of the host's addresses
+// and routes (the namespaces would not mind, but a human reading logs
+// would).
+func pickSubnet() (netip.Prefix, error) {
+	var used []netip.Prefix
+	for _, args := range [][]string{{"-o", "addr"}, {"route", "show", "table", "all"}} {
+		out, err := run(nil, "ip", args...)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		for _, f := range strings.Fields(out) {
+			if p, err := netip.ParsePrefix(f); err == nil {
+				used = append(used, p.Masked())
+			} else if a, err := netip.ParseAddr(f); err == nil {
+				used = append(used, netip.PrefixFrom(a, a.BitLen()))
+			}
+		}
+	}
+	for range 1000 {
+		b := randomBytes(2)
+		x := 64 + int(b[0])%190 // 10.64.0.0-10.253.255.255: away from the usual 10.0/10.1 lab nets
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(x), b[1], 0}), 24)
+		clash := false
+		for _, u := range used {
+			if u.Addr().Is4() && u.Bits() > 0 && u.Overlaps(p) {
+				clash = true
+				break
+			}
+		}
+		if !clash {
+			return p, nil
+		}
+	}
+	return netip.Prefix{}, errors.New("no free 10.X.Y.0/24 subnet")
+}
+
+// hostAddr returns the address .n of the test subnet.
+func (c *Cluster) hostAddr(n int) netip.Addr {
+	a := c.Subnet.Addr().As4()
+	a[3] = byte(n)
+	return netip.AddrFrom4(a)
+}
+
+// SpareAddr returns the i-th address (0-49) of the test subnet that no
+// namespace holds: 10.X.Y.100+i, for virtual IPs and aliases.
+func (c *Cluster) SpareAddr(i int) netip.Addr {
+	if i < 0 || i > 49 {
+		panic("chaos: SpareAddr index out of 0-49")
+	}
+	return c.hostAddr(100 + i)
+}
+
+// buildNetwork makes the switch, node and client namespaces.
+func (c *Cluster) buildNetwork() error {
+	c.Switch = c.ID + "-sw"
+	if err := c.addNetns(c.Switch); err != nil {
+		return err
+	}
+	if err := ipBatch(
+		[]string{"-n", c.Switch, "link", "add", "br0", "type", "bridge"},
+		[]string{"-n", c.Switch, "link", "set", "br0", "up"},
+	); err != nil {
+		return err
+	}
+	for i := range c.opts.Nodes {
+		name := fmt.Sprintf("n%d", i+1)
+		h, err := c.addHost(name, name, c.hostAddr(11+i))
+		if err != nil {
+			return err
+		}
+		n := &Node{Host: *h, Index: i + 1, Binary: c.opts.Binary}
+		n.DataDir = filepath.Join(c.Dir, name, "data")
+		n.ConfigPath = filepath.Join(c.Dir, name+".toml")
+		n.LogPath = filepath.Join(c.Dir, name+".log")
+		n.initAdmin()
+		c.Nodes = append(c.Nodes, n)
+	}
+	var err error
+	if c.Client, err = c.addHost("client", "cl", c.hostAddr(200)); err != nil {
+		return err
+	}
+	for _, n := range c.Nodes {
+		for k, v := range c.opts.Sysctls {
+			if _, err := n.Exec(context.Background(), "sysctl", "-qw", k+"="+v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func ipBatch(cmds ...[]string) error {
+	for _, args := range cmds {
+		if err := ip(args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) addNetns(ns string) error {
+	if err := ip("netns", "add", ns); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.namespace = append(c.namespace, ns)
+	c.mu.Unlock()
+	return ip("-n", ns, "link", "set", "lo", "up")
+}
+
+// addHost makes namespace ID-short with eth0 (addr/24) plugged into the
+// switch's bridge as port short.
+func (c *Cluster) addHost(name, short string, addr netip.Addr) (*Host, error) {
+	h := &Host{Name: name, NS: c.ID + "-" + short, Addr: addr, c: c}
+	if err := c.addNetns(h.NS); err != nil {
+		return nil, err
+	}
+	return h, ipBatch(
+		[]string{"-n", h.NS, "link", "add", Iface, "type", "veth", "peer", "name", short, "netns", c.Switch},
+		[]string{"-n", h.NS, "addr", "add", netip.PrefixFrom(addr, c.Subnet.Bits()).String(), "dev", Iface},
+		[]string{"-n", h.NS, "link", "set", "dev", Iface, "up"},
+		[]string{"-n", c.Switch, "link", "set", "dev", short, "master", "br0"},
+		[]string{"-n", c.Switch, "link", "set", "dev", short, "up"},
+	)
+}
+
+// Hosts returns the nodes' hosts and the client's.
+func (c *Cluster) Hosts() []*Host {
+	out := make([]*Host, 0, len(c.Nodes)+1)
+	for _, n := range c.Nodes {
+		out = append(out, &n.Host)
+	}
+	return append(out, c.Client)
+}
+
+// Node returns the node named name ("n2"), or nil.
+func (c *Cluster) Node(name string) *Node {
+	for _, n := range c.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// Exec runs a command inside the host's namespace (`ip netns exec NS
+// ...`) and returns its combined output.
+func (h *Host) Exec(ctx context.Context, name string, args ...string) (string, error) {
+	return run(ctx, "ip", append([]string{"netns", "exec", h.NS, name}, args...)...)
+}
+
+// Dial opens a connection from inside the host's namespace.
+func (h *Host) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	return dialIn(ctx, h.NS, network, addr)
+}
+
+// ListenPacket opens a packet socket (e.g. "udp4", ":9999") inside the
+// host's namespace: a stand-in server or a probe.
+func (h *Host) ListenPacket(network, addr string) (net.PacketConn, error) {
+	var pc net.PacketConn
+	err := inNetns(h.NS, func() error {
+		var err error
+		pc, err = net.ListenPacket(network, addr)
+		return err
+	})
+	return pc, err
+}
+
+// Listen opens a stream listener inside the host's namespace.
+func (h *Host) Listen(network, addr string) (net.Listener, error) {
+	var l net.Listener
+	err := inNetns(h.NS, func() error {
+		var err error
+		l, err = net.Listen(network, addr)
+		return err
+	})
+	return l, err
+}
+
+// AddAddr adds a/32 (a/128) to the host's Iface, by hand (ip addr add),
+// and records it in the timeline.
+func (h *Host) AddAddr(a netip.Addr) error {
+	err := ip("-n", h.NS, "addr", "add", netip.PrefixFrom(a, a.BitLen()).String(), "dev", Iface)
+	h.c.event(h.Name, "addr-add", a.String())
+	return err
+}
+
+// DelAddr removes an address AddAddr added.
+func (h *Host) DelAddr(a netip.Addr) error {
+	err := ip("-n", h.NS, "addr", "del", netip.PrefixFrom(a, a.BitLen()).String(), "dev", Iface)
+	h.c.event(h.Name, "addr-del", a.String())
+	return err
+}
+
+// Mark adds a labelled event to the timeline (and the test log).
+func (c *Cluster) Mark(label string) { c.event("", "mark", label) }
+
+func (c *Cluster) event(host, kind, detail string) Event {
+	e := Event{At: time.Now(), Kind: kind, Host: host, Detail: detail}
+	c.mu.Lock()
+	c.events = append(c.events, e)
+	start := c.started
+	c.mu.Unlock()
+	who := host
+	if who == "" {
+		who = "cluster"
+	}
+	c.t.Logf("chaos %+7.3fs %s %s %s", e.At.Sub(start).Seconds(), who, kind, detail)
+	return e
+}
+
+// Events returns the timeline's events so far.
+func (c *Cluster) Events() []Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Event(nil), c.events...)
+}
+
+// Since is the time since the cluster was built: the x axis of the report.
+func (c *Cluster) Since(t time.Time) time.Duration { return t.Sub(c.started) }
+
+// localPort hands out client-side ports for SIPp runs.
+func (c *Cluster) localPort() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nextPort++
+	return c.nextPort
+}
+
+// Close stops everything the cluster started and deletes its namespaces.
+// It writes the report first; the run directory is kept (and its path
+// logged) when the test failed or Options.Keep is set, and removed
+// otherwise. It is safe to call more than once.
+func (c *Cluster) Close() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	loads := append([]*Load(nil), c.loads...)
+	c.mu.Unlock()
+
+	for _, l := range loads {
+		l.cancel()
+		l.Wait()
+	}
+	for _, n := range c.Nodes {
+		n.killForClose()
+	}
+	if c.bgCancel != nil {
+		c.bgCancel()
+	}
+	c.bgWG.Wait()
+	if c.sampler != nil {
+		c.sampler.close()
+	}
+	var errs []error
+	if c.Dir != "" {
+		if err := c.WriteReport(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	c.mu.Lock()
+	nss := append([]string(nil), c.namespace...)
+	c.mu.Unlock()
+	for i := len(nss) - 1; i >= 0; i-- {
+		if err := deleteNetns(nss[i]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.lock != nil {
+		os.Remove(filepath.Join(lockDir, c.ID+".lock"))
+		c.lock.Close()
+	}
+	if err := errors.Join(errs...); err != nil {
+		c.t.Errorf("chaos: teardown: %v", err)
+	}
+	switch {
+	case c.Dir == "":
+	case c.t.Failed() || c.opts.Keep:
+		c.t.Logf("chaos: run %s kept in %s (report.txt, report.html, node logs)", c.ID, c.Dir)
+	default:
+		os.RemoveAll(c.Dir)
+	}
+}
+
+// Sweep removes what earlier runs that crashed (or were killed) left
+// behind: namespaces named tkXXXXXX-* (and the processes in them) whose run
+// does not hold its lock file, and those lock files. Live runs, in this
+// process or others, are left alone. New calls it.
+func Sweep() error {
+	names, err := netnsNames()
+	if err != nil {
+		return err
+	}
+	runs := map[string][]string{}
+	for _, n := range names {
+		if m := runName.FindStringSubmatch(n); m != nil {
+			runs[m[1]] = append(runs[m[1]], n)
+		}
+	}
+	if locks, err := os.ReadDir(lockDir); err == nil {
+		for _, l := range locks {
+			if strings.HasPrefix(l.Name(), ".new-") && !lockHeld(filepath.Join(lockDir, l.Name())) {
+				os.Remove(filepath.Join(lockDir, l.Name())) // a run that died while taking its id
+			}
+			if id, ok := strings.CutSuffix(l.Name(), ".lock"); ok && runName.MatchString(id+"-x") {
+				if _, seen := runs[id]; !seen {
+					runs[id] = nil
+				}
+			}
+		}
+	}
+	var errs []error
+	for id, nss := range runs {
+		if runAlive(id) {
+			continue
+		}
+		for _, ns := range nss {
+			if err := deleteNetns(ns); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		os.Remove(filepath.Join(lockDir, id+".lock"))
+	}
+	return errors.Join(errs...)
+}
+
+// runAlive reports whether some process holds run id's lock.
+func runAlive(id string) bool { return lockHeld(filepath.Join(lockDir, id+".lock")) }
+
+// lockHeld reports whether some process holds a flock on the file.
+func lockHeld(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return true
+	}
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+func randomHex(n int) string { return hex.EncodeToString(randomBytes(n)) }

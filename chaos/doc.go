@@ -1,0 +1,80 @@
+// Package chaos runs a troika cluster as real processes in Linux network
+// namespaces and breaks it on purpose: the harness that the cluster's
+// failover tests are written with (DESIGN.md §8).
+//
+// # The network
+//
+// New builds, with names unique per run ("tk" + 6 random hex digits, the
+// run id, e.g. tk3fa9c1):
+//
+//	tk3fa9c1-sw   the switch: a bridge br0 and one port per host (n1, n2, n3, cl)
+//	tk3fa9c1-n1   node 1: eth0 = 10.X.Y.11/24, lo
+//	tk3fa9c1-n2   node 2: eth0 = 10.X.Y.12/24, lo
+//	tk3fa9c1-n3   node 3: eth0 = 10.X.Y.13/24, lo
+//	tk3fa9c1-cl   the client (SIPp phones): eth0 = 10.X.Y.200/24, lo
+//
+// X.Y are random per run and chosen to overlap none of the host's own
+// addresses or routes. Each veth pair is created from inside its namespaces
+// (`ip -n NODE link add eth0 type veth peer name n1 netns SWITCH`), so the
+// harness never creates, changes or deletes anything in the host's root
+// network namespace: no bridge, no veth end, no address, no route, no
+// iptables rule, no sysctl. That is why the bridge lives in a dedicated
+// switch namespace and not in the root one: a root bridge would need the
+// host's cooperation (Docker's FORWARD policy DROP plus br_netfilter drops
+// bridged frames) and could leak test traffic to the host. No namespace has
+// a default route, so nothing can leave the test network. Addresses
+// 10.X.Y.100-149 are free for virtual IPs and aliases (SpareAddr).
+//
+// The test process itself stays in the root namespace. It reaches the
+// nodes' admin APIs through sockets made inside each node's namespace (a
+// locked OS thread setns(2)-ed into it), so admin calls and address
+// sampling keep working while a node is partitioned.
+//
+// # Nodes
+//
+// Each node runs `ip netns exec NS troika agent --config FILE`, with a
+// generated TOML configuration: static peers (cluster link on :7000), SIP
+// on the node's address (:5060), the admin API on the node's address
+// (:8080), a shared cluster key and admin token. Options.Config can change
+// or add any key. Logs go to RUN_DIR/nN.log (appended across restarts).
+//
+// # Faults
+//
+// Node.Kill (SIGKILL), Node.Pause / Node.Resume (SIGSTOP / SIGCONT),
+// Node.Stop (SIGTERM, SIGKILL after a grace period), Node.Start (again from
+// its data directory), Node.SwapBinary (stop, then start another binary: a
+// rolling upgrade step) and Cluster.Partition (iptables DROP rules in the
+// cut-off nodes' namespaces, both directions, for the other nodes'
+// addresses; Partition.Heal deletes exactly those rules). Every fault is
+// an event in the run's timeline.
+//
+// # Observation
+//
+// Every 50 ms the harness lists the addresses of every node and client
+// namespace (an RTM_GETADDR netlink dump, what `ip -o addr` prints) into an
+// in-memory timeline; DoubleHolders reports every sampled instant at which
+// two namespaces held the same address. Node.Admin is an admin API client
+// for each node.
+//
+// # Workloads and report
+//
+// Cluster.StartRegisters runs SIPp in the client namespace: a steady
+// REGISTER load at a rate for a duration, with SIPp's counters every 200 ms.
+// Close writes report.txt and report.html (an SVG timeline of faults,
+// address ownership, node process state and REGISTER successes and failures
+// per second) into the run directory.
+//
+// # Teardown
+//
+// Close (registered with t.Cleanup) kills every process, deletes every
+// namespace (which removes the veths, the bridge and the iptables rules
+// with them) and removes the run directory, unless the test failed or
+// CHAOS_KEEP=1 is set: then its path is logged. Sweep, called by New,
+// removes what crashed earlier runs left behind: namespaces named tkXXXXXX-*
+// whose run no longer holds its lock file (/run/troika-chaos/tkXXXXXX.lock),
+// and the processes still inside them. Runs in parallel (even from several
+// test binaries) do not disturb each other.
+//
+// Everything needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN), iproute2 and
+// iptables; the tests skip without root.
+package chaos

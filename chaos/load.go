@@ -1,0 +1,264 @@
+//go:build linux
+
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/troika-sip/troika/internal/sipptest"
+)
+
+// RegisterLoad describes a steady REGISTER load from SIPp in the client
+// namespace (reg_auth.xml: REGISTER, 401, REGISTER with digest, 200). One
+// SIPp "call" is one registration.
+type RegisterLoad struct {
+	Name     string        // in the report and the run directory; default load1, load2...
+	Target   string        // host:port, e.g. node.SIPAddr() or a VIP's
+	Users    []string      // account ids, password "pw"+id; SIPp cycles through them
+	Rate     int           // registrations started per second, default 20
+	Duration time.Duration // how long to keep starting them, default 10 s
+	// Total, when set, is the number of registrations instead of
+	// Rate×Duration.
+	Total int
+	// Concurrency caps registrations in progress, default Rate×16: a
+	// stalled switch must not slow the load down, or the first success
+	// after a fault would be measured late.
+	Concurrency int
+	// StatEvery is the resolution of the per-period counters, default
+	// 200 ms.
+	StatEvery time.Duration
+	// From is where SIPp runs, default the client namespace.
+	From *Host
+}
+
+// Load is a SIPp run in progress.
+type Load struct {
+	RegisterLoad
+	Dir    string // SIPp's files: stat.csv, errors.log
+	Start  time.Time
+	cancel context.CancelFunc
+	done   chan struct{}
+	res    *LoadResult
+}
+
+// LoadResult is what a load saw.
+type LoadResult struct {
+	Name, Target string
+	Start, End   time.Time
+	sipptest.Stats
+	Dir string
+	// Failures counts the failed registrations by cause read from SIPp's
+	// error log: "503", "408", ... for final responses other than the
+	// expected one, "timeout" for registrations that got no answer.
+	Failures map[string]int
+	Err      error // SIPp could not run or left no statistics
+}
+
+// StartRegisters starts SIPp in the background.
+func (c *Cluster) StartRegisters(l RegisterLoad) (*Load, error) {
+	if l.Target == "" || len(l.Users) == 0 {
+		return nil, fmt.Errorf("StartRegisters: Target and Users are required")
+	}
+	if l.Rate == 0 {
+		l.Rate = 20
+	}
+	if l.Duration == 0 {
+		l.Duration = 10 * time.Second
+	}
+	if l.Total == 0 {
+		l.Total = max(1, int(float64(l.Rate)*l.Duration.Seconds()))
+	}
+	if l.Concurrency == 0 {
+		l.Concurrency = l.Rate * 16
+	}
+	if l.StatEvery == 0 {
+		l.StatEvery = 200 * time.Millisecond
+	}
+	if l.From == nil {
+		l.From = c.Client
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("StartRegisters: cluster closed")
+	}
+	if l.Name == "" {
+		l.Name = fmt.Sprintf("load%d", len(c.loads)+1)
+	}
+	c.mu.Unlock()
+	dir := filepath.Join(c.Dir, "sipp-"+l.Name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ld := &Load{RegisterLoad: l, Dir: dir, Start: time.Now(), cancel: cancel, done: make(chan struct{})}
+	opts := sipptest.Options{
+		Target:    l.Target,
+		Scenario:  "reg_auth.xml",
+		Inject:    sipptest.Users(l.Users...),
+		LocalIP:   l.From.Addr.String(),
+		LocalPort: c.localPort(),
+		Calls:     l.Total,
+		Rate:      l.Rate,
+		Limit:     l.Concurrency,
+		// Long enough for the last registrations' retransmissions to end.
+		Timeout:   time.Duration(float64(l.Total)/float64(l.Rate)*float64(time.Second)) + 45*time.Second,
+		Netns:     l.From.NS,
+		StatEvery: l.StatEvery,
+		// Abort failed registrations quietly: SIPp's default BYE for an
+		// aborted "call" is noise to a registrar.
+		Extra: []string{"-default_behaviors", "all,-bye"},
+	}
+	c.mu.Lock()
+	c.loads = append(c.loads, ld)
+	c.mu.Unlock()
+	c.event(l.From.Name, "load", fmt.Sprintf("%s: %d REGISTERs at %d/s to %s", l.Name, l.Total, l.Rate, l.Target))
+	go func() {
+		defer close(ld.done)
+		st, err := sipptest.Exec(ctx, dir, opts)
+		r := &LoadResult{Name: l.Name, Target: l.Target, Start: ld.Start, End: time.Now(), Stats: st, Dir: dir, Err: err}
+		r.Failures = failureCauses(filepath.Join(dir, "errors.log"))
+		ld.res = r
+		c.event(l.From.Name, "load-end", fmt.Sprintf("%s: %d ok, %d failed, %d retransmissions", l.Name, st.OK, st.Failed, st.Retrans))
+	}()
+	return ld, nil
+}
+
+// Wait waits for SIPp to end and returns what it saw.
+func (l *Load) Wait() *LoadResult {
+	<-l.done
+	return l.res
+}
+
+// Stop ends the load early (SIPp is killed: the counters of its last
+// period are lost).
+func (l *Load) Stop() *LoadResult {
+	l.cancel()
+	return l.Wait()
+}
+
+var (
+	sippUnexpected = regexp.MustCompile(`received 'SIP/2\.0 (\d{3})`)
+	sippTimeout    = regexp.MustCompile(`(?i)max retrans|timeout`)
+)
+
+// failureCauses counts the causes in SIPp's error log.
+func failureCauses(path string) map[string]int {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	out := map[string]int{}
+	for _, line := range strings.Split(string(data), "\n") {
+		if !strings.Contains(line, "Aborting call") {
+			continue // "Dead call" lines are messages for calls already aborted
+		}
+		if m := sippUnexpected.FindStringSubmatch(line); m != nil {
+			out[m[1]]++
+		} else if sippTimeout.MatchString(line) {
+			out["timeout"]++
+		} else {
+			out["other"]++
+		}
+	}
+	return out
+}
+
+// FirstOKAfter returns the end of the first statistics period that began
+// at or after t and counted a successful registration: the first success
+// after t happened within one period (StatEvery) before the time returned.
+// (A period that straddles t is skipped: its successes may predate t.)
+func (r *LoadResult) FirstOKAfter(t time.Time) (time.Time, bool) {
+	prev := r.Start
+	for _, p := range r.Periods {
+		if !prev.Before(t) && p.OK > 0 {
+			return p.At, true
+		}
+		prev = p.At
+	}
+	return time.Time{}, false
+}
+
+// LastFailure returns the end of the last period in [from, to) that
+// counted a failure.
+func (r *LoadResult) LastFailure(from, to time.Time) (time.Time, bool) {
+	var last time.Time
+	for _, p := range r.Periods {
+		if !p.At.Before(from) && p.At.Before(to) && p.Failed > 0 {
+			last = p.At
+		}
+	}
+	return last, !last.IsZero()
+}
+
+// Between sums the periods that ended in [from, to).
+func (r *LoadResult) Between(from, to time.Time) (ok, failed, retrans int) {
+	for _, p := range r.Periods {
+		if !p.At.Before(from) && p.At.Before(to) {
+			ok += p.OK
+			failed += p.Failed
+			retrans += p.Retrans
+		}
+	}
+	return
+}
+
+// PerSecond folds the periods into whole seconds since t0: ok and failed
+// registrations counted in each.
+func (r *LoadResult) PerSecond(t0 time.Time) map[int][2]int {
+	out := map[int][2]int{}
+	for _, p := range r.Periods {
+		s := int(p.At.Sub(t0) / time.Second)
+		v := out[s]
+		v[0] += p.OK
+		v[1] += p.Failed
+		out[s] = v
+	}
+	return out
+}
+
+// Summary is a one-line account of the load.
+func (r *LoadResult) Summary() string {
+	causes := make([]string, 0, len(r.Failures))
+	for k, v := range r.Failures {
+		causes = append(causes, fmt.Sprintf("%s×%d", k, v))
+	}
+	sort.Strings(causes)
+	s := fmt.Sprintf("%s → %s: %d ok, %d failed, %d retransmissions", r.Name, r.Target, r.OK, r.Failed, r.Retrans)
+	if len(causes) > 0 {
+		s += " (" + strings.Join(causes, ", ") + ")"
+	}
+	if r.Err != nil {
+		s += fmt.Sprintf("; error: %v", r.Err)
+	}
+	return s
+}
+
+// Loads returns the cluster's loads so far.
+func (c *Cluster) Loads() []*Load {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*Load(nil), c.loads...)
+}
+
+// loadResults returns the results of the loads that ended.
+func (c *Cluster) loadResults() []*LoadResult {
+	var out []*LoadResult
+	for _, l := range c.Loads() {
+		select {
+		case <-l.done:
+			if l.res != nil {
+				out = append(out, l.res)
+			}
+		default:
+		}
+	}
+	return out
+}
