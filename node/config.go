@@ -47,6 +47,10 @@ type SIPConfig struct {
 	TLSCert      string   `toml:"tls_cert"`
 	TLSKey       string   `toml:"tls_key"`
 	ServeAliases bool     `toml:"serve_aliases"`
+	// RingTimeout ends calls no callee answered (Timer C).
+	RingTimeout time.Duration `toml:"ring_timeout"`
+	// MaxCalls bounds the calls in progress on this node.
+	MaxCalls int `toml:"max_calls"`
 }
 
 // RegistrarConfig is the [registrar] section.
@@ -125,6 +129,10 @@ func (c *Config) applyDefaults() {
 	if len(c.SIP.UDPPorts) == 0 && len(c.SIP.TCPPorts) == 0 && len(c.SIP.TLSPorts) == 0 {
 		c.SIP.UDPPorts, c.SIP.TCPPorts = []int{5060}, []int{5060}
 	}
+	if c.SIP.RingTimeout == 0 {
+		c.SIP.RingTimeout = 60 * time.Second
+	}
+	def(&c.SIP.MaxCalls, 10000)
 	if c.Registrar.Realm == "" {
 		c.Registrar.Realm = "troika"
 	}
@@ -204,6 +212,12 @@ func (c *Config) Validate() error {
 				return fmt.Errorf("sip.%s: %d is not a port", name, p)
 			}
 		}
+	}
+	if c.SIP.RingTimeout < time.Second || c.SIP.RingTimeout > 10*time.Minute {
+		return errors.New("sip.ring_timeout: must be between 1s and 10m")
+	}
+	if c.SIP.MaxCalls < 1 {
+		return errors.New("sip.max_calls: must be at least 1")
 	}
 	if len(c.SIP.TLSPorts) > 0 && (c.SIP.TLSCert == "" || c.SIP.TLSKey == "") {
 		return errors.New("sip.tls_cert and sip.tls_key: required when sip.tls_ports is set")

@@ -104,6 +104,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 			NonceTTL:       cfg.Registrar.NonceTTL,
 			Algorithms:     cfg.Registrar.Algorithms,
 		},
+		Calls: sipstack.CallConfig{
+			RingTimeout:    cfg.SIP.RingTimeout,
+			MaxCallSeconds: int(cfg.Billing.MaxCallDuration / time.Second),
+			MaxCalls:       cfg.SIP.MaxCalls,
+		},
 		NodeID:  cfg.NodeID,
 		Logger:  log.With("component", "sip"),
 		Metrics: reg,
@@ -246,8 +251,55 @@ func (n *Node) leaderDuties(ctx context.Context) {
 			} else if res.Purged > 0 {
 				n.log.Info("purged expired bindings", "count", res.Purged)
 			}
+			n.reapStaleCalls(ctx, now)
 		}
 	}
+}
+
+// reapGrace is how long past its latest possible end a call in the state
+// must be before the leader ends it.
+const reapGrace = 2 * time.Minute
+
+// reapStaleCalls ends calls no node ended: a call still ringing long after
+// the ring timeout, or answered and past the longest time its reservation
+// pays for. Their node stopped without ending them (killed, or a lost
+// write). The xDR says so; an answered call is charged up to the time it
+// was authorized for, which is when it ended at the latest.
+func (n *Node) reapStaleCalls(ctx context.Context, now time.Time) {
+	for _, c := range staleCalls(n.state.Calls(), now, n.cfg.SIP.RingTimeout) {
+		res, err := n.cluster.Propose(ctx, c)
+		if err == nil && res.Err != nil {
+			err = res.Err
+		}
+		if err != nil {
+			n.log.Warn("ending a stale call failed; retrying next tick", "call_id", c.ID, "error", err)
+			continue
+		}
+		n.log.Warn("ended a call no node ended (its node stopped?)", "call_id", c.ID, "disconnect_at", time.UnixMilli(c.DisconnectAt).UTC(),
+			"cause", c.CauseText)
+	}
+}
+
+// staleCalls returns the EndCall commands for calls past their latest
+// possible end by more than reapGrace.
+func staleCalls(calls []fsm.Call, now time.Time, ringTimeout time.Duration) []*fsm.EndCall {
+	var out []*fsm.EndCall
+	for _, c := range calls {
+		if c.ConnectAt == 0 {
+			latest := c.SetupAt + ringTimeout.Milliseconds()
+			if now.UnixMilli() > latest+reapGrace.Milliseconds() {
+				out = append(out, &fsm.EndCall{ID: c.ID, DisconnectAt: latest, Cause: 408,
+					CauseText: "reaped: never answered and no node ended it", DisconnectedBy: "system"})
+			}
+			continue
+		}
+		latest := c.ConnectAt + int64(c.MaxDuration)*1000
+		if now.UnixMilli() > latest+reapGrace.Milliseconds() {
+			out = append(out, &fsm.EndCall{ID: c.ID, DisconnectAt: latest, Cause: 200,
+				CauseText: "reaped: no node ended it; charged to its authorized maximum", DisconnectedBy: "system"})
+		}
+	}
+	return out
 }
 
 // trimCommand is the leader's periodic TrimRecords: keep the newest

@@ -11,14 +11,12 @@ import (
 // serverName goes into Server headers and sipgo's User-Agent.
 const serverName = "troika"
 
-// allowHeader lists the methods served so far (the B2BUA adds INVITE and
-// its companions later).
-const allowHeader = "REGISTER, OPTIONS"
+// allowHeader lists the methods served.
+const allowHeader = "INVITE, ACK, CANCEL, BYE, UPDATE, INFO, OPTIONS, REGISTER"
 
-// notAllowed are standard methods answered with 405 and Allow until the
-// B2BUA handles them; other methods get 501.
-var notAllowed = []sip.RequestMethod{sip.INVITE, sip.BYE, sip.SUBSCRIBE, sip.NOTIFY, sip.REFER,
-	sip.INFO, sip.MESSAGE, sip.PRACK, sip.UPDATE, sip.PUBLISH}
+// notAllowed are standard methods answered with 405 and Allow; other
+// unknown methods get 501.
+var notAllowed = []sip.RequestMethod{sip.SUBSCRIBE, sip.NOTIFY, sip.REFER, sip.MESSAGE, sip.PRACK, sip.PUBLISH}
 
 // handlerFunc handles one request received on sock.
 type handlerFunc func(sock *socket, req *sip.Request, tx sip.ServerTransaction)
@@ -26,11 +24,26 @@ type handlerFunc func(sock *socket, req *sip.Request, tx sip.ServerTransaction)
 func (s *Server) route(sock *socket) {
 	sock.srv.OnRequest(sip.REGISTER, s.wrap(sock, s.handleRegister))
 	sock.srv.OnRequest(sip.OPTIONS, s.wrap(sock, s.handleOptions))
+	sock.srv.OnRequest(sip.INVITE, s.wrap(sock, s.handleInvite))
+	for _, m := range []sip.RequestMethod{sip.BYE, sip.UPDATE, sip.INFO} {
+		sock.srv.OnRequest(m, s.wrap(sock, s.handleInDialog))
+	}
 	// ACKs of our non-2xx final responses are absorbed by the transaction
-	// layer; any other ACK has nothing to acknowledge and gets no answer.
-	sock.srv.OnRequest(sip.ACK, func(req *sip.Request, _ sip.ServerTransaction) { s.m.request(string(req.Method)) })
+	// layer; the B2BUA takes those of its 2xx; any other ACK has nothing
+	// to acknowledge and gets no answer.
+	sock.srv.OnRequest(sip.ACK, func(req *sip.Request, _ sip.ServerTransaction) {
+		if !s.gate.enter() {
+			return
+		}
+		defer s.gate.exit()
+		s.m.request(string(req.Method))
+		if echoSafe(req) {
+			s.handleAck(sock, req)
+		}
+	})
 	// A CANCEL reaching a handler matched no pending INVITE (sipgo answers
-	// the ones that do).
+	// the ones that do, and the B2BUA hears of them through the INVITE
+	// transaction's OnCancel).
 	sock.srv.OnRequest(sip.CANCEL, s.wrap(sock, func(_ *socket, req *sip.Request, tx sip.ServerTransaction) {
 		s.reply(tx, req, reply{code: sip.StatusCallTransactionDoesNotExists, reason: "Call/Transaction Does Not Exist"})
 	}))

@@ -2,6 +2,7 @@ package sipstack
 
 import (
 	"errors"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -45,6 +46,15 @@ type metrics struct {
 	udpRecycles     prometheus.Counter
 	strayResponses  prometheus.Counter
 	proposeDuration prometheus.Histogram
+
+	callsStarted   prometheus.Counter
+	callsAnswered  prometheus.Counter
+	callsFailed    *prometheus.CounterVec // by the final status sent to the caller
+	callsEnded     *prometheus.CounterVec // answered calls, by who ended them
+	callsActive    prometheus.Gauge
+	callSetup      prometheus.Histogram
+	callWriteFails *prometheus.CounterVec // replicated writes of calls given up, by step
+	forkResults    *prometheus.CounterVec // callee legs, by outcome
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -95,8 +105,42 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
 		}),
 	}
+	m.callsStarted = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "troika", Subsystem: "sip", Name: "calls_started_total",
+		Help: "Calls authorized and reserved (StartCall accepted).",
+	})
+	m.callsAnswered = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "troika", Subsystem: "sip", Name: "calls_answered_total",
+		Help: "Calls answered by a callee and connected to the caller.",
+	})
+	m.callsFailed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "troika", Subsystem: "sip", Name: "calls_failed_total",
+		Help: "Authenticated INVITEs that ended without an answer, by the final status sent to the caller (402, 404, 480, 486, 487, ...).",
+	}, []string{"code"})
+	m.callsEnded = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "troika", Subsystem: "sip", Name: "calls_ended_total",
+		Help: "Answered calls that ended, by who ended them (caller, callee, timer, system).",
+	}, []string{"by"})
+	m.callsActive = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "troika", Subsystem: "sip", Name: "calls_in_progress",
+		Help: "Calls in progress on this node (ringing or answered).",
+	})
+	m.callSetup = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "troika", Subsystem: "sip", Name: "call_setup_seconds",
+		Help:    "Post-dial delay: from the authenticated INVITE to the first ringing (18x) or answer relayed to the caller.",
+		Buckets: []float64{.002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10},
+	})
+	m.callWriteFails = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "troika", Subsystem: "sip", Name: "call_write_failures_total",
+		Help: "Replicated writes of calls that failed after their retries (start, answer, end); an end failure leaves a call open.",
+	}, []string{"step"})
+	m.forkResults = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "troika", Subsystem: "sip", Name: "callee_legs_total",
+		Help: "INVITEs sent to callees, by outcome (answered, failed, cancelled, late_answer, skipped, error).",
+	}, []string{"result"})
 	for _, c := range []prometheus.Collector{m.register, m.authFailures, m.parseErrors, m.stackErrors,
-		m.requests, m.openSockets, m.socketErrors, m.connsRefused, m.udpRecycles, m.strayResponses, m.proposeDuration} {
+		m.requests, m.openSockets, m.socketErrors, m.connsRefused, m.udpRecycles, m.strayResponses, m.proposeDuration,
+		m.callsStarted, m.callsAnswered, m.callsFailed, m.callsEnded, m.callsActive, m.callSetup, m.callWriteFails, m.forkResults} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
@@ -111,6 +155,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, t := range []string{"udp", "tcp", "tls"} {
 		m.openSockets.WithLabelValues(t)
 	}
+	for _, by := range []string{byCaller, byCallee, byTimer, bySystem} {
+		m.callsEnded.WithLabelValues(by)
+	}
 	return m, nil
 }
 
@@ -119,4 +166,14 @@ func (m *metrics) request(method string) {
 		method = "other"
 	}
 	m.requests.WithLabelValues(method).Inc()
+}
+
+// callFailed counts an unanswered call by its final status; codes outside
+// 300-699 (which never reach a caller) count as "other".
+func (m *metrics) callFailed(code int) {
+	label := "other"
+	if code >= 300 && code < 700 {
+		label = strconv.Itoa(code)
+	}
+	m.callsFailed.WithLabelValues(label).Inc()
 }

@@ -386,6 +386,9 @@ func TestConfigDefaults(t *testing.T) {
 	if r.DefaultExpires != 3600 || r.MinExpires != 60 || r.MaxExpires != 7200 || r.MaxContacts != 10 || r.NonceTTL != 5*time.Minute {
 		t.Errorf("defaults: %+v", r)
 	}
+	if cc := c.Calls; cc.RingTimeout != 60*time.Second || cc.MaxCallSeconds != 14400 || cc.MaxCalls != 10000 || cc.ProposeTimeout != 5*time.Second || cc.AckTimeout != 32*time.Second {
+		t.Errorf("call defaults: %+v", cc)
+	}
 	bad := map[string]func(*Config){
 		"no realm":         func(c *Config) { c.Registrar.Realm = "" },
 		"quote in realm":   func(c *Config) { c.Registrar.Realm = `a"b` },
@@ -397,6 +400,8 @@ func TestConfigDefaults(t *testing.T) {
 		"bad algorithm":    func(c *Config) { c.Registrar.Algorithms = []string{"SHA-512"} },
 		"algorithm twice":  func(c *Config) { c.Registrar.Algorithms = []string{"md5", "MD5"} },
 		"min above max":    func(c *Config) { c.Registrar.MinExpires, c.Registrar.MaxExpires = 100, 50 },
+		"negative ring":    func(c *Config) { c.Calls.RingTimeout = -time.Second },
+		"call too long":    func(c *Config) { c.Calls.MaxCallSeconds = 8 * 24 * 3600 },
 		"default below min": func(c *Config) {
 			c.Registrar.MinExpires, c.Registrar.DefaultExpires = 100, 50
 		},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -44,7 +43,7 @@ import (
 
 const retryAfter = "5" // seconds, on 503
 
-// supportedExtensions are the option tags a Require may name.
+// supportedExtensions are the option tags a REGISTER's Require may name.
 var supportedExtensions = map[string]bool{"path": true}
 
 func (s *Server) handleRegister(sock *socket, req *sip.Request, tx sip.ServerTransaction) {
@@ -67,7 +66,7 @@ func (s *Server) register(sock *socket, req *sip.Request) reply {
 	if r := checkRequest(req); r != nil {
 		return *r
 	}
-	if r := checkRequire(req); r != nil {
+	if r := checkRequire(req, supportedExtensions); r != nil {
 		return *r
 	}
 	to := req.To()
@@ -75,61 +74,8 @@ func (s *Server) register(sock *socket, req *sip.Request) reply {
 	if aor == "" {
 		return badRequest("To URI has no user part")
 	}
-	var src netip.Addr
-	if ap, err := netip.ParseAddrPort(req.Source()); err == nil {
-		src = ap.Addr().Unmap()
-	}
-	if s.limiter.Blocked(src, now) {
-		return reply{code: sip.StatusForbidden, reason: "Forbidden", result: resRateLimited}
-	}
-	secret := s.state.NonceSecret()
-	if len(secret) == 0 {
-		return unavailable("Service Unavailable")
-	}
-
-	// Authentication.
-	creds, err := findCredentials(headerValues(req, "Authorization"), rc.Realm)
-	switch {
-	case errors.Is(err, errNoCredentials):
-		return s.challenge(secret, now, false)
-	case err != nil:
-		return badRequest("Malformed Authorization header")
-	}
-	if msg := creds.wellFormed(); msg != "" {
-		return badRequest(msg)
-	}
-	alg := creds.offered(rc.Algorithms)
-	if alg == "" {
-		return s.challenge(secret, now, false)
-	}
-	newHash := digestHash(alg)
-	nonce := checkNonce(secret, rc.Realm, creds.Nonce, now, rc.NonceTTL)
-	if nonce == nonceInvalid {
-		return s.challenge(secret, now, false)
-	}
-	acct, known := s.state.Account(aor)
-	password := acct.Password
-	if !known {
-		// Hash anyway, with a password no account can have (fsm passwords
-		// are printable), so unknown users take the same time.
-		password = "\x00"
-	}
-	ok := creds.verify(newHash, string(req.Method), password)
-	if !ok || !known || creds.Username != aor {
-		s.m.authFailures.Inc()
-		if s.limiter.Fail(src, now) {
-			s.log.Warn("source blocked after repeated failed authentications", "source", src.String(),
-				"for", rc.AuthBlockFor, "socket", sock.name)
-		}
-		return forbidden()
-	}
-	if acct.Blocked {
-		return forbidden()
-	}
-	if nonce == nonceStale {
-		r := s.challenge(secret, now, true)
-		r.result = resStale
-		return r
+	if _, r := s.authenticate(sock, req, wwwDigest, aor, now); r != nil {
+		return *r
 	}
 
 	// Bindings.
@@ -352,15 +298,6 @@ func formatQ(q int) string {
 	return "0." + s
 }
 
-func (s *Server) challenge(secret []byte, now time.Time, stale bool) reply {
-	nonce := mintNonce(secret, s.cfg.Registrar.Realm, now)
-	var hdrs []sip.Header
-	for _, c := range challenges(s.cfg.Registrar.Realm, nonce, stale, s.cfg.Registrar.Algorithms) {
-		hdrs = append(hdrs, sip.NewHeader("WWW-Authenticate", c))
-	}
-	return reply{code: sip.StatusUnauthorized, reason: "Unauthorized", headers: hdrs, result: resUnauthorized}
-}
-
 func forbidden() reply {
 	return reply{code: sip.StatusForbidden, reason: "Forbidden", result: resForbidden}
 }
@@ -397,14 +334,14 @@ func supports(req *sip.Request, tag string) bool {
 }
 
 // checkRequire answers 420 Bad Extension listing the option tags of
-// Require the registrar does not support (RFC 3261 §8.2.2.3).
-func checkRequire(req *sip.Request) *reply {
+// Require not in supported (RFC 3261 §8.2.2.3).
+func checkRequire(req *sip.Request, supported map[string]bool) *reply {
 	var bad []string
 	for _, t := range optionTags(req, "Require") {
 		switch {
 		case !isToken(t):
 			return &reply{code: sip.StatusBadRequest, reason: "Malformed Require", result: resBadRequest}
-		case !supportedExtensions[t] && len(bad) < 8:
+		case !supported[t] && len(bad) < 8:
 			bad = append(bad, t)
 		}
 	}

@@ -382,7 +382,8 @@ func TestMalformedAndOtherMethods(t *testing.T) {
 		// challenge first.
 		{strings.Replace(good, "Contact: <sip:1001@10.0.0.1>", "Contact: <<<>>>,,;", 1), 401, "Unauthorized"},
 		{strings.Replace(strings.Replace(good, "REGISTER", "OPTIONS", 2), "Contact", "X", 1), 200, "OK"},
-		{strings.Replace(strings.Replace(good, "REGISTER", "INVITE", 2), "Contact", "X", 1), 405, "Method Not Allowed"},
+		{strings.Replace(strings.Replace(good, "REGISTER", "INVITE", 2), "Contact", "X", 1), 407, "Proxy Authentication Required"},
+		{strings.Replace(strings.Replace(good, "REGISTER", "SUBSCRIBE", 2), "Contact", "X", 1), 405, "Method Not Allowed"},
 		{strings.Replace(strings.Replace(good, "REGISTER", "FOO", 2), "Contact", "X", 1), 501, "Not Implemented"},
 		{strings.Replace(strings.Replace(good, "REGISTER", "CANCEL", 2), "Contact", "X", 1), 481, "Call/Transaction Does Not Exist"},
 		{strings.Replace(good, "SIP/2.0\r\n", "SIP/3.0\r\n", 1), 505, "Version Not Supported"},

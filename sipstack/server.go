@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
@@ -29,6 +30,11 @@ import (
 // registrars do. Set in init, before any goroutine can read it.
 const udpMaxDatagram = 65507
 
+// callShutdownWait bounds how long Run's shutdown waits for the
+// goroutines of calls (unanswered calls ending, BYEs in flight).
+// Answered calls stay in the cluster state for another node to adopt.
+const callShutdownWait = 2 * time.Second
+
 func init() { sip.UDPMTUSize = udpMaxDatagram + 200 }
 
 // Server runs troika's SIP sockets: one sipgo UserAgent and Server per
@@ -45,6 +51,7 @@ type Server struct {
 	limiter *authLimiter
 	slots   chan struct{} // REGISTERs in flight
 	gate    gate          // handlers running
+	calls   *callTable    // the B2BUA's calls
 
 	baseCtx    context.Context // cancelled when Run ends: aborts Propose calls
 	cancelBase context.CancelFunc
@@ -118,6 +125,10 @@ func New(cfg Config, state *fsm.State, store Store) (*Server, error) {
 		failures:  map[ingress]bool{},
 		tlsWarned: map[string]bool{},
 	}
+	s.calls = newCallTable(cfg.Calls.MaxCalls, func(p any) {
+		log.Error("call goroutine panicked", "panic", p, "stack", string(debug.Stack()))
+		m.stackErrors.Inc()
+	})
 	quiet := &quietHandler{inner: log.Handler(), parseErrors: m.parseErrors, stackErrors: m.stackErrors}
 	globalSipgoLog.Store(quiet)
 	s.sipLog = slog.New(quiet).With("component", "sipgo")
@@ -216,7 +227,10 @@ func (s *Server) shutdown(cancel context.CancelFunc) {
 	s.wg.Wait()
 	s.cancelBase()
 	s.gate.closeAndWait(s.cfg.Registrar.ProposeTimeout + time.Second)
-	s.log.Info("SIP sockets closed")
+	if !s.calls.shutdown(callShutdownWait) {
+		s.log.Warn("some call goroutines were still running at shutdown")
+	}
+	s.log.Info("SIP sockets closed", "calls_left", s.ActiveCalls())
 }
 
 func (s *Server) mainIngresses() []ingress {

@@ -1,0 +1,174 @@
+package sipstack
+
+import (
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// The B2BUA: every call is two (or, while forking, more) independent
+// dialogs. The caller's INVITE ends at the switch, which answers it as a
+// UAS; each callee leg is a new INVITE the switch sends as a UAC, with its
+// own Call-ID, tags, Via, Contact and CSeq, from the socket the callee
+// registered through (see deliveryTargets). Only SDP and a short list of
+// sanitized headers cross from one leg to the other (relayedHeaders).
+//
+// The life of a call (files b2bua_*.go):
+//
+//	handleInvite    checks, digest (407), destination, StartCall (reserve)
+//	call.setup      forks to every target; relays 18x; first 2xx wins, the
+//	                others are CANCELled (or ACKed and BYEd when their 2xx
+//	                comes late); Timer C (RingTimeout) and the caller's
+//	                CANCEL end it; otherwise the best failure is relayed
+//	call.connect    200 to the caller, ACK to the callee, AnswerCall with
+//	                both legs' dialog state, 2xx retransmission until the
+//	                caller's ACK, max-duration timer from the reservation
+//	call.hangup     BYE the other leg(s) and EndCall: exactly once per
+//	                call, whoever ends it (a BYE from either side, the
+//	                timer, a missing ACK)
+//
+// In-dialog requests are matched by Call-ID and tags (callTable):
+// re-INVITE, UPDATE and INFO are relayed to the other leg, anything
+// unknown gets 481. Billing is all in the fsm: StartCall reserves, EndCall
+// debits and files the xDR; the B2BUA only measures time and reports how
+// the call ended.
+//
+// Timestamps written to the fsm come from Config.Now; timers use the
+// monotonic clock.
+
+// Leg roles, as fsm.Leg.Role and in logs.
+const (
+	legCaller = "caller"
+	legCallee = "callee"
+)
+
+// Who ended a call, as fsm.EndCall.DisconnectedBy and the
+// calls_ended_total label.
+const (
+	byCaller = "caller"
+	byCallee = "callee"
+	byTimer  = "timer"
+	bySystem = "system"
+)
+
+// legRef is what a Call-ID leads to: a call and one of its dialogs.
+type legRef struct {
+	c *call
+	d *dialog
+}
+
+// callTable holds the calls of one Server: their dialogs by Call-ID (the
+// caller's, and the answered callee leg's), the slots bounding them, and
+// the goroutines they run.
+type callTable struct {
+	onPanic func(p any) // reports a panic of a call goroutine (which is then over)
+	slots   chan struct{}
+	wg      sync.WaitGroup // goroutines of calls: forks, answered calls, teardowns
+	stop    chan struct{}  // closed at shutdown
+
+	mu   sync.Mutex
+	legs map[string]legRef
+}
+
+func newCallTable(max int, onPanic func(any)) *callTable {
+	return &callTable{onPanic: onPanic, slots: make(chan struct{}, max), stop: make(chan struct{}), legs: map[string]legRef{}}
+}
+
+// acquire takes a call slot, or reports that the node is full.
+func (t *callTable) acquire() bool {
+	select {
+	case t.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (t *callTable) release() { <-t.slots }
+
+// add files a dialog under its Call-ID; false if the Call-ID is taken.
+func (t *callTable) add(callID string, ref legRef) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, dup := t.legs[callID]; dup {
+		return false
+	}
+	t.legs[callID] = ref
+	return true
+}
+
+func (t *callTable) remove(callID string, c *call) {
+	t.mu.Lock()
+	if ref, ok := t.legs[callID]; ok && ref.c == c {
+		delete(t.legs, callID)
+	}
+	t.mu.Unlock()
+}
+
+func (t *callTable) lookup(callID string) (legRef, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ref, ok := t.legs[callID]
+	return ref, ok
+}
+
+// size is the number of dialogs filed (tests: nothing may be left behind).
+func (t *callTable) size() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.legs)
+}
+
+// goCall runs f as a goroutine of a call, waited for at shutdown. A
+// panic ends only that goroutine (reported to onPanic), not the node.
+func (t *callTable) goCall(f func()) {
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		defer func() {
+			if p := recover(); p != nil {
+				t.onPanic(p)
+			}
+		}()
+		f()
+	}()
+}
+
+// shutdown tells answered calls to stop their timers (they stay in the
+// fsm, for another node to adopt) and waits up to timeout for every call
+// goroutine to end.
+func (t *callTable) shutdown(timeout time.Duration) bool {
+	close(t.stop)
+	done := make(chan struct{})
+	go func() { t.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// ActiveCalls returns how many calls this node has in progress.
+func (s *Server) ActiveCalls() int { return len(s.calls.slots) }
+
+// match finds the dialog an in-dialog request (or ACK) belongs to: its
+// Call-ID, the peer's tag in From and ours in To.
+func (t *callTable) match(req *sip.Request) (legRef, bool) {
+	cid := req.CallID()
+	from, to := req.From(), req.To()
+	if cid == nil || from == nil || to == nil {
+		return legRef{}, false
+	}
+	ref, ok := t.lookup(cid.Value())
+	if !ok {
+		return legRef{}, false
+	}
+	fromTag, _ := from.Params.Get("tag")
+	toTag, _ := to.Params.Get("tag")
+	if fromTag == "" || fromTag != ref.d.peerTag() || toTag != ref.d.localTag {
+		return legRef{}, false
+	}
+	return ref, true
+}

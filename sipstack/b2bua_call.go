@@ -1,0 +1,537 @@
+package sipstack
+
+import (
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/troika-sip/troika/fsm"
+)
+
+// call is one call in progress on this node, from its authorized INVITE
+// to its EndCall.
+type call struct {
+	s       *Server
+	id      string // the caller's Call-ID: the fsm call's id
+	account string // the caller
+	callee  string // the called account
+	cld     string // as dialed
+	cliName string // the caller's display name, sanitized
+	log     *slog.Logger
+	started time.Time // monotonic: the setup histogram
+
+	inSock      *socket
+	inv         *sip.Request // the caller's INVITE (parsed headers only read)
+	invTx       sip.ServerTransaction
+	caller      *dialog
+	offer       []byte       // the caller's SDP; nil: the offer comes in the 2xx (late offer)
+	relayed     []sip.Header // headers copied to the callee legs
+	maxForwards uint32
+	maxDur      int // seconds the reservation pays for
+
+	events     chan forkEvent
+	setupDone  chan struct{}
+	cancelled  chan struct{} // the caller CANCELled (or BYEd its early dialog)
+	cancelOnce sync.Once
+	cancelSeen atomic.Bool   // sipgo answered the INVITE 487 itself
+	ending     chan struct{} // closed when hangup starts
+	answerDone chan struct{} // closed once AnswerCall is settled (or the call failed)
+	ackCh      chan *sip.Request
+	endOnce    sync.Once
+	forks      []*fork // the callee legs; only the handler goroutine (run, setup) uses it
+
+	mu       sync.Mutex
+	settled  bool  // a winner or a failure is decided
+	winner   *fork // the callee leg that answered
+	answered bool  // the 2xx went to the caller
+	hungUp   bool
+	byeEarly bool // the answering callee sent BYE before its 2xx reached the caller
+	ringing  bool // setup latency observed
+	reinvite bool // a re-INVITE is being relayed
+	acks     map[ackKey]chan *sip.Request
+}
+
+// ackKey names the 2xx an ACK acknowledges: the dialog and CSeq.
+type ackKey struct {
+	d    *dialog
+	cseq uint32
+}
+
+// forkEvent is a response (or error) of a fork for the setup loop.
+type forkEvent struct {
+	f   *fork
+	res *sip.Response
+	err error
+}
+
+func (c *call) forkEvent(ev forkEvent) {
+	select {
+	case c.events <- ev:
+	case <-c.setupDone:
+	}
+}
+
+// onCancel is the INVITE transaction's CANCEL hook: sipgo has answered
+// the CANCEL 200 and sends 487 itself right after. It runs under the
+// transaction's lock and must not block.
+func (c *call) onCancel(*sip.Request) {
+	c.cancelSeen.Store(true)
+	c.cancelOnce.Do(func() { close(c.cancelled) })
+}
+
+// claim makes f the answering leg unless the call is settled. The leg's
+// Call-ID is filed at once so its BYE finds the call.
+func (c *call) claim(f *fork) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.settled {
+		return false
+	}
+	c.settled, c.winner = true, f
+	c.s.calls.add(f.leg.callID, legRef{c: c, d: f.leg})
+	return true
+}
+
+// settle decides the call fails, unless a leg has won it.
+func (c *call) settle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.settled {
+		return false
+	}
+	c.settled = true
+	return true
+}
+
+// run offers the call to the callee's targets and sees it through setup.
+// Should it panic (a bug), the call is still ended in the fsm before the
+// panic goes on to the handler's last-resort recovery.
+func (c *call) run(dest destination) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.end(c.s.cfg.Now(), sip.StatusInternalServerError, "Server Internal Error", bySystem)
+			panic(p)
+		}
+	}()
+	targets := c.s.deliveryTargets(dest.callee, dest.cld, c.s.cfg.Now())
+	c.events = make(chan forkEvent, 4*len(targets)+4)
+	for _, t := range targets {
+		from, to := calleeURIs(t, c.account, c.cliName, c.cld)
+		leg := &dialog{role: legCallee, sock: t.sock.name, transport: t.transport, dest: t.dest,
+			callID: newCallID(), localTag: sip.GenerateTagN(16), local: from, remote: to,
+			target: t.uri, routes: t.routes, localCSeq: 1}
+		f := &fork{c: c, tgt: t, leg: leg, cancelCh: make(chan struct{}), spec: reqSpec{
+			method: sip.INVITE, ruri: t.uri, callID: leg.callID, cseq: 1, from: from, to: to, fromTag: leg.localTag,
+			routes: t.routes, sock: t.sock.name, dest: t.dest, transport: t.transport, contact: true, maxForwards: c.maxForwards,
+		}}
+		if err := f.start(c.offer, c.relayed); err != nil {
+			c.s.m.forkResults.WithLabelValues("error").Inc()
+			c.log.Warn("cannot send INVITE to callee leg", "target", t.desc, "error", err)
+			continue
+		}
+		c.forks = append(c.forks, f)
+		c.s.calls.goCall(f.run)
+	}
+	if len(c.forks) == 0 {
+		close(c.setupDone)
+		c.settle()
+		c.fail(failure{sip.StatusTemporarilyUnavailable, statusText(480), bySystem})
+		return
+	}
+	winner, fl := c.setup()
+	if winner == nil {
+		c.fail(fl)
+		return
+	}
+	c.connect(winner)
+}
+
+// setup waits for the forks' outcome: the first 2xx (returned), the
+// caller's CANCEL (487), Timer C (408), shutdown (503), or every fork's
+// failure (the best of them).
+func (c *call) setup() (*fork, failure) {
+	defer close(c.setupDone)
+	ring := time.NewTimer(c.s.cfg.Calls.RingTimeout)
+	defer ring.Stop()
+	pending := len(c.forks)
+	var best *failure
+	cancelled, stopping := c.cancelled, c.s.baseCtx.Done()
+	giveUp := func(fl failure) (*fork, failure, bool) {
+		if !c.settle() {
+			return nil, failure{}, false // a leg has just won: its 2xx is on its way
+		}
+		for _, f := range c.forks {
+			if f.cancelIfPending() {
+				c.s.m.forkResults.WithLabelValues("cancelled").Inc()
+			}
+		}
+		return nil, fl, true
+	}
+	for {
+		select {
+		case ev := <-c.events:
+			switch {
+			case ev.res != nil && ev.res.StatusCode < 200:
+				c.relayProvisional(ev.res)
+				continue
+			case ev.res != nil && ev.res.StatusCode < 300:
+				for _, f := range c.forks {
+					if f != ev.f && f.cancelIfPending() {
+						c.s.m.forkResults.WithLabelValues("cancelled").Inc()
+					}
+				}
+				return ev.f, failure{}
+			case ev.res != nil:
+				c.s.m.forkResults.WithLabelValues("failed").Inc()
+				best = better(best, calleeFailure(ev.res))
+			default:
+				c.s.m.forkResults.WithLabelValues("error").Inc()
+				code, reason := forkError(ev.err)
+				best = better(best, failure{code, reason, bySystem})
+				c.log.Debug("callee leg failed", "target", ev.f.tgt.desc, "error", ev.err)
+			}
+			if pending--; pending == 0 {
+				if f, fl, ok := giveUp(*best); ok {
+					return f, fl
+				}
+			}
+		case <-cancelled:
+			cancelled = nil
+			if f, fl, ok := giveUp(failure{sip.StatusRequestTerminated, statusText(487), byCaller}); ok {
+				return f, fl
+			}
+		case <-ring.C:
+			if f, fl, ok := giveUp(failure{sip.StatusRequestTimeout, statusText(408), byTimer}); ok {
+				c.log.Debug("no answer within the ring timeout", "timeout", c.s.cfg.Calls.RingTimeout)
+				return f, fl
+			}
+		case <-stopping:
+			stopping = nil
+			if f, fl, ok := giveUp(failure{sip.StatusServiceUnavailable, statusText(503), bySystem}); ok {
+				return f, fl
+			}
+		}
+	}
+}
+
+// response builds a response to the caller's INVITE with the caller
+// dialog's tag.
+func (c *call) response(code int, reason string) *sip.Response {
+	res := sip.NewResponseFromRequest(c.inv, code, reason, nil)
+	if to := res.To(); to != nil && code > 100 {
+		to.Params.Add("tag", c.caller.localTag)
+	}
+	if code > 100 && code < 300 {
+		res.AppendHeader(c.inSock.contact())
+	}
+	res.AppendHeader(sip.NewHeader("Server", serverName))
+	return res
+}
+
+// respond sends res on the caller's INVITE transaction. It reports
+// cancelled when the caller CANCELled the INVITE first: sipgo answered
+// 487 itself, and the transaction must keep that answer. (sipgo stores
+// every response passed to Respond as the one Timer G retransmits, even
+// when its state machine refuses to send it; the 487 is put back.)
+func (c *call) respond(res *sip.Response) (cancelled bool, err error) {
+	if c.cancelSeen.Load() {
+		return true, nil
+	}
+	err = c.invTx.Respond(res)
+	if errors.Is(err, sip.ErrTransactionCanceled) {
+		c.invTx.Respond(c.response(sip.StatusRequestTerminated, statusText(487)))
+		return true, nil
+	}
+	return false, err
+}
+
+// relayProvisional passes a callee's 18x, with its SDP, to the caller.
+func (c *call) relayProvisional(res *sip.Response) {
+	out := c.response(res.StatusCode, reasonFor(res.StatusCode, res.Reason))
+	copyBody(out, res)
+	if _, err := c.respond(out); err != nil {
+		c.log.Debug("cannot relay provisional response to the caller", "code", res.StatusCode, "error", err)
+	}
+	c.observeSetup()
+}
+
+// copyBody copies a callee response's body (and its type) to out.
+func copyBody(out, res *sip.Response) {
+	body := res.Body()
+	if len(body) == 0 || len(body) > maxBody {
+		return
+	}
+	ct := safeContentType(res)
+	if ct == "" {
+		ct = "application/sdp"
+	}
+	out.AppendHeader(sip.NewHeader("Content-Type", ct))
+	out.SetBody(body)
+}
+
+func (c *call) observeSetup() {
+	c.mu.Lock()
+	first := !c.ringing
+	c.ringing = true
+	c.mu.Unlock()
+	if first {
+		c.s.m.callSetup.Observe(time.Since(c.started).Seconds())
+	}
+}
+
+// fail ends an unanswered call: the final response to the caller, then
+// EndCall with that status as cause (nothing is charged).
+func (c *call) fail(fl failure) {
+	close(c.answerDone)
+	cancelled, err := c.respond(c.response(fl.code, fl.reason))
+	if cancelled && fl.code != sip.StatusRequestTerminated {
+		fl = failure{sip.StatusRequestTerminated, statusText(487), byCaller}
+	}
+	if err != nil {
+		c.log.Debug("cannot send the final response to the caller", "code", fl.code, "error", err)
+	}
+	c.s.m.callFailed(fl.code)
+	c.log.Debug("call failed", "cause", fl.code, "reason", fl.reason, "by", fl.by)
+	c.end(c.s.cfg.Now(), fl.code, fl.reason, fl.by)
+}
+
+// connect relays the winning leg's 2xx to the caller and hands the
+// answered call to its own goroutine.
+func (c *call) connect(f *fork) {
+	s := c.s
+	res := f.answer
+	ok := c.response(sip.StatusOK, "OK")
+	for _, h := range relayHeaders(res) {
+		ok.AppendHeader(h)
+	}
+	ok.AppendHeader(sip.NewHeader("Allow", allowHeader))
+	copyBody(ok, res)
+	c.mu.Lock()
+	c.answered = true
+	c.acks[ackKey{c.caller, c.inv.CSeq().SeqNo}] = c.ackCh
+	c.mu.Unlock()
+	connectAt, mono := s.cfg.Now(), time.Now()
+	cancelled, err := c.respond(ok)
+	if cancelled || err != nil {
+		// The caller gave up as the callee answered.
+		if err != nil {
+			c.log.Warn("cannot send 200 to the caller; hanging up the callee", "error", err)
+		}
+		close(c.answerDone)
+		code, by := sip.StatusRequestTerminated, byCaller
+		if !cancelled {
+			code, by = sip.StatusInternalServerError, bySystem
+		}
+		if f.ackPending() {
+			f.sendAck(nil)
+		}
+		c.mu.Lock()
+		c.hungUp = true
+		c.mu.Unlock()
+		close(c.ending)
+		c.sendBye(f.leg)
+		s.m.callFailed(code)
+		c.end(s.cfg.Now(), code, statusText(code), by)
+		return
+	}
+	c.observeSetup()
+	s.m.callsAnswered.Inc()
+	c.log.Debug("call answered", "callee_leg", f.tgt.desc, "max_duration", c.maxDur)
+	s.calls.goCall(func() { c.afterAnswer(f, connectAt, mono, ok) })
+}
+
+// afterAnswer records the answer, retransmits the 2xx until the caller's
+// ACK (RFC 3261 §13.3.1.4), and cuts the call at its maximum duration.
+// An answered call that no ACK confirms within AckTimeout is hung up.
+func (c *call) afterAnswer(f *fork, connectAt, mono time.Time, ok *sip.Response) {
+	if !c.proposeAnswer(f, connectAt) {
+		close(c.answerDone)
+		c.hangup(bySystem, sip.StatusInternalServerError, "Call Not Recorded", nil)
+		return
+	}
+	close(c.answerDone)
+	c.mu.Lock()
+	byeEarly := c.byeEarly
+	c.mu.Unlock()
+	if byeEarly {
+		c.hangup(byCallee, sip.StatusOK, "", f.leg)
+		return
+	}
+	maxT := time.NewTimer(time.Until(mono.Add(time.Duration(c.maxDur) * time.Second)))
+	defer maxT.Stop()
+	ackWait := time.NewTimer(c.s.cfg.Calls.AckTimeout)
+	defer ackWait.Stop()
+	interval := sip.T1
+	retrans := time.NewTimer(interval)
+	defer retrans.Stop()
+	retransC, ackWaitC, txAcks := retrans.C, ackWait.C, c.invTx.Acks()
+	if c.caller.transport != "udp" {
+		retransC = nil // the transport is reliable
+	}
+	acked := func(ack *sip.Request) {
+		retransC, ackWaitC, txAcks = nil, nil, nil
+		c.ackCallee(f, ack)
+	}
+	for {
+		select {
+		case <-c.ending:
+			return
+		case <-c.s.calls.stop:
+			c.log.Info("node stopping: leaving the answered call in the cluster state")
+			return
+		case ack := <-c.ackCh:
+			acked(ack)
+		case ack := <-txAcks:
+			acked(ack)
+		case <-retransC:
+			c.invTx.Respond(ok)
+			interval = min(2*interval, sip.T2)
+			retrans.Reset(interval)
+		case <-ackWaitC:
+			c.log.Warn("caller never ACKed the 200; hanging up")
+			c.hangup(bySystem, sip.StatusRequestTimeout, "No ACK", nil)
+			return
+		case <-maxT.C:
+			c.log.Debug("maximum duration reached; hanging up", "max_duration", c.maxDur)
+			c.hangup(byTimer, sip.StatusOK, "Maximum Duration", nil)
+			return
+		}
+	}
+}
+
+// ackCallee ACKs the callee's 2xx once the caller's ACK came, carrying
+// the caller's answer when the callee's 2xx held the offer.
+func (c *call) ackCallee(f *fork, ack *sip.Request) {
+	if !f.ackPending() {
+		return
+	}
+	var body []byte
+	if b := ack.Body(); len(b) > 0 && contentType(ack) == "application/sdp" && checkSDP(b) == nil {
+		body = b
+	}
+	f.sendAck(body)
+}
+
+// deliverAck passes an ACK to whoever waits for it.
+func (c *call) deliverAck(d *dialog, cseq uint32, ack *sip.Request) {
+	c.mu.Lock()
+	k := ackKey{d, cseq}
+	ch, ok := c.acks[k]
+	delete(c.acks, k)
+	c.mu.Unlock()
+	if ok {
+		select {
+		case ch <- ack:
+		default:
+		}
+	}
+}
+
+// hangup ends an answered call once, whoever asks first: BYE to the legs
+// other than from (the one that hung up), then EndCall.
+func (c *call) hangup(by string, cause int, text string, from *dialog) {
+	c.mu.Lock()
+	if c.hungUp {
+		c.mu.Unlock()
+		return
+	}
+	c.hungUp = true
+	winner := c.winner
+	c.mu.Unlock()
+	close(c.ending)
+	at := c.s.cfg.Now()
+	var wg sync.WaitGroup
+	if from != c.caller {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.sendBye(c.caller) }()
+	}
+	if winner != nil && from != winner.leg {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if winner.ackPending() {
+				winner.sendAck(nil)
+			}
+			c.sendBye(winner.leg)
+		}()
+	}
+	<-c.answerDone
+	c.s.m.callsEnded.WithLabelValues(by).Inc()
+	c.end(at, cause, text, by)
+	wg.Wait()
+}
+
+// sendBye ends one leg's dialog.
+func (c *call) sendBye(d *dialog) {
+	req, sock, err := d.request(c.s, sip.BYE)
+	if err != nil {
+		c.log.Warn("cannot send BYE", "leg", d.role, "call_id", d.callID, "error", err)
+		return
+	}
+	res, err := c.s.do(sock, req)
+	switch {
+	case err != nil:
+		c.log.Info("BYE got no answer", "leg", d.role, "call_id", d.callID, "error", err)
+	case res.StatusCode >= 300:
+		c.log.Info("BYE refused", "leg", d.role, "call_id", d.callID, "code", res.StatusCode)
+	}
+}
+
+// end files the call's EndCall (exactly once) and forgets the call.
+func (c *call) end(at time.Time, cause int, text, by string) {
+	c.endOnce.Do(func() {
+		res, err := c.s.proposeCall("end", &fsm.EndCall{ID: c.id, DisconnectAt: at.UnixMilli(), Cause: cause,
+			CauseText: text, DisconnectedBy: by})
+		switch {
+		case err != nil:
+			c.log.Error("CALL LEFT OPEN: EndCall could not be written; its reservation stays held",
+				"cause", cause, "by", by, "error", err)
+		case res.Err != nil:
+			c.log.Error("EndCall refused by the state machine", "cause", cause, "by", by, "error", res.Err)
+		case res.XDR != nil:
+			c.log.Debug("call ended", "cause", cause, "by", by, "duration", res.XDR.Duration, "amount", res.XDR.Amount,
+				"xdr", res.XDR.Seq)
+		}
+		c.s.calls.remove(c.id, c)
+		c.mu.Lock()
+		if c.winner != nil {
+			c.s.calls.remove(c.winner.leg.callID, c)
+		}
+		c.mu.Unlock()
+		c.s.releaseCall()
+	})
+}
+
+// proposeAnswer writes AnswerCall with both legs' dialog state.
+func (c *call) proposeAnswer(f *fork, connectAt time.Time) bool {
+	res, err := c.s.proposeCall("answer", &fsm.AnswerCall{ID: c.id, ConnectAt: connectAt.UnixMilli(),
+		Legs: []fsm.Leg{c.caller.leg(), f.leg.leg()}})
+	switch {
+	case err != nil:
+		c.log.Error("AnswerCall could not be written; hanging up an unbillable call", "error", err)
+		return false
+	case res.Err != nil:
+		c.log.Error("AnswerCall refused by the state machine; hanging up", "error", res.Err)
+		return false
+	}
+	return true
+}
+
+// other returns the leg across the call from d.
+func (c *call) other(d *dialog) *dialog {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d == c.caller {
+		if c.winner == nil {
+			return nil
+		}
+		return c.winner.leg
+	}
+	return c.caller
+}
+
+func newCallID() string { return sip.GenerateTagN(24) }

@@ -1,0 +1,308 @@
+package sipstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/troika-sip/troika/fsm"
+)
+
+// dialog is one leg of a call: the dialog state of the switch's side
+// (RFC 3261 §12) and where the leg's requests go. The fields above mu are
+// set before the dialog is shared and never change.
+type dialog struct {
+	role      string // legCaller or legCallee
+	sock      string // name of the socket the leg uses, e.g. "udp:127.0.0.2:5070"
+	transport string // udp, tcp or tls
+	// dest is the host:port requests are sent to: the phone's source
+	// address (received/rport), which reaches it behind NAT, rather than
+	// the address in its Contact.
+	dest     string
+	callID   string
+	localTag string
+	local    nameAddr // the switch as this leg sees it
+	remote   nameAddr // the peer
+
+	mu         sync.Mutex
+	remoteTag  string
+	target     sip.Uri  // the peer's Contact, refreshed by re-INVITE and UPDATE
+	routes     []string // route set, in the order requests carry it
+	localCSeq  uint32
+	remoteCSeq uint32
+}
+
+// nameAddr is the name-addr of a From or To header, without its tag.
+type nameAddr struct {
+	name string
+	uri  sip.Uri
+}
+
+func (d *dialog) peerTag() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.remoteTag
+}
+
+// setPeer records what the peer's 2xx says about the dialog.
+func (d *dialog) setPeer(tag string, target sip.Uri, routes []string) {
+	d.mu.Lock()
+	d.remoteTag, d.target, d.routes = tag, target, routes
+	d.mu.Unlock()
+}
+
+func (d *dialog) setTarget(u sip.Uri) {
+	d.mu.Lock()
+	d.target = u
+	d.mu.Unlock()
+}
+
+// acceptCSeq checks an in-dialog request's CSeq against the last one
+// from the peer (RFC 3261 §12.2.2: lower ones are out of order) and
+// records it.
+func (d *dialog) acceptCSeq(n uint32) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.remoteCSeq != 0 && n < d.remoteCSeq {
+		return false
+	}
+	d.remoteCSeq = n
+	return true
+}
+
+// leg is the dialog as the fsm keeps it.
+func (d *dialog) leg() fsm.Leg {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return fsm.Leg{
+		Role: d.role, CallID: d.callID, LocalTag: d.localTag, RemoteTag: d.remoteTag,
+		LocalURI: d.local.uri.String(), RemoteURI: d.remote.uri.String(), RemoteTarget: d.target.String(),
+		RouteSet: slices.Clone(d.routes), Ingress: d.sock, Destination: d.dest, Transport: d.transport,
+		LocalCSeq: d.localCSeq, RemoteCSeq: d.remoteCSeq,
+	}
+}
+
+// request builds a new in-dialog request with the next local CSeq.
+func (d *dialog) request(s *Server, method sip.RequestMethod) (*sip.Request, *socket, error) {
+	d.mu.Lock()
+	d.localCSeq++
+	spec := d.specLocked(method, d.localCSeq)
+	d.mu.Unlock()
+	return s.buildRequest(spec)
+}
+
+// ackFor builds the ACK of a 2xx to the INVITE with CSeq n (RFC 3261
+// §13.2.2.4: a transaction of its own, new branch, same CSeq number).
+func (d *dialog) ackFor(s *Server, n uint32) (*sip.Request, *socket, error) {
+	d.mu.Lock()
+	spec := d.specLocked(sip.ACK, n)
+	d.mu.Unlock()
+	return s.buildRequest(spec)
+}
+
+func (d *dialog) specLocked(method sip.RequestMethod, cseq uint32) reqSpec {
+	return reqSpec{
+		method: method, ruri: *d.target.Clone(), callID: d.callID, cseq: cseq,
+		from: d.local, fromTag: d.localTag, to: d.remote, toTag: d.remoteTag,
+		routes: slices.Clone(d.routes), sock: d.sock, dest: d.dest, transport: d.transport,
+		contact: method == sip.INVITE || method == sip.UPDATE,
+	}
+}
+
+// reqSpec describes a request the switch sends on a leg.
+type reqSpec struct {
+	method          sip.RequestMethod
+	ruri            sip.Uri
+	callID          string
+	cseq            uint32
+	from, to        nameAddr
+	fromTag, toTag  string
+	routes          []string
+	sock            string // socket name
+	dest, transport string
+	branch          string // empty: a new one
+	contact         bool   // add our Contact (INVITE, UPDATE)
+	maxForwards     uint32 // 70 when zero
+}
+
+var errSocketGone = errors.New("the leg's socket is not open on this node")
+
+// buildRequest turns spec into a request leaving from spec.sock: Via and
+// Contact carry that socket's address, and for UDP the datagram leaves
+// from it (Laddr). For TCP and TLS, Laddr names only the IP: sipgo then
+// reuses the connection the phone opened (found by its source address,
+// spec.dest) and only dials a new one, from that IP, when there is none.
+// (With the listener's port in Laddr sipgo would pick whichever accepted
+// connection was filed last under the listener's address.)
+func (s *Server) buildRequest(spec reqSpec) (*sip.Request, *socket, error) {
+	sock := s.socketNamed(spec.sock)
+	if sock == nil {
+		return nil, nil, fmt.Errorf("%s: %w", spec.sock, errSocketGone)
+	}
+	req := sip.NewRequest(spec.method, spec.ruri)
+	branch := spec.branch
+	if branch == "" {
+		branch = sip.GenerateBranchN(16)
+	}
+	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: sip.NetworkToUpper(sock.transport),
+		Host: uriHost(sock.ip), Port: sock.port, Params: sip.NewParams()}
+	via.Params.Add("branch", branch)
+	via.Params.Add("rport", "")
+	req.AppendHeader(via)
+	mf := sip.MaxForwardsHeader(70)
+	if spec.maxForwards > 0 {
+		mf = sip.MaxForwardsHeader(spec.maxForwards)
+	}
+	req.AppendHeader(&mf)
+	for _, r := range spec.routes {
+		req.AppendHeader(sip.NewHeader("Route", r))
+	}
+	from := &sip.FromHeader{DisplayName: spec.from.name, Address: spec.from.uri, Params: sip.NewParams()}
+	from.Params.Add("tag", spec.fromTag)
+	req.AppendHeader(from)
+	to := &sip.ToHeader{DisplayName: spec.to.name, Address: spec.to.uri, Params: sip.NewParams()}
+	if spec.toTag != "" {
+		to.Params.Add("tag", spec.toTag)
+	}
+	req.AppendHeader(to)
+	cid := sip.CallIDHeader(spec.callID)
+	req.AppendHeader(&cid)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: spec.cseq, MethodName: spec.method})
+	if spec.contact {
+		req.AppendHeader(sock.contact())
+	}
+	req.AppendHeader(sip.NewHeader("User-Agent", serverName))
+	req.SetTransport(sip.NetworkToUpper(spec.transport))
+	req.SetDestination(spec.dest)
+	req.Laddr = sip.Addr{IP: net.ParseIP(sock.ip)}
+	if sock.transport == "udp" {
+		req.Laddr.Port = sock.port
+	}
+	req.SetBody(nil)
+	return req, sock, nil
+}
+
+// socketNamed returns the open socket called name, or nil.
+func (s *Server) socketNamed(name string) *socket {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sockets[name]
+}
+
+// contact is the Contact the switch puts in requests and responses sent
+// through sock: requests within the dialog come back to this socket.
+func (sock *socket) contact() *sip.ContactHeader {
+	u := sip.Uri{Scheme: "sip", Host: uriHost(sock.ip), Port: sock.port}
+	if sock.transport != "udp" {
+		u.UriParams = sip.NewParams()
+		u.UriParams.Add("transport", sock.transport)
+	}
+	return &sip.ContactHeader{Address: u}
+}
+
+// uriHost writes an IP address as a URI or Via host: IPv6 in brackets.
+func uriHost(ip string) string {
+	if strings.Contains(ip, ":") && !strings.HasPrefix(ip, "[") {
+		return "[" + ip + "]"
+	}
+	return ip
+}
+
+// do sends a non-INVITE request through sock's transaction layer and
+// returns its final response (1xx are skipped). The transaction's own
+// timer (64*T1) bounds it.
+func (s *Server) do(sock *socket, req *sip.Request) (*sip.Response, error) {
+	ctx, cancel := context.WithTimeout(s.baseCtx, sip.Timer_F+sip.T1)
+	defer cancel()
+	tx, err := sock.ua.TransactionLayer().Request(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("send %s: %w", req.Method, err)
+	}
+	defer tx.Terminate()
+	for {
+		select {
+		case res := <-tx.Responses():
+			if res.IsProvisional() {
+				continue
+			}
+			return res, nil
+		case <-tx.Done():
+			return nil, fmt.Errorf("%s: %w", req.Method, tx.Err())
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%s: %w", req.Method, ctx.Err())
+		}
+	}
+}
+
+// sendAck writes an ACK (no transaction) through sock.
+func (s *Server) sendAck(sock *socket, ack *sip.Request) error {
+	if err := sock.ua.TransportLayer().WriteMsg(ack); err != nil {
+		return fmt.Errorf("send ACK: %w", err)
+	}
+	return nil
+}
+
+// routeSet returns the values of the Record-Route headers of msg, one
+// entry each, in message order.
+func routeSet(msg interface{ GetHeaders(string) []sip.Header }) []string {
+	var out []string
+	for _, h := range msg.GetHeaders("Record-Route") {
+		for _, e := range splitList(h.Value()) {
+			if len(out) == maxRoutes {
+				return out
+			}
+			if len(e) <= maxRouteEntry && safeText(e) {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}
+
+// Bounds on a route set taken from a peer's message.
+const (
+	maxRoutes     = 8
+	maxRouteEntry = 512
+)
+
+// contactURI parses the URI of a message's first Contact, as the remote
+// target of a dialog. It must be a sip or sips URI with a host.
+func contactURI(msg interface{ GetHeaders(string) []sip.Header }) (sip.Uri, bool) {
+	var vals []string
+	for _, h := range msg.GetHeaders("Contact") {
+		vals = append(vals, h.Value())
+	}
+	for _, h := range msg.GetHeaders("m") {
+		vals = append(vals, h.Value())
+	}
+	for _, v := range vals {
+		for _, e := range splitList(v) {
+			c, err := parseContact(e)
+			if err != nil {
+				return sip.Uri{}, false
+			}
+			var u sip.Uri
+			if sip.ParseUri(c.URI, &u) != nil {
+				return sip.Uri{}, false
+			}
+			return u, true
+		}
+	}
+	return sip.Uri{}, false
+}
+
+// hostPort joins a host and port for a destination; port 0 means the
+// transport's default.
+func hostPort(host string, port int, transport string) string {
+	if port == 0 {
+		port = sip.DefaultPort(transport)
+	}
+	return net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(port))
+}

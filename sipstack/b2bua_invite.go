@@ -1,0 +1,262 @@
+package sipstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/troika-sip/troika/fsm"
+)
+
+// An initial INVITE, up to its StartCall.
+//
+// Answers before a call exists (nothing is reserved, no xDR):
+//   - 400, 416, 420, 483 for malformed requests (checked before
+//     authentication, like the registrar), 413/415/488 for bodies that
+//     are not a sane SDP;
+//   - 407 and 403 as the registrar's 401 and 403 (see auth.go): a digest
+//     challenge, the same answers for unknown users and wrong passwords;
+//   - 404 when the number is no account;
+//   - 503 with Retry-After when the node has MaxCalls calls or the
+//     StartCall write fails; 482 for a second INVITE with the Call-ID of
+//     a call in progress;
+//   - StartCall refusals: 402 Payment Required (insufficient funds), 403
+//     Destination Not Allowed (no rate), 403 (blocked), 403 Too Many Calls
+//     (the caller's max_calls), 486 Busy Here (the callee's), 404 (an
+//     account deleted meanwhile).
+//
+// These are sent with s.reply, which ends the transaction: a lost answer
+// makes the phone retransmit the INVITE, which gets the same answer again.
+// Once StartCall has accepted the call, responses keep the transaction
+// (so a retransmitted INVITE is absorbed, not a second call).
+
+// noExtensions: an INVITE's Require may name nothing (no 100rel, no
+// session timers: both would have to be relayed across the legs).
+var noExtensions = map[string]bool{}
+
+// handleInvite serves INVITEs: in-dialog ones (re-INVITE) are relayed,
+// initial ones start a call.
+func (s *Server) handleInvite(sock *socket, req *sip.Request, tx sip.ServerTransaction) {
+	if to := req.To(); to != nil && to.Params.Has("tag") {
+		s.handleInDialog(sock, req, tx)
+		return
+	}
+	c, dest, r, authed := s.admit(sock, req, tx)
+	if r != nil {
+		if authed {
+			s.m.callFailed(r.code)
+		}
+		s.reply(tx, req, *r)
+		return
+	}
+	c.run(dest)
+}
+
+// admit checks, authenticates and authorizes an initial INVITE. It
+// returns the started call, or the reply refusing it (authed tells
+// whether the caller had authenticated).
+func (s *Server) admit(sock *socket, req *sip.Request, tx sip.ServerTransaction) (*call, destination, *reply, bool) {
+	now := s.cfg.Now()
+	refuse := func(code int, reason string, hdrs ...sip.Header) (*call, destination, *reply, bool) {
+		return nil, destination{}, &reply{code: code, reason: reason, headers: hdrs}, true
+	}
+	if r := checkRequest(req); r != nil {
+		return nil, destination{}, r, false
+	}
+	if r := checkRequire(req, noExtensions); r != nil {
+		return nil, destination{}, r, false
+	}
+	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
+		return nil, destination{}, &reply{code: sip.StatusTooManyHops, reason: "Too Many Hops"}, false
+	}
+	if sch := strings.ToLower(req.Recipient.Scheme); sch != "sip" && sch != "sips" {
+		return nil, destination{}, &reply{code: 416, reason: "Unsupported URI Scheme"}, false
+	}
+	acct, r := s.authenticate(sock, req, proxyDigest, "", now)
+	if r != nil {
+		return nil, destination{}, r, false
+	}
+
+	from, to := req.From(), req.To()
+	fromTag, _ := from.Params.Get("tag")
+	if fromTag == "" || len(fromTag) > 128 || !safeText(fromTag) {
+		return refuse(sip.StatusBadRequest, "Missing or malformed From tag")
+	}
+	target, ok := contactURI(req)
+	if !ok {
+		return refuse(sip.StatusBadRequest, "Missing or malformed Contact")
+	}
+	var offer []byte
+	if body := req.Body(); len(body) > 0 {
+		if contentType(req) != "application/sdp" {
+			return refuse(sip.StatusUnsupportedMediaType, "Unsupported Media Type", sip.NewHeader("Accept", "application/sdp"))
+		}
+		switch err := checkSDP(body); {
+		case errors.Is(err, errBodyTooLarge):
+			return refuse(sip.StatusRequestEntityTooLarge, "Request Entity Too Large")
+		case err != nil:
+			return refuse(sip.StatusNotAcceptableHere, "Malformed SDP")
+		}
+		offer = body
+	}
+	dest, r := s.resolveDestination(acct, req)
+	if r != nil {
+		return nil, destination{}, r, true
+	}
+	if !s.acquireCall() {
+		s.log.Warn("too many calls in progress; refusing", "max_calls", s.cfg.Calls.MaxCalls, "account", acct.ID)
+		return refuse(sip.StatusServiceUnavailable, "Service Unavailable", sip.NewHeader("Retry-After", retryAfter))
+	}
+
+	callID := req.CallID().Value()
+	mf := uint32(70)
+	if h := req.MaxForwards(); h != nil && h.Val() <= 70 {
+		mf = h.Val() - 1
+	}
+	c := &call{
+		s: s, id: callID, account: acct.ID, callee: dest.callee.ID, cld: dest.cld,
+		cliName: displayName(from.DisplayName), started: time.Now(),
+		log:    s.log.With("call_id", callID, "account", acct.ID, "cld", dest.cld),
+		inSock: sock, inv: req, invTx: tx, offer: offer, relayed: relayHeaders(req), maxForwards: mf,
+		setupDone: make(chan struct{}), cancelled: make(chan struct{}), ending: make(chan struct{}),
+		answerDone: make(chan struct{}), ackCh: make(chan *sip.Request, 1), acks: map[ackKey]chan *sip.Request{},
+	}
+	c.caller = &dialog{role: legCaller, sock: sock.name, transport: sock.transport, dest: req.Source(), callID: callID,
+		localTag: sip.GenerateTagN(16), local: nameAddr{uri: *to.Address.Clone()}, remote: nameAddr{uri: *from.Address.Clone()},
+		remoteTag: fromTag, target: target, routes: routeSet(req), remoteCSeq: req.CSeq().SeqNo}
+	if !s.calls.add(callID, legRef{c: c, d: c.caller}) {
+		s.releaseCall()
+		return refuse(sip.StatusLoopDetected, "Loop Detected")
+	}
+	// Stop the caller's retransmissions while the call is authorized, and
+	// catch its CANCEL from now on.
+	tx.Respond(sip.NewResponseFromRequest(req, sip.StatusTrying, "Trying", nil))
+	if !tx.OnCancel(c.onCancel) {
+		c.onCancel(nil)
+	}
+
+	call, r := s.startCall(&fsm.StartCall{
+		ID: callID, Direction: fsm.DirOutgoing, Account: acct.ID, CLI: acct.ID, CLD: dest.cld,
+		Charges: []fsm.ChargeRequest{
+			{Account: acct.ID, Role: fsm.RoleOutgoing, Number: dest.cld},
+			{Account: dest.callee.ID, Role: fsm.RoleIncoming, Number: dest.cld},
+		},
+		MaxSeconds: s.cfg.Calls.MaxCallSeconds, Now: now.UnixMilli(), Node: s.cfg.NodeID,
+	}, c.log)
+	if r != nil {
+		s.calls.remove(callID, c)
+		s.releaseCall()
+		return nil, destination{}, r, true
+	}
+	c.maxDur = call.MaxDuration
+	s.m.callsStarted.Inc()
+	c.log.Debug("call started", "callee", dest.callee.ID, "max_duration", call.MaxDuration)
+	return c, dest, nil, true
+}
+
+// startCall proposes StartCall and maps a refusal to the caller's answer.
+func (s *Server) startCall(cmd *fsm.StartCall, log *slog.Logger) (fsm.Call, *reply) {
+	ctx, cancel := context.WithTimeout(s.baseCtx, s.cfg.Calls.ProposeTimeout)
+	res, err := s.store.Propose(ctx, cmd)
+	cancel()
+	if err != nil {
+		log.Warn("StartCall not written: replicated write failed", "error", err)
+		// It may have been applied all the same (a lost leadership): end
+		// it, so nothing stays reserved. EndCall of an unknown call is a
+		// harmless refusal.
+		s.calls.goCall(func() {
+			s.proposeCall("end", &fsm.EndCall{ID: cmd.ID, DisconnectAt: cmd.Now, Cause: sip.StatusServiceUnavailable,
+				CauseText: "Service Unavailable", DisconnectedBy: bySystem})
+		})
+		s.m.callWriteFails.WithLabelValues("start").Inc()
+		r := unavailable("Service Unavailable")
+		return fsm.Call{}, &r
+	}
+	if e := res.Err; e != nil {
+		r := refusal(e)
+		log.Debug("call refused", "code", r.code, "reason", r.reason, "detail", e.Error())
+		return fsm.Call{}, &r
+	}
+	if res.Call == nil || res.Call.Account != cmd.Account || res.Call.SetupAt != cmd.Now || res.Call.Node != cmd.Node {
+		// StartCall is idempotent by id: this Call-ID belongs to a call
+		// started elsewhere.
+		return fsm.Call{}, &reply{code: sip.StatusLoopDetected, reason: "Loop Detected"}
+	}
+	return *res.Call, nil
+}
+
+// refusal maps a StartCall refusal to the caller's answer.
+func refusal(e *fsm.Error) reply {
+	callee := strings.HasPrefix(e.Field, "charges[1]")
+	switch e.Code {
+	case fsm.CodeInsufficientFunds:
+		return reply{code: sip.StatusPaymentRequired, reason: "Payment Required"}
+	case fsm.CodeNoRate:
+		return reply{code: sip.StatusForbidden, reason: "Destination Not Allowed"}
+	case fsm.CodeBlocked:
+		return reply{code: sip.StatusForbidden, reason: "Forbidden"}
+	case fsm.CodeTooManyCalls:
+		if callee {
+			return reply{code: sip.StatusBusyHere, reason: "Busy Here"}
+		}
+		return reply{code: sip.StatusForbidden, reason: "Too Many Calls"}
+	case fsm.CodeNotFound:
+		return reply{code: sip.StatusNotFound, reason: "Not Found"}
+	case fsm.CodeConflict:
+		return reply{code: sip.StatusBadRequest, reason: "Call-ID Already Used"}
+	}
+	return reply{code: sip.StatusInternalServerError, reason: "Server Internal Error"}
+}
+
+// Replicated writes of a call after its start are retried: losing an
+// answer or an end would bill the call wrong.
+const (
+	callWriteAttempts = 4
+	callWriteBackoff  = 200 * time.Millisecond
+)
+
+// proposeCall writes a command of a call, retrying failed writes (the
+// commands are idempotent). It gives up after a few attempts, counting
+// the failure under step.
+func (s *Server) proposeCall(step string, cmd fsm.Command) (fsm.Result, error) {
+	var err error
+	backoff := callWriteBackoff
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Calls.ProposeTimeout)
+		var res fsm.Result
+		res, err = s.store.Propose(ctx, cmd)
+		cancel()
+		if err == nil {
+			return res, nil
+		}
+		if attempt == callWriteAttempts {
+			break
+		}
+		select {
+		case <-time.After(backoff):
+		case <-s.calls.stop:
+			attempt = callWriteAttempts - 1 // one last try
+		}
+		backoff *= 2
+	}
+	s.m.callWriteFails.WithLabelValues(step).Inc()
+	return fsm.Result{}, fmt.Errorf("%T after %d attempts: %w", cmd, callWriteAttempts, err)
+}
+
+func (s *Server) acquireCall() bool {
+	if !s.calls.acquire() {
+		return false
+	}
+	s.m.callsActive.Inc()
+	return true
+}
+
+func (s *Server) releaseCall() {
+	s.calls.release()
+	s.m.callsActive.Dec()
+}

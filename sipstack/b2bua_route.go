@@ -1,0 +1,141 @@
+package sipstack
+
+import (
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/troika-sip/troika/fsm"
+)
+
+// Where a call goes: resolveDestination maps the dialed number to an
+// account (the seam for number translation, vendors and off-net routes in
+// later steps), deliveryTargets lists the addresses that account takes
+// calls at.
+
+// destination is what the Request-URI of an INVITE leads to.
+type destination struct {
+	cld    string      // the number as dialed
+	callee fsm.Account // on-net: the account called
+}
+
+// resolveDestination maps the INVITE's Request-URI user to a destination.
+// Today every destination is on-net: the user must be an account id, else
+// 404. Nothing here depends on the caller yet; it is passed for the
+// routing rules that will.
+func (s *Server) resolveDestination(_ fsm.Account, req *sip.Request) (destination, *reply) {
+	cld := req.Recipient.User
+	if !fsm.ValidID(cld) {
+		return destination{}, &reply{code: sip.StatusNotFound, reason: "Not Found"}
+	}
+	acct, ok := s.state.Account(cld)
+	if !ok {
+		return destination{}, &reply{code: sip.StatusNotFound, reason: "Not Found"}
+	}
+	return destination{cld: cld, callee: acct}, nil
+}
+
+// target is one address a call is offered to.
+type target struct {
+	uri       sip.Uri  // Request-URI of the INVITE
+	dest      string   // host:port it is sent to
+	transport string   // udp, tcp or tls
+	sock      *socket  // the socket it leaves from
+	routes    []string // Route headers (a binding's Path)
+	desc      string   // for logs
+}
+
+// deliveryTargets lists where calls to acct go at now: its static contact,
+// or every current binding (called in parallel). A binding is reached
+// from the socket it registered through, at the address its REGISTER came
+// from; a binding whose socket is not open on this node is skipped (and
+// logged): a later step routes it through the node holding that socket.
+func (s *Server) deliveryTargets(acct fsm.Account, cld string, now time.Time) []target {
+	if acct.Incoming.Mode == fsm.DeliverStatic {
+		in := acct.Incoming
+		sock := s.mainSocket(in.Transport)
+		if sock == nil {
+			s.log.Warn("no socket for the account's static delivery transport", "account", acct.ID, "transport", in.Transport)
+			s.m.forkResults.WithLabelValues("skipped").Inc()
+			return nil
+		}
+		u := sip.Uri{Scheme: "sip", User: cld, Host: uriHost(in.Host), Port: in.Port}
+		if in.Transport != "udp" {
+			u.UriParams = sip.NewParams()
+			u.UriParams.Add("transport", in.Transport)
+		}
+		return []target{{uri: u, dest: hostPort(in.Host, in.Port, in.Transport), transport: in.Transport, sock: sock,
+			desc: "static " + in.Transport + ":" + hostPort(in.Host, in.Port, in.Transport)}}
+	}
+	var out []target
+	seen := map[string]bool{}
+	for _, b := range s.state.Bindings(acct.ID, now.UnixMilli()) {
+		sock := s.socketNamed(b.Ingress)
+		if sock == nil {
+			s.log.Warn("binding's ingress socket is not open on this node; skipping it", "account", acct.ID,
+				"contact", b.Contact, "ingress", b.Ingress)
+			s.m.forkResults.WithLabelValues("skipped").Inc()
+			continue
+		}
+		var u sip.Uri
+		if err := sip.ParseUri(b.Contact, &u); err != nil || u.Host == "" {
+			s.log.Warn("binding's contact cannot be called; skipping it", "account", acct.ID, "contact", b.Contact, "error", err)
+			s.m.forkResults.WithLabelValues("skipped").Inc()
+			continue
+		}
+		if _, _, err := net.SplitHostPort(b.Source); err != nil {
+			continue
+		}
+		key := b.Source + " " + b.Contact
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		out = append(out, target{uri: u, dest: b.Source, transport: b.Transport, sock: sock,
+			routes: slices.Clone(b.Path), desc: b.Contact + " via " + b.Ingress})
+	}
+	return out
+}
+
+// mainSocket returns an open socket of transport on a main address (the
+// first configured address that has one), or nil.
+func (s *Server) mainSocket(transport string) *socket {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ip := range s.cfg.Addresses {
+		ip = canonicalIP(ip)
+		var best *socket
+		for _, sock := range s.sockets {
+			if sock.transport == transport && sock.ip == ip && (best == nil || sock.port < best.port) {
+				best = sock
+			}
+		}
+		if best != nil {
+			return best
+		}
+	}
+	return nil
+}
+
+// calleeURIs returns the From and To the switch uses on a leg towards
+// target: the caller's number and the dialed one, with host the leg's
+// socket IP, so a phone registered through an alias sees only the alias.
+func calleeURIs(t target, cli, cliName, cld string) (from, to nameAddr) {
+	host := uriHost(t.sock.ip)
+	from = nameAddr{name: cliName, uri: sip.Uri{Scheme: "sip", User: cli, Host: host}}
+	to = nameAddr{uri: sip.Uri{Scheme: "sip", User: cld, Host: host}}
+	return from, to
+}
+
+// displayName keeps a From display name safe to copy to another leg: no
+// quotes, backslashes or control characters, at most 64 bytes.
+func displayName(s string) string {
+	s = strings.Trim(s, "\" ")
+	if strings.ContainsAny(s, "\"\\") {
+		return ""
+	}
+	return cleanText(s, 64)
+}

@@ -1,0 +1,149 @@
+package sipstack
+
+import (
+	"bytes"
+	"crypto/md5"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/troika-sip/troika/fsm"
+)
+
+// FuzzInvite feeds arbitrary bytes through the Server's SIP parser into
+// the B2BUA's handlers (INVITE, and BYE, UPDATE, INFO, ACK within
+// dialogs), as a UDP datagram from 10.0.0.1 would arrive, with a real fsm
+// behind. Nothing may panic, every response must serialize to a message
+// sipgo parses back, and no call may stay open.
+//
+// Seeds (testdata/fuzz/FuzzInvite) may hold @NONCE@ and @MD5@, replaced by
+// a valid nonce and the digest response of caller 1001 (password pw1001,
+// method INVITE, uri sip:1002@127.0.0.1, nc 00000001, cnonce c0ffee), so
+// the fuzzer mutates authenticated INVITEs: they pass StartCall and reach
+// the callee's binding, whose socket is not open here (480), after the
+// body, Contact and header checks.
+func FuzzInvite(f *testing.F) {
+	run, s := inviteFuzzHarness(f)
+	f.Add([]byte("INVITE sip:1002@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx\r\nFrom: <sip:1001@h>;tag=a\r\nTo: <sip:1002@h>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContact: <sip:1001@10.0.0.1>\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		res := run(data)
+		if s.calls.size() != 0 || s.ActiveCalls() != 0 || len(s.state.Calls()) != 0 {
+			t.Fatalf("call left open by %q", data)
+		}
+		if res == nil {
+			return
+		}
+		out := res.String()
+		back, err := sip.ParseMessage([]byte(out))
+		if err != nil {
+			t.Fatalf("response does not parse: %v\n%q\nrequest %q", err, out, data)
+		}
+		if r, ok := back.(*sip.Response); !ok || r.StatusCode != res.StatusCode || r.Reason != res.Reason {
+			t.Fatalf("response changed in a round trip: %q", out)
+		}
+		for _, h := range res.Headers() {
+			if !safeHeaderValue(h.Value()) {
+				t.Fatalf("control character in response header %s: %q", h.Name(), h.Value())
+			}
+		}
+	})
+}
+
+// inviteFuzzHarness returns a function passing one message to a Server's
+// B2BUA handlers and returning the final response (nil when dropped or
+// unanswered).
+func inviteFuzzHarness(tb testing.TB) (func([]byte) *sip.Response, *Server) {
+	st := newTestState(tb, false)
+	mustApply(tb, st, &fsm.Topup{Account: "1001", Amount: 1_000_000_000, Key: "fuzz", Now: 1})
+	bind(tb, st, "1002", "sip:1002@10.0.0.2:5060", "10.0.0.2:5060", "udp:127.0.0.1:5060")
+	now := time.Now()
+	s, err := New(Config{
+		Addresses: []string{"127.0.0.1"},
+		UDPPorts:  []int{5060},
+		Registrar: RegistrarConfig{Realm: "troika", AuthFailuresPerMinute: -1},
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Metrics:   prometheus.NewRegistry(),
+		Now:       func() time.Time { return now },
+	}, st, &localStore{st: st})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sock := &socket{name: "udp:127.0.0.1:5060", transport: "udp", ip: "127.0.0.1", port: 5060}
+	nonce := mintNonce(testSecret, "troika", now)
+	md5Resp := digestResponse(md5.New, "1001", "troika", "pw1001", "INVITE", "sip:1002@127.0.0.1", nonce, "00000001", "c0ffee", "auth")
+	return func(data []byte) *sip.Response {
+		data = bytes.ReplaceAll(data, []byte("@NONCE@"), []byte(nonce))
+		data = bytes.ReplaceAll(data, []byte("@MD5@"), []byte(md5Resp))
+		msg, err := s.parser.ParseSIP(data)
+		if err != nil {
+			return nil
+		}
+		req, ok := msg.(*sip.Request)
+		if !ok || req.Via() == nil || req.CSeq() == nil {
+			return nil // sipgo's transaction layer answers these itself
+		}
+		req.SetTransport("UDP")
+		req.SetSource("10.0.0.1:5060")
+		if !echoSafe(req) {
+			return nil
+		}
+		tx := &fakeTx{done: make(chan struct{})}
+		switch req.Method {
+		case sip.INVITE:
+			s.handleInvite(sock, req, tx)
+		case sip.BYE, sip.UPDATE, sip.INFO:
+			s.handleInDialog(sock, req, tx)
+		case sip.ACK:
+			s.handleAck(sock, req)
+			return nil
+		default:
+			return nil
+		}
+		if tx.res == nil {
+			tb.Fatalf("no response to %q", data)
+		}
+		return tx.res
+	}, s
+}
+
+// The seed corpus reaches the code it is meant to.
+func TestFuzzInviteSeeds(t *testing.T) {
+	want := map[string]int{
+		"invite_noauth": 407, "invite_md5": 480, "invite_late_offer": 480, "invite_bad_sdp": 488,
+		"invite_binary_body": 488, "invite_huge_header": 407, "invite_bad_content_type": 415,
+		"invite_unknown_number": 404, "invite_no_contact": 400, "reinvite_unknown": 481, "bye_unknown": 481,
+		"invite_require": 420, "invite_max_forwards_0": 483, "invite_tel_uri": 416,
+	}
+	dir := filepath.Join("testdata", "fuzz", "FuzzInvite")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != len(want) {
+		t.Errorf("%d seeds, %d expectations", len(entries), len(want))
+	}
+	run, _ := inviteFuzzHarness(t)
+	for name, code := range want {
+		raw, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, lit, _ := strings.Cut(string(raw), "[]byte(")
+		msg, err := strconv.Unquote(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(lit), ")")))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		res := run([]byte(msg))
+		if res == nil || res.StatusCode != code {
+			t.Errorf("%s: got %v, want %d", name, res, code)
+		}
+	}
+}
