@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -107,6 +108,12 @@ func (s *Server) routes() {
 	v1("GET /calls/{id}", s.getCall)
 	v1("GET /xdrs", s.listXDRs)
 	v1("GET /cluster", s.clusterStatus)
+	// Profiles for the engineer on call (heap, goroutines, CPU), behind the
+	// token like the API.
+	for _, name := range []string{"heap", "goroutine", "allocs", "block", "mutex", "threadcreate"} {
+		s.mux.Handle("GET /debug/pprof/"+name, s.authedHandler(pprof.Handler(name)))
+	}
+	s.mux.Handle("GET /debug/pprof/profile", s.authedHandler(http.HandlerFunc(pprof.Profile)))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -138,6 +145,14 @@ func fieldMsg(field, msg string) string {
 		return msg
 	}
 	return field + ": " + msg
+}
+
+// authedHandler guards a plain handler with the bearer token.
+func (s *Server) authedHandler(h http.Handler) http.Handler {
+	return s.authed(func(w http.ResponseWriter, r *http.Request) error {
+		h.ServeHTTP(w, r)
+		return nil
+	})
 }
 
 func (s *Server) authed(h func(w http.ResponseWriter, r *http.Request) error) http.Handler {

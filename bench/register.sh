@@ -26,29 +26,32 @@ for _ in $(seq 100); do grep -q "dev node is up" "$work/node.out" 2>/dev/null &&
 grep -q "dev node is up" "$work/node.out" || { echo "the node did not start:"; cat "$work/node.log"; exit 1; }
 export TROIKA_API=http://$ip:8080 TROIKA_TOKEN=$(cat "$work/data/dev-admin-token")
 
-echo "== importing 200000 accounts u000000..u199999 (password pw + id)"
-python3 -c '
-for i in range(200000):
-    u = "u%06d" % i
-    print("%s,pw%s,prepaid,0,demo,demo" % (u, u))' >"$work/accounts.csv"
+[ $# -gt 0 ] || set -- 1000 2000 3000 4000 5000 6000 8000 10000
+# Enough accounts for the highest rate (8 s per rate) and for the memory
+# figure, and no more: they are part of the resident memory measured.
+accounts=$bindings
+for r in "$@"; do [ $((r * 8)) -gt "$accounts" ] && accounts=$((r * 8)); done
+echo "== importing $accounts accounts u000000.. (password pw + id)"
+python3 -c "
+for i in range($accounts):
+    u = 'u%06d' % i
+    print('%s,pw%s,prepaid,0,demo,demo' % (u, u))" >"$work/accounts.csv"
 "$work/troika" account import --batch 5000 "$work/accounts.csv" 2>&1 | tail -1
 
 rss() { awk '/VmRSS/ {print $2}' /proc/$pid/status; }
+heap() { curl -s "$TROIKA_API/metrics" | awk '/^go_memstats_heap_alloc_bytes/ {printf "%d", $2/1024}'; }
+
+echo "== memory: $bindings bindings on a node with $accounts accounts"
+sleep 2
+base=$(rss); base_heap=$(heap)
+"$shared/run_sipp.sh" reg "$ip:5060" 2000 "$bindings" >/dev/null
+sleep 5
+full=$(rss); full_heap=$(heap)
+n=$(curl -s -H "Authorization: Bearer $TROIKA_TOKEN" "$TROIKA_API/v1/cluster" | python3 -c 'import json,sys; print(json.load(sys.stdin)["cluster"]["fsm"]["Bindings"])' 2>/dev/null || echo "?")
+
 echo "== sweep: REGISTER with digest auth (sipp reg scenario, 8 s per rate)"
-[ $# -gt 0 ] || set -- 1000 2000 3000 4000 5000 6000 8000 10000
 "$shared/sweep.sh" reg "$ip:5060" "$@"
 
-echo "== memory with $bindings bindings"
-# Restart with the accounts only, so the figure is not inflated by the sweep.
-kill "$pid"; wait "$pid" 2>/dev/null || true
-"$work/troika" dev --data "$work/data" --sip-address "$ip" --alias "" --admin "$ip:8080" >"$work/node.out" 2>>"$work/node.log" &
-pid=$!
-for _ in $(seq 300); do grep -q "dev node is up" "$work/node.out" 2>/dev/null && break; sleep 0.1; done
-sleep 2
-base=$(rss)
-"$shared/run_sipp.sh" reg "$ip:5060" 2000 "$bindings" >/dev/null
-sleep 35 # sipgo keeps finished transactions for Timer J (32 s)
-full=$(rss)
-n=$(curl -s -H "Authorization: Bearer $TROIKA_TOKEN" "$TROIKA_API/v1/cluster" | python3 -c 'import json,sys; print(json.load(sys.stdin)["cluster"]["fsm"]["Bindings"])' 2>/dev/null || echo "?")
-echo "bindings=$n rss_accounts_only_kib=$base rss_with_bindings_kib=$full"
-python3 -c "b=$base; f=$full; n=$bindings; print('rss_per_binding_bytes=%.0f (delta over accounts-only) rss_total_per_binding_bytes=%.0f' % ((f-b)*1024/n, f*1024/n))"
+echo "== memory"
+echo "accounts=$accounts bindings=$n rss_kib_before=$base rss_kib_after=$full heap_kib_before=$base_heap heap_kib_after=$full_heap"
+python3 -c "b=$base; f=$full; n=$bindings; print('rss_total_per_binding_bytes=%.0f rss_delta_per_binding_bytes=%.0f' % (f*1024/n, (f-b)*1024/n))"
