@@ -23,6 +23,10 @@ const (
 	DecisionPrivate      = "private_untrusted"      // private or loopback and not explicitly trusted
 	DecisionLimit        = "max_redirects"          // over the hop limit
 	DecisionUnresolvable = "unresolvable"           // a name that does not resolve
+	// DecisionNewAuthRefused: new_call_authorization was due, but the
+	// account may not call the target or cannot pay for it.
+	DecisionNewAuthRefused = "new_call_authorization_refused"
+	DecisionFollowMe       = "follow_me" // a follow-me entry of the called account was tried
 )
 
 // DefaultMaxRedirects is the hop limit when a policy sets none.

@@ -43,6 +43,7 @@ const (
 	TypeDeleteVendor        Type = 0x14
 	TypePutConnection       Type = 0x15
 	TypeDeleteConnection    Type = 0x16
+	TypeRedirectCall        Type = 0x17
 )
 
 // Command is one change to the replicated state.
@@ -75,6 +76,7 @@ var commandTypes = map[Type]func() Command{
 	TypeDeleteVendor:        func() Command { return new(DeleteVendor) },
 	TypePutConnection:       func() Command { return new(PutConnection) },
 	TypeDeleteConnection:    func() Command { return new(DeleteConnection) },
+	TypeRedirectCall:        func() Command { return new(RedirectCall) },
 }
 
 // ErrUnknownType is returned for a command type this version does not know.

@@ -57,6 +57,9 @@ func goldenCommands() map[string]Command {
 			RemoteIPs: []string{"198.51.100.7", "203.0.113.0/24"}, Username: "carrier1in", Tariff: "cost",
 			TranslationCLD: `s/^00/+/; s/^\+44/44/`, TranslationCLI: `s/^\+//`}},
 		"delete_connection": &DeleteConnection{ID: "c1"},
+		"redirect_call": &RedirectCall{ID: "a84b4c76e66710@pc33", Index: 1, Target: "sip:12035554433@193.148.210.22:5060",
+			Decision: "new_call_authorization", Charge: &ChargeRequest{Account: "80032555939", Role: RoleOutgoing, Number: "12035554433"},
+			MaxSeconds: 14400},
 		"create_accounts": &CreateAccounts{Now: 1700000000000, Accounts: []Account{
 			{ID: "u000000", Password: "pwu000000", Billing: Postpaid, CreditLimit: 1_000_000},
 			{ID: "u000001", Password: "pwu000001", Billing: Prepaid, Balance: 2_500_000}}},

@@ -16,11 +16,18 @@ import (
 //
 // The life of a call (files b2bua_*.go):
 //
-//	handleInvite    checks, digest (407), destination, StartCall (reserve)
-//	call.setup      forks to every target; relays 18x; first 2xx wins, the
-//	                others are CANCELled (or ACKed and BYEd when their 2xx
-//	                comes late); Timer C (RingTimeout) and the caller's
-//	                CANCEL end it; otherwise the best failure is relayed
+//	handleInvite    checks, authorization (auth.go: a vendor connection by
+//	                source address or vendor digest, else the account's
+//	                digest, 407), destination (a vendor call's numbers
+//	                translated: b2bua_vendor.go), StartCall (reserve)
+//	call.deliver    offers the call in steps (b2bua_followme.go): the
+//	                callee's own targets forked at once, then the targets
+//	                of their 3xx one at a time as its service policy allows
+//	                (b2bua_redirect.go), then its follow-me entries; relays
+//	                18x; first 2xx wins, the others are CANCELled (or ACKed
+//	                and BYEd when their 2xx comes late); Timer C
+//	                (RingTimeout, over all steps) and the caller's CANCEL
+//	                end it; otherwise the best failure is relayed
 //	call.connect    200 to the caller, ACK to the callee, AnswerCall with
 //	                both legs' dialog state, 2xx retransmission until the
 //	                caller's ACK, max-duration timer from the reservation
@@ -69,6 +76,8 @@ type callTable struct {
 
 	mu   sync.Mutex
 	legs map[string]legRef
+
+	hosts hostCache // host names of redirect targets, static contacts, trusted domains (b2bua_redirect.go)
 }
 
 func newCallTable(max int, onPanic func(any)) *callTable {

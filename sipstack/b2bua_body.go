@@ -150,8 +150,9 @@ type failure struct {
 }
 
 // calleeFailure maps a callee leg's final non-2xx response to what the
-// caller gets: redirections are not followed yet and never relayed (the
-// caller would call the new target around the switch's billing), a
+// caller gets: redirections are never relayed (the caller would call the
+// new target around the switch's billing; 300-302 are followed instead,
+// b2bua_redirect.go), a
 // callee's challenge cannot be answered by the caller, and a callee's 503
 // must not make the caller think the switch is overloaded (RFC 3261
 // §16.7 turns it into 500 likewise).

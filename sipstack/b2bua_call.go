@@ -1,14 +1,17 @@
 package sipstack
 
 import (
+	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
 )
 
@@ -17,9 +20,10 @@ import (
 type call struct {
 	s       *Server
 	id      string // the caller's Call-ID: the fsm call's id
-	account string // the caller
+	account string // the caller; "" for a call from a vendor
+	cli     string // the calling number callees see: the caller's account, or a vendor call's translated CLI
 	callee  string // the called account
-	cld     string // as dialed
+	cld     string // as dialed (a vendor call's: after translation)
 	cliName string // the caller's display name, sanitized
 	log     *slog.Logger
 	started time.Time // monotonic: the setup histogram
@@ -43,6 +47,16 @@ type call struct {
 	ackCh      chan *sip.Request
 	endOnce    sync.Once
 	forks      []*fork // the callee legs; only the handler goroutine (run, setup) uses it
+
+	// Delivery state (b2bua_followme.go, b2bua_redirect.go); only the
+	// handler goroutine (run) uses it.
+	round       int             // the current round of forks
+	ringOver    <-chan struct{} // closed at Timer C
+	tried       map[string]bool // targets called: transport, address and user (targetKeys)
+	redirectors map[string]bool // transport and address of legs that answered 3xx
+	hops        int             // 3xx targets followed
+	nRedirects  int             // records in the fsm call (the next RedirectCall's Index)
+	dropped     int             // records of targets not followed
 
 	mu       sync.Mutex
 	settled  bool  // a winner or a failure is decided
@@ -83,12 +97,13 @@ func (c *call) onCancel(*sip.Request) {
 	c.cancelOnce.Do(func() { close(c.cancelled) })
 }
 
-// claim makes f the answering leg unless the call is settled. The leg's
-// Call-ID is filed at once so its BYE finds the call.
+// claim makes f the answering leg unless the call is settled or f's
+// round was abandoned. The leg's Call-ID is filed at once so its BYE
+// finds the call.
 func (c *call) claim(f *fork) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.settled {
+	if c.settled || f.abandoned {
 		return false
 	}
 	c.settled, c.winner = true, f
@@ -107,7 +122,27 @@ func (c *call) settle() bool {
 	return true
 }
 
-// run offers the call to the callee's targets and sees it through setup.
+// abandon stops the forks of a round from winning the call and CANCELs
+// them, unless one has already won (false).
+func (c *call) abandon(fs []*fork) bool {
+	c.mu.Lock()
+	if c.winner != nil {
+		c.mu.Unlock()
+		return false
+	}
+	for _, f := range fs {
+		f.abandoned = true
+	}
+	c.mu.Unlock()
+	for _, f := range fs {
+		if f.cancelIfPending() {
+			c.s.m.forkResults.WithLabelValues("cancelled").Inc()
+		}
+	}
+	return true
+}
+
+// run offers the call to the callee and sees it through setup.
 // Should it panic (a bug), the call is still ended in the fsm before the
 // panic goes on to the handler's last-resort recovery.
 func (c *call) run(dest destination) {
@@ -117,32 +152,8 @@ func (c *call) run(dest destination) {
 			panic(p)
 		}
 	}()
-	targets := c.s.deliveryTargets(dest.callee, dest.cld, c.s.cfg.Now())
-	c.events = make(chan forkEvent, 4*len(targets)+4)
-	for _, t := range targets {
-		from, to := calleeURIs(t, c.account, c.cliName, c.cld)
-		leg := &dialog{role: legCallee, sock: t.sock.name, transport: t.transport, dest: t.dest,
-			callID: newCallID(), localTag: sip.GenerateTagN(16), local: from, remote: to,
-			target: t.uri, routes: t.routes, localCSeq: 1}
-		f := &fork{c: c, tgt: t, leg: leg, cancelCh: make(chan struct{}), spec: reqSpec{
-			method: sip.INVITE, ruri: t.uri, callID: leg.callID, cseq: 1, from: from, to: to, fromTag: leg.localTag,
-			routes: t.routes, sock: t.sock.name, dest: t.dest, transport: t.transport, contact: true, maxForwards: c.maxForwards,
-		}}
-		if err := f.start(c.offer, c.relayed); err != nil {
-			c.s.m.forkResults.WithLabelValues("error").Inc()
-			c.log.Warn("cannot send INVITE to callee leg", "target", t.desc, "error", err)
-			continue
-		}
-		c.forks = append(c.forks, f)
-		c.s.calls.goCall(f.run)
-	}
-	if len(c.forks) == 0 {
-		close(c.setupDone)
-		c.settle()
-		c.fail(failure{sip.StatusTemporarilyUnavailable, statusText(480), bySystem})
-		return
-	}
-	winner, fl := c.setup()
+	c.events = make(chan forkEvent, 16)
+	winner, fl := c.deliver(dest)
 	if winner == nil {
 		c.fail(fl)
 		return
@@ -150,72 +161,267 @@ func (c *call) run(dest destination) {
 	c.connect(winner)
 }
 
-// setup waits for the forks' outcome: the first 2xx (returned), the
-// caller's CANCEL (487), Timer C (408), shutdown (503), or every fork's
-// failure (the best of them).
-func (c *call) setup() (*fork, failure) {
+// deliver runs the call's delivery steps (b2bua_followme.go) until a
+// callee leg answers (returned) or the call fails: the caller's CANCEL
+// (487), Timer C over the whole delivery (408), shutdown (503), or no
+// step left (the best failure of every leg tried, else 480).
+func (c *call) deliver(dest destination) (*fork, failure) {
 	defer close(c.setupDone)
-	ring := time.NewTimer(c.s.cfg.Calls.RingTimeout)
-	defer ring.Stop()
-	pending := len(c.forks)
+	ring, cancel := context.WithTimeout(context.Background(), c.s.cfg.Calls.RingTimeout)
+	defer cancel()
+	c.ringOver = ring.Done()
+	c.tried, c.redirectors = map[string]bool{}, map[string]bool{}
 	var best *failure
-	cancelled, stopping := c.cancelled, c.s.baseCtx.Done()
-	giveUp := func(fl failure) (*fork, failure, bool) {
+	for _, st := range c.s.deliveryPlan(dest.callee, dest.cld) {
+		if winner, fl, over := c.runStep(st, &best); over {
+			return winner, fl
+		}
+	}
+	fl := failure{sip.StatusTemporarilyUnavailable, statusText(480), bySystem}
+	if best != nil {
+		fl = *best
+	}
+	select {
+	case <-c.cancelled: // as the last step ended
+		fl = failure{sip.StatusRequestTerminated, statusText(487), byCaller}
+	default:
+	}
+	winner, fl, _ := c.stop(fl)
+	return winner, fl
+}
+
+// runStep rings a step's targets at once, then follows the 3xx they
+// answered, one contact at a time (b2bua_redirect.go), within the step's
+// time. over reports that the call is decided: answered (winner) or
+// failed for good (fl). Otherwise the step failed, its legs' failures
+// folded into best.
+func (c *call) runStep(st step, best **failure) (winner *fork, fl failure, over bool) {
+	var stepOver <-chan struct{}
+	if st.timeout > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), st.timeout)
+		defer cancel()
+		stepOver = ctx.Done()
+	}
+	targets, ok, wfl := c.stepTargets(&st)
+	if wfl != nil {
+		return c.stop(*wfl)
+	}
+	if !ok {
+		return nil, failure{}, false
+	}
+	if st.followMe != "" {
+		c.logDecision(st.account.ID, st.followMe, billing.DecisionFollowMe, "")
+		if _, wfl := c.record(st.followMe, billing.DecisionFollowMe, nil); wfl != nil {
+			return c.stop(*wfl)
+		}
+	}
+	var queue []redirectContact
+	silence := time.Duration(0) // the step's own targets: no limit
+	for {
+		r := c.ringRound(targets, st.cld, stepOver, silence)
+		switch {
+		case r.winner != nil:
+			return r.winner, failure{}, true
+		case r.abort != nil:
+			return nil, *r.abort, true
+		}
+		if r.best != nil {
+			*best = better(*best, *r.best)
+		}
+		if r.timedOut {
+			c.log.Debug("delivery step not answered in time", "follow_me", st.followMe, "timeout", st.timeout)
+			*best = better(*best, failure{sip.StatusRequestTimeout, statusText(408), byTimer})
+			return nil, failure{}, false
+		}
+		queue = append(r.redirects, queue...)
+		if len(queue) > maxRedirectQueue {
+			c.log.Warn("too many 3xx contacts queued; dropping the last", "dropped", len(queue)-maxRedirectQueue)
+			queue = queue[:maxRedirectQueue]
+		}
+		t, ok, wfl := c.nextRedirect(&st, &queue)
+		if wfl != nil {
+			return c.stop(*wfl)
+		}
+		if !ok {
+			return nil, failure{}, false
+		}
+		targets, silence = []target{t}, 0
+		if len(queue) > 0 { // a silent target is given up for the next one
+			silence = orDefault(c.s.cfg.Delivery.RedirectSilence, defaultSilence)
+		}
+	}
+}
+
+// stop decides the call fails with fl, when no leg is ringing, and
+// CANCELs whatever might still be. Should a leg have won meanwhile, that
+// leg is returned instead.
+func (c *call) stop(fl failure) (*fork, failure, bool) {
+	if !c.settle() {
+		c.mu.Lock()
+		w := c.winner
+		c.mu.Unlock()
+		return w, failure{}, true
+	}
+	c.cancelForks()
+	return nil, fl, true
+}
+
+func (c *call) cancelForks() {
+	for _, f := range c.forks {
+		if f.cancelIfPending() {
+			c.s.m.forkResults.WithLabelValues("cancelled").Inc()
+		}
+	}
+}
+
+// roundResult is how a round of forks ended.
+type roundResult struct {
+	winner    *fork             // a leg answered
+	abort     *failure          // the call is over: CANCEL, Timer C, shutdown
+	timedOut  bool              // the step's time ran out (its legs are CANCELled)
+	best      *failure          // the best failure of its legs (3xx excluded)
+	redirects []redirectContact // the Contacts of the 3xx its legs answered
+}
+
+// ringRound sends the INVITEs of one round at once and waits for its
+// outcome: the first 2xx (the others are CANCELled), every leg's final
+// answer, the step's time (stepOver), the silence of all its legs for
+// silence (when not 0: a 408 failure), or the end of the call. Events of
+// earlier rounds' forks are ignored: those can no longer win.
+func (c *call) ringRound(targets []target, cld string, stepOver <-chan struct{}, silence time.Duration) roundResult {
+	var r roundResult
+	cancelled, stopping, ringOver := c.cancelled, c.s.baseCtx.Done(), c.ringOver
+	giveUp := func(fl failure) bool {
 		if !c.settle() {
-			return nil, failure{}, false // a leg has just won: its 2xx is on its way
+			return false // a leg has just won: its 2xx is on its way
 		}
-		for _, f := range c.forks {
-			if f.cancelIfPending() {
-				c.s.m.forkResults.WithLabelValues("cancelled").Inc()
-			}
+		c.cancelForks()
+		r.abort = &fl
+		return true
+	}
+	// Nothing is sent for a call that is already over.
+	select {
+	case <-cancelled:
+		giveUp(failure{sip.StatusRequestTerminated, statusText(487), byCaller})
+		return r
+	case <-ringOver:
+		giveUp(failure{sip.StatusRequestTimeout, statusText(408), byTimer})
+		return r
+	case <-stopping:
+		giveUp(failure{sip.StatusServiceUnavailable, statusText(503), bySystem})
+		return r
+	case <-stepOver:
+		r.timedOut = true
+		return r
+	default:
+	}
+	c.round++
+	var forks []*fork
+	for _, t := range targets {
+		if f := c.startFork(t, cld); f != nil {
+			forks = append(forks, f)
 		}
-		return nil, fl, true
+	}
+	pending := len(forks)
+	if pending == 0 {
+		return r
+	}
+	var silent <-chan time.Time
+	if silence > 0 {
+		tm := time.NewTimer(silence)
+		defer tm.Stop()
+		silent = tm.C
 	}
 	for {
 		select {
 		case ev := <-c.events:
+			if ev.f.round != c.round {
+				continue
+			}
 			switch {
 			case ev.res != nil && ev.res.StatusCode < 200:
 				c.relayProvisional(ev.res)
 				continue
 			case ev.res != nil && ev.res.StatusCode < 300:
-				for _, f := range c.forks {
+				for _, f := range forks {
 					if f != ev.f && f.cancelIfPending() {
 						c.s.m.forkResults.WithLabelValues("cancelled").Inc()
 					}
 				}
-				return ev.f, failure{}
+				return roundResult{winner: ev.f}
+			case ev.res != nil && followsRedirect(ev.res.StatusCode):
+				c.s.m.forkResults.WithLabelValues("redirected").Inc()
+				addr, _ := targetKeys(ev.f.tgt)
+				c.redirectors[addr] = true
+				cs := redirectContacts(ev.res)
+				c.log.Info("callee leg redirected the call", "target", ev.f.tgt.desc, "code", ev.res.StatusCode, "contacts", len(cs))
+				r.redirects = append(r.redirects, cs...)
 			case ev.res != nil:
 				c.s.m.forkResults.WithLabelValues("failed").Inc()
-				best = better(best, calleeFailure(ev.res))
+				r.best = better(r.best, calleeFailure(ev.res))
 			default:
 				c.s.m.forkResults.WithLabelValues("error").Inc()
 				code, reason := forkError(ev.err)
-				best = better(best, failure{code, reason, bySystem})
+				r.best = better(r.best, failure{code, reason, bySystem})
 				c.log.Debug("callee leg failed", "target", ev.f.tgt.desc, "error", ev.err)
 			}
 			if pending--; pending == 0 {
-				if f, fl, ok := giveUp(*best); ok {
-					return f, fl
-				}
+				return r
 			}
 		case <-cancelled:
 			cancelled = nil
-			if f, fl, ok := giveUp(failure{sip.StatusRequestTerminated, statusText(487), byCaller}); ok {
-				return f, fl
+			if giveUp(failure{sip.StatusRequestTerminated, statusText(487), byCaller}) {
+				return r
 			}
-		case <-ring.C:
-			if f, fl, ok := giveUp(failure{sip.StatusRequestTimeout, statusText(408), byTimer}); ok {
+		case <-ringOver:
+			ringOver = nil
+			if giveUp(failure{sip.StatusRequestTimeout, statusText(408), byTimer}) {
 				c.log.Debug("no answer within the ring timeout", "timeout", c.s.cfg.Calls.RingTimeout)
-				return f, fl
+				return r
 			}
 		case <-stopping:
 			stopping = nil
-			if f, fl, ok := giveUp(failure{sip.StatusServiceUnavailable, statusText(503), bySystem}); ok {
-				return f, fl
+			if giveUp(failure{sip.StatusServiceUnavailable, statusText(503), bySystem}) {
+				return r
+			}
+		case <-stepOver:
+			stepOver = nil
+			if c.abandon(forks) {
+				r.timedOut = true
+				return r
+			} // else a leg has just won: its 2xx is on its way
+		case <-silent:
+			silent = nil
+			if !slices.ContainsFunc(forks, (*fork).responded) && c.abandon(forks) {
+				c.log.Info("callee leg sent no response; giving it up", "target", forks[0].tgt.desc, "after", silence)
+				r.best = better(r.best, failure{sip.StatusRequestTimeout, statusText(408), bySystem})
+				return r
 			}
 		}
 	}
+}
+
+// startFork sends the INVITE of one callee leg towards t, or returns nil
+// (logged) when it cannot be sent.
+func (c *call) startFork(t target, cld string) *fork {
+	from, to := calleeURIs(t, c.cli, c.cliName, cld)
+	leg := &dialog{role: legCallee, sock: t.sock.name, transport: t.transport, dest: t.dest,
+		callID: newCallID(), localTag: sip.GenerateTagN(16), local: from, remote: to,
+		target: t.uri, routes: t.routes, localCSeq: 1}
+	f := &fork{c: c, tgt: t, leg: leg, round: c.round, cancelCh: make(chan struct{}), spec: reqSpec{
+		method: sip.INVITE, ruri: t.uri, callID: leg.callID, cseq: 1, from: from, to: to, fromTag: leg.localTag,
+		routes: t.routes, sock: t.sock.name, dest: t.dest, transport: t.transport, contact: true, maxForwards: c.maxForwards,
+	}}
+	_, full := targetKeys(t)
+	c.tried[full] = true
+	if err := f.start(c.offer, c.relayed); err != nil {
+		c.s.m.forkResults.WithLabelValues("error").Inc()
+		c.log.Warn("cannot send INVITE to callee leg", "target", t.desc, "error", err)
+		return nil
+	}
+	c.forks = append(c.forks, f)
+	c.s.calls.goCall(f.run)
+	return f
 }
 
 // response builds a response to the caller's INVITE with the caller

@@ -15,11 +15,14 @@ import (
 // a 2xx either wins the call (call.claim) or, when the call is already
 // settled, is ACKed and BYEd at once.
 type fork struct {
-	c    *call
-	tgt  target
-	leg  *dialog
-	spec reqSpec // of the INVITE: CANCEL and ACK are built from it
-	tx   *sip.ClientTx
+	c     *call
+	tgt   target
+	leg   *dialog
+	spec  reqSpec // of the INVITE: CANCEL and ACK are built from it
+	tx    *sip.ClientTx
+	round int // the call's round of forks it belongs to (call.ringRound)
+
+	abandoned bool // its round is over: it may no longer win the call (under c.mu)
 
 	answer *sip.Response // its 2xx, set before the leg claims the call
 
@@ -98,6 +101,13 @@ func (f *fork) run() {
 			f.tx.Terminate()
 		}
 	}
+}
+
+// responded reports whether any response (even 100 Trying) arrived.
+func (f *fork) responded() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.provisional || f.final
 }
 
 func (f *fork) setFinal() {

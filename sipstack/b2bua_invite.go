@@ -20,15 +20,21 @@ import (
 //     authentication, like the registrar), 413/415/488 for bodies that
 //     are not a sane SDP;
 //   - 407 and 403 as the registrar's 401 and 403 (see auth.go): a digest
-//     challenge, the same answers for unknown users and wrong passwords;
+//     challenge, the same answers for unknown users and wrong passwords
+//     (a vendor's user name included);
 //   - 404 when the number is no account;
+//   - for a call from a vendor (recognised by source address or vendor
+//     digest, auth.go): 404 when the translated number is no account, 500
+//     Translation Failed when a translation rule fails; these two are
+//     recorded as xDRs without charge (b2bua_vendor.go);
 //   - 503 with Retry-After when the node has MaxCalls calls or the
 //     StartCall write fails; 482 for a second INVITE with the Call-ID of
 //     a call in progress;
 //   - StartCall refusals: 402 Payment Required (insufficient funds), 403
 //     Destination Not Allowed (no rate), 403 (blocked), 403 Too Many Calls
 //     (the caller's max_calls), 486 Busy Here (the callee's), 404 (an
-//     account deleted meanwhile).
+//     account deleted meanwhile). A vendor call's StartCall charges only
+//     the called account (vendorRefusal).
 //
 // These are sent with s.reply, which ends the transaction: a lost answer
 // makes the phone retransmit the INVITE, which gets the same answer again.
@@ -77,10 +83,11 @@ func (s *Server) admit(sock *socket, req *sip.Request, tx sip.ServerTransaction)
 	if sch := strings.ToLower(req.Recipient.Scheme); sch != "sip" && sch != "sips" {
 		return nil, destination{}, &reply{code: 416, reason: "Unsupported URI Scheme"}, false
 	}
-	acct, r := s.authenticate(sock, req, proxyDigest, "", now)
+	who, r := s.authorizeInvite(sock, req, now)
 	if r != nil {
 		return nil, destination{}, r, false
 	}
+	acct := who.account // empty for a vendor's call
 
 	from, to := req.From(), req.To()
 	fromTag, _ := from.Params.Get("tag")
@@ -104,12 +111,18 @@ func (s *Server) admit(sock *socket, req *sip.Request, tx sip.ServerTransaction)
 		}
 		offer = body
 	}
-	dest, r := s.resolveDestination(acct, req)
+	dest, r := s.resolveDestination(who, req)
 	if r != nil {
 		return nil, destination{}, r, true
 	}
+	vendorResult := func(result string) {
+		if dest.vendor != nil {
+			s.m.vendorCall(result)
+		}
+	}
 	if !s.acquireCall() {
 		s.log.Warn("too many calls in progress; refusing", "max_calls", s.cfg.Calls.MaxCalls, "account", acct.ID)
+		vendorResult(vendorUnavailable)
 		return refuse(sip.StatusServiceUnavailable, "Service Unavailable", sip.NewHeader("Retry-After", retryAfter))
 	}
 
@@ -118,10 +131,16 @@ func (s *Server) admit(sock *socket, req *sip.Request, tx sip.ServerTransaction)
 	if h := req.MaxForwards(); h != nil && h.Val() <= 70 {
 		mf = h.Val() - 1
 	}
+	cli, log := acct.ID, s.log.With("call_id", callID, "account", acct.ID, "cld", dest.cld)
+	if v := dest.vendor; v != nil {
+		cli = v.cli
+		log = s.log.With("call_id", callID, "vendor", v.vendor.ID, "connection", v.conn.ID, "by", v.by,
+			"callee", dest.callee.ID, "dialed", v.dialed, "cld", dest.cld, "cli", v.cli)
+	}
 	c := &call{
-		s: s, id: callID, account: acct.ID, callee: dest.callee.ID, cld: dest.cld,
+		s: s, id: callID, account: acct.ID, cli: cli, callee: dest.callee.ID, cld: dest.cld,
 		cliName: displayName(from.DisplayName), started: time.Now(),
-		log:    s.log.With("call_id", callID, "account", acct.ID, "cld", dest.cld),
+		log:    log,
 		inSock: sock, inv: req, invTx: tx, offer: offer, relayed: relayHeaders(req), maxForwards: mf,
 		setupDone: make(chan struct{}), cancelled: make(chan struct{}), ending: make(chan struct{}),
 		answerDone: make(chan struct{}), ackCh: make(chan *sip.Request, 1), acks: map[ackKey]chan *sip.Request{},
@@ -131,6 +150,7 @@ func (s *Server) admit(sock *socket, req *sip.Request, tx sip.ServerTransaction)
 		remoteTag: fromTag, target: target, routes: routeSet(req), remoteCSeq: req.CSeq().SeqNo}
 	if !s.calls.add(callID, legRef{c: c, d: c.caller}) {
 		s.releaseCall()
+		vendorResult(vendorRefused)
 		return refuse(sip.StatusLoopDetected, "Loop Detected")
 	}
 	// Stop the caller's retransmissions while the call is authorized, and
@@ -140,19 +160,32 @@ func (s *Server) admit(sock *socket, req *sip.Request, tx sip.ServerTransaction)
 		c.onCancel(nil)
 	}
 
-	call, r := s.startCall(&fsm.StartCall{
+	start := &fsm.StartCall{
 		ID: callID, Direction: fsm.DirOutgoing, Account: acct.ID, CLI: acct.ID, CLD: dest.cld,
 		Charges: []fsm.ChargeRequest{
 			{Account: acct.ID, Role: fsm.RoleOutgoing, Number: dest.cld},
 			{Account: dest.callee.ID, Role: fsm.RoleIncoming, Number: dest.cld},
 		},
 		MaxSeconds: s.cfg.Calls.MaxCallSeconds, Now: now.UnixMilli(), Node: s.cfg.NodeID,
-	}, c.log)
+	}
+	if dest.vendor != nil {
+		start = vendorStartCall(callID, dest, s.cfg.Calls.MaxCallSeconds, now.UnixMilli(), s.cfg.NodeID)
+	}
+	call, r := s.startCall(start, c.log)
 	if r != nil {
 		s.calls.remove(callID, c)
 		s.releaseCall()
+		if r.code == sip.StatusServiceUnavailable {
+			vendorResult(vendorUnavailable)
+		} else {
+			vendorResult(vendorRefused)
+		}
+		if dest.vendor != nil {
+			c.log.Info("call from vendor refused", "code", r.code, "reason", r.reason)
+		}
 		return nil, destination{}, r, true
 	}
+	vendorResult(vendorAccepted)
 	c.maxDur = call.MaxDuration
 	s.m.callsStarted.Inc()
 	c.log.Debug("call started", "callee", dest.callee.ID, "max_duration", call.MaxDuration)
@@ -179,6 +212,9 @@ func (s *Server) startCall(cmd *fsm.StartCall, log *slog.Logger) (fsm.Call, *rep
 	}
 	if e := res.Err; e != nil {
 		r := refusal(e)
+		if cmd.Direction == fsm.DirFromVendor {
+			r = vendorRefusal(e)
+		}
 		log.Debug("call refused", "code", r.code, "reason", r.reason, "detail", e.Error())
 		return fsm.Call{}, &r
 	}

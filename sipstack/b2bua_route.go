@@ -2,6 +2,7 @@ package sipstack
 
 import (
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -18,15 +19,21 @@ import (
 
 // destination is what the Request-URI of an INVITE leads to.
 type destination struct {
-	cld    string      // the number as dialed
-	callee fsm.Account // on-net: the account called
+	cld    string       // the number called: as dialed, or a vendor call's after translation
+	callee fsm.Account  // on-net: the account called
+	vendor *vendorRoute // a call from a vendor (b2bua_vendor.go); nil for a customer's
 }
 
 // resolveDestination maps the INVITE's Request-URI user to a destination.
-// Today every destination is on-net: the user must be an account id, else
-// 404. Nothing here depends on the caller yet; it is passed for the
-// routing rules that will.
-func (s *Server) resolveDestination(_ fsm.Account, req *sip.Request) (destination, *reply) {
+// A customer's call (today every one is on-net) must dial an account id,
+// else 404. A vendor's call is translated by its connection's rules first
+// and refused (404, or 500 when a rule fails) unless the result is an
+// account; the refusal is logged, counted and recorded (see
+// vendorDestination).
+func (s *Server) resolveDestination(p principal, req *sip.Request) (destination, *reply) {
+	if p.isVendor() {
+		return s.vendorDestination(p, req)
+	}
 	cld := req.Recipient.User
 	if !fsm.ValidID(cld) {
 		return destination{}, &reply{code: sip.StatusNotFound, reason: "Not Found"}
@@ -53,6 +60,9 @@ type target struct {
 // from the socket it registered through, at the address its REGISTER came
 // from; a binding whose socket is not open on this node is skipped (and
 // logged): a later step routes it through the node holding that socket.
+// A static contact's host name is resolved here (lookupHost), so the
+// redirect server's address is known for loop detection; one that does
+// not resolve is skipped (and logged).
 func (s *Server) deliveryTargets(acct fsm.Account, cld string, now time.Time) []target {
 	if acct.Incoming.Mode == fsm.DeliverStatic {
 		in := acct.Incoming
@@ -67,7 +77,18 @@ func (s *Server) deliveryTargets(acct fsm.Account, cld string, now time.Time) []
 			u.UriParams = sip.NewParams()
 			u.UriParams.Add("transport", in.Transport)
 		}
-		return []target{{uri: u, dest: hostPort(in.Host, in.Port, in.Transport), transport: in.Transport, sock: sock,
+		dest := hostPort(in.Host, in.Port, in.Transport)
+		if _, err := netip.ParseAddr(strings.Trim(in.Host, "[]")); err != nil {
+			addrs, err := s.lookupHost(in.Host)
+			if err != nil {
+				s.log.Warn("the account's static delivery host does not resolve", "account", acct.ID, "host", in.Host, "error", err)
+				s.m.forkResults.WithLabelValues("skipped").Inc()
+				return nil
+			}
+			_, port, _ := net.SplitHostPort(dest)
+			dest = net.JoinHostPort(pickAddr(addrs, sock).String(), port)
+		}
+		return []target{{uri: u, dest: dest, transport: in.Transport, sock: sock,
 			desc: "static " + in.Transport + ":" + hostPort(in.Host, in.Port, in.Transport)}}
 	}
 	var out []target

@@ -122,6 +122,9 @@ type Config struct {
 
 	Registrar RegistrarConfig
 	Calls     CallConfig
+	// Delivery tunes what happens beyond the called account's own
+	// delivery: 3xx redirects and follow-me (b2bua_redirect.go).
+	Delivery DeliveryConfig
 
 	// TCPIdleTimeout closes a TCP or TLS connection that has sent nothing
 	// for this long. MaxExpires + 60 s when zero (a registered phone

@@ -55,6 +55,8 @@ type metrics struct {
 	callSetup      prometheus.Histogram
 	callWriteFails *prometheus.CounterVec // replicated writes of calls given up, by step
 	forkResults    *prometheus.CounterVec // callee legs, by outcome
+	vendorCalls    *prometheus.CounterVec // calls from vendors, by outcome (b2bua_vendor.go)
+	redirects      *prometheus.CounterVec // 3xx targets and follow-me entries, by decision (b2bua_redirect.go)
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -136,11 +138,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}, []string{"step"})
 	m.forkResults = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "troika", Subsystem: "sip", Name: "callee_legs_total",
-		Help: "INVITEs sent to callees, by outcome (answered, failed, cancelled, late_answer, skipped, error).",
+		Help: "INVITEs sent to callees, by outcome (answered, failed, redirected, cancelled, late_answer, skipped, error).",
 	}, []string{"result"})
+	m.vendorCalls = newVendorCallsCounter()
+	m.redirects = newRedirectDecisionsCounter()
 	for _, c := range []prometheus.Collector{m.register, m.authFailures, m.parseErrors, m.stackErrors,
 		m.requests, m.openSockets, m.socketErrors, m.connsRefused, m.udpRecycles, m.strayResponses, m.proposeDuration,
-		m.callsStarted, m.callsAnswered, m.callsFailed, m.callsEnded, m.callsActive, m.callSetup, m.callWriteFails, m.forkResults} {
+		m.callsStarted, m.callsAnswered, m.callsFailed, m.callsEnded, m.callsActive, m.callSetup, m.callWriteFails, m.forkResults, m.vendorCalls,
+		m.redirects} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

@@ -203,7 +203,10 @@ func TestSIPpCallBilling(t *testing.T) {
 			if r.ok != 1 || r.failed != 0 {
 				t.Fatalf("call: %d ok, %d failed\n%s", r.ok, r.failed, tail(r.messages, 4000))
 			}
-			xs := st.XDRs(fsm.XDRFilter{Account: "3001"})
+			// The 200 to the caller's BYE goes out before EndCall is
+			// written: wait for the xDR.
+			var xs []fsm.XDR
+			waitFor(t, "the call's xDR", func() bool { xs = st.XDRs(fsm.XDRFilter{Account: "3001"}); return len(xs) > 0 })
 			if len(xs) != 1 {
 				t.Fatalf("%d xDRs", len(xs))
 			}
@@ -327,6 +330,7 @@ func TestSIPpStaticDelivery(t *testing.T) {
 	if want := fmt.Sprintf("INVITE sip:2002@%s:%d SIP/2.0", uasIP, uasPort); !strings.Contains(uasLog(), want) {
 		t.Errorf("callee log lacks %q:\n%s", want, tail(uasLog(), 2000))
 	}
+	waitFor(t, "the call's xDR", func() bool { return len(st.XDRs(fsm.XDRFilter{Account: "2001"})) > 0 })
 	if xs := st.XDRs(fsm.XDRFilter{Account: "2001"}); len(xs) != 1 || xs[0].Cause != 200 || xs[0].ConnectAt == 0 {
 		t.Errorf("xDRs %+v", xs)
 	}
