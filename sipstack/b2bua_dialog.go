@@ -193,7 +193,10 @@ func (s *Server) buildRequest(spec reqSpec) (*sip.Request, *socket, error) {
 func (s *Server) socketNamed(name string) *socket {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.sockets[name]
+	if sock := s.sockets[name]; sock != nil && sock.usable.Load() {
+		return sock
+	}
+	return nil
 }
 
 // contact is the Contact the switch puts in requests and responses sent

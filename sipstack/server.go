@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -75,6 +76,12 @@ type socket struct {
 	port      int
 	ua        *sipgo.UserAgent
 	srv       *sipgo.Server
+	// usable is set once requests can leave through the socket. sipgo
+	// adds a UDP listener to its connection pool only when its reader
+	// starts; a request sent before that makes sipgo bind a second socket
+	// on the same address, which fails. Sockets and socketNamed show only
+	// usable sockets.
+	usable atomic.Bool
 }
 
 // ingress is a socket Run should have open: a configured or alias address
@@ -169,8 +176,10 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 func (s *Server) Sockets() []string {
 	s.mu.Lock()
 	out := make([]string, 0, len(s.sockets))
-	for name := range s.sockets {
-		out = append(out, name)
+	for name, sock := range s.sockets {
+		if sock.usable.Load() {
+			out = append(out, name)
+		}
 	}
 	s.mu.Unlock()
 	slices.Sort(out)
@@ -364,7 +373,8 @@ func (s *Server) openManaged(in ingress) error {
 			pc.Close()
 			return err
 		}
-		serve = func(ctx context.Context) error { return s.runUDP(ctx, sock, pc) }
+		uc := s.newUDP(sock, pc)
+		serve = func(ctx context.Context) error { return s.runUDP(ctx, sock, uc) }
 	case "tcp", "tls":
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -416,7 +426,7 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 	if err != nil {
 		return err
 	}
-	return s.runUDP(ctx, sock, pc)
+	return s.runUDP(ctx, sock, s.newUDP(sock, pc))
 }
 
 // ServeTCP serves SIP over the connections of l until ctx is done or l is
@@ -493,6 +503,9 @@ func (s *Server) attach(transport string, local net.Addr) (*socket, error) {
 		sock.ua.Close()
 		return nil, fmt.Errorf("socket %s is already served", sock.name)
 	}
+	// Stream requests to phones go over the connections they opened, so a
+	// stream socket is usable at once; a UDP one once listen has run.
+	sock.usable.Store(transport != "udp")
 	s.sockets[sock.name] = sock
 	s.mu.Unlock()
 	s.m.openSockets.WithLabelValues(transport).Inc()
@@ -507,13 +520,31 @@ func (s *Server) detach(sock *socket) {
 	sock.ua.Close() // ends its transactions and closes accepted TCP connections
 }
 
-func (s *Server) runUDP(ctx context.Context, sock *socket, pc net.PacketConn) error {
-	defer s.detach(sock)
+// newUDP wraps pc for sock and makes the socket usable at once: the
+// caller may list it before runUDP's goroutine starts.
+func (s *Server) newUDP(sock *socket, pc net.PacketConn) *udpConn {
 	uc := newUDPConn(pc, s.cfg.MaxUDPPeers, s.m.udpRecycles.Inc)
+	sock.listen(uc)
+	return uc
+}
+
+// listen puts the UDP listener in sipgo's connection pool before sipgo's
+// reader does, so requests can leave through the socket at once, and marks
+// the socket usable.
+func (sock *socket) listen(uc net.PacketConn) {
+	laddr := uc.LocalAddr().String()
+	sock.ua.TransportLayer().Pool("udp").Add(laddr, &sip.UDPConnection{PacketConn: uc, PacketAddr: laddr, Listener: true})
+	sock.usable.Store(true)
+}
+
+func (s *Server) runUDP(ctx context.Context, sock *socket, uc *udpConn) error {
+	defer s.detach(sock)
 	stop := context.AfterFunc(ctx, func() { uc.Close() })
 	defer stop()
 	defer uc.Close()
 	for {
+		// Again after a reader restart, which drops the pool entry.
+		sock.listen(uc)
 		err := sock.srv.ServeUDP(uc) // returns when the reader ends
 		if uc.closed.Load() {
 			return nil
