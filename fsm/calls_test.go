@@ -247,3 +247,17 @@ func TestSnapshotKeepsCallsAndMoney(t *testing.T) {
 		t.Fatalf("after restore: seq %d balance %d reserved %d", x.Seq, balance(r, "1003"), r.Reserved("1001"))
 	}
 }
+
+func TestCallForDialog(t *testing.T) {
+	s := callState(t)
+	mustApply(t, s, start("caller-cid", "1001", "1002"))
+	mustApply(t, s, &AnswerCall{ID: "caller-cid", ConnectAt: t0, Legs: []Leg{{Role: "caller", CallID: "caller-cid"}, {Role: "callee", CallID: "b-leg"}}})
+	for _, id := range []string{"caller-cid", "b-leg"} {
+		if c, ok := s.CallForDialog(id); !ok || c.ID != "caller-cid" {
+			t.Errorf("%s: %+v %v", id, c.ID, ok)
+		}
+	}
+	if _, ok := s.CallForDialog("nope"); ok {
+		t.Error("an unknown Call-ID found a call")
+	}
+}

@@ -35,6 +35,9 @@ func (s *Server) handleInDialog(_ *socket, req *sip.Request, tx sip.ServerTransa
 	}
 	ref, ok := s.calls.match(req)
 	if !ok {
+		ref, ok = s.adoptForRequest(req) // a call whose node stopped (b2bua_adopt.go)
+	}
+	if !ok {
 		s.reply(tx, req, reply{code: sip.StatusCallTransactionDoesNotExists, reason: "Call/Transaction Does Not Exist"})
 		return
 	}

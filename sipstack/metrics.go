@@ -49,6 +49,7 @@ type metrics struct {
 
 	callsStarted   prometheus.Counter
 	callsAnswered  prometheus.Counter
+	callsAdopted   prometheus.Counter
 	callsFailed    *prometheus.CounterVec // by the final status sent to the caller
 	callsEnded     *prometheus.CounterVec // answered calls, by who ended them
 	callsActive    prometheus.Gauge
@@ -111,6 +112,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Namespace: "troika", Subsystem: "sip", Name: "calls_started_total",
 		Help: "Calls authorized and reserved (StartCall accepted).",
 	})
+	m.callsAdopted = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "troika", Subsystem: "sip", Name: "calls_adopted_total",
+		Help: "Answered calls of a stopped node this node took over from the cluster state.",
+	})
 	m.callsAnswered = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "troika", Subsystem: "sip", Name: "calls_answered_total",
 		Help: "Calls answered by a callee and connected to the caller.",
@@ -144,7 +149,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.redirects = newRedirectDecisionsCounter()
 	for _, c := range []prometheus.Collector{m.register, m.authFailures, m.parseErrors, m.stackErrors,
 		m.requests, m.openSockets, m.socketErrors, m.connsRefused, m.udpRecycles, m.strayResponses, m.proposeDuration,
-		m.callsStarted, m.callsAnswered, m.callsFailed, m.callsEnded, m.callsActive, m.callSetup, m.callWriteFails, m.forkResults, m.vendorCalls,
+		m.callsStarted, m.callsAnswered, m.callsAdopted, m.callsFailed, m.callsEnded, m.callsActive, m.callSetup, m.callWriteFails, m.forkResults, m.vendorCalls,
 		m.redirects} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError

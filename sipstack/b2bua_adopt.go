@@ -1,0 +1,176 @@
+package sipstack
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/troika-sip/troika/fsm"
+)
+
+// Adoption: an answered call lives in the fsm with both legs' dialog state
+// (AnswerCall), so when the node that ran it stops, whichever node now
+// holds its sockets can carry on. A node adopts a call
+//
+//   - when an in-dialog request (BYE, re-INVITE, ...) matches no dialog of
+//     its own but matches an answered call in the fsm, and
+//   - when AdoptOrphans finds answered calls of nodes that are gone, to
+//     re-arm their maximum-duration timers (prepaid calls must still be cut
+//     when their money runs out).
+//
+// The adopted call has no INVITE transaction: it only answers in-dialog
+// requests, relays them, cuts the call at its maximum duration and ends it
+// with EndCall, which is idempotent, so two nodes adopting the same call
+// cannot bill it twice.
+
+// adoptForRequest adopts the call an unknown in-dialog request belongs to.
+func (s *Server) adoptForRequest(req *sip.Request) (legRef, bool) {
+	cid := req.CallID()
+	if cid == nil {
+		return legRef{}, false
+	}
+	fc, ok := s.state.CallForDialog(cid.Value())
+	if !ok || fc.ConnectAt == 0 {
+		return legRef{}, false
+	}
+	if _, err := s.adopt(fc, "in-dialog "+string(req.Method)); err != nil {
+		s.log.Warn("cannot adopt the call of an in-dialog request", "call_id", fc.ID, "method", req.Method, "error", err)
+		return legRef{}, false
+	}
+	return s.calls.match(req)
+}
+
+// AdoptOrphans adopts the answered calls whose node is not alive and
+// whose caller leg's socket this node holds. The node calls it when
+// membership changes and periodically. It returns how many it adopted.
+func (s *Server) AdoptOrphans(alive func(node string) bool) int {
+	n := 0
+	for _, fc := range s.state.Calls() {
+		if fc.ConnectAt == 0 || fc.Node == s.cfg.NodeID || alive(fc.Node) || len(fc.Legs) != 2 {
+			continue
+		}
+		if _, known := s.calls.lookup(fc.ID); known {
+			continue
+		}
+		if caller := legOf(fc, legCaller); caller == nil || s.socketNamed(caller.Ingress) == nil {
+			continue // another node holds the caller's socket: it adopts
+		}
+		if _, err := s.adopt(fc, "node "+fc.Node+" is gone"); err != nil {
+			s.log.Warn("cannot adopt an orphaned call", "call_id", fc.ID, "node", fc.Node, "error", err)
+			continue
+		}
+		n++
+	}
+	return n
+}
+
+func legOf(fc fsm.Call, role string) *fsm.Leg {
+	for i := range fc.Legs {
+		if fc.Legs[i].Role == role {
+			return &fc.Legs[i]
+		}
+	}
+	return nil
+}
+
+// adopt builds a running call from the fsm's record of an answered call,
+// files its dialogs and arms its maximum-duration timer.
+func (s *Server) adopt(fc fsm.Call, why string) (*call, error) {
+	callerLeg, calleeLeg := legOf(fc, legCaller), legOf(fc, legCallee)
+	if callerLeg == nil || calleeLeg == nil {
+		return nil, fmt.Errorf("call %s has no dialog state for both legs", fc.ID)
+	}
+	caller, err := dialogFromLeg(*callerLeg)
+	if err != nil {
+		return nil, fmt.Errorf("caller leg: %w", err)
+	}
+	callee, err := dialogFromLeg(*calleeLeg)
+	if err != nil {
+		return nil, fmt.Errorf("callee leg: %w", err)
+	}
+	if !s.calls.acquire() {
+		return nil, fmt.Errorf("this node is at its max_calls")
+	}
+	c := &call{
+		s: s, id: fc.ID, account: fc.Account, cli: fc.CLI, cld: fc.CLD, started: time.Now(),
+		log:        s.log.With("call_id", fc.ID, "account", fc.Account, "cld", fc.CLD, "adopted_from", fc.Node),
+		caller:     caller,
+		maxDur:     fc.MaxDuration,
+		setupDone:  make(chan struct{}),
+		cancelled:  make(chan struct{}),
+		ending:     make(chan struct{}),
+		answerDone: make(chan struct{}),
+		ackCh:      make(chan *sip.Request, 1),
+		acks:       map[ackKey]chan *sip.Request{},
+		settled:    true,
+		answered:   true,
+	}
+	close(c.setupDone)
+	close(c.answerDone)
+	c.winner = &fork{c: c, leg: callee, ackSent: true, cancelCh: make(chan struct{})}
+	if !s.calls.add(caller.callID, legRef{c: c, d: caller}) {
+		s.releaseCall()
+		return nil, fmt.Errorf("call %s is already running here", fc.ID)
+	}
+	if !s.calls.add(callee.callID, legRef{c: c, d: callee}) {
+		s.calls.remove(caller.callID, c)
+		s.releaseCall()
+		return nil, fmt.Errorf("callee leg %s is already running here", callee.callID)
+	}
+	deadline := time.UnixMilli(fc.ConnectAt).Add(time.Duration(fc.MaxDuration) * time.Second)
+	c.log.Info("adopted a call from another node", "why", why, "connected", time.UnixMilli(fc.ConnectAt).UTC(),
+		"cut_at", deadline.UTC())
+	s.m.callsAdopted.Inc()
+	s.calls.goCall(func() { c.superviseAdopted(s.cfg.Now, deadline) })
+	return c, nil
+}
+
+// superviseAdopted cuts an adopted call at its maximum duration.
+func (c *call) superviseAdopted(now func() time.Time, deadline time.Time) {
+	t := time.NewTimer(max(deadline.Sub(now()), 0))
+	defer t.Stop()
+	select {
+	case <-c.ending:
+	case <-c.s.calls.stop:
+		c.log.Info("node stopping: leaving the adopted call in the cluster state")
+	case <-t.C:
+		c.log.Debug("maximum duration reached; hanging up", "max_duration", c.maxDur)
+		c.hangup(byTimer, sip.StatusOK, "Maximum Duration", nil)
+	}
+}
+
+// adoptedCSeqGap is added to the local CSeq a leg had at the answer: the
+// node that ran the call may have sent in-dialog requests since, which
+// the fsm does not record, and a CSeq must never go backwards.
+const adoptedCSeqGap = 1000
+
+// dialogFromLeg rebuilds a dialog from its fsm record.
+func dialogFromLeg(l fsm.Leg) (*dialog, error) {
+	local, err := parseNameAddr(l.LocalURI)
+	if err != nil {
+		return nil, fmt.Errorf("local URI: %w", err)
+	}
+	remote, err := parseNameAddr(l.RemoteURI)
+	if err != nil {
+		return nil, fmt.Errorf("remote URI: %w", err)
+	}
+	var target sip.Uri
+	if err := sip.ParseUri(l.RemoteTarget, &target); err != nil {
+		return nil, fmt.Errorf("remote target %q: %w", l.RemoteTarget, err)
+	}
+	return &dialog{
+		role: l.Role, sock: l.Ingress, transport: l.Transport, dest: l.Destination, callID: l.CallID,
+		localTag: l.LocalTag, local: local, remote: remote,
+		remoteTag: l.RemoteTag, target: target, routes: append([]string(nil), l.RouteSet...),
+		localCSeq: l.LocalCSeq + adoptedCSeqGap, remoteCSeq: l.RemoteCSeq,
+	}, nil
+}
+
+func parseNameAddr(s string) (nameAddr, error) {
+	var u sip.Uri
+	if err := sip.ParseUri(s, &u); err != nil {
+		return nameAddr{}, fmt.Errorf("%q: %w", s, err)
+	}
+	return nameAddr{uri: u}, nil
+}

@@ -1,0 +1,139 @@
+package sipstack
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/troika-sip/troika/fsm"
+)
+
+// nodeOn runs a Server named node on ip:port (UDP), sharing st (the
+// cluster's replicated state); stop ends it as a node stop would, leaving
+// answered calls in the state.
+func nodeOn(t *testing.T, st *fsm.State, node, ip string, port int) (s *Server, stop func()) {
+	t.Helper()
+	s, err := New(Config{
+		Addresses: []string{ip}, UDPPorts: []int{port}, Registrar: RegistrarConfig{Realm: "troika"},
+		NodeID: node, Logger: slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}), nil)),
+		Metrics: prometheus.NewRegistry(),
+	}, st, &localStore{st: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	select {
+	case <-s.Ready():
+	case err := <-done:
+		t.Fatalf("node %s: %v", node, err)
+	}
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("node %s: %v", node, err)
+		}
+	}
+	t.Cleanup(stop)
+	return s, stop
+}
+
+// answeredCall places a call from 2001 to 2002 through server and
+// returns it once both legs are up and the fsm has the answer.
+func answeredCall(t *testing.T, st *fsm.State, server string, caller, callee *endpoint) (*testCall, string) {
+	t.Helper()
+	c := invite(t, caller, server, "2001", "pw2001", "2002", testSDP)
+	req, from := callee.request("INVITE")
+	callee.reply(req, from, 200, "OK", "bob", calleeSDP)
+	wantStatus(t, c.final(5*time.Second, nil), 200, "OK")
+	c.ack()
+	callee.request("ACK")
+	waitFor(t, "the answer in the state", func() bool { fc, ok := st.Call(c.callID); return ok && fc.ConnectAt != 0 })
+	return c, req.CallID().Value()
+}
+
+// A node stops with a call up; another node takes over its address (the
+// virtual IP moved). The caller's BYE reaches the new node, which finds
+// the call in the cluster state, answers the BYE, BYEs the callee from the
+// same address, and ends the call with one correct xDR.
+func TestAdoptOnInDialogRequest(t *testing.T) {
+	t.Parallel()
+	st := callState(t, 100_000_000)
+	ip := testIP()
+	port := freePort(t, ip)
+	server := fmt.Sprintf("%s:%d", ip, port)
+	_, stopA := nodeOn(t, st, "a", ip, port)
+	callee := newEndpoint(t, "127.0.0.1")
+	bind(t, st, "2002", "sip:2002@"+callee.addr, callee.addr, "udp:"+server)
+	caller := newEndpoint(t, "127.0.0.1")
+	c, calleeCallID := answeredCall(t, st, server, caller, callee)
+
+	stopA() // node a is gone; its call stays in the state
+	if _, ok := st.Call(c.callID); !ok {
+		t.Fatal("the stopping node ended its answered call")
+	}
+	before := balance(st, "2001")
+	b, _ := nodeOn(t, st, "b", ip, port)
+	time.Sleep(1200 * time.Millisecond)
+
+	c.bye(t)
+	bye, from := callee.request("BYE")
+	if from.String() != server || bye.CallID().Value() != calleeCallID {
+		t.Errorf("callee BYE from %s for %s, want from %s for %s", from, bye.CallID().Value(), server, calleeCallID)
+	}
+	callee.reply(bye, from, 200, "OK", "", "")
+	x := xdrFor(t, st, c.callID)
+	if x.DisconnectedBy != byCaller || x.Duration < 1 || x.Node != "a" {
+		t.Errorf("xDR %+v", x)
+	}
+	if x.Amount <= 0 || balance(st, "2001") != before-x.Amount || st.Reserved("2001") != 0 || st.Counts().XDRs != 1 {
+		t.Errorf("charged %d; balance %d -> %d, reserved %d, %d xDRs", x.Amount, before, balance(st, "2001"), st.Reserved("2001"), st.Counts().XDRs)
+	}
+	waitFor(t, "the adopted call to be forgotten", func() bool { return b.calls.size() == 0 && b.ActiveCalls() == 0 })
+}
+
+// AdoptOrphans re-arms the maximum duration of a prepaid call whose node
+// stopped: the new node cuts it when its money runs out, BYEing both legs.
+func TestAdoptOrphansCutsPrepaidCalls(t *testing.T) {
+	t.Parallel()
+	st := callState(t, 3_000_000) // 3 s at 1.00/s
+	ip := testIP()
+	port := freePort(t, ip)
+	server := fmt.Sprintf("%s:%d", ip, port)
+	_, stopA := nodeOn(t, st, "a", ip, port)
+	callee := newEndpoint(t, "127.0.0.1")
+	bind(t, st, "2002", "sip:2002@"+callee.addr, callee.addr, "udp:"+server)
+	caller := newEndpoint(t, "127.0.0.1")
+	c, _ := answeredCall(t, st, server, caller, callee)
+	stopA()
+
+	b, _ := nodeOn(t, st, "b", ip, port)
+	alive := func(n string) bool { return n == "b" }
+	if n := b.AdoptOrphans(alive); n != 1 {
+		t.Fatalf("adopted %d calls, want 1", n)
+	}
+	if n := b.AdoptOrphans(alive); n != 0 {
+		t.Fatalf("adopted the same call again (%d)", n)
+	}
+	answerBye(t, callee)
+	byeCaller, byeFrom := caller.request("BYE")
+	caller.reply(byeCaller, byeFrom, 200, "OK", "", "")
+	x := xdrFor(t, st, c.callID)
+	if x.DisconnectedBy != byTimer || x.Duration < 2 || x.Duration > 4 {
+		t.Errorf("xDR %+v: want cut by the timer at 3 s", x)
+	}
+	if balance(st, "2001") < 0 || st.Reserved("2001") != 0 || x.Amount != 3_000_000-balance(st, "2001") {
+		t.Errorf("balance %d, reserved %d, charged %d", balance(st, "2001"), st.Reserved("2001"), x.Amount)
+	}
+}
