@@ -56,6 +56,20 @@
 // two namespaces held the same address. Node.Admin is an admin API client
 // for each node.
 //
+// # Virtual IPs
+//
+// vip_test.go runs the nodes with a [vip] section (interface eth0, the
+// virtual IP 10.X.Y.100/24) and adds the alias 10.X.Y.150 through the
+// admin API: the nodes add, announce (gratuitous ARP) and remove these
+// addresses themselves, as the leader's placement says, and the sampler
+// checks that no two namespaces ever hold one. TestVIPFailover SIGKILLs
+// the virtual IP's holder five times and logs the time to the first
+// successful REGISTER through the virtual IP (and its median), then kills
+// the leader and checks that the holder kept the address through the
+// election; TestVIPPartition isolates the holder and checks that it drops
+// the address within its lease, that another node takes it, and that
+// everything converges after the heal.
+//
 // # Workloads and report
 //
 // Cluster.StartRegisters runs SIPp in the client namespace: a steady

@@ -23,6 +23,7 @@ const (
 	transportMaxPool  = 3
 	transportTimeout  = 10 * time.Second
 	logCacheSize      = 1024
+	commitTimeout     = 20 * time.Millisecond
 	// maxApplyEnqueue bounds how long raft.Apply waits to enqueue a
 	// command when the caller's context has no sooner deadline.
 	maxApplyEnqueue = 10 * time.Second
@@ -58,6 +59,9 @@ type Node struct {
 
 	watchMu     sync.Mutex
 	leaderWatch chan struct{} // closed and replaced at each leader change
+
+	contact contactTracker // leadership changes, for LeaderContact (lease.go)
+	reach   reachTracker   // followers' heartbeat failures while leading (reach.go)
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -245,6 +249,11 @@ func (n *Node) raftConfig() *raft.Config {
 	c.HeartbeatTimeout = n.cfg.HeartbeatTimeout
 	c.ElectionTimeout = n.cfg.ElectionTimeout
 	c.LeaderLeaseTimeout = n.cfg.LeaderLeaseTimeout
+	// Followers learn that an entry committed from the next AppendEntries;
+	// on an idle leader that comes after CommitTimeout (default 50 ms).
+	// Shorter, a follower applies an address assignment (and answers a
+	// forwarded write) sooner, for a few dozen empty RPCs per second.
+	c.CommitTimeout = commitTimeout
 	// A removed node stays up as a non-member, so it can be added back
 	// without a restart.
 	c.ShutdownOnRemove = false
@@ -370,6 +379,8 @@ func (n *Node) leadershipLoop() {
 		select {
 		case isLeader := <-n.notifyCh:
 			stop()
+			n.contact.leadership(isLeader)
+			n.reach.reset()
 			if !isLeader {
 				n.log.Info("cluster: lost leadership")
 				continue

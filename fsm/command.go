@@ -44,6 +44,8 @@ const (
 	TypePutConnection       Type = 0x15
 	TypeDeleteConnection    Type = 0x16
 	TypeRedirectCall        Type = 0x17
+	TypeAssignAddresses     Type = 0x19 // ownership.go
+	TypeAddressBarrier      Type = 0x1a // ownership.go
 )
 
 // Command is one change to the replicated state.
@@ -77,6 +79,8 @@ var commandTypes = map[Type]func() Command{
 	TypePutConnection:       func() Command { return new(PutConnection) },
 	TypeDeleteConnection:    func() Command { return new(DeleteConnection) },
 	TypeRedirectCall:        func() Command { return new(RedirectCall) },
+	TypeAssignAddresses:     func() Command { return new(AssignAddresses) },
+	TypeAddressBarrier:      func() Command { return new(AddressBarrier) },
 }
 
 // ErrUnknownType is returned for a command type this version does not know.

@@ -63,6 +63,9 @@ func goldenCommands() map[string]Command {
 		"create_accounts": &CreateAccounts{Now: 1700000000000, Accounts: []Account{
 			{ID: "u000000", Password: "pwu000000", Billing: Postpaid, CreditLimit: 1_000_000},
 			{ID: "u000001", Password: "pwu000001", Billing: Prepaid, Balance: 2_500_000}}},
+		"assign_addresses": &AssignAddresses{Now: 1700000000000, Changes: []AddressChange{
+			{IP: "10.0.0.100", Node: "sip2", PrevEpoch: 3}, {IP: "203.0.113.7", Node: ""}, {IP: "2001:db8::7", Remove: true, PrevEpoch: 2}}},
+		"address_barrier": &AddressBarrier{Node: "sip1", Now: 1700000000000},
 	}
 }
 

@@ -36,6 +36,8 @@ const (
 	recPolicy      recordType = 0x0a
 	recVendor      recordType = 0x0b
 	recConnection  recordType = 0x0c
+	recAssignment  recordType = 0x19 // ownership.go; numbered like its command
+	recAddrEpoch   recordType = 0x1a
 	recEnd         recordType = 0xff
 )
 
@@ -43,6 +45,7 @@ const maxRecordSize = 1 << 20
 
 type snapshotEnd struct {
 	Accounts, Tariffs, Aliases, Bindings, Calls, XDRs, TxKeys, Policies, Vendors, Connections int
+	Assignments                                                                               int
 }
 
 type txKeyRecord struct {
@@ -65,6 +68,8 @@ type Snapshot struct {
 	policies    []*ServicePolicy
 	vendors     []*Vendor
 	connections []*Connection
+	assignments []*Assignment
+	addrEpoch   uint64
 }
 
 // Snapshot captures the current state. It holds the lock only while copying
@@ -85,6 +90,8 @@ func (s *State) Snapshot() *Snapshot {
 		policies:    slices.Collect(maps.Values(s.policies)),
 		vendors:     slices.Collect(maps.Values(s.vendors)),
 		connections: slices.Collect(maps.Values(s.connections)),
+		assignments: slices.Collect(maps.Values(s.own.assignments)),
+		addrEpoch:   s.own.epoch,
 	}
 }
 
@@ -148,6 +155,13 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	for _, c := range sn.connections {
 		sw.record(recConnection, c)
 		end.Connections++
+	}
+	for _, a := range sn.assignments {
+		sw.record(recAssignment, a)
+		end.Assignments++
+	}
+	if sn.addrEpoch != 0 {
+		sw.record(recAddrEpoch, sn.addrEpoch)
 	}
 	sw.record(recEnd, &end)
 	if sw.err == nil {
@@ -324,6 +338,17 @@ func (s *State) Restore(r io.Reader) error {
 			}
 			fresh.connections[c.ID] = c
 			got.Connections++
+		case recAssignment:
+			a := new(Assignment)
+			if err := decodeBody(body, a); err != nil {
+				return fmt.Errorf("restore snapshot: address assignment: %w", err)
+			}
+			fresh.own.assignments[a.IP] = a
+			got.Assignments++
+		case recAddrEpoch:
+			if err := decodeBody(body, &fresh.own.epoch); err != nil {
+				return fmt.Errorf("restore snapshot: address epoch: %w", err)
+			}
 		case recEnd:
 			var want snapshotEnd
 			if err := decodeBody(body, &want); err != nil {
@@ -360,4 +385,7 @@ func (s *State) replace(fresh *State) {
 	s.xdrSeq = fresh.xdrSeq
 	s.txKeys = fresh.txKeys
 	s.aliasesChanged()
+	s.own.assignments = fresh.own.assignments
+	s.own.epoch = fresh.own.epoch
+	s.own.changed()
 }

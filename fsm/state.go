@@ -30,6 +30,8 @@ type State struct {
 	xdrByCall   map[string]uint64 // call ID -> xDR seq, for idempotent EndCall
 	xdrSeq      uint64            // last xDR seq issued
 	txKeys      map[string]int64  // idempotency keys of money transactions -> when applied
+
+	own ownership // who holds each managed address (ownership.go)
 }
 
 // New returns an empty state.
@@ -48,6 +50,7 @@ func New() *State {
 		activeCalls: map[string]int{},
 		xdrByCall:   map[string]uint64{},
 		txKeys:      map[string]int64{},
+		own:         newOwnership(),
 	}
 }
 

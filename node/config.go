@@ -25,6 +25,9 @@ type Config struct {
 	Registrar RegistrarConfig `toml:"registrar"`
 	Admin     AdminConfig     `toml:"admin"`
 	Billing   BillingConfig   `toml:"billing"`
+	// VIP, when the [vip] section is present, makes the node manage the
+	// cluster's virtual IPs and IP aliases (vip.go).
+	VIP *VIPConfig `toml:"vip"`
 }
 
 // ClusterConfig is the [cluster] section.
@@ -36,6 +39,16 @@ type ClusterConfig struct {
 	Peers     []string `toml:"peers"`
 	Bootstrap bool     `toml:"bootstrap"`
 	Join      []string `toml:"join"`
+
+	// Raft timing (vip.go has the defaults, tuned for failover on a LAN).
+	HeartbeatTimeout   time.Duration `toml:"heartbeat_timeout"`
+	ElectionTimeout    time.Duration `toml:"election_timeout"`
+	LeaderLeaseTimeout time.Duration `toml:"leader_lease_timeout"`
+
+	// Gossip (memberlist): failure detection and node metadata.
+	GossipBind      string   `toml:"gossip_bind"`      // default: bind's host, bind's port + 1
+	GossipAdvertise string   `toml:"gossip_advertise"` // default: advertise's (or bind's) host, the gossip port
+	GossipJoin      []string `toml:"gossip_join"`      // default: every peer's (or join) host, port + 1
 }
 
 // SIPConfig is the [sip] section.
@@ -159,6 +172,7 @@ func (c *Config) applyDefaults() {
 	if c.Billing.MaxCallDuration == 0 {
 		c.Billing.MaxCallDuration = DefaultMaxCallDuration
 	}
+	c.applyClusterDefaults()
 }
 
 func (c *Config) resolveSecrets() error {
@@ -255,7 +269,7 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
 		return fmt.Errorf("admin.listen: %w", err)
 	}
-	return nil
+	return c.validateClusterAndVIP()
 }
 
 // ClusterKey returns the cluster key: cluster.key decoded from base64 when

@@ -41,12 +41,20 @@ type Node struct {
 	log     *slog.Logger
 	state   *fsm.State
 	cluster *cluster.Node
+	gossip  *cluster.Gossip
 	sip     *sipstack.Server
 	admin   *http.Server
 	adminLn net.Listener
 	ready   chan struct{}
 	done    chan struct{}
 	runErr  error
+
+	// Address management ([vip]): nil without it.
+	addrOps    cluster.AddrOps
+	owner      *cluster.Owner
+	ownerReady chan struct{} // closed once owner is set
+	ownerDone  chan struct{} // closed when the owner's loop has given up its addresses
+	ownerRuns  bool          // the owner's loop was started (by Start, before it returns)
 }
 
 // Start brings a node up: the cluster first (so the state is replayed),
@@ -65,6 +73,17 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: log, state: fsm.New(), ready: make(chan struct{}), done: make(chan struct{})}
+	gaddrs, err := cfg.GossipAddrs()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.VIP != nil {
+		// Fail before anything starts if the interface is missing.
+		if n.addrOps, err = cluster.NewNetlinkAddrs(cfg.VIP.Interface); err != nil {
+			return nil, fmt.Errorf("vip.interface: %w", err)
+		}
+		n.ownerReady, n.ownerDone = make(chan struct{}), make(chan struct{})
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -78,6 +97,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		Join:          cfg.Cluster.Join,
 		OnLeader:      n.leaderDuties,
 		Logger:        log.With("component", "cluster"),
+
+		HeartbeatTimeout:   cfg.Cluster.HeartbeatTimeout,
+		ElectionTimeout:    cfg.Cluster.ElectionTimeout,
+		LeaderLeaseTimeout: cfg.Cluster.LeaderLeaseTimeout,
 	}
 	for _, p := range peers {
 		ccfg.Peers = append(ccfg.Peers, cluster.Peer{ID: p.ID, Addr: p.Addr})
@@ -85,6 +108,19 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	n.cluster, err = cluster.Start(ctx, ccfg, n.state)
 	if err != nil {
 		return nil, fmt.Errorf("start cluster: %w", err)
+	}
+	n.gossip, err = cluster.StartGossip(cluster.GossipConfig{
+		NodeID:        cfg.NodeID,
+		BindAddr:      gaddrs.Bind,
+		AdvertiseAddr: gaddrs.Advertise,
+		Join:          gaddrs.Join,
+		Key:           key,
+		Meta:          n.meta(cluster.HealthStarting),
+		Logger:        log.With("component", "cluster"),
+	})
+	if err != nil {
+		n.cluster.Shutdown()
+		return nil, fmt.Errorf("cluster gossip (cluster.gossip_bind): %w", err)
 	}
 
 	n.sip, err = sipstack.New(sipstack.Config{
@@ -114,8 +150,14 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		Metrics: reg,
 	}, n.state, n.cluster)
 	if err != nil {
-		n.cluster.Shutdown()
+		n.stop()
 		return nil, fmt.Errorf("sip: %w", err)
+	}
+	if cfg.VIP != nil {
+		if err := n.newOwner(); err != nil {
+			n.stop()
+			return nil, err
+		}
 	}
 
 	api, err := admin.New(admin.Config{
@@ -124,12 +166,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		Logger:  log.With("component", "admin"),
 	}, n.state, n)
 	if err != nil {
-		n.cluster.Shutdown()
+		n.stop()
 		return nil, err
 	}
 	n.adminLn, err = net.Listen("tcp", cfg.Admin.Listen)
 	if err != nil {
-		n.cluster.Shutdown()
+		n.stop()
 		return nil, fmt.Errorf("admin.listen: %w", err)
 	}
 	n.admin = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
@@ -150,9 +192,20 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		n.stop()
 		return nil, ctx.Err()
 	}
+	if n.owner != nil {
+		n.ownerRuns = true
+		go func() {
+			defer close(n.ownerDone)
+			n.owner.Run(ctx)
+		}()
+	}
+	if err := n.gossip.SetMeta(n.meta(cluster.HealthOK)); err != nil {
+		log.Warn("gossip: updating this node's metadata failed", "error", err)
+	}
+	go n.metaLoop(ctx)
 	close(n.ready)
 	log.Info("node started", "node", cfg.NodeID, "version", Version, "sip", n.sip.Sockets(),
-		"admin", n.adminLn.Addr().String(), "state", n.state.Counts().String())
+		"admin", n.adminLn.Addr().String(), "gossip", n.gossip.Addr(), "state", n.state.Counts().String())
 	go func() {
 		select {
 		case err := <-sipErr:
@@ -169,6 +222,16 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 func (n *Node) stop() {
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if n.ownerRuns {
+		select {
+		case <-n.ownerDone:
+		case <-sctx.Done():
+			n.log.Warn("the address owner did not give up its addresses in time (their kernel lifetime ends them)")
+		}
+	}
+	if n.gossip != nil {
+		n.gossip.Leave(time.Second)
+	}
 	if n.admin != nil {
 		n.admin.Shutdown(sctx)
 	}
@@ -202,17 +265,26 @@ type Status struct {
 	Version string         `json:"version"`
 	Cluster cluster.Status `json:"cluster"`
 	Sockets []string       `json:"sip_sockets"`
+	// Addresses are the managed addresses (virtual IPs and aliases): who
+	// the ownership map assigns each to, its epoch, and whether this node
+	// holds it.
+	Addresses []cluster.AddressStatus `json:"addresses"`
+	// Members is this node's gossip view: state and metadata of every
+	// member.
+	Members []cluster.Member `json:"members"`
 }
 
 // ClusterStatus implements admin.Backend.
 func (n *Node) ClusterStatus() any {
-	return Status{Version: Version, Cluster: n.cluster.Status(), Sockets: n.sip.Sockets()}
+	return Status{Version: Version, Cluster: n.cluster.Status(), Sockets: n.sip.Sockets(),
+		Addresses: cluster.AddressStatuses(n.owner, n.state), Members: n.gossip.Members()}
 }
 
 // leaderDuties runs while this node leads: it makes sure the cluster has a
 // digest-nonce secret, purges expired bindings, and trims old xDRs and
 // idempotency keys.
 func (n *Node) leaderDuties(ctx context.Context) {
+	go n.placeAddresses(ctx)
 	for n.state.NonceSecret() == nil {
 		secret := make([]byte, 32)
 		rand.Read(secret)

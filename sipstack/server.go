@@ -66,6 +66,9 @@ type Server struct {
 	managed   map[ingress]*managedSocket
 	failures  map[ingress]bool
 	tlsWarned map[string]bool
+
+	addrMu sync.Mutex      // serializes ServeAddress and CloseAddress
+	fed    map[string]bool // addresses opened by ServeAddress (under mu)
 }
 
 // socket is one ingress socket with its own sipgo stack.
@@ -131,6 +134,7 @@ func New(cfg Config, state *fsm.State, store Store) (*Server, error) {
 		managed:   map[ingress]*managedSocket{},
 		failures:  map[ingress]bool{},
 		tlsWarned: map[string]bool{},
+		fed:       map[string]bool{},
 	}
 	s.calls = newCallTable(cfg.Calls.MaxCalls, func(p any) {
 		log.Error("call goroutine panicked", "panic", p, "stack", string(debug.Stack()))
@@ -191,6 +195,11 @@ func (s *Server) Sockets() []string {
 // is done, then closes everything and returns nil. It returns an error,
 // having closed what it opened, if a configured socket cannot be opened.
 // Alias sockets that fail to open are logged, counted and retried.
+//
+// When the node manages its virtual and alias addresses (a [vip]
+// section), ServeAliases is off and the address owner opens and closes
+// the sockets of the addresses it holds with ServeAddress and
+// CloseAddress instead.
 func (s *Server) Run(ctx context.Context) error {
 	s.mu.Lock()
 	if s.started {
@@ -308,7 +317,7 @@ func (s *Server) reconcileAliases() <-chan struct{} {
 	s.mu.Lock()
 	var stale []ingress
 	for in := range s.managed {
-		if !want[in] {
+		if !want[in] && !s.fed[in.ip] {
 			stale = append(stale, in)
 		}
 	}
@@ -415,7 +424,83 @@ func (s *Server) closeManaged(in ingress) {
 	}
 	ms.cancel()
 	<-ms.done
-	s.log.Info("closed alias socket", "socket", ms.name)
+	s.log.Info("closed socket", "socket", ms.name)
+}
+
+// ServeAddress opens the SIP sockets of ip, an address this node has just
+// taken (a virtual IP, with extra nil, or an IP alias with its extra
+// ports): one socket per main port of every transport plus the extra
+// ports. Called again for the same address it opens what is missing and
+// closes the sockets of ports no longer wanted (an alias whose ports
+// changed). It returns once the sockets are open, or the first error, the
+// sockets already open left as they are (CloseAddress undoes it). The
+// address must be configured on the host first, and Run must be running.
+func (s *Server) ServeAddress(ip string, extra *fsm.AliasPorts) error {
+	ip = canonicalIP(ip)
+	s.addrMu.Lock()
+	defer s.addrMu.Unlock()
+	s.mu.Lock()
+	runCtx := s.runCtx
+	s.mu.Unlock()
+	if runCtx == nil || runCtx.Err() != nil {
+		return fmt.Errorf("sipstack: serve %s: the SIP server is not running", ip)
+	}
+	for _, a := range s.cfg.Addresses {
+		if canonicalIP(a) == ip {
+			return fmt.Errorf("sipstack: serve %s: it is a configured address (sip.addresses), served all the time", ip)
+		}
+	}
+	want := map[ingress]bool{}
+	for _, in := range s.portsFor(ip, extra) {
+		want[in] = true
+	}
+	s.mu.Lock()
+	s.fed[ip] = true
+	var stale []ingress
+	for in := range s.managed {
+		if in.ip == ip && !want[in] {
+			stale = append(stale, in)
+		}
+	}
+	s.mu.Unlock()
+	for _, in := range stale {
+		s.closeManaged(in)
+	}
+	for _, in := range s.portsFor(ip, extra) {
+		s.mu.Lock()
+		_, open := s.managed[in]
+		s.mu.Unlock()
+		if open {
+			continue
+		}
+		if err := s.openManaged(in); err != nil {
+			s.m.socketErrors.Inc()
+			return fmt.Errorf("sipstack: open %s: %w", in, err)
+		}
+	}
+	return nil
+}
+
+// CloseAddress closes every socket ServeAddress opened on ip and waits
+// until they are closed. Closing an address with no socket is a no-op.
+func (s *Server) CloseAddress(ip string) {
+	ip = canonicalIP(ip)
+	s.addrMu.Lock()
+	defer s.addrMu.Unlock()
+	s.mu.Lock()
+	var open []ingress
+	if s.fed[ip] {
+		for in := range s.managed {
+			if in.ip == ip {
+				open = append(open, in)
+			}
+		}
+	}
+	delete(s.fed, ip)
+	s.mu.Unlock()
+	for _, in := range open {
+		s.closeManaged(in)
+	}
 }
 
 // ServeUDP serves SIP on pc until ctx is done or pc is closed, then closes

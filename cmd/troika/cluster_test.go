@@ -37,10 +37,13 @@ func freeTCPPort(t *testing.T, ip string) int {
 func threeNodes(t *testing.T) []*testNode {
 	var nodes []*testNode
 	var peers []string
-	ports := make([]int, 3)
+	ports, gossip := make([]int, 3), make([]string, 3)
 	for i := range 3 {
 		ports[i] = freeTCPPort(t, "127.0.0.1")
 		peers = append(peers, fmt.Sprintf("%q", fmt.Sprintf("n%d=127.0.0.1:%d", i+1, ports[i])))
+		// Gossip defaults to the cluster port + 1, which another node's
+		// random port may hold: pick free ones.
+		gossip[i] = fmt.Sprintf("%q", fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t, "127.0.0.1")))
 	}
 	dir := t.TempDir()
 	for i := range 3 {
@@ -54,12 +57,15 @@ log_level = "warn"
 bind = "127.0.0.1:%d"
 key = "c2hhcmVkLWNsdXN0ZXIta2V5LWZvci10ZXN0cw=="
 peers = [%s, %s, %s]
+gossip_bind = %s
+gossip_join = [%s, %s, %s]
 [sip]
 addresses = [%q]
 [admin]
 listen = %q
 token = %q
-`, n.id, filepath.Join(dir, n.id), ports[i], peers[0], peers[1], peers[2], n.sipIP, n.api, clusterToken)
+`, n.id, filepath.Join(dir, n.id), ports[i], peers[0], peers[1], peers[2], gossip[i], gossip[0], gossip[1], gossip[2],
+			n.sipIP, n.api, clusterToken)
 		if err := os.WriteFile(n.config, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}

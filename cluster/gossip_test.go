@@ -1,0 +1,116 @@
+package cluster
+
+import (
+	"bytes"
+	"testing"
+	"time"
+)
+
+func startGossips(t *testing.T, n int, key []byte) []*Gossip {
+	t.Helper()
+	log := testLogger(t)
+	var gs []*Gossip
+	var addrs []string
+	for i := range n {
+		g, err := StartGossip(GossipConfig{
+			NodeID:   "n" + string(rune('1'+i)),
+			BindAddr: "127.0.0.1:0",
+			Join:     append([]string(nil), addrs...),
+			Key:      key,
+			Meta:     NodeMeta{Version: "test", Health: HealthOK, Addrs: true, Roles: []string{"dispatcher", "processor"}},
+			Logger:   log,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(g.Shutdown)
+		gs = append(gs, g)
+		addrs = append(addrs, g.Addr())
+	}
+	return gs
+}
+
+func stateOf(g *Gossip, id string) string {
+	for _, m := range g.Members() {
+		if m.ID == id {
+			return m.State
+		}
+	}
+	return ""
+}
+
+// Three members find each other, see each other's metadata and its
+// updates, and detect a crashed member (no leave) within a second or so:
+// the time is logged.
+func TestGossipDetectsFailureFast(t *testing.T) {
+	gs := startGossips(t, 3, newKey(t))
+	waitFor(t, 5*time.Second, "three alive members everywhere", func() bool {
+		for _, g := range gs {
+			alive := 0
+			for _, m := range g.Members() {
+				if m.State == MemberAlive {
+					alive++
+				}
+			}
+			if alive != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	if err := gs[1].SetMeta(NodeMeta{Version: "test", Health: HealthDraining, Load: 7}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "metadata update", func() bool {
+		for _, m := range gs[0].Members() {
+			if m.ID == "n2" {
+				return m.Meta.Health == HealthDraining && m.Meta.Load == 7
+			}
+		}
+		return false
+	})
+
+	crash := time.Now()
+	gs[2].Shutdown() // no Leave: a crash to the others
+	var deadAt time.Time
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && deadAt.IsZero() {
+		if stateOf(gs[0], "n3") == MemberDead {
+			deadAt = time.Now()
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if deadAt.IsZero() {
+		t.Fatalf("n3 not dead to n1 within 10 s: %s", stateOf(gs[0], "n3"))
+	}
+	t.Logf("crash of n3 -> dead to n1 after %s", deadAt.Sub(crash).Round(time.Millisecond))
+	if d := deadAt.Sub(crash); d > 3*time.Second {
+		t.Errorf("failure detection took %s", d)
+	}
+	// A graceful leave is seen as "left" at once.
+	left := time.Now()
+	gs[1].Leave(time.Second)
+	waitFor(t, 3*time.Second, "n2 left", func() bool { return stateOf(gs[0], "n2") == MemberLeft })
+	t.Logf("leave of n2 seen by n1 after %s", time.Since(left).Round(time.Millisecond))
+}
+
+// The gossip key is derived from the cluster key; members with another
+// cluster key cannot join.
+func TestGossipKeyAndEncryption(t *testing.T) {
+	k1, _ := GossipKey([]byte("0123456789abcdef0123456789abcdef"))
+	k2, _ := GossipKey([]byte("0123456789abcdef0123456789abcdef"))
+	k3, _ := GossipKey([]byte("another-cluster-key-0123456789ab"))
+	if len(k1) != 32 || !bytes.Equal(k1, k2) || bytes.Equal(k1, k3) {
+		t.Fatalf("keys %x %x %x", k1, k2, k3)
+	}
+	a := startGossips(t, 1, newKey(t))[0]
+	b, err := StartGossip(GossipConfig{NodeID: "intruder", BindAddr: "127.0.0.1:0", Join: []string{a.Addr()}, Key: newKey(t), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Shutdown()
+	time.Sleep(time.Second)
+	if len(a.Members()) != 1 || len(b.Members()) != 1 {
+		t.Fatalf("members with different keys joined: %v / %v", a.Members(), b.Members())
+	}
+}
