@@ -203,6 +203,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		log.Warn("gossip: updating this node's metadata failed", "error", err)
 	}
 	go n.metaLoop(ctx)
+	go n.adoptLoop(ctx)
 	close(n.ready)
 	log.Info("node started", "node", cfg.NodeID, "version", Version, "sip", n.sip.Sockets(),
 		"admin", n.adminLn.Addr().String(), "gossip", n.gossip.Addr(), "state", n.state.Counts().String())
@@ -404,6 +405,38 @@ func (n *Node) WaitSocket(ctx context.Context, name string) error {
 		case <-ctx.Done():
 			return fmt.Errorf("SIP socket %s did not open (address not local, or port in use?): %w", name, ctx.Err())
 		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// adoptLoop takes over the answered calls of nodes that are gone (or of
+// this node before a restart) whose caller socket this node now holds, so
+// their maximum-duration timers run again. It looks when membership
+// changes and every few seconds.
+func (n *Node) adoptLoop(ctx context.Context) {
+	t := time.NewTicker(3 * time.Second)
+	defer t.Stop()
+	for {
+		alive := map[string]bool{}
+		for _, m := range n.gossip.Members() {
+			if m.State == cluster.MemberAlive {
+				alive[m.ID] = true
+			}
+		}
+		if k := n.sip.AdoptOrphans(func(id string) bool { return alive[id] }); k > 0 {
+			n.log.Info("adopted answered calls of stopped nodes", "calls", k)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.gossip.Changed():
+			// Metadata changes often (load); look at most 5 times a second.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		case <-t.C:
 		}
 	}
 }

@@ -41,13 +41,14 @@ func (s *Server) adoptForRequest(req *sip.Request) (legRef, bool) {
 	return s.calls.match(req)
 }
 
-// AdoptOrphans adopts the answered calls whose node is not alive and
-// whose caller leg's socket this node holds. The node calls it when
-// membership changes and periodically. It returns how many it adopted.
+// AdoptOrphans adopts the answered calls not running here whose node is
+// not alive (or is this node, before a restart) and whose caller leg's
+// socket this node holds. The node calls it when membership changes and
+// periodically. It returns how many it adopted.
 func (s *Server) AdoptOrphans(alive func(node string) bool) int {
 	n := 0
 	for _, fc := range s.state.Calls() {
-		if fc.ConnectAt == 0 || fc.Node == s.cfg.NodeID || alive(fc.Node) || len(fc.Legs) != 2 {
+		if fc.ConnectAt == 0 || len(fc.Legs) != 2 || fc.Node != s.cfg.NodeID && alive(fc.Node) {
 			continue
 		}
 		if _, known := s.calls.lookup(fc.ID); known {
