@@ -108,6 +108,7 @@ func (s *Server) routes() {
 	v1("GET /calls/{id}", s.getCall)
 	v1("GET /xdrs", s.listXDRs)
 	v1("GET /cluster", s.clusterStatus)
+	v1("POST /cluster/drain", s.drain)
 	// Profiles for the engineer on call (heap, goroutines, CPU), behind the
 	// token like the API.
 	for _, name := range []string{"heap", "goroutine", "allocs", "block", "mutex", "threadcreate"} {

@@ -26,6 +26,7 @@ const (
 
 	connRaft    byte = 'R'
 	connForward byte = 'F'
+	connLink    byte = 'L' // the SIP dispatch link (link.go)
 
 	ackOK      byte = 0x01
 	ackRefused byte = 0x00
@@ -67,7 +68,7 @@ func serverHandshake(conn net.Conn, key []byte, timeout time.Duration) (byte, er
 		_, _ = conn.Write([]byte{ackRefused})
 		return 0, errors.New("wrong cluster key")
 	}
-	if typ != connRaft && typ != connForward {
+	if typ != connRaft && typ != connForward && typ != connLink {
 		_, _ = conn.Write([]byte{ackRefused})
 		return 0, fmt.Errorf("unknown connection type %#x", typ)
 	}

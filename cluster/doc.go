@@ -1,8 +1,8 @@
 // Package cluster owns consensus (raft), write forwarding to the leader and
 // cluster membership changes.
 //
-// One TCP port per node carries everything internal: raft RPCs and the
-// forwarding link. Every connection starts with an authentication handshake
+// One TCP port per node carries everything internal: raft RPCs, the
+// forwarding link and the SIP dispatch link (link.go). Every connection starts with an authentication handshake
 // (the server sends a random challenge, the client answers with
 // HMAC-SHA256(cluster key, challenge || connection type)); the first byte
 // after it selects the handler, the way Consul multiplexes its server port.

@@ -37,6 +37,7 @@ type Gossip struct {
 	ml   *memberlist.Memberlist
 	log  *slog.Logger
 	self string
+	addr string // advertised ip:port (memberlist's LocalNode is not safe to read while metadata changes)
 
 	mu      sync.Mutex
 	meta    []byte                 // this node's encoded metadata
@@ -211,6 +212,8 @@ func StartGossip(cfg GossipConfig) (*Gossip, error) {
 		return nil, fmt.Errorf("gossip: listen on %s: %w", cfg.BindAddr, err)
 	}
 	g.ml = ml
+	ln := ml.LocalNode()
+	g.addr = net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
 	g.log.Info("gossip: started", "bind", cfg.BindAddr, "advertise", net.JoinHostPort(mc.AdvertiseAddr, strconv.Itoa(mc.AdvertisePort)),
 		"probe_interval", cfg.ProbeInterval, "probe_timeout", cfg.ProbeTimeout, "suspicion_mult", cfg.SuspicionMult)
 	g.wg.Add(1)
@@ -222,10 +225,7 @@ func StartGossip(cfg GossipConfig) (*Gossip, error) {
 }
 
 // Addr is the address this node gossips at.
-func (g *Gossip) Addr() string {
-	n := g.ml.LocalNode()
-	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
-}
+func (g *Gossip) Addr() string { return g.addr }
 
 // joinLoop joins the configured members at start and keeps retrying the
 // ones that are not alive.

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -22,6 +23,9 @@ type mux struct {
 	log       *slog.Logger
 	raft      *raftLayer
 	onForward func(net.Conn) // runs in its own goroutine, owns the conn
+	// onLink serves link connections (link.go), like onForward; set once
+	// a Link is started, so it may still be nil: the conn is then closed.
+	onLink atomic.Pointer[func(net.Conn)]
 
 	handshakes chan struct{}
 	closing    chan struct{}
@@ -121,6 +125,12 @@ func (m *mux) handle(conn *trackedConn) {
 		}
 	case connForward:
 		m.onForward(conn)
+	case connLink:
+		if h := m.onLink.Load(); h != nil {
+			(*h)(conn)
+		} else {
+			_ = conn.Close()
+		}
 	}
 }
 

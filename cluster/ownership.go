@@ -94,8 +94,9 @@ type Owner struct {
 	self   string
 	vips   map[string]netip.Prefix
 
-	started atomic.Bool
-	wake    chan struct{}
+	started  atomic.Bool
+	draining atomic.Bool // this node is draining (SetDraining): its addresses move
+	wake     chan struct{}
 
 	// holder loop state (its goroutine only)
 	held      map[string]*holding
@@ -302,9 +303,13 @@ func (o *Owner) step(ctx context.Context, now time.Time) {
 	}
 
 	aliases := o.aliasMap()
+	// A draining node holds nothing, whatever its replica says: it gives
+	// its addresses up before the leader moves them (SetDraining), so a
+	// new holder never overlaps with it, however late it applies the move.
+	draining := o.draining.Load()
 	want := map[string]fsm.Assignment{}
 	for _, a := range o.state.Assignments() {
-		if a.Node == o.self {
+		if a.Node == o.self && !draining {
 			want[a.IP] = a
 		}
 	}
@@ -351,6 +356,9 @@ func (o *Owner) step(ctx context.Context, now time.Time) {
 			Assigned: assigned, SeenAt: o.seen[ip].at, Leader: leader, Contact: contact,
 			Synced: synced, Held: h != nil, Now: now,
 		})
+		if draining {
+			d.Reason = "this node is draining: it holds no address"
+		}
 		status[ip] = d.Reason
 		switch {
 		case !d.Hold && h != nil:
@@ -634,8 +642,39 @@ func (o *Owner) Lead(ctx context.Context) {
 	}
 }
 
+// SetDraining marks this node as draining (a planned stop) or back in
+// service. Draining, the holder loop gives up every address and takes
+// none, and while the node leads its own addresses move like those of a
+// member whose gossip health says draining. SetDraining(true) returns once
+// the holder loop has given its addresses up (or after timeout): call it
+// before telling the others (gossip) that the node drains.
+func (o *Owner) SetDraining(on bool, timeout time.Duration) {
+	o.draining.Store(on)
+	o.kick()
+	if !on || !o.started.Load() {
+		return
+	}
+	deadline := time.Now().Add(timeout)
+	for len(o.Held()) > 0 && time.Now().Before(deadline) {
+		o.kick()
+		time.Sleep(o.cfg.Tick / 2)
+	}
+}
+
+// Held returns the addresses this node holds now.
+func (o *Owner) Held() []string {
+	o.mu.Lock()
+	out := make([]string, 0, len(o.heldView))
+	for ip := range o.heldView {
+		out = append(out, ip)
+	}
+	o.mu.Unlock()
+	slices.SortFunc(out, compareAddr)
+	return out
+}
+
 // Health returns the leader's view of every voter, for placement, and
-// whether every voter is known (healthy or failed).
+// whether every voter is known (healthy, draining or failed).
 func (o *Owner) health() (map[string]NodeHealth, bool) {
 	members := map[string]Member{}
 	for _, m := range o.gossip.Members() {
@@ -648,9 +687,12 @@ func (o *Owner) health() (map[string]NodeHealth, bool) {
 		m, seen := members[v]
 		switch {
 		case v == o.self:
-			if o.started.Load() {
+			switch {
+			case o.draining.Load():
+				nodes[v] = Draining
+			case o.started.Load():
 				nodes[v] = Healthy
-			} else {
+			default:
 				nodes[v] = HealthUnknown
 			}
 		case unreach[v] > 0:
@@ -659,6 +701,8 @@ func (o *Owner) health() (map[string]NodeHealth, bool) {
 			nodes[v] = HealthUnknown
 		case m.State == MemberDead || m.State == MemberLeft:
 			nodes[v] = Failed
+		case m.Meta.Health == HealthDraining:
+			nodes[v] = Draining
 		case m.Meta.Health == HealthOK && m.Meta.Addrs:
 			nodes[v] = Healthy
 		default:

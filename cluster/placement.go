@@ -22,6 +22,10 @@ const (
 	// Failed: dead or gone in gossip, or not answering raft heartbeats:
 	// its addresses move.
 	Failed
+	// Draining: alive and going away (a planned stop, node/drain.go): its
+	// addresses move to a healthy node, and stay with it while there is
+	// none; it gets no new ones.
+	Draining
 )
 
 func (h NodeHealth) String() string {
@@ -30,6 +34,8 @@ func (h NodeHealth) String() string {
 		return "healthy"
 	case Failed:
 		return "failed"
+	case Draining:
+		return "draining"
 	}
 	return "unknown"
 }
@@ -97,7 +103,9 @@ func orNone(s string) string {
 // an address whose holder has not failed never moves (no failback to a
 // preferred node: moving a healthy holder's address costs an outage).
 // Addresses no longer managed are removed; addresses of failed holders go
-// to a healthy node, or to nobody when there is none.
+// to a healthy node, or to nobody when there is none; addresses of a
+// draining holder go to a healthy node, and stay where they are when there
+// is none.
 func Place(in PlacementInput) []PlacementChange {
 	health := func(node string) NodeHealth {
 		h, ok := in.Nodes[node]
@@ -106,12 +114,23 @@ func Place(in PlacementInput) []PlacementChange {
 		}
 		return h
 	}
+	var healthy []string
+	for node, h := range in.Nodes {
+		if h == Healthy {
+			healthy = append(healthy, node)
+		}
+	}
+	slices.Sort(healthy)
 	managed := map[string]bool{}
 	load := map[string]int{}
 	keep := map[string]bool{}
 	for _, ip := range in.Addresses {
 		managed[ip] = true
-		if cur, ok := in.Current[ip]; ok && cur.Node != "" && health(cur.Node) != Failed {
+		cur, ok := in.Current[ip]
+		if !ok || cur.Node == "" {
+			continue
+		}
+		if h := health(cur.Node); h == Healthy || h == HealthUnknown || (h == Draining && len(healthy) == 0) {
 			keep[ip] = true
 			load[cur.Node]++
 		}
@@ -133,13 +152,6 @@ func Place(in PlacementInput) []PlacementChange {
 		})
 	}
 
-	var healthy []string
-	for node, h := range in.Nodes {
-		if h == Healthy {
-			healthy = append(healthy, node)
-		}
-	}
-	slices.Sort(healthy)
 	choose := func(ip string) string {
 		if len(healthy) == 0 {
 			return ""
@@ -180,13 +192,16 @@ func Place(in PlacementInput) []PlacementChange {
 		}
 		seen[ip] = true
 		cur, ok := in.Current[ip]
-		failedHolder := ok && cur.Node != ""
-		if !failedHolder && !in.Settled {
+		hadHolder := ok && cur.Node != ""
+		if !hadHolder && !in.Settled {
 			continue
 		}
 		why := "unassigned"
-		if failedHolder {
+		if hadHolder {
 			why = cur.Node + " failed"
+			if health(cur.Node) == Draining {
+				why = cur.Node + " draining"
+			}
 		}
 		target := choose(ip)
 		if target == "" {

@@ -64,6 +64,14 @@ type SIPConfig struct {
 	RingTimeout time.Duration `toml:"ring_timeout"`
 	// MaxCalls bounds the calls in progress on this node.
 	MaxCalls int `toml:"max_calls"`
+	// Dispatch: this node's dispatcher hands the UDP datagrams of the
+	// addresses it holds to the processing node of their Call-ID
+	// (dispatch.go). Default: on when the cluster has more than one node
+	// (cluster.peers lists several, or cluster.join is set).
+	Dispatch *bool `toml:"dispatch"`
+	// DispatchQueue bounds the frames waiting for one peer on the
+	// dispatch link. Default 4096.
+	DispatchQueue int `toml:"dispatch_queue"`
 }
 
 // RegistrarConfig is the [registrar] section.
@@ -232,6 +240,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SIP.MaxCalls < 1 {
 		return errors.New("sip.max_calls: must be at least 1")
+	}
+	if c.SIP.DispatchQueue < 0 || c.SIP.DispatchQueue > 1<<20 {
+		return errors.New("sip.dispatch_queue: 0 (default 4096) to 1048576")
 	}
 	if len(c.SIP.TLSPorts) > 0 && (c.SIP.TLSCert == "" || c.SIP.TLSKey == "") {
 		return errors.New("sip.tls_cert and sip.tls_key: required when sip.tls_ports is set")

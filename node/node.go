@@ -55,6 +55,12 @@ type Node struct {
 	ownerReady chan struct{} // closed once owner is set
 	ownerDone  chan struct{} // closed when the owner's loop has given up its addresses
 	ownerRuns  bool          // the owner's loop was started (by Start, before it returns)
+
+	drain drainer // planned stop (drain.go)
+
+	// dispatch is the dispatcher's cluster side (dispatch.go); nil when
+	// this node does not dispatch.
+	dispatch *dispatch
 }
 
 // Start brings a node up: the cluster first (so the state is replayed),
@@ -73,6 +79,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: log, state: fsm.New(), ready: make(chan struct{}), done: make(chan struct{})}
+	var disp sipstack.DispatchConfig
+	if cfg.DispatchEnabled() {
+		n.dispatch = newDispatch(n)
+		disp = sipstack.DispatchConfig{Enabled: true, Peers: n.dispatch}
+	}
+	ctx = n.drain.init(ctx) // a drain ends it
 	gaddrs, err := cfg.GossipAddrs()
 	if err != nil {
 		return nil, err
@@ -145,13 +157,20 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 			MaxCallSeconds: int(cfg.Billing.MaxCallDuration / time.Second),
 			MaxCalls:       cfg.SIP.MaxCalls,
 		},
-		NodeID:  cfg.NodeID,
-		Logger:  log.With("component", "sip"),
-		Metrics: reg,
+		Dispatch: disp,
+		NodeID:   cfg.NodeID,
+		Logger:   log.With("component", "sip"),
+		Metrics:  reg,
 	}, n.state, n.cluster)
 	if err != nil {
 		n.stop()
 		return nil, fmt.Errorf("sip: %w", err)
+	}
+	if n.dispatch != nil {
+		if err := n.startDispatchLink(reg); err != nil {
+			n.stop()
+			return nil, fmt.Errorf("dispatch link: %w", err)
+		}
 	}
 	if cfg.VIP != nil {
 		if err := n.newOwner(); err != nil {
@@ -199,11 +218,14 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 			n.owner.Run(ctx)
 		}()
 	}
-	if err := n.gossip.SetMeta(n.meta(cluster.HealthOK)); err != nil {
+	if err := n.publishMeta(); err != nil {
 		log.Warn("gossip: updating this node's metadata failed", "error", err)
 	}
 	go n.metaLoop(ctx)
 	go n.adoptLoop(ctx)
+	if n.dispatch != nil {
+		go n.processorsLoop(ctx)
+	}
 	close(n.ready)
 	log.Info("node started", "node", cfg.NodeID, "version", Version, "sip", n.sip.Sockets(),
 		"admin", n.adminLn.Addr().String(), "gossip", n.gossip.Addr(), "state", n.state.Counts().String())
@@ -232,9 +254,15 @@ func (n *Node) stop() {
 	}
 	if n.gossip != nil {
 		n.gossip.Leave(time.Second)
+		n.drain.left()
 	}
 	if n.admin != nil {
 		n.admin.Shutdown(sctx)
+	}
+	if n.dispatch != nil {
+		if l := n.dispatch.link.Load(); l != nil {
+			l.Close()
+		}
 	}
 	if err := n.cluster.Shutdown(); err != nil {
 		n.log.Warn("cluster shutdown", "error", err)

@@ -332,6 +332,9 @@ func (n *Node) placeAddresses(ctx context.Context) {
 // meta is this node's gossip metadata.
 func (n *Node) meta(health string) cluster.NodeMeta {
 	m := cluster.NodeMeta{Version: Version, Roles: []string{"dispatcher", "processor"}, Health: health, Addrs: n.cfg.VIP != nil}
+	if n.dispatch != nil {
+		m.Roles = append(m.Roles, roleDispatch)
+	}
 	if n.sip != nil {
 		m.Load = n.sip.ActiveCalls()
 	}
@@ -347,7 +350,7 @@ func (n *Node) metaLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := n.gossip.SetMeta(n.meta(cluster.HealthOK)); err != nil {
+			if err := n.publishMeta(); err != nil {
 				n.log.Debug("gossip: updating this node's metadata failed", "error", err)
 			}
 		}

@@ -2,6 +2,7 @@ package sipstack
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -73,6 +74,8 @@ type callTable struct {
 	slots   chan struct{}
 	wg      sync.WaitGroup // goroutines of calls: forks, answered calls, teardowns
 	stop    chan struct{}  // closed at shutdown
+	// draining: new calls are refused with 503 (Server.Drain).
+	draining atomic.Bool
 
 	mu   sync.Mutex
 	legs map[string]legRef

@@ -43,8 +43,10 @@ func (s *Server) adoptForRequest(req *sip.Request) (legRef, bool) {
 
 // AdoptOrphans adopts the answered calls not running here whose node is
 // not alive (or is this node, before a restart) and whose caller leg's
-// socket this node holds. The node calls it when membership changes and
-// periodically. It returns how many it adopted.
+// Call-ID the dispatchers now send to this node (when processors are
+// known: dispatch.go), or else whose caller leg's socket this node holds.
+// The node calls it when membership changes and periodically. It returns
+// how many it adopted.
 func (s *Server) AdoptOrphans(alive func(node string) bool) int {
 	n := 0
 	for _, fc := range s.state.Calls() {
@@ -54,7 +56,15 @@ func (s *Server) AdoptOrphans(alive func(node string) bool) int {
 		if _, known := s.calls.lookup(fc.ID); known {
 			continue
 		}
-		if caller := legOf(fc, legCaller); caller == nil || s.socketNamed(caller.Ingress) == nil {
+		caller := legOf(fc, legCaller)
+		if caller == nil {
+			continue
+		}
+		if mine, known := s.disp.owns(caller.CallID); known {
+			if !mine {
+				continue // the caller's Call-ID now goes to another node: it adopts
+			}
+		} else if s.socketNamed(caller.Ingress) == nil {
 			continue // another node holds the caller's socket: it adopts
 		}
 		if _, err := s.adopt(fc, "node "+fc.Node+" is gone"); err != nil {

@@ -182,21 +182,38 @@ func (s *Server) buildRequest(spec reqSpec) (*sip.Request, *socket, error) {
 	req.SetTransport(sip.NetworkToUpper(spec.transport))
 	req.SetDestination(spec.dest)
 	req.Laddr = sip.Addr{IP: net.ParseIP(sock.ip)}
-	if sock.transport == "udp" {
+	if sock.transport == "udp" || sock.relay {
 		req.Laddr.Port = sock.port
+	}
+	if sock.relay && sock.transport != "udp" {
+		// A stream relay: its stack carries the leg as datagrams to the
+		// node holding the stream (dispatch_stream.go); Via stays TCP/TLS.
+		req.SetTransport("UDP")
 	}
 	req.SetBody(nil)
 	return req, sock, nil
 }
 
-// socketNamed returns the open socket called name, or nil.
+// socketNamed returns the open socket called name, or nil. A socket
+// another node holds is served by a relay socket (dispatch.go; a stream
+// relay for TCP and TLS: dispatch_stream.go), opened here when there is
+// none yet.
 func (s *Server) socketNamed(name string) *socket {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if sock := s.sockets[name]; sock != nil && sock.usable.Load() {
+	sock := s.sockets[name]
+	s.mu.Unlock()
+	if sock != nil && sock.usable.Load() {
 		return sock
 	}
-	return nil
+	if sock != nil || !s.disp.canRelay(name) {
+		return nil
+	}
+	rs, err := s.disp.relay(name)
+	if err != nil {
+		s.log.Warn("dispatch: cannot open a relay socket", "socket", name, "error", err)
+		return nil
+	}
+	return rs.sock
 }
 
 // contact is the Contact the switch puts in requests and responses sent

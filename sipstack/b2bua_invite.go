@@ -27,9 +27,9 @@ import (
 //     digest, auth.go): 404 when the translated number is no account, 500
 //     Translation Failed when a translation rule fails; these two are
 //     recorded as xDRs without charge (b2bua_vendor.go);
-//   - 503 with Retry-After when the node has MaxCalls calls or the
-//     StartCall write fails; 482 for a second INVITE with the Call-ID of
-//     a call in progress;
+//   - 503 with Retry-After when the node is draining (Drain), has
+//     MaxCalls calls or the StartCall write fails; 482 for a second
+//     INVITE with the Call-ID of a call in progress;
 //   - StartCall refusals: 402 Payment Required (insufficient funds), 403
 //     Destination Not Allowed (no rate), 403 (blocked), 403 Too Many Calls
 //     (the caller's max_calls), 486 Busy Here (the callee's), 404 (an
@@ -52,6 +52,10 @@ func (s *Server) handleInvite(sock *socket, req *sip.Request, tx sip.ServerTrans
 		s.handleInDialog(sock, req, tx)
 		return
 	}
+	if s.calls.draining.Load() {
+		s.reply(tx, req, reply{code: sip.StatusServiceUnavailable, reason: "Service Unavailable", headers: []sip.Header{sip.NewHeader("Retry-After", retryAfter)}})
+		return
+	}
 	c, dest, r, authed := s.admit(sock, req, tx)
 	if r != nil {
 		if authed {
@@ -62,6 +66,15 @@ func (s *Server) handleInvite(sock *socket, req *sip.Request, tx sip.ServerTrans
 	}
 	c.run(dest)
 }
+
+// Drain makes this node refuse new calls (on) or take them again (off):
+// a planned stop (node/drain.go). A new INVITE then gets 503 with
+// Retry-After, before authentication; calls in progress and in-dialog
+// requests are not affected.
+func (s *Server) Drain(on bool) { s.calls.draining.Store(on) }
+
+// Draining reports whether Drain is on.
+func (s *Server) Draining() bool { return s.calls.draining.Load() }
 
 // admit checks, authenticates and authorizes an initial INVITE. It
 // returns the started call, or the reply refusing it (authed tells

@@ -259,7 +259,7 @@ func (s *Server) ownAddress(ip netip.Addr, port int) bool {
 	if ip.IsUnspecified() {
 		return true
 	}
-	for _, name := range s.Sockets() {
+	for _, name := range s.allSockets() { // relay sockets too: addresses of other nodes
 		_, hp, _ := strings.Cut(name, ":")
 		if ap, err := netip.ParseAddrPort(hp); err == nil && ap.Addr().Unmap() == ip && int(ap.Port()) == port {
 			return true

@@ -17,9 +17,10 @@ import (
 // handleAck takes the ACK of a 2xx (the caller's, or a leg's after a
 // re-INVITE). ACKs of non-2xx answers are absorbed by sipgo's
 // transactions; any other ACK has nothing to acknowledge and is dropped.
-func (s *Server) handleAck(_ *socket, req *sip.Request) {
+func (s *Server) handleAck(sock *socket, req *sip.Request) {
 	ref, ok := s.calls.match(req)
 	if !ok {
+		s.forwardToCallNode(sock, req) // its call runs on another node (dispatch.go)
 		return
 	}
 	if cseq := req.CSeq(); cseq != nil {
@@ -28,12 +29,16 @@ func (s *Server) handleAck(_ *socket, req *sip.Request) {
 }
 
 // handleInDialog serves a request carrying a To tag.
-func (s *Server) handleInDialog(_ *socket, req *sip.Request, tx sip.ServerTransaction) {
+func (s *Server) handleInDialog(sock *socket, req *sip.Request, tx sip.ServerTransaction) {
 	if r := checkRequest(req); r != nil {
 		s.reply(tx, req, *r)
 		return
 	}
 	ref, ok := s.calls.match(req)
+	if !ok && s.forwardToCallNode(sock, req) {
+		tx.Terminate() // its call runs on another node, which answers (dispatch.go)
+		return
+	}
 	if !ok {
 		ref, ok = s.adoptForRequest(req) // a call whose node stopped (b2bua_adopt.go)
 	}

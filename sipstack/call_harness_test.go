@@ -214,12 +214,22 @@ func invite(t testing.TB, e *endpoint, server, user, pw, cld, sdp string) *testC
 // inviteExtra is invite with extra raw header lines in both INVITEs.
 func inviteExtra(t testing.TB, e *endpoint, server, user, pw, cld, sdp, extra string) *testCall {
 	t.Helper()
+	return startInvite(t, e, server, user, pw, cld, sdp, sip.GenerateTagN(12)+"@test", extra)
+}
+
+// startInvite sends an INVITE with the Call-ID callID and the extra
+// header lines extra, answers the 407 challenge and sends it again.
+func startInvite(t testing.TB, e *endpoint, server, user, pw, cld, sdp, callID, extra string) *testCall {
+	t.Helper()
 	host, _, _ := net.SplitHostPort(server)
 	c := &testCall{e: e, server: server, ruri: "sip:" + cld + "@" + server, user: user, pw: pw,
-		callID: sip.GenerateTagN(12) + "@test", fromTag: sip.GenerateTagN(8), sdp: sdp, cseq: 1, extraInviteLines: extra}
+		callID: callID, fromTag: sip.GenerateTagN(8), sdp: sdp, cseq: 1, extraInviteLines: extra}
 	c.branch = "z9hG4bK" + sip.GenerateTagN(10)
 	e.send(server, c.inviteText(host, ""))
 	p := e.wait("407", 5*time.Second, isResponse("INVITE", true))
+	if p.from.String() != server {
+		t.Fatalf("407 came from %s, want %s", p.from, server)
+	}
 	res := p.msg.(*sip.Response)
 	if res.StatusCode != 407 {
 		t.Fatalf("first INVITE: got %d %s, want 407", res.StatusCode, res.Reason)

@@ -125,6 +125,9 @@ type Config struct {
 	// Delivery tunes what happens beyond the called account's own
 	// delivery: 3xx redirects and follow-me (b2bua_redirect.go).
 	Delivery DeliveryConfig
+	// Dispatch turns on the dispatcher role and reaches the other nodes
+	// (dispatch.go).
+	Dispatch DispatchConfig
 
 	// TCPIdleTimeout closes a TCP or TLS connection that has sent nothing
 	// for this long. MaxExpires + 60 s when zero (a registered phone

@@ -17,8 +17,11 @@
 // the alias in Via, Contact and the From/To hosts.
 //
 // Opening sockets is kept apart from serving them: Server.ServeUDP,
-// ServeTCP and ServeTLS serve any net.PacketConn or net.Listener, so the
-// dispatcher can later feed virtual ones.
+// ServeTCP and ServeTLS serve any net.PacketConn or net.Listener. With
+// Config.Dispatch the dispatcher (dispatch*.go) reads the real UDP sockets
+// and feeds each datagram to the stack of the node its Call-ID belongs to,
+// through a RelayPacketConn per ingress socket (a relay socket); stream
+// legs held by another node go through it (dispatch_stream.go).
 //
 // Importing the package changes two sipgo globals, in init: it raises
 // sip.UDPMTUSize (see udpMaxDatagram; sipgo otherwise refuses to send any

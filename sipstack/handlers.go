@@ -45,6 +45,10 @@ func (s *Server) route(sock *socket) {
 	// the ones that do, and the B2BUA hears of them through the INVITE
 	// transaction's OnCancel).
 	sock.srv.OnRequest(sip.CANCEL, s.wrap(sock, func(_ *socket, req *sip.Request, tx sip.ServerTransaction) {
+		if s.forwardToCallNode(sock, req) { // its INVITE is on another node (dispatch.go)
+			tx.Terminate()
+			return
+		}
 		s.reply(tx, req, reply{code: sip.StatusCallTransactionDoesNotExists, reason: "Call/Transaction Does Not Exist"})
 	}))
 	for _, m := range notAllowed {
@@ -74,6 +78,10 @@ func (s *Server) wrap(sock *socket, h handlerFunc) sipgo.RequestHandler {
 			// routed: drop it as unparseable.
 			s.m.parseErrors.Inc()
 			s.log.Debug("dropped request with control characters in its headers", "socket", sock.name, "source", req.Source())
+			return
+		}
+		if s.forwardStreamRequest(sock, req) {
+			tx.Terminate() // the node running its dialog answers (dispatch_stream.go)
 			return
 		}
 		defer func() {

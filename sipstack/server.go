@@ -53,6 +53,7 @@ type Server struct {
 	slots   chan struct{} // REGISTERs in flight
 	gate    gate          // handlers running
 	calls   *callTable    // the B2BUA's calls
+	disp    *dispatcher   // dispatcher and relay sockets (dispatch.go)
 
 	baseCtx    context.Context // cancelled when Run ends: aborts Propose calls
 	cancelBase context.CancelFunc
@@ -85,6 +86,9 @@ type socket struct {
 	// on the same address, which fails. Sockets and socketNamed show only
 	// usable sockets.
 	usable atomic.Bool
+	// relay: the stack is fed through a RelayPacketConn (dispatch.go);
+	// Sockets lists it only while this node holds the real socket.
+	relay bool
 }
 
 // ingress is a socket Run should have open: a configured or alias address
@@ -136,6 +140,9 @@ func New(cfg Config, state *fsm.State, store Store) (*Server, error) {
 		tlsWarned: map[string]bool{},
 		fed:       map[string]bool{},
 	}
+	if s.disp, err = newDispatcher(s); err != nil {
+		return nil, err
+	}
 	s.calls = newCallTable(cfg.Calls.MaxCalls, func(p any) {
 		log.Error("call goroutine panicked", "panic", p, "stack", string(debug.Stack()))
 		m.stackErrors.Inc()
@@ -176,8 +183,34 @@ func newParser() *sip.Parser {
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 // Sockets returns the names of the open sockets, e.g.
-// "udp:127.0.0.2:5070", sorted.
+// "udp:127.0.0.2:5070", sorted: the sockets of the addresses this node
+// holds (not the relay sockets it serves for addresses held elsewhere).
 func (s *Server) Sockets() []string {
+	s.mu.Lock()
+	out := make([]string, 0, len(s.sockets))
+	var relays []string
+	for name, sock := range s.sockets {
+		switch {
+		case !sock.usable.Load():
+		case sock.relay:
+			relays = append(relays, name)
+		default:
+			out = append(out, name)
+		}
+	}
+	s.mu.Unlock()
+	for _, name := range relays { // not under s.mu: the dispatcher's lock comes first
+		if s.disp.hasReal(name) {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// allSockets returns the names of every socket this node can send from:
+// those it holds and its relay sockets.
+func (s *Server) allSockets() []string {
 	s.mu.Lock()
 	out := make([]string, 0, len(s.sockets))
 	for name, sock := range s.sockets {
@@ -242,6 +275,7 @@ func (s *Server) Run(ctx context.Context) error {
 
 func (s *Server) shutdown(cancel context.CancelFunc) {
 	cancel()
+	s.disp.close()
 	s.wg.Wait()
 	s.cancelBase()
 	s.gate.closeAndWait(s.cfg.Registrar.ProposeTimeout + time.Second)
@@ -368,7 +402,7 @@ func (s *Server) hasFailures() bool {
 func (s *Server) openManaged(in ingress) error {
 	addr := net.JoinHostPort(in.ip, strconv.Itoa(in.port))
 	var (
-		sock  *socket
+		name  string
 		serve func(context.Context) error
 	)
 	switch in.transport {
@@ -377,29 +411,40 @@ func (s *Server) openManaged(in ingress) error {
 		if err != nil {
 			return err
 		}
-		sock, err = s.attach("udp", pc.LocalAddr())
+		if s.cfg.Dispatch.Enabled {
+			// The dispatcher reads it; this node's stack for it is a
+			// relay socket like any other node's (dispatch.go).
+			if name, serve, err = s.disp.openReal(pc); err != nil {
+				pc.Close()
+				return err
+			}
+			break
+		}
+		sock, err := s.attach("udp", pc.LocalAddr())
 		if err != nil {
 			pc.Close()
 			return err
 		}
 		uc := s.newUDP(sock, pc)
+		name = sock.name
 		serve = func(ctx context.Context) error { return s.runUDP(ctx, sock, uc) }
 	case "tcp", "tls":
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			return err
 		}
-		sock, err = s.attach(in.transport, l.Addr())
+		sock, err := s.attach(in.transport, l.Addr())
 		if err != nil {
 			l.Close()
 			return err
 		}
+		name = sock.name
 		serve = func(ctx context.Context) error { return s.runStream(ctx, sock, l, in.transport == "tls") }
 	default:
 		return fmt.Errorf("unknown transport %q", in.transport)
 	}
 	ctx, cancel := context.WithCancel(s.runCtx)
-	ms := &managedSocket{name: sock.name, cancel: cancel, done: make(chan struct{})}
+	ms := &managedSocket{name: name, cancel: cancel, done: make(chan struct{})}
 	s.mu.Lock()
 	s.managed[in] = ms
 	s.mu.Unlock()
@@ -408,7 +453,7 @@ func (s *Server) openManaged(in ingress) error {
 		defer s.wg.Done()
 		defer close(ms.done)
 		if err := serve(ctx); err != nil {
-			s.log.Error("SIP socket stopped", "socket", sock.name, "error", err)
+			s.log.Error("SIP socket stopped", "socket", name, "error", err)
 		}
 	}()
 	return nil
@@ -570,7 +615,11 @@ func (s *Server) attach(transport string, local net.Addr) (*socket, error) {
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(s.sipLog.With("socket", sock.name))),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			sip.WithTransactionLayerLogger(s.sipLog.With("socket", sock.name)),
-			sip.WithTransactionLayerUnhandledResponseHandler(func(*sip.Response) { s.m.strayResponses.Inc() }),
+			sip.WithTransactionLayerUnhandledResponseHandler(func(res *sip.Response) {
+				if !s.forwardStreamResponse(sock, res) { // a stream leg of another node (dispatch_stream.go)
+					s.m.strayResponses.Inc()
+				}
+			}),
 		),
 	)
 	if err != nil {

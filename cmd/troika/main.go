@@ -54,7 +54,7 @@ func rootCmd() *cobra.Command {
 	pf.StringVarP(&api.output, "output", "o", "table", "output format: table or json")
 
 	root.AddCommand(agentCmd(), devCmd(), accountCmd(api), tariffCmd(api), policyCmd(api), vendorCmd(api), connectionCmd(api),
-		aliasCmd(api), registrationCmd(api), callCmd(api), xdrCmd(api), clusterCmd(api))
+		aliasCmd(api), registrationCmd(api), callCmd(api), xdrCmd(api), clusterCmd(api), drainCmd(api))
 	return root
 }
 

@@ -1,0 +1,214 @@
+package admin
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// POST /v1/cluster/drain: a planned stop of the node that serves the
+// request (node/drain.go has the steps). The answer streams the drain's
+// progress as text/plain, one line per step or measurement, as it
+// happens; the last line is either
+//
+//	drained: SUMMARY     the node has left the cluster; its process exits 0
+//	error: MESSAGE       the drain stopped (MESSAGE says what to do); unless
+//	                     the message says otherwise, the node is back in service
+//
+// A drain refused before it begins is a 409 with a JSON error (e.g. the
+// node is the last one able to hold an address: start another node, or
+// drain with force). A second request while a drain runs follows the
+// running one: it gets the lines so far, then the rest. The drain goes on
+// if the client goes away; request it again to follow it.
+
+// Drain defaults and bounds.
+const (
+	DefaultDrainTimeout = 2 * time.Minute
+	minDrainTimeout     = time.Second
+	maxDrainTimeout     = time.Hour
+)
+
+// Final-line prefixes of a drain's progress stream.
+const (
+	drainedPrefix    = "drained: "
+	drainErrorPrefix = "error: "
+)
+
+// DrainRequest is the body of POST /v1/cluster/drain (it may be empty).
+type DrainRequest struct {
+	// Timeout bounds the drain up to leaving the cluster: moving the
+	// addresses, handing over leadership and waiting for ringing calls,
+	// as a Go duration ("2m", the default; 1s to 1h).
+	Timeout string `json:"timeout,omitempty"`
+	// Force drains even when it stops the service (the last node able to
+	// hold an address, the cluster's quorum) and goes on when a step
+	// fails or times out.
+	Force bool `json:"force,omitempty"`
+}
+
+// DrainOptions are a validated DrainRequest.
+type DrainOptions struct {
+	Timeout time.Duration
+	Force   bool
+}
+
+// DrainRun is a drain in progress.
+type DrainRun interface {
+	// Follow calls line with every progress line of the drain, from the
+	// first, as they come, until the drain ends or ctx does. It returns
+	// the drain's summary, or the error that stopped it.
+	Follow(ctx context.Context, line func(string)) (summary string, err error)
+}
+
+// Drainer is the part of the Backend that drains the node. A backend
+// without it answers 501.
+type Drainer interface {
+	// Drain starts a drain, or returns the one running (joined true). A
+	// *DrainRefused error means it was refused before anything changed.
+	Drain(opts DrainOptions) (run DrainRun, joined bool, err error)
+}
+
+// DrainRefused is a drain refused before it began, with what to do.
+type DrainRefused struct{ Msg string }
+
+func (e *DrainRefused) Error() string { return e.Msg }
+
+func (r DrainRequest) options() (DrainOptions, error) {
+	o := DrainOptions{Timeout: DefaultDrainTimeout, Force: r.Force}
+	if r.Timeout != "" {
+		d, err := time.ParseDuration(r.Timeout)
+		if err != nil {
+			return o, badRequest("timeout", "%q is not a duration such as 2m or 90s", r.Timeout)
+		}
+		if d < minDrainTimeout || d > maxDrainTimeout {
+			return o, badRequest("timeout", "%s: between %s and %s", d, minDrainTimeout, maxDrainTimeout)
+		}
+		o.Timeout = d
+	}
+	return o, nil
+}
+
+func (s *Server) drain(w http.ResponseWriter, r *http.Request) error {
+	dr, ok := s.backend.(Drainer)
+	if !ok {
+		return &httpError{status: http.StatusNotImplemented, body: Error{Error: "this node cannot be drained"}}
+	}
+	var in DrainRequest
+	if r.ContentLength != 0 {
+		if err := decode(r, &in); err != nil {
+			return err
+		}
+	}
+	opts, err := in.options()
+	if err != nil {
+		return err
+	}
+	run, joined, err := dr.Drain(opts)
+	if err != nil {
+		var refused *DrainRefused
+		if errors.As(err, &refused) {
+			return &httpError{status: http.StatusConflict, body: Error{Error: refused.Msg}}
+		}
+		return err
+	}
+	if joined {
+		s.cfg.Logger.Info("drain requested while one runs: following it", "remote", r.RemoteAddr)
+	} else {
+		s.cfg.Logger.Info("drain requested", "remote", r.RemoteAddr, "timeout", opts.Timeout, "force", opts.Force)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Time{})
+	write := func(line string) {
+		// One line per write: a line break inside a message would be
+		// read as a new line by the client.
+		line = strings.ReplaceAll(line, "\n", " ")
+		if _, err := io.WriteString(w, line+"\n"); err == nil {
+			_ = rc.Flush()
+		}
+	}
+	if joined {
+		write("already draining: following the drain in progress (its timeout and force apply, not this request's)")
+	}
+	summary, err := run.Follow(r.Context(), write)
+	switch {
+	case r.Context().Err() != nil:
+		s.cfg.Logger.Info("drain client went away; the drain goes on", "remote", r.RemoteAddr)
+	case err != nil:
+		write(drainErrorPrefix + err.Error())
+	default:
+		write(drainedPrefix + summary)
+	}
+	return nil
+}
+
+// DrainError is a drain that stopped; Msg is the node's message.
+type DrainError struct{ Msg string }
+
+func (e *DrainError) Error() string { return e.Msg }
+
+// Drain asks the node for a planned stop and calls line with each progress
+// line as it arrives. It returns the summary once the node has left the
+// cluster (its process then exits), a *DrainError when the drain stopped,
+// or an *APIError when it was refused. Only ctx bounds it.
+func (c *Client) Drain(ctx context.Context, in DrainRequest, line func(string)) (string, error) {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return "", err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+"/v1/cluster/drain", strings.NewReader(string(body)))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	req.Header.Set("Content-Type", "application/json")
+	hc := http.Client{}
+	if c.HTTP != nil {
+		hc = *c.HTTP
+	}
+	hc.Timeout = 0 // a drain waits for calls: ctx bounds it
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("POST /v1/cluster/drain: %w (is the node running and is --api right?)", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		var e Error
+		if json.Unmarshal(data, &e) != nil || e.Error == "" {
+			e.Error = strings.TrimSpace(string(data))
+		}
+		return "", &APIError{Status: resp.StatusCode, Field: e.Field, Msg: e.Error}
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if s, ok := strings.CutPrefix(l, drainedPrefix); ok {
+			return s, nil
+		}
+		if m, ok := strings.CutPrefix(l, drainErrorPrefix); ok {
+			return "", &DrainError{Msg: m}
+		}
+		if line != nil {
+			line(l)
+		}
+	}
+	err = sc.Err()
+	if err == nil {
+		err = io.ErrUnexpectedEOF
+	}
+	if ctx.Err() != nil {
+		return "", fmt.Errorf("stopped following the drain (%w); it goes on on the node: run drain again to follow it", ctx.Err())
+	}
+	return "", fmt.Errorf("the connection ended before the drain finished (%v): the node may have stopped; check `troika cluster status` on another node", err)
+}
