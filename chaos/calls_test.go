@@ -256,7 +256,7 @@ func callSurvives(t *testing.T, what string, fault func(c *Cluster, victim *Node
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	t.Logf("xDR %d: %s -> %s, %d s (pause %s), disconnected by %s, started on %s, amount %s (charges %s); balances dropped by exactly that, nothing reserved",
+	t.Logf("xDR %d: %s -> %s, %d s (pause %s), disconnected by %s, ended on %s, amount %s (charges %s); balances dropped by exactly that, nothing reserved",
 		x.ID, x.Account, x.CLD, x.Duration, callPause, x.DisconnectedBy, x.Node, x.Amount, chargesText(x.Charges))
 	if d := c.DoubleHolders(); len(d) != 0 {
 		t.Errorf("double holders: %v", d)

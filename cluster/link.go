@@ -83,8 +83,12 @@ const (
 	maxLinkHello       = 4 << 10
 	linkWriteBuffer    = 64 << 10
 	linkWriteTimeout   = 5 * time.Second
-	linkDialTimeout    = 2 * time.Second
-	linkMaxBackoff     = 2 * time.Second
+	// linkBatchMax frames are written between flushes: each batch gets
+	// its own write deadline, so a queue that never empties under load
+	// does not run into one deadline.
+	linkBatchMax    = 256
+	linkDialTimeout = 2 * time.Second
+	linkMaxBackoff  = 2 * time.Second
 )
 
 type linkPeer struct {
@@ -350,6 +354,9 @@ func (l *Link) writeLoop(p *linkPeer, conn net.Conn, w *bufio.Writer) error {
 					return err
 				}
 				n++
+				if n == linkBatchMax {
+					break // flush; the next batch gets a fresh write deadline
+				}
 				var more bool
 				select {
 				case m, more = <-p.q:

@@ -70,8 +70,8 @@ type Call struct {
 	Charges       []Charge
 	MaxDuration   int // seconds: the shortest the charges' reservations pay for, at most StartCall.MaxSeconds
 	SetupAt       int64
-	ConnectAt     int64 // 0 until answered
-	Node          string
+	ConnectAt     int64  // 0 until answered
+	Node          string // the node running the call: the one that started it, or its adopter (AdoptCall)
 	Legs          []Leg
 	Vendor        string
 	Connection    string
@@ -119,7 +119,7 @@ type XDR struct {
 	Connection     string
 	VendorCost     int64
 	Redirects      []Redirect
-	Node           string
+	Node           string // the node that ran the call to its end (its adopter, if adopted)
 }
 
 // StartCall authorizes a call and reserves money for each charge: for a

@@ -261,3 +261,46 @@ func TestCallForDialog(t *testing.T) {
 		t.Error("an unknown Call-ID found a call")
 	}
 }
+
+// Adoption moves an answered call to one node: the first adopter wins,
+// a second adopter (or the original node coming back) is refused, and a
+// repeat by the winner changes nothing.
+func TestAdoptCall(t *testing.T) {
+	s := callState(t)
+	mustApply(t, s, offnet("ringing", "1001", "1002"))
+	mustApply(t, s, start("c1", "2001", "1002"))
+	mustApply(t, s, &AnswerCall{ID: "c1", ConnectAt: t0, Legs: []Leg{{Role: "caller", CallID: "c1"}, {Role: "callee", CallID: "b-leg"}}})
+	steps := []struct {
+		cmd      *AdoptCall
+		wantErr  ErrCode
+		wantNode string
+	}{
+		{&AdoptCall{ID: "nope", From: "n1", To: "n2"}, CodeNotFound, ""},
+		{&AdoptCall{ID: "c1", From: "n1"}, CodeInvalid, ""},
+		{&AdoptCall{ID: "ringing", From: "n1", To: "n2"}, CodeConflict, ""},
+		{&AdoptCall{ID: "c1", From: "n9", To: "n2"}, CodeConflict, "n1"},
+		{&AdoptCall{ID: "c1", From: "n1", To: "n2"}, "", "n2"},
+		{&AdoptCall{ID: "c1", From: "n1", To: "n2"}, "", "n2"}, // again: same answer
+		{&AdoptCall{ID: "c1", From: "n1", To: "n3"}, CodeConflict, "n2"},
+		{&AdoptCall{ID: "c1", From: "n1", To: "n1"}, CodeConflict, "n2"}, // n1 came back
+	}
+	for i, st := range steps {
+		r := apply(s, st.cmd)
+		switch {
+		case st.wantErr == "" && r.Err != nil:
+			t.Fatalf("step %d %+v: %v", i, st.cmd, r.Err)
+		case st.wantErr != "" && (r.Err == nil || r.Err.Code != st.wantErr):
+			t.Fatalf("step %d %+v: got %v, want %s", i, st.cmd, r.Err, st.wantErr)
+		}
+		if st.wantNode != "" {
+			if c, _ := s.Call("c1"); c.Node != st.wantNode {
+				t.Fatalf("step %d: call on %q, want %q", i, c.Node, st.wantNode)
+			}
+		}
+	}
+	// The xDR names the node that ended the call.
+	r := mustApply(t, s, &EndCall{ID: "c1", DisconnectAt: t0 + 5_000, Cause: 200, DisconnectedBy: "caller"})
+	if r.XDR.Node != "n2" {
+		t.Errorf("xDR node %q, want the adopter n2", r.XDR.Node)
+	}
+}

@@ -46,6 +46,7 @@ const (
 	TypeRedirectCall        Type = 0x17
 	TypeAssignAddresses     Type = 0x19 // ownership.go
 	TypeAddressBarrier      Type = 0x1a // ownership.go
+	TypeAdoptCall           Type = 0x1b // dialogs.go
 )
 
 // Command is one change to the replicated state.
@@ -81,6 +82,7 @@ var commandTypes = map[Type]func() Command{
 	TypeRedirectCall:        func() Command { return new(RedirectCall) },
 	TypeAssignAddresses:     func() Command { return new(AssignAddresses) },
 	TypeAddressBarrier:      func() Command { return new(AddressBarrier) },
+	TypeAdoptCall:           func() Command { return new(AdoptCall) },
 }
 
 // ErrUnknownType is returned for a command type this version does not know.

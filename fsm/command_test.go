@@ -66,6 +66,7 @@ func goldenCommands() map[string]Command {
 		"assign_addresses": &AssignAddresses{Now: 1700000000000, Changes: []AddressChange{
 			{IP: "10.0.0.100", Node: "sip2", PrevEpoch: 3}, {IP: "203.0.113.7", Node: ""}, {IP: "2001:db8::7", Remove: true, PrevEpoch: 2}}},
 		"address_barrier": &AddressBarrier{Node: "sip1", Now: 1700000000000},
+		"adopt_call":      &AdoptCall{ID: "a84b4c76e66710@pc33", From: "sip2", To: "sip3"},
 	}
 }
 

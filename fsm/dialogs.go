@@ -18,3 +18,40 @@ func (s *State) CallForDialog(callID string) (Call, bool) {
 	}
 	return Call{}, false
 }
+
+// AdoptCall moves an answered call from the node that ran it (From) to
+// the node that carries it on (To) after From stopped or left (sipstack's
+// adoption). It applies only while the call is still From's, so of two
+// nodes adopting one call the first wins and the other drops its copy,
+// and a node that comes back does not take back a call another node
+// adopted meanwhile. Applying it again changes nothing.
+type AdoptCall struct {
+	ID   string
+	From string
+	To   string
+}
+
+func (*AdoptCall) Type() Type { return TypeAdoptCall }
+
+func (c *AdoptCall) apply(s *State) Result {
+	if c.ID == "" || c.To == "" {
+		return refuse(CodeInvalid, "id", "a call id and the adopting node are required")
+	}
+	old, ok := s.calls[c.ID]
+	if !ok {
+		return refuse(CodeNotFound, "id", "no call %s in progress", c.ID)
+	}
+	if old.Node == c.To {
+		return callResult(old)
+	}
+	if old.ConnectAt == 0 {
+		return refuse(CodeConflict, "id", "call %s is not answered: only answered calls are adopted", c.ID)
+	}
+	if old.Node != c.From {
+		return refuse(CodeConflict, "from", "call %s runs on %s now, not %s", c.ID, old.Node, c.From)
+	}
+	call := old.clone()
+	call.Node = c.To
+	s.calls[c.ID] = &call
+	return callResult(&call)
+}

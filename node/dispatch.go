@@ -69,6 +69,12 @@ func (d *dispatch) Send(node string, frame []byte) bool {
 	return l != nil && l.Send(node, frame)
 }
 
+// Connected implements sipstack.Peers.
+func (d *dispatch) Connected(node string) bool {
+	l := d.link.Load()
+	return l != nil && l.Connected(node)
+}
+
 // Holder implements sipstack.Peers: the ownership map's holder of a
 // virtual IP or alias, else the node whose own socket it is.
 func (d *dispatch) Holder(socket string) (string, bool) {

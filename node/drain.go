@@ -37,9 +37,10 @@ import (
 //  4. Calls: new INVITEs get 503 with Retry-After (if any still arrive,
 //     e.g. on the node's own address); the drain waits for the calls still
 //     ringing here to be answered or to fail. Answered calls are not
-//     waited for: they are in the replicated state, and once this node has
-//     left gossip the node holding each caller's socket adopts it
-//     (sipstack/b2bua_adopt.go), so the caller's BYE still ends and bills it.
+//     waited for: they are in the replicated state, and once this node
+//     says it is leaving, the node now processing each caller's Call-ID
+//     adopts it (sipstack/b2bua_adopt.go), so the caller's BYE still ends
+//     and bills it.
 //  5. Leaving: the node stops (SIP sockets, address owner), leaves gossip
 //     (the others see it "left" at once) and shuts raft down; Wait returns
 //     nil, the process exits 0.
@@ -70,6 +71,7 @@ type drainer struct {
 	leftCh   chan struct{}      // closed once the node has left gossip
 	leftOnce sync.Once
 	on       atomic.Bool // health "draining"
+	leaving  atomic.Bool // health "leaving": the node is stopping
 	metaMu   sync.Mutex  // orders gossip metadata updates
 
 	mu  sync.Mutex
@@ -88,6 +90,9 @@ func (d *drainer) left() { d.leftOnce.Do(func() { close(d.leftCh) }) }
 
 // health is this node's gossip health while it runs.
 func (d *drainer) health() string {
+	if d.leaving.Load() {
+		return cluster.HealthLeaving
+	}
 	if d.on.Load() {
 		return cluster.HealthDraining
 	}
@@ -348,7 +353,7 @@ func (n *Node) runDrain(r *drainRun) {
 	select {
 	case <-n.drain.leftCh:
 		if answered > 0 {
-			r.say("leaving: left gossip (%s): the nodes holding the callers' sockets adopt its %d answered call(s)", secs(time.Since(t)), answered)
+			r.say("leaving: left gossip (%s): the nodes now processing the callers' Call-IDs adopt its %d answered call(s)", secs(time.Since(t)), answered)
 		} else {
 			r.say("leaving: left gossip (%s)", secs(time.Since(t)))
 		}
@@ -570,14 +575,17 @@ func (n *Node) otherVoters() bool {
 }
 
 // callsHere counts this node's calls in the replicated state: ringing
-// (not answered yet) and answered.
+// (not answered yet; running here, or set up since this process started:
+// a record a previous process left is the leader's to reap) and answered.
 func (n *Node) callsHere() (ringing, answered int) {
 	for _, c := range n.state.Calls() {
 		if c.Node != n.cfg.NodeID {
 			continue
 		}
 		if c.ConnectAt == 0 {
-			ringing++
+			if n.sip.Runs(c.ID) || c.SetupAt >= n.startedAt.UnixMilli() {
+				ringing++
+			}
 		} else {
 			answered++
 		}
@@ -594,7 +602,7 @@ func (n *Node) drainCalls(ctx context.Context, r *drainRun, deadline time.Time) 
 		now := time.Now()
 		if ringing == 0 {
 			r.say("calls: none ringing here (%s); %d answered call(s) of this node stay in the cluster state: "+
-				"the nodes holding their callers' sockets adopt them once this node has left", secs(now.Sub(start)), answered)
+				"the nodes now processing their callers' Call-IDs adopt them once this node has left", secs(now.Sub(start)), answered)
 			return nil
 		}
 		if now.After(deadline) {

@@ -56,7 +56,9 @@ type Node struct {
 	ownerDone  chan struct{} // closed when the owner's loop has given up its addresses
 	ownerRuns  bool          // the owner's loop was started (by Start, before it returns)
 
-	drain drainer // planned stop (drain.go)
+	drain     drainer            // planned stop (drain.go)
+	startedAt time.Time          // when Start began
+	stopSIP   context.CancelFunc // stops the SIP server (after announceLeaving)
 
 	// dispatch is the dispatcher's cluster side (dispatch.go); nil when
 	// this node does not dispatch.
@@ -78,7 +80,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: log, state: fsm.New(), ready: make(chan struct{}), done: make(chan struct{})}
+	n := &Node{cfg: cfg, log: log, state: fsm.New(), ready: make(chan struct{}), done: make(chan struct{}), startedAt: time.Now()}
 	var disp sipstack.DispatchConfig
 	if cfg.DispatchEnabled() {
 		n.dispatch = newDispatch(n)
@@ -157,10 +159,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 			MaxCallSeconds: int(cfg.Billing.MaxCallDuration / time.Second),
 			MaxCalls:       cfg.SIP.MaxCalls,
 		},
-		Dispatch: disp,
-		NodeID:   cfg.NodeID,
-		Logger:   log.With("component", "sip"),
-		Metrics:  reg,
+		Dispatch:  disp,
+		NodeAlive: n.nodeAlive,
+		NodeID:    cfg.NodeID,
+		Logger:    log.With("component", "sip"),
+		Metrics:   reg,
 	}, n.state, n.cluster)
 	if err != nil {
 		n.stop()
@@ -195,8 +198,21 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	n.admin = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
 
+	// The SIP server outlives the node's context by the leave
+	// announcement (announceLeaving), so that no node dispatches to a
+	// stopped stack.
+	sipCtx, stopSIP := context.WithCancel(context.WithoutCancel(ctx))
+	n.stopSIP = stopSIP
 	sipErr := make(chan error, 1)
-	go func() { sipErr <- n.sip.Run(ctx) }()
+	go func() { sipErr <- n.sip.Run(sipCtx) }()
+	go func() {
+		select {
+		case <-ctx.Done():
+			n.announceLeaving()
+		case <-sipCtx.Done():
+		}
+		stopSIP()
+	}()
 	go func() {
 		if err := n.admin.Serve(n.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("admin API stopped", "error", err)
@@ -243,6 +259,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 }
 
 func (n *Node) stop() {
+	if n.stopSIP != nil {
+		n.stopSIP()
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if n.ownerRuns {
@@ -267,6 +286,46 @@ func (n *Node) stop() {
 	if err := n.cluster.Shutdown(); err != nil {
 		n.log.Warn("cluster shutdown", "error", err)
 	}
+}
+
+// leaveAnnounceWait is how long a stopping node keeps processing after it
+// said "leaving" in gossip: long enough for the others to hear it (a few
+// gossip rounds) and stop dispatching to it.
+const leaveAnnounceWait = 400 * time.Millisecond
+
+// announceLeaving tells the other nodes this node is stopping, and waits
+// until they have heard it, while this node still processes what they
+// dispatch to it; then the SIP server may stop. Without dispatching, or
+// with no other node alive, there is nothing to wait for.
+func (n *Node) announceLeaving() {
+	n.drain.leaving.Store(true)
+	if n.dispatch == nil || n.gossip == nil {
+		return
+	}
+	if err := n.publishMeta(); err != nil {
+		n.log.Warn("gossip: announcing that this node is leaving failed", "error", err)
+		return
+	}
+	for _, m := range n.gossip.Members() {
+		if m.ID != n.cfg.NodeID && m.State == cluster.MemberAlive {
+			time.Sleep(leaveAnnounceWait)
+			return
+		}
+	}
+}
+
+// nodeAlive reports whether another node is up and runs its calls: alive
+// in gossip and not leaving (sipstack.Config.NodeAlive).
+func (n *Node) nodeAlive(id string) bool {
+	if n.gossip == nil {
+		return false
+	}
+	for _, m := range n.gossip.Members() {
+		if m.ID == id {
+			return m.State == cluster.MemberAlive && m.Meta.Health != cluster.HealthLeaving
+		}
+	}
+	return false
 }
 
 // Wait blocks until the node has stopped and returns why.
@@ -445,13 +504,7 @@ func (n *Node) adoptLoop(ctx context.Context) {
 	t := time.NewTicker(3 * time.Second)
 	defer t.Stop()
 	for {
-		alive := map[string]bool{}
-		for _, m := range n.gossip.Members() {
-			if m.State == cluster.MemberAlive {
-				alive[m.ID] = true
-			}
-		}
-		if k := n.sip.AdoptOrphans(func(id string) bool { return alive[id] }); k > 0 {
+		if k := n.sip.AdoptOrphans(); k > 0 {
 			n.log.Info("adopted answered calls of stopped nodes", "calls", k)
 		}
 		select {

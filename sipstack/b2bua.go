@@ -165,6 +165,13 @@ func (t *callTable) shutdown(timeout time.Duration) bool {
 // ActiveCalls returns how many calls this node has in progress.
 func (s *Server) ActiveCalls() int { return len(s.calls.slots) }
 
+// Runs reports whether the call with the caller's Call-ID callID runs
+// here (a node's drain waits for the ringing ones).
+func (s *Server) Runs(callID string) bool {
+	_, ok := s.calls.lookup(callID)
+	return ok
+}
+
 // match finds the dialog an in-dialog request (or ACK) belongs to: its
 // Call-ID, the peer's tag in From and ours in To.
 func (t *callTable) match(req *sip.Request) (legRef, bool) {

@@ -1,6 +1,7 @@
 package sipstack
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -21,36 +22,63 @@ import (
 //
 // The adopted call has no INVITE transaction: it only answers in-dialog
 // requests, relays them, cuts the call at its maximum duration and ends it
-// with EndCall, which is idempotent, so two nodes adopting the same call
-// cannot bill it twice.
+// with EndCall. Before it runs a call, the adopter moves it to itself in
+// the state (AdoptCall, applied only while the call is still its old
+// node's): of two nodes adopting one call only the first carries it on,
+// and a node that comes back does not take back a call adopted meanwhile.
+// A call whose node is still up (Config.NodeAlive) is never adopted.
+
+// errCallElsewhere: the call of an in-dialog request runs on another node
+// that is up but could not be reached; the request is answered 503 (the
+// phone retries) rather than the call run twice.
+var errCallElsewhere = errors.New("the call runs on another node")
 
 // adoptForRequest adopts the call an unknown in-dialog request belongs to.
-func (s *Server) adoptForRequest(req *sip.Request) (legRef, bool) {
+func (s *Server) adoptForRequest(req *sip.Request) (legRef, error) {
 	cid := req.CallID()
 	if cid == nil {
-		return legRef{}, false
+		return legRef{}, errNoCall
 	}
 	fc, ok := s.state.CallForDialog(cid.Value())
 	if !ok || fc.ConnectAt == 0 {
-		return legRef{}, false
+		return legRef{}, errNoCall
+	}
+	if fc.Node != s.cfg.NodeID && s.nodeAlive(fc.Node) {
+		s.log.Warn("an in-dialog request of a call running on another node, which is up but was not reached; answering 503",
+			"call_id", fc.ID, "method", req.Method, "node", fc.Node)
+		return legRef{}, errCallElsewhere
 	}
 	if _, err := s.adopt(fc, "in-dialog "+string(req.Method)); err != nil {
 		s.log.Warn("cannot adopt the call of an in-dialog request", "call_id", fc.ID, "method", req.Method, "error", err)
-		return legRef{}, false
+		if errors.Is(err, errCallElsewhere) {
+			return legRef{}, err
+		}
+		return legRef{}, errNoCall
 	}
-	return s.calls.match(req)
+	ref, ok := s.calls.match(req)
+	if !ok {
+		return legRef{}, errNoCall
+	}
+	return ref, nil
+}
+
+var errNoCall = errors.New("no such call")
+
+// nodeAlive reports whether another node is up and runs its calls.
+func (s *Server) nodeAlive(node string) bool {
+	return s.cfg.NodeAlive != nil && s.cfg.NodeAlive(node)
 }
 
 // AdoptOrphans adopts the answered calls not running here whose node is
-// not alive (or is this node, before a restart) and whose caller leg's
-// Call-ID the dispatchers now send to this node (when processors are
-// known: dispatch.go), or else whose caller leg's socket this node holds.
-// The node calls it when membership changes and periodically. It returns
-// how many it adopted.
-func (s *Server) AdoptOrphans(alive func(node string) bool) int {
+// not up (Config.NodeAlive; or is this node, before a restart) and whose
+// caller leg's Call-ID the dispatchers now send to this node (when
+// processors are known: dispatch.go), or else whose caller leg's socket
+// this node holds. The node calls it when membership changes and
+// periodically. It returns how many it adopted.
+func (s *Server) AdoptOrphans() int {
 	n := 0
 	for _, fc := range s.state.Calls() {
-		if fc.ConnectAt == 0 || len(fc.Legs) != 2 || fc.Node != s.cfg.NodeID && alive(fc.Node) {
+		if fc.ConnectAt == 0 || len(fc.Legs) != 2 || fc.Node != s.cfg.NodeID && s.nodeAlive(fc.Node) {
 			continue
 		}
 		if _, known := s.calls.lookup(fc.ID); known {
@@ -102,6 +130,20 @@ func (s *Server) adopt(fc fsm.Call, why string) (*call, error) {
 	}
 	if !s.calls.acquire() {
 		return nil, fmt.Errorf("this node is at its max_calls")
+	}
+	if fc.Node != s.cfg.NodeID {
+		res, err := s.proposeCall("adopt", &fsm.AdoptCall{ID: fc.ID, From: fc.Node, To: s.cfg.NodeID})
+		switch {
+		case err != nil:
+			s.releaseCall()
+			return nil, fmt.Errorf("moving the call to this node in the cluster state: %w", err)
+		case res.Err != nil && res.Err.Code == fsm.CodeNotFound:
+			s.releaseCall()
+			return nil, fmt.Errorf("%w: %v", errNoCall, res.Err) // it ended meanwhile
+		case res.Err != nil:
+			s.releaseCall()
+			return nil, fmt.Errorf("%w: %v", errCallElsewhere, res.Err)
+		}
 	}
 	c := &call{
 		s: s, id: fc.ID, account: fc.Account, cli: fc.CLI, cld: fc.CLD, started: time.Now(),

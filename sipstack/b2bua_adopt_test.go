@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/troika-sip/troika/fsm"
@@ -18,10 +20,16 @@ import (
 // answered calls in the state.
 func nodeOn(t *testing.T, st *fsm.State, node, ip string, port int) (s *Server, stop func()) {
 	t.Helper()
+	return nodeWith(t, st, node, ip, port, nil)
+}
+
+// nodeWith is nodeOn with alive as Config.NodeAlive.
+func nodeWith(t *testing.T, st *fsm.State, node, ip string, port int, alive func(string) bool) (s *Server, stop func()) {
+	t.Helper()
 	s, err := New(Config{
 		Addresses: []string{ip}, UDPPorts: []int{port}, Registrar: RegistrarConfig{Realm: "troika"},
 		NodeID: node, Logger: slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}), nil)),
-		Metrics: prometheus.NewRegistry(),
+		Metrics: prometheus.NewRegistry(), NodeAlive: alive,
 	}, st, &localStore{st: st})
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +102,7 @@ func TestAdoptOnInDialogRequest(t *testing.T) {
 	}
 	callee.reply(bye, from, 200, "OK", "", "")
 	x := xdrFor(t, st, c.callID)
-	if x.DisconnectedBy != byCaller || x.Duration < 1 || x.Node != "a" {
+	if x.DisconnectedBy != byCaller || x.Duration < 1 || x.Node != "b" { // the adopter ends it
 		t.Errorf("xDR %+v", x)
 	}
 	if x.Amount <= 0 || balance(st, "2001") != before-x.Amount || st.Reserved("2001") != 0 || st.Counts().XDRs != 1 {
@@ -119,11 +127,10 @@ func TestAdoptOrphansCutsPrepaidCalls(t *testing.T) {
 	stopA()
 
 	b, _ := nodeOn(t, st, "b", ip, port)
-	alive := func(n string) bool { return n == "b" }
-	if n := b.AdoptOrphans(alive); n != 1 {
+	if n := b.AdoptOrphans(); n != 1 {
 		t.Fatalf("adopted %d calls, want 1", n)
 	}
-	if n := b.AdoptOrphans(alive); n != 0 {
+	if n := b.AdoptOrphans(); n != 0 {
 		t.Fatalf("adopted the same call again (%d)", n)
 	}
 	answerBye(t, callee)
@@ -135,5 +142,48 @@ func TestAdoptOrphansCutsPrepaidCalls(t *testing.T) {
 	}
 	if balance(st, "2001") < 0 || st.Reserved("2001") != 0 || x.Amount != 3_000_000-balance(st, "2001") {
 		t.Errorf("balance %d, reserved %d, charged %d", balance(st, "2001"), st.Reserved("2001"), x.Amount)
+	}
+}
+
+// The node of a call is up (gossip says so) but its process no longer
+// answers here: another node must not run the call beside it. The
+// caller's BYE gets 503 and the call stays with its node in the state;
+// once that node is gone, the BYE is retried, adopted (the call moves to
+// the adopter in the state) and ends the call with one xDR.
+func TestNoAdoptionWhileTheCallsNodeIsUp(t *testing.T) {
+	t.Parallel()
+	st := callState(t, 100_000_000)
+	ip := testIP()
+	port := freePort(t, ip)
+	server := fmt.Sprintf("%s:%d", ip, port)
+	_, stopA := nodeOn(t, st, "a", ip, port)
+	callee := newEndpoint(t, "127.0.0.1")
+	bind(t, st, "2002", "sip:2002@"+callee.addr, callee.addr, "udp:"+server)
+	caller := newEndpoint(t, "127.0.0.1")
+	c, _ := answeredCall(t, st, server, caller, callee)
+	stopA()
+
+	var aUp atomic.Bool
+	aUp.Store(true)
+	b, _ := nodeWith(t, st, "b", ip, port, func(n string) bool { return n == "a" && aUp.Load() })
+	if n := b.AdoptOrphans(); n != 0 {
+		t.Fatalf("adopted %d calls of a node that is up", n)
+	}
+	c.cseq++
+	c.e.send(c.server, c.inDialog("BYE", c.cseq, "z9hG4bK"+sip.GenerateTagN(10), ""))
+	p := c.e.wait("503 to BYE", 5*time.Second, isResponse("BYE", true))
+	if r := p.msg.(*sip.Response); r.StatusCode != 503 {
+		t.Fatalf("BYE while the call's node is up: %d %s, want 503", r.StatusCode, r.Reason)
+	}
+	if fc, _ := st.Call(c.callID); fc.Node != "a" || b.ActiveCalls() != 0 {
+		t.Fatalf("call on %q with %d calls on b: want it left to a", fc.Node, b.ActiveCalls())
+	}
+
+	aUp.Store(false) // a is gone now
+	c.bye(t)
+	answerBye(t, callee)
+	x := xdrFor(t, st, c.callID)
+	if x.Node != "b" || x.DisconnectedBy != byCaller || st.Counts().XDRs != 1 {
+		t.Errorf("xDR %+v, %d xDRs: want one, ended by the caller on b", x, st.Counts().XDRs)
 	}
 }

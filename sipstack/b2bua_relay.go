@@ -20,7 +20,11 @@ import (
 func (s *Server) handleAck(sock *socket, req *sip.Request) {
 	ref, ok := s.calls.match(req)
 	if !ok {
-		s.forwardToCallNode(sock, req) // its call runs on another node (dispatch.go)
+		// Its call runs on another node, or, while this node drains, its
+		// INVITE went to another node (dispatch.go).
+		if !s.forwardToCallNode(sock, req) {
+			s.forwardFresh(sock, req)
+		}
 		return
 	}
 	if cseq := req.CSeq(); cseq != nil {
@@ -40,11 +44,17 @@ func (s *Server) handleInDialog(sock *socket, req *sip.Request, tx sip.ServerTra
 		return
 	}
 	if !ok {
-		ref, ok = s.adoptForRequest(req) // a call whose node stopped (b2bua_adopt.go)
-	}
-	if !ok {
-		s.reply(tx, req, reply{code: sip.StatusCallTransactionDoesNotExists, reason: "Call/Transaction Does Not Exist"})
-		return
+		var err error
+		ref, err = s.adoptForRequest(req) // a call whose node stopped (b2bua_adopt.go)
+		switch {
+		case errors.Is(err, errCallElsewhere):
+			s.reply(tx, req, reply{code: sip.StatusServiceUnavailable, reason: "Service Unavailable",
+				headers: []sip.Header{sip.NewHeader("Retry-After", "1")}})
+			return
+		case err != nil:
+			s.reply(tx, req, reply{code: sip.StatusCallTransactionDoesNotExists, reason: "Call/Transaction Does Not Exist"})
+			return
+		}
 	}
 	c, d := ref.c, ref.d
 	if !d.acceptCSeq(req.CSeq().SeqNo) {

@@ -128,6 +128,10 @@ type Config struct {
 	// Dispatch turns on the dispatcher role and reaches the other nodes
 	// (dispatch.go).
 	Dispatch DispatchConfig
+	// NodeAlive reports whether another node is up and runs its calls
+	// (alive in gossip and not leaving): its answered calls are never
+	// adopted (b2bua_adopt.go). nil: no other node is.
+	NodeAlive func(node string) bool
 
 	// TCPIdleTimeout closes a TCP or TLS connection that has sent nothing
 	// for this long. MaxExpires + 60 s when zero (a registered phone

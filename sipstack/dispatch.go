@@ -75,13 +75,19 @@ type Peers interface {
 	// ("udp:198.51.100.10:5060"): the ownership map's holder of a virtual
 	// IP or alias, or the node whose own socket (sip.addresses) it is.
 	Holder(socket string) (node string, ok bool)
+	// Connected reports whether frames for node can be sent now.
+	Connected(node string) bool
 }
 
 const (
 	defaultRelayQueue      = 4096
 	defaultMaxRelaySockets = 1024
 	readBuffer             = 65536
-	maxStreamWrites        = 256
+	// maxDispatchDatagram bounds the datagrams a dispatcher takes: SIP
+	// over UDP stays far below it (RFC 3261 §18.1.1 moves requests near
+	// the MTU to TCP), and the queues hold at most this much per entry.
+	maxDispatchDatagram = 16 << 10
+	maxStreamWrites     = 256
 )
 
 func (d *dispatcher) now() int64 { return time.Now().UnixNano() }
@@ -182,16 +188,20 @@ func (d *dispatcher) route(msg []byte) (node string, remote bool) {
 	if !ok {
 		return d.self, false
 	}
+	// A fresh request (no To tag) starts a transaction a draining node
+	// must not take: an INVITE, a REGISTER, and a CANCEL, which goes
+	// where its INVITE went (a CANCEL of a call on another node is passed
+	// on there: forwardToCallNode).
+	fresh := !info.response && !info.toTag && string(info.method) != "ACK"
 	var key uint64
 	if n, k, ok := parseMarker(info.callID); ok {
-		if r.has(n) {
+		if r.serves(n, fresh) {
 			return string(n), string(n) != d.self
 		}
 		key = k
 	} else {
 		key = callIDKey(info.callID)
 	}
-	fresh := !info.response && !info.toTag && string(info.method) != "ACK" && string(info.method) != "CANCEL"
 	id, ok := r.pick(key, fresh)
 	if !ok {
 		return d.self, false
@@ -239,6 +249,27 @@ func (s *Server) forwardToCallNode(sock *socket, req *sip.Request) bool {
 	return true
 }
 
+// forwardFresh passes a request this node cannot match, while it drains,
+// to the node that takes the fresh requests of its Call-ID: the INVITE
+// of a non-2xx ACK went there.
+func (s *Server) forwardFresh(sock *socket, req *sip.Request) bool {
+	d := s.disp
+	r := d.ring.Load()
+	cid := req.CallID()
+	if r == nil || cid == nil || r.serves([]byte(d.self), true) || !r.has([]byte(d.self)) {
+		return false // not draining
+	}
+	key := callIDKey([]byte(cid.Value()))
+	if _, k, ok := parseMarker([]byte(cid.Value())); ok {
+		key = k
+	}
+	node, ok := r.pick(key, true)
+	if !ok || node == d.self {
+		return false
+	}
+	return d.forward(sock, node, req.Source(), []byte(req.String()))
+}
+
 // newCallID makes the Call-ID of a dialog the switch starts: it names
 // this node, with the key of the Call-ID the dialog belongs with (the
 // caller's, for a callee leg; "" for none).
@@ -279,7 +310,7 @@ func (d *dispatcher) openReal(pc net.PacketConn) (string, func(context.Context) 
 		return "", nil, fmt.Errorf("local address %v: a SIP socket needs a specific IP (it is recorded as the phone's ingress)", pc.LocalAddr())
 	}
 	name := socketName("udp", ap)
-	local, err := d.relay(name)
+	local, err := d.relayOf(name, true)
 	if err != nil {
 		return "", nil, err
 	}
@@ -335,6 +366,10 @@ func (d *dispatcher) readLoop(rs *realSocket) error {
 // dispatch hands one datagram received on rs to its processing node.
 // msg is only valid during the call.
 func (d *dispatcher) dispatch(rs *realSocket, msg []byte, from net.Addr) {
+	if len(msg) > maxDispatchDatagram {
+		d.m.drop(dropOversized)
+		return
+	}
 	node, remote := d.route(msg)
 	if remote {
 		if ap, ok := udpAddrPort(from); ok {
@@ -352,7 +387,7 @@ func (d *dispatcher) dispatch(rs *realSocket, msg []byte, from net.Addr) {
 	if err := local.rc.Deliver(p, from); err != nil {
 		if errors.Is(err, net.ErrClosed) {
 			// The local stack ended (it is restarted): try once more.
-			if local, err = d.relay(rs.name); err == nil {
+			if local, err = d.relayOf(rs.name, true); err == nil {
 				rs.local = local
 				err = local.rc.Deliver(p, from)
 			}
@@ -474,18 +509,24 @@ func (d *dispatcher) holder(name string) (string, bool) {
 }
 
 // canRelay reports whether a relay socket called name can reach its real
-// socket: a UDP socket another node holds.
+// socket: one another node holds, connected to this one by the link (a
+// node that does not dispatch, e.g. of an older version, is not).
 func (d *dispatcher) canRelay(name string) bool {
 	if _, err := parseSocketName(name); err != nil {
 		return false
 	}
-	_, ok := d.holder(name)
-	return ok
+	node, ok := d.holder(name)
+	return ok && d.cfg.Peers != nil && d.cfg.Peers.Connected(node)
 }
 
 // relay returns the relay socket called name, creating it (with its
-// sipgo stack, served until Run ends) when there is none.
-func (d *dispatcher) relay(name string) (*relaySocket, error) {
+// sipgo stack, served until Run ends) when there is none and there are
+// fewer than MaxRelaySockets.
+func (d *dispatcher) relay(name string) (*relaySocket, error) { return d.relayOf(name, false) }
+
+// relayOf is relay; held: the stack of a real socket this node opens,
+// which the bound does not refuse (an address this node must serve).
+func (d *dispatcher) relayOf(name string, held bool) (*relaySocket, error) {
 	d.mu.RLock()
 	rs := d.relays[name]
 	d.mu.RUnlock()
@@ -511,7 +552,7 @@ func (d *dispatcher) relay(name string) (*relaySocket, error) {
 	if d.closed {
 		return nil, errors.New("the SIP server is stopping")
 	}
-	if len(d.relays) >= d.cfg.MaxRelaySockets {
+	if len(d.relays) >= d.cfg.MaxRelaySockets && !held {
 		return nil, errTooManyRelays
 	}
 	rs = &relaySocket{name: name, done: make(chan struct{})}

@@ -154,6 +154,17 @@ func (r *ring) has(id []byte) bool {
 	return false
 }
 
+// serves reports whether id is a processor, and may take fresh requests
+// (it is not draining) when fresh is set.
+func (r *ring) serves(id []byte, fresh bool) bool {
+	for i := range r.nodes {
+		if r.nodes[i].id == string(id) {
+			return !fresh || !r.nodes[i].draining
+		}
+	}
+	return false
+}
+
 // pick returns the node with the highest score for key; with fresh, the
 // best node that is not draining, if there is one. ok is false for an
 // empty ring.

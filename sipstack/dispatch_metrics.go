@@ -17,9 +17,10 @@ const (
 	dropNoHolder   = "no_holder"   // a datagram to send out of a socket no known node holds
 	dropWriteError = "write_error" // the real socket (or stream) refused a message
 	dropStreamBusy = "stream_busy" // too many writes into streams in progress
+	dropOversized  = "oversized"   // a datagram longer than maxDispatchDatagram
 )
 
-var dropReasons = []string{dropRelayQueue, dropBadFrame, dropNoRelay, dropNoSocket, dropNoHolder, dropWriteError, dropStreamBusy}
+var dropReasons = []string{dropRelayQueue, dropBadFrame, dropNoRelay, dropNoSocket, dropNoHolder, dropWriteError, dropStreamBusy, dropOversized}
 
 // Directions of troika_sip_dispatch_relay_seconds.
 const (

@@ -68,8 +68,9 @@ func scanMessage(msg []byte) (info msgInfo, ok bool) {
 		switch {
 		case equalFoldASCII(name, "call-id") || equalFoldASCII(name, "i"):
 			if haveCallID {
-				cur = 0 // the first Call-ID counts
-				continue
+				// Two Call-IDs: the parser may keep either; processed
+				// where it arrived (and refused there), never routed.
+				return msgInfo{}, false
 			}
 			haveCallID, cur = true, 1
 			callID = trimLWS(value)

@@ -30,7 +30,7 @@ func TestScanMessage(t *testing.T) {
 		{"folded to tag", "ACK sip:h SIP/2.0\r\nTo: <sip:1@h>\r\n ;tag=abc\r\ni: c\r\n\r\n", "c", false, "ACK", true},
 		{"bare LF", "OPTIONS sip:h SIP/2.0\nCall-ID: lf-1\n\n", "lf-1", false, "OPTIONS", false},
 		{"response", "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP a\r\nTo: <sip:b@h>;tag=x\r\nCall-ID: r1\r\nCSeq: 1 INVITE\r\n\r\n", "r1", true, "", true},
-		{"first Call-ID wins", "BYE sip:h SIP/2.0\r\nCall-ID: one\r\ni: two\r\n\r\n", "one", false, "BYE", false},
+		{"two Call-IDs are not routed", "BYE sip:h SIP/2.0\r\nCall-ID: one\r\ni: two\r\n\r\n", "", false, "", false},
 		{"body ignored", "MESSAGE sip:h SIP/2.0\r\nContent-Length: 12\r\n\r\nCall-ID: body", "", false, "", false},
 		{"tag in URI is not a tag", "INVITE sip:h SIP/2.0\r\nTo: <sip:1@h;tag=uri>\r\nCall-ID: c\r\n\r\n", "c", false, "INVITE", false},
 		{"tagx is not a tag", "INVITE sip:h SIP/2.0\r\nTo: <sip:1@h>;tagx=1\r\nCall-ID: c\r\n\r\n", "c", false, "INVITE", false},

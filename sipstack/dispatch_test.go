@@ -80,6 +80,12 @@ func (p memPeers) Send(node string, frame []byte) bool {
 	}
 }
 
+func (p memPeers) Connected(node string) bool {
+	p.h.mu.Lock()
+	defer p.h.mu.Unlock()
+	return p.h.servers[node] != nil
+}
+
 func (p memPeers) Holder(socket string) (string, bool) {
 	ap, err := parseSocketName(socket)
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -226,8 +228,32 @@ func TestClusterKeepsRegistrationsThroughLeaderLossAndRestart(t *testing.T) {
 	for _, n := range nodes {
 		n.start(t)
 	}
-	waitLeader(t, nodes)
+	last := waitLeader(t, nodes)
 	for _, n := range nodes {
 		waitBindings(t, n, users+20)
+	}
+
+	// `troika cluster status` shows the leader and the three members alive
+	// and healthy, as any node sees them.
+	env := []string{"TROIKA_API=http://" + nodes[0].api, "TROIKA_TOKEN=" + clusterToken}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out := runCLI(t, env, "cluster", "status")
+		missing := ""
+		if !strings.Contains(out, "leader "+last.id+"\n") {
+			missing = "leader " + last.id
+		}
+		for _, n := range nodes {
+			if !regexp.MustCompile(`(?m)^` + n.id + ` +(leader|voter) +alive +ok +`).MatchString(out) {
+				missing = n.id + " alive and ok"
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("troika cluster status does not show %s:\n%s", missing, out)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

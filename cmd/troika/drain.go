@@ -21,8 +21,8 @@ func drainCmd(api *apiFlags) *cobra.Command {
 draining in gossip so the leader moves its virtual and alias IPs to other
 nodes (and waits until another node answers on each), hands over raft
 leadership if it leads, answers new INVITEs 503, waits for its ringing calls
-to settle (answered calls stay up: the node now holding the caller's socket
-adopts them), then leaves the cluster; its process exits with status 0.
+to settle (answered calls stay up: the node now processing the caller's
+Call-ID adopts them), then leaves the cluster; its process exits with status 0.
 
 Progress is printed as it happens. --timeout bounds everything up to leaving
 (default 2m). The drain is refused when it would stop the service (the

@@ -465,24 +465,3 @@ func registrationCmd(api *apiFlags) *cobra.Command {
 	return cmd
 }
 
-func clusterCmd(api *apiFlags) *cobra.Command {
-	cmd := &cobra.Command{Use: "cluster", Short: "Cluster operations"}
-	status := &cobra.Command{
-		Use: "status", Short: "Show members, leader, raft indexes and SIP sockets", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			raw, err := api.client().ClusterStatus(cmd.Context())
-			if err != nil {
-				return err
-			}
-			var pretty any
-			if err := json.Unmarshal(raw, &pretty); err != nil {
-				return err
-			}
-			enc := json.NewEncoder(os.Stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(pretty)
-		},
-	}
-	cmd.AddCommand(status)
-	return cmd
-}
