@@ -464,4 +464,3 @@ func registrationCmd(api *apiFlags) *cobra.Command {
 	cmd.AddCommand(list)
 	return cmd
 }
-
