@@ -5,19 +5,14 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -87,50 +82,22 @@ func startDispatchNodes(t *testing.T) *dispatchCluster {
 		peers = append(peers, fmt.Sprintf("d%d=%s", i+1, listenFree(t, ip)))
 		gossip = append(gossip, listenFree(t, ip))
 	}
-	dc := &dispatchCluster{nodes: make([]*Node, 3)}
+	dc := &dispatchCluster{}
 	dir := t.TempDir()
-	errs := make([]error, 3)
-	cancels := make([]context.CancelFunc, 3)
-	var wg sync.WaitGroup
+	var cfgs []Config
 	for i, ip := range ips {
 		_, bind, _ := strings.Cut(peers[i], "=")
-		c := Config{
+		cfgs = append(cfgs, Config{
 			NodeID: fmt.Sprintf("d%d", i+1), DataDir: filepath.Join(dir, fmt.Sprintf("d%d", i+1)),
 			Cluster: ClusterConfig{Bind: bind, Key: "dispatch-test-cluster-key-0123456789", Peers: peers,
 				GossipBind: gossip[i], GossipJoin: gossip},
 			SIP:   SIPConfig{Addresses: []string{ip}, UDPPorts: []int{port}, TCPPorts: []int{}},
 			Admin: AdminConfig{Listen: ip + ":0", Token: "dispatch-test-token-0123456789"},
-		}
-		c.applyDefaults()
-		if err := c.Validate(); err != nil {
-			t.Fatal(err)
-		}
+		})
 		dc.sip = append(dc.sip, net.JoinHostPort(ip, strconv.Itoa(port)))
-		ctx, cancel := context.WithCancel(context.Background())
-		cancels[i] = cancel
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			log := slog.New(slog.NewTextHandler(io.Discard, nil))
-			if testing.Verbose() {
-				log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test_node", c.NodeID)
-			}
-			dc.nodes[i], errs[i] = Start(ctx, c, log)
-		}()
 	}
-	wg.Wait()
-	t.Cleanup(func() {
-		for i, n := range dc.nodes {
-			cancels[i]()
-			if n != nil {
-				n.Wait()
-			}
-		}
-	})
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
-	}
-	waitCond(t, 20*time.Second, "every node dispatching to the three, links up", func() bool {
+	dc.nodes, _ = startNodes(t, cfgs)
+	waitUntil(t, 20*time.Second, "every node dispatching to the three, links up", func() bool {
 		for _, n := range dc.nodes {
 			if len(processors(n.gossip.Members())) != 3 || n.dispatch.link.Load().Stats().Connected != 2 {
 				return false
@@ -175,17 +142,6 @@ func commonFreeUDPPort(t *testing.T, ips []string) int {
 	}
 	t.Fatal("no UDP port free on every address")
 	return 0
-}
-
-func waitCond(t *testing.T, d time.Duration, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // metric reads one sample from a node's GET /metrics.
@@ -264,7 +220,7 @@ func TestDispatchThroughClusterLink(t *testing.T) {
 	if err != nil || res.Err != nil {
 		t.Fatalf("create account: %v %v", err, res.Err)
 	}
-	waitCond(t, 10*time.Second, "the account and nonce secret everywhere", func() bool {
+	waitUntil(t, 10*time.Second, "the account and nonce secret everywhere", func() bool {
 		for _, n := range dc.nodes {
 			if _, ok := n.state.Account("1001"); !ok || n.state.NonceSecret() == nil {
 				return false

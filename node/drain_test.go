@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -65,48 +62,18 @@ func startTestCluster(t *testing.T) *testCluster {
 	}
 	tc := &testCluster{}
 	dir := t.TempDir()
-	var wg sync.WaitGroup
-	errs := make([]error, 3)
-	tc.nodes, tc.cancel, tc.cfgs = make([]*Node, 3), make([]context.CancelFunc, 3), make([]Config, 3)
 	for i := range 3 {
 		_, bind, _ := strings.Cut(peers[i], "=")
 		sip := freeAddr(t, "udp")
-		c := Config{
+		tc.cfgs = append(tc.cfgs, Config{
 			NodeID: fmt.Sprintf("n%d", i+1), DataDir: filepath.Join(dir, fmt.Sprintf("n%d", i+1)),
 			Cluster: ClusterConfig{Bind: bind, Key: "drain-test-cluster-key-0123456789", Peers: peers,
 				GossipBind: gossip[i], GossipJoin: gossip},
 			SIP:   SIPConfig{Addresses: []string{"127.0.0.1"}, UDPPorts: []int{portOf(t, sip)}, TCPPorts: []int{}},
 			Admin: AdminConfig{Listen: "127.0.0.1:0", Token: drainTestToken},
-		}
-		c.applyDefaults()
-		if err := c.Validate(); err != nil {
-			t.Fatal(err)
-		}
-		tc.cfgs[i] = c
-		ctx, cancel := context.WithCancel(context.Background())
-		tc.cancel[i] = cancel
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			log := slog.New(slog.NewTextHandler(io.Discard, nil))
-			if testing.Verbose() {
-				log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test_node", c.NodeID)
-			}
-			tc.nodes[i], errs[i] = Start(ctx, c, log)
-		}()
+		})
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for i, n := range tc.nodes {
-			tc.cancel[i]()
-			if n != nil {
-				n.Wait()
-			}
-		}
-	})
+	tc.nodes, tc.cancel = startNodes(t, tc.cfgs)
 	tc.waitLeader(t, tc.nodes...)
 	// Every node healthy in every node's gossip.
 	waitUntil(t, 15*time.Second, "every node healthy in gossip", func() bool {
@@ -124,17 +91,6 @@ func startTestCluster(t *testing.T) *testCluster {
 		return true
 	})
 	return tc
-}
-
-func waitUntil(t *testing.T, d time.Duration, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // waitLeader waits until the given nodes agree on a leader among them.

@@ -71,28 +71,47 @@ func answeredCall(t *testing.T, st *fsm.State, server string, caller, callee *en
 	return c, req.CallID().Value()
 }
 
+// orphan is an answered call whose node "a" has stopped: it stays in
+// the shared state for another node on the same address to adopt.
+type orphan struct {
+	st             *fsm.State
+	ip             string
+	port           int
+	server         string
+	caller, callee *endpoint
+	call           *testCall
+	calleeCallID   string
+}
+
+// orphanedCall answers a call from 2001 (balance in micro-units) to 2002
+// through node "a", then stops a.
+func orphanedCall(t *testing.T, balance int64) orphan {
+	t.Helper()
+	o := orphan{st: callState(t, balance), ip: testIP()}
+	o.port = freePort(t, o.ip)
+	o.server = fmt.Sprintf("%s:%d", o.ip, o.port)
+	_, stopA := nodeOn(t, o.st, "a", o.ip, o.port)
+	o.callee = newEndpoint(t, "127.0.0.1")
+	bind(t, o.st, "2002", "sip:2002@"+o.callee.addr, o.callee.addr, "udp:"+o.server)
+	o.caller = newEndpoint(t, "127.0.0.1")
+	o.call, o.calleeCallID = answeredCall(t, o.st, o.server, o.caller, o.callee)
+	stopA() // node a is gone; its call stays in the state
+	if _, ok := o.st.Call(o.call.callID); !ok {
+		t.Fatal("the stopping node ended its answered call")
+	}
+	return o
+}
+
 // A node stops with a call up; another node takes over its address (the
 // virtual IP moved). The caller's BYE reaches the new node, which finds
 // the call in the cluster state, answers the BYE, BYEs the callee from the
 // same address, and ends the call with one correct xDR.
 func TestAdoptOnInDialogRequest(t *testing.T) {
 	t.Parallel()
-	st := callState(t, 100_000_000)
-	ip := testIP()
-	port := freePort(t, ip)
-	server := fmt.Sprintf("%s:%d", ip, port)
-	_, stopA := nodeOn(t, st, "a", ip, port)
-	callee := newEndpoint(t, "127.0.0.1")
-	bind(t, st, "2002", "sip:2002@"+callee.addr, callee.addr, "udp:"+server)
-	caller := newEndpoint(t, "127.0.0.1")
-	c, calleeCallID := answeredCall(t, st, server, caller, callee)
-
-	stopA() // node a is gone; its call stays in the state
-	if _, ok := st.Call(c.callID); !ok {
-		t.Fatal("the stopping node ended its answered call")
-	}
+	o := orphanedCall(t, 100_000_000)
+	st, server, callee, c, calleeCallID := o.st, o.server, o.callee, o.call, o.calleeCallID
 	before := balance(st, "2001")
-	b, _ := nodeOn(t, st, "b", ip, port)
+	b, _ := nodeOn(t, st, "b", o.ip, o.port)
 	time.Sleep(1200 * time.Millisecond)
 
 	c.bye(t)
@@ -115,18 +134,10 @@ func TestAdoptOnInDialogRequest(t *testing.T) {
 // stopped: the new node cuts it when its money runs out, BYEing both legs.
 func TestAdoptOrphansCutsPrepaidCalls(t *testing.T) {
 	t.Parallel()
-	st := callState(t, 3_000_000) // 3 s at 1.00/s
-	ip := testIP()
-	port := freePort(t, ip)
-	server := fmt.Sprintf("%s:%d", ip, port)
-	_, stopA := nodeOn(t, st, "a", ip, port)
-	callee := newEndpoint(t, "127.0.0.1")
-	bind(t, st, "2002", "sip:2002@"+callee.addr, callee.addr, "udp:"+server)
-	caller := newEndpoint(t, "127.0.0.1")
-	c, _ := answeredCall(t, st, server, caller, callee)
-	stopA()
+	o := orphanedCall(t, 3_000_000) // 3 s at 1.00/s
+	st, caller, callee, c := o.st, o.caller, o.callee, o.call
 
-	b, _ := nodeOn(t, st, "b", ip, port)
+	b, _ := nodeOn(t, st, "b", o.ip, o.port)
 	if n := b.AdoptOrphans(); n != 1 {
 		t.Fatalf("adopted %d calls, want 1", n)
 	}
@@ -152,20 +163,12 @@ func TestAdoptOrphansCutsPrepaidCalls(t *testing.T) {
 // the adopter in the state) and ends the call with one xDR.
 func TestNoAdoptionWhileTheCallsNodeIsUp(t *testing.T) {
 	t.Parallel()
-	st := callState(t, 100_000_000)
-	ip := testIP()
-	port := freePort(t, ip)
-	server := fmt.Sprintf("%s:%d", ip, port)
-	_, stopA := nodeOn(t, st, "a", ip, port)
-	callee := newEndpoint(t, "127.0.0.1")
-	bind(t, st, "2002", "sip:2002@"+callee.addr, callee.addr, "udp:"+server)
-	caller := newEndpoint(t, "127.0.0.1")
-	c, _ := answeredCall(t, st, server, caller, callee)
-	stopA()
+	o := orphanedCall(t, 100_000_000)
+	st, callee, c := o.st, o.callee, o.call
 
 	var aUp atomic.Bool
 	aUp.Store(true)
-	b, _ := nodeWith(t, st, "b", ip, port, func(n string) bool { return n == "a" && aUp.Load() })
+	b, _ := nodeWith(t, st, "b", o.ip, o.port, func(n string) bool { return n == "a" && aUp.Load() })
 	if n := b.AdoptOrphans(); n != 0 {
 		t.Fatalf("adopted %d calls of a node that is up", n)
 	}

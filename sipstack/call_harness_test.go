@@ -167,6 +167,16 @@ func (e *endpoint) request(method string) (*sip.Request, *net.UDPAddr) {
 // reply answers req (received from `from`) with raw header lines.
 func (e *endpoint) reply(req *sip.Request, from *net.UDPAddr, code int, reason, toTag, body string, extra ...string) {
 	e.t.Helper()
+	contact := ""
+	if code > 100 && code < 300 && req.Method == sip.INVITE {
+		contact = "<sip:" + e.addr + ">"
+	}
+	e.send(from.String(), responseText(req, code, reason, toTag, contact, body, extra...))
+}
+
+// responseText is a response to req with raw header lines: contact (if
+// any) as its Contact, body as SDP.
+func responseText(req *sip.Request, code int, reason, toTag, contact, body string, extra ...string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "SIP/2.0 %d %s\r\n", code, reason)
 	for _, h := range req.GetHeaders("Via") {
@@ -177,8 +187,8 @@ func (e *endpoint) reply(req *sip.Request, from *net.UDPAddr, code int, reason, 
 		to += ";tag=" + toTag
 	}
 	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: %s\r\n", req.From().Value(), to, req.CallID().Value(), req.CSeq().Value())
-	if code > 100 && code < 300 && req.Method == sip.INVITE {
-		fmt.Fprintf(&b, "Contact: <sip:%s>\r\n", e.addr)
+	if contact != "" {
+		fmt.Fprintf(&b, "Contact: %s\r\n", contact)
 	}
 	for _, x := range extra {
 		b.WriteString(x + "\r\n")
@@ -187,7 +197,7 @@ func (e *endpoint) reply(req *sip.Request, from *net.UDPAddr, code int, reason, 
 		b.WriteString("Content-Type: application/sdp\r\n")
 	}
 	fmt.Fprintf(&b, "Content-Length: %d\r\n\r\n%s", len(body), body)
-	e.send(from.String(), b.String())
+	return b.String()
 }
 
 // testCall is a call placed by a raw UDP caller.

@@ -428,24 +428,11 @@ func (p *tcpPhone) send(msg string) {
 
 // reply answers req with raw headers over the phone's connection.
 func (p *tcpPhone) reply(req *sip.Request, code int, reason, toTag, body string) {
-	var b strings.Builder
-	fmt.Fprintf(&b, "SIP/2.0 %d %s\r\n", code, reason)
-	for _, h := range req.GetHeaders("Via") {
-		fmt.Fprintf(&b, "Via: %s\r\n", h.Value())
-	}
-	to := req.To().Value()
-	if toTag != "" && !strings.Contains(to, "tag=") {
-		to += ";tag=" + toTag
-	}
-	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: %s\r\n", req.From().Value(), to, req.CallID().Value(), req.CSeq().Value())
+	contact := ""
 	if code >= 200 && code < 300 && req.Method == sip.INVITE {
-		fmt.Fprintf(&b, "Contact: <sip:2002@%s;transport=tcp>\r\n", p.conn.LocalAddr())
+		contact = fmt.Sprintf("<sip:2002@%s;transport=tcp>", p.conn.LocalAddr())
 	}
-	if body != "" {
-		b.WriteString("Content-Type: application/sdp\r\n")
-	}
-	fmt.Fprintf(&b, "Content-Length: %d\r\n\r\n%s", len(body), body)
-	p.send(b.String())
+	p.send(responseText(req, code, reason, toTag, contact, body))
 }
 
 // A call reaching n1 over UDP and processed by n2, to a callee registered
