@@ -456,7 +456,7 @@ func (n *Node) drainAddresses(ctx context.Context, r *drainRun, mine []string, d
 		if len(pending) == 0 {
 			break
 		}
-		if now.After(limit) {
+		if time.Now().After(limit) { // not now: the probes above took time
 			var desc []string
 			for _, ip := range pending {
 				desc = append(desc, fmt.Sprintf("%s (assigned to %s)", ip, orNobody(assigned[ip])))
