@@ -25,7 +25,9 @@ import (
 // with EndCall. Before it runs a call, the adopter moves it to itself in
 // the state (AdoptCall, applied only while the call is still its old
 // node's): of two nodes adopting one call only the first carries it on,
-// and a node that comes back does not take back a call adopted meanwhile.
+// and a node that comes back does not take back a call adopted meanwhile
+// (it claims its own calls through the log too, so a replica that has not
+// caught up yet cannot mislead it).
 // A call whose node is still up (Config.NodeAlive) is never adopted.
 
 // errCallElsewhere: the call of an in-dialog request runs on another node
@@ -131,19 +133,20 @@ func (s *Server) adopt(fc fsm.Call, why string) (*call, error) {
 	if !s.calls.acquire() {
 		return nil, fmt.Errorf("this node is at its max_calls")
 	}
-	if fc.Node != s.cfg.NodeID {
-		res, err := s.proposeCall("adopt", &fsm.AdoptCall{ID: fc.ID, From: fc.Node, To: s.cfg.NodeID})
-		switch {
-		case err != nil:
-			s.releaseCall()
-			return nil, fmt.Errorf("moving the call to this node in the cluster state: %w", err)
-		case res.Err != nil && res.Err.Code == fsm.CodeNotFound:
-			s.releaseCall()
-			return nil, fmt.Errorf("%w: %v", errNoCall, res.Err) // it ended meanwhile
-		case res.Err != nil:
-			s.releaseCall()
-			return nil, fmt.Errorf("%w: %v", errCallElsewhere, res.Err)
-		}
+	// Through the log, even for this node's own call after a restart: its
+	// replica may not have applied yet that another node adopted the call
+	// while this one was down.
+	res, err := s.proposeCall("adopt", &fsm.AdoptCall{ID: fc.ID, From: fc.Node, To: s.cfg.NodeID})
+	switch {
+	case err != nil:
+		s.releaseCall()
+		return nil, fmt.Errorf("moving the call to this node in the cluster state: %w", err)
+	case res.Err != nil && res.Err.Code == fsm.CodeNotFound:
+		s.releaseCall()
+		return nil, fmt.Errorf("%w: %v", errNoCall, res.Err) // it ended meanwhile
+	case res.Err != nil:
+		s.releaseCall()
+		return nil, fmt.Errorf("%w: %v", errCallElsewhere, res.Err)
 	}
 	c := &call{
 		s: s, id: fc.ID, account: fc.Account, cli: fc.CLI, cld: fc.CLD, started: time.Now(),
