@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -105,8 +106,11 @@ func printClusterStatus(out io.Writer, st node.Status) error {
 			since = a.AssignedAt.UTC().Format(time.DateTime)
 		}
 		here := "not held"
-		if a.HeldByMe {
+		switch {
+		case a.HeldByMe:
 			here = "held"
+		case a.Node == "" && a.State == "" && socketsOn(st.Sockets, a.IP):
+			here = "served (no [vip] section: the address is configured on the host, not moved)"
 		}
 		if a.State != "" {
 			here += ": " + a.State
@@ -114,4 +118,16 @@ func printClusterStatus(out io.Writer, st node.Status) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", a.IP, dash(a.Kind), dash(a.Node), since, here)
 	}
 	return w.Flush()
+}
+
+// socketsOn reports whether one of the socket names ("udp:10.0.0.1:5060")
+// is on ip.
+func socketsOn(sockets []string, ip string) bool {
+	for _, name := range sockets {
+		_, hostport, _ := strings.Cut(name, ":")
+		if host, _, err := net.SplitHostPort(hostport); err == nil && host == ip {
+			return true
+		}
+	}
+	return false
 }
