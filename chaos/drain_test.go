@@ -137,19 +137,9 @@ func TestDrainUnderLoad(t *testing.T) {
 			ok += o
 			retrans += rt
 		}
-		var moves []string
-		for _, a := range r.held {
-			if gap, to, found := unheld(rounds, a, r.node, r.from, r.to); found {
-				moves = append(moves, fmt.Sprintf("%s unheld %.2f s, then %s", a, gap.Seconds(), to))
-			} else {
-				moves = append(moves, fmt.Sprintf("%s: handover not seen by the sampler", a))
-			}
-		}
-		if len(moves) == 0 {
-			moves = append(moves, "held no address")
-		}
+		moves := movesText(rounds, r.node, r.held, r.from, r.to)
 		report = append(report, fmt.Sprintf("  drain %d: %s (leader %s): drained in %.2f s, process exited at %.2f s; %s; REGISTERs meanwhile: %d ok, %d retransmissions; back (caught up, healthy) %.2f s after its exit",
-			i+1, r.node, r.leader, r.res.Took.Seconds(), r.res.Exited.Seconds(), strings.Join(moves, "; "), ok, retrans, r.restarted.Seconds()))
+			i+1, r.node, r.leader, r.res.Took.Seconds(), r.res.Exited.Seconds(), moves, ok, retrans, r.restarted.Seconds()))
 		for j, l := range r.res.Lines {
 			report = append(report, fmt.Sprintf("      %+6.2fs %s", r.res.At[j].Sub(r.from).Seconds(), l))
 		}
@@ -160,26 +150,7 @@ func TestDrainUnderLoad(t *testing.T) {
 			t.Errorf("load %s: %d ok, %d failed, %v: want no failed REGISTER\n%s", lr.Name, lr.OK, lr.Failed, lr.Err, lr.Errors)
 		}
 	}
-	// No binding lost: every user on every node.
-	for _, n := range c.Nodes {
-		if _, err := n.WaitBindings(len(ids), 10*time.Second); err != nil {
-			t.Error(err)
-			continue
-		}
-		regs, err := n.Admin().Registrations(ctx, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		have := map[string]bool{}
-		for _, r := range regs {
-			have[r.Account] = true
-		}
-		for _, id := range ids {
-			if !have[id] {
-				t.Errorf("%s has no binding of %s", n.Name, id)
-			}
-		}
-	}
+	everyBindingEverywhere(t, c, ids)
 	if d := c.DoubleHolders(); len(d) != 0 {
 		t.Errorf("double holders: %v", d)
 	}
@@ -251,5 +222,49 @@ func TestDrainLastNode(t *testing.T) {
 	}
 	if err := c.WaitHolders(vip, 500*time.Millisecond); err != nil {
 		t.Errorf("after the node left (the sampler looks every %v): %v", SampleEvery, err)
+	}
+}
+
+// movesText says, for each address host held when it stopped (between
+// from and to), how long nobody held it and who took it.
+func movesText(rounds []Round, host string, held []netip.Addr, from, to time.Time) string {
+	var moves []string
+	for _, a := range held {
+		if gap, next, found := unheld(rounds, a, host, from, to); found {
+			moves = append(moves, fmt.Sprintf("%s unheld %.2f s, then %s", a, gap.Seconds(), next))
+		} else {
+			moves = append(moves, fmt.Sprintf("%s: handover not seen by the sampler", a))
+		}
+	}
+	if len(moves) == 0 {
+		return "held no address"
+	}
+	return strings.Join(moves, "; ")
+}
+
+// everyBindingEverywhere checks that every user has a binding on every
+// node: none was lost.
+func everyBindingEverywhere(t *testing.T, c *Cluster, ids []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, n := range c.Nodes {
+		if _, err := n.WaitBindings(len(ids), 10*time.Second); err != nil {
+			t.Error(err)
+			continue
+		}
+		regs, err := n.Admin().Registrations(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		have := map[string]bool{}
+		for _, r := range regs {
+			have[r.Account] = true
+		}
+		for _, id := range ids {
+			if !have[id] {
+				t.Errorf("%s has no binding of %s", n.Name, id)
+			}
+		}
 	}
 }

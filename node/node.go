@@ -293,22 +293,39 @@ func (n *Node) stop() {
 // gossip rounds) and stop dispatching to it.
 const leaveAnnounceWait = 400 * time.Millisecond
 
-// announceLeaving tells the other nodes this node is stopping, and waits
-// until they have heard it, while this node still processes what they
-// dispatch to it; then the SIP server may stop. Without dispatching, or
-// with no other node alive, there is nothing to wait for.
+// leaveTransferMax bounds the raft leadership hand-over of a stopping
+// node.
+const leaveTransferMax = 3 * time.Second
+
+// announceLeaving prepares a stop while this node still serves: it tells
+// the other nodes it is leaving (they stop dispatching to it once they
+// have heard it, a few gossip rounds) and hands raft leadership to
+// another voter if it leads, so writes in flight do not wait for an
+// election. Then the SIP server may stop. A drain has done both already.
 func (n *Node) announceLeaving() {
+	start := time.Now()
 	n.drain.leaving.Store(true)
-	if n.dispatch == nil || n.gossip == nil {
-		return
+	announced := false
+	if n.dispatch != nil && n.gossip != nil {
+		if err := n.publishMeta(); err != nil {
+			n.log.Warn("gossip: announcing that this node is leaving failed", "error", err)
+		} else {
+			announced = true
+		}
 	}
-	if err := n.publishMeta(); err != nil {
-		n.log.Warn("gossip: announcing that this node is leaving failed", "error", err)
+	if n.cluster.IsLeader() {
+		ctx, cancel := context.WithTimeout(context.Background(), leaveTransferMax)
+		if err := n.cluster.TransferLeadership(ctx); err != nil {
+			n.log.Warn("stopping: raft leadership not handed over; the others elect a leader once this node is gone", "error", err)
+		}
+		cancel()
+	}
+	if !announced {
 		return
 	}
 	for _, m := range n.gossip.Members() {
 		if m.ID != n.cfg.NodeID && m.State == cluster.MemberAlive {
-			time.Sleep(leaveAnnounceWait)
+			time.Sleep(leaveAnnounceWait - time.Since(start))
 			return
 		}
 	}
