@@ -21,10 +21,11 @@ import (
 //
 // Why two nodes never hold an address at once when it moves from H to N:
 // the leader assigns an address to N only when H has failed (dead in
-// memberlist, or unreachable over raft: see placement.go) or is draining,
-// by committing an assignment entry e. A draining H gave up its addresses
-// before it said so in gossip, and takes none while it drains (Owner.
-// SetDraining): it holds nothing after e, whenever it applies e. For a
+// memberlist, or unreachable over raft: see placement.go) or is draining
+// or stopping, by committing an assignment entry e. A draining or
+// stopping H gave up its addresses before it said so in gossip, and takes
+// none afterwards (Owner.SetDraining): it holds nothing after e, whenever
+// it applies e. For a
 // failed H, let T be the last instant H heard from a leader that could
 // reach a quorum. After T:
 //   - if H is a follower, a deposed leader that still believes it leads

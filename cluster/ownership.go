@@ -701,7 +701,9 @@ func (o *Owner) health() (map[string]NodeHealth, bool) {
 			nodes[v] = HealthUnknown
 		case m.State == MemberDead || m.State == MemberLeft:
 			nodes[v] = Failed
-		case m.Meta.Health == HealthDraining:
+		case m.Meta.Health == HealthDraining || m.Meta.Health == HealthLeaving:
+			// A stopping node has given its addresses up: they move now,
+			// not when it has left or comes back.
 			nodes[v] = Draining
 		case m.Meta.Health == HealthOK && m.Meta.Addrs:
 			nodes[v] = Healthy

@@ -298,19 +298,25 @@ const leaveAnnounceWait = 400 * time.Millisecond
 const leaveTransferMax = 3 * time.Second
 
 // announceLeaving prepares a stop while this node still serves: it tells
-// the other nodes it is leaving (they stop dispatching to it once they
-// have heard it, a few gossip rounds) and hands raft leadership to
-// another voter if it leads, so writes in flight do not wait for an
-// election. Then the SIP server may stop. A drain has done both already.
+// the other nodes it is leaving (the leader moves the addresses it gave
+// up at once; dispatchers stop sending to it once they have heard it, a
+// few gossip rounds) and hands raft leadership to another voter if it
+// leads, so writes in flight do not wait for an election. Then the SIP
+// server may stop. A drain has done both already.
 func (n *Node) announceLeaving() {
 	start := time.Now()
 	n.drain.leaving.Store(true)
+	if n.owner != nil {
+		// Its addresses are given up before anyone hears that they may
+		// move (as in a drain: cluster/lease.go).
+		n.owner.SetDraining(true, 2*time.Second)
+	}
 	announced := false
-	if n.dispatch != nil && n.gossip != nil {
+	if n.gossip != nil {
 		if err := n.publishMeta(); err != nil {
 			n.log.Warn("gossip: announcing that this node is leaving failed", "error", err)
 		} else {
-			announced = true
+			announced = n.dispatch != nil // the others must hear it before the SIP stack stops
 		}
 	}
 	if n.cluster.IsLeader() {
