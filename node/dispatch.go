@@ -69,10 +69,16 @@ func (d *dispatch) Send(node string, frame []byte) bool {
 	return l != nil && l.Send(node, frame)
 }
 
-// Connected implements sipstack.Peers.
-func (d *dispatch) Connected(node string) bool {
-	l := d.link.Load()
-	return l != nil && l.Connected(node)
+// Dispatches implements sipstack.Peers: node is alive in gossip and runs
+// the dispatch link (a link being down for a moment is not enough to
+// skip it: the link reconnects, and SIP retransmits).
+func (d *dispatch) Dispatches(node string) bool {
+	for _, m := range d.n.gossip.Members() {
+		if m.ID == node {
+			return m.State == cluster.MemberAlive && slices.Contains(m.Meta.Roles, roleDispatch)
+		}
+	}
+	return false
 }
 
 // Holder implements sipstack.Peers: the ownership map's holder of a

@@ -111,6 +111,9 @@ func (n *Node) publishMeta() error {
 // the leader has moved them and the new holder's handover wait is over),
 // then says so in gossip.
 func (n *Node) setDraining(on bool) {
+	if !on && n.drain.leaving.Load() {
+		return // stopping: its addresses stay given up
+	}
 	n.drain.on.Store(on)
 	if n.owner != nil {
 		n.owner.SetDraining(on, 2*time.Second)

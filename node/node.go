@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -159,11 +160,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 			MaxCallSeconds: int(cfg.Billing.MaxCallDuration / time.Second),
 			MaxCalls:       cfg.SIP.MaxCalls,
 		},
-		Dispatch:  disp,
-		NodeAlive: n.nodeAlive,
-		NodeID:    cfg.NodeID,
-		Logger:    log.With("component", "sip"),
-		Metrics:   reg,
+		Dispatch:        disp,
+		NodeAlive:       n.nodeAlive,
+		AdoptThroughLog: n.adoptThroughLog,
+		NodeID:          cfg.NodeID,
+		Logger:          log.With("component", "sip"),
+		Metrics:         reg,
 	}, n.state, n.cluster)
 	if err != nil {
 		n.stop()
@@ -306,6 +308,9 @@ const leaveTransferMax = 3 * time.Second
 func (n *Node) announceLeaving() {
 	start := time.Now()
 	n.drain.leaving.Store(true)
+	if n.sip != nil {
+		n.sip.Drain(true) // new INVITEs get 503 from now on
+	}
 	if n.owner != nil {
 		// Its addresses are given up before anyone hears that they may
 		// move (as in a drain: cluster/lease.go).
@@ -338,17 +343,48 @@ func (n *Node) announceLeaving() {
 }
 
 // nodeAlive reports whether another node is up and runs its calls: alive
-// in gossip and not leaving (sipstack.Config.NodeAlive).
+// in gossip, and neither starting (a restarted node runs none yet: it
+// claims its own through the log) nor leaving (sipstack.Config.NodeAlive).
 func (n *Node) nodeAlive(id string) bool {
 	if n.gossip == nil {
 		return false
 	}
 	for _, m := range n.gossip.Members() {
 		if m.ID == id {
-			return m.State == cluster.MemberAlive && m.Meta.Health != cluster.HealthLeaving
+			return m.State == cluster.MemberAlive && m.Meta.Health != cluster.HealthLeaving && m.Meta.Health != cluster.HealthStarting
 		}
 	}
 	return false
+}
+
+// roleAdoptCall in a node's gossip roles: its fsm applies AdoptCall.
+const roleAdoptCall = "adoptcall1"
+
+// adoptThroughLog reports whether every voter's fsm applies AdoptCall, as
+// the voters last said in gossip (sipstack.Config.AdoptThroughLog): an
+// older voter would stop at a command it does not know.
+func (n *Node) adoptThroughLog() bool {
+	if n.gossip == nil {
+		return false
+	}
+	return everyVoterHas(roleAdoptCall, n.cluster.Voters(), n.gossip.Members(), n.cfg.NodeID)
+}
+
+// everyVoterHas reports whether each voter announced role in its last
+// gossip metadata (self: always; a voter never heard of: no).
+func everyVoterHas(role string, voters []string, members []cluster.Member, self string) bool {
+	roles := map[string][]string{self: {role}}
+	for _, m := range members {
+		if m.ID != self {
+			roles[m.ID] = m.Meta.Roles
+		}
+	}
+	for _, v := range voters {
+		if !slices.Contains(roles[v], role) {
+			return false
+		}
+	}
+	return true
 }
 
 // Wait blocks until the node has stopped and returns why.

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/troika-sip/troika/cluster"
 	"github.com/troika-sip/troika/fsm"
 )
 
@@ -25,5 +26,32 @@ func TestStaleCalls(t *testing.T) {
 	}
 	if got[1].Cause != 200 || got[1].DisconnectAt != calls[3].ConnectAt+3_600_000 {
 		t.Errorf("answered reap %+v", got[1])
+	}
+}
+
+// AdoptCall is written only when every voter's version applies it, as
+// the voters last said in gossip (dead ones included: a node that comes
+// back replays the log).
+func TestEveryVoterHas(t *testing.T) {
+	m := func(id, state string, roles ...string) cluster.Member {
+		return cluster.Member{ID: id, State: state, Meta: cluster.NodeMeta{Roles: roles}}
+	}
+	cases := []struct {
+		name    string
+		voters  []string
+		members []cluster.Member
+		want    bool
+	}{
+		{"all new", []string{"a", "b", "c"}, []cluster.Member{m("a", "alive"), m("b", "alive", roleAdoptCall), m("c", "alive", "x", roleAdoptCall)}, true},
+		{"dead voter of the new version", []string{"a", "b", "c"}, []cluster.Member{m("b", "alive", roleAdoptCall), m("c", "dead", roleAdoptCall)}, true},
+		{"an old voter", []string{"a", "b", "c"}, []cluster.Member{m("b", "alive", roleAdoptCall), m("c", "alive", "dispatcher", "processor")}, false},
+		{"a voter never heard of", []string{"a", "b", "c"}, []cluster.Member{m("b", "alive", roleAdoptCall)}, false},
+		{"alone", []string{"a"}, nil, true},
+		{"a non-voter of an old version does not count", []string{"a", "b"}, []cluster.Member{m("b", "alive", roleAdoptCall), m("z", "alive")}, true},
+	}
+	for _, c := range cases {
+		if got := everyVoterHas(roleAdoptCall, c.voters, c.members, "a"); got != c.want {
+			t.Errorf("%s: got %v, want %v", c.name, got, c.want)
+		}
 	}
 }

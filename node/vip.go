@@ -331,7 +331,7 @@ func (n *Node) placeAddresses(ctx context.Context) {
 
 // meta is this node's gossip metadata.
 func (n *Node) meta(health string) cluster.NodeMeta {
-	m := cluster.NodeMeta{Version: Version, Roles: []string{"dispatcher", "processor"}, Health: health, Addrs: n.cfg.VIP != nil}
+	m := cluster.NodeMeta{Version: Version, Roles: []string{"dispatcher", "processor", roleAdoptCall}, Health: health, Addrs: n.cfg.VIP != nil}
 	if n.dispatch != nil {
 		m.Roles = append(m.Roles, roleDispatch)
 	}

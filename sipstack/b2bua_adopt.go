@@ -45,23 +45,28 @@ func (s *Server) adoptForRequest(req *sip.Request) (legRef, error) {
 	if !ok || fc.ConnectAt == 0 {
 		return legRef{}, errNoCall
 	}
-	if fc.Node != s.cfg.NodeID && s.nodeAlive(fc.Node) {
+	if fc.Node != s.cfg.NodeID && s.nodeAlive(fc.Node) && req.Method != sip.BYE {
+		// A BYE is taken here all the same: phones do not retry a BYE
+		// that got 503, and a call nobody ends runs (and is billed) to
+		// its maximum duration. EndCall is idempotent.
 		s.log.Warn("an in-dialog request of a call running on another node, which is up but was not reached; answering 503",
 			"call_id", fc.ID, "method", req.Method, "node", fc.Node)
 		return legRef{}, errCallElsewhere
 	}
-	if _, err := s.adopt(fc, "in-dialog "+string(req.Method)); err != nil {
-		s.log.Warn("cannot adopt the call of an in-dialog request", "call_id", fc.ID, "method", req.Method, "error", err)
-		if errors.Is(err, errCallElsewhere) {
-			return legRef{}, err
-		}
+	_, err := s.adopt(fc, "in-dialog "+string(req.Method))
+	// Adopted here, by this request or, concurrently, by AdoptOrphans or
+	// another request of the call.
+	if ref, ok := s.calls.match(req); ok {
+		return ref, nil
+	}
+	if err == nil {
 		return legRef{}, errNoCall
 	}
-	ref, ok := s.calls.match(req)
-	if !ok {
+	s.log.Warn("cannot adopt the call of an in-dialog request", "call_id", fc.ID, "method", req.Method, "error", err)
+	if errors.Is(err, errNoCall) {
 		return legRef{}, errNoCall
 	}
-	return ref, nil
+	return legRef{}, errCallElsewhere // retryable: 503
 }
 
 var errNoCall = errors.New("no such call")
@@ -130,23 +135,25 @@ func (s *Server) adopt(fc fsm.Call, why string) (*call, error) {
 	if err != nil {
 		return nil, fmt.Errorf("callee leg: %w", err)
 	}
-	if !s.calls.acquire() {
+	if !s.acquireCall() {
 		return nil, fmt.Errorf("this node is at its max_calls")
 	}
 	// Through the log, even for this node's own call after a restart: its
 	// replica may not have applied yet that another node adopted the call
 	// while this one was down.
-	res, err := s.proposeCall("adopt", &fsm.AdoptCall{ID: fc.ID, From: fc.Node, To: s.cfg.NodeID})
-	switch {
-	case err != nil:
-		s.releaseCall()
-		return nil, fmt.Errorf("moving the call to this node in the cluster state: %w", err)
-	case res.Err != nil && res.Err.Code == fsm.CodeNotFound:
-		s.releaseCall()
-		return nil, fmt.Errorf("%w: %v", errNoCall, res.Err) // it ended meanwhile
-	case res.Err != nil:
-		s.releaseCall()
-		return nil, fmt.Errorf("%w: %v", errCallElsewhere, res.Err)
+	if s.cfg.AdoptThroughLog == nil || s.cfg.AdoptThroughLog() {
+		res, err := s.proposeCall("adopt", &fsm.AdoptCall{ID: fc.ID, From: fc.Node, To: s.cfg.NodeID})
+		switch {
+		case err != nil:
+			s.releaseCall()
+			return nil, fmt.Errorf("moving the call to this node in the cluster state: %w", err)
+		case res.Err != nil && res.Err.Code == fsm.CodeNotFound:
+			s.releaseCall()
+			return nil, fmt.Errorf("%w: %v", errNoCall, res.Err) // it ended meanwhile
+		case res.Err != nil:
+			s.releaseCall()
+			return nil, fmt.Errorf("%w: %v", errCallElsewhere, res.Err)
+		}
 	}
 	c := &call{
 		s: s, id: fc.ID, account: fc.Account, cli: fc.CLI, cld: fc.CLD, started: time.Now(),

@@ -129,9 +129,15 @@ type Config struct {
 	// (dispatch.go).
 	Dispatch DispatchConfig
 	// NodeAlive reports whether another node is up and runs its calls
-	// (alive in gossip and not leaving): its answered calls are never
-	// adopted (b2bua_adopt.go). nil: no other node is.
+	// (alive in gossip, neither starting nor leaving): its answered calls
+	// are not adopted (b2bua_adopt.go). nil: no other node is.
 	NodeAlive func(node string) bool
+	// AdoptThroughLog reports whether every voter applies fsm.AdoptCall:
+	// an adopter then moves the call to itself in the state first. While
+	// it is false (a rolling upgrade from a version without AdoptCall: an
+	// older node cannot apply the command) an adopter writes nothing and
+	// runs the call, as those versions did. nil: true.
+	AdoptThroughLog func() bool
 
 	// TCPIdleTimeout closes a TCP or TLS connection that has sent nothing
 	// for this long. MaxExpires + 60 s when zero (a registered phone

@@ -75,8 +75,9 @@ type Peers interface {
 	// ("udp:198.51.100.10:5060"): the ownership map's holder of a virtual
 	// IP or alias, or the node whose own socket (sip.addresses) it is.
 	Holder(socket string) (node string, ok bool)
-	// Connected reports whether frames for node can be sent now.
-	Connected(node string) bool
+	// Dispatches reports whether node is up and takes frames (it runs
+	// the dispatch link): a node of an older version does not.
+	Dispatches(node string) bool
 }
 
 const (
@@ -509,14 +510,14 @@ func (d *dispatcher) holder(name string) (string, bool) {
 }
 
 // canRelay reports whether a relay socket called name can reach its real
-// socket: one another node holds, connected to this one by the link (a
-// node that does not dispatch, e.g. of an older version, is not).
+// socket: one another node holds that takes frames (a node of an older
+// version, without the dispatch link, does not).
 func (d *dispatcher) canRelay(name string) bool {
 	if _, err := parseSocketName(name); err != nil {
 		return false
 	}
 	node, ok := d.holder(name)
-	return ok && d.cfg.Peers != nil && d.cfg.Peers.Connected(node)
+	return ok && d.cfg.Peers != nil && d.cfg.Peers.Dispatches(node)
 }
 
 // relay returns the relay socket called name, creating it (with its

@@ -80,7 +80,7 @@ func (p memPeers) Send(node string, frame []byte) bool {
 	}
 }
 
-func (p memPeers) Connected(node string) bool {
+func (p memPeers) Dispatches(node string) bool {
 	p.h.mu.Lock()
 	defer p.h.mu.Unlock()
 	return p.h.servers[node] != nil
