@@ -556,13 +556,17 @@ func (n *Node) WaitSocket(ctx context.Context, name string) error {
 }
 
 // adoptLoop takes over the answered calls of nodes that are gone (or of
-// this node before a restart) whose caller socket this node now holds, so
-// their maximum-duration timers run again. It looks when membership
+// this node before a restart) that now fall to this node, so their
+// maximum-duration timers run again, and drops the calls this node ran
+// that another node has ended or carries on. It looks when membership
 // changes and every few seconds.
 func (n *Node) adoptLoop(ctx context.Context) {
 	t := time.NewTicker(3 * time.Second)
 	defer t.Stop()
 	for {
+		if k := n.sip.ForgetMoved(); k > 0 {
+			n.log.Info("dropped answered calls that another node ended or carries on", "calls", k)
+		}
 		if k := n.sip.AdoptOrphans(); k > 0 {
 			n.log.Info("adopted answered calls of stopped nodes", "calls", k)
 		}

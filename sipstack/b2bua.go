@@ -125,6 +125,21 @@ func (t *callTable) lookup(callID string) (legRef, bool) {
 	return ref, ok
 }
 
+// all returns the calls filed, each once.
+func (t *callTable) all() []*call {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	seen := map[*call]bool{}
+	var out []*call
+	for _, ref := range t.legs {
+		if !seen[ref.c] {
+			seen[ref.c] = true
+			out = append(out, ref.c)
+		}
+	}
+	return out
+}
+
 // size is the number of dialogs filed (tests: nothing may be left behind).
 func (t *callTable) size() int {
 	t.mu.Lock()

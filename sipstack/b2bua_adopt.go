@@ -111,6 +111,32 @@ func (s *Server) AdoptOrphans() int {
 	return n
 }
 
+// ForgetMoved drops the answered calls this node runs that the cluster
+// state says are no longer its own: ended by another node (a BYE that
+// reached an adopter while this node still ran the call) or moved to one
+// (AdoptCall). Their legs heard from the node that carries them on, so
+// nothing is sent. The node calls it with AdoptOrphans. It returns how
+// many it dropped.
+func (s *Server) ForgetMoved() int {
+	n := 0
+	for _, c := range s.calls.all() {
+		fc, ok := s.state.Call(c.id)
+		if ok && fc.Node == s.cfg.NodeID {
+			continue
+		}
+		if !c.forget() {
+			continue
+		}
+		n++
+		if ok {
+			c.log.Info("another node carries the call on now: dropped here", "node", fc.Node)
+		} else {
+			c.log.Info("the call was ended by another node: dropped here")
+		}
+	}
+	return n
+}
+
 func legOf(fc fsm.Call, role string) *fsm.Leg {
 	for i := range fc.Legs {
 		if fc.Legs[i].Role == role {

@@ -185,3 +185,48 @@ func TestNoAdoptionWhileTheCallsNodeIsUp(t *testing.T) {
 		t.Errorf("xDR %+v, %d xDRs: want one, ended by the caller on b", x, st.Counts().XDRs)
 	}
 }
+
+// A node runs an answered call that another node ends (its BYE reached
+// an adopter) or carries on (AdoptCall): ForgetMoved drops it here
+// without a word to the legs or the state, and frees its slot; a call
+// still this node's stays.
+func TestForgetMoved(t *testing.T) {
+	t.Parallel()
+	st := callState(t, 0)
+	postpaid, limit := fsm.Postpaid, int64(100_000_000_000) // three 4 h calls at once: a prepaid call holds the whole balance
+	mustApply(t, st, &fsm.UpdateAccount{ID: "2001", Patch: fsm.AccountPatch{Billing: &postpaid, CreditLimit: &limit}})
+	ip := testIP()
+	port := freePort(t, ip)
+	server := fmt.Sprintf("%s:%d", ip, port)
+	a, _ := nodeOn(t, st, "a", ip, port)
+	callee := newEndpoint(t, "127.0.0.1")
+	bind(t, st, "2002", "sip:2002@"+callee.addr, callee.addr, "udp:"+server)
+	caller := newEndpoint(t, "127.0.0.1")
+	ended, _ := answeredCall(t, st, server, caller, callee)
+	moved, _ := answeredCall(t, st, server, caller, callee)
+	kept, _ := answeredCall(t, st, server, caller, callee)
+	if n := a.ForgetMoved(); n != 0 || a.ActiveCalls() != 3 {
+		t.Fatalf("dropped %d of its own calls; %d active", n, a.ActiveCalls())
+	}
+
+	// Another node's writes: one call ended, one adopted.
+	mustApply(t, st, &fsm.EndCall{ID: ended.callID, DisconnectAt: time.Now().UnixMilli(), Cause: 200, DisconnectedBy: byCaller})
+	mustApply(t, st, &fsm.AdoptCall{ID: moved.callID, From: "a", To: "b"})
+	if n := a.ForgetMoved(); n != 2 {
+		t.Fatalf("dropped %d calls, want 2", n)
+	}
+	if a.ActiveCalls() != 1 {
+		t.Fatalf("%d calls active, want the one still a's", a.ActiveCalls())
+	}
+	if _, ok := a.calls.lookup(kept.callID); !ok {
+		t.Fatal("the call still a's was dropped")
+	}
+	for _, e := range []*endpoint{caller, callee} {
+		if p, ok := e.maybe(300*time.Millisecond, isRequest("BYE")); ok {
+			t.Fatalf("%s got a BYE from %s for a call dropped there", e.addr, p.from)
+		}
+	}
+	if fc, ok := st.Call(moved.callID); !ok || fc.Node != "b" {
+		t.Fatalf("the moved call in the state: %+v %v", fc, ok)
+	}
+}

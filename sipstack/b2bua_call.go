@@ -702,14 +702,36 @@ func (c *call) end(at time.Time, cause int, text, by string) {
 			c.log.Debug("call ended", "cause", cause, "by", by, "duration", res.XDR.Duration, "amount", res.XDR.Amount,
 				"xdr", res.XDR.Seq)
 		}
-		c.s.calls.remove(c.id, c)
-		c.mu.Lock()
-		if c.winner != nil {
-			c.s.calls.remove(c.winner.leg.callID, c)
-		}
-		c.mu.Unlock()
-		c.s.releaseCall()
+		c.unfile()
 	})
+}
+
+// unfile removes the call's dialogs from this node and frees its slot.
+func (c *call) unfile() {
+	c.s.calls.remove(c.id, c)
+	c.mu.Lock()
+	if c.winner != nil {
+		c.s.calls.remove(c.winner.leg.callID, c)
+	}
+	c.mu.Unlock()
+	c.s.releaseCall()
+}
+
+// forget drops an answered call from this node without a word to its
+// legs or to the state: another node ended it, or carries it on. false
+// when it was ending here already.
+func (c *call) forget() bool {
+	c.mu.Lock()
+	if c.hungUp || !c.answered {
+		c.mu.Unlock()
+		return false
+	}
+	c.hungUp = true
+	c.mu.Unlock()
+	close(c.ending) // its supervising goroutine returns
+	forgot := false
+	c.endOnce.Do(func() { c.unfile(); forgot = true })
+	return forgot
 }
 
 // proposeAnswer writes AnswerCall with both legs' dialog state.
