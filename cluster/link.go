@@ -270,6 +270,7 @@ func (l *Link) runPeer(p *linkPeer) {
 		addr := *p.addr.Load()
 		conn, err := dialAuth(addr, l.n.cfg.Key, connLink, linkDialTimeout)
 		if err == nil {
+			setUserTimeout(conn, linkWriteTimeout)
 			w := bufio.NewWriterSize(conn, linkWriteBuffer)
 			_ = conn.SetWriteDeadline(time.Now().Add(linkWriteTimeout))
 			if err = writeLinkFrame(w, linkHello, encodeHello(l.n.cfg.NodeID, l.cfg.Hello)); err == nil {
@@ -385,6 +386,7 @@ func (l *Link) serveConn(conn net.Conn) {
 	}
 	l.inbound[conn] = struct{}{}
 	l.mu.Unlock()
+	setUserTimeout(conn, linkWriteTimeout)
 	defer func() {
 		l.mu.Lock()
 		delete(l.inbound, conn)
