@@ -115,7 +115,16 @@ func sipAddr(a netip.Addr, port int) string { return net.JoinHostPort(a.String()
 // setupVIP starts the cluster, imports users and adds the alias, and
 // waits until the virtual IP and the alias are each held by one node.
 func setupVIP(t *testing.T, users int) (c *Cluster, vip, alias netip.Addr, ids []string) {
-	c = newCluster(t, vipOptions())
+	return setupVIPWith(t, users, troikaBin)
+}
+
+// setupVIPWith is setupVIP with the nodes running binary.
+func setupVIPWith(t *testing.T, users int, binary string) (c *Cluster, vip, alias netip.Addr, ids []string) {
+	t.Helper()
+	NeedRoot(t)
+	o := vipOptions()
+	o.Binary = binary
+	c = New(t, o)
 	vip, alias = vipAddr(c.Nodes[0].Addr), aliasAddr(c.Nodes[0].Addr)
 	if _, err := c.WaitLeader(10 * time.Second); err != nil {
 		t.Fatal(err)
