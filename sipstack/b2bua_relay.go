@@ -48,6 +48,12 @@ func (s *Server) handleInDialog(sock *socket, req *sip.Request, tx sip.ServerTra
 		ref, err = s.adoptForRequest(req) // a call whose node stopped (b2bua_adopt.go)
 		switch {
 		case errors.Is(err, errCallElsewhere):
+			// Another node may have adopted it meanwhile: the adoption's
+			// refusal brought this replica up to date.
+			if s.forwardToCallNode(sock, req) {
+				tx.Terminate()
+				return
+			}
 			s.reply(tx, req, reply{code: sip.StatusServiceUnavailable, reason: "Service Unavailable",
 				headers: []sip.Header{sip.NewHeader("Retry-After", "1")}})
 			return
