@@ -136,6 +136,37 @@ func TestPlace(t *testing.T) {
 				Leader: "n1", Settled: true},
 			want: []string{vip + ": nobody -> n1", alias + ": nobody -> n1"},
 		},
+		{
+			name: "a draining follower's addresses move to the healthy nodes, ties to a follower",
+			in: PlacementInput{Addresses: []string{vip, alias}, Current: cur(at(vip, "n2", 1), at(alias, "n2", 2)),
+				Nodes: map[string]NodeHealth{"n1": Healthy, "n2": Draining, "n3": Healthy}, Leader: "n1", Settled: true},
+			want: []string{vip + ": n2 -> n3 (n2 draining)", alias + ": n2 -> n3 (n2 draining)"},
+		},
+		{
+			name: "a draining leader's address moves",
+			in: PlacementInput{Addresses: []string{vip, alias}, Current: cur(at(vip, "n1", 1), at(alias, "n3", 2)),
+				Nodes: map[string]NodeHealth{"n1": Draining, "n2": Healthy, "n3": Healthy}, Leader: "n1", Settled: true},
+			want: []string{vip + ": n1 -> n2 (n1 draining)"},
+		},
+		{
+			name: "single: a draining holder's addresses move together",
+			in: PlacementInput{Addresses: []string{vip, alias}, Current: cur(at(vip, "n2", 1), at(alias, "n2", 2)),
+				Nodes: map[string]NodeHealth{"n1": Healthy, "n2": Draining, "n3": Healthy}, Leader: "n1",
+				Policy: PlacementSingle, Settled: true},
+			want: []string{vip + ": n2 -> n3", alias + ": n2 -> n3"},
+		},
+		{
+			name: "no healthy node: a draining holder keeps its addresses",
+			in: PlacementInput{Addresses: []string{vip}, Current: cur(at(vip, "n2", 1)),
+				Nodes: map[string]NodeHealth{"n1": Failed, "n2": Draining, "n3": HealthUnknown}, Leader: "n1", Settled: true},
+			want: nil,
+		},
+		{
+			name: "a draining node gets no new address",
+			in: PlacementInput{Addresses: []string{vip}, Nodes: map[string]NodeHealth{"n1": Draining, "n2": Failed},
+				Leader: "n1", Settled: true},
+			want: []string{vip + ": nobody -> nobody"},
+		},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
