@@ -236,7 +236,7 @@ func TestClusterKeepsRegistrationsThroughLeaderLossAndRestart(t *testing.T) {
 	// `troika cluster status` shows the leader and the three members alive
 	// and healthy, as any node sees them.
 	env := []string{"TROIKA_API=http://" + nodes[0].api, "TROIKA_TOKEN=" + clusterToken}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second) // gossip settles after the restart of all three
 	for {
 		out := runCLI(t, env, "cluster", "status")
 		missing := ""
