@@ -1,11 +1,9 @@
 package sipstack
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/sipptest"
 )
 
 // Redirect-server delivery (seeds/redirect-server-delivery.txt) and
@@ -39,31 +38,11 @@ var (
 // message log.
 func sippRedirector(t *testing.T, ip string, port int, contacts ...string) func() string {
 	t.Helper()
-	dir := t.TempDir()
-	msgs, inf := filepath.Join(dir, "redirector_messages.log"), filepath.Join(dir, "contacts.csv")
+	inf := filepath.Join(t.TempDir(), "contacts.csv")
 	if err := os.WriteFile(inf, []byte("SEQUENTIAL\n"+strings.Join(contacts, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, "sipp", "-sf", "testdata/redirect_302.xml", "-inf", inf, "-i", ip, "-p", strconv.Itoa(port),
-		"-nostdin", "-fd", "1", "-trace_msg", "-message_file", msgs)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-		}
-	})
-	time.Sleep(200 * time.Millisecond) // let it bind
-	return func() string {
-		b, _ := os.ReadFile(msgs)
-		return string(b)
-	}
+	return sippServer(t, "testdata/redirect_302.xml", ip, port, "-inf", inf)
 }
 
 // redirectEnv is a switch with caller 2001 (100.00, tariff t1: 1.00 a
@@ -174,7 +153,7 @@ func settled(t *testing.T, ts *testServer, accounts ...string) {
 // connects to its PBX and leaves one xDR charging 80032555939 by its
 // incoming tariff (nothing outgoing), with the redirect recorded.
 func TestSIPpRedirectServer(t *testing.T) {
-	needSIPp(t)
+	sipptest.Need(t)
 	t.Parallel()
 	pbx1IP, pbx2IP := testIP(), testIP()
 	pbx1Port, pbx2Port := freePort(t, pbx1IP), freePort(t, pbx2IP)
@@ -225,7 +204,7 @@ func TestSIPpRedirectServer(t *testing.T) {
 
 // 302 to an address the policy does not trust.
 func TestRedirectUntrusted(t *testing.T) {
-	needSIPp(t)
+	sipptest.Need(t)
 	t.Parallel()
 	// refusedCall places a call that must fail with code, the PBX at
 	// pbxAddr having received nothing; it returns the call's xDR.
@@ -359,7 +338,7 @@ func TestRedirectUntrusted(t *testing.T) {
 // Loops end within max_redirects, the caller gets a failure, and nothing
 // stays open or reserved.
 func TestRedirectLoops(t *testing.T) {
-	needSIPp(t)
+	sipptest.Need(t)
 	t.Parallel()
 	t.Run("back to the redirect server", func(t *testing.T) {
 		t.Parallel()
@@ -457,7 +436,7 @@ func TestRedirectLoops(t *testing.T) {
 // resolves to (a contact at 127.0.0.1, loopback, so only explicitly
 // trusted) and itself by name.
 func TestSIPpRedirectTrustedDomain(t *testing.T) {
-	needSIPp(t)
+	sipptest.Need(t)
 	t.Parallel()
 	e := newRedirectEnv(t, fsm.RedirectPolicy{TrustedNetworks: []string{"localhost"}, UntrustedAction: billing.RejectRedirect}, nil, nil)
 	port := freePort(t, "127.0.0.1")
@@ -482,7 +461,7 @@ func TestSIPpRedirectTrustedDomain(t *testing.T) {
 // answer in time; its entries are tried in order. The call stays the
 // called account's incoming call; the xDR says follow_me.
 func TestSIPpFollowMe(t *testing.T) {
-	needSIPp(t)
+	sipptest.Need(t)
 	t.Parallel()
 	setup := func(t *testing.T, mod func(*Config), followMe ...fsm.FollowMeTarget) *testServer {
 		st := callState(t, 100_000_000)
@@ -619,7 +598,7 @@ func TestRedirectCancel(t *testing.T) {
 // reservation is released), then a trusted PBX answers. The account pays
 // only its incoming tariff: the leg that connected was trusted.
 func TestRedirectNextContact(t *testing.T) {
-	needSIPp(t)
+	sipptest.Need(t)
 	t.Parallel()
 	res := &fakeResolver{names: map[string][]string{}}
 	addr, uas := pbx(t)
@@ -665,7 +644,7 @@ func TestRedirectNextContact(t *testing.T) {
 // A 3xx target that sends nothing at all is given up for the next
 // contact well before Timer B.
 func TestRedirectSilentTarget(t *testing.T) {
-	needSIPp(t)
+	sipptest.Need(t)
 	t.Parallel()
 	addr, uas := pbx(t)
 	e := newRedirectEnv(t, fsm.RedirectPolicy{TrustedNetworks: []string{"127.0.0.0/8"}, UntrustedAction: billing.RejectRedirect}, nil,
@@ -695,7 +674,7 @@ func TestRedirectSilentTarget(t *testing.T) {
 // with 44123 offline reaches its follow-me target; the from-vendor xDR
 // says follow_me and charges 44123 by its incoming tariff.
 func TestSIPpVendorFollowMe(t *testing.T) {
-	needSIPp(t)
+	sipptest.Need(t)
 	t.Parallel()
 	vendorIP := testIP()
 	st := vendorCallState(t, vendorIP, "")

@@ -2,7 +2,7 @@ package sipstack
 
 import (
 	"context"
-	"encoding/csv"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,17 +14,11 @@ import (
 
 	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/sipptest"
 )
 
 // SIPp drives calls: testdata/uac_auth.xml as the caller (digest auth
 // with -au/-ap), testdata/uas.xml as the callee.
-
-func needSIPp(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("sipp"); err != nil {
-		t.Skip("sipp not in PATH")
-	}
-}
 
 // sippResult is what a SIPp run reports.
 type sippResult struct {
@@ -50,59 +44,35 @@ func runSIPp(t *testing.T, timeout time.Duration, args ...string) sippResult {
 	r := sippResult{messages: string(m), output: string(out)}
 	if err != nil {
 		var ee *exec.ExitError
-		if !(errorsAs(err, &ee) && ee.ExitCode() == 1) { // 1: some calls failed
+		if !(errors.As(err, &ee) && ee.ExitCode() == 1) { // 1: some calls failed
 			errs, _ := os.ReadFile(filepath.Join(dir, "errors.log"))
 			t.Fatalf("sipp %v: %v\n%s\nerrors:\n%s", args, err, tail(string(out), 2000), tail(string(errs), 3000))
 		}
 	}
-	r.ok, r.failed = sippStats(t, stat)
-	return r
-}
-
-func errorsAs(err error, target **exec.ExitError) bool {
-	e, ok := err.(*exec.ExitError)
-	if ok {
-		*target = e
-	}
-	return ok
-}
-
-func sippStats(t *testing.T, stat string) (ok, failed int) {
-	t.Helper()
-	f, err := os.Open(stat)
+	st, err := sipptest.ReadStats(stat)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	r := csv.NewReader(f)
-	r.Comma = ';'
-	r.FieldsPerRecord = -1
-	rows, err := r.ReadAll()
-	if err != nil || len(rows) < 2 {
-		t.Fatalf("sipp stats: %v %d rows", err, len(rows))
-	}
-	col := func(name string) int {
-		for i, h := range rows[0] {
-			if h == name {
-				n, _ := strconv.Atoi(rows[len(rows)-1][i])
-				return n
-			}
-		}
-		t.Fatalf("no %s column", name)
-		return 0
-	}
-	return col("SuccessfulCall(C)"), col("FailedCall(C)")
+	r.ok, r.failed = st.OK, st.Failed
+	return r
 }
 
 // sippUAS runs a SIPp callee on ip:port until the test ends; its message
 // log is returned by the func.
 func sippUAS(t *testing.T, ip string, port int) func() string {
 	t.Helper()
-	dir := t.TempDir()
-	msgs := filepath.Join(dir, "uas_messages.log")
+	return sippServer(t, "testdata/uas.xml", ip, port)
+}
+
+// sippServer runs a SIPp server scenario on ip:port until the test ends,
+// with more sipp arguments; the func returns its message log so far.
+func sippServer(t *testing.T, scenario, ip string, port int, extra ...string) func() string {
+	t.Helper()
+	msgs := filepath.Join(t.TempDir(), "messages.log")
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, "sipp", "-sf", "testdata/uas.xml", "-i", ip, "-p", strconv.Itoa(port),
-		"-nostdin", "-fd", "1", "-trace_msg", "-message_file", msgs)
+	args := append([]string{"-sf", scenario, "-i", ip, "-p", strconv.Itoa(port),
+		"-nostdin", "-fd", "1", "-trace_msg", "-message_file", msgs}, extra...)
+	cmd := exec.CommandContext(ctx, "sipp", args...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +128,7 @@ func sdpMedia(log, start string) []string {
 // the BYE ends it, and the xDR and balances are right to the micro-unit
 // for several tariffs.
 func TestSIPpCallBilling(t *testing.T) {
-	needSIPp(t)
+	sipptest.Need(t)
 	t.Parallel()
 	cases := []struct {
 		name   string
@@ -263,7 +233,7 @@ func uacArgs(server, user, cld string, extra ...string) []string {
 // hold connect, the others get 402; the balance never goes below zero,
 // nothing stays reserved, and the xDRs add up to the balance's drop.
 func TestSIPpConcurrentPrepaid(t *testing.T) {
-	needSIPp(t)
+	sipptest.Need(t)
 	t.Parallel()
 	const bal = 500_000_000 // 500 s at 1 unit a second: 50 calls of 10 s
 	st := newTestState(t, false)
@@ -313,7 +283,7 @@ func TestSIPpConcurrentPrepaid(t *testing.T) {
 // An account with static delivery gets its calls at its host:port: here
 // a SIPp callee that never registered.
 func TestSIPpStaticDelivery(t *testing.T) {
-	needSIPp(t)
+	sipptest.Need(t)
 	t.Parallel()
 	st := callState(t, 100_000_000)
 	uasIP := testIP()

@@ -1,72 +1,23 @@
 package sipstack
 
 import (
-	"context"
-	"encoding/csv"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/sipptest"
 )
 
-// sippRun runs testdata/reg_auth.xml (the bench scenario) against target
-// for users, and returns SIPp's successful and failed call counts.
+// sippRun runs the bench's REGISTER scenario (reg_auth.xml) against
+// target for users, and returns SIPp's successful and failed counts.
 func sippRun(t *testing.T, target string, users []string) (ok, failed int) {
 	t.Helper()
-	dir := t.TempDir()
-	inf := filepath.Join(dir, "users.csv")
-	var b strings.Builder
-	b.WriteString("SEQUENTIAL\n")
-	for _, u := range users {
-		fmt.Fprintf(&b, "%s;[authentication username=%s password=pw%s]\n", u, u, u)
-	}
-	if err := os.WriteFile(inf, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	stat := filepath.Join(dir, "stat.csv")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "sipp", target,
-		"-sf", "testdata/reg_auth.xml", "-inf", inf,
-		"-i", "127.0.0.1", "-m", strconv.Itoa(len(users)), "-r", "20", "-l", "20",
-		"-nostdin", "-timeout", "30s", "-timeout_error",
-		"-trace_stat", "-stf", stat, "-fd", "1",
-		"-trace_err", "-error_file", filepath.Join(dir, "errors.log"))
-	cmd.Dir = "."
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		errs, _ := os.ReadFile(filepath.Join(dir, "errors.log"))
-		t.Fatalf("sipp against %s: %v\n%s\nerrors:\n%s", target, err, tail(string(out), 3000), tail(string(errs), 3000))
-	}
-	f, err := os.Open(stat)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r := csv.NewReader(f)
-	r.Comma = ';'
-	r.FieldsPerRecord = -1
-	rows, err := r.ReadAll()
-	if err != nil || len(rows) < 2 {
-		t.Fatalf("sipp stats: %v %d rows", err, len(rows))
-	}
-	col := func(name string) int {
-		for i, h := range rows[0] {
-			if h == name {
-				n, _ := strconv.Atoi(rows[len(rows)-1][i])
-				return n
-			}
-		}
-		t.Fatalf("no %s column", name)
-		return 0
-	}
-	return col("SuccessfulCall(C)"), col("FailedCall(C)")
+	st := sipptest.Run(t, sipptest.Options{Target: target, Scenario: "reg_auth.xml", Inject: sipptest.Users(users...),
+		Timeout: 30 * time.Second})
+	return st.OK, st.Failed
 }
 
 func tail(s string, n int) string {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/sipptest"
 )
 
 // Calls from vendors via SIP (b2bua_vendor.go, auth.go): the order in
@@ -100,7 +101,7 @@ func onlyXDR(t *testing.T, st *fsm.State, what string, pick func(fsm.XDR) bool) 
 // vendor's cost by the connection's tariff, both exactly the rate applied
 // to the xDR's own duration.
 func TestSIPpVendorCall(t *testing.T) {
-	needSIPp(t)
+	sipptest.Need(t)
 	t.Parallel()
 	vendorIP := testIP()
 	st := vendorCallState(t, vendorIP, "")
@@ -168,7 +169,7 @@ func TestSIPpVendorCall(t *testing.T) {
 // make it a vendor call; a wrong vendor password is refused (403) and
 // goes nowhere.
 func TestSIPpVendorAuthorization(t *testing.T) {
-	needSIPp(t)
+	sipptest.Need(t)
 	t.Parallel()
 	vendorIP := testIP()
 	st := vendorCallState(t, vendorIP, "")
@@ -238,7 +239,7 @@ func TestSIPpVendorAuthorization(t *testing.T) {
 // gets 500 (also recorded), and the node goes on serving: the next call
 // through the same connection connects.
 func TestSIPpVendorRefusals(t *testing.T) {
-	needSIPp(t)
+	sipptest.Need(t)
 	t.Parallel()
 	vendorIP, evilIP := testIP(), testIP()
 	st := vendorCallState(t, vendorIP, evilIP)

@@ -146,13 +146,22 @@ func Exec(ctx context.Context, dir string, o Options) (Stats, error) {
 	out, runErr := exec.CommandContext(ctx, name, args...).CombinedOutput()
 	errs, _ := os.ReadFile(filepath.Join(dir, "errors.log"))
 	st := Stats{Output: tail(string(out), 3000), Errors: tail(string(errs), 3000)}
-	rows, periods, err := readStats(filepath.Join(dir, "stat.csv"))
+	counts, err := ReadStats(filepath.Join(dir, "stat.csv"))
 	if err != nil {
 		return st, fmt.Errorf("sipp %v: %v (run: %v)\n%s\n%s", args, err, runErr, st.Output, st.Errors)
 	}
-	st.OK, st.Failed, st.Retrans = rows["SuccessfulCall(C)"], rows["FailedCall(C)"], rows["Retransmissions(C)"]
-	st.Periods = periods
+	st.OK, st.Failed, st.Retrans, st.Periods = counts.OK, counts.Failed, counts.Retrans, counts.Periods
 	return st, nil
+}
+
+// ReadStats reads a SIPp -trace_stat file: the final counters and the
+// rows over time (Output and Errors stay empty).
+func ReadStats(path string) (Stats, error) {
+	rows, periods, err := readStats(path)
+	if err != nil {
+		return Stats{}, err
+	}
+	return Stats{OK: rows["SuccessfulCall(C)"], Failed: rows["FailedCall(C)"], Retrans: rows["Retransmissions(C)"], Periods: periods}, nil
 }
 
 func readStats(path string) (map[string]int, []Period, error) {
