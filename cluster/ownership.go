@@ -333,7 +333,7 @@ func (o *Owner) step(ctx context.Context, now time.Time) {
 			ips = append(ips, ip)
 		}
 	}
-	slices.SortFunc(ips, compareAddr)
+	slices.SortFunc(ips, fsm.CompareAddr)
 	status := map[string]string{}
 	for _, ip := range ips {
 		a, assigned := want[ip]
@@ -614,7 +614,7 @@ func AddressStatuses(o *Owner, state *fsm.State) []AddressStatus {
 	for _, s := range all {
 		out = append(out, *s)
 	}
-	slices.SortFunc(out, func(a, b AddressStatus) int { return compareAddr(a.IP, b.IP) })
+	slices.SortFunc(out, func(a, b AddressStatus) int { return fsm.CompareAddr(a.IP, b.IP) })
 	return out
 }
 
@@ -669,7 +669,7 @@ func (o *Owner) Held() []string {
 		out = append(out, ip)
 	}
 	o.mu.Unlock()
-	slices.SortFunc(out, compareAddr)
+	slices.SortFunc(out, fsm.CompareAddr)
 	return out
 }
 

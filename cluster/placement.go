@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"fmt"
-	"net/netip"
 	"slices"
 
 	"github.com/troika-sip/troika/fsm"
@@ -143,7 +142,7 @@ func Place(in PlacementInput) []PlacementChange {
 			gone = append(gone, ip)
 		}
 	}
-	slices.SortFunc(gone, compareAddr)
+	slices.SortFunc(gone, fsm.CompareAddr)
 	for _, ip := range gone {
 		cur := in.Current[ip]
 		out = append(out, PlacementChange{
@@ -224,28 +223,4 @@ func Place(in PlacementInput) []PlacementChange {
 		})
 	}
 	return out
-}
-
-func compareAddr(a, b string) int {
-	switch {
-	case a == b:
-		return 0
-	case addrLess(a, b):
-		return -1
-	}
-	return 1
-}
-
-func addrLess(a, b string) bool {
-	x, errx := netip.ParseAddr(a)
-	y, erry := netip.ParseAddr(b)
-	switch {
-	case errx == nil && erry == nil:
-		return x.Less(y)
-	case errx == nil:
-		return true
-	case erry == nil:
-		return false
-	}
-	return a < b
 }

@@ -3,7 +3,8 @@ package fsm
 import (
 	"fmt"
 	"net/netip"
-	"sort"
+	"slices"
+	"strings"
 )
 
 // Ownership of the managed addresses (the main virtual IPs and the IP
@@ -143,7 +144,7 @@ func (s *State) Assignments() []Assignment {
 		out = append(out, *a)
 	}
 	s.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return addrLess(out[i].IP, out[j].IP) })
+	slices.SortFunc(out, func(a, b Assignment) int { return CompareAddr(a.IP, b.IP) })
 	return out
 }
 
@@ -174,18 +175,18 @@ func (s *State) AssignmentsChanged() <-chan struct{} {
 	return s.own.watch
 }
 
-// addrLess orders addresses numerically (IPv4 before IPv6), unparsable
-// ones last by text.
-func addrLess(a, b string) bool {
+// CompareAddr orders addresses numerically (IPv4 before IPv6),
+// unparsable ones last by text, for slices.SortFunc.
+func CompareAddr(a, b string) int {
 	x, errx := netip.ParseAddr(a)
 	y, erry := netip.ParseAddr(b)
 	switch {
 	case errx == nil && erry == nil:
-		return x.Less(y)
+		return x.Compare(y)
 	case errx == nil:
-		return true
+		return -1
 	case erry == nil:
-		return false
+		return 1
 	}
-	return a < b
+	return strings.Compare(a, b)
 }
