@@ -360,10 +360,7 @@ func (s *Server) reconcileAliases() <-chan struct{} {
 		s.closeManaged(in)
 	}
 	for in := range want {
-		s.mu.Lock()
-		_, open := s.managed[in]
-		s.mu.Unlock()
-		if open {
+		if s.isOpen(in) {
 			continue
 		}
 		if err := s.openManaged(in); err != nil {
@@ -395,6 +392,14 @@ func (s *Server) hasFailures() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.failures) > 0
+}
+
+// isOpen reports whether the socket of in is open (managed) here.
+func (s *Server) isOpen(in ingress) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, open := s.managed[in]
+	return open
 }
 
 // openManaged opens the socket of in and serves it until closeManaged or
@@ -512,10 +517,7 @@ func (s *Server) ServeAddress(ip string, extra *fsm.AliasPorts) error {
 		s.closeManaged(in)
 	}
 	for _, in := range s.portsFor(ip, extra) {
-		s.mu.Lock()
-		_, open := s.managed[in]
-		s.mu.Unlock()
-		if open {
+		if s.isOpen(in) {
 			continue
 		}
 		if err := s.openManaged(in); err != nil {
