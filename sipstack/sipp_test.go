@@ -2,7 +2,6 @@ package sipstack
 
 import (
 	"fmt"
-	"os/exec"
 	"strconv"
 	"testing"
 	"time"
@@ -30,9 +29,7 @@ func tail(s string, n int) string {
 // SIPp registers users through the main socket and through an alias's
 // extra UDP port; the alias's bindings record the alias socket as ingress.
 func TestSIPpRegisterMainAndAlias(t *testing.T) {
-	if _, err := exec.LookPath("sipp"); err != nil {
-		t.Skip("sipp not in PATH")
-	}
+	sipptest.Need(t)
 	t.Parallel()
 	st := newTestState(t, false)
 	var users []string
