@@ -79,21 +79,11 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.SnapshotThreshold == 0 {
-		c.SnapshotThreshold = defaultSnapshotThreshold
-	}
-	if c.SnapshotInterval == 0 {
-		c.SnapshotInterval = defaultSnapshotInterval
-	}
-	if c.TrailingLogs == 0 {
-		c.TrailingLogs = defaultTrailingLogs
-	}
-	if c.HeartbeatTimeout == 0 {
-		c.HeartbeatTimeout = defaultHeartbeatTimeout
-	}
-	if c.ElectionTimeout == 0 {
-		c.ElectionTimeout = defaultElectionTimeout
-	}
+	setDefault(&c.SnapshotThreshold, defaultSnapshotThreshold)
+	setDefault(&c.SnapshotInterval, defaultSnapshotInterval)
+	setDefault(&c.TrailingLogs, defaultTrailingLogs)
+	setDefault(&c.HeartbeatTimeout, defaultHeartbeatTimeout)
+	setDefault(&c.ElectionTimeout, defaultElectionTimeout)
 	if c.LeaderLeaseTimeout == 0 {
 		c.LeaderLeaseTimeout = defaultLeaderLeaseTimeout
 		if c.LeaderLeaseTimeout > c.HeartbeatTimeout {

@@ -144,18 +144,11 @@ func StartGossip(cfg GossipConfig) (*Gossip, error) {
 	if len(cfg.Key) < minKeyLen {
 		return nil, fmt.Errorf("gossip: cluster key: must be at least %d bytes", minKeyLen)
 	}
-	setDur := func(v *time.Duration, d time.Duration) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	setDur(&cfg.ProbeInterval, defaultProbeInterval)
-	setDur(&cfg.ProbeTimeout, defaultProbeTimeout)
-	setDur(&cfg.GossipInterval, defaultGossipInterval)
-	setDur(&cfg.ReconnectEvery, defaultReconnectEvery)
-	if cfg.SuspicionMult == 0 {
-		cfg.SuspicionMult = defaultSuspicionMult
-	}
+	setDefault(&cfg.ProbeInterval, defaultProbeInterval)
+	setDefault(&cfg.ProbeTimeout, defaultProbeTimeout)
+	setDefault(&cfg.GossipInterval, defaultGossipInterval)
+	setDefault(&cfg.ReconnectEvery, defaultReconnectEvery)
+	setDefault(&cfg.SuspicionMult, defaultSuspicionMult)
 	bind, err := netip.ParseAddrPort(cfg.BindAddr)
 	if err != nil {
 		return nil, fmt.Errorf("gossip: bind address %q: must be ip:port: %w", cfg.BindAddr, err)

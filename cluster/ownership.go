@@ -161,21 +161,11 @@ func NewOwner(cfg OwnerConfig, node *Node, state *fsm.State, gossip *Gossip) (*O
 	default:
 		return nil, fmt.Errorf("ownership: placement %q: must be %q or %q", cfg.Placement, PlacementSpread, PlacementSingle)
 	}
-	if cfg.GARPCount == 0 {
-		cfg.GARPCount = defaultGARPCount
-	}
-	if cfg.GARPInterval == 0 {
-		cfg.GARPInterval = defaultGARPInterval
-	}
-	if cfg.Settle == 0 {
-		cfg.Settle = defaultSettle
-	}
-	if cfg.Unreachable == 0 {
-		cfg.Unreachable = cfg.Timing.LeaderLeaseTimeout
-	}
-	if cfg.Tick == 0 {
-		cfg.Tick = defaultOwnerTick
-	}
+	setDefault(&cfg.GARPCount, defaultGARPCount)
+	setDefault(&cfg.GARPInterval, defaultGARPInterval)
+	setDefault(&cfg.Settle, defaultSettle)
+	setDefault(&cfg.Unreachable, cfg.Timing.LeaderLeaseTimeout)
+	setDefault(&cfg.Tick, defaultOwnerTick)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
