@@ -3,6 +3,7 @@
 package chaos
 
 import (
+	"context"
 	"encoding/binary"
 	"net"
 	"net/netip"
@@ -102,7 +103,7 @@ func probeUDP(t *testing.T, h *Host, addr netip.Addr, want string, timeout time.
 }
 
 func neighbours(t *testing.T, h *Host) string {
-	out, err := run(nil, "ip", "-n", h.NS, "neigh")
+	out, err := run(context.Background(), "ip", "-n", h.NS, "neigh")
 	if err != nil {
 		t.Fatal(err)
 	}

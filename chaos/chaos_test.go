@@ -492,7 +492,7 @@ func TestTeardownLeavesNothing(t *testing.T) {
 	t.Cleanup(func() { deleteNetns(crashed + "-n1") })
 	sleeper := startBackground(t, "ip", "netns", "exec", crashed+"-n1", "sleep", "300")
 	for deadline := time.Now().Add(5 * time.Second); ; {
-		if out, _ := run(nil, "ip", "netns", "pids", crashed+"-n1"); strings.TrimSpace(out) != "" {
+		if out, _ := run(context.Background(), "ip", "netns", "pids", crashed+"-n1"); strings.TrimSpace(out) != "" {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -528,14 +528,14 @@ func TestTeardownLeavesNothing(t *testing.T) {
 	}
 	c.Close()
 
-	nss, err := run(nil, "ip", "netns", "list")
+	nss, err := run(context.Background(), "ip", "netns", "list")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(nss, id) {
 		t.Errorf("namespaces of run %s remain:\n%s", id, nss)
 	}
-	links, err := run(nil, "ip", "-o", "link")
+	links, err := run(context.Background(), "ip", "-o", "link")
 	if err != nil {
 		t.Fatal(err)
 	}

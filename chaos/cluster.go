@@ -290,7 +290,7 @@ func slicesHasPrefix(names []string, prefix string) bool {
 func pickSubnet() (netip.Prefix, error) {
 	var used []netip.Prefix
 	for _, args := range [][]string{{"-o", "addr"}, {"route", "show", "table", "all"}} {
-		out, err := run(nil, "ip", args...)
+		out, err := run(context.Background(), "ip", args...)
 		if err != nil {
 			return netip.Prefix{}, err
 		}

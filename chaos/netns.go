@@ -25,9 +25,6 @@ const netnsDir = "/run/netns" // where `ip netns` keeps its named namespaces
 // run runs a command and returns its combined output; the error includes
 // the command and its output.
 func run(ctx context.Context, name string, args ...string) (string, error) {
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
@@ -39,7 +36,7 @@ func run(ctx context.Context, name string, args ...string) (string, error) {
 
 // ip runs iproute2.
 func ip(args ...string) error {
-	_, err := run(nil, "ip", args...)
+	_, err := run(context.Background(), "ip", args...)
 	return err
 }
 
@@ -250,7 +247,7 @@ func netnsNames() ([]string, error) {
 func killNetnsProcs(ns string) error {
 	var last string
 	for range 50 {
-		out, err := run(nil, "ip", "netns", "pids", ns)
+		out, err := run(context.Background(), "ip", "netns", "pids", ns)
 		if err != nil {
 			return err
 		}

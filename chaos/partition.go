@@ -3,6 +3,7 @@
 package chaos
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -43,7 +44,7 @@ func (c *Cluster) Partition(side ...*Node) (*Partition, error) {
 				{"INPUT", "-s", a, "-j", "DROP"},
 				{"OUTPUT", "-d", a, "-j", "DROP"},
 			} {
-				if _, err := run(nil, "ip", append([]string{"netns", "exec", n.NS, "iptables", "-w", "-I"}, spec...)...); err != nil {
+				if _, err := run(context.Background(), "ip", append([]string{"netns", "exec", n.NS, "iptables", "-w", "-I"}, spec...)...); err != nil {
 					return p, errors.Join(err, p.Heal())
 				}
 				p.rules = append(p.rules, iptRule{ns: n.NS, spec: spec})
@@ -65,7 +66,7 @@ func (p *Partition) Heal() error {
 	var errs []error
 	for i := len(p.rules) - 1; i >= 0; i-- {
 		r := p.rules[i]
-		if _, err := run(nil, "ip", append([]string{"netns", "exec", r.ns, "iptables", "-w", "-D"}, r.spec...)...); err != nil {
+		if _, err := run(context.Background(), "ip", append([]string{"netns", "exec", r.ns, "iptables", "-w", "-D"}, r.spec...)...); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -295,16 +295,13 @@ const (
 // contactURI parses the URI of a message's first Contact, as the remote
 // target of a dialog. It must be a sip or sips URI with a host.
 func contactURI(msg interface{ GetHeaders(string) []sip.Header }) (sip.Uri, bool) {
-	var vals []string
-	for _, h := range msg.GetHeaders("Contact") {
-		vals = append(vals, h.Value())
-	}
-	for _, h := range msg.GetHeaders("m") {
-		vals = append(vals, h.Value())
-	}
-	for _, v := range vals {
-		for _, e := range splitList(v) {
-			c, err := parseContact(e)
+	for _, name := range []string{"Contact", "m"} {
+		for _, h := range msg.GetHeaders(name) {
+			entries := splitList(h.Value())
+			if len(entries) == 0 {
+				continue
+			}
+			c, err := parseContact(entries[0])
 			if err != nil {
 				return sip.Uri{}, false
 			}
