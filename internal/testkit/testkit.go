@@ -1,0 +1,176 @@
+// Package testkit holds what troika's tests share: a write path that
+// applies commands to a local fsm.State as a one-node cluster would
+// (Store), MustApply, waiting on a condition with a deadline (WaitFor,
+// Holds), an adjustable clock, Prometheus readings, and the troika binary
+// built once per test run (Binary).
+//
+// Only tests import it.
+package testkit
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/troika-sip/troika/fsm"
+)
+
+// ErrNoLeader is what Store.Propose returns while Fail is set: the error
+// of a cluster that lost its leader.
+var ErrNoLeader = errors.New("testkit: no leader")
+
+// Store is the replicated write path of a one-node cluster without
+// consensus: each command is encoded as the cluster would carry it and
+// applied to State. It serves as a sipstack Store and an admin Backend.
+type Store struct {
+	State *fsm.State
+	// Fail makes every Propose fail with ErrNoLeader (a cluster without
+	// a leader).
+	Fail atomic.Bool
+	// Writes counts the calls to Propose.
+	Writes atomic.Int64
+	// Status is what ClusterStatus returns (an empty object when nil).
+	Status any
+}
+
+// NewStore returns a Store over st (a new empty state when nil).
+func NewStore(st *fsm.State) *Store {
+	if st == nil {
+		st = fsm.New()
+	}
+	return &Store{State: st}
+}
+
+// Propose encodes cmd and applies it to the state.
+func (s *Store) Propose(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
+	s.Writes.Add(1)
+	if s.Fail.Load() {
+		return fsm.Result{}, ErrNoLeader
+	}
+	if err := ctx.Err(); err != nil {
+		return fsm.Result{}, err
+	}
+	data, err := fsm.Encode(cmd)
+	if err != nil {
+		return fsm.Result{}, err
+	}
+	return s.State.Apply(data)
+}
+
+// ClusterStatus returns Status.
+func (s *Store) ClusterStatus() any {
+	if s.Status == nil {
+		return map[string]string{}
+	}
+	return s.Status
+}
+
+// MustApply encodes and applies cmd to st, failing the test if the
+// command does not decode or the state machine refuses it.
+func MustApply(t testing.TB, st *fsm.State, cmd fsm.Command) fsm.Result {
+	t.Helper()
+	res, err := NewStore(st).Propose(context.Background(), cmd)
+	if err != nil || res.Err != nil {
+		t.Fatalf("%T: %v %v", cmd, err, res.Err)
+	}
+	return res
+}
+
+// pollEvery is how often WaitFor and Holds look at their condition.
+const pollEvery = 10 * time.Millisecond
+
+// WaitFor polls cond until it holds, failing the test (naming what it
+// waited for) when timeout passes first.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	if !Eventually(timeout, cond) {
+		t.Fatalf("timed out after %s waiting for %s", timeout, what)
+	}
+}
+
+// Eventually polls cond until it holds (true) or timeout passes (false).
+func Eventually(timeout time.Duration, cond func() bool) bool {
+	if cond() {
+		return true
+	}
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			if cond() {
+				return true
+			}
+		case <-deadline.C:
+			return cond()
+		}
+	}
+}
+
+// Holds checks that cond stays true for the whole of d (a state that must
+// not change while something else happens), failing the test at the
+// first sample where it does not.
+func Holds(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	end := time.NewTimer(d)
+	defer end.Stop()
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	for {
+		if !cond() {
+			t.Fatalf("%s stopped holding", what)
+		}
+		select {
+		case <-tick.C:
+		case <-end.C:
+			if !cond() {
+				t.Fatalf("%s stopped holding", what)
+			}
+			return
+		}
+	}
+}
+
+// Clock is the wall clock shifted by an adjustable offset: hand Now to
+// the code under test and Advance it instead of sleeping.
+type Clock struct{ off atomic.Int64 }
+
+// Now is time.Now plus the offset.
+func (c *Clock) Now() time.Time { return time.Now().Add(time.Duration(c.off.Load())) }
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) { c.off.Add(int64(d)) }
+
+// Metric sums the counters and gauges called name in g whose labels
+// include labels (name, value pairs).
+func Metric(g prometheus.Gatherer, name string, labels ...string) float64 {
+	mfs, _ := g.Gather()
+	total := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue next
+				}
+			}
+			total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return total
+}
