@@ -8,6 +8,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
 
 // Digest authentication of requests, shared by the registrar (401,
@@ -75,7 +76,7 @@ func (p principal) isVendor() bool { return p.conn != nil }
 // accounts. When user is not empty it is the only username accepted (the
 // registrar requires the To user). It returns the authenticated account,
 // or the reply challenging or refusing the request.
-func (s *Server) authenticate(sock *socket, req *sip.Request, sch digestScheme, user string, now time.Time) (fsm.Account, *reply) {
+func (s *Server) authenticate(sock *socket, req *sip.Request, sch digestScheme, user string, now time.Time) (fsm.Account, *sipmsg.Reply) {
 	p, r := s.checkDigest(sock, req, sch, user, now, false)
 	return p.account, r
 }
@@ -90,7 +91,7 @@ func (s *Server) authenticate(sock *socket, req *sip.Request, sch digestScheme, 
 //  3. otherwise a customer: digest against the account (the 407 challenge
 //     for an INVITE without credentials is the same for both, so a vendor
 //     sending from an unlisted address answers it with its credentials).
-func (s *Server) authorizeInvite(sock *socket, req *sip.Request, now time.Time) (principal, *reply) {
+func (s *Server) authorizeInvite(sock *socket, req *sip.Request, now time.Time) (principal, *sipmsg.Reply) {
 	if src, ok := packetSource(req); ok {
 		if cn, ok := s.state.ConnectionForSource(src); ok {
 			if v, ok := s.state.Vendor(cn.Vendor); ok {
@@ -114,32 +115,32 @@ func packetSource(req *sip.Request) (netip.Addr, bool) {
 // checkDigest verifies req's digest credentials at now. The user name
 // names an account, or with vendors a vendor connection (see
 // authorizeInvite).
-func (s *Server) checkDigest(sock *socket, req *sip.Request, sch digestScheme, user string, now time.Time, vendors bool) (principal, *reply) {
+func (s *Server) checkDigest(sock *socket, req *sip.Request, sch digestScheme, user string, now time.Time, vendors bool) (principal, *sipmsg.Reply) {
 	rc := &s.cfg.Registrar
 	var src netip.Addr
 	if ap, err := netip.ParseAddrPort(req.Source()); err == nil {
 		src = ap.Addr().Unmap()
 	}
 	if s.limiter.Blocked(src, now) {
-		return principal{}, &reply{code: sip.StatusForbidden, reason: "Forbidden", result: resRateLimited}
+		return principal{}, &sipmsg.Reply{Code: sip.StatusForbidden, Reason: "Forbidden", Result: sipmsg.ResultRateLimited}
 	}
 	secret := s.state.NonceSecret()
 	if len(secret) == 0 {
-		r := unavailable("Service Unavailable")
+		r := sipmsg.Unavailable("Service Unavailable")
 		return principal{}, &r
 	}
 
-	creds, err := findCredentials(headerValues(req, sch.answers...), rc.Realm)
+	creds, err := findCredentials(sipmsg.HeaderValues(req, sch.answers...), rc.Realm)
 	switch {
 	case errors.Is(err, errNoCredentials):
 		r := s.challenge(sch, secret, now, false)
 		return principal{}, &r
 	case err != nil:
-		r := badRequest("Malformed " + sch.answers[0] + " header")
+		r := sipmsg.BadRequest("Malformed " + sch.answers[0] + " header")
 		return principal{}, &r
 	}
 	if msg := creds.wellFormed(); msg != "" {
-		r := badRequest(msg)
+		r := sipmsg.BadRequest(msg)
 		return principal{}, &r
 	}
 	alg := creds.offered(rc.Algorithms)
@@ -181,16 +182,16 @@ func (s *Server) checkDigest(sock *socket, req *sip.Request, sch digestScheme, u
 			s.log.Warn("source blocked after repeated failed authentications", "source", src.String(),
 				"for", rc.AuthBlockFor, "socket", sock.name, "method", string(req.Method))
 		}
-		r := forbidden()
+		r := sipmsg.Forbidden()
 		return principal{}, &r
 	}
 	if !p.isVendor() && p.account.Blocked {
-		r := forbidden()
+		r := sipmsg.Forbidden()
 		return principal{}, &r
 	}
 	if nonce == nonceStale {
 		r := s.challenge(sch, secret, now, true)
-		r.result = resStale
+		r.Result = sipmsg.ResultStale
 		return principal{}, &r
 	}
 	return p, nil
@@ -207,11 +208,11 @@ func (s *Server) vendorUser(name string, vendors bool) (fsm.Connection, fsm.Vend
 
 // challenge is a 401 or 407 offering every configured algorithm with one
 // fresh nonce.
-func (s *Server) challenge(sch digestScheme, secret []byte, now time.Time, stale bool) reply {
+func (s *Server) challenge(sch digestScheme, secret []byte, now time.Time, stale bool) sipmsg.Reply {
 	nonce := mintNonce(secret, s.cfg.Registrar.Realm, now)
 	var hdrs []sip.Header
 	for _, c := range challenges(s.cfg.Registrar.Realm, nonce, stale, s.cfg.Registrar.Algorithms) {
 		hdrs = append(hdrs, sip.NewHeader(sch.challenge, c))
 	}
-	return reply{code: sch.code, reason: sch.reason, headers: hdrs, result: resUnauthorized}
+	return sipmsg.Reply{Code: sch.code, Reason: sch.reason, Headers: hdrs, Result: sipmsg.ResultUnauthorized}
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
 
 // What crosses from one leg of a call to the other: the body (SDP,
@@ -32,7 +33,7 @@ func relayHeaders(msg interface{ GetHeaders(string) []sip.Header }) []sip.Header
 			if i == maxRelayedPerName {
 				break
 			}
-			if v := h.Value(); len(v) <= maxRelayedValue && safeHeaderValue(v) && strings.TrimSpace(v) != "" {
+			if v := h.Value(); len(v) <= maxRelayedValue && sipmsg.SafeHeaderValue(v) && strings.TrimSpace(v) != "" {
 				out = append(out, sip.NewHeader(name, v))
 			}
 		}
@@ -59,7 +60,7 @@ func safeContentType(msg interface{ ContentType() *sip.ContentTypeHeader }) stri
 		return ""
 	}
 	v := strings.TrimSpace(h.Value())
-	if v == "" || len(v) > maxRelayedValue || !safeText(v) {
+	if v == "" || len(v) > maxRelayedValue || !sipmsg.SafeText(v) {
 		return ""
 	}
 	return v
@@ -84,7 +85,7 @@ func checkSDP(b []byte) error {
 		if len(line) == 0 {
 			continue
 		}
-		if len(line) < 2 || line[1] != '=' || line[0] < 'a' || line[0] > 'z' || !safeText(string(line)) {
+		if len(line) < 2 || line[1] != '=' || line[0] < 'a' || line[0] > 'z' || !sipmsg.SafeText(string(line)) {
 			return errBadSDP
 		}
 		if first && string(line) != "v=0" {
@@ -104,7 +105,7 @@ func checkSDP(b []byte) error {
 // reasonFor returns the reason phrase to send with code: the peer's own
 // when it is short, plain text, else the standard one.
 func reasonFor(code int, peer string) string {
-	if peer != "" && len(peer) <= 64 && safeText(peer) {
+	if peer != "" && len(peer) <= 64 && sipmsg.SafeText(peer) {
 		return peer
 	}
 	return statusText(code)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
 
 // call is one call in progress on this node, from its authorized INVITE
@@ -434,7 +435,7 @@ func (c *call) response(code int, reason string) *sip.Response {
 	if code > 100 && code < 300 {
 		res.AppendHeader(c.inSock.contact())
 	}
-	res.AppendHeader(sip.NewHeader("Server", serverName))
+	res.AppendHeader(sip.NewHeader("Server", sipmsg.ServerName))
 	return res
 }
 
@@ -514,7 +515,7 @@ func (c *call) connect(f *fork) {
 	for _, h := range relayHeaders(res) {
 		ok.AppendHeader(h)
 	}
-	ok.AppendHeader(sip.NewHeader("Allow", allowHeader))
+	ok.AppendHeader(sip.NewHeader("Allow", sipmsg.AllowHeader))
 	copyBody(ok, res)
 	c.mu.Lock()
 	c.answered = true

@@ -13,6 +13,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
 
 // dialog is one leg of a call: the dialog state of the switch's side
@@ -178,7 +179,7 @@ func (s *Server) buildRequest(spec reqSpec) (*sip.Request, *socket, error) {
 	if spec.contact {
 		req.AppendHeader(sock.contact())
 	}
-	req.AppendHeader(sip.NewHeader("User-Agent", serverName))
+	req.AppendHeader(sip.NewHeader("User-Agent", sipmsg.ServerName))
 	req.SetTransport(sip.NetworkToUpper(spec.transport))
 	req.SetDestination(spec.dest)
 	req.Laddr = sip.Addr{IP: net.ParseIP(sock.ip)}
@@ -274,11 +275,11 @@ func (s *Server) sendAck(sock *socket, ack *sip.Request) error {
 func routeSet(msg interface{ GetHeaders(string) []sip.Header }) []string {
 	var out []string
 	for _, h := range msg.GetHeaders("Record-Route") {
-		for _, e := range splitList(h.Value()) {
+		for _, e := range sipmsg.SplitList(h.Value()) {
 			if len(out) == maxRoutes {
 				return out
 			}
-			if len(e) <= maxRouteEntry && safeText(e) {
+			if len(e) <= maxRouteEntry && sipmsg.SafeText(e) {
 				out = append(out, e)
 			}
 		}
@@ -297,11 +298,11 @@ const (
 func contactURI(msg interface{ GetHeaders(string) []sip.Header }) (sip.Uri, bool) {
 	for _, name := range []string{"Contact", "m"} {
 		for _, h := range msg.GetHeaders(name) {
-			entries := splitList(h.Value())
+			entries := sipmsg.SplitList(h.Value())
 			if len(entries) == 0 {
 				continue
 			}
-			c, err := parseContact(entries[0])
+			c, err := sipmsg.ParseContact(entries[0])
 			if err != nil {
 				return sip.Uri{}, false
 			}

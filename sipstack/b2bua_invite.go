@@ -11,6 +11,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
 
 // An initial INVITE, up to its StartCall.
@@ -53,13 +54,13 @@ func (s *Server) handleInvite(sock *socket, req *sip.Request, tx sip.ServerTrans
 		return
 	}
 	if s.calls.draining.Load() {
-		s.reply(tx, req, reply{code: sip.StatusServiceUnavailable, reason: "Service Unavailable", headers: []sip.Header{sip.NewHeader("Retry-After", retryAfter)}})
+		s.reply(tx, req, sipmsg.Reply{Code: sip.StatusServiceUnavailable, Reason: "Service Unavailable", Headers: []sip.Header{sip.NewHeader("Retry-After", sipmsg.RetryAfter)}})
 		return
 	}
 	c, dest, r, authed := s.admit(sock, req, tx)
 	if r != nil {
 		if authed {
-			s.m.callFailed(r.code)
+			s.m.callFailed(r.Code)
 		}
 		s.reply(tx, req, *r)
 		return
@@ -79,22 +80,22 @@ func (s *Server) Draining() bool { return s.calls.draining.Load() }
 // admit checks, authenticates and authorizes an initial INVITE. It
 // returns the started call, or the reply refusing it (authed tells
 // whether the caller had authenticated).
-func (s *Server) admit(sock *socket, req *sip.Request, tx sip.ServerTransaction) (*call, destination, *reply, bool) {
+func (s *Server) admit(sock *socket, req *sip.Request, tx sip.ServerTransaction) (*call, destination, *sipmsg.Reply, bool) {
 	now := s.cfg.Now()
-	refuse := func(code int, reason string, hdrs ...sip.Header) (*call, destination, *reply, bool) {
-		return nil, destination{}, &reply{code: code, reason: reason, headers: hdrs}, true
+	refuse := func(code int, reason string, hdrs ...sip.Header) (*call, destination, *sipmsg.Reply, bool) {
+		return nil, destination{}, &sipmsg.Reply{Code: code, Reason: reason, Headers: hdrs}, true
 	}
-	if r := checkRequest(req); r != nil {
+	if r := sipmsg.CheckRequest(req); r != nil {
 		return nil, destination{}, r, false
 	}
-	if r := checkRequire(req, noExtensions); r != nil {
+	if r := sipmsg.CheckRequire(req, noExtensions); r != nil {
 		return nil, destination{}, r, false
 	}
 	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
-		return nil, destination{}, &reply{code: sip.StatusTooManyHops, reason: "Too Many Hops"}, false
+		return nil, destination{}, &sipmsg.Reply{Code: sip.StatusTooManyHops, Reason: "Too Many Hops"}, false
 	}
 	if sch := strings.ToLower(req.Recipient.Scheme); sch != "sip" && sch != "sips" {
-		return nil, destination{}, &reply{code: 416, reason: "Unsupported URI Scheme"}, false
+		return nil, destination{}, &sipmsg.Reply{Code: 416, Reason: "Unsupported URI Scheme"}, false
 	}
 	who, r := s.authorizeInvite(sock, req, now)
 	if r != nil {
@@ -104,7 +105,7 @@ func (s *Server) admit(sock *socket, req *sip.Request, tx sip.ServerTransaction)
 
 	from, to := req.From(), req.To()
 	fromTag, _ := from.Params.Get("tag")
-	if fromTag == "" || len(fromTag) > 128 || !safeText(fromTag) {
+	if fromTag == "" || len(fromTag) > 128 || !sipmsg.SafeText(fromTag) {
 		return refuse(sip.StatusBadRequest, "Missing or malformed From tag")
 	}
 	target, ok := contactURI(req)
@@ -136,7 +137,7 @@ func (s *Server) admit(sock *socket, req *sip.Request, tx sip.ServerTransaction)
 	if !s.acquireCall() {
 		s.log.Warn("too many calls in progress; refusing", "max_calls", s.cfg.Calls.MaxCalls, "account", acct.ID)
 		vendorResult(vendorUnavailable)
-		return refuse(sip.StatusServiceUnavailable, "Service Unavailable", sip.NewHeader("Retry-After", retryAfter))
+		return refuse(sip.StatusServiceUnavailable, "Service Unavailable", sip.NewHeader("Retry-After", sipmsg.RetryAfter))
 	}
 
 	callID := req.CallID().Value()
@@ -188,13 +189,13 @@ func (s *Server) admit(sock *socket, req *sip.Request, tx sip.ServerTransaction)
 	if r != nil {
 		s.calls.remove(callID, c)
 		s.releaseCall()
-		if r.code == sip.StatusServiceUnavailable {
+		if r.Code == sip.StatusServiceUnavailable {
 			vendorResult(vendorUnavailable)
 		} else {
 			vendorResult(vendorRefused)
 		}
 		if dest.vendor != nil {
-			c.log.Info("call from vendor refused", "code", r.code, "reason", r.reason)
+			c.log.Info("call from vendor refused", "code", r.Code, "reason", r.Reason)
 		}
 		return nil, destination{}, r, true
 	}
@@ -206,7 +207,7 @@ func (s *Server) admit(sock *socket, req *sip.Request, tx sip.ServerTransaction)
 }
 
 // startCall proposes StartCall and maps a refusal to the caller's answer.
-func (s *Server) startCall(cmd *fsm.StartCall, log *slog.Logger) (fsm.Call, *reply) {
+func (s *Server) startCall(cmd *fsm.StartCall, log *slog.Logger) (fsm.Call, *sipmsg.Reply) {
 	ctx, cancel := context.WithTimeout(s.baseCtx, s.cfg.Calls.ProposeTimeout)
 	res, err := s.store.Propose(ctx, cmd)
 	cancel()
@@ -220,7 +221,7 @@ func (s *Server) startCall(cmd *fsm.StartCall, log *slog.Logger) (fsm.Call, *rep
 				CauseText: "Service Unavailable", DisconnectedBy: bySystem})
 		})
 		s.m.callWriteFails.WithLabelValues("start").Inc()
-		r := unavailable("Service Unavailable")
+		r := sipmsg.Unavailable("Service Unavailable")
 		return fsm.Call{}, &r
 	}
 	if e := res.Err; e != nil {
@@ -228,38 +229,38 @@ func (s *Server) startCall(cmd *fsm.StartCall, log *slog.Logger) (fsm.Call, *rep
 		if cmd.Direction == fsm.DirFromVendor {
 			r = vendorRefusal(e)
 		}
-		log.Debug("call refused", "code", r.code, "reason", r.reason, "detail", e.Error())
+		log.Debug("call refused", "code", r.Code, "reason", r.Reason, "detail", e.Error())
 		return fsm.Call{}, &r
 	}
 	if res.Call == nil || res.Call.Account != cmd.Account || res.Call.SetupAt != cmd.Now || res.Call.Node != cmd.Node {
 		// StartCall is idempotent by id: this Call-ID belongs to a call
 		// started elsewhere.
-		return fsm.Call{}, &reply{code: sip.StatusLoopDetected, reason: "Loop Detected"}
+		return fsm.Call{}, &sipmsg.Reply{Code: sip.StatusLoopDetected, Reason: "Loop Detected"}
 	}
 	return *res.Call, nil
 }
 
 // refusal maps a StartCall refusal to the caller's answer.
-func refusal(e *fsm.Error) reply {
+func refusal(e *fsm.Error) sipmsg.Reply {
 	callee := strings.HasPrefix(e.Field, "charges[1]")
 	switch e.Code {
 	case fsm.CodeInsufficientFunds:
-		return reply{code: sip.StatusPaymentRequired, reason: "Payment Required"}
+		return sipmsg.Reply{Code: sip.StatusPaymentRequired, Reason: "Payment Required"}
 	case fsm.CodeNoRate:
-		return reply{code: sip.StatusForbidden, reason: "Destination Not Allowed"}
+		return sipmsg.Reply{Code: sip.StatusForbidden, Reason: "Destination Not Allowed"}
 	case fsm.CodeBlocked:
-		return reply{code: sip.StatusForbidden, reason: "Forbidden"}
+		return sipmsg.Reply{Code: sip.StatusForbidden, Reason: "Forbidden"}
 	case fsm.CodeTooManyCalls:
 		if callee {
-			return reply{code: sip.StatusBusyHere, reason: "Busy Here"}
+			return sipmsg.Reply{Code: sip.StatusBusyHere, Reason: "Busy Here"}
 		}
-		return reply{code: sip.StatusForbidden, reason: "Too Many Calls"}
+		return sipmsg.Reply{Code: sip.StatusForbidden, Reason: "Too Many Calls"}
 	case fsm.CodeNotFound:
-		return reply{code: sip.StatusNotFound, reason: "Not Found"}
+		return sipmsg.Reply{Code: sip.StatusNotFound, Reason: "Not Found"}
 	case fsm.CodeConflict:
-		return reply{code: sip.StatusBadRequest, reason: "Call-ID Already Used"}
+		return sipmsg.Reply{Code: sip.StatusBadRequest, Reason: "Call-ID Already Used"}
 	}
-	return reply{code: sip.StatusInternalServerError, reason: "Server Internal Error"}
+	return sipmsg.Reply{Code: sip.StatusInternalServerError, Reason: "Server Internal Error"}
 }
 
 // Replicated writes of a call after its start are retried: losing an

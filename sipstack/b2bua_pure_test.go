@@ -67,8 +67,8 @@ func TestRefusalMapping(t *testing.T) {
 	}
 	for _, c := range cases {
 		r := refusal(&fsm.Error{Code: c.code, Field: c.field})
-		if r.code != c.status || r.reason != c.reason {
-			t.Errorf("%s %s: %d %s, want %d %s", c.code, c.field, r.code, r.reason, c.status, c.reason)
+		if r.Code != c.status || r.Reason != c.reason {
+			t.Errorf("%s %s: %d %s, want %d %s", c.code, c.field, r.Code, r.Reason, c.status, c.reason)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
 
 // Redirects: a callee leg that answers 300, 301 or 302 (typically a
@@ -314,11 +315,11 @@ func redirectContacts(msg interface{ GetHeaders(string) []sip.Header }) []redire
 	seen := map[string]bool{}
 	for _, name := range []string{"Contact", "m"} {
 		for _, h := range msg.GetHeaders(name) {
-			for _, e := range splitList(h.Value()) {
+			for _, e := range sipmsg.SplitList(h.Value()) {
 				if len(out) == maxRedirectContacts {
 					break
 				}
-				cs, err := parseContact(e)
+				cs, err := sipmsg.ParseContact(e)
 				if err != nil {
 					continue
 				}

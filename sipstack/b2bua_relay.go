@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
 
 // Requests within a call's dialogs: BYE ends the call; re-INVITE, UPDATE
@@ -34,7 +35,7 @@ func (s *Server) handleAck(sock *socket, req *sip.Request) {
 
 // handleInDialog serves a request carrying a To tag.
 func (s *Server) handleInDialog(sock *socket, req *sip.Request, tx sip.ServerTransaction) {
-	if r := checkRequest(req); r != nil {
+	if r := sipmsg.CheckRequest(req); r != nil {
 		s.reply(tx, req, *r)
 		return
 	}
@@ -54,17 +55,17 @@ func (s *Server) handleInDialog(sock *socket, req *sip.Request, tx sip.ServerTra
 				tx.Terminate()
 				return
 			}
-			s.reply(tx, req, reply{code: sip.StatusServiceUnavailable, reason: "Service Unavailable",
-				headers: []sip.Header{sip.NewHeader("Retry-After", "1")}})
+			s.reply(tx, req, sipmsg.Reply{Code: sip.StatusServiceUnavailable, Reason: "Service Unavailable",
+				Headers: []sip.Header{sip.NewHeader("Retry-After", "1")}})
 			return
 		case err != nil:
-			s.reply(tx, req, reply{code: sip.StatusCallTransactionDoesNotExists, reason: "Call/Transaction Does Not Exist"})
+			s.reply(tx, req, sipmsg.Reply{Code: sip.StatusCallTransactionDoesNotExists, Reason: "Call/Transaction Does Not Exist"})
 			return
 		}
 	}
 	c, d := ref.c, ref.d
 	if !d.acceptCSeq(req.CSeq().SeqNo) {
-		s.reply(tx, req, reply{code: sip.StatusInternalServerError, reason: "CSeq Out of Order"})
+		s.reply(tx, req, sipmsg.Reply{Code: sip.StatusInternalServerError, Reason: "CSeq Out of Order"})
 		return
 	}
 	switch req.Method {
@@ -73,15 +74,15 @@ func (s *Server) handleInDialog(sock *socket, req *sip.Request, tx sip.ServerTra
 	case sip.INVITE, sip.UPDATE, sip.INFO:
 		c.relay(d, req, tx)
 	default:
-		s.reply(tx, req, reply{code: sip.StatusMethodNotAllowed, reason: "Method Not Allowed",
-			headers: []sip.Header{sip.NewHeader("Allow", allowHeader)}})
+		s.reply(tx, req, sipmsg.Reply{Code: sip.StatusMethodNotAllowed, Reason: "Method Not Allowed",
+			Headers: []sip.Header{sip.NewHeader("Allow", sipmsg.AllowHeader)}})
 	}
 }
 
 // onBye answers a BYE and ends the call. A BYE from the caller before the
 // answer (in the early dialog of a relayed 18x) cancels the call.
 func (c *call) onBye(d *dialog, req *sip.Request, tx sip.ServerTransaction) {
-	c.s.reply(tx, req, reply{code: sip.StatusOK, reason: "OK"})
+	c.s.reply(tx, req, sipmsg.Reply{Code: sip.StatusOK, Reason: "OK"})
 	c.mu.Lock()
 	answered := c.answered
 	if !answered && d != c.caller {
@@ -106,7 +107,7 @@ func (c *call) onBye(d *dialog, req *sip.Request, tx sip.ServerTransaction) {
 func (c *call) relay(from *dialog, req *sip.Request, tx sip.ServerTransaction) {
 	s := c.s
 	refuse := func(code int, hdrs ...sip.Header) {
-		s.reply(tx, req, reply{code: code, reason: statusText(code), headers: hdrs})
+		s.reply(tx, req, sipmsg.Reply{Code: code, Reason: statusText(code), Headers: hdrs})
 	}
 	c.mu.Lock()
 	switch {
@@ -364,13 +365,13 @@ func (c *call) relayedResponse(req *sip.Request, d *dialog, res *sip.Response) *
 		}
 	}
 	copyBody(out, res)
-	out.AppendHeader(sip.NewHeader("Server", serverName))
+	out.AppendHeader(sip.NewHeader("Server", sipmsg.ServerName))
 	return out
 }
 
 func (c *call) plainResponse(req *sip.Request, code int) *sip.Response {
 	out := sip.NewResponseFromRequest(req, code, statusText(code), nil)
-	out.AppendHeader(sip.NewHeader("Server", serverName))
+	out.AppendHeader(sip.NewHeader("Server", sipmsg.ServerName))
 	return out
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
 
 // Where a call goes: resolveDestination maps the dialed number to an
@@ -30,17 +31,17 @@ type destination struct {
 // and refused (404, or 500 when a rule fails) unless the result is an
 // account; the refusal is logged, counted and recorded (see
 // vendorDestination).
-func (s *Server) resolveDestination(p principal, req *sip.Request) (destination, *reply) {
+func (s *Server) resolveDestination(p principal, req *sip.Request) (destination, *sipmsg.Reply) {
 	if p.isVendor() {
 		return s.vendorDestination(p, req)
 	}
 	cld := req.Recipient.User
 	if !fsm.ValidID(cld) {
-		return destination{}, &reply{code: sip.StatusNotFound, reason: "Not Found"}
+		return destination{}, &sipmsg.Reply{Code: sip.StatusNotFound, Reason: "Not Found"}
 	}
 	acct, ok := s.state.Account(cld)
 	if !ok {
-		return destination{}, &reply{code: sip.StatusNotFound, reason: "Not Found"}
+		return destination{}, &sipmsg.Reply{Code: sip.StatusNotFound, Reason: "Not Found"}
 	}
 	return destination{cld: cld, callee: acct}, nil
 }
@@ -158,5 +159,5 @@ func displayName(s string) string {
 	if strings.ContainsAny(s, "\"\\") {
 		return ""
 	}
-	return cleanText(s, 64)
+	return sipmsg.CleanText(s, 64)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
 
 // Calls from vendors via SIP (DESIGN.md §1.3,
@@ -86,8 +87,8 @@ const anonymousCLI = "anonymous"
 
 // Replies refusing vendor calls.
 var (
-	vendorNotFound          = reply{code: sip.StatusNotFound, reason: "Not Found"}
-	vendorTranslationFailed = reply{code: sip.StatusInternalServerError, reason: "Translation Failed"}
+	vendorNotFound          = sipmsg.Reply{Code: sip.StatusNotFound, Reason: "Not Found"}
+	vendorTranslationFailed = sipmsg.Reply{Code: sip.StatusInternalServerError, Reason: "Translation Failed"}
 )
 
 // vendorRoute is what a call from a vendor carries besides its
@@ -103,18 +104,18 @@ type vendorRoute struct {
 // vendorDestination translates a vendor INVITE's numbers and finds the
 // account called. A refusal is logged, counted and recorded (an xDR
 // without charge) before it is returned.
-func (s *Server) vendorDestination(p principal, req *sip.Request) (destination, *reply) {
+func (s *Server) vendorDestination(p principal, req *sip.Request) (destination, *sipmsg.Reply) {
 	now := s.cfg.Now()
 	cn := p.conn
 	raw := req.Recipient.User
-	vr := &vendorRoute{conn: *cn, vendor: p.vendor, by: p.by, dialed: cleanText(raw, billing.MaxNumberLength)}
+	vr := &vendorRoute{conn: *cn, vendor: p.vendor, by: p.by, dialed: sipmsg.CleanText(raw, billing.MaxNumberLength)}
 	log := s.log.With("call_id", req.CallID().Value(), "vendor", p.vendor.ID, "connection", cn.ID, "by", p.by,
 		"dialed", vr.dialed)
-	refuse := func(r reply, result, translated, why string, level slog.Level) (destination, *reply) {
-		log.Log(context.Background(), level, "call from vendor refused", "code", r.code, "result", result,
+	refuse := func(r sipmsg.Reply, result, translated, why string, level slog.Level) (destination, *sipmsg.Reply) {
+		log.Log(context.Background(), level, "call from vendor refused", "code", r.Code, "result", result,
 			"translated", translated, "reason", why)
 		s.m.vendorCall(result)
-		s.recordRefusedVendorCall(req, vr, translated, r.code, why, now, log)
+		s.recordRefusedVendorCall(req, vr, translated, r.Code, why, now, log)
 		return destination{}, &r
 	}
 
@@ -141,7 +142,7 @@ func (s *Server) vendorDestination(p principal, req *sip.Request) (destination, 
 		return refuse(vendorTranslationFailed, result, "", "CLD translation failed: "+err.Error(), slog.LevelWarn)
 	}
 	if !fsm.ValidID(cld) {
-		return refuse(vendorNotFound, vendorNotAccount, cleanText(cld, billing.MaxNumberLength),
+		return refuse(vendorNotFound, vendorNotAccount, sipmsg.CleanText(cld, billing.MaxNumberLength),
 			"the translated number is not an account id", slog.LevelInfo)
 	}
 	acct, ok := s.state.Account(cld)
@@ -250,7 +251,7 @@ func (s *Server) recordRefusedVendorCall(req *sip.Request, vr *vendorRoute, tran
 	}
 	text := fmt.Sprintf("%s: %s", statusText(code), why)
 	res, err = s.proposeCall("end", &fsm.EndCall{ID: callID, DisconnectAt: now.UnixMilli(), Cause: code,
-		CauseText: cleanText(text, 256), DisconnectedBy: bySystem})
+		CauseText: sipmsg.CleanText(text, 256), DisconnectedBy: bySystem})
 	switch {
 	case err != nil:
 		log.Error("refused vendor call: its EndCall could not be written; the record stays open", "error", err)
@@ -278,9 +279,9 @@ func vendorStartCall(callID string, dest destination, maxSeconds int, now int64,
 // max_calls is 486 Busy Here; the rest as for customers (a vendor tariff
 // without a rate for the number, like an incoming tariff without one, is
 // 403 Destination Not Allowed).
-func vendorRefusal(e *fsm.Error) reply {
+func vendorRefusal(e *fsm.Error) sipmsg.Reply {
 	if e.Code == fsm.CodeTooManyCalls {
-		return reply{code: sip.StatusBusyHere, reason: "Busy Here"}
+		return sipmsg.Reply{Code: sip.StatusBusyHere, Reason: "Busy Here"}
 	}
 	return refusal(e)
 }

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
 
 func procs(ids ...string) []Processor {
@@ -89,7 +91,7 @@ func TestMarkedCallID(t *testing.T) {
 	key := callIDKey([]byte(caller))
 	for _, node := range []string{"sip1", "n.2", "node_3-x", strings.Repeat("z", 64)} {
 		cid := markedCallID(node, key)
-		if len(cid) > maxCallID || !safeText(cid) || strings.ContainsAny(cid, " \t") {
+		if len(cid) > sipmsg.MaxCallID || !sipmsg.SafeText(cid) || strings.ContainsAny(cid, " \t") {
 			t.Fatalf("%q is not a valid Call-ID", cid)
 		}
 		n, k, ok := parseMarker([]byte(cid))

@@ -1,6 +1,10 @@
 package sipstack
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/troika-sip/troika/sipstack/sipmsg"
+)
 
 // msgInfo is what the dispatcher reads of a message without parsing it:
 // enough to route it (dispatch.go).
@@ -83,7 +87,7 @@ func scanMessage(msg []byte) (info msgInfo, ok bool) {
 			cur = 0
 		}
 	}
-	if !haveCallID || len(callID) == 0 || len(callID) > maxCallID {
+	if !haveCallID || len(callID) == 0 || len(callID) > sipmsg.MaxCallID {
 		return msgInfo{}, false
 	}
 	for _, c := range callID {

@@ -6,10 +6,11 @@ import (
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
 
 func TestScanMessage(t *testing.T) {
-	long := strings.Repeat("x", maxCallID+1)
+	long := strings.Repeat("x", sipmsg.MaxCallID+1)
 	cases := []struct {
 		name     string
 		msg      string

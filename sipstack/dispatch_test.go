@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
 
 // memHub links Servers as the cluster link does: one FIFO per sender and
@@ -210,7 +211,7 @@ func TestDispatchSpreadsRegistrations(t *testing.T) {
 	}
 	total := 0.0
 	for _, n := range nodes {
-		ok := n.counter("troika_sip_register_total", "result", resOK)
+		ok := n.counter("troika_sip_register_total", "result", sipmsg.ResultOK)
 		if ok == 0 {
 			t.Errorf("node %s processed no REGISTER", n.id)
 		}

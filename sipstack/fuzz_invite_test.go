@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
 
 // FuzzInvite feeds arbitrary bytes through the Server's SIP parser into
@@ -77,7 +78,7 @@ func inviteFuzzHarness(tb testing.TB) (func([]byte) *sip.Response, *Server) {
 		}
 		req.SetTransport("UDP")
 		req.SetSource("10.0.0.1:5060")
-		if !echoSafe(req) {
+		if !sipmsg.EchoSafe(req) {
 			return nil
 		}
 		tx := &fakeTx{done: make(chan struct{})}

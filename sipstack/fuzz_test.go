@@ -15,6 +15,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
 
 // fakeTx is a server transaction that keeps the response.
@@ -66,7 +67,7 @@ func checkFuzzResponse(t *testing.T, res *sip.Response, data []byte) {
 		t.Fatalf("response changed in a round trip: %q", out)
 	}
 	for _, h := range res.Headers() {
-		if !safeHeaderValue(h.Value()) {
+		if !sipmsg.SafeHeaderValue(h.Value()) {
 			t.Fatalf("control character in response header %s: %q", h.Name(), h.Value())
 		}
 	}
@@ -111,7 +112,7 @@ func fuzzHarness(tb testing.TB) func([]byte) *sip.Response {
 		req.SetTransport("UDP")
 		req.SetSource("10.0.0.1:5060")
 		// What wrap does, minus its recover: a panic must fail the fuzzer.
-		if !echoSafe(req) {
+		if !sipmsg.EchoSafe(req) {
 			return nil
 		}
 		tx := &fakeTx{done: make(chan struct{})}

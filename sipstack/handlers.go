@@ -2,17 +2,11 @@ package sipstack
 
 import (
 	"runtime/debug"
-	"strings"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
-
-// serverName goes into Server headers and sipgo's User-Agent.
-const serverName = "troika"
-
-// allowHeader lists the methods served.
-const allowHeader = "INVITE, ACK, CANCEL, BYE, UPDATE, INFO, OPTIONS, REGISTER"
 
 // notAllowed are standard methods answered with 405 and Allow; other
 // unknown methods get 501.
@@ -37,7 +31,7 @@ func (s *Server) route(sock *socket) {
 		}
 		defer s.gate.exit()
 		s.m.request(string(req.Method))
-		if echoSafe(req) {
+		if sipmsg.EchoSafe(req) {
 			s.handleAck(sock, req)
 		}
 	})
@@ -49,17 +43,17 @@ func (s *Server) route(sock *socket) {
 			tx.Terminate()
 			return
 		}
-		s.reply(tx, req, reply{code: sip.StatusCallTransactionDoesNotExists, reason: "Call/Transaction Does Not Exist"})
+		s.reply(tx, req, sipmsg.Reply{Code: sip.StatusCallTransactionDoesNotExists, Reason: "Call/Transaction Does Not Exist"})
 	}))
 	for _, m := range notAllowed {
 		sock.srv.OnRequest(m, s.wrap(sock, func(_ *socket, req *sip.Request, tx sip.ServerTransaction) {
-			s.reply(tx, req, reply{code: sip.StatusMethodNotAllowed, reason: "Method Not Allowed",
-				headers: []sip.Header{sip.NewHeader("Allow", allowHeader)}})
+			s.reply(tx, req, sipmsg.Reply{Code: sip.StatusMethodNotAllowed, Reason: "Method Not Allowed",
+				Headers: []sip.Header{sip.NewHeader("Allow", sipmsg.AllowHeader)}})
 		}))
 	}
 	sock.srv.OnNoRoute(s.wrap(sock, func(_ *socket, req *sip.Request, tx sip.ServerTransaction) {
-		s.reply(tx, req, reply{code: sip.StatusNotImplemented, reason: "Not Implemented",
-			headers: []sip.Header{sip.NewHeader("Allow", allowHeader)}})
+		s.reply(tx, req, sipmsg.Reply{Code: sip.StatusNotImplemented, Reason: "Not Implemented",
+			Headers: []sip.Header{sip.NewHeader("Allow", sipmsg.AllowHeader)}})
 	}))
 }
 
@@ -73,7 +67,7 @@ func (s *Server) wrap(sock *socket, h handlerFunc) sipgo.RequestHandler {
 		}
 		defer s.gate.exit()
 		s.m.request(string(req.Method))
-		if !echoSafe(req) {
+		if !sipmsg.EchoSafe(req) {
 			// A 400 would carry the offending bytes back, or could not be
 			// routed: drop it as unparseable.
 			s.m.parseErrors.Inc()
@@ -88,156 +82,28 @@ func (s *Server) wrap(sock *socket, h handlerFunc) sipgo.RequestHandler {
 			if p := recover(); p != nil {
 				s.log.Error("SIP handler panicked", "socket", sock.name, "method", string(req.Method), "panic", p, "stack", string(debug.Stack()))
 				s.m.stackErrors.Inc()
-				s.reply(tx, req, reply{code: sip.StatusInternalServerError, reason: "Server Internal Error"})
+				s.reply(tx, req, sipmsg.Reply{Code: sip.StatusInternalServerError, Reason: "Server Internal Error"})
 			}
 		}()
 		h(sock, req, tx)
 	}
 }
 
-// echoSafe reports whether the headers a response copies from its request
-// (Via, From, To, Call-ID, CSeq, Record-Route) are free of control
-// characters, and every Via is one a response can be routed by. sipgo
-// splits lines at CRLF only, so a lone LF or a NUL can sit inside a header
-// value, and its Via parser accepts values (such as "//x y") that it
-// cannot parse back once re-serialized.
-func echoSafe(req *sip.Request) bool {
-	for _, h := range req.Headers() {
-		switch strings.ToLower(h.Name()) {
-		case "via", "v":
-			v, ok := h.(*sip.ViaHeader)
-			if !ok || !strings.EqualFold(v.ProtocolName, "SIP") || v.ProtocolVersion != "2.0" ||
-				!isToken(v.Transport) || v.Host == "" || strings.ContainsAny(v.Host, " \t;,") {
-				return false
-			}
-			fallthrough
-		case "from", "f", "to", "t", "call-id", "i", "cseq", "record-route":
-			if !safeHeaderValue(h.Value()) {
-				return false
-			}
-		}
-	}
-	// From, To and Record-Route are re-serialized from what sipgo parsed,
-	// which for odd input can be text it cannot parse again.
-	if from := req.From(); from != nil && !addressRoundTrips(from.Value()) {
-		return false
-	}
-	if to := req.To(); to != nil && !addressRoundTrips(to.Value()) {
-		return false
-	}
-	for _, h := range req.GetHeaders("Record-Route") {
-		if !addressRoundTrips(h.Value()) {
-			return false
-		}
-	}
-	return true
-}
-
-func addressRoundTrips(v string) bool {
-	var u sip.Uri
-	var p sip.HeaderParams
-	_, err := sip.ParseAddressValue(v, &u, &p)
-	return err == nil
-}
-
-// safeHeaderValue is safeText allowing horizontal tabs.
-func safeHeaderValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-// reply is a response to build from a request.
-type reply struct {
-	code    int
-	reason  string
-	headers []sip.Header
-	result  string // REGISTER outcome label
-}
-
-// reply sends a final response and ends the transaction at once.
-//
-// sipgo would keep a finalized UDP transaction for Timer J (32 s) to
-// answer retransmissions of the request from memory: about 2.6 kB each,
-// so 1.7 GB at 10,000 REGISTERs a second. Everything answered here is
-// idempotent instead (a retransmitted REGISTER gets a fresh challenge, or
-// the same 200 via the registrar's retransmission check), so transactions
-// end with their response, like a stateless registrar's. Retransmissions
-// arriving while a request is still being processed are absorbed by its
-// transaction as before.
-func (s *Server) reply(tx sip.ServerTransaction, req *sip.Request, r reply) {
-	res := sip.NewResponseFromRequest(req, r.code, r.reason, nil)
-	res.SipVersion = "SIP/2.0" // not the request's: it may be what a 505 refuses
-	for _, h := range r.headers {
-		res.AppendHeader(h)
-	}
-	res.AppendHeader(sip.NewHeader("Server", serverName))
-	if err := tx.Respond(res); err != nil {
-		s.log.Debug("could not send response", "code", r.code, "to", req.Source(), "error", err)
-	}
-	tx.Terminate()
-}
-
-// checkRequest returns a 400 reply naming what is missing or malformed
-// among the headers every request needs, or nil.
-func checkRequest(req *sip.Request) *reply {
-	bad := func(reason string) *reply {
-		return &reply{code: sip.StatusBadRequest, reason: reason, result: resBadRequest}
-	}
-	if req.SipVersion != "SIP/2.0" {
-		return &reply{code: sip.StatusVersionNotSupported, reason: "Version Not Supported", result: resBadRequest}
-	}
-	cid := req.CallID()
-	if cid == nil {
-		return bad("Missing Call-ID")
-	}
-	if len(cid.Value()) > maxCallID || !safeText(cid.Value()) || strings.ContainsAny(cid.Value(), " \t") {
-		return bad("Malformed Call-ID")
-	}
-	cseq := req.CSeq()
-	if cseq == nil {
-		return bad("Missing or malformed CSeq")
-	}
-	// sipgo keeps the spaces after the first one ("CSeq: 8   REGISTER").
-	if strings.TrimLeft(string(cseq.MethodName), " \t") != string(req.Method) {
-		return bad("CSeq method does not match the request")
-	}
-	if req.From() == nil {
-		return bad("Missing or malformed From")
-	}
-	if req.To() == nil {
-		return bad("Missing or malformed To")
-	}
-	return nil
-}
-
 func (s *Server) handleOptions(sock *socket, req *sip.Request, tx sip.ServerTransaction) {
-	if r := checkRequest(req); r != nil {
+	if r := sipmsg.CheckRequest(req); r != nil {
 		s.reply(tx, req, *r)
 		return
 	}
-	s.reply(tx, req, reply{code: sip.StatusOK, reason: "OK", headers: []sip.Header{
-		sip.NewHeader("Allow", allowHeader),
+	s.reply(tx, req, sipmsg.Reply{Code: sip.StatusOK, Reason: "OK", Headers: []sip.Header{
+		sip.NewHeader("Allow", sipmsg.AllowHeader),
 		sip.NewHeader("Accept", "application/sdp"),
 		sip.NewHeader("Supported", "path"),
 	}})
 }
 
-// headerValues returns the values of the headers named by any of names
-// (lower case, compact forms included), in message order.
-func headerValues(req *sip.Request, names ...string) []string {
-	var out []string
-	for _, h := range req.Headers() {
-		n := h.Name()
-		for _, want := range names {
-			if strings.EqualFold(n, want) {
-				out = append(out, h.Value())
-				break
-			}
-		}
+// reply answers req with r and ends its transaction (sipmsg.Respond).
+func (s *Server) reply(tx sip.ServerTransaction, req *sip.Request, r sipmsg.Reply) {
+	if err := sipmsg.Respond(tx, req, r); err != nil {
+		s.log.Debug("could not send response", "code", r.Code, "to", req.Source(), "error", err)
 	}
-	return out
 }

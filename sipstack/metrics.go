@@ -5,27 +5,11 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
 
-// Register outcomes, the "result" label of troika_sip_register_total.
-const (
-	resOK              = "ok"                // binding(s) written, 200
-	resQuery           = "query"             // no Contact: bindings listed, 200
-	resRetransmission  = "retransmission"    // already applied (its 200 was lost): 200, no write
-	resUnauthorized    = "unauthorized"      // 401 challenge (no or unusable credentials)
-	resStale           = "stale"             // 401 stale=true
-	resForbidden       = "forbidden"         // 403: wrong password, unknown or blocked account, user mismatch
-	resRateLimited     = "rate_limited"      // 403 without checking: source over the failure limit
-	resTooBrief        = "too_brief"         // 423
-	resBadRequest      = "bad_request"       // 400 / 420
-	resTooManyContacts = "too_many_contacts" // 403 Too Many Contacts
-	resStaleCSeq       = "stale_cseq"        // 500: CSeq not above the binding's
-	resUnavailable     = "unavailable"       // 503: no nonce secret yet, write failed, overloaded
-	resError           = "error"             // 500: unexpected
-)
-
-var registerResults = []string{resOK, resQuery, resRetransmission, resUnauthorized, resStale, resForbidden, resRateLimited,
-	resTooBrief, resBadRequest, resTooManyContacts, resStaleCSeq, resUnavailable, resError}
+var registerResults = []string{sipmsg.ResultOK, sipmsg.ResultQuery, sipmsg.ResultRetransmission, sipmsg.ResultUnauthorized, sipmsg.ResultStale, sipmsg.ResultForbidden, sipmsg.ResultRateLimited,
+	sipmsg.ResultTooBrief, sipmsg.ResultBadRequest, sipmsg.ResultTooManyContacts, sipmsg.ResultStaleCSeq, sipmsg.ResultUnavailable, sipmsg.ResultError}
 
 // knownMethods bounds the "method" label: anything else counts as "other".
 var knownMethods = map[string]bool{

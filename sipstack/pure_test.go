@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/icholy/digest"
+	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
 
 var testSecret = []byte("0123456789abcdef0123456789abcdef")
@@ -210,22 +211,22 @@ func TestExpiresFor(t *testing.T) {
 	const def, min, max = 3600, 60, 7200
 	cases := []struct {
 		name      string
-		c         contactSpec
+		c         sipmsg.ContactSpec
 		hdr       int
 		hasHdr    bool
 		want      int
 		wantBrief bool
 	}{
-		{"default", contactSpec{}, 0, false, def, false},
-		{"header", contactSpec{}, 600, true, 600, false},
-		{"param wins over header", contactSpec{Expires: 120, HasExpires: true}, 600, true, 120, false},
-		{"param 0 removes", contactSpec{Expires: 0, HasExpires: true}, 600, true, 0, false},
-		{"header 0 removes", contactSpec{}, 0, true, 0, false},
-		{"below min", contactSpec{}, 59, true, 59, true},
-		{"param below min", contactSpec{Expires: 1, HasExpires: true}, 3600, true, 1, true},
-		{"at min", contactSpec{}, 60, true, 60, false},
-		{"above max clamped", contactSpec{}, 100000, true, max, false},
-		{"huge clamped", contactSpec{Expires: math.MaxUint32, HasExpires: true}, 0, false, max, false},
+		{"default", sipmsg.ContactSpec{}, 0, false, def, false},
+		{"header", sipmsg.ContactSpec{}, 600, true, 600, false},
+		{"param wins over header", sipmsg.ContactSpec{Expires: 120, HasExpires: true}, 600, true, 120, false},
+		{"param 0 removes", sipmsg.ContactSpec{Expires: 0, HasExpires: true}, 600, true, 0, false},
+		{"header 0 removes", sipmsg.ContactSpec{}, 0, true, 0, false},
+		{"below min", sipmsg.ContactSpec{}, 59, true, 59, true},
+		{"param below min", sipmsg.ContactSpec{Expires: 1, HasExpires: true}, 3600, true, 1, true},
+		{"at min", sipmsg.ContactSpec{}, 60, true, 60, false},
+		{"above max clamped", sipmsg.ContactSpec{}, 100000, true, max, false},
+		{"huge clamped", sipmsg.ContactSpec{Expires: math.MaxUint32, HasExpires: true}, 0, false, max, false},
 	}
 	for _, c := range cases {
 		got, brief := expiresFor(c.c, c.hdr, c.hasHdr, def, min, max)
@@ -234,85 +235,14 @@ func TestExpiresFor(t *testing.T) {
 		}
 	}
 	for in, want := range map[string]int{"0": 0, "3600": 3600, " 42 ": 42, "99999999999999999999": math.MaxUint32} {
-		if got, ok := parseDelta(in); !ok || got != want {
+		if got, ok := sipmsg.ParseDelta(in); !ok || got != want {
 			t.Errorf("parseDelta(%q) = %d %v", in, got, ok)
 		}
 	}
 	for _, in := range []string{"", "-1", "1.5", "abc", "0x10", "+5", strings.Repeat("9", 65)} {
-		if _, ok := parseDelta(in); ok {
+		if _, ok := sipmsg.ParseDelta(in); ok {
 			t.Errorf("parseDelta(%q) accepted", in)
 		}
-	}
-}
-
-func TestParseContact(t *testing.T) {
-	cases := []struct {
-		in   string
-		want contactSpec
-		err  string // requestError substring; "*" for wildcard
-	}{
-		{in: "<sip:1001@10.0.0.1:5060>", want: contactSpec{URI: "sip:1001@10.0.0.1:5060", Q: -1}},
-		{in: "sip:1001@10.0.0.1", want: contactSpec{URI: "sip:1001@10.0.0.1", Q: -1}},
-		{in: `"Alice, Office" <sip:1001@10.0.0.1;transport=tcp>;expires=60;q=0.5`,
-			want: contactSpec{URI: "sip:1001@10.0.0.1;transport=tcp", Expires: 60, HasExpires: true, Q: 500}},
-		{in: `Alice <sips:1001@example.com>;Q=1.000;EXPIRES = 0`,
-			want: contactSpec{URI: "sips:1001@example.com", HasExpires: true, Q: 1000}},
-		{in: `<sip:1001@10.0.0.1>;+sip.instance="<urn:uuid:00000000-0000-1000-8000-000A95A0E128>";reg-id=2`,
-			want: contactSpec{URI: "sip:1001@10.0.0.1", Q: -1, Instance: "<urn:uuid:00000000-0000-1000-8000-000A95A0E128>", RegID: 2}},
-		{in: `sip:1001@10.0.0.1;+sip.instance="<urn:uuid:1>";q=0`,
-			want: contactSpec{URI: "sip:1001@10.0.0.1", Q: 0, Instance: "<urn:uuid:1>"}},
-		{in: "*", err: "*"},
-		{in: "<tel:+15551234>", err: "must be sip"},
-		{in: "<sip:1001@10.0.0.1", err: "missing >"},
-		{in: "<>", err: "empty URI"},
-		{in: `"unterminated <sip:a@b>`, err: "unterminated"},
-		{in: "<sip:1001@10.0.0.1>;expires=soon", err: "expires"},
-		{in: "<sip:1001@10.0.0.1>;q=2", err: "q-value"},
-		{in: "<sip:1001@10.0.0.1>;q=1.5", err: "q-value"},
-		{in: "<sip:1001@10.0.0.1>;q=0.1234", err: "q-value"},
-		{in: "<sip:1001@10.0.0.1>;reg-id=0", err: "reg-id"},
-		{in: "<sip:1001@10.0.0.1>;+sip.instance=", err: "instance"},
-		{in: "<sip:1001@10.0.0.1> junk", err: "text after"},
-		{in: "<sip:" + strings.Repeat("a", 600) + "@h>", err: "too long"},
-		{in: "<sip:10\n01@h>", err: "invalid characters"},
-		{in: "<sip:10\x0001@h>", err: "invalid characters"},
-		{in: "<sip:@>", err: "no host"},
-		{in: "<garbage>", err: "Malformed Contact URI"},
-	}
-	for _, c := range cases {
-		got, err := parseContact(c.in)
-		switch {
-		case c.err == "*":
-			if err != errWildcard {
-				t.Errorf("%q: err %v, want wildcard", c.in, err)
-			}
-		case c.err != "":
-			if re, ok := err.(requestError); !ok || !strings.Contains(string(re), c.err) {
-				t.Errorf("%q: err %v, want one containing %q", c.in, err, c.err)
-			}
-		case err != nil:
-			t.Errorf("%q: %v", c.in, err)
-		case got != c.want:
-			t.Errorf("%q: got %+v, want %+v", c.in, got, c.want)
-		}
-	}
-	list := splitList(`<sip:a@h>;q=0.1, "x, y" <sip:b@h;p=1,2>, sip:c@h , ,`)
-	if len(list) != 3 || list[1] != `"x, y" <sip:b@h;p=1,2>` {
-		t.Errorf("splitList: %q", list)
-	}
-	for q, want := range map[int]string{0: "0", 1: "0.001", 10: "0.01", 500: "0.5", 999: "0.999", 1000: "1"} {
-		if got := formatQ(q); got != want {
-			t.Errorf("formatQ(%d) = %q, want %q", q, got, want)
-		}
-	}
-	if p, err := parsePath([]string{"<sip:p1@h;lr>, <sip:p2@h;lr>", "<sip:p3@h;lr>"}); err != nil || len(p) != 3 {
-		t.Errorf("parsePath: %q %v", p, err)
-	}
-	if _, err := parsePath([]string{"<sip:1>,<sip:2>,<sip:3>,<sip:4>,<sip:5>,<sip:6>"}); err == nil {
-		t.Errorf("parsePath accepted 6 entries")
-	}
-	if got := cleanText("Phone\r\n X-Evil: 1\x00"+strings.Repeat("é", 200), maxUserAgent); len(got) > maxUserAgent || !safeText(got) {
-		t.Errorf("cleanText: %q", got)
 	}
 }
 

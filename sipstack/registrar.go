@@ -11,6 +11,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
 
 // The registrar (RFC 3261 §10.3) with digest authentication.
@@ -41,47 +42,45 @@ import (
 //     flight. A REGISTER is answered 200 only once its bindings are
 //     committed.
 
-const retryAfter = "5" // seconds, on 503
-
 // supportedExtensions are the option tags a REGISTER's Require may name.
 var supportedExtensions = map[string]bool{"path": true}
 
 func (s *Server) handleRegister(sock *socket, req *sip.Request, tx sip.ServerTransaction) {
 	r := s.register(sock, req)
-	s.m.register.WithLabelValues(r.result).Inc()
+	s.m.register.WithLabelValues(r.Result).Inc()
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		to := ""
 		if h := req.To(); h != nil {
 			to = h.Address.User
 		}
-		s.log.Debug("REGISTER", "socket", sock.name, "source", req.Source(), "aor", to, "code", r.code, "result", r.result)
+		s.log.Debug("REGISTER", "socket", sock.name, "source", req.Source(), "aor", to, "code", r.Code, "result", r.Result)
 	}
 	s.reply(tx, req, r)
 }
 
 // register decides the answer to one REGISTER received on sock.
-func (s *Server) register(sock *socket, req *sip.Request) reply {
+func (s *Server) register(sock *socket, req *sip.Request) sipmsg.Reply {
 	now := s.cfg.Now()
 	rc := &s.cfg.Registrar
-	if r := checkRequest(req); r != nil {
+	if r := sipmsg.CheckRequest(req); r != nil {
 		return *r
 	}
-	if r := checkRequire(req, supportedExtensions); r != nil {
+	if r := sipmsg.CheckRequire(req, supportedExtensions); r != nil {
 		return *r
 	}
 	to := req.To()
 	aor := to.Address.User
 	if aor == "" {
-		return badRequest("To URI has no user part")
+		return sipmsg.BadRequest("To URI has no user part")
 	}
 	if _, r := s.authenticate(sock, req, wwwDigest, aor, now); r != nil {
 		return *r
 	}
 
 	// Bindings.
-	contacts := headerValues(req, "Contact", "m")
+	contacts := sipmsg.HeaderValues(req, "Contact", "m")
 	if len(contacts) == 0 {
-		return s.okReply(req, s.state.Bindings(aor, now.UnixMilli()), now, resQuery)
+		return s.okReply(req, s.state.Bindings(aor, now.UnixMilli()), now, sipmsg.ResultQuery)
 	}
 	cmd, r := s.buildRegister(sock, req, aor, contacts, now)
 	if r != nil {
@@ -91,14 +90,14 @@ func (s *Server) register(sock *socket, req *sip.Request) reply {
 	if current := s.state.Bindings(aor, now.UnixMilli()); isRetransmission(cmd, current) {
 		// Already applied: a retransmission whose 200 was lost (the
 		// transaction ended with its response; see reply).
-		return s.okReply(req, current, now, resRetransmission)
+		return s.okReply(req, current, now, sipmsg.ResultRetransmission)
 	}
 
 	select {
 	case s.slots <- struct{}{}:
 		defer func() { <-s.slots }()
 	default:
-		return unavailable("Service Unavailable")
+		return sipmsg.Unavailable("Service Unavailable")
 	}
 	ctx, cancel := context.WithTimeout(s.baseCtx, rc.ProposeTimeout)
 	defer cancel()
@@ -107,21 +106,21 @@ func (s *Server) register(sock *socket, req *sip.Request) reply {
 	s.m.proposeDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		s.log.Warn("REGISTER not stored: replicated write failed", "aor", aor, "socket", sock.name, "error", err)
-		return unavailable("Service Unavailable")
+		return sipmsg.Unavailable("Service Unavailable")
 	}
 	if res.Err != nil {
 		switch res.Err.Code {
 		case fsm.CodeTooManyContacts:
-			return reply{code: sip.StatusForbidden, reason: "Too Many Contacts", result: resTooManyContacts}
+			return sipmsg.Reply{Code: sip.StatusForbidden, Reason: "Too Many Contacts", Result: sipmsg.ResultTooManyContacts}
 		case fsm.CodeStaleCSeq:
-			return reply{code: sip.StatusInternalServerError, reason: "Stale CSeq", result: resStaleCSeq}
+			return sipmsg.Reply{Code: sip.StatusInternalServerError, Reason: "Stale CSeq", Result: sipmsg.ResultStaleCSeq}
 		case fsm.CodeNotFound: // deleted since authenticated
-			return forbidden()
+			return sipmsg.Forbidden()
 		}
 		s.log.Error("REGISTER refused by the state machine", "aor", aor, "error", res.Err)
-		return reply{code: sip.StatusInternalServerError, reason: "Server Internal Error", result: resError}
+		return sipmsg.Reply{Code: sip.StatusInternalServerError, Reason: "Server Internal Error", Result: sipmsg.ResultError}
 	}
-	return s.okReply(req, res.Bindings, now, resOK)
+	return s.okReply(req, res.Bindings, now, sipmsg.ResultOK)
 }
 
 // isRetransmission reports whether cmd has already been applied: every
@@ -157,33 +156,33 @@ func isRetransmission(cmd *fsm.Register, current []fsm.Binding) bool {
 
 // buildRegister turns the request's contacts into an fsm.Register, or
 // returns the reply refusing them.
-func (s *Server) buildRegister(sock *socket, req *sip.Request, aor string, contactValues []string, now time.Time) (*fsm.Register, *reply) {
+func (s *Server) buildRegister(sock *socket, req *sip.Request, aor string, contactValues []string, now time.Time) (*fsm.Register, *sipmsg.Reply) {
 	rc := &s.cfg.Registrar
 	hdrExp, hasHdrExp := 0, false
-	if v := headerValues(req, "Expires"); len(v) > 0 {
-		e, ok := parseDelta(v[0])
+	if v := sipmsg.HeaderValues(req, "Expires"); len(v) > 0 {
+		e, ok := sipmsg.ParseDelta(v[0])
 		if !ok {
-			r := badRequest("Malformed Expires")
+			r := sipmsg.BadRequest("Malformed Expires")
 			return nil, &r
 		}
 		hdrExp, hasHdrExp = e, true
 	}
-	var specs []contactSpec
+	var specs []sipmsg.ContactSpec
 	wildcard := false
 	for _, v := range contactValues {
-		for _, elem := range splitList(v) {
-			c, err := parseContact(elem)
-			if errors.Is(err, errWildcard) {
+		for _, elem := range sipmsg.SplitList(v) {
+			c, err := sipmsg.ParseContact(elem)
+			if errors.Is(err, sipmsg.ErrWildcard) {
 				wildcard = true
 				continue
 			}
-			var re requestError
+			var re sipmsg.RequestError
 			if errors.As(err, &re) {
-				r := badRequest(string(re))
+				r := sipmsg.BadRequest(string(re))
 				return nil, &r
 			}
-			if len(specs) == maxContactsInReq {
-				r := badRequest("Too many Contact entries")
+			if len(specs) == sipmsg.MaxContactsInRequest {
+				r := sipmsg.BadRequest("Too many Contact entries")
 				return nil, &r
 			}
 			specs = append(specs, c)
@@ -195,34 +194,34 @@ func (s *Server) buildRegister(sock *socket, req *sip.Request, aor string, conta
 	if wildcard {
 		// RFC 3261 §10.3 step 6.
 		if len(specs) > 0 {
-			r := badRequest("Contact * must be the only Contact")
+			r := sipmsg.BadRequest("Contact * must be the only Contact")
 			return nil, &r
 		}
 		if !hasHdrExp || hdrExp != 0 {
-			r := badRequest("Contact * requires Expires: 0")
+			r := sipmsg.BadRequest("Contact * requires Expires: 0")
 			return nil, &r
 		}
 		cmd.Wildcard = true
 		return cmd, nil
 	}
 	if len(specs) == 0 {
-		r := badRequest("Empty Contact")
+		r := sipmsg.BadRequest("Empty Contact")
 		return nil, &r
 	}
-	path, err := parsePath(headerValues(req, "Path"))
+	path, err := sipmsg.ParsePath(sipmsg.HeaderValues(req, "Path"))
 	if err != nil {
-		r := badRequest(err.Error())
+		r := sipmsg.BadRequest(err.Error())
 		return nil, &r
 	}
 	ua := ""
-	if v := headerValues(req, "User-Agent"); len(v) > 0 {
-		ua = cleanText(v[0], maxUserAgent)
+	if v := sipmsg.HeaderValues(req, "User-Agent"); len(v) > 0 {
+		ua = sipmsg.CleanText(v[0], sipmsg.MaxUserAgent)
 	}
 	for _, c := range specs {
 		secs, brief := expiresFor(c, hdrExp, hasHdrExp, rc.DefaultExpires, rc.MinExpires, rc.MaxExpires)
 		if brief {
-			return nil, &reply{code: sip.StatusIntervalToBrief, reason: "Interval Too Brief", result: resTooBrief,
-				headers: []sip.Header{sip.NewHeader("Min-Expires", strconv.Itoa(rc.MinExpires))}}
+			return nil, &sipmsg.Reply{Code: sip.StatusIntervalToBrief, Reason: "Interval Too Brief", Result: sipmsg.ResultTooBrief,
+				Headers: []sip.Header{sip.NewHeader("Min-Expires", strconv.Itoa(rc.MinExpires))}}
 		}
 		cmd.Bindings = append(cmd.Bindings, fsm.Binding{
 			Contact:   c.URI,
@@ -243,21 +242,21 @@ func (s *Server) buildRegister(sock *socket, req *sip.Request, aor string, conta
 // okReply is the 200 OK listing every current binding with its own
 // expires (RFC 3261 §10.3 step 8), the Date, and the request's Path when
 // the phone supports it (RFC 3327 §5.3).
-func (s *Server) okReply(req *sip.Request, bindings []fsm.Binding, now time.Time, result string) reply {
+func (s *Server) okReply(req *sip.Request, bindings []fsm.Binding, now time.Time, result string) sipmsg.Reply {
 	nowMs := now.UnixMilli()
 	hdrs := make([]sip.Header, 0, len(bindings)+4)
 	for _, b := range bindings {
 		hdrs = append(hdrs, sip.NewHeader("Contact", contactValue(&b, nowMs)))
 	}
 	hdrs = append(hdrs, sip.NewHeader("Date", now.UTC().Format(dateFormat)))
-	if supports(req, "path") {
-		if path, err := parsePath(headerValues(req, "Path")); err == nil {
+	if sipmsg.Supports(req, "path") {
+		if path, err := sipmsg.ParsePath(sipmsg.HeaderValues(req, "Path")); err == nil {
 			for _, p := range path {
 				hdrs = append(hdrs, sip.NewHeader("Path", p))
 			}
 		}
 	}
-	return reply{code: sip.StatusOK, reason: "OK", headers: hdrs, result: result}
+	return sipmsg.Reply{Code: sip.StatusOK, Reason: "OK", Headers: hdrs, Result: result}
 }
 
 // dateFormat is RFC 1123 in GMT, as SIP's Date header wants (§20.17).
@@ -271,7 +270,7 @@ func contactValue(b *fsm.Binding, nowMs int64) string {
 	sb.WriteString(strconv.Itoa(b.Expires(nowMs)))
 	if b.Q >= 0 {
 		sb.WriteString(";q=")
-		sb.WriteString(formatQ(b.Q))
+		sb.WriteString(sipmsg.FormatQ(b.Q))
 	}
 	if b.Instance != "" {
 		sb.WriteString(";+sip.instance=\"")
@@ -283,85 +282,4 @@ func contactValue(b *fsm.Binding, nowMs int64) string {
 		}
 	}
 	return sb.String()
-}
-
-// formatQ writes thousandths as a q-value: 500 is "0.5", 1000 is "1".
-func formatQ(q int) string {
-	if q >= 1000 {
-		return "1"
-	}
-	s := strconv.Itoa(1000 + q)[1:] // three digits
-	s = strings.TrimRight(s, "0")
-	if s == "" {
-		return "0"
-	}
-	return "0." + s
-}
-
-func forbidden() reply {
-	return reply{code: sip.StatusForbidden, reason: "Forbidden", result: resForbidden}
-}
-
-func badRequest(reason string) reply {
-	return reply{code: sip.StatusBadRequest, reason: reason, result: resBadRequest}
-}
-
-func unavailable(reason string) reply {
-	return reply{code: sip.StatusServiceUnavailable, reason: reason, result: resUnavailable,
-		headers: []sip.Header{sip.NewHeader("Retry-After", retryAfter)}}
-}
-
-// optionTags returns the lower-cased option tags of the named headers.
-func optionTags(req *sip.Request, names ...string) []string {
-	var out []string
-	for _, v := range headerValues(req, names...) {
-		for _, t := range strings.Split(v, ",") {
-			if t = strings.ToLower(strings.TrimSpace(t)); t != "" {
-				out = append(out, t)
-			}
-		}
-	}
-	return out
-}
-
-func supports(req *sip.Request, tag string) bool {
-	for _, t := range optionTags(req, "Supported", "k") {
-		if t == tag {
-			return true
-		}
-	}
-	return false
-}
-
-// checkRequire answers 420 Bad Extension listing the option tags of
-// Require not in supported (RFC 3261 §8.2.2.3).
-func checkRequire(req *sip.Request, supported map[string]bool) *reply {
-	var bad []string
-	for _, t := range optionTags(req, "Require") {
-		switch {
-		case !isToken(t):
-			return &reply{code: sip.StatusBadRequest, reason: "Malformed Require", result: resBadRequest}
-		case !supported[t] && len(bad) < 8:
-			bad = append(bad, t)
-		}
-	}
-	if len(bad) == 0 {
-		return nil
-	}
-	return &reply{code: sip.StatusBadExtension, reason: "Bad Extension", result: resBadRequest,
-		headers: []sip.Header{sip.NewHeader("Unsupported", strings.Join(bad, ", "))}}
-}
-
-// isToken reports whether s is an RFC 3261 token (safe to echo).
-func isToken(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-.!%*_+`'~", c) >= 0) {
-			return false
-		}
-	}
-	return true
 }

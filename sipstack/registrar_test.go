@@ -14,6 +14,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
 
 // A sipgo client registers with digest auth (both algorithms), refreshes,
@@ -397,10 +398,10 @@ func TestMalformedAndOtherMethods(t *testing.T) {
 		if res.StatusCode != c.code || res.Reason != c.reason {
 			t.Errorf("%d: got %d %q, want %d %q", i, res.StatusCode, res.Reason, c.code, c.reason)
 		}
-		if c.code == 200 && (header(res, "Allow") != allowHeader || header(res, "Accept") == "") {
+		if c.code == 200 && (header(res, "Allow") != sipmsg.AllowHeader || header(res, "Accept") == "") {
 			t.Errorf("OPTIONS: %s", res)
 		}
-		if c.code == 405 && header(res, "Allow") != allowHeader {
+		if c.code == 405 && header(res, "Allow") != sipmsg.AllowHeader {
 			t.Errorf("405 without Allow")
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
 
 // udpMaxDatagram is the largest UDP message sipgo may send. sipgo refuses
@@ -610,7 +611,7 @@ func (s *Server) attach(transport string, local net.Addr) (*socket, error) {
 		port:      int(ap.Port()),
 	}
 	sock.ua, err = sipgo.NewUA(
-		sipgo.WithUserAgent(serverName),
+		sipgo.WithUserAgent(sipmsg.ServerName),
 		sipgo.WithUserAgentHostname(sock.ip),
 		sipgo.WithUserAgentParser(s.parser),
 		sipgo.WithUserAgenTLSConfig(s.tlsConf),

@@ -12,6 +12,7 @@ import (
 	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/internal/sipptest"
+	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
 
 // Calls from vendors via SIP (b2bua_vendor.go, auth.go): the order in
@@ -368,7 +369,7 @@ func TestInviteAuthorizationOrder(t *testing.T) {
 			req := authTestRequest(t, tc.method, tc.src, tc.user, tc.pw, tc.nonce)
 			vendorFails := ts.counter("troika_vendor_calls_total", "result", vendorAuthFailed)
 			var p principal
-			var r *reply
+			var r *sipmsg.Reply
 			if tc.method == sip.REGISTER {
 				p.account, r = ts.authenticate(sock, req, wwwDigest, tc.user, now)
 				p.by = authAccount
@@ -378,18 +379,18 @@ func TestInviteAuthorizationOrder(t *testing.T) {
 			w := tc.want
 			switch {
 			case w.code != 0:
-				if r == nil || r.code != w.code || r.reason != w.reason {
+				if r == nil || r.Code != w.code || r.Reason != w.reason {
 					t.Fatalf("got %+v %+v, want %d %s", p, r, w.code, w.reason)
 				}
 				hasStale := false
-				for _, h := range r.headers {
+				for _, h := range r.Headers {
 					hasStale = hasStale || strings.Contains(h.Value(), "stale=true")
 				}
 				if hasStale != w.staleParam {
-					t.Errorf("stale=%v in %v", hasStale, r.headers)
+					t.Errorf("stale=%v in %v", hasStale, r.Headers)
 				}
 			case r != nil:
-				t.Fatalf("refused %d %s, want authorized", r.code, r.reason)
+				t.Fatalf("refused %d %s, want authorized", r.Code, r.Reason)
 			case w.conn != "":
 				if !p.isVendor() || p.conn.ID != w.conn || p.by != w.by || p.vendor.ID != p.conn.Vendor {
 					t.Errorf("got %+v, want connection %s by %s", p, w.conn, w.by)
