@@ -112,9 +112,9 @@ func txKeyRecords(m map[string]int64) []txKeyRecord {
 // state always gives the same bytes. It sorts the snapshot's own slices,
 // outside the state lock.
 func (sn *Snapshot) sort() {
-	sortBy(sn.accounts, func(a *Account) string { return a.ID })
-	sortBy(sn.tariffs, func(t *Tariff) string { return t.ID })
-	sortBy(sn.aliases, func(a *Alias) string { return a.IP })
+	sortBy(sn.accounts, (*Account).id)
+	sortBy(sn.tariffs, (*Tariff).id)
+	sortBy(sn.aliases, (*Alias).id)
 	// By AOR; inside one AOR the bindings keep their stored order (the
 	// order they registered in), which is state: queries return it.
 	sortBy(sn.bindings, func(bs []*Binding) string {
@@ -123,13 +123,13 @@ func (sn *Snapshot) sort() {
 		}
 		return bs[0].AOR
 	})
-	sortBy(sn.calls, func(c *Call) string { return c.ID })
+	sortBy(sn.calls, (*Call).id)
 	// The xDR log is in Seq order already, the order Restore requires.
 	sortBy(sn.txKeys, func(k txKeyRecord) string { return k.Key })
-	sortBy(sn.policies, func(p *ServicePolicy) string { return p.ID })
-	sortBy(sn.vendors, func(v *Vendor) string { return v.ID })
-	sortBy(sn.connections, func(c *Connection) string { return c.ID })
-	sortBy(sn.assignments, func(a *Assignment) string { return a.IP })
+	sortBy(sn.policies, (*ServicePolicy).id)
+	sortBy(sn.vendors, (*Vendor).id)
+	sortBy(sn.connections, (*Connection).id)
+	sortBy(sn.assignments, (*Assignment).id)
 }
 
 func sortBy[T any](xs []T, key func(T) string) {
