@@ -255,35 +255,30 @@ var restorers = map[recordType]func(*restore, []byte) error{
 	recEnd:         decoded("end record", restoreEnd),
 }
 
-// decoded makes a restorer from a function that stores one decoded record
+// decoded makes a restorer from a function that keeps one decoded record
 // body of type T; name labels the record in errors.
-func decoded[T any](name string, store func(*restore, *T) error) func(*restore, []byte) error {
+func decoded[T any](name string, keep func(*restore, *T) error) func(*restore, []byte) error {
 	return func(r *restore, body []byte) error {
 		v := new(T)
 		if err := decodeBody(body, v); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		return store(r, v)
+		return keep(r, v)
 	}
 }
 
-func restoreAccount(r *restore, a *Account) error {
-	r.s.accounts[a.ID] = a
-	r.got.Accounts++
+// store keeps a record under its id and counts it.
+func store[T interface{ id() string }](m map[string]T, v T, count *int) error {
+	m[v.id()] = v
+	*count++
 	return nil
 }
 
-func restoreTariff(r *restore, t *Tariff) error {
-	r.s.tariffs[t.ID] = t
-	r.got.Tariffs++
-	return nil
-}
+func restoreAccount(r *restore, a *Account) error { return store(r.s.accounts, a, &r.got.Accounts) }
 
-func restoreAlias(r *restore, a *Alias) error {
-	r.s.aliases[a.IP] = a
-	r.got.Aliases++
-	return nil
-}
+func restoreTariff(r *restore, t *Tariff) error { return store(r.s.tariffs, t, &r.got.Tariffs) }
+
+func restoreAlias(r *restore, a *Alias) error { return store(r.s.aliases, a, &r.got.Aliases) }
 
 // restoreBinding appends: an AOR's bindings come in their stored order.
 func restoreBinding(r *restore, b *Binding) error {
@@ -334,27 +329,17 @@ func restoreXDRSeq(r *restore, seq *uint64) error {
 }
 
 func restorePolicy(r *restore, p *ServicePolicy) error {
-	r.s.policies[p.ID] = p
-	r.got.Policies++
-	return nil
+	return store(r.s.policies, p, &r.got.Policies)
 }
 
-func restoreVendor(r *restore, v *Vendor) error {
-	r.s.vendors[v.ID] = v
-	r.got.Vendors++
-	return nil
-}
+func restoreVendor(r *restore, v *Vendor) error { return store(r.s.vendors, v, &r.got.Vendors) }
 
 func restoreConnection(r *restore, c *Connection) error {
-	r.s.connections[c.ID] = c
-	r.got.Connections++
-	return nil
+	return store(r.s.connections, c, &r.got.Connections)
 }
 
 func restoreAssignment(r *restore, a *Assignment) error {
-	r.s.own.assignments[a.IP] = a
-	r.got.Assignments++
-	return nil
+	return store(r.s.own.assignments, a, &r.got.Assignments)
 }
 
 func restoreAddrEpoch(r *restore, epoch *uint64) error {
