@@ -15,12 +15,17 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// A snapshot is a header followed by type-tagged records, each a record
-// type byte, a uvarint body length and a msgpack body, and ends with an end
-// record holding the record counts. Like command types, a record type names
-// one body layout forever.
+// A snapshot is a header (magic and version byte) followed by type-tagged
+// records, each a record type byte, a uvarint body length and a msgpack
+// body, and ends with an end record holding the record counts. Records of
+// one kind are written sorted by their key, so one state always gives the
+// same bytes. Like command types, a record type names one body layout
+// forever. testdata/golden/snapshot_v<version>.hex pins each released
+// format; each keeps its golden file and restore test for good.
 const snapshotMagic = "TROIKA-SNAPSHOT\x00"
 
+// snapshotVersion is the format this build writes (and the only one it
+// reads so far).
 const snapshotVersion = 1
 
 type recordType byte

@@ -3,7 +3,9 @@ package fsm
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -229,12 +231,13 @@ func TestSnapshotDeterministic(t *testing.T) {
 	}
 }
 
-// Each released snapshot format keeps its golden file and its restore test
-// forever: nodes restore snapshots written by older versions. The current
-// format is also pinned the other way: writing the fixture must give the
-// golden bytes exactly, so a changed record encoding fails here (a changed
-// body needs a new record type or snapshot version, never a rewritten
-// golden file of a released format).
+// Golden snapshots. Each released snapshot format keeps its golden file
+// (testdata/golden/snapshot_v<N>.hex) and its restore test forever: nodes
+// restore snapshots that older versions wrote. The current format is also
+// pinned the other way: writing its fixture must give the golden bytes
+// exactly, so a changed record encoding fails (a changed body needs a new
+// record type or snapshot version, never a rewritten golden file). -update
+// therefore only writes a golden file that does not exist yet.
 func goldenSnapshotPath(version int) string {
 	return filepath.Join("testdata", "golden", fmt.Sprintf("snapshot_v%d.hex", version))
 }
@@ -260,19 +263,27 @@ func TestSnapshotGoldenWrites(t *testing.T) {
 		t.Fatalf("snapshot version %d has no fixture: add one and its golden file", snapshotVersion)
 	}
 	data := snapshotBytes(t, snapshotFixtureV1(t))
-	if *update {
-		if err := os.WriteFile(goldenSnapshotPath(snapshotVersion), []byte(hex.EncodeToString(data)+"\n"), 0o644); err != nil {
+	path := goldenSnapshotPath(snapshotVersion)
+	if _, err := os.Stat(path); *update && errors.Is(err, fs.ErrNotExist) {
+		if err := os.WriteFile(path, []byte(hex.EncodeToString(data)+"\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if want := readGoldenSnapshot(t, snapshotVersion); !bytes.Equal(data, want) {
-		t.Fatalf("the snapshot encoding changed:\n got %x\nwant %x\nA changed record body needs a new record type; keep the old restorer.", data, want)
+	want := readGoldenSnapshot(t, snapshotVersion)
+	if !bytes.Equal(data, want) {
+		at := 0
+		for at < min(len(data), len(want)) && data[at] == want[at] {
+			at++
+		}
+		t.Fatalf("the snapshot encoding changed: %d bytes, want %d; first difference at byte %d:\n got %x\nwant %x\n"+
+			"A changed record body needs a new record type (keep the old restorer), never a rewritten golden file.",
+			len(data), len(want), at, data[at:min(at+32, len(data))], want[at:min(at+32, len(want))])
 	}
 }
 
 // TestSnapshotGoldenV1Restores: a version 1 snapshot restores to exactly
-// the state it was written from. Keep this test as long as v1 snapshots
-// can exist anywhere.
+// the state it was written from, whatever format this build writes. Like
+// every released format's golden file and restore test, it stays forever.
 func TestSnapshotGoldenV1Restores(t *testing.T) {
 	r := restored(t, readGoldenSnapshot(t, 1))
 	if got, want := contentsOf(r), contentsOf(snapshotFixtureV1(t)); !reflect.DeepEqual(got, want) {
