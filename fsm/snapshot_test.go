@@ -231,6 +231,32 @@ func TestSnapshotDeterministic(t *testing.T) {
 	}
 }
 
+// WriteTo sorts and writes while Apply goes on (run with -race): the bytes
+// are those of the state when Snapshot was called.
+func TestSnapshotWritesWhileApplying(t *testing.T) {
+	s := snapshotFixtureV1(t)
+	want := snapshotBytes(t, s)
+	snap := s.Snapshot()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 50 {
+			id := fmt.Sprintf("t%02d", i)
+			s.ApplyCommand(&PutTariff{Tariff: Tariff{ID: id, Currency: "USD", Rates: []Rate{{FirstInterval: 1, NextInterval: 1}}}})
+			s.ApplyCommand(&Topup{Account: "1001", Amount: 1, Key: "k" + id, Now: t0})
+			s.ApplyCommand(&EndCall{ID: "live-4@h", DisconnectAt: t0 + 1000})
+		}
+	}()
+	var buf bytes.Buffer
+	if _, err := snap.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if !bytes.Equal(buf.Bytes(), want) {
+		t.Fatal("changes applied during WriteTo leaked into the snapshot")
+	}
+}
+
 // Golden snapshots. Each released snapshot format keeps its golden file
 // (testdata/golden/snapshot_v<N>.hex) and its restore test forever: nodes
 // restore snapshots that older versions wrote. The current format is also
