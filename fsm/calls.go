@@ -183,55 +183,19 @@ func (c *StartCall) apply(s *State) Result {
 	}
 	held := map[string]int64{} // reservations of this call per account, for accounts charged twice
 	for i, req := range c.Charges {
-		field := fmt.Sprintf("charges[%d]", i)
-		a, ok := s.accounts[req.Account]
-		if !ok {
-			return refuse(CodeNotFound, field+".account", "no account %s", req.Account)
+		ch, charged, r := s.authorizeCharge(req, fmt.Sprintf("charges[%d]", i), c.MaxSeconds, -held[req.Account], false)
+		if r.Err != nil {
+			return r
 		}
-		if a.Blocked {
-			return refuse(CodeBlocked, field+".account", "account %s is blocked", a.ID)
+		if !slices.Contains(call.Parties, req.Account) {
+			call.Parties = append(call.Parties, req.Account)
 		}
-		if a.MaxCalls > 0 && s.activeCalls[a.ID] >= a.MaxCalls {
-			return refuse(CodeTooManyCalls, field+".account", "account %s already has %d calls (max_calls)", a.ID, a.MaxCalls)
+		if !charged {
+			continue // incoming calls are free for accounts without tariff_in
 		}
-		if !slices.Contains(call.Parties, a.ID) {
-			call.Parties = append(call.Parties, a.ID)
-		}
-		tariffID := a.TariffOut
-		if req.Role == RoleIncoming {
-			tariffID = a.TariffIn
-			if tariffID == "" {
-				continue // incoming calls are free for accounts without tariff_in
-			}
-		} else if req.Role != RoleOutgoing {
-			return refuse(CodeInvalid, field+".role", "unknown role %q", req.Role)
-		}
-		if tariffID == "" {
-			return refuse(CodeNoRate, field+".account", "account %s has no %s tariff", a.ID, req.Role)
-		}
-		t, ok := s.tariffs[tariffID]
-		if !ok {
-			return refuse(CodeNoRate, field+".account", "tariff %s of account %s is missing", tariffID, a.ID)
-		}
-		r, err := billing.Lookup(toBillingRates(t.Rates), req.Number)
-		if err != nil {
-			return refuse(CodeNoRate, field+".number", "tariff %s has no rate for %s", tariffID, req.Number)
-		}
-		available := a.Balance - s.reserved[a.ID] - held[a.ID]
-		if a.Billing == Postpaid {
-			available += a.CreditLimit
-		}
-		maxDur := r.MaxDuration(max(available, 0), c.MaxSeconds)
-		if maxDur <= 0 {
-			return refuse(CodeInsufficientFunds, field+".account", "account %s cannot pay for a call to %s", a.ID, req.Number)
-		}
-		reserve := r.Charge(maxDur)
-		held[a.ID] += reserve
-		call.Charges = append(call.Charges, Charge{
-			Account: a.ID, Role: req.Role, Number: req.Number, Tariff: tariffID,
-			Rate: fromBillingRate(r), Reserved: reserve, MaxDuration: maxDur,
-		})
-		call.MaxDuration = min(call.MaxDuration, maxDur)
+		held[ch.Account] += ch.Reserved
+		call.Charges = append(call.Charges, ch)
+		call.MaxDuration = min(call.MaxDuration, ch.MaxDuration)
 	}
 	s.calls[c.ID] = call
 	for _, ch := range call.Charges {
@@ -241,6 +205,59 @@ func (c *StartCall) apply(s *State) Result {
 		s.activeCalls[acct]++
 	}
 	return callResult(call)
+}
+
+// authorizeCharge authorizes and rates one charge of a call, for
+// StartCall and RedirectCall alike. The account must exist, not be
+// blocked, have room under max_calls unless party (it takes part in the
+// call already), and have a rate for the number in the tariff of the
+// charge's role. The reservation is what its available money buys up to
+// maxSeconds: the balance less what its calls hold, plus own (money this
+// very command holds, negative, or releases, positive, for the account),
+// plus the credit limit when postpaid. charged is false, with nothing
+// reserved, for an incoming charge of an account without tariff_in: free.
+// Refusals name field (e.g. "charges[0]") in their field.
+func (s *State) authorizeCharge(req ChargeRequest, field string, maxSeconds int, own int64, party bool) (ch Charge, charged bool, r Result) {
+	a, ok := s.accounts[req.Account]
+	if !ok {
+		return Charge{}, false, refuse(CodeNotFound, field+".account", "no account %s", req.Account)
+	}
+	if a.Blocked {
+		return Charge{}, false, refuse(CodeBlocked, field+".account", "account %s is blocked", a.ID)
+	}
+	if !party && a.MaxCalls > 0 && s.activeCalls[a.ID] >= a.MaxCalls {
+		return Charge{}, false, refuse(CodeTooManyCalls, field+".account", "account %s already has %d calls (max_calls)", a.ID, a.MaxCalls)
+	}
+	tariffID := a.TariffOut
+	if req.Role == RoleIncoming {
+		tariffID = a.TariffIn
+		if tariffID == "" {
+			return Charge{}, false, Result{}
+		}
+	} else if req.Role != RoleOutgoing {
+		return Charge{}, false, refuse(CodeInvalid, field+".role", "unknown role %q", req.Role)
+	}
+	if tariffID == "" {
+		return Charge{}, false, refuse(CodeNoRate, field+".account", "account %s has no %s tariff", a.ID, req.Role)
+	}
+	t, ok := s.tariffs[tariffID]
+	if !ok {
+		return Charge{}, false, refuse(CodeNoRate, field+".account", "tariff %s of account %s is missing", tariffID, a.ID)
+	}
+	rate, err := billing.Lookup(toBillingRates(t.Rates), req.Number)
+	if err != nil {
+		return Charge{}, false, refuse(CodeNoRate, field+".number", "tariff %s has no rate for %s", tariffID, req.Number)
+	}
+	available := a.Balance - s.reserved[a.ID] + own
+	if a.Billing == Postpaid {
+		available += a.CreditLimit
+	}
+	maxDur := rate.MaxDuration(max(available, 0), maxSeconds)
+	if maxDur <= 0 {
+		return Charge{}, false, refuse(CodeInsufficientFunds, field+".account", "account %s cannot pay for a call to %s", a.ID, req.Number)
+	}
+	return Charge{Account: a.ID, Role: req.Role, Number: req.Number, Tariff: tariffID, Rate: fromBillingRate(rate),
+		Reserved: rate.Charge(maxDur), MaxDuration: maxDur}, true, Result{}
 }
 
 func numberFor(translated, dialed string) string {

@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
@@ -228,14 +227,7 @@ func TestSnapshotKeepsCallsAndMoney(t *testing.T) {
 	mustApply(t, s, start("done", "2001", "1003"))
 	mustApply(t, s, &EndCall{ID: "done", DisconnectAt: t0, Cause: 480})
 	mustApply(t, s, &Topup{Account: "1003", Amount: 1, Key: "k", Now: t0})
-	var buf bytes.Buffer
-	if _, err := s.Snapshot().WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	r := New()
-	if err := r.Restore(&buf); err != nil {
-		t.Fatal(err)
-	}
+	r := restored(t, snapshotBytes(t, s))
 	if !reflect.DeepEqual(r.Calls(), s.Calls()) || r.Reserved("1001") != s.Reserved("1001") || r.Reserved("1002") != s.Reserved("1002") ||
 		!reflect.DeepEqual(r.XDRs(XDRFilter{}), s.XDRs(XDRFilter{})) {
 		t.Fatal("restored calls, reservations or xDRs differ")

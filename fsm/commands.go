@@ -198,12 +198,19 @@ type PutTariff struct {
 
 func (*PutTariff) Type() Type { return TypePutTariff }
 
-func (c *PutTariff) apply(s *State) Result {
-	t := c.Tariff.clone()
-	if err := t.Validate(); err != nil {
+func (c *PutTariff) apply(s *State) Result { return put(s.tariffs, c.Tariff.clone()) }
+
+// put validates r and stores it under its id, replacing the record there:
+// the whole of a create-or-replace command whose record refers to nothing.
+func put[T any, P interface {
+	*T
+	Validate() error
+	id() string
+}](m map[string]*T, r T) Result {
+	if err := P(&r).Validate(); err != nil {
 		return refuseInvalid(err)
 	}
-	s.tariffs[t.ID] = &t
+	m[P(&r).id()] = &r
 	return Result{}
 }
 
@@ -238,11 +245,9 @@ type PutAlias struct {
 func (*PutAlias) Type() Type { return TypePutAlias }
 
 func (c *PutAlias) apply(s *State) Result {
-	a := c.Alias.clone()
-	if err := a.Validate(); err != nil {
-		return refuseInvalid(err)
+	if r := put(s.aliases, c.Alias.clone()); r.Err != nil {
+		return r
 	}
-	s.aliases[a.IP] = &a
 	s.aliasesChanged()
 	return Result{}
 }

@@ -150,13 +150,7 @@ func (s *State) Assignments() []Assignment {
 
 // Assignment returns the entry of one address.
 func (s *State) Assignment(ip string) (Assignment, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	a, ok := s.own.assignments[ip]
-	if !ok {
-		return Assignment{}, false
-	}
-	return *a, true
+	return copyOf(s, &s.own.assignments, ip, func(a *Assignment) Assignment { return *a })
 }
 
 // AddressEpoch returns the last address epoch issued (0 before the first

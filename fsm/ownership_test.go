@@ -116,13 +116,10 @@ func TestAssignmentsSnapshot(t *testing.T) {
 	mustApply(t, s, &AssignAddresses{Now: t0, Changes: []AddressChange{
 		{IP: "10.0.0.100", Node: "sip1"}, {IP: "2001:db8::5", Node: "sip2"}, {IP: "10.0.0.7", Node: "sip3"}}})
 	mustApply(t, s, &AssignAddresses{Now: t0, Changes: []AddressChange{{IP: "10.0.0.7", Remove: true, PrevEpoch: 3}}})
-	var buf bytes.Buffer
-	if _, err := s.Snapshot().WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
+	data := snapshotBytes(t, s)
 	r := New()
 	watch := r.AssignmentsChanged()
-	if err := r.Restore(bytes.NewReader(buf.Bytes())); err != nil {
+	if err := r.Restore(bytes.NewReader(data)); err != nil {
 		t.Fatal(err)
 	}
 	select {

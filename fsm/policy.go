@@ -137,14 +137,7 @@ type PutServicePolicy struct{ Policy ServicePolicy }
 
 func (*PutServicePolicy) Type() Type { return TypePutServicePolicy }
 
-func (c *PutServicePolicy) apply(s *State) Result {
-	p := c.Policy.clone()
-	if err := p.Validate(); err != nil {
-		return refuseInvalid(err)
-	}
-	s.policies[p.ID] = &p
-	return Result{}
-}
+func (c *PutServicePolicy) apply(s *State) Result { return put(s.policies, c.Policy.clone()) }
 
 // DeleteServicePolicy removes a policy no account uses.
 type DeleteServicePolicy struct{ ID string }
@@ -302,73 +295,36 @@ func (c *Connection) clone() Connection {
 	return cp
 }
 
+func (v *Vendor) clone() Vendor { return *v }
+
+func (p *ServicePolicy) id() string { return p.ID }
+func (v *Vendor) id() string        { return v.ID }
+func (c *Connection) id() string    { return c.ID }
+
 // ServicePolicy returns a copy of a service policy.
 func (s *State) ServicePolicy(id string) (ServicePolicy, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	p, ok := s.policies[id]
-	if !ok {
-		return ServicePolicy{}, false
-	}
-	return p.clone(), true
+	return copyOf(s, &s.policies, id, (*ServicePolicy).clone)
 }
 
 // ServicePolicies returns copies of all service policies ordered by id.
 func (s *State) ServicePolicies() []ServicePolicy {
-	s.mu.RLock()
-	out := make([]ServicePolicy, 0, len(s.policies))
-	for _, p := range s.policies {
-		out = append(out, p.clone())
-	}
-	s.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
+	return sortedCopies(s, &s.policies, (*ServicePolicy).clone)
 }
 
 // Vendor returns a copy of a vendor.
-func (s *State) Vendor(id string) (Vendor, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	v, ok := s.vendors[id]
-	if !ok {
-		return Vendor{}, false
-	}
-	return *v, true
-}
+func (s *State) Vendor(id string) (Vendor, bool) { return copyOf(s, &s.vendors, id, (*Vendor).clone) }
 
 // Vendors returns copies of all vendors ordered by id.
-func (s *State) Vendors() []Vendor {
-	s.mu.RLock()
-	out := make([]Vendor, 0, len(s.vendors))
-	for _, v := range s.vendors {
-		out = append(out, *v)
-	}
-	s.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
-}
+func (s *State) Vendors() []Vendor { return sortedCopies(s, &s.vendors, (*Vendor).clone) }
 
 // Connection returns a copy of a connection.
 func (s *State) Connection(id string) (Connection, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	c, ok := s.connections[id]
-	if !ok {
-		return Connection{}, false
-	}
-	return c.clone(), true
+	return copyOf(s, &s.connections, id, (*Connection).clone)
 }
 
 // Connections returns copies of all connections ordered by id.
 func (s *State) Connections() []Connection {
-	s.mu.RLock()
-	out := make([]Connection, 0, len(s.connections))
-	for _, c := range s.connections {
-		out = append(out, c.clone())
-	}
-	s.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
+	return sortedCopies(s, &s.connections, (*Connection).clone)
 }
 
 // ConnectionForSource returns the vendor connection whose remote_ips hold
@@ -413,7 +369,7 @@ func (s *State) ConnectionForUser(user string) (Connection, Vendor, bool) {
 			continue
 		}
 		if c.Username == user || c.Username == "" && v.Username == user {
-			return c.clone(), *v, true
+			return c.clone(), v.clone(), true
 		}
 	}
 	return Connection{}, Vendor{}, false

@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"bytes"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -81,12 +80,7 @@ func TestServicePolicies(t *testing.T) {
 	if r := s.ApplyCommand(&DeleteServicePolicy{ID: "easycall"}); r.Err == nil || r.Err.Code != CodeConflict {
 		t.Fatalf("deleting a used policy: %v", r.Err)
 	}
-	var buf bytes.Buffer
-	s.Snapshot().WriteTo(&buf)
-	r := New()
-	if err := r.Restore(&buf); err != nil {
-		t.Fatal(err)
-	}
+	r := restored(t, snapshotBytes(t, s))
 	if got, _ := r.ServicePolicy("easycall"); !reflect.DeepEqual(got, p) {
 		t.Fatalf("restored policy %+v", got)
 	}
@@ -94,12 +88,7 @@ func TestServicePolicies(t *testing.T) {
 
 func TestSnapshotKeepsVendors(t *testing.T) {
 	s := vendorState(t)
-	var buf bytes.Buffer
-	s.Snapshot().WriteTo(&buf)
-	r := New()
-	if err := r.Restore(&buf); err != nil {
-		t.Fatal(err)
-	}
+	r := restored(t, snapshotBytes(t, s))
 	if !reflect.DeepEqual(r.Connections(), s.Connections()) || !reflect.DeepEqual(r.Vendors(), s.Vendors()) {
 		t.Fatal("restored vendors or connections differ")
 	}

@@ -87,7 +87,11 @@ func (c *RedirectCall) apply(s *State) Result {
 	var added *Charge
 	newParty := false
 	if c.Charge != nil {
-		ch, charged, r := s.redirectCharge(*c.Charge, c.MaxSeconds, freed, slices.Contains(next.Parties, c.Charge.Account))
+		var own int64 // the freed reservation is the account's again
+		if freed != nil && freed.Account == c.Charge.Account {
+			own = freed.Reserved
+		}
+		ch, charged, r := s.authorizeCharge(*c.Charge, "charge", c.MaxSeconds, own, slices.Contains(next.Parties, c.Charge.Account))
 		if r.Err != nil {
 			return r
 		}
@@ -151,54 +155,4 @@ func (c *RedirectCall) validate() Result {
 		}
 	}
 	return Result{}
-}
-
-// redirectCharge authorizes and rates one charge of a redirected leg as
-// StartCall does, with freed (the charge this command releases) no longer
-// held. charged is false for an incoming charge of an account without
-// tariff_in (free). party says whether the account already takes part in
-// the call (then max_calls is not checked again).
-func (s *State) redirectCharge(req ChargeRequest, maxSeconds int, freed *Charge, party bool) (ch Charge, charged bool, r Result) {
-	const field = "charge"
-	a, ok := s.accounts[req.Account]
-	if !ok {
-		return Charge{}, false, refuse(CodeNotFound, field+".account", "no account %s", req.Account)
-	}
-	if a.Blocked {
-		return Charge{}, false, refuse(CodeBlocked, field+".account", "account %s is blocked", a.ID)
-	}
-	if !party && a.MaxCalls > 0 && s.activeCalls[a.ID] >= a.MaxCalls {
-		return Charge{}, false, refuse(CodeTooManyCalls, field+".account", "account %s already has %d calls (max_calls)", a.ID, a.MaxCalls)
-	}
-	tariffID := a.TariffOut
-	if req.Role == RoleIncoming {
-		tariffID = a.TariffIn
-		if tariffID == "" {
-			return Charge{}, false, Result{}
-		}
-	}
-	if tariffID == "" {
-		return Charge{}, false, refuse(CodeNoRate, field+".account", "account %s has no %s tariff", a.ID, req.Role)
-	}
-	t, ok := s.tariffs[tariffID]
-	if !ok {
-		return Charge{}, false, refuse(CodeNoRate, field+".account", "tariff %s of account %s is missing", tariffID, a.ID)
-	}
-	rate, err := billing.Lookup(toBillingRates(t.Rates), req.Number)
-	if err != nil {
-		return Charge{}, false, refuse(CodeNoRate, field+".number", "tariff %s has no rate for %s", tariffID, req.Number)
-	}
-	available := a.Balance - s.reserved[a.ID]
-	if freed != nil && freed.Account == a.ID {
-		available += freed.Reserved
-	}
-	if a.Billing == Postpaid {
-		available += a.CreditLimit
-	}
-	maxDur := rate.MaxDuration(max(available, 0), maxSeconds)
-	if maxDur <= 0 {
-		return Charge{}, false, refuse(CodeInsufficientFunds, field+".account", "account %s cannot pay for a call to %s", a.ID, req.Number)
-	}
-	return Charge{Account: a.ID, Role: req.Role, Number: req.Number, Tariff: tariffID, Rate: fromBillingRate(rate),
-		Reserved: rate.Charge(maxDur), MaxDuration: maxDur}, true, Result{}
 }

@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"bytes"
 	"reflect"
 	"testing"
 
@@ -214,14 +213,7 @@ func TestRedirectCallInvalid(t *testing.T) {
 func TestRedirectCallSnapshot(t *testing.T) {
 	s := redirectState(t)
 	mustApply(t, s, newAuth(0, "12035554433"))
-	var buf bytes.Buffer
-	if _, err := s.Snapshot().WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	fresh := New()
-	if err := fresh.Restore(&buf); err != nil {
-		t.Fatal(err)
-	}
+	fresh := restored(t, snapshotBytes(t, s))
 	if fresh.Reserved("800") != s.Reserved("800") || !reflect.DeepEqual(fresh.Calls(), s.Calls()) {
 		t.Fatalf("restored reserved %d, want %d", fresh.Reserved("800"), s.Reserved("800"))
 	}

@@ -9,16 +9,23 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strings"
+	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// A snapshot is a header followed by type-tagged records, each a record
-// type byte, a uvarint body length and a msgpack body, and ends with an end
-// record holding the record counts. Like command types, a record type names
-// one body layout forever.
+// A snapshot is a header (magic and version byte) followed by type-tagged
+// records, each a record type byte, a uvarint body length and a msgpack
+// body, and ends with an end record holding the record counts. Records of
+// one kind are written sorted by their key, so one state always gives the
+// same bytes. Like command types, a record type names one body layout
+// forever. testdata/golden/snapshot_v<version>.hex pins each released
+// format; each keeps its golden file and restore test for good.
 const snapshotMagic = "TROIKA-SNAPSHOT\x00"
 
+// snapshotVersion is the format this build writes (and the only one it
+// reads so far).
 const snapshotVersion = 1
 
 type recordType byte
@@ -59,7 +66,7 @@ type Snapshot struct {
 	accounts    []*Account
 	tariffs     []*Tariff
 	aliases     []*Alias
-	bindings    [][]*Binding
+	bindings    [][]*Binding // one slice per AOR
 	nonceSecret []byte
 	calls       []*Call
 	xdrs        []*XDR
@@ -70,10 +77,13 @@ type Snapshot struct {
 	connections []*Connection
 	assignments []*Assignment
 	addrEpoch   uint64
+
+	sortOnce sync.Once
 }
 
 // Snapshot captures the current state. It holds the lock only while copying
-// pointers; writing happens later in WriteTo, concurrently with Apply.
+// pointers; sorting and writing happen later in WriteTo, concurrently with
+// Apply.
 func (s *State) Snapshot() *Snapshot {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -103,63 +113,60 @@ func txKeyRecords(m map[string]int64) []txKeyRecord {
 	return out
 }
 
-// WriteTo streams the snapshot to w.
+// sort puts the records of each kind in the order of their key, so one
+// state always gives the same bytes. It sorts the snapshot's own slices,
+// outside the state lock.
+func (sn *Snapshot) sort() {
+	sortBy(sn.accounts, (*Account).id)
+	sortBy(sn.tariffs, (*Tariff).id)
+	sortBy(sn.aliases, (*Alias).id)
+	// By AOR; inside one AOR the bindings keep their stored order (the
+	// order they registered in), which is state: queries return it.
+	sortBy(sn.bindings, func(bs []*Binding) string {
+		if len(bs) == 0 {
+			return ""
+		}
+		return bs[0].AOR
+	})
+	sortBy(sn.calls, (*Call).id)
+	// The xDR log is in Seq order already, the order Restore requires.
+	sortBy(sn.txKeys, func(k txKeyRecord) string { return k.Key })
+	sortBy(sn.policies, (*ServicePolicy).id)
+	sortBy(sn.vendors, (*Vendor).id)
+	sortBy(sn.connections, (*Connection).id)
+	sortBy(sn.assignments, (*Assignment).id)
+}
+
+func sortBy[T any](xs []T, key func(T) string) {
+	slices.SortFunc(xs, func(a, b T) int { return strings.Compare(key(a), key(b)) })
+}
+
+// WriteTo streams the snapshot to w: the header, then each kind of record
+// in a fixed order, each kind sorted by its key, then the end record.
 func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
+	sn.sortOnce.Do(sn.sort)
 	cw := &countingWriter{w: bufio.NewWriterSize(w, 64<<10)}
-	sw := snapshotWriter{w: cw}
+	sw := &snapshotWriter{w: cw}
 	sw.raw([]byte(snapshotMagic))
 	sw.raw([]byte{snapshotVersion})
 	var end snapshotEnd
-	for _, a := range sn.accounts {
-		sw.record(recAccount, a)
-		end.Accounts++
-	}
-	for _, t := range sn.tariffs {
-		sw.record(recTariff, t)
-		end.Tariffs++
-	}
-	for _, a := range sn.aliases {
-		sw.record(recAlias, a)
-		end.Aliases++
-	}
+	end.Accounts = writeAll(sw, recAccount, sn.accounts)
+	end.Tariffs = writeAll(sw, recTariff, sn.tariffs)
+	end.Aliases = writeAll(sw, recAlias, sn.aliases)
 	for _, bs := range sn.bindings {
-		for _, b := range bs {
-			sw.record(recBinding, b)
-			end.Bindings++
-		}
+		end.Bindings += writeAll(sw, recBinding, bs)
 	}
 	if sn.nonceSecret != nil {
 		sw.record(recNonceSecret, sn.nonceSecret)
 	}
-	for _, c := range sn.calls {
-		sw.record(recCall, c)
-		end.Calls++
-	}
-	for _, x := range sn.xdrs {
-		sw.record(recXDR, x)
-		end.XDRs++
-	}
-	for i := range sn.txKeys {
-		sw.record(recTxKey, &sn.txKeys[i])
-		end.TxKeys++
-	}
+	end.Calls = writeAll(sw, recCall, sn.calls)
+	end.XDRs = writeAll(sw, recXDR, sn.xdrs)
+	end.TxKeys = writeAll(sw, recTxKey, sn.txKeys)
 	sw.record(recXDRSeq, sn.xdrSeq)
-	for _, p := range sn.policies {
-		sw.record(recPolicy, p)
-		end.Policies++
-	}
-	for _, v := range sn.vendors {
-		sw.record(recVendor, v)
-		end.Vendors++
-	}
-	for _, c := range sn.connections {
-		sw.record(recConnection, c)
-		end.Connections++
-	}
-	for _, a := range sn.assignments {
-		sw.record(recAssignment, a)
-		end.Assignments++
-	}
+	end.Policies = writeAll(sw, recPolicy, sn.policies)
+	end.Vendors = writeAll(sw, recVendor, sn.vendors)
+	end.Connections = writeAll(sw, recConnection, sn.connections)
+	end.Assignments = writeAll(sw, recAssignment, sn.assignments)
 	if sn.addrEpoch != 0 {
 		sw.record(recAddrEpoch, sn.addrEpoch)
 	}
@@ -171,6 +178,14 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 		return cw.n, fmt.Errorf("write snapshot: %w", sw.err)
 	}
 	return cw.n, nil
+}
+
+// writeAll writes one record of type t per item and returns how many.
+func writeAll[T any](sw *snapshotWriter, t recordType, items []T) int {
+	for _, x := range items {
+		sw.record(t, x)
+	}
+	return len(items)
 }
 
 type countingWriter struct {
@@ -213,10 +228,143 @@ func (sw *snapshotWriter) record(t recordType, v any) {
 	sw.raw(sw.buf.Bytes())
 }
 
+// restore is a Restore in progress: the fresh state being built and the
+// records counted so far.
+type restore struct {
+	s    *State
+	got  snapshotEnd
+	done bool // the end record was read and matched
+}
+
+// restorers is the table of record types this build reads, each to its
+// restorer. A record type missing here is an error naming the type, never
+// skipped: every record is state (money, calls, keys), and a replica that
+// skipped one would silently diverge from the others. Like command types,
+// a record type names one body layout forever: a changed body gets a new
+// record type, and the old restorer stays for snapshots already written.
+var restorers = map[recordType]func(*restore, []byte) error{
+	recAccount:     decoded("account", restoreAccount),
+	recTariff:      decoded("tariff", restoreTariff),
+	recAlias:       decoded("alias", restoreAlias),
+	recBinding:     decoded("binding", restoreBinding),
+	recNonceSecret: decoded("nonce secret", restoreNonceSecret),
+	recCall:        decoded("call", restoreCall),
+	recXDR:         decoded("xdr", restoreXDR),
+	recTxKey:       decoded("transaction key", restoreTxKey),
+	recXDRSeq:      decoded("xdr sequence", restoreXDRSeq),
+	recPolicy:      decoded("service policy", restorePolicy),
+	recVendor:      decoded("vendor", restoreVendor),
+	recConnection:  decoded("connection", restoreConnection),
+	recAssignment:  decoded("address assignment", restoreAssignment),
+	recAddrEpoch:   decoded("address epoch", restoreAddrEpoch),
+	recEnd:         decoded("end record", restoreEnd),
+}
+
+// decoded makes a restorer from a function that keeps one decoded record
+// body of type T; name labels the record in errors.
+func decoded[T any](name string, keep func(*restore, *T) error) func(*restore, []byte) error {
+	return func(r *restore, body []byte) error {
+		v := new(T)
+		if err := decodeBody(body, v); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return keep(r, v)
+	}
+}
+
+// store keeps a record under its id and counts it.
+func store[T interface{ id() string }](m map[string]T, v T, count *int) error {
+	m[v.id()] = v
+	*count++
+	return nil
+}
+
+func restoreAccount(r *restore, a *Account) error { return store(r.s.accounts, a, &r.got.Accounts) }
+
+func restoreTariff(r *restore, t *Tariff) error { return store(r.s.tariffs, t, &r.got.Tariffs) }
+
+func restoreAlias(r *restore, a *Alias) error { return store(r.s.aliases, a, &r.got.Aliases) }
+
+// restoreBinding appends: an AOR's bindings come in their stored order.
+func restoreBinding(r *restore, b *Binding) error {
+	r.s.bindings[b.AOR] = append(r.s.bindings[b.AOR], b)
+	r.s.nBindings++
+	r.got.Bindings++
+	return nil
+}
+
+func restoreNonceSecret(r *restore, secret *[]byte) error {
+	r.s.nonceSecret = *secret
+	return nil
+}
+
+// restoreCall also rebuilds what is derived from the calls: the money
+// they hold and the calls each account takes part in.
+func restoreCall(r *restore, c *Call) error {
+	r.s.calls[c.ID] = c
+	for _, ch := range c.Charges {
+		r.s.reserved[ch.Account] += ch.Reserved
+	}
+	for _, acct := range c.Parties {
+		r.s.activeCalls[acct]++
+	}
+	r.got.Calls++
+	return nil
+}
+
+func restoreXDR(r *restore, x *XDR) error {
+	if n := r.s.xdrs.len(); n > 0 && r.s.xdrs.live()[n-1].Seq >= x.Seq {
+		return fmt.Errorf("xdr %d out of order", x.Seq)
+	}
+	r.s.xdrs.add(x)
+	r.s.xdrByCall[x.CallID] = x.Seq
+	r.got.XDRs++
+	return nil
+}
+
+func restoreTxKey(r *restore, k *txKeyRecord) error {
+	r.s.txKeys[k.Key] = k.At
+	r.got.TxKeys++
+	return nil
+}
+
+func restoreXDRSeq(r *restore, seq *uint64) error {
+	r.s.xdrSeq = *seq
+	return nil
+}
+
+func restorePolicy(r *restore, p *ServicePolicy) error {
+	return store(r.s.policies, p, &r.got.Policies)
+}
+
+func restoreVendor(r *restore, v *Vendor) error { return store(r.s.vendors, v, &r.got.Vendors) }
+
+func restoreConnection(r *restore, c *Connection) error {
+	return store(r.s.connections, c, &r.got.Connections)
+}
+
+func restoreAssignment(r *restore, a *Assignment) error {
+	return store(r.s.own.assignments, a, &r.got.Assignments)
+}
+
+func restoreAddrEpoch(r *restore, epoch *uint64) error {
+	r.s.own.epoch = *epoch
+	return nil
+}
+
+// restoreEnd checks the counts the writer recorded against the records
+// read: a snapshot that lost records is not restored.
+func restoreEnd(r *restore, want *snapshotEnd) error {
+	if *want != r.got {
+		return fmt.Errorf("counts %+v do not match the end record %+v", r.got, *want)
+	}
+	r.done = true
+	return nil
+}
+
 // Restore replaces the whole state with the snapshot read from r. The
 // state changes only if the snapshot is complete and valid.
 func (s *State) Restore(r io.Reader) error {
-	fresh := New()
 	br := bufio.NewReaderSize(r, 64<<10)
 	head := make([]byte, len(snapshotMagic)+1)
 	if _, err := io.ReadFull(br, head); err != nil {
@@ -228,9 +376,9 @@ func (s *State) Restore(r io.Reader) error {
 	if head[len(snapshotMagic)] != snapshotVersion {
 		return fmt.Errorf("restore snapshot: version %d is unknown to this build", head[len(snapshotMagic)])
 	}
-	var got snapshotEnd
+	rs := &restore{s: New()}
 	body := make([]byte, 0, 512)
-	for {
+	for !rs.done {
 		t, err := br.ReadByte()
 		if err != nil {
 			return fmt.Errorf("restore snapshot: truncated, no end record: %w", err)
@@ -246,123 +394,16 @@ func (s *State) Restore(r io.Reader) error {
 		if _, err := io.ReadFull(br, body); err != nil {
 			return fmt.Errorf("restore snapshot: record body: %w", err)
 		}
-		switch recordType(t) {
-		case recAccount:
-			a := new(Account)
-			if err := decodeBody(body, a); err != nil {
-				return fmt.Errorf("restore snapshot: account: %w", err)
-			}
-			fresh.accounts[a.ID] = a
-			got.Accounts++
-		case recTariff:
-			tr := new(Tariff)
-			if err := decodeBody(body, tr); err != nil {
-				return fmt.Errorf("restore snapshot: tariff: %w", err)
-			}
-			fresh.tariffs[tr.ID] = tr
-			got.Tariffs++
-		case recAlias:
-			a := new(Alias)
-			if err := decodeBody(body, a); err != nil {
-				return fmt.Errorf("restore snapshot: alias: %w", err)
-			}
-			fresh.aliases[a.IP] = a
-			got.Aliases++
-		case recBinding:
-			b := new(Binding)
-			if err := decodeBody(body, b); err != nil {
-				return fmt.Errorf("restore snapshot: binding: %w", err)
-			}
-			fresh.bindings[b.AOR] = append(fresh.bindings[b.AOR], b)
-			fresh.nBindings++
-			got.Bindings++
-		case recNonceSecret:
-			var secret []byte
-			if err := decodeBody(body, &secret); err != nil {
-				return fmt.Errorf("restore snapshot: nonce secret: %w", err)
-			}
-			fresh.nonceSecret = secret
-		case recCall:
-			c := new(Call)
-			if err := decodeBody(body, c); err != nil {
-				return fmt.Errorf("restore snapshot: call: %w", err)
-			}
-			fresh.calls[c.ID] = c
-			for _, ch := range c.Charges {
-				fresh.reserved[ch.Account] += ch.Reserved
-			}
-			for _, acct := range c.Parties {
-				fresh.activeCalls[acct]++
-			}
-			got.Calls++
-		case recXDR:
-			x := new(XDR)
-			if err := decodeBody(body, x); err != nil {
-				return fmt.Errorf("restore snapshot: xdr: %w", err)
-			}
-			if n := fresh.xdrs.len(); n > 0 && fresh.xdrs.live()[n-1].Seq >= x.Seq {
-				return fmt.Errorf("restore snapshot: xdr %d out of order", x.Seq)
-			}
-			fresh.xdrs.add(x)
-			fresh.xdrByCall[x.CallID] = x.Seq
-			got.XDRs++
-		case recTxKey:
-			var k txKeyRecord
-			if err := decodeBody(body, &k); err != nil {
-				return fmt.Errorf("restore snapshot: transaction key: %w", err)
-			}
-			fresh.txKeys[k.Key] = k.At
-			got.TxKeys++
-		case recXDRSeq:
-			if err := decodeBody(body, &fresh.xdrSeq); err != nil {
-				return fmt.Errorf("restore snapshot: xdr sequence: %w", err)
-			}
-		case recPolicy:
-			p := new(ServicePolicy)
-			if err := decodeBody(body, p); err != nil {
-				return fmt.Errorf("restore snapshot: service policy: %w", err)
-			}
-			fresh.policies[p.ID] = p
-			got.Policies++
-		case recVendor:
-			v := new(Vendor)
-			if err := decodeBody(body, v); err != nil {
-				return fmt.Errorf("restore snapshot: vendor: %w", err)
-			}
-			fresh.vendors[v.ID] = v
-			got.Vendors++
-		case recConnection:
-			c := new(Connection)
-			if err := decodeBody(body, c); err != nil {
-				return fmt.Errorf("restore snapshot: connection: %w", err)
-			}
-			fresh.connections[c.ID] = c
-			got.Connections++
-		case recAssignment:
-			a := new(Assignment)
-			if err := decodeBody(body, a); err != nil {
-				return fmt.Errorf("restore snapshot: address assignment: %w", err)
-			}
-			fresh.own.assignments[a.IP] = a
-			got.Assignments++
-		case recAddrEpoch:
-			if err := decodeBody(body, &fresh.own.epoch); err != nil {
-				return fmt.Errorf("restore snapshot: address epoch: %w", err)
-			}
-		case recEnd:
-			var want snapshotEnd
-			if err := decodeBody(body, &want); err != nil {
-				return fmt.Errorf("restore snapshot: end record: %w", err)
-			}
-			if want != got {
-				return fmt.Errorf("restore snapshot: counts %+v do not match the end record %+v", got, want)
-			}
-			s.replace(fresh)
-			return nil
-		default:
+		restorer, ok := restorers[recordType(t)]
+		if !ok {
 			return fmt.Errorf("restore snapshot: record type %#x is unknown to this build: upgrade this node", t)
 		}
+		if err := restorer(rs, body); err != nil {
+			return fmt.Errorf("restore snapshot: %w", err)
+		}
 	}
+	s.replace(rs.s)
+	return nil
 }
 
 func (s *State) replace(fresh *State) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -85,74 +86,62 @@ func (s *State) AliasesChanged() <-chan struct{} {
 	return s.aliasWatch
 }
 
-// Account returns a copy of an account.
-func (s *State) Account(id string) (Account, bool) {
+// copyOf returns a copy, made by clone, of the record stored under key in
+// the map *m points at. m points at a field of s: Restore replaces the maps,
+// so the field is read under the lock.
+func copyOf[T any](s *State, m *map[string]*T, key string, clone func(*T) T) (T, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	a, ok := s.accounts[id]
+	v, ok := (*m)[key]
 	if !ok {
-		return Account{}, false
+		var zero T
+		return zero, false
 	}
-	return a.clone(), true
+	return clone(v), true
+}
+
+type keyed[T any] struct {
+	key string
+	v   T
+}
+
+// sortedCopies returns copies, made by clone, of every record in the map
+// *m points at, ordered by their key. It holds the lock only while
+// copying.
+func sortedCopies[T any](s *State, m *map[string]*T, clone func(*T) T) []T {
+	s.mu.RLock()
+	es := make([]keyed[T], 0, len(*m))
+	for k, v := range *m {
+		es = append(es, keyed[T]{k, clone(v)})
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(es, func(a, b keyed[T]) int { return strings.Compare(a.key, b.key) })
+	out := make([]T, len(es))
+	for i, e := range es {
+		out[i] = e.v
+	}
+	return out
+}
+
+// Account returns a copy of an account.
+func (s *State) Account(id string) (Account, bool) {
+	return copyOf(s, &s.accounts, id, (*Account).clone)
 }
 
 // Accounts returns copies of all accounts ordered by id.
-func (s *State) Accounts() []Account {
-	s.mu.RLock()
-	out := make([]Account, 0, len(s.accounts))
-	for _, a := range s.accounts {
-		out = append(out, a.clone())
-	}
-	s.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
-}
+func (s *State) Accounts() []Account { return sortedCopies(s, &s.accounts, (*Account).clone) }
 
 // Tariff returns a copy of a tariff.
-func (s *State) Tariff(id string) (Tariff, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	t, ok := s.tariffs[id]
-	if !ok {
-		return Tariff{}, false
-	}
-	return t.clone(), true
-}
+func (s *State) Tariff(id string) (Tariff, bool) { return copyOf(s, &s.tariffs, id, (*Tariff).clone) }
 
 // Tariffs returns copies of all tariffs ordered by id.
-func (s *State) Tariffs() []Tariff {
-	s.mu.RLock()
-	out := make([]Tariff, 0, len(s.tariffs))
-	for _, t := range s.tariffs {
-		out = append(out, t.clone())
-	}
-	s.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
-}
+func (s *State) Tariffs() []Tariff { return sortedCopies(s, &s.tariffs, (*Tariff).clone) }
 
 // Alias returns a copy of an alias.
-func (s *State) Alias(ip string) (Alias, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	a, ok := s.aliases[ip]
-	if !ok {
-		return Alias{}, false
-	}
-	return a.clone(), true
-}
+func (s *State) Alias(ip string) (Alias, bool) { return copyOf(s, &s.aliases, ip, (*Alias).clone) }
 
-// Aliases returns copies of all aliases ordered by address.
-func (s *State) Aliases() []Alias {
-	s.mu.RLock()
-	out := make([]Alias, 0, len(s.aliases))
-	for _, a := range s.aliases {
-		out = append(out, a.clone())
-	}
-	s.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].IP < out[j].IP })
-	return out
-}
+// Aliases returns copies of all aliases ordered by address (as text).
+func (s *State) Aliases() []Alias { return sortedCopies(s, &s.aliases, (*Alias).clone) }
 
 // Bindings returns the AOR's bindings unexpired at unix ms now.
 func (s *State) Bindings(aor string, now int64) []Binding {
@@ -208,15 +197,7 @@ func (s *State) Counts() Counts {
 }
 
 // Call returns a copy of a call in progress.
-func (s *State) Call(id string) (Call, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	c, ok := s.calls[id]
-	if !ok {
-		return Call{}, false
-	}
-	return c.clone(), true
-}
+func (s *State) Call(id string) (Call, bool) { return copyOf(s, &s.calls, id, (*Call).clone) }
 
 // Calls returns copies of the calls in progress, oldest first.
 func (s *State) Calls() []Call {
@@ -297,6 +278,13 @@ func (s *State) setBindings(aor string, bs []*Binding) {
 	}
 	s.bindings[aor] = bs
 }
+
+// id is a record's key in its State map, and its order in snapshots.
+func (a *Account) id() string    { return a.ID }
+func (t *Tariff) id() string     { return t.ID }
+func (a *Alias) id() string      { return a.IP }
+func (c *Call) id() string       { return c.ID }
+func (a *Assignment) id() string { return a.IP }
 
 func (a *Account) clone() Account {
 	c := *a
