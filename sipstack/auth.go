@@ -9,6 +9,7 @@ import (
 
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
+	"github.com/troika-sip/troika/sipstack/transport"
 )
 
 // Digest authentication of requests, shared by the registrar (401,
@@ -76,7 +77,7 @@ func (p principal) isVendor() bool { return p.conn != nil }
 // accounts. When user is not empty it is the only username accepted (the
 // registrar requires the To user). It returns the authenticated account,
 // or the reply challenging or refusing the request.
-func (s *Server) authenticate(sock *socket, req *sip.Request, sch digestScheme, user string, now time.Time) (fsm.Account, *sipmsg.Reply) {
+func (s *Server) authenticate(sock *transport.Socket, req *sip.Request, sch digestScheme, user string, now time.Time) (fsm.Account, *sipmsg.Reply) {
 	p, r := s.checkDigest(sock, req, sch, user, now, false)
 	return p.account, r
 }
@@ -91,7 +92,7 @@ func (s *Server) authenticate(sock *socket, req *sip.Request, sch digestScheme, 
 //  3. otherwise a customer: digest against the account (the 407 challenge
 //     for an INVITE without credentials is the same for both, so a vendor
 //     sending from an unlisted address answers it with its credentials).
-func (s *Server) authorizeInvite(sock *socket, req *sip.Request, now time.Time) (principal, *sipmsg.Reply) {
+func (s *Server) authorizeInvite(sock *transport.Socket, req *sip.Request, now time.Time) (principal, *sipmsg.Reply) {
 	if src, ok := packetSource(req); ok {
 		if cn, ok := s.state.ConnectionForSource(src); ok {
 			if v, ok := s.state.Vendor(cn.Vendor); ok {
@@ -115,7 +116,7 @@ func packetSource(req *sip.Request) (netip.Addr, bool) {
 // checkDigest verifies req's digest credentials at now. The user name
 // names an account, or with vendors a vendor connection (see
 // authorizeInvite).
-func (s *Server) checkDigest(sock *socket, req *sip.Request, sch digestScheme, user string, now time.Time, vendors bool) (principal, *sipmsg.Reply) {
+func (s *Server) checkDigest(sock *transport.Socket, req *sip.Request, sch digestScheme, user string, now time.Time, vendors bool) (principal, *sipmsg.Reply) {
 	rc := &s.cfg.Registrar
 	var src netip.Addr
 	if ap, err := netip.ParseAddrPort(req.Source()); err == nil {
@@ -176,11 +177,11 @@ func (s *Server) checkDigest(sock *socket, req *sip.Request, sch digestScheme, u
 		if p.isVendor() {
 			s.m.vendorCall(vendorAuthFailed)
 			s.log.Info("vendor digest authentication failed", "vendor", p.vendor.ID, "connection", p.conn.ID,
-				"source", src.String(), "socket", sock.name)
+				"source", src.String(), "socket", sock.Name)
 		}
 		if s.limiter.Fail(src, now) {
 			s.log.Warn("source blocked after repeated failed authentications", "source", src.String(),
-				"for", rc.AuthBlockFor, "socket", sock.name, "method", string(req.Method))
+				"for", rc.AuthBlockFor, "socket", sock.Name, "method", string(req.Method))
 		}
 		r := sipmsg.Forbidden()
 		return principal{}, &r

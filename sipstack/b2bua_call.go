@@ -14,6 +14,7 @@ import (
 	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
+	"github.com/troika-sip/troika/sipstack/transport"
 )
 
 // call is one call in progress on this node, from its authorized INVITE
@@ -29,7 +30,7 @@ type call struct {
 	log     *slog.Logger
 	started time.Time // monotonic: the setup histogram
 
-	inSock      *socket
+	inSock      *transport.Socket
 	inv         *sip.Request // the caller's INVITE (parsed headers only read)
 	invTx       sip.ServerTransaction
 	caller      *dialog
@@ -406,12 +407,12 @@ func (c *call) ringRound(targets []target, cld string, stepOver <-chan struct{},
 // (logged) when it cannot be sent.
 func (c *call) startFork(t target, cld string) *fork {
 	from, to := calleeURIs(t, c.cli, c.cliName, cld)
-	leg := &dialog{role: legCallee, sock: t.sock.name, transport: t.transport, dest: t.dest,
+	leg := &dialog{role: legCallee, sock: t.sock.Name, transport: t.transport, dest: t.dest,
 		callID: c.s.newCallID(c.id), localTag: sip.GenerateTagN(16), local: from, remote: to,
 		target: t.uri, routes: t.routes, localCSeq: 1}
 	f := &fork{c: c, tgt: t, leg: leg, round: c.round, cancelCh: make(chan struct{}), spec: reqSpec{
 		method: sip.INVITE, ruri: t.uri, callID: leg.callID, cseq: 1, from: from, to: to, fromTag: leg.localTag,
-		routes: t.routes, sock: t.sock.name, dest: t.dest, transport: t.transport, contact: true, maxForwards: c.maxForwards,
+		routes: t.routes, sock: t.sock.Name, dest: t.dest, transport: t.transport, contact: true, maxForwards: c.maxForwards,
 	}}
 	_, full := targetKeys(t)
 	c.tried[full] = true
@@ -433,7 +434,7 @@ func (c *call) response(code int, reason string) *sip.Response {
 		to.Params.Add("tag", c.caller.localTag)
 	}
 	if code > 100 && code < 300 {
-		res.AppendHeader(c.inSock.contact())
+		res.AppendHeader(c.inSock.Contact())
 	}
 	res.AppendHeader(sip.NewHeader("Server", sipmsg.ServerName))
 	return res

@@ -14,6 +14,7 @@ import (
 
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
+	"github.com/troika-sip/troika/sipstack/transport"
 )
 
 // dialog is one leg of a call: the dialog state of the switch's side
@@ -91,7 +92,7 @@ func (d *dialog) leg() fsm.Leg {
 }
 
 // request builds a new in-dialog request with the next local CSeq.
-func (d *dialog) request(s *Server, method sip.RequestMethod) (*sip.Request, *socket, error) {
+func (d *dialog) request(s *Server, method sip.RequestMethod) (*sip.Request, *transport.Socket, error) {
 	d.mu.Lock()
 	d.localCSeq++
 	spec := d.specLocked(method, d.localCSeq)
@@ -101,7 +102,7 @@ func (d *dialog) request(s *Server, method sip.RequestMethod) (*sip.Request, *so
 
 // ackFor builds the ACK of a 2xx to the INVITE with CSeq n (RFC 3261
 // §13.2.2.4: a transaction of its own, new branch, same CSeq number).
-func (d *dialog) ackFor(s *Server, n uint32) (*sip.Request, *socket, error) {
+func (d *dialog) ackFor(s *Server, n uint32) (*sip.Request, *transport.Socket, error) {
 	d.mu.Lock()
 	spec := d.specLocked(sip.ACK, n)
 	d.mu.Unlock()
@@ -142,7 +143,7 @@ var errSocketGone = errors.New("the leg's socket is not open on this node")
 // spec.dest) and only dials a new one, from that IP, when there is none.
 // (With the listener's port in Laddr sipgo would pick whichever accepted
 // connection was filed last under the listener's address.)
-func (s *Server) buildRequest(spec reqSpec) (*sip.Request, *socket, error) {
+func (s *Server) buildRequest(spec reqSpec) (*sip.Request, *transport.Socket, error) {
 	sock := s.socketNamed(spec.sock)
 	if sock == nil {
 		return nil, nil, fmt.Errorf("%s: %w", spec.sock, errSocketGone)
@@ -152,8 +153,8 @@ func (s *Server) buildRequest(spec reqSpec) (*sip.Request, *socket, error) {
 	if branch == "" {
 		branch = sip.GenerateBranchN(16)
 	}
-	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: sip.NetworkToUpper(sock.transport),
-		Host: uriHost(sock.ip), Port: sock.port, Params: sip.NewParams()}
+	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: sip.NetworkToUpper(sock.Transport),
+		Host: transport.URIHost(sock.IP), Port: sock.Port, Params: sip.NewParams()}
 	via.Params.Add("branch", branch)
 	via.Params.Add("rport", "")
 	req.AppendHeader(via)
@@ -177,16 +178,16 @@ func (s *Server) buildRequest(spec reqSpec) (*sip.Request, *socket, error) {
 	req.AppendHeader(&cid)
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: spec.cseq, MethodName: spec.method})
 	if spec.contact {
-		req.AppendHeader(sock.contact())
+		req.AppendHeader(sock.Contact())
 	}
 	req.AppendHeader(sip.NewHeader("User-Agent", sipmsg.ServerName))
 	req.SetTransport(sip.NetworkToUpper(spec.transport))
 	req.SetDestination(spec.dest)
-	req.Laddr = sip.Addr{IP: net.ParseIP(sock.ip)}
-	if sock.transport == "udp" || sock.relay {
-		req.Laddr.Port = sock.port
+	req.Laddr = sip.Addr{IP: net.ParseIP(sock.IP)}
+	if sock.Transport == "udp" || sock.Relay {
+		req.Laddr.Port = sock.Port
 	}
-	if sock.relay && sock.transport != "udp" {
+	if sock.Relay && sock.Transport != "udp" {
 		// A stream relay: its stack carries the leg as datagrams to the
 		// node holding the stream (dispatch_stream.go); Via stays TCP/TLS.
 		req.SetTransport("UDP")
@@ -199,11 +200,11 @@ func (s *Server) buildRequest(spec reqSpec) (*sip.Request, *socket, error) {
 // another node holds is served by a relay socket (dispatch.go; a stream
 // relay for TCP and TLS: dispatch_stream.go), opened here when there is
 // none yet.
-func (s *Server) socketNamed(name string) *socket {
+func (s *Server) socketNamed(name string) *transport.Socket {
 	s.mu.Lock()
 	sock := s.sockets[name]
 	s.mu.Unlock()
-	if sock != nil && sock.usable.Load() {
+	if sock != nil && sock.Usable.Load() {
 		return sock
 	}
 	if sock != nil || !s.disp.canRelay(name) {
@@ -217,32 +218,13 @@ func (s *Server) socketNamed(name string) *socket {
 	return rs.sock
 }
 
-// contact is the Contact the switch puts in requests and responses sent
-// through sock: requests within the dialog come back to this socket.
-func (sock *socket) contact() *sip.ContactHeader {
-	u := sip.Uri{Scheme: "sip", Host: uriHost(sock.ip), Port: sock.port}
-	if sock.transport != "udp" {
-		u.UriParams = sip.NewParams()
-		u.UriParams.Add("transport", sock.transport)
-	}
-	return &sip.ContactHeader{Address: u}
-}
-
-// uriHost writes an IP address as a URI or Via host: IPv6 in brackets.
-func uriHost(ip string) string {
-	if strings.Contains(ip, ":") && !strings.HasPrefix(ip, "[") {
-		return "[" + ip + "]"
-	}
-	return ip
-}
-
 // do sends a non-INVITE request through sock's transaction layer and
 // returns its final response (1xx are skipped). The transaction's own
 // timer (64*T1) bounds it.
-func (s *Server) do(sock *socket, req *sip.Request) (*sip.Response, error) {
+func (s *Server) do(sock *transport.Socket, req *sip.Request) (*sip.Response, error) {
 	ctx, cancel := context.WithTimeout(s.baseCtx, sip.Timer_F+sip.T1)
 	defer cancel()
-	tx, err := sock.ua.TransactionLayer().Request(ctx, req)
+	tx, err := sock.UA.TransactionLayer().Request(ctx, req)
 	if err != nil {
 		return nil, fmt.Errorf("send %s: %w", req.Method, err)
 	}
@@ -263,8 +245,8 @@ func (s *Server) do(sock *socket, req *sip.Request) (*sip.Response, error) {
 }
 
 // sendAck writes an ACK (no transaction) through sock.
-func (s *Server) sendAck(sock *socket, ack *sip.Request) error {
-	if err := sock.ua.TransportLayer().WriteMsg(ack); err != nil {
+func (s *Server) sendAck(sock *transport.Socket, ack *sip.Request) error {
+	if err := sock.UA.TransportLayer().WriteMsg(ack); err != nil {
 		return fmt.Errorf("send ACK: %w", err)
 	}
 	return nil

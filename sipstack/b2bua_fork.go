@@ -56,7 +56,7 @@ func (f *fork) start(body []byte, hdrs []sip.Header) error {
 	}
 	ctx, cancel := context.WithTimeout(s.baseCtx, 5*time.Second) // connection set-up (TCP dial)
 	defer cancel()
-	tx, err := sock.ua.TransactionLayer().NewClientTransaction(ctx, inv)
+	tx, err := sock.UA.TransactionLayer().NewClientTransaction(ctx, inv)
 	if err != nil {
 		return fmt.Errorf("INVITE to %s: %w", f.tgt.dest, err)
 	}

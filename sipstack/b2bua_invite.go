@@ -12,6 +12,7 @@ import (
 
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
+	"github.com/troika-sip/troika/sipstack/transport"
 )
 
 // An initial INVITE, up to its StartCall.
@@ -48,7 +49,7 @@ var noExtensions = map[string]bool{}
 
 // handleInvite serves INVITEs: in-dialog ones (re-INVITE) are relayed,
 // initial ones start a call.
-func (s *Server) handleInvite(sock *socket, req *sip.Request, tx sip.ServerTransaction) {
+func (s *Server) handleInvite(sock *transport.Socket, req *sip.Request, tx sip.ServerTransaction) {
 	if to := req.To(); to != nil && to.Params.Has("tag") {
 		s.handleInDialog(sock, req, tx)
 		return
@@ -80,7 +81,7 @@ func (s *Server) Draining() bool { return s.calls.draining.Load() }
 // admit checks, authenticates and authorizes an initial INVITE. It
 // returns the started call, or the reply refusing it (authed tells
 // whether the caller had authenticated).
-func (s *Server) admit(sock *socket, req *sip.Request, tx sip.ServerTransaction) (*call, destination, *sipmsg.Reply, bool) {
+func (s *Server) admit(sock *transport.Socket, req *sip.Request, tx sip.ServerTransaction) (*call, destination, *sipmsg.Reply, bool) {
 	now := s.cfg.Now()
 	refuse := func(code int, reason string, hdrs ...sip.Header) (*call, destination, *sipmsg.Reply, bool) {
 		return nil, destination{}, &sipmsg.Reply{Code: code, Reason: reason, Headers: hdrs}, true
@@ -159,7 +160,7 @@ func (s *Server) admit(sock *socket, req *sip.Request, tx sip.ServerTransaction)
 		setupDone: make(chan struct{}), cancelled: make(chan struct{}), ending: make(chan struct{}),
 		answerDone: make(chan struct{}), ackCh: make(chan *sip.Request, 1), acks: map[ackKey]chan *sip.Request{},
 	}
-	c.caller = &dialog{role: legCaller, sock: sock.name, transport: sock.transport, dest: req.Source(), callID: callID,
+	c.caller = &dialog{role: legCaller, sock: sock.Name, transport: sock.Transport, dest: req.Source(), callID: callID,
 		localTag: sip.GenerateTagN(16), local: nameAddr{uri: *to.Address.Clone()}, remote: nameAddr{uri: *from.Address.Clone()},
 		remoteTag: fromTag, target: target, routes: routeSet(req), remoteCSeq: req.CSeq().SeqNo}
 	if !s.calls.add(callID, legRef{c: c, d: c.caller}) {

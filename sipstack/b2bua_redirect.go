@@ -17,6 +17,7 @@ import (
 	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
+	"github.com/troika-sip/troika/sipstack/transport"
 )
 
 // Redirects: a callee leg that answers 300, 301 or 302 (typically a
@@ -270,12 +271,12 @@ func (s *Server) ownAddress(ip netip.Addr, port int) bool {
 		return append(append(append([]int(nil), s.cfg.UDPPorts...), s.cfg.TCPPorts...), s.cfg.TLSPorts...)
 	}
 	for _, a := range s.cfg.Addresses {
-		if canonicalIP(a) == ip.String() && containsPort(mainPorts(), port) {
+		if transport.CanonicalIP(a) == ip.String() && containsPort(mainPorts(), port) {
 			return true
 		}
 	}
 	for _, al := range s.state.Aliases() {
-		if canonicalIP(al.IP) != ip.String() {
+		if transport.CanonicalIP(al.IP) != ip.String() {
 			continue
 		}
 		if containsPort(mainPorts(), port) || containsPort(al.Ports.UDP, port) || containsPort(al.Ports.TCP, port) ||
@@ -409,8 +410,8 @@ var errUnresolvable = errors.New("unresolvable")
 
 // pickAddr returns the first address of the socket's IP family, else the
 // first.
-func pickAddr(addrs []netip.Addr, sock *socket) netip.Addr {
-	if own, err := netip.ParseAddr(sock.ip); err == nil {
+func pickAddr(addrs []netip.Addr, sock *transport.Socket) netip.Addr {
+	if own, err := netip.ParseAddr(sock.IP); err == nil {
 		for _, a := range addrs {
 			if a.Is4() == own.Unmap().Is4() {
 				return a

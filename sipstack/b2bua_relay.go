@@ -8,6 +8,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
+	"github.com/troika-sip/troika/sipstack/transport"
 )
 
 // Requests within a call's dialogs: BYE ends the call; re-INVITE, UPDATE
@@ -18,7 +19,7 @@ import (
 // handleAck takes the ACK of a 2xx (the caller's, or a leg's after a
 // re-INVITE). ACKs of non-2xx answers are absorbed by sipgo's
 // transactions; any other ACK has nothing to acknowledge and is dropped.
-func (s *Server) handleAck(sock *socket, req *sip.Request) {
+func (s *Server) handleAck(sock *transport.Socket, req *sip.Request) {
 	ref, ok := s.calls.match(req)
 	if !ok {
 		// Its call runs on another node, or, while this node drains, its
@@ -34,7 +35,7 @@ func (s *Server) handleAck(sock *socket, req *sip.Request) {
 }
 
 // handleInDialog serves a request carrying a To tag.
-func (s *Server) handleInDialog(sock *socket, req *sip.Request, tx sip.ServerTransaction) {
+func (s *Server) handleInDialog(sock *transport.Socket, req *sip.Request, tx sip.ServerTransaction) {
 	if r := sipmsg.CheckRequest(req); r != nil {
 		s.reply(tx, req, *r)
 		return
@@ -199,13 +200,13 @@ func (c *call) relay(from *dialog, req *sip.Request, tx sip.ServerTransaction) {
 // relayReinvite relays a re-INVITE: a 2xx is ACKed on the far leg (with
 // the near leg's ACK body when the re-INVITE carried no offer) and
 // retransmitted on the near leg until its ACK.
-func (c *call) relayReinvite(from, to *dialog, req *sip.Request, tx sip.ServerTransaction, out *sip.Request, sock *socket) {
+func (c *call) relayReinvite(from, to *dialog, req *sip.Request, tx sip.ServerTransaction, out *sip.Request, sock *transport.Socket) {
 	s := c.s
 	var far farAck // the far leg's ACK, resent on 2xx retransmissions
 	ctx, cancel := context.WithTimeout(s.baseCtx, 5*time.Second)
 	ctx2, cancel2 := context.WithTimeout(s.baseCtx, sip.Timer_B+sip.T1)
 	defer cancel2()
-	ctxTx, err := sock.ua.TransactionLayer().NewClientTransaction(ctx, out)
+	ctxTx, err := sock.UA.TransactionLayer().NewClientTransaction(ctx, out)
 	cancel()
 	if err == nil {
 		err = ctxTx.Init()
@@ -361,7 +362,7 @@ func (c *call) relayedResponse(req *sip.Request, d *dialog, res *sip.Response) *
 	}
 	if code < 300 && (req.Method == sip.INVITE || req.Method == sip.UPDATE) {
 		if sock := c.s.socketNamed(d.sock); sock != nil {
-			out.AppendHeader(sock.contact())
+			out.AppendHeader(sock.Contact())
 		}
 	}
 	copyBody(out, res)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
+	"github.com/troika-sip/troika/sipstack/transport"
 )
 
 // Where a call goes: resolveDestination maps the dialed number to an
@@ -48,12 +49,12 @@ func (s *Server) resolveDestination(p principal, req *sip.Request) (destination,
 
 // target is one address a call is offered to.
 type target struct {
-	uri       sip.Uri  // Request-URI of the INVITE
-	dest      string   // host:port it is sent to
-	transport string   // udp, tcp or tls
-	sock      *socket  // the socket it leaves from
-	routes    []string // Route headers (a binding's Path)
-	desc      string   // for logs
+	uri       sip.Uri           // Request-URI of the INVITE
+	dest      string            // host:port it is sent to
+	transport string            // udp, tcp or tls
+	sock      *transport.Socket // the socket it leaves from
+	routes    []string          // Route headers (a binding's Path)
+	desc      string            // for logs
 }
 
 // deliveryTargets lists where calls to acct go at now: its static contact,
@@ -73,7 +74,7 @@ func (s *Server) deliveryTargets(acct fsm.Account, cld string, now time.Time) []
 			s.m.forkResults.WithLabelValues("skipped").Inc()
 			return nil
 		}
-		u := sip.Uri{Scheme: "sip", User: cld, Host: uriHost(in.Host), Port: in.Port}
+		u := sip.Uri{Scheme: "sip", User: cld, Host: transport.URIHost(in.Host), Port: in.Port}
 		if in.Transport != "udp" {
 			u.UriParams = sip.NewParams()
 			u.UriParams.Add("transport", in.Transport)
@@ -124,14 +125,14 @@ func (s *Server) deliveryTargets(acct fsm.Account, cld string, now time.Time) []
 
 // mainSocket returns an open socket of transport on a main address (the
 // first configured address that has one), or nil.
-func (s *Server) mainSocket(transport string) *socket {
+func (s *Server) mainSocket(network string) *transport.Socket {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, ip := range s.cfg.Addresses {
-		ip = canonicalIP(ip)
-		var best *socket
+		ip = transport.CanonicalIP(ip)
+		var best *transport.Socket
 		for _, sock := range s.sockets {
-			if sock.transport == transport && sock.ip == ip && (best == nil || sock.port < best.port) {
+			if sock.Transport == network && sock.IP == ip && (best == nil || sock.Port < best.Port) {
 				best = sock
 			}
 		}
@@ -146,7 +147,7 @@ func (s *Server) mainSocket(transport string) *socket {
 // target: the caller's number and the dialed one, with host the leg's
 // socket IP, so a phone registered through an alias sees only the alias.
 func calleeURIs(t target, cli, cliName, cld string) (from, to nameAddr) {
-	host := uriHost(t.sock.ip)
+	host := transport.URIHost(t.sock.IP)
 	from = nameAddr{name: cliName, uri: sip.Uri{Scheme: "sip", User: cli, Host: host}}
 	to = nameAddr{uri: sip.Uri{Scheme: "sip", User: cld, Host: host}}
 	return from, to

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/troika-sip/troika/sipstack/transport"
 )
 
 // The dispatcher and processing roles (DESIGN.md §5), for UDP.
@@ -125,8 +126,8 @@ type realSocket struct {
 // relaySocket is a sipgo stack fed through a RelayPacketConn.
 type relaySocket struct {
 	name string
-	rc   *RelayPacketConn
-	sock *socket
+	rc   *transport.RelayPacketConn
+	sock *transport.Socket
 	done chan struct{}
 }
 
@@ -231,7 +232,7 @@ func (d *dispatcher) owns(callID string) (mine, known bool) {
 // but the call's node still runs it. true when it was passed on (the
 // caller ends its transaction without answering). Otherwise the request
 // is handled here, adopting an answered call (b2bua_adopt.go).
-func (s *Server) forwardToCallNode(sock *socket, req *sip.Request) bool {
+func (s *Server) forwardToCallNode(sock *transport.Socket, req *sip.Request) bool {
 	d := s.disp
 	r := d.ring.Load()
 	cid := req.CallID()
@@ -253,7 +254,7 @@ func (s *Server) forwardToCallNode(sock *socket, req *sip.Request) bool {
 // forwardFresh passes a request this node cannot match, while it drains,
 // to the node that takes the fresh requests of its Call-ID: the INVITE
 // of a non-2xx ACK went there.
-func (s *Server) forwardFresh(sock *socket, req *sip.Request) bool {
+func (s *Server) forwardFresh(sock *transport.Socket, req *sip.Request) bool {
 	d := s.disp
 	r := d.ring.Load()
 	cid := req.CallID()
@@ -306,11 +307,11 @@ func validMarkerNode(id string) bool {
 // read by serve, and this node's relay socket of the same name is its
 // local stack. It returns the socket's name.
 func (d *dispatcher) openReal(pc net.PacketConn) (string, func(context.Context) error, error) {
-	ap, ok := udpAddrPort(pc.LocalAddr())
+	ap, ok := transport.AddrPort(pc.LocalAddr())
 	if !ok || ap.Addr().IsUnspecified() {
 		return "", nil, fmt.Errorf("local address %v: a SIP socket needs a specific IP (it is recorded as the phone's ingress)", pc.LocalAddr())
 	}
-	name := socketName("udp", ap)
+	name := transport.SocketName("udp", ap)
 	local, err := d.relayOf(name, true)
 	if err != nil {
 		return "", nil, err
@@ -373,7 +374,7 @@ func (d *dispatcher) dispatch(rs *realSocket, msg []byte, from net.Addr) {
 	}
 	node, remote := d.route(msg)
 	if remote {
-		if ap, ok := udpAddrPort(from); ok {
+		if ap, ok := transport.AddrPort(from); ok {
 			f := dispatchFrame{kind: frameIn, stamp: d.now(), socket: rs.name, peer: ap, payload: msg}
 			if d.cfg.Peers.Send(node, appendFrame(make([]byte, 0, frameSize(f)), f)) {
 				d.m.datagramsRemote.Inc()
@@ -425,7 +426,7 @@ func (s *Server) HandleFrame(from string, frame []byte) {
 		}
 	case frameOut:
 		d.m.latency(latOut, f.stamp)
-		if streamTransport(socketTransport(f.socket)) {
+		if transport.IsStream(transport.TransportOf(f.socket)) {
 			d.sendStream(f)
 			return
 		}
@@ -481,7 +482,7 @@ func (d *dispatcher) send(rs *relaySocket, p []byte, to net.Addr) error {
 		d.m.drop(dropNoHolder)
 		return fmt.Errorf("%s: %w", rs.name, errNoHolder)
 	}
-	ap, ok := udpAddrPort(to)
+	ap, ok := transport.AddrPort(to)
 	if !ok {
 		return fmt.Errorf("send to %v: not an IP address and port", to)
 	}
@@ -513,7 +514,7 @@ func (d *dispatcher) holder(name string) (string, bool) {
 // socket: one another node holds that takes frames (a node of an older
 // version, without the dispatch link, does not).
 func (d *dispatcher) canRelay(name string) bool {
-	if _, err := parseSocketName(name); err != nil {
+	if _, err := transport.ParseSocketName(name); err != nil {
 		return false
 	}
 	node, ok := d.holder(name)
@@ -534,7 +535,7 @@ func (d *dispatcher) relayOf(name string, held bool) (*relaySocket, error) {
 	if rs != nil {
 		return rs, nil
 	}
-	ap, err := parseSocketName(name)
+	ap, err := transport.ParseSocketName(name)
 	if err != nil {
 		return nil, fmt.Errorf("relay socket %q: %w", name, err)
 	}
@@ -557,14 +558,14 @@ func (d *dispatcher) relayOf(name string, held bool) (*relaySocket, error) {
 		return nil, errTooManyRelays
 	}
 	rs = &relaySocket{name: name, done: make(chan struct{})}
-	rs.rc = NewRelayPacketConn(net.UDPAddrFromAddrPort(ap), d.cfg.RelayQueue, func(p []byte, to net.Addr) error {
+	rs.rc = transport.NewRelayPacketConn(net.UDPAddrFromAddrPort(ap), d.cfg.RelayQueue, func(p []byte, to net.Addr) error {
 		return d.send(rs, p, to)
 	})
-	sock, err := s.attach(socketTransport(name), rs.rc.LocalAddr())
+	sock, err := s.attach(transport.TransportOf(name), rs.rc.LocalAddr())
 	if err != nil {
 		return nil, err
 	}
-	sock.relay = true // for a stream socket, a stream relay (dispatch_stream.go)
+	sock.Relay = true // for a stream socket, a stream relay (dispatch_stream.go)
 	rs.sock = sock
 	uc := s.newUDP(sock, rs.rc)
 	d.relays[name] = rs

@@ -3,10 +3,9 @@ package sipstack
 import (
 	"encoding/binary"
 	"errors"
-	"net"
 	"net/netip"
-	"strconv"
-	"strings"
+
+	"github.com/troika-sip/troika/sipstack/transport"
 )
 
 // Dispatch frames: what dispatchers and processors send each other over
@@ -83,7 +82,7 @@ func decodeFrame(b []byte) (dispatchFrame, error) {
 	}
 	f.socket = string(b[k : k+int(n)])
 	b = b[k+int(n):]
-	if _, err := parseSocketName(f.socket); err != nil {
+	if _, err := transport.ParseSocketName(f.socket); err != nil {
 		return f, errBadDispatchFrame
 	}
 	if len(b) < 1 {
@@ -109,54 +108,4 @@ func decodeFrame(b []byte) (dispatchFrame, error) {
 func uvarintLen(n uint64) int {
 	var b [binary.MaxVarintLen64]byte
 	return binary.PutUvarint(b[:], n)
-}
-
-// parseSocketName reads a socket name ("udp:IP:port", or tcp or tls) as
-// its local address.
-func parseSocketName(name string) (netip.AddrPort, error) {
-	transport, hp, _ := strings.Cut(name, ":")
-	if transport != "udp" && !streamTransport(transport) {
-		return netip.AddrPort{}, errors.New("not a socket name")
-	}
-	ap, err := netip.ParseAddrPort(hp)
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	if ap.Addr().Zone() != "" || ap.Addr().IsUnspecified() || ap.Port() == 0 || ap.Addr().Is4In6() {
-		return netip.AddrPort{}, errors.New("not a specific address")
-	}
-	if socketName(transport, ap) != name {
-		return netip.AddrPort{}, errors.New("not in canonical form")
-	}
-	return ap, nil
-}
-
-// socketName names a socket as the Server does: "udp:127.0.0.2:5070".
-func socketName(transport string, ap netip.AddrPort) string {
-	return transport + ":" + netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port()).String()
-}
-
-// udpAddrPort converts a datagram's address.
-func udpAddrPort(a net.Addr) (netip.AddrPort, bool) {
-	switch a := a.(type) {
-	case *net.UDPAddr:
-		ap := a.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), ap.IsValid()
-	case nil:
-		return netip.AddrPort{}, false
-	}
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		host, port, err2 := net.SplitHostPort(a.String())
-		if err2 != nil {
-			return netip.AddrPort{}, false
-		}
-		ip, err3 := netip.ParseAddr(host)
-		p, err4 := strconv.Atoi(port)
-		if err3 != nil || err4 != nil || p < 0 || p > 65535 {
-			return netip.AddrPort{}, false
-		}
-		ap = netip.AddrPortFrom(ip, uint16(p))
-	}
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), true
 }

@@ -2,9 +2,9 @@ package sipstack
 
 import (
 	"net/netip"
-	"strings"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/troika-sip/troika/sipstack/transport"
 )
 
 // Streams (TCP, TLS) are not dispatched: the node holding a stream socket
@@ -30,14 +30,11 @@ import (
 // requests until answered (at most a few times, T1 apart): the phone sees
 // them as retransmissions on its connection and absorbs them.
 
-// streamTransport reports whether a socket name's transport is a stream.
-func streamTransport(transport string) bool { return transport == "tcp" || transport == "tls" }
-
 // forwardStreamRequest passes a request that arrived on a stream socket
 // here to the node its Call-ID names, when that is another processor:
 // true when it was handed over (the caller then ends its transaction
 // without answering: the other node answers).
-func (s *Server) forwardStreamRequest(sock *socket, req *sip.Request) bool {
+func (s *Server) forwardStreamRequest(sock *transport.Socket, req *sip.Request) bool {
 	d := s.disp
 	node, ok := d.streamTarget(sock, req.CallID())
 	if !ok {
@@ -55,7 +52,7 @@ func (s *Server) forwardStreamRequest(sock *socket, req *sip.Request) bool {
 
 // forwardStreamResponse passes a response that arrived on a stream socket
 // and matched no transaction here to the node its Call-ID names.
-func (s *Server) forwardStreamResponse(sock *socket, res *sip.Response) bool {
+func (s *Server) forwardStreamResponse(sock *transport.Socket, res *sip.Response) bool {
 	d := s.disp
 	node, ok := d.streamTarget(sock, res.CallID())
 	if !ok {
@@ -70,8 +67,8 @@ func (s *Server) forwardStreamResponse(sock *socket, res *sip.Response) bool {
 
 // streamTarget returns the processor a message on a stream socket belongs
 // to, when it is not this node.
-func (d *dispatcher) streamTarget(sock *socket, cid *sip.CallIDHeader) (string, bool) {
-	if !d.cfg.Enabled || !streamTransport(sock.transport) || sock.relay || cid == nil {
+func (d *dispatcher) streamTarget(sock *transport.Socket, cid *sip.CallIDHeader) (string, bool) {
+	if !d.cfg.Enabled || !transport.IsStream(sock.Transport) || sock.Relay || cid == nil {
 		return "", false
 	}
 	node, _, ok := parseMarker([]byte(cid.Value()))
@@ -86,12 +83,12 @@ func (d *dispatcher) streamTarget(sock *socket, cid *sip.CallIDHeader) (string, 
 
 // forward passes a message received on sock from source to node, to be
 // processed there as if it had arrived there.
-func (d *dispatcher) forward(sock *socket, node, source string, payload []byte) bool {
+func (d *dispatcher) forward(sock *transport.Socket, node, source string, payload []byte) bool {
 	ap, err := netip.ParseAddrPort(source)
 	if err != nil || len(payload) > maxFramePayload || d.cfg.Peers == nil {
 		return false
 	}
-	f := dispatchFrame{kind: frameIn, stamp: d.now(), socket: sock.name, peer: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), payload: payload}
+	f := dispatchFrame{kind: frameIn, stamp: d.now(), socket: sock.Name, peer: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), payload: payload}
 	if !d.cfg.Peers.Send(node, appendFrame(make([]byte, 0, frameSize(f)), f)) {
 		d.m.linkRefused.Inc()
 		return false
@@ -113,7 +110,7 @@ func (d *dispatcher) sendStream(f dispatchFrame) {
 	s.mu.Lock()
 	sock := s.sockets[f.socket]
 	s.mu.Unlock()
-	if sock == nil || sock.relay {
+	if sock == nil || sock.Relay {
 		<-d.streamWrites
 		d.m.drop(dropNoSocket)
 		return
@@ -125,22 +122,16 @@ func (d *dispatcher) sendStream(f dispatchFrame) {
 			d.m.drop(dropBadFrame)
 			return
 		}
-		msg.SetTransport(sip.NetworkToUpper(sock.transport))
+		msg.SetTransport(sip.NetworkToUpper(sock.Transport))
 		msg.SetDestination(f.peer.String())
 		if req, ok := msg.(*sip.Request); ok {
-			req.Laddr = sip.Addr{IP: netip.MustParseAddr(sock.ip).AsSlice()}
+			req.Laddr = sip.Addr{IP: netip.MustParseAddr(sock.IP).AsSlice()}
 		}
-		if err := sock.ua.TransportLayer().WriteMsg(msg); err != nil {
+		if err := sock.UA.TransportLayer().WriteMsg(msg); err != nil {
 			d.m.drop(dropWriteError)
-			s.log.Debug("dispatch: writing a relayed message into a stream failed", "socket", sock.name, "to", f.peer, "error", err)
+			s.log.Debug("dispatch: writing a relayed message into a stream failed", "socket", sock.Name, "to", f.peer, "error", err)
 			return
 		}
 		d.m.sentRelayed.Inc()
 	}()
-}
-
-// socketTransport returns the transport of a socket name.
-func socketTransport(name string) string {
-	t, _, _ := strings.Cut(name, ":")
-	return t
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
+	"github.com/troika-sip/troika/sipstack/transport"
 )
 
 // memHub links Servers as the cluster link does: one FIFO per sender and
@@ -88,7 +89,7 @@ func (p memPeers) Dispatches(node string) bool {
 }
 
 func (p memPeers) Holder(socket string) (string, bool) {
-	ap, err := parseSocketName(socket)
+	ap, err := transport.ParseSocketName(socket)
 	if err != nil {
 		return "", false
 	}

@@ -23,9 +23,6 @@
 // through a RelayPacketConn per ingress socket (a relay socket); stream
 // legs held by another node go through it (dispatch_stream.go).
 //
-// Importing the package changes two sipgo globals, in init: it raises
-// sip.UDPMTUSize (see udpMaxDatagram; sipgo otherwise refuses to send any
-// UDP message over 1300 bytes, silently dropping a 200 OK listing many
-// bindings), and points sipgo's package-level logger at the quiet logger of
-// the latest Server (see quietHandler).
+// sipgo's process-wide settings (its UDP size limit and package logger)
+// are set once by ConfigureLibrary, which the node calls before New.
 package sipstack

@@ -17,6 +17,7 @@ import (
 
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
+	"github.com/troika-sip/troika/sipstack/transport"
 )
 
 // FuzzInvite feeds arbitrary bytes through the Server's SIP parser into
@@ -62,7 +63,7 @@ func inviteFuzzHarness(tb testing.TB) (func([]byte) *sip.Response, *Server) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	sock := &socket{name: "udp:127.0.0.1:5060", transport: "udp", ip: "127.0.0.1", port: 5060}
+	sock := &transport.Socket{Name: "udp:127.0.0.1:5060", Transport: "udp", IP: "127.0.0.1", Port: 5060}
 	nonce := mintNonce(testSecret, "troika", now)
 	md5Resp := digestResponse(md5.New, "1001", "troika", "pw1001", "INVITE", "sip:1002@127.0.0.1", nonce, "00000001", "c0ffee", "auth")
 	return func(data []byte) *sip.Response {

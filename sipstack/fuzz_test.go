@@ -16,6 +16,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
+	"github.com/troika-sip/troika/sipstack/transport"
 )
 
 // fakeTx is a server transaction that keeps the response.
@@ -90,7 +91,7 @@ func fuzzHarness(tb testing.TB) func([]byte) *sip.Response {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	sock := &socket{name: "udp:127.0.0.1:5060", transport: "udp", ip: "127.0.0.1", port: 5060}
+	sock := &transport.Socket{Name: "udp:127.0.0.1:5060", Transport: "udp", IP: "127.0.0.1", Port: 5060}
 	nonce := mintNonce(testSecret, "troika", now)
 	md5Resp := digestResponse(md5.New, "1001", "troika", "pw1001", "REGISTER", "sip:127.0.0.1", nonce, "00000001", "c0ffee", "auth")
 	shaResp := digestResponse(sha256.New, "1001", "troika", "pw1001", "REGISTER", "sip:127.0.0.1", nonce, "00000001", "c0ffee", "auth")

@@ -6,6 +6,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
+	"github.com/troika-sip/troika/sipstack/transport"
 )
 
 // notAllowed are standard methods answered with 405 and Allow; other
@@ -13,19 +14,19 @@ import (
 var notAllowed = []sip.RequestMethod{sip.SUBSCRIBE, sip.NOTIFY, sip.REFER, sip.MESSAGE, sip.PRACK, sip.PUBLISH}
 
 // handlerFunc handles one request received on sock.
-type handlerFunc func(sock *socket, req *sip.Request, tx sip.ServerTransaction)
+type handlerFunc func(sock *transport.Socket, req *sip.Request, tx sip.ServerTransaction)
 
-func (s *Server) route(sock *socket) {
-	sock.srv.OnRequest(sip.REGISTER, s.wrap(sock, s.handleRegister))
-	sock.srv.OnRequest(sip.OPTIONS, s.wrap(sock, s.handleOptions))
-	sock.srv.OnRequest(sip.INVITE, s.wrap(sock, s.handleInvite))
+func (s *Server) route(sock *transport.Socket) {
+	sock.Srv.OnRequest(sip.REGISTER, s.wrap(sock, s.handleRegister))
+	sock.Srv.OnRequest(sip.OPTIONS, s.wrap(sock, s.handleOptions))
+	sock.Srv.OnRequest(sip.INVITE, s.wrap(sock, s.handleInvite))
 	for _, m := range []sip.RequestMethod{sip.BYE, sip.UPDATE, sip.INFO} {
-		sock.srv.OnRequest(m, s.wrap(sock, s.handleInDialog))
+		sock.Srv.OnRequest(m, s.wrap(sock, s.handleInDialog))
 	}
 	// ACKs of our non-2xx final responses are absorbed by the transaction
 	// layer; the B2BUA takes those of its 2xx; any other ACK has nothing
 	// to acknowledge and gets no answer.
-	sock.srv.OnRequest(sip.ACK, func(req *sip.Request, _ sip.ServerTransaction) {
+	sock.Srv.OnRequest(sip.ACK, func(req *sip.Request, _ sip.ServerTransaction) {
 		if !s.gate.enter() {
 			return
 		}
@@ -38,7 +39,7 @@ func (s *Server) route(sock *socket) {
 	// A CANCEL reaching a handler matched no pending INVITE (sipgo answers
 	// the ones that do, and the B2BUA hears of them through the INVITE
 	// transaction's OnCancel).
-	sock.srv.OnRequest(sip.CANCEL, s.wrap(sock, func(_ *socket, req *sip.Request, tx sip.ServerTransaction) {
+	sock.Srv.OnRequest(sip.CANCEL, s.wrap(sock, func(_ *transport.Socket, req *sip.Request, tx sip.ServerTransaction) {
 		if s.forwardToCallNode(sock, req) { // its INVITE is on another node (dispatch.go)
 			tx.Terminate()
 			return
@@ -46,12 +47,12 @@ func (s *Server) route(sock *socket) {
 		s.reply(tx, req, sipmsg.Reply{Code: sip.StatusCallTransactionDoesNotExists, Reason: "Call/Transaction Does Not Exist"})
 	}))
 	for _, m := range notAllowed {
-		sock.srv.OnRequest(m, s.wrap(sock, func(_ *socket, req *sip.Request, tx sip.ServerTransaction) {
+		sock.Srv.OnRequest(m, s.wrap(sock, func(_ *transport.Socket, req *sip.Request, tx sip.ServerTransaction) {
 			s.reply(tx, req, sipmsg.Reply{Code: sip.StatusMethodNotAllowed, Reason: "Method Not Allowed",
 				Headers: []sip.Header{sip.NewHeader("Allow", sipmsg.AllowHeader)}})
 		}))
 	}
-	sock.srv.OnNoRoute(s.wrap(sock, func(_ *socket, req *sip.Request, tx sip.ServerTransaction) {
+	sock.Srv.OnNoRoute(s.wrap(sock, func(_ *transport.Socket, req *sip.Request, tx sip.ServerTransaction) {
 		s.reply(tx, req, sipmsg.Reply{Code: sip.StatusNotImplemented, Reason: "Not Implemented",
 			Headers: []sip.Header{sip.NewHeader("Allow", sipmsg.AllowHeader)}})
 	}))
@@ -60,7 +61,7 @@ func (s *Server) route(sock *socket) {
 // wrap runs h for requests of sock: it counts the request, drops requests
 // that cannot be answered safely (see echoSafe), and recovers a panic as a
 // last resort (logged with its stack; the phone gets 500).
-func (s *Server) wrap(sock *socket, h handlerFunc) sipgo.RequestHandler {
+func (s *Server) wrap(sock *transport.Socket, h handlerFunc) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
 		if !s.gate.enter() {
 			return // shutting down: the phone retries elsewhere
@@ -71,7 +72,7 @@ func (s *Server) wrap(sock *socket, h handlerFunc) sipgo.RequestHandler {
 			// A 400 would carry the offending bytes back, or could not be
 			// routed: drop it as unparseable.
 			s.m.parseErrors.Inc()
-			s.log.Debug("dropped request with control characters in its headers", "socket", sock.name, "source", req.Source())
+			s.log.Debug("dropped request with control characters in its headers", "socket", sock.Name, "source", req.Source())
 			return
 		}
 		if s.forwardStreamRequest(sock, req) {
@@ -80,7 +81,7 @@ func (s *Server) wrap(sock *socket, h handlerFunc) sipgo.RequestHandler {
 		}
 		defer func() {
 			if p := recover(); p != nil {
-				s.log.Error("SIP handler panicked", "socket", sock.name, "method", string(req.Method), "panic", p, "stack", string(debug.Stack()))
+				s.log.Error("SIP handler panicked", "socket", sock.Name, "method", string(req.Method), "panic", p, "stack", string(debug.Stack()))
 				s.m.stackErrors.Inc()
 				s.reply(tx, req, sipmsg.Reply{Code: sip.StatusInternalServerError, Reason: "Server Internal Error"})
 			}
@@ -89,7 +90,7 @@ func (s *Server) wrap(sock *socket, h handlerFunc) sipgo.RequestHandler {
 	}
 }
 
-func (s *Server) handleOptions(sock *socket, req *sip.Request, tx sip.ServerTransaction) {
+func (s *Server) handleOptions(sock *transport.Socket, req *sip.Request, tx sip.ServerTransaction) {
 	if r := sipmsg.CheckRequest(req); r != nil {
 		s.reply(tx, req, *r)
 		return

@@ -15,6 +15,7 @@ import (
 
 	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/sipstack/transport"
 )
 
 // headerList is a message with the given raw header lines.
@@ -230,7 +231,7 @@ func TestLookupHost(t *testing.T) {
 	if n := res.n.Load(); n != 2 {
 		t.Errorf("%d look-ups, want 2", n)
 	}
-	sock := &socket{ip: "192.0.2.10"}
+	sock := &transport.Socket{IP: "192.0.2.10"}
 	if a := pickAddr([]netip.Addr{netip.MustParseAddr("2001:db8::5"), netip.MustParseAddr("203.0.113.5")}, sock); a.String() != "203.0.113.5" {
 		t.Errorf("picked %s for an IPv4 socket", a)
 	}

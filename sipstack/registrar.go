@@ -12,6 +12,7 @@ import (
 
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
+	"github.com/troika-sip/troika/sipstack/transport"
 )
 
 // The registrar (RFC 3261 §10.3) with digest authentication.
@@ -45,7 +46,7 @@ import (
 // supportedExtensions are the option tags a REGISTER's Require may name.
 var supportedExtensions = map[string]bool{"path": true}
 
-func (s *Server) handleRegister(sock *socket, req *sip.Request, tx sip.ServerTransaction) {
+func (s *Server) handleRegister(sock *transport.Socket, req *sip.Request, tx sip.ServerTransaction) {
 	r := s.register(sock, req)
 	s.m.register.WithLabelValues(r.Result).Inc()
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
@@ -53,13 +54,13 @@ func (s *Server) handleRegister(sock *socket, req *sip.Request, tx sip.ServerTra
 		if h := req.To(); h != nil {
 			to = h.Address.User
 		}
-		s.log.Debug("REGISTER", "socket", sock.name, "source", req.Source(), "aor", to, "code", r.Code, "result", r.Result)
+		s.log.Debug("REGISTER", "socket", sock.Name, "source", req.Source(), "aor", to, "code", r.Code, "result", r.Result)
 	}
 	s.reply(tx, req, r)
 }
 
 // register decides the answer to one REGISTER received on sock.
-func (s *Server) register(sock *socket, req *sip.Request) sipmsg.Reply {
+func (s *Server) register(sock *transport.Socket, req *sip.Request) sipmsg.Reply {
 	now := s.cfg.Now()
 	rc := &s.cfg.Registrar
 	if r := sipmsg.CheckRequest(req); r != nil {
@@ -105,7 +106,7 @@ func (s *Server) register(sock *socket, req *sip.Request) sipmsg.Reply {
 	res, err := s.store.Propose(ctx, cmd)
 	s.m.proposeDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
-		s.log.Warn("REGISTER not stored: replicated write failed", "aor", aor, "socket", sock.name, "error", err)
+		s.log.Warn("REGISTER not stored: replicated write failed", "aor", aor, "socket", sock.Name, "error", err)
 		return sipmsg.Unavailable("Service Unavailable")
 	}
 	if res.Err != nil {
@@ -156,7 +157,7 @@ func isRetransmission(cmd *fsm.Register, current []fsm.Binding) bool {
 
 // buildRegister turns the request's contacts into an fsm.Register, or
 // returns the reply refusing them.
-func (s *Server) buildRegister(sock *socket, req *sip.Request, aor string, contactValues []string, now time.Time) (*fsm.Register, *sipmsg.Reply) {
+func (s *Server) buildRegister(sock *transport.Socket, req *sip.Request, aor string, contactValues []string, now time.Time) (*fsm.Register, *sipmsg.Reply) {
 	rc := &s.cfg.Registrar
 	hdrExp, hasHdrExp := 0, false
 	if v := sipmsg.HeaderValues(req, "Expires"); len(v) > 0 {
@@ -226,8 +227,8 @@ func (s *Server) buildRegister(sock *socket, req *sip.Request, aor string, conta
 		cmd.Bindings = append(cmd.Bindings, fsm.Binding{
 			Contact:   c.URI,
 			Source:    req.Source(),
-			Transport: sock.transport,
-			Ingress:   sock.name,
+			Transport: sock.Transport,
+			Ingress:   sock.Name,
 			ExpiresAt: nowMs + int64(secs)*1000,
 			Q:         c.Q,
 			Instance:  c.Instance,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
+	"github.com/troika-sip/troika/sipstack/transport"
 )
 
 // A sipgo client registers with digest auth (both algorithms), refreshes,
@@ -424,7 +425,7 @@ func TestMalformedAndOtherMethods(t *testing.T) {
 	}
 	// sipgo logs each one at Error with the whole datagram: nothing of it
 	// at Info, and at Debug only cut values.
-	if strings.Contains(ts.logs.String(), strings.Repeat("a", maxLoggedValue+1)) ||
+	if strings.Contains(ts.logs.String(), strings.Repeat("a", transport.MaxLoggedValue+1)) ||
 		(os.Getenv("SIPSTACK_DEBUG") == "" && strings.Contains(ts.logs.String(), "hello world")) {
 		t.Errorf("raw datagrams reached the log")
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/troika-sip/troika/sipstack/transport"
 )
 
 // The dispatcher spike (DESIGN.md §5): a REGISTER handed to the stack
@@ -21,7 +22,7 @@ func TestRelayPacketConnCarriesRegistrations(t *testing.T) {
 	phoneAddr := &net.UDPAddr{IP: net.ParseIP("192.0.2.7"), Port: 5062} // never dialled: only relayed
 	vip := &net.UDPAddr{IP: net.ParseIP("198.51.100.10"), Port: 5060}
 	out := make(chan []byte, 10)
-	rc := NewRelayPacketConn(vip, 16, func(p []byte, to net.Addr) error {
+	rc := transport.NewRelayPacketConn(vip, 16, func(p []byte, to net.Addr) error {
 		if to.String() != phoneAddr.String() {
 			t.Errorf("answer sent to %s, want the phone at %s", to, phoneAddr)
 		}
@@ -63,24 +64,5 @@ func TestRelayPacketConnCarriesRegistrations(t *testing.T) {
 	bs := ts.st.Bindings("1001", time.Now().UnixMilli())
 	if len(bs) != 1 || bs[0].Ingress != "udp:"+vip.String() || bs[0].Source != phoneAddr.String() {
 		t.Fatalf("bindings %+v", bs)
-	}
-}
-
-func TestRelayPacketConnReadDeadlineAndClose(t *testing.T) {
-	rc := NewRelayPacketConn(&net.UDPAddr{}, 1, func([]byte, net.Addr) error { return nil })
-	rc.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-	if _, _, err := rc.ReadFrom(make([]byte, 10)); err == nil {
-		t.Fatal("read past its deadline")
-	}
-	rc.SetReadDeadline(time.Time{})
-	if err := rc.Deliver([]byte("x"), &net.UDPAddr{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := rc.Deliver([]byte("y"), &net.UDPAddr{}); err != ErrRelayFull {
-		t.Fatalf("a full queue: %v", err)
-	}
-	rc.Close()
-	if err := rc.Deliver([]byte("z"), &net.UDPAddr{}); err == nil {
-		t.Fatal("delivered after close")
 	}
 }

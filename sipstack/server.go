@@ -5,39 +5,24 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/troika-sip/troika/fsm"
-	"github.com/troika-sip/troika/sipstack/sipmsg"
+	"github.com/troika-sip/troika/sipstack/transport"
 )
-
-// udpMaxDatagram is the largest UDP message sipgo may send. sipgo refuses
-// (with ErrUDPMTUCongestion, and nothing on the wire) any UDP message larger
-// than sip.UDPMTUSize-200, 1300 bytes by default, and does not switch to
-// TCP; a 200 OK to a REGISTER lists every binding of the AOR and passes
-// that easily. Responses must not vanish, so the limit is raised to the
-// largest UDP payload and IP fragments what exceeds the path MTU, as other
-// registrars do. Set in init, before any goroutine can read it.
-const udpMaxDatagram = 65507
 
 // callShutdownWait bounds how long Run's shutdown waits for the
 // goroutines of calls (unanswered calls ending, BYEs in flight).
 // Answered calls stay in the cluster state for another node to adopt.
 const callShutdownWait = 2 * time.Second
-
-func init() { sip.UDPMTUSize = udpMaxDatagram + 200 }
 
 // Server runs troika's SIP sockets: one sipgo UserAgent and Server per
 // ingress socket, all sharing the registrar.
@@ -60,7 +45,7 @@ type Server struct {
 	cancelBase context.CancelFunc
 
 	mu        sync.Mutex
-	sockets   map[string]*socket // open sockets by name
+	sockets   map[string]*transport.Socket // open sockets by name
 	started   bool
 	ready     chan struct{}
 	wg        sync.WaitGroup // socket goroutines started by Run
@@ -71,25 +56,6 @@ type Server struct {
 
 	addrMu sync.Mutex      // serializes ServeAddress and CloseAddress
 	fed    map[string]bool // addresses opened by ServeAddress (under mu)
-}
-
-// socket is one ingress socket with its own sipgo stack.
-type socket struct {
-	name      string // "udp:127.0.0.2:5070"
-	transport string // udp, tcp or tls
-	ip        string
-	port      int
-	ua        *sipgo.UserAgent
-	srv       *sipgo.Server
-	// usable is set once requests can leave through the socket. sipgo
-	// adds a UDP listener to its connection pool only when its reader
-	// starts; a request sent before that makes sipgo bind a second socket
-	// on the same address, which fails. Sockets and socketNamed show only
-	// usable sockets.
-	usable atomic.Bool
-	// relay: the stack is fed through a RelayPacketConn (dispatch.go);
-	// Sockets lists it only while this node holds the real socket.
-	relay bool
 }
 
 // ingress is a socket Run should have open: a configured or alias address
@@ -120,6 +86,9 @@ func New(cfg Config, state *fsm.State, store Store) (*Server, error) {
 	if state == nil || store == nil {
 		return nil, errors.New("sipstack: state and store are required")
 	}
+	if err := transport.CheckLibrary(); err != nil {
+		return nil, err
+	}
 	m, err := newMetrics(cfg.Metrics)
 	if err != nil {
 		return nil, err
@@ -131,10 +100,10 @@ func New(cfg Config, state *fsm.State, store Store) (*Server, error) {
 		store:     store,
 		log:       log,
 		m:         m,
-		parser:    newParser(),
+		parser:    transport.NewParser(),
 		limiter:   newAuthLimiter(cfg.Registrar.AuthFailuresPerMinute, cfg.Registrar.AuthBlockFor),
 		slots:     make(chan struct{}, cfg.Registrar.MaxInFlight),
-		sockets:   map[string]*socket{},
+		sockets:   map[string]*transport.Socket{},
 		ready:     make(chan struct{}),
 		managed:   map[ingress]*managedSocket{},
 		failures:  map[ingress]bool{},
@@ -148,9 +117,7 @@ func New(cfg Config, state *fsm.State, store Store) (*Server, error) {
 		log.Error("call goroutine panicked", "panic", p, "stack", string(debug.Stack()))
 		m.stackErrors.Inc()
 	})
-	quiet := &quietHandler{inner: log.Handler(), parseErrors: m.parseErrors, stackErrors: m.stackErrors}
-	globalSipgoLog.Store(quiet)
-	s.sipLog = slog.New(quiet).With("component", "sipgo")
+	s.sipLog = slog.New(transport.NewQuietHandler(log.Handler(), m.parseErrors, m.stackErrors)).With("component", "sipgo")
 	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 	if cfg.TLSCert != "" || cfg.TLSKey != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
@@ -160,22 +127,6 @@ func New(cfg Config, state *fsm.State, store Store) (*Server, error) {
 		s.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	return s, nil
-}
-
-// newParser returns sipgo's parser without eager parsing of From, To and
-// Contact: with it a malformed Contact makes the whole message unparseable,
-// so it would be dropped instead of answered with 400. Those headers are
-// parsed on access (From, To) or by the registrar (Contact).
-func newParser() *sip.Parser {
-	hp := sip.HeadersParser{}
-	for k, v := range sip.DefaultHeadersParser() {
-		switch k {
-		case "from", "f", "to", "t", "contact", "m":
-			continue
-		}
-		hp[k] = v
-	}
-	return sip.NewParser(sip.WithHeadersParsers(hp))
 }
 
 // Ready is closed once Run has opened the configured sockets (and tried
@@ -192,8 +143,8 @@ func (s *Server) Sockets() []string {
 	var relays []string
 	for name, sock := range s.sockets {
 		switch {
-		case !sock.usable.Load():
-		case sock.relay:
+		case !sock.Usable.Load():
+		case sock.Relay:
 			relays = append(relays, name)
 		default:
 			out = append(out, name)
@@ -215,7 +166,7 @@ func (s *Server) allSockets() []string {
 	s.mu.Lock()
 	out := make([]string, 0, len(s.sockets))
 	for name, sock := range s.sockets {
-		if sock.usable.Load() {
+		if sock.Usable.Load() {
 			out = append(out, name)
 		}
 	}
@@ -289,7 +240,7 @@ func (s *Server) shutdown(cancel context.CancelFunc) {
 func (s *Server) mainIngresses() []ingress {
 	var out []ingress
 	for _, ip := range s.cfg.Addresses {
-		out = append(out, s.portsFor(canonicalIP(ip), nil)...)
+		out = append(out, s.portsFor(transport.CanonicalIP(ip), nil)...)
 	}
 	return out
 }
@@ -329,13 +280,6 @@ func (s *Server) portsFor(ip string, extra *fsm.AliasPorts) []ingress {
 	return out
 }
 
-func canonicalIP(s string) string {
-	if ip, err := netip.ParseAddr(s); err == nil {
-		return ip.Unmap().String()
-	}
-	return s
-}
-
 // reconcileAliases opens the sockets of new aliases and closes those of
 // removed ones. It returns the channel closed at the next alias change.
 func (s *Server) reconcileAliases() <-chan struct{} {
@@ -345,7 +289,7 @@ func (s *Server) reconcileAliases() <-chan struct{} {
 		want[in] = true
 	}
 	for _, a := range s.state.Aliases() {
-		for _, in := range s.portsFor(canonicalIP(a.IP), &a.Ports) {
+		for _, in := range s.portsFor(transport.CanonicalIP(a.IP), &a.Ports) {
 			want[in] = true
 		}
 	}
@@ -432,7 +376,7 @@ func (s *Server) openManaged(in ingress) error {
 			return err
 		}
 		uc := s.newUDP(sock, pc)
-		name = sock.name
+		name = sock.Name
 		serve = func(ctx context.Context) error { return s.runUDP(ctx, sock, uc) }
 	case "tcp", "tls":
 		l, err := net.Listen("tcp", addr)
@@ -444,7 +388,7 @@ func (s *Server) openManaged(in ingress) error {
 			l.Close()
 			return err
 		}
-		name = sock.name
+		name = sock.Name
 		serve = func(ctx context.Context) error { return s.runStream(ctx, sock, l, in.transport == "tls") }
 	default:
 		return fmt.Errorf("unknown transport %q", in.transport)
@@ -487,7 +431,7 @@ func (s *Server) closeManaged(in ingress) {
 // sockets already open left as they are (CloseAddress undoes it). The
 // address must be configured on the host first, and Run must be running.
 func (s *Server) ServeAddress(ip string, extra *fsm.AliasPorts) error {
-	ip = canonicalIP(ip)
+	ip = transport.CanonicalIP(ip)
 	s.addrMu.Lock()
 	defer s.addrMu.Unlock()
 	s.mu.Lock()
@@ -497,7 +441,7 @@ func (s *Server) ServeAddress(ip string, extra *fsm.AliasPorts) error {
 		return fmt.Errorf("sipstack: serve %s: the SIP server is not running", ip)
 	}
 	for _, a := range s.cfg.Addresses {
-		if canonicalIP(a) == ip {
+		if transport.CanonicalIP(a) == ip {
 			return fmt.Errorf("sipstack: serve %s: it is a configured address (sip.addresses), served all the time", ip)
 		}
 	}
@@ -532,7 +476,7 @@ func (s *Server) ServeAddress(ip string, extra *fsm.AliasPorts) error {
 // CloseAddress closes every socket ServeAddress opened on ip and waits
 // until they are closed. Closing an address with no socket is a no-op.
 func (s *Server) CloseAddress(ip string) {
-	ip = canonicalIP(ip)
+	ip = transport.CanonicalIP(ip)
 	s.addrMu.Lock()
 	defer s.addrMu.Unlock()
 	s.mu.Lock()
@@ -584,137 +528,67 @@ func (s *Server) ServeTLS(ctx context.Context, l net.Listener) error {
 	return s.runStream(ctx, sock, l, false)
 }
 
-func addrIPPort(a net.Addr) (netip.AddrPort, error) {
-	switch a := a.(type) {
-	case *net.UDPAddr:
-		return a.AddrPort(), nil
-	case *net.TCPAddr:
-		return a.AddrPort(), nil
-	}
-	return netip.ParseAddrPort(a.String())
-}
-
-// attach creates the sipgo stack of a socket and lists it in Sockets.
-func (s *Server) attach(transport string, local net.Addr) (*socket, error) {
-	ap, err := addrIPPort(local)
+// attach creates the sipgo stack of a socket, routes its requests and
+// lists it in Sockets.
+func (s *Server) attach(transportName string, local net.Addr) (*transport.Socket, error) {
+	sock, err := transport.NewSocket(transportName, local, transport.StackOptions{
+		Parser: s.parser,
+		TLS:    s.tlsConf,
+		Log:    s.sipLog,
+		StrayResponse: func(sock *transport.Socket, res *sip.Response) {
+			if !s.forwardStreamResponse(sock, res) { // a stream leg of another node (dispatch_stream.go)
+				s.m.strayResponses.Inc()
+			}
+		},
+	})
 	if err != nil {
-		return nil, fmt.Errorf("local address %v: %w", local, err)
-	}
-	ip := ap.Addr().Unmap().WithZone("")
-	if ip.IsUnspecified() {
-		return nil, fmt.Errorf("local address %v: a SIP socket needs a specific IP (it is recorded as the phone's ingress)", local)
-	}
-	sock := &socket{
-		name:      transport + ":" + netip.AddrPortFrom(ip, ap.Port()).String(),
-		transport: transport,
-		ip:        ip.String(),
-		port:      int(ap.Port()),
-	}
-	sock.ua, err = sipgo.NewUA(
-		sipgo.WithUserAgent(sipmsg.ServerName),
-		sipgo.WithUserAgentHostname(sock.ip),
-		sipgo.WithUserAgentParser(s.parser),
-		sipgo.WithUserAgenTLSConfig(s.tlsConf),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(s.sipLog.With("socket", sock.name))),
-		sipgo.WithUserAgentTransactionLayerOptions(
-			sip.WithTransactionLayerLogger(s.sipLog.With("socket", sock.name)),
-			sip.WithTransactionLayerUnhandledResponseHandler(func(res *sip.Response) {
-				if !s.forwardStreamResponse(sock, res) { // a stream leg of another node (dispatch_stream.go)
-					s.m.strayResponses.Inc()
-				}
-			}),
-		),
-	)
-	if err != nil {
-		return nil, err
-	}
-	sock.srv, err = sipgo.NewServer(sock.ua, sipgo.WithServerLogger(s.sipLog.With("socket", sock.name)))
-	if err != nil {
-		sock.ua.Close()
 		return nil, err
 	}
 	s.route(sock)
 	s.mu.Lock()
-	if _, dup := s.sockets[sock.name]; dup {
+	if _, dup := s.sockets[sock.Name]; dup {
 		s.mu.Unlock()
-		sock.ua.Close()
-		return nil, fmt.Errorf("socket %s is already served", sock.name)
+		sock.Close()
+		return nil, fmt.Errorf("socket %s is already served", sock.Name)
 	}
-	// Stream requests to phones go over the connections they opened, so a
-	// stream socket is usable at once; a UDP one once listen has run.
-	sock.usable.Store(transport != "udp")
-	s.sockets[sock.name] = sock
+	s.sockets[sock.Name] = sock
 	s.mu.Unlock()
-	s.m.openSockets.WithLabelValues(transport).Inc()
+	s.m.openSockets.WithLabelValues(sock.Transport).Inc()
 	return sock, nil
 }
 
-func (s *Server) detach(sock *socket) {
+func (s *Server) detach(sock *transport.Socket) {
 	s.mu.Lock()
-	delete(s.sockets, sock.name)
+	delete(s.sockets, sock.Name)
 	s.mu.Unlock()
-	s.m.openSockets.WithLabelValues(sock.transport).Dec()
-	sock.ua.Close() // ends its transactions and closes accepted TCP connections
+	s.m.openSockets.WithLabelValues(sock.Transport).Dec()
+	sock.Close()
 }
 
 // newUDP wraps pc for sock and makes the socket usable at once: the
 // caller may list it before runUDP's goroutine starts.
-func (s *Server) newUDP(sock *socket, pc net.PacketConn) *udpConn {
-	uc := newUDPConn(pc, s.cfg.MaxUDPPeers, s.m.udpRecycles.Inc)
-	sock.listen(uc)
+func (s *Server) newUDP(sock *transport.Socket, pc net.PacketConn) *transport.UDPConn {
+	uc := transport.NewUDPConn(pc, s.cfg.MaxUDPPeers, s.m.udpRecycles.Inc)
+	sock.Listen(uc)
 	return uc
 }
 
-// listen puts the UDP listener in sipgo's connection pool before sipgo's
-// reader does, so requests can leave through the socket at once, and marks
-// the socket usable.
-func (sock *socket) listen(uc net.PacketConn) {
-	laddr := uc.LocalAddr().String()
-	sock.ua.TransportLayer().Pool("udp").Add(laddr, &sip.UDPConnection{PacketConn: uc, PacketAddr: laddr, Listener: true})
-	sock.usable.Store(true)
+// runUDP serves a UDP socket until ctx ends, then unlists it.
+func (s *Server) runUDP(ctx context.Context, sock *transport.Socket, uc *transport.UDPConn) error {
+	defer s.detach(sock)
+	return transport.ServeUDP(ctx, sock, uc)
 }
 
-func (s *Server) runUDP(ctx context.Context, sock *socket, uc *udpConn) error {
+// runStream serves a TCP or TLS listener until ctx ends, then unlists
+// it; wrapTLS adds the TLS layer with the configured certificate (for
+// plain TCP listeners Run opened).
+func (s *Server) runStream(ctx context.Context, sock *transport.Socket, l net.Listener, wrapTLS bool) error {
 	defer s.detach(sock)
-	stop := context.AfterFunc(ctx, func() { uc.Close() })
-	defer stop()
-	defer uc.Close()
-	for {
-		// Again after a reader restart, which drops the pool entry.
-		sock.listen(uc)
-		err := sock.srv.ServeUDP(uc) // returns when the reader ends
-		if uc.closed.Load() {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		s.log.Debug("restarting UDP reader to forget remote addresses", "socket", sock.name)
-	}
-}
-
-// runStream serves a TCP or TLS listener; wrapTLS adds the TLS layer
-// with the configured certificate (for plain TCP listeners Run opened).
-func (s *Server) runStream(ctx context.Context, sock *socket, l net.Listener, wrapTLS bool) error {
-	defer s.detach(sock)
-	tl := &tcpListener{Listener: l, idle: s.cfg.TCPIdleTimeout, max: s.cfg.MaxConnsPerSocket, refused: s.m.connsRefused.Inc}
-	var ln net.Listener = tl
+	lim := transport.StreamLimits{Idle: s.cfg.TCPIdleTimeout, MaxConns: s.cfg.MaxConnsPerSocket, Refused: s.m.connsRefused.Inc}
 	if wrapTLS {
-		ln = tls.NewListener(tl, s.tlsConf)
+		lim.TLS = s.tlsConf
 	}
-	stop := context.AfterFunc(ctx, func() { tl.Close() })
-	defer stop()
-	defer tl.Close()
-	var err error
-	if sock.transport == "tls" {
-		err = sock.srv.ServeTLS(ln)
-	} else {
-		err = sock.srv.ServeTCP(ln)
-	}
-	if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
-		return nil
-	}
-	return err
+	return transport.ServeStream(ctx, sock, l, lim)
 }
 
 // gate counts running handlers so that shutdown can wait for them.
@@ -761,4 +635,7 @@ func (g *gate) closeAndWait(timeout time.Duration) {
 	}
 }
 
-var _ io.Closer = (*udpConn)(nil)
+// ConfigureLibrary sets sipgo's process-wide settings: its UDP size limit
+// and package-level logger (transport.ConfigureLibrary). The node calls it
+// once, before New; New fails without it.
+func ConfigureLibrary(log *slog.Logger) { transport.ConfigureLibrary(log) }

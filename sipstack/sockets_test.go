@@ -244,7 +244,7 @@ func TestUDPPeersBounded(t *testing.T) {
 	ts.mu.Lock()
 	sock := ts.sockets["udp:"+srv]
 	ts.mu.Unlock()
-	if n := sock.ua.TransportLayer().Pool("udp").Size(); n > 3+1 {
+	if n := sock.UA.TransportLayer().Pool("udp").Size(); n > 3+1 {
 		t.Errorf("UDP pool holds %d entries, want <= %d", n, 3+1)
 	}
 }

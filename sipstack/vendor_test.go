@@ -13,6 +13,7 @@ import (
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/internal/sipptest"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
+	"github.com/troika-sip/troika/sipstack/transport"
 )
 
 // Calls from vendors via SIP (b2bua_vendor.go, auth.go): the order in
@@ -325,7 +326,7 @@ func TestInviteAuthorizationOrder(t *testing.T) {
 	mustApply(t, st, &fsm.PutConnection{Connection: fsm.Connection{ID: "c-host", Vendor: "v3", Kind: fsm.ConnectionFromVendorSIP,
 		RemoteIPs: []string{"10.9.8.7"}, Tariff: "vcost"}})
 	ts := startServer(t, st, func(c *Config) { c.Registrar.Algorithms = []string{"MD5"} })
-	sock := &socket{name: "udp:test"}
+	sock := &transport.Socket{Name: "udp:test"}
 	now := time.Now()
 	fresh := mintNonce(testSecret, "troika", now)
 	stale := mintNonce(testSecret, "troika", now.Add(-2*ts.cfg.Registrar.NonceTTL))

@@ -1,52 +1,9 @@
-package sipstack
+package transport
 
 import (
 	"context"
 	"log/slog"
-	"sync/atomic"
-
-	"github.com/emiago/sipgo/sip"
 )
-
-// sipgo also logs through a package-level logger (sip.DefaultLogger, which
-// is slog.Default unless set): reference-count warnings on every TCP
-// close, lazy header parse failures, unmatched requests. It may only be set
-// before sipgo is used, so init points it at a handler that forwards to
-// the quiet handler of the most recently created Server (none: dropped).
-var globalSipgoLog atomic.Pointer[quietHandler]
-
-func init() { sip.SetDefaultLogger(slog.New(globalHandler{})) }
-
-type globalHandler struct{ attrs []slog.Attr }
-
-func (g globalHandler) target() slog.Handler {
-	h := globalSipgoLog.Load()
-	if h == nil {
-		return nil
-	}
-	if len(g.attrs) > 0 {
-		return h.WithAttrs(g.attrs)
-	}
-	return h
-}
-
-func (g globalHandler) Enabled(ctx context.Context, level slog.Level) bool {
-	h := globalSipgoLog.Load()
-	return h != nil && h.Enabled(ctx, level)
-}
-
-func (g globalHandler) Handle(ctx context.Context, r slog.Record) error {
-	if h := g.target(); h != nil {
-		return h.Handle(ctx, r)
-	}
-	return nil
-}
-
-func (g globalHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return globalHandler{attrs: append(append([]slog.Attr(nil), g.attrs...), attrs...)}
-}
-
-func (g globalHandler) WithGroup(string) slog.Handler { return g }
 
 // sipgo logs every datagram it cannot parse, whole, at Error level, and
 // other per-message trouble at Warn or Error: anyone able to send packets
@@ -56,13 +13,15 @@ func (g globalHandler) WithGroup(string) slog.Handler { return g }
 // length and long values cut.
 type quietHandler struct {
 	inner       slog.Handler
-	parseErrors interface{ Inc() }
-	stackErrors interface{ Inc() }
+	parseErrors Counter
+	stackErrors Counter
 }
 
 const sipgoParseFailure = "failed to parse" // sipgo's message for unparseable input
 
-const maxLoggedValue = 200
+// MaxLoggedValue is the longest value of a sipgo record the quiet handler
+// passes on; longer ones are cut.
+const MaxLoggedValue = 200
 
 func (h *quietHandler) Enabled(ctx context.Context, level slog.Level) bool {
 	// Errors are always handled so they are counted.
@@ -71,9 +30,10 @@ func (h *quietHandler) Enabled(ctx context.Context, level slog.Level) bool {
 
 func (h *quietHandler) Handle(ctx context.Context, r slog.Record) error {
 	if r.Level >= slog.LevelError {
-		if r.Message == sipgoParseFailure {
+		switch {
+		case r.Message == sipgoParseFailure && h.parseErrors != nil:
 			h.parseErrors.Inc()
-		} else {
+		case r.Message != sipgoParseFailure && h.stackErrors != nil:
 			h.stackErrors.Inc()
 		}
 	}
@@ -88,8 +48,8 @@ func (h *quietHandler) Handle(ctx context.Context, r slog.Record) error {
 			return true
 		}
 		if a.Value.Kind() == slog.KindString || a.Value.Kind() == slog.KindAny {
-			if s := a.Value.String(); len(s) > maxLoggedValue {
-				a = slog.String(a.Key, s[:maxLoggedValue]+"...")
+			if s := a.Value.String(); len(s) > MaxLoggedValue {
+				a = slog.String(a.Key, s[:MaxLoggedValue]+"...")
 			}
 		}
 		out.AddAttrs(a)
@@ -109,3 +69,13 @@ func (h *quietHandler) WithGroup(name string) slog.Handler {
 	c.inner = h.inner.WithGroup(name)
 	return &c
 }
+
+// NewQuietHandler returns the slog handler to give sipgo: it passes
+// sipgo's records to inner at Debug level only, counting parse failures
+// and other errors on the counters (either may be nil).
+func NewQuietHandler(inner slog.Handler, parseErrors, stackErrors Counter) slog.Handler {
+	return &quietHandler{inner: inner, parseErrors: parseErrors, stackErrors: stackErrors}
+}
+
+// Counter is a metric the quiet handler counts on (a prometheus.Counter).
+type Counter interface{ Inc() }

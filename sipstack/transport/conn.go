@@ -1,4 +1,4 @@
-package sipstack
+package transport
 
 import (
 	"errors"
@@ -8,20 +8,30 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/troika-sip/troika/internal/retry"
 )
 
 // Wrappers around the sockets handed to sipgo, bounding what sipgo keeps.
+
+// Pauses after a read or accept error other than the socket being closed
+// (out of file descriptors, a full buffer): sipgo's reader and accept loop
+// would stop at the first error, so the wrappers wait and try again.
+var (
+	readRetry   = retry.Policy{Initial: 10 * time.Millisecond, Max: time.Second}
+	acceptRetry = retry.Policy{Initial: 5 * time.Millisecond, Max: time.Second}
+)
 
 // errRecycle ends a sipgo UDP reader so that it is restarted. It wraps
 // net.ErrClosed because that is what makes sipgo's reader return quietly
 // (and clean its pool entries) instead of logging an error.
 var errRecycle = fmt.Errorf("sipstack: restarting the UDP reader: %w", net.ErrClosed)
 
-// udpConn is the PacketConn sipgo reads. sipgo's UDP reader adds a
+// UDPConn is the PacketConn sipgo reads. sipgo's UDP reader adds a
 // connection-pool entry, and an entry in a map of its own, for every
 // remote address it ever reads from, and never removes them while it runs.
-// udpConn counts distinct remote addresses; past maxPeers it ends the
-// reader (returning errRecycle), which drops both, and serveUDP starts a
+// UDPConn counts distinct remote addresses; past maxPeers it ends the
+// reader (returning errRecycle), which drops both, and ServeUDP starts a
 // new reader on the same socket. The datagram that crossed the limit is
 // kept and returned to the new reader first. Transactions in flight keep
 // working: they hold the old sipgo connection, which writes to the same
@@ -29,7 +39,7 @@ var errRecycle = fmt.Errorf("sipstack: restarting the UDP reader: %w", net.ErrCl
 //
 // Read errors other than the socket being closed are retried after a
 // pause, since sipgo's reader stops at the first one.
-type udpConn struct {
+type UDPConn struct {
 	net.PacketConn
 	maxPeers int
 	recycles func()
@@ -42,11 +52,14 @@ type udpConn struct {
 	pendAddr net.Addr
 }
 
-func newUDPConn(pc net.PacketConn, maxPeers int, recycles func()) *udpConn {
-	return &udpConn{PacketConn: pc, maxPeers: maxPeers, recycles: recycles, peers: map[netip.AddrPort]struct{}{}}
+// NewUDPConn wraps pc for a sipgo reader, restarting it past maxPeers
+// remote addresses (recycles hears of each restart).
+func NewUDPConn(pc net.PacketConn, maxPeers int, recycles func()) *UDPConn {
+	return &UDPConn{PacketConn: pc, maxPeers: maxPeers, recycles: recycles, peers: map[netip.AddrPort]struct{}{}}
 }
 
-func (c *udpConn) ReadFrom(b []byte) (int, net.Addr, error) {
+// ReadFrom implements net.PacketConn.
+func (c *UDPConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	if c.pending != nil {
 		n := copy(b, c.pending)
 		addr := c.pendAddr
@@ -54,7 +67,7 @@ func (c *udpConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		c.peers[peerKey(addr)] = struct{}{}
 		return n, addr, nil
 	}
-	backoff := 10 * time.Millisecond
+	var backoff *retry.Backoff
 	for {
 		n, addr, err := c.PacketConn.ReadFrom(b)
 		if err != nil {
@@ -62,8 +75,10 @@ func (c *udpConn) ReadFrom(b []byte) (int, net.Addr, error) {
 				c.closed.Store(true)
 				return 0, nil, err
 			}
-			time.Sleep(backoff)
-			backoff = min(2*backoff, time.Second)
+			if backoff == nil {
+				backoff = readRetry.New()
+			}
+			backoff.Wait(nil)
 			continue
 		}
 		key := peerKey(addr)
@@ -89,7 +104,8 @@ func peerKey(a net.Addr) netip.AddrPort {
 	return ap
 }
 
-func (c *udpConn) Close() error {
+// Close implements net.PacketConn.
+func (c *UDPConn) Close() error {
 	c.closed.Store(true)
 	return c.PacketConn.Close()
 }
@@ -111,7 +127,7 @@ type tcpListener struct {
 }
 
 func (l *tcpListener) Accept() (net.Conn, error) {
-	backoff := 5 * time.Millisecond
+	var backoff *retry.Backoff
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
@@ -121,11 +137,13 @@ func (l *tcpListener) Accept() (net.Conn, error) {
 			if closed || errors.Is(err, net.ErrClosed) {
 				return nil, err
 			}
-			time.Sleep(backoff)
-			backoff = min(2*backoff, time.Second)
+			if backoff == nil {
+				backoff = acceptRetry.New()
+			}
+			backoff.Wait(nil)
 			continue
 		}
-		backoff = 5 * time.Millisecond
+		backoff = nil
 		l.mu.Lock()
 		if l.open >= l.max {
 			l.mu.Unlock()

@@ -1,4 +1,4 @@
-package sipstack
+package transport
 
 import (
 	"errors"
