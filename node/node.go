@@ -138,9 +138,6 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, fmt.Errorf("cluster gossip (cluster.gossip_bind): %w", err)
 	}
 
-	// sipgo's process-wide settings (UDP size limit, package logger): set
-	// once here, before the SIP server exists (sipstack.ConfigureLibrary).
-	sipstack.ConfigureLibrary(log)
 	n.sip, err = sipstack.New(sipstack.Config{
 		Addresses:    cfg.SIP.Addresses,
 		UDPPorts:     cfg.SIP.UDPPorts,

@@ -97,6 +97,7 @@ func agentCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			node.ConfigureProcess(log)
 			n, err := node.Start(cmd.Context(), cfg, log)
 			if err != nil {
 				return err
@@ -151,6 +152,7 @@ func runDev(ctx context.Context, o node.DevOptions) error {
 	if err != nil {
 		return err
 	}
+	node.ConfigureProcess(log)
 	n, err := node.Start(ctx, cfg, log)
 	if err != nil {
 		return err
