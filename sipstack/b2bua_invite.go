@@ -98,11 +98,11 @@ func (s *Server) admit(sock *transport.Socket, req *sip.Request, tx sip.ServerTr
 	if sch := strings.ToLower(req.Recipient.Scheme); sch != "sip" && sch != "sips" {
 		return nil, destination{}, &sipmsg.Reply{Code: 416, Reason: "Unsupported URI Scheme"}, false
 	}
-	who, r := s.authorizeInvite(sock, req, now)
+	who, r := s.auth.AuthorizeInvite(sock.Name, req, now)
 	if r != nil {
 		return nil, destination{}, r, false
 	}
-	acct := who.account // empty for a vendor's call
+	acct := who.Account // empty for a vendor's call
 
 	from, to := req.From(), req.To()
 	fromTag, _ := from.Params.Get("tag")

@@ -10,6 +10,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/sipstack/auth"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
 	"github.com/troika-sip/troika/sipstack/transport"
 )
@@ -32,8 +33,8 @@ type destination struct {
 // and refused (404, or 500 when a rule fails) unless the result is an
 // account; the refusal is logged, counted and recorded (see
 // vendorDestination).
-func (s *Server) resolveDestination(p principal, req *sip.Request) (destination, *sipmsg.Reply) {
-	if p.isVendor() {
+func (s *Server) resolveDestination(p auth.Principal, req *sip.Request) (destination, *sipmsg.Reply) {
+	if p.IsVendor() {
 		return s.vendorDestination(p, req)
 	}
 	cld := req.Recipient.User

@@ -14,6 +14,7 @@ import (
 
 	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/sipstack/auth"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
 
@@ -104,12 +105,12 @@ type vendorRoute struct {
 // vendorDestination translates a vendor INVITE's numbers and finds the
 // account called. A refusal is logged, counted and recorded (an xDR
 // without charge) before it is returned.
-func (s *Server) vendorDestination(p principal, req *sip.Request) (destination, *sipmsg.Reply) {
+func (s *Server) vendorDestination(p auth.Principal, req *sip.Request) (destination, *sipmsg.Reply) {
 	now := s.cfg.Now()
-	cn := p.conn
+	cn := p.Conn
 	raw := req.Recipient.User
-	vr := &vendorRoute{conn: *cn, vendor: p.vendor, by: p.by, dialed: sipmsg.CleanText(raw, billing.MaxNumberLength)}
-	log := s.log.With("call_id", req.CallID().Value(), "vendor", p.vendor.ID, "connection", cn.ID, "by", p.by,
+	vr := &vendorRoute{conn: *cn, vendor: p.Vendor, by: p.By, dialed: sipmsg.CleanText(raw, billing.MaxNumberLength)}
+	log := s.log.With("call_id", req.CallID().Value(), "vendor", p.Vendor.ID, "connection", cn.ID, "by", p.By,
 		"dialed", vr.dialed)
 	refuse := func(r sipmsg.Reply, result, translated, why string, level slog.Level) (destination, *sipmsg.Reply) {
 		log.Log(context.Background(), level, "call from vendor refused", "code", r.Code, "result", result,

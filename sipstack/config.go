@@ -6,14 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/sipstack/auth"
 )
 
 // Store is the replicated write path: Propose applies a command through
@@ -180,32 +179,19 @@ const (
 // withDefaults fills zero values and checks the result.
 func (c Config) withDefaults() (Config, error) {
 	r := &c.Registrar
-	if r.Realm == "" {
-		return c, errors.New("registrar realm: required (the same on every node)")
-	}
-	if strings.ContainsAny(r.Realm, "\"\\\r\n\x00") || len(r.Realm) > 128 {
-		return c, fmt.Errorf("registrar realm %q: at most 128 characters, no quotes, backslashes or line breaks", r.Realm)
-	}
 	if len(r.Algorithms) == 0 {
-		r.Algorithms = []string{algSHA256, algMD5}
+		r.Algorithms = []string{auth.SHA256, auth.MD5}
 	}
-	algs := make([]string, 0, len(r.Algorithms))
-	for _, a := range r.Algorithms {
-		a = strings.ToUpper(strings.TrimSpace(a))
-		if a != algSHA256 && a != algMD5 {
-			return c, fmt.Errorf("registrar algorithm %q: only SHA-256 and MD5 are supported", a)
-		}
-		if slices.Contains(algs, a) {
-			return c, fmt.Errorf("registrar algorithm %q: listed twice", a)
-		}
-		algs = append(algs, a)
+	setDef(&r.NonceTTL, defaultNonceTTL)
+	ac, err := c.authConfig().Check()
+	if err != nil {
+		return c, fmt.Errorf("registrar %w", err)
 	}
-	r.Algorithms = algs
+	r.Algorithms = ac.Algorithms
 	setDef(&r.DefaultExpires, defaultExpires)
 	setDef(&r.MinExpires, defaultMinExpires)
 	setDef(&r.MaxExpires, defaultMaxExpires)
 	setDef(&r.MaxContacts, defaultMaxContacts)
-	setDef(&r.NonceTTL, defaultNonceTTL)
 	setDef(&r.AuthFailuresPerMinute, defaultAuthFailures)
 	setDef(&r.AuthBlockFor, defaultAuthBlockFor)
 	setDef(&r.ProposeTimeout, defaultProposeTimeout)
@@ -219,8 +205,6 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("registrar default expires %d: must be between min %d and max %d", r.DefaultExpires, r.MinExpires, r.MaxExpires)
 	case r.MaxContacts < 0:
 		return c, fmt.Errorf("registrar max contacts %d: cannot be negative", r.MaxContacts)
-	case r.NonceTTL < time.Second:
-		return c, fmt.Errorf("registrar nonce TTL %s: at least 1 s", r.NonceTTL)
 	}
 	cc := &c.Calls
 	setDef(&cc.RingTimeout, defaultRingTimeout)
@@ -277,4 +261,11 @@ func setDef[T int | time.Duration](v *T, def T) {
 	if *v == 0 {
 		*v = def
 	}
+}
+
+// authConfig is the authenticator's part of c.
+func (c Config) authConfig() auth.Config {
+	r := c.Registrar
+	return auth.Config{Realm: r.Realm, Algorithms: r.Algorithms, NonceTTL: r.NonceTTL,
+		FailuresPerMinute: r.AuthFailuresPerMinute, BlockFor: r.AuthBlockFor, Metrics: c.Metrics, Logger: c.Logger}
 }

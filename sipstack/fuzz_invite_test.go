@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/sipstack/auth"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
 	"github.com/troika-sip/troika/sipstack/transport"
 )
@@ -64,8 +65,8 @@ func inviteFuzzHarness(tb testing.TB) (func([]byte) *sip.Response, *Server) {
 		tb.Fatal(err)
 	}
 	sock := &transport.Socket{Name: "udp:127.0.0.1:5060", Transport: "udp", IP: "127.0.0.1", Port: 5060}
-	nonce := mintNonce(testSecret, "troika", now)
-	md5Resp := digestResponse(md5.New, "1001", "troika", "pw1001", "INVITE", "sip:1002@127.0.0.1", nonce, "00000001", "c0ffee", "auth")
+	nonce := auth.MintNonce(testSecret, "troika", now)
+	md5Resp := auth.Response(md5.New, "1001", "troika", "pw1001", "INVITE", "sip:1002@127.0.0.1", nonce, "00000001", "c0ffee", "auth")
 	return func(data []byte) *sip.Response {
 		data = bytes.ReplaceAll(data, []byte("@NONCE@"), []byte(nonce))
 		data = bytes.ReplaceAll(data, []byte("@MD5@"), []byte(md5Resp))

@@ -58,6 +58,9 @@ func mustApply(t testing.TB, st *fsm.State, cmd fsm.Command) {
 	}
 }
 
+// testSecret is the nonce secret of newTestState.
+var testSecret = []byte("0123456789abcdef0123456789abcdef")
+
 // newTestState has accounts 1001, 1002, 1005 (password "pw"+id), blocked
 // account 1009, and a nonce secret unless noSecret.
 func newTestState(t testing.TB, noSecret bool) *fsm.State {

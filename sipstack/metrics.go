@@ -20,7 +20,6 @@ var knownMethods = map[string]bool{
 
 type metrics struct {
 	register        *prometheus.CounterVec
-	authFailures    prometheus.Counter
 	parseErrors     prometheus.Counter
 	stackErrors     prometheus.Counter
 	requests        *prometheus.CounterVec
@@ -50,10 +49,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "troika", Subsystem: "sip", Name: "register_total",
 			Help: "REGISTER requests by result.",
 		}, []string{"result"}),
-		authFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "auth_failures_total",
-			Help: "Digest authentications that failed (wrong password, unknown or blocked account, user mismatch).",
-		}),
 		parseErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "troika", Subsystem: "sip", Name: "parse_errors_total",
 			Help: "Received datagrams or stream data that could not be parsed as SIP and were dropped.",
@@ -131,7 +126,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}, []string{"result"})
 	m.vendorCalls = newVendorCallsCounter()
 	m.redirects = newRedirectDecisionsCounter()
-	for _, c := range []prometheus.Collector{m.register, m.authFailures, m.parseErrors, m.stackErrors,
+	for _, c := range []prometheus.Collector{m.register, m.parseErrors, m.stackErrors,
 		m.requests, m.openSockets, m.socketErrors, m.connsRefused, m.udpRecycles, m.strayResponses, m.proposeDuration,
 		m.callsStarted, m.callsAnswered, m.callsAdopted, m.callsFailed, m.callsEnded, m.callsActive, m.callSetup, m.callWriteFails, m.forkResults, m.vendorCalls,
 		m.redirects} {

@@ -11,6 +11,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/sipstack/auth"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
 	"github.com/troika-sip/troika/sipstack/transport"
 )
@@ -74,7 +75,7 @@ func (s *Server) register(sock *transport.Socket, req *sip.Request) sipmsg.Reply
 	if aor == "" {
 		return sipmsg.BadRequest("To URI has no user part")
 	}
-	if _, r := s.authenticate(sock, req, wwwDigest, aor, now); r != nil {
+	if _, r := s.auth.Authenticate(sock.Name, req, auth.WWW, aor, now); r != nil {
 		return *r
 	}
 

@@ -16,6 +16,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/sipstack/auth"
 	"github.com/troika-sip/troika/sipstack/transport"
 )
 
@@ -35,7 +36,7 @@ type Server struct {
 	m       *metrics
 	parser  *sip.Parser
 	tlsConf *tls.Config
-	limiter *authLimiter
+	auth    *auth.Authenticator
 	slots   chan struct{} // REGISTERs in flight
 	gate    gate          // handlers running
 	calls   *callTable    // the B2BUA's calls
@@ -101,7 +102,6 @@ func New(cfg Config, state *fsm.State, store Store) (*Server, error) {
 		log:       log,
 		m:         m,
 		parser:    transport.NewParser(),
-		limiter:   newAuthLimiter(cfg.Registrar.AuthFailuresPerMinute, cfg.Registrar.AuthBlockFor),
 		slots:     make(chan struct{}, cfg.Registrar.MaxInFlight),
 		sockets:   map[string]*transport.Socket{},
 		ready:     make(chan struct{}),
@@ -109,6 +109,11 @@ func New(cfg Config, state *fsm.State, store Store) (*Server, error) {
 		failures:  map[ingress]bool{},
 		tlsWarned: map[string]bool{},
 		fed:       map[string]bool{},
+	}
+	ac := cfg.authConfig()
+	ac.Logger, ac.VendorFailures = log, m.vendorCalls.WithLabelValues(vendorAuthFailed)
+	if s.auth, err = auth.New(ac, state); err != nil {
+		return nil, err
 	}
 	if s.disp, err = newDispatcher(s); err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/internal/sipptest"
+	"github.com/troika-sip/troika/sipstack/auth"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
 	"github.com/troika-sip/troika/sipstack/transport"
 )
@@ -328,8 +329,8 @@ func TestInviteAuthorizationOrder(t *testing.T) {
 	ts := startServer(t, st, func(c *Config) { c.Registrar.Algorithms = []string{"MD5"} })
 	sock := &transport.Socket{Name: "udp:test"}
 	now := time.Now()
-	fresh := mintNonce(testSecret, "troika", now)
-	stale := mintNonce(testSecret, "troika", now.Add(-2*ts.cfg.Registrar.NonceTTL))
+	fresh := auth.MintNonce(testSecret, "troika", now)
+	stale := auth.MintNonce(testSecret, "troika", now.Add(-2*ts.cfg.Registrar.NonceTTL))
 
 	type want struct {
 		code       int    // 0: authorized
@@ -348,17 +349,17 @@ func TestInviteAuthorizationOrder(t *testing.T) {
 		want       want
 		vendorFail bool
 	}{
-		{"vendor address, no credentials", "10.9.1.1:5060", "", "", fresh, sip.INVITE, want{conn: "c1", by: authVendorIP}, false},
-		{"vendor address, wrong customer credentials", "10.9.1.1:5060", "1001", "wrong", fresh, sip.INVITE, want{conn: "c1", by: authVendorIP}, false},
-		{"vendor address, right customer credentials", "10.9.1.1:5060", "1001", "pw1001", fresh, sip.INVITE, want{conn: "c1", by: authVendorIP}, false},
-		{"most specific address", "10.9.8.7:5060", "", "", fresh, sip.INVITE, want{conn: "c-host", by: authVendorIP}, false},
+		{"vendor address, no credentials", "10.9.1.1:5060", "", "", fresh, sip.INVITE, want{conn: "c1", by: auth.ByVendorIP}, false},
+		{"vendor address, wrong customer credentials", "10.9.1.1:5060", "1001", "wrong", fresh, sip.INVITE, want{conn: "c1", by: auth.ByVendorIP}, false},
+		{"vendor address, right customer credentials", "10.9.1.1:5060", "1001", "pw1001", fresh, sip.INVITE, want{conn: "c1", by: auth.ByVendorIP}, false},
+		{"most specific address", "10.9.8.7:5060", "", "", fresh, sip.INVITE, want{conn: "c-host", by: auth.ByVendorIP}, false},
 		{"Via claims a vendor address", "", "", "", fresh, sip.INVITE, want{code: 407, reason: "Proxy Authentication Required"}, false},
 		{"unknown address, no credentials", "192.0.2.1:5060", "", "", fresh, sip.INVITE, want{code: 407, reason: "Proxy Authentication Required"}, false},
-		{"vendor user name", "192.0.2.2:5060", vendorUser, vendorPassword, fresh, sip.INVITE, want{conn: "c1", by: authVendorUser}, false},
-		{"connection's own user name", "192.0.2.3:5060", "trunk3", "v3pw", fresh, sip.INVITE, want{conn: "c3", by: authVendorUser}, false},
+		{"vendor user name", "192.0.2.2:5060", vendorUser, vendorPassword, fresh, sip.INVITE, want{conn: "c1", by: auth.ByVendorUser}, false},
+		{"connection's own user name", "192.0.2.3:5060", "trunk3", "v3pw", fresh, sip.INVITE, want{conn: "c3", by: auth.ByVendorUser}, false},
 		{"wrong vendor password", "192.0.2.4:5060", vendorUser, "wrong", fresh, sip.INVITE, want{code: 403, reason: "Forbidden"}, true},
 		{"stale nonce, vendor", "192.0.2.5:5060", vendorUser, vendorPassword, stale, sip.INVITE, want{code: 407, reason: "Proxy Authentication Required", staleParam: true}, false},
-		{"customer", "192.0.2.6:5060", "1001", "pw1001", fresh, sip.INVITE, want{account: "1001", by: authAccount}, false},
+		{"customer", "192.0.2.6:5060", "1001", "pw1001", fresh, sip.INVITE, want{account: "1001", by: auth.ByAccount}, false},
 		{"wrong customer password", "192.0.2.7:5060", "1001", "wrong", fresh, sip.INVITE, want{code: 403, reason: "Forbidden"}, false},
 		{"unknown user", "192.0.2.8:5060", "nobody", "x", fresh, sip.INVITE, want{code: 403, reason: "Forbidden"}, false},
 		{"blocked customer", "192.0.2.9:5060", "1009", "pw1009", fresh, sip.INVITE, want{code: 403, reason: "Forbidden"}, false},
@@ -369,13 +370,13 @@ func TestInviteAuthorizationOrder(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			req := authTestRequest(t, tc.method, tc.src, tc.user, tc.pw, tc.nonce)
 			vendorFails := ts.counter("troika_vendor_calls_total", "result", vendorAuthFailed)
-			var p principal
+			var p auth.Principal
 			var r *sipmsg.Reply
 			if tc.method == sip.REGISTER {
-				p.account, r = ts.authenticate(sock, req, wwwDigest, tc.user, now)
-				p.by = authAccount
+				p.Account, r = ts.auth.Authenticate(sock.Name, req, auth.WWW, tc.user, now)
+				p.By = auth.ByAccount
 			} else {
-				p, r = ts.authorizeInvite(sock, req, now)
+				p, r = ts.auth.AuthorizeInvite(sock.Name, req, now)
 			}
 			w := tc.want
 			switch {
@@ -393,11 +394,11 @@ func TestInviteAuthorizationOrder(t *testing.T) {
 			case r != nil:
 				t.Fatalf("refused %d %s, want authorized", r.Code, r.Reason)
 			case w.conn != "":
-				if !p.isVendor() || p.conn.ID != w.conn || p.by != w.by || p.vendor.ID != p.conn.Vendor {
+				if !p.IsVendor() || p.Conn.ID != w.conn || p.By != w.by || p.Vendor.ID != p.Conn.Vendor {
 					t.Errorf("got %+v, want connection %s by %s", p, w.conn, w.by)
 				}
 			default:
-				if p.isVendor() || p.account.ID != w.account || p.by != w.by {
+				if p.IsVendor() || p.Account.ID != w.account || p.By != w.by {
 					t.Errorf("got %+v, want account %s", p, w.account)
 				}
 			}
@@ -457,7 +458,7 @@ func TestRefusedVendorCallRecord(t *testing.T) {
 		MaxSeconds: 60, Now: 1, Node: "other"})
 	cn, _ := st.Connection("c1")
 	v, _ := st.Vendor("v1")
-	vr := &vendorRoute{conn: cn, vendor: v, by: authVendorIP, dialed: "0044999", cli: "+44207"}
+	vr := &vendorRoute{conn: cn, vendor: v, by: auth.ByVendorIP, dialed: "0044999", cli: "+44207"}
 	for _, id := range []string{"fresh@x", "live@x"} {
 		req := authTestRequest(t, sip.INVITE, "10.9.1.1:5060", "", "", "")
 		cid := sip.CallIDHeader(id)

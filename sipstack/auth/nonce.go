@@ -1,4 +1,4 @@
-package sipstack
+package auth
 
 import (
 	"crypto/hmac"
@@ -52,8 +52,8 @@ func nonceMAC(secret []byte, ts []byte, realm string) []byte {
 	return m.Sum(nil)[:nonceMACLen]
 }
 
-// mintNonce returns a nonce issued at now.
-func mintNonce(secret []byte, realm string, now time.Time) string {
+// MintNonce returns a nonce issued at now.
+func MintNonce(secret []byte, realm string, now time.Time) string {
 	var raw [nonceRawLen]byte
 	binary.BigEndian.PutUint64(raw[:8], uint64(now.UnixMilli()))
 	copy(raw[8:], nonceMAC(secret, raw[:8], realm))

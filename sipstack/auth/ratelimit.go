@@ -1,4 +1,4 @@
-package sipstack
+package auth
 
 import (
 	"net/netip"
@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// authLimiter counts failed authentications per source IP in fixed
+// limiter counts failed authentications per source IP in fixed
 // one-minute windows; a source over the limit is blocked for a while.
 // Memory is bounded: at most maxTracked sources are counted per window and
 // at most maxTracked are blocked; past that new sources go uncounted
@@ -17,7 +17,7 @@ import (
 // password can block its neighbours for blockFor; the defaults (20 failures
 // a minute, 2 minutes) are meant to stop guessing, not a misconfigured
 // phone, which fails once per registration interval.
-type authLimiter struct {
+type limiter struct {
 	limit      int // failures per window; <= 0 disables
 	blockFor   time.Duration
 	maxTracked int
@@ -29,13 +29,13 @@ type authLimiter struct {
 }
 
 const (
-	authWindow        = time.Minute
-	authMaxTracked    = 100_000
-	authLimiterPrefix = 64
+	authWindow     = time.Minute
+	authMaxTracked = 100_000
+	limiterPrefix  = 64
 )
 
-func newAuthLimiter(limit int, blockFor time.Duration) *authLimiter {
-	return &authLimiter{
+func newLimiter(limit int, blockFor time.Duration) *limiter {
+	return &limiter{
 		limit:      limit,
 		blockFor:   blockFor,
 		maxTracked: authMaxTracked,
@@ -47,7 +47,7 @@ func newAuthLimiter(limit int, blockFor time.Duration) *authLimiter {
 func limiterKey(ip netip.Addr) netip.Addr {
 	ip = ip.Unmap()
 	if ip.Is6() {
-		if p, err := ip.Prefix(authLimiterPrefix); err == nil {
+		if p, err := ip.Prefix(limiterPrefix); err == nil {
 			return p.Addr()
 		}
 	}
@@ -55,7 +55,7 @@ func limiterKey(ip netip.Addr) netip.Addr {
 }
 
 // Blocked reports whether ip is blocked at now.
-func (l *authLimiter) Blocked(ip netip.Addr, now time.Time) bool {
+func (l *limiter) Blocked(ip netip.Addr, now time.Time) bool {
 	if l.limit <= 0 || !ip.IsValid() {
 		return false
 	}
@@ -75,7 +75,7 @@ func (l *authLimiter) Blocked(ip netip.Addr, now time.Time) bool {
 
 // Fail records a failed authentication from ip at now and reports whether
 // it has just blocked ip.
-func (l *authLimiter) Fail(ip netip.Addr, now time.Time) bool {
+func (l *limiter) Fail(ip netip.Addr, now time.Time) bool {
 	if l.limit <= 0 || !ip.IsValid() {
 		return false
 	}
@@ -111,7 +111,7 @@ func (l *authLimiter) Fail(ip netip.Addr, now time.Time) bool {
 }
 
 // Size returns how many sources are counted and blocked, for tests.
-func (l *authLimiter) Size() (counted, blocked int) {
+func (l *limiter) Size() (counted, blocked int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.counts), len(l.blocked)

@@ -1,4 +1,4 @@
-package sipstack
+package auth
 
 import (
 	"crypto/md5"
@@ -19,17 +19,17 @@ import (
 // verification is here.
 
 const (
-	algMD5    = "MD5"
-	algSHA256 = "SHA-256"
+	MD5    = "MD5"
+	SHA256 = "SHA-256"
 )
 
 // digestHash returns the hash of a digest algorithm name (case-insensitive;
 // empty means MD5), or nil if it is not supported.
 func digestHash(alg string) func() hash.Hash {
 	switch strings.ToUpper(alg) {
-	case "", algMD5:
+	case "", MD5:
 		return md5.New
-	case algSHA256:
+	case SHA256:
 		return sha256.New
 	}
 	return nil
@@ -46,9 +46,9 @@ func hashJoin(h hash.Hash, parts ...string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// digestResponse computes the expected "response" of RFC 7616 §3.4.1 for
+// Response computes the expected "response" of RFC 7616 §3.4.1 for
 // qop=auth: H(H(user:realm:pass):nonce:nc:cnonce:qop:H(method:uri)).
-func digestResponse(newHash func() hash.Hash, username, realm, password, method, uri, nonce, nc, cnonce, qop string) string {
+func Response(newHash func() hash.Hash, username, realm, password, method, uri, nonce, nc, cnonce, qop string) string {
 	h := newHash()
 	ha1 := hashJoin(h, username, realm, password)
 	ha2 := hashJoin(h, method, uri)
@@ -113,7 +113,7 @@ func (c *credentials) wellFormed() string {
 
 // verify checks the response hash against password in constant time.
 func (c *credentials) verify(newHash func() hash.Hash, method, password string) bool {
-	want := digestResponse(newHash, c.Username, c.Realm, password, method, c.URI, c.Nonce, c.nc, c.Cnonce, c.QOP)
+	want := Response(newHash, c.Username, c.Realm, password, method, c.URI, c.Nonce, c.nc, c.Cnonce, c.QOP)
 	got := strings.ToLower(c.Response)
 	return subtle.ConstantTimeCompare([]byte(want), []byte(got)) == 1
 }
@@ -123,7 +123,7 @@ func (c *credentials) verify(newHash func() hash.Hash, method, password string) 
 func (c *credentials) offered(algs []string) string {
 	a := strings.ToUpper(c.Algorithm)
 	if a == "" {
-		a = algMD5 // RFC 7616 §3.3: absent means MD5
+		a = MD5 // RFC 7616 §3.3: absent means MD5
 	}
 	for _, x := range algs {
 		if x == a {

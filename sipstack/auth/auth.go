@@ -1,4 +1,4 @@
-package sipstack
+package auth
 
 import (
 	"errors"
@@ -9,7 +9,6 @@ import (
 
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
-	"github.com/troika-sip/troika/sipstack/transport"
 )
 
 // Digest authentication of requests, shared by the registrar (401,
@@ -36,8 +35,8 @@ import (
 // unique across accounts, vendors and connections (an fsm rule), and a
 // wrong vendor password is simply refused.
 
-// digestScheme names the status and headers of one use of digest.
-type digestScheme struct {
+// Scheme names the status and headers of one use of digest.
+type Scheme struct {
 	code      int      // 401 or 407
 	reason    string   // its reason phrase
 	challenge string   // header carrying the challenge
@@ -45,41 +44,41 @@ type digestScheme struct {
 }
 
 var (
-	// wwwDigest is the registrar's (RFC 3261 §22.2).
-	wwwDigest = digestScheme{code: sip.StatusUnauthorized, reason: "Unauthorized",
+	// WWW is the registrar's (RFC 3261 §22.2).
+	WWW = Scheme{code: sip.StatusUnauthorized, reason: "Unauthorized",
 		challenge: "WWW-Authenticate", answers: []string{"Authorization"}}
-	// proxyDigest is the B2BUA's (RFC 3261 §22.3). Credentials in
+	// Proxy is the B2BUA's (RFC 3261 §22.3). Credentials in
 	// Authorization are accepted too: a phone that answered the
 	// registrar's 401 may reuse them, and any node's nonce is valid.
-	proxyDigest = digestScheme{code: sip.StatusProxyAuthRequired, reason: "Proxy Authentication Required",
+	Proxy = Scheme{code: sip.StatusProxyAuthRequired, reason: "Proxy Authentication Required",
 		challenge: "Proxy-Authenticate", answers: []string{"Proxy-Authorization", "Authorization"}}
 )
 
 // How a caller was recognised (logs, and the "by" of vendor calls).
 const (
-	authAccount    = "account"     // digest against the account's password
-	authVendorIP   = "vendor_ip"   // the source address is in a connection's remote_ips
-	authVendorUser = "vendor_user" // digest against the vendor's password
+	ByAccount    = "account"     // digest against the account's password
+	ByVendorIP   = "vendor_ip"   // the source address is in a connection's remote_ips
+	ByVendorUser = "vendor_user" // digest against the vendor's password
 )
 
-// principal is who a request comes from: a customer's account, or (for
+// Principal is who a request comes from: a customer's account, or (for
 // an initial INVITE only) a vendor's connection.
-type principal struct {
-	account fsm.Account     // when conn is nil
-	conn    *fsm.Connection // a "calls from vendor via SIP" connection
-	vendor  fsm.Vendor      // conn's vendor
-	by      string          // authAccount, authVendorIP or authVendorUser
+type Principal struct {
+	Account fsm.Account     // when conn is nil
+	Conn    *fsm.Connection // a "calls from vendor via SIP" connection
+	Vendor  fsm.Vendor      // conn's vendor
+	By      string          // authAccount, authVendorIP or authVendorUser
 }
 
-func (p principal) isVendor() bool { return p.conn != nil }
+func (p Principal) IsVendor() bool { return p.Conn != nil }
 
 // authenticate checks req's digest credentials at now against the
 // accounts. When user is not empty it is the only username accepted (the
 // registrar requires the To user). It returns the authenticated account,
 // or the reply challenging or refusing the request.
-func (s *Server) authenticate(sock *transport.Socket, req *sip.Request, sch digestScheme, user string, now time.Time) (fsm.Account, *sipmsg.Reply) {
-	p, r := s.checkDigest(sock, req, sch, user, now, false)
-	return p.account, r
+func (a *Authenticator) Authenticate(socket string, req *sip.Request, sch Scheme, user string, now time.Time) (fsm.Account, *sipmsg.Reply) {
+	p, r := a.checkDigest(socket, req, sch, user, now, false)
+	return p.Account, r
 }
 
 // authorizeInvite decides who an initial INVITE comes from, in this
@@ -92,15 +91,15 @@ func (s *Server) authenticate(sock *transport.Socket, req *sip.Request, sch dige
 //  3. otherwise a customer: digest against the account (the 407 challenge
 //     for an INVITE without credentials is the same for both, so a vendor
 //     sending from an unlisted address answers it with its credentials).
-func (s *Server) authorizeInvite(sock *transport.Socket, req *sip.Request, now time.Time) (principal, *sipmsg.Reply) {
+func (a *Authenticator) AuthorizeInvite(socket string, req *sip.Request, now time.Time) (Principal, *sipmsg.Reply) {
 	if src, ok := packetSource(req); ok {
-		if cn, ok := s.state.ConnectionForSource(src); ok {
-			if v, ok := s.state.Vendor(cn.Vendor); ok {
-				return principal{conn: &cn, vendor: v, by: authVendorIP}, nil
+		if cn, ok := a.state.ConnectionForSource(src); ok {
+			if v, ok := a.state.Vendor(cn.Vendor); ok {
+				return Principal{Conn: &cn, Vendor: v, By: ByVendorIP}, nil
 			}
 		}
 	}
-	return s.checkDigest(sock, req, proxyDigest, "", now, true)
+	return a.checkDigest(socket, req, Proxy, "", now, true)
 }
 
 // packetSource returns the address the request's packet came from, as the
@@ -116,55 +115,55 @@ func packetSource(req *sip.Request) (netip.Addr, bool) {
 // checkDigest verifies req's digest credentials at now. The user name
 // names an account, or with vendors a vendor connection (see
 // authorizeInvite).
-func (s *Server) checkDigest(sock *transport.Socket, req *sip.Request, sch digestScheme, user string, now time.Time, vendors bool) (principal, *sipmsg.Reply) {
-	rc := &s.cfg.Registrar
+func (a *Authenticator) checkDigest(socket string, req *sip.Request, sch Scheme, user string, now time.Time, vendors bool) (Principal, *sipmsg.Reply) {
+	rc := &a.cfg
 	var src netip.Addr
 	if ap, err := netip.ParseAddrPort(req.Source()); err == nil {
 		src = ap.Addr().Unmap()
 	}
-	if s.limiter.Blocked(src, now) {
-		return principal{}, &sipmsg.Reply{Code: sip.StatusForbidden, Reason: "Forbidden", Result: sipmsg.ResultRateLimited}
+	if a.limiter.Blocked(src, now) {
+		return Principal{}, &sipmsg.Reply{Code: sip.StatusForbidden, Reason: "Forbidden", Result: sipmsg.ResultRateLimited}
 	}
-	secret := s.state.NonceSecret()
+	secret := a.state.NonceSecret()
 	if len(secret) == 0 {
 		r := sipmsg.Unavailable("Service Unavailable")
-		return principal{}, &r
+		return Principal{}, &r
 	}
 
 	creds, err := findCredentials(sipmsg.HeaderValues(req, sch.answers...), rc.Realm)
 	switch {
 	case errors.Is(err, errNoCredentials):
-		r := s.challenge(sch, secret, now, false)
-		return principal{}, &r
+		r := a.challenge(sch, secret, now, false)
+		return Principal{}, &r
 	case err != nil:
 		r := sipmsg.BadRequest("Malformed " + sch.answers[0] + " header")
-		return principal{}, &r
+		return Principal{}, &r
 	}
 	if msg := creds.wellFormed(); msg != "" {
 		r := sipmsg.BadRequest(msg)
-		return principal{}, &r
+		return Principal{}, &r
 	}
 	alg := creds.offered(rc.Algorithms)
 	if alg == "" {
-		r := s.challenge(sch, secret, now, false)
-		return principal{}, &r
+		r := a.challenge(sch, secret, now, false)
+		return Principal{}, &r
 	}
 	nonce := checkNonce(secret, rc.Realm, creds.Nonce, now, rc.NonceTTL)
 	if nonce == nonceInvalid {
-		r := s.challenge(sch, secret, now, false)
-		return principal{}, &r
+		r := a.challenge(sch, secret, now, false)
+		return Principal{}, &r
 	}
 	var (
-		p        principal
+		p        Principal
 		password string
 		known    bool
 	)
-	if cn, v, ok := s.vendorUser(creds.Username, vendors); ok {
-		p = principal{conn: &cn, vendor: v, by: authVendorUser}
+	if cn, v, ok := a.vendorUser(creds.Username, vendors); ok {
+		p = Principal{Conn: &cn, Vendor: v, By: ByVendorUser}
 		password, known = v.Password, v.Password != ""
 	} else {
-		p.account, known = s.state.Account(creds.Username)
-		p.by, password = authAccount, p.account.Password
+		p.Account, known = a.state.Account(creds.Username)
+		p.By, password = ByAccount, p.Account.Password
 	}
 	if !known {
 		// Hash anyway, with a password no account can have (fsm passwords
@@ -173,46 +172,48 @@ func (s *Server) checkDigest(sock *transport.Socket, req *sip.Request, sch diges
 	}
 	ok := creds.verify(digestHash(alg), string(req.Method), password)
 	if !ok || !known || (user != "" && creds.Username != user) {
-		s.m.authFailures.Inc()
-		if p.isVendor() {
-			s.m.vendorCall(vendorAuthFailed)
-			s.log.Info("vendor digest authentication failed", "vendor", p.vendor.ID, "connection", p.conn.ID,
-				"source", src.String(), "socket", sock.Name)
+		a.failures.Inc()
+		if p.IsVendor() {
+			if a.cfg.VendorFailures != nil {
+				a.cfg.VendorFailures.Inc()
+			}
+			a.log.Info("vendor digest authentication failed", "vendor", p.Vendor.ID, "connection", p.Conn.ID,
+				"source", src.String(), "socket", socket)
 		}
-		if s.limiter.Fail(src, now) {
-			s.log.Warn("source blocked after repeated failed authentications", "source", src.String(),
-				"for", rc.AuthBlockFor, "socket", sock.Name, "method", string(req.Method))
+		if a.limiter.Fail(src, now) {
+			a.log.Warn("source blocked after repeated failed authentications", "source", src.String(),
+				"for", rc.BlockFor, "socket", socket, "method", string(req.Method))
 		}
 		r := sipmsg.Forbidden()
-		return principal{}, &r
+		return Principal{}, &r
 	}
-	if !p.isVendor() && p.account.Blocked {
+	if !p.IsVendor() && p.Account.Blocked {
 		r := sipmsg.Forbidden()
-		return principal{}, &r
+		return Principal{}, &r
 	}
 	if nonce == nonceStale {
-		r := s.challenge(sch, secret, now, true)
+		r := a.challenge(sch, secret, now, true)
 		r.Result = sipmsg.ResultStale
-		return principal{}, &r
+		return Principal{}, &r
 	}
 	return p, nil
 }
 
 // vendorUser returns the vendor connection a digest user name is for,
 // when vendors may authenticate.
-func (s *Server) vendorUser(name string, vendors bool) (fsm.Connection, fsm.Vendor, bool) {
+func (a *Authenticator) vendorUser(name string, vendors bool) (fsm.Connection, fsm.Vendor, bool) {
 	if !vendors || name == "" {
 		return fsm.Connection{}, fsm.Vendor{}, false
 	}
-	return s.state.ConnectionForUser(name)
+	return a.state.ConnectionForUser(name)
 }
 
 // challenge is a 401 or 407 offering every configured algorithm with one
 // fresh nonce.
-func (s *Server) challenge(sch digestScheme, secret []byte, now time.Time, stale bool) sipmsg.Reply {
-	nonce := mintNonce(secret, s.cfg.Registrar.Realm, now)
+func (a *Authenticator) challenge(sch Scheme, secret []byte, now time.Time, stale bool) sipmsg.Reply {
+	nonce := MintNonce(secret, a.cfg.Realm, now)
 	var hdrs []sip.Header
-	for _, c := range challenges(s.cfg.Registrar.Realm, nonce, stale, s.cfg.Registrar.Algorithms) {
+	for _, c := range challenges(a.cfg.Realm, nonce, stale, a.cfg.Algorithms) {
 		hdrs = append(hdrs, sip.NewHeader(sch.challenge, c))
 	}
 	return sipmsg.Reply{Code: sch.code, Reason: sch.reason, Headers: hdrs, Result: sipmsg.ResultUnauthorized}

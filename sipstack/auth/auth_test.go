@@ -1,0 +1,263 @@
+package auth
+
+import (
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/base64"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/icholy/digest"
+)
+
+var testSecret = []byte("0123456789abcdef0123456789abcdef")
+
+func TestNonce(t *testing.T) {
+	t0 := time.UnixMilli(1_700_000_000_000)
+	ttl := 5 * time.Minute
+	n := MintNonce(testSecret, "troika", t0)
+	if len(n) != nonceLen || strings.ContainsAny(n, "+/=\"") {
+		t.Fatalf("nonce %q: want %d base64url characters", n, nonceLen)
+	}
+	flip := func(s string, i int) string {
+		b := []byte(s)
+		if b[i] == 'A' {
+			b[i] = 'B'
+		} else {
+			b[i] = 'A'
+		}
+		return string(b)
+	}
+	cases := []struct {
+		name   string
+		secret []byte
+		realm  string
+		nonce  string
+		at     time.Time
+		want   nonceStatus
+	}{
+		{"fresh", testSecret, "troika", n, t0, nonceValid},
+		{"just before expiry", testSecret, "troika", n, t0.Add(ttl), nonceValid},
+		{"expired", testSecret, "troika", n, t0.Add(ttl + time.Millisecond), nonceStale},
+		{"long expired", testSecret, "troika", n, t0.Add(1000 * time.Hour), nonceStale},
+		{"slightly in the future (clock skew)", testSecret, "troika", n, t0.Add(-30 * time.Second), nonceValid},
+		{"far in the future", testSecret, "troika", n, t0.Add(-2 * time.Minute), nonceInvalid},
+		{"other secret", []byte("another secret of 32 bytes......"), "troika", n, t0, nonceInvalid},
+		{"other realm", testSecret, "other", n, t0, nonceInvalid},
+		{"tampered timestamp", testSecret, "troika", flip(n, 3), t0, nonceInvalid},
+		{"tampered mac", testSecret, "troika", flip(n, 20), t0, nonceInvalid},
+		{"truncated", testSecret, "troika", n[:31], t0, nonceInvalid},
+		{"padded", testSecret, "troika", n + "=", t0, nonceInvalid},
+		{"not base64", testSecret, "troika", strings.Repeat("*", nonceLen), t0, nonceInvalid},
+		{"empty", testSecret, "troika", "", t0, nonceInvalid},
+		{"no secret", nil, "troika", n, t0, nonceInvalid},
+	}
+	for _, c := range cases {
+		if got := checkNonce(c.secret, c.realm, c.nonce, c.at, ttl); got != c.want {
+			t.Errorf("%s: got %v, want %v", c.name, got, c.want)
+		}
+	}
+	// A timestamp rewritten to look fresh fails the MAC.
+	raw, _ := base64.RawURLEncoding.DecodeString(n)
+	raw[7]++
+	if got := checkNonce(testSecret, "troika", base64.RawURLEncoding.EncodeToString(raw), t0, ttl); got != nonceInvalid {
+		t.Errorf("re-dated nonce: got %v", got)
+	}
+	// Two nodes sharing the secret agree.
+	if a, b := MintNonce(testSecret, "troika", t0), MintNonce(append([]byte(nil), testSecret...), "troika", t0); a != b {
+		t.Errorf("same secret and time give different nonces")
+	}
+}
+
+// Known-answer vectors: RFC 2617 §3.5 and RFC 7616 §3.9.1.
+func TestDigestResponseVectors(t *testing.T) {
+	cases := []struct {
+		name                                              string
+		alg                                               string
+		user, realm, pass, method, uri, nonce, nc, cnonce string
+		want                                              string
+	}{
+		{"RFC 2617 MD5", "MD5", "Mufasa", "testrealm@host.com", "Circle Of Life", "GET", "/dir/index.html",
+			"dcd98b7102dd2f0e8b11d0f600bfb0c093", "00000001", "0a4f113b", "6629fae49393a05397450978507c4ef1"},
+		{"RFC 7616 MD5", "MD5", "Mufasa", "http-auth@example.org", "Circle of Life", "GET", "/dir/index.html",
+			"7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", "00000001", "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
+			"8ca523f5e9506fed4657c9700eebdbec"},
+		{"RFC 7616 SHA-256", "SHA-256", "Mufasa", "http-auth@example.org", "Circle of Life", "GET", "/dir/index.html",
+			"7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", "00000001", "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
+			"753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"},
+	}
+	for _, c := range cases {
+		got := Response(digestHash(c.alg), c.user, c.realm, c.pass, c.method, c.uri, c.nonce, c.nc, c.cnonce, "auth")
+		if got != c.want {
+			t.Errorf("%s: got %s, want %s", c.name, got, c.want)
+		}
+		// The same through header parsing and verify.
+		hdr := `Digest username="` + c.user + `", realm="` + c.realm + `", uri="` + c.uri + `", algorithm=` + c.alg +
+			`, nonce="` + c.nonce + `", nc=` + c.nc + `, cnonce="` + c.cnonce + `", qop=auth, response="` + c.want + `"`
+		cr, err := findCredentials([]string{`Basic Zm9vOmJhcg==`, hdr}, c.realm)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if msg := cr.wellFormed(); msg != "" {
+			t.Fatalf("%s: %s", c.name, msg)
+		}
+		if !cr.verify(digestHash(cr.Algorithm), c.method, c.pass) {
+			t.Errorf("%s: verify refused the RFC's own response", c.name)
+		}
+		if cr.verify(digestHash(cr.Algorithm), c.method, c.pass+"x") {
+			t.Errorf("%s: verify accepted a wrong password", c.name)
+		}
+		if cr.verify(digestHash(cr.Algorithm), "POST", c.pass) {
+			t.Errorf("%s: verify accepted another method", c.name)
+		}
+	}
+}
+
+// The server's verification agrees with an independent client
+// implementation (github.com/icholy/digest) for SIP requests, and the nc
+// and cnonce are covered by the hash.
+func TestDigestAgainstClient(t *testing.T) {
+	now := time.Now()
+	nonce := MintNonce(testSecret, "troika", now)
+	for _, hdr := range challenges("troika", nonce, false, []string{SHA256, MD5}) {
+		chal, err := digest.ParseChallenge(hdr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !chal.SupportsQOP("auth") || chal.Realm != "troika" || chal.Nonce != nonce {
+			t.Fatalf("challenge %q", hdr)
+		}
+		for _, nc := range []int{1, 2, 0x1f} {
+			cred, err := digest.Digest(chal, digest.Options{Method: "REGISTER", URI: "sip:127.0.0.1:5060", Username: "1001", Password: "pw1001", Count: nc})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := findCredentials([]string{cred.String()}, "troika")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !c.verify(digestHash(c.Algorithm), "REGISTER", "pw1001") {
+				t.Errorf("%s nc=%d: client credentials refused: %s", chal.Algorithm, nc, cred)
+			}
+			// Change nc or cnonce without recomputing: refused.
+			c2 := *c
+			c2.nc = "00000099"
+			if c2.verify(digestHash(c.Algorithm), "REGISTER", "pw1001") {
+				t.Errorf("%s: a different nc verified", chal.Algorithm)
+			}
+			c3 := *c
+			cc := *c.Credentials
+			cc.Cnonce = "forged"
+			c3.Credentials = &cc
+			if c3.verify(digestHash(c.Algorithm), "REGISTER", "pw1001") {
+				t.Errorf("%s: a different cnonce verified", chal.Algorithm)
+			}
+		}
+	}
+	hdrs := challenges("troika", nonce, true, []string{SHA256, MD5})
+	if len(hdrs) != 2 || !strings.Contains(hdrs[0], "algorithm=SHA-256") || !strings.Contains(hdrs[1], "algorithm=MD5") {
+		t.Errorf("challenges must offer SHA-256 then MD5: %q", hdrs)
+	}
+	for _, h := range hdrs {
+		if !strings.Contains(h, "stale=true") || !strings.Contains(h, `qop="auth"`) {
+			t.Errorf("stale challenge %q", h)
+		}
+	}
+	c, _ := findCredentials([]string{`Digest username="a", realm="troika", nonce="n", uri="u", response="r"`}, "troika")
+	if c.offered([]string{SHA256}) != "" || c.offered([]string{SHA256, MD5}) != MD5 {
+		t.Errorf("absent algorithm must mean MD5 and MD5 only when offered")
+	}
+	if digestHash("sha-256")().Size() != sha256.Size || digestHash("")().Size() != md5.Size || digestHash("SHA-512") != nil {
+		t.Errorf("digestHash algorithm table")
+	}
+}
+
+func TestCredentialsFormat(t *testing.T) {
+	good := `Digest username="1001", realm="troika", nonce="n", uri="sip:x", response="abc", qop=auth, nc=00000001, cnonce="c"`
+	cases := []struct {
+		hdr     []string
+		wantErr error
+		wantBad bool
+	}{
+		{[]string{good}, nil, false},
+		{nil, errNoCredentials, false},
+		{[]string{`Basic abc`}, errNoCredentials, false},
+		{[]string{strings.Replace(good, `"troika"`, `"other"`, 1)}, errNoCredentials, false},
+		{[]string{`Digest username="1001, realm="troika`}, errBadCredentials, false},
+		{[]string{`Digest username="1001", realm="troika", nc=zz`}, errBadCredentials, false},
+		{[]string{strings.Replace(good, "qop=auth, ", "", 1)}, nil, true},
+		{[]string{strings.Replace(good, "qop=auth", "qop=auth-int", 1)}, nil, true},
+		{[]string{strings.Replace(good, `cnonce="c"`, `cnonce=""`, 1)}, nil, true},
+		{[]string{strings.Replace(good, `response="abc"`, `response=""`, 1)}, nil, true},
+		{[]string{`Digest realm="troika", nonce="n"`}, nil, true},
+	}
+	for i, c := range cases {
+		cr, err := findCredentials(c.hdr, "troika")
+		if err != c.wantErr {
+			t.Errorf("%d: err %v, want %v", i, err, c.wantErr)
+			continue
+		}
+		if err == nil && (cr.wellFormed() != "") != c.wantBad {
+			t.Errorf("%d: wellFormed %q, want bad=%v", i, cr.wellFormed(), c.wantBad)
+		}
+	}
+}
+
+func TestAuthLimiter(t *testing.T) {
+	l := newLimiter(3, time.Minute)
+	t0 := time.Unix(1_700_000_000, 0)
+	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
+	for i := 0; i < 3; i++ {
+		if l.Fail(a, t0) {
+			t.Fatalf("blocked after %d failures", i+1)
+		}
+	}
+	if l.Blocked(a, t0) {
+		t.Fatal("blocked at the limit")
+	}
+	if !l.Fail(a, t0) || !l.Blocked(a, t0.Add(59*time.Second)) {
+		t.Fatal("not blocked over the limit")
+	}
+	if l.Blocked(b, t0) {
+		t.Fatal("another source blocked")
+	}
+	if l.Blocked(a, t0.Add(time.Minute)) {
+		t.Fatal("still blocked after blockFor")
+	}
+	// A new window forgets old failures.
+	for i := 0; i < 3; i++ {
+		l.Fail(b, t0)
+	}
+	if l.Fail(b, t0.Add(61*time.Second)) {
+		t.Fatal("failures of the previous window counted")
+	}
+	// IPv6 sources share their /64.
+	v6a, v6b := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::ffff")
+	for i := 0; i < 3; i++ {
+		l.Fail(v6a, t0)
+	}
+	if !l.Fail(v6b, t0) || !l.Blocked(v6a, t0) {
+		t.Fatal("IPv6 /64 not counted together")
+	}
+	// Bounded memory: past maxTracked, new sources are not counted.
+	l2 := newLimiter(1, time.Minute)
+	l2.maxTracked = 10
+	for i := 0; i < 1000; i++ {
+		ip := netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
+		l2.Fail(ip, t0)
+		l2.Fail(ip, t0)
+	}
+	if c, bl := l2.Size(); c > 10 || bl > 10 {
+		t.Fatalf("limiter grew to %d counted, %d blocked", c, bl)
+	}
+	// Disabled.
+	l3 := newLimiter(-1, time.Minute)
+	for i := 0; i < 100; i++ {
+		l3.Fail(a, t0)
+	}
+	if l3.Blocked(a, t0) {
+		t.Fatal("disabled limiter blocked")
+	}
+}

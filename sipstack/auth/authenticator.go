@@ -1,0 +1,125 @@
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/troika-sip/troika/fsm"
+)
+
+// Config configures an Authenticator.
+type Config struct {
+	// Realm of the digest challenges. Every node of a cluster must use the
+	// same realm: it is part of the nonce's MAC and of the password hash.
+	Realm string
+	// Algorithms are the digest algorithms offered, one challenge each,
+	// in order of preference (SHA256, MD5). Credentials using an algorithm
+	// not offered are challenged again (no downgrade).
+	Algorithms []string
+	// NonceTTL is how long a nonce may be used; an older one with
+	// otherwise valid credentials is challenged again with stale=true.
+	NonceTTL time.Duration
+	// FailuresPerMinute is how many failed authentications one source IP
+	// may make within a minute; the next one blocks it for BlockFor.
+	// Zero or negative disables the limit.
+	FailuresPerMinute int
+	BlockFor          time.Duration
+	// VendorFailures, when not nil, counts failed digest authentications
+	// of vendors (the B2BUA's vendor call outcomes).
+	VendorFailures prometheus.Counter
+	Metrics        prometheus.Registerer
+	Logger         *slog.Logger
+}
+
+// State is what authentication reads from the replicated state
+// (*fsm.State is one).
+type State interface {
+	NonceSecret() []byte
+	Account(id string) (fsm.Account, bool)
+	ConnectionForUser(name string) (fsm.Connection, fsm.Vendor, bool)
+	ConnectionForSource(ip netip.Addr) (fsm.Connection, bool)
+	Vendor(id string) (fsm.Vendor, bool)
+}
+
+// Authenticator checks the digest credentials of requests against the
+// accounts and vendors of the replicated state, and counts failures per
+// source. It is safe for concurrent use.
+type Authenticator struct {
+	cfg      Config
+	state    State
+	limiter  *limiter
+	failures prometheus.Counter
+	log      *slog.Logger
+}
+
+// Check returns cfg with the algorithms in canonical form, or an error
+// naming what is wrong.
+func (cfg Config) Check() (Config, error) {
+	if cfg.Realm == "" {
+		return cfg, errors.New("realm: required (the same on every node)")
+	}
+	if strings.ContainsAny(cfg.Realm, "\"\\\r\n\x00") || len(cfg.Realm) > 128 {
+		return cfg, fmt.Errorf("realm %q: at most 128 characters, no quotes, backslashes or line breaks", cfg.Realm)
+	}
+	algs, err := CheckAlgorithms(cfg.Algorithms)
+	if err != nil {
+		return cfg, err
+	}
+	if len(algs) == 0 {
+		return cfg, errors.New("algorithms: at least one is required")
+	}
+	cfg.Algorithms = algs
+	if cfg.NonceTTL < time.Second {
+		return cfg, fmt.Errorf("nonce TTL %s: at least 1 s", cfg.NonceTTL)
+	}
+	return cfg, nil
+}
+
+// New checks cfg and returns an Authenticator over state.
+func New(cfg Config, state State) (*Authenticator, error) {
+	cfg, err := cfg.Check()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = prometheus.NewRegistry()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Authenticator{
+		cfg:     cfg,
+		state:   state,
+		limiter: newLimiter(cfg.FailuresPerMinute, cfg.BlockFor),
+		failures: promauto.With(cfg.Metrics).NewCounter(prometheus.CounterOpts{
+			Namespace: "troika", Subsystem: "sip", Name: "auth_failures_total",
+			Help: "Digest authentications that failed (wrong password, unknown or blocked account, user mismatch).",
+		}),
+		log: cfg.Logger,
+	}, nil
+}
+
+// CheckAlgorithms returns the canonical names of algs (SHA-256, MD5), or
+// an error naming one that is not supported or listed twice.
+func CheckAlgorithms(algs []string) ([]string, error) {
+	out := make([]string, 0, len(algs))
+	for _, a := range algs {
+		a = strings.ToUpper(strings.TrimSpace(a))
+		if a != SHA256 && a != MD5 {
+			return nil, fmt.Errorf("algorithm %q: only SHA-256 and MD5 are supported", a)
+		}
+		if slices.Contains(out, a) {
+			return nil, fmt.Errorf("algorithm %q: listed twice", a)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
