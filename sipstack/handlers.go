@@ -102,6 +102,11 @@ func (s *Server) handleOptions(sock *transport.Socket, req *sip.Request, tx sip.
 	}})
 }
 
+// handleRegister answers a REGISTER (sipstack/registrar).
+func (s *Server) handleRegister(sock *transport.Socket, req *sip.Request, tx sip.ServerTransaction) {
+	s.reply(tx, req, s.reg.Handle(s.baseCtx, sock, req))
+}
+
 // reply answers req with r and ends its transaction (sipmsg.Respond).
 func (s *Server) reply(tx sip.ServerTransaction, req *sip.Request, r sipmsg.Reply) {
 	if err := sipmsg.Respond(tx, req, r); err != nil {

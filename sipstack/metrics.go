@@ -5,11 +5,7 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
-
-var registerResults = []string{sipmsg.ResultOK, sipmsg.ResultQuery, sipmsg.ResultRetransmission, sipmsg.ResultUnauthorized, sipmsg.ResultStale, sipmsg.ResultForbidden, sipmsg.ResultRateLimited,
-	sipmsg.ResultTooBrief, sipmsg.ResultBadRequest, sipmsg.ResultTooManyContacts, sipmsg.ResultStaleCSeq, sipmsg.ResultUnavailable, sipmsg.ResultError}
 
 // knownMethods bounds the "method" label: anything else counts as "other".
 var knownMethods = map[string]bool{
@@ -19,16 +15,14 @@ var knownMethods = map[string]bool{
 }
 
 type metrics struct {
-	register        *prometheus.CounterVec
-	parseErrors     prometheus.Counter
-	stackErrors     prometheus.Counter
-	requests        *prometheus.CounterVec
-	openSockets     *prometheus.GaugeVec
-	socketErrors    prometheus.Counter
-	connsRefused    prometheus.Counter
-	udpRecycles     prometheus.Counter
-	strayResponses  prometheus.Counter
-	proposeDuration prometheus.Histogram
+	parseErrors    prometheus.Counter
+	stackErrors    prometheus.Counter
+	requests       *prometheus.CounterVec
+	openSockets    *prometheus.GaugeVec
+	socketErrors   prometheus.Counter
+	connsRefused   prometheus.Counter
+	udpRecycles    prometheus.Counter
+	strayResponses prometheus.Counter
 
 	callsStarted   prometheus.Counter
 	callsAnswered  prometheus.Counter
@@ -45,10 +39,6 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		register: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "register_total",
-			Help: "REGISTER requests by result.",
-		}, []string{"result"}),
 		parseErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "troika", Subsystem: "sip", Name: "parse_errors_total",
 			Help: "Received datagrams or stream data that could not be parsed as SIP and were dropped.",
@@ -80,11 +70,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		strayResponses: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "troika", Subsystem: "sip", Name: "stray_responses_total",
 			Help: "Responses received that matched no client transaction.",
-		}),
-		proposeDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "register_propose_seconds",
-			Help:    "Time to replicate one REGISTER's bindings.",
-			Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
 		}),
 	}
 	m.callsStarted = prometheus.NewCounter(prometheus.CounterOpts{
@@ -126,8 +111,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}, []string{"result"})
 	m.vendorCalls = newVendorCallsCounter()
 	m.redirects = newRedirectDecisionsCounter()
-	for _, c := range []prometheus.Collector{m.register, m.parseErrors, m.stackErrors,
-		m.requests, m.openSockets, m.socketErrors, m.connsRefused, m.udpRecycles, m.strayResponses, m.proposeDuration,
+	for _, c := range []prometheus.Collector{m.parseErrors, m.stackErrors,
+		m.requests, m.openSockets, m.socketErrors, m.connsRefused, m.udpRecycles, m.strayResponses,
 		m.callsStarted, m.callsAnswered, m.callsAdopted, m.callsFailed, m.callsEnded, m.callsActive, m.callSetup, m.callWriteFails, m.forkResults, m.vendorCalls,
 		m.redirects} {
 		if err := reg.Register(c); err != nil {
@@ -137,9 +122,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			}
 			return nil, err
 		}
-	}
-	for _, r := range registerResults {
-		m.register.WithLabelValues(r)
 	}
 	for _, t := range []string{"udp", "tcp", "tls"} {
 		m.openSockets.WithLabelValues(t)

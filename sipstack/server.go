@@ -17,6 +17,7 @@ import (
 
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/sipstack/auth"
+	"github.com/troika-sip/troika/sipstack/registrar"
 	"github.com/troika-sip/troika/sipstack/transport"
 )
 
@@ -37,10 +38,10 @@ type Server struct {
 	parser  *sip.Parser
 	tlsConf *tls.Config
 	auth    *auth.Authenticator
-	slots   chan struct{} // REGISTERs in flight
-	gate    gate          // handlers running
-	calls   *callTable    // the B2BUA's calls
-	disp    *dispatcher   // dispatcher and relay sockets (dispatch.go)
+	reg     *registrar.Registrar
+	gate    gate        // handlers running
+	calls   *callTable  // the B2BUA's calls
+	disp    *dispatcher // dispatcher and relay sockets (dispatch.go)
 
 	baseCtx    context.Context // cancelled when Run ends: aborts Propose calls
 	cancelBase context.CancelFunc
@@ -102,7 +103,6 @@ func New(cfg Config, state *fsm.State, store Store) (*Server, error) {
 		log:       log,
 		m:         m,
 		parser:    transport.NewParser(),
-		slots:     make(chan struct{}, cfg.Registrar.MaxInFlight),
 		sockets:   map[string]*transport.Socket{},
 		ready:     make(chan struct{}),
 		managed:   map[ingress]*managedSocket{},
@@ -113,6 +113,13 @@ func New(cfg Config, state *fsm.State, store Store) (*Server, error) {
 	ac := cfg.authConfig()
 	ac.Logger, ac.VendorFailures = log, m.vendorCalls.WithLabelValues(vendorAuthFailed)
 	if s.auth, err = auth.New(ac, state); err != nil {
+		return nil, err
+	}
+	rc := cfg.Registrar
+	s.reg, err = registrar.New(registrar.Config{DefaultExpires: rc.DefaultExpires, MinExpires: rc.MinExpires,
+		MaxExpires: rc.MaxExpires, MaxContacts: rc.MaxContacts, ProposeTimeout: rc.ProposeTimeout, MaxInFlight: rc.MaxInFlight,
+		Metrics: cfg.Metrics, Logger: log, Now: cfg.Now}, state, store, s.auth)
+	if err != nil {
 		return nil, err
 	}
 	if s.disp, err = newDispatcher(s); err != nil {

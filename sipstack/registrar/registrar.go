@@ -1,4 +1,4 @@
-package sipstack
+package registrar
 
 import (
 	"context"
@@ -16,54 +16,28 @@ import (
 	"github.com/troika-sip/troika/sipstack/transport"
 )
 
-// The registrar (RFC 3261 §10.3) with digest authentication.
-//
-// Response codes:
-//   - 401 with one WWW-Authenticate challenge per configured algorithm
-//     (default SHA-256, then MD5) when there are no credentials for the
-//     realm, the nonce is not ours, or the algorithm is not offered; with
-//     stale=true when the credentials are right but the nonce expired.
-//   - 403 Forbidden for a wrong password, an unknown account, a blocked
-//     account, an Authorization username other than the To user, and any
-//     source over the failed-authentication limit. Unknown accounts are
-//     challenged and refused exactly like wrong passwords (same code,
-//     reason and headers, and the same hashing work), so accounts cannot
-//     be enumerated.
-//   - 400 naming the problem for malformed requests; 420 for an
-//     unsupported Require; 423 with Min-Expires.
-//   - 403 Too Many Contacts past the AOR's cap: a policy refusal that
-//     retrying cannot fix. 503 would make RFC 3263 clients fail over to the
-//     next server and retry, getting the same answer from every node.
-//   - 500 Stale CSeq when the fsm refuses a CSeq not above the binding's
-//     (RFC 3261 §10.3 step 7: "the update MUST be aborted and the request
-//     fails"; §12.2.2 answers out-of-order CSeqs with 500). No Retry-After:
-//     repeating that request cannot succeed, the phone's next REGISTER
-//     carries a higher CSeq.
-//   - 503 with Retry-After when the cluster has no nonce secret yet, the
-//     replicated write fails or times out, or too many REGISTERs are in
-//     flight. A REGISTER is answered 200 only once its bindings are
-//     committed.
-
 // supportedExtensions are the option tags a REGISTER's Require may name.
 var supportedExtensions = map[string]bool{"path": true}
 
-func (s *Server) handleRegister(sock *transport.Socket, req *sip.Request, tx sip.ServerTransaction) {
-	r := s.register(sock, req)
-	s.m.register.WithLabelValues(r.Result).Inc()
-	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+// Handle decides the answer to a REGISTER received on sock and counts it.
+// ctx bounds the replicated write (with ProposeTimeout).
+func (reg *Registrar) Handle(ctx context.Context, sock *transport.Socket, req *sip.Request) sipmsg.Reply {
+	r := reg.register(ctx, sock, req)
+	reg.results.WithLabelValues(r.Result).Inc()
+	if reg.log.Enabled(ctx, slog.LevelDebug) {
 		to := ""
 		if h := req.To(); h != nil {
 			to = h.Address.User
 		}
-		s.log.Debug("REGISTER", "socket", sock.Name, "source", req.Source(), "aor", to, "code", r.Code, "result", r.Result)
+		reg.log.Debug("REGISTER", "socket", sock.Name, "source", req.Source(), "aor", to, "code", r.Code, "result", r.Result)
 	}
-	s.reply(tx, req, r)
+	return r
 }
 
 // register decides the answer to one REGISTER received on sock.
-func (s *Server) register(sock *transport.Socket, req *sip.Request) sipmsg.Reply {
-	now := s.cfg.Now()
-	rc := &s.cfg.Registrar
+func (reg *Registrar) register(ctx context.Context, sock *transport.Socket, req *sip.Request) sipmsg.Reply {
+	now := reg.cfg.Now()
+	rc := &reg.cfg
 	if r := sipmsg.CheckRequest(req); r != nil {
 		return *r
 	}
@@ -75,39 +49,39 @@ func (s *Server) register(sock *transport.Socket, req *sip.Request) sipmsg.Reply
 	if aor == "" {
 		return sipmsg.BadRequest("To URI has no user part")
 	}
-	if _, r := s.auth.Authenticate(sock.Name, req, auth.WWW, aor, now); r != nil {
+	if _, r := reg.auth.Authenticate(sock.Name, req, auth.WWW, aor, now); r != nil {
 		return *r
 	}
 
 	// Bindings.
 	contacts := sipmsg.HeaderValues(req, "Contact", "m")
 	if len(contacts) == 0 {
-		return s.okReply(req, s.state.Bindings(aor, now.UnixMilli()), now, sipmsg.ResultQuery)
+		return reg.okReply(req, reg.state.Bindings(aor, now.UnixMilli()), now, sipmsg.ResultQuery)
 	}
-	cmd, r := s.buildRegister(sock, req, aor, contacts, now)
+	cmd, r := reg.buildRegister(sock, req, aor, contacts, now)
 	if r != nil {
 		return *r
 	}
 
-	if current := s.state.Bindings(aor, now.UnixMilli()); isRetransmission(cmd, current) {
+	if current := reg.state.Bindings(aor, now.UnixMilli()); isRetransmission(cmd, current) {
 		// Already applied: a retransmission whose 200 was lost (the
 		// transaction ended with its response; see reply).
-		return s.okReply(req, current, now, sipmsg.ResultRetransmission)
+		return reg.okReply(req, current, now, sipmsg.ResultRetransmission)
 	}
 
 	select {
-	case s.slots <- struct{}{}:
-		defer func() { <-s.slots }()
+	case reg.slots <- struct{}{}:
+		defer func() { <-reg.slots }()
 	default:
 		return sipmsg.Unavailable("Service Unavailable")
 	}
-	ctx, cancel := context.WithTimeout(s.baseCtx, rc.ProposeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, rc.ProposeTimeout)
 	defer cancel()
 	start := time.Now()
-	res, err := s.store.Propose(ctx, cmd)
-	s.m.proposeDuration.Observe(time.Since(start).Seconds())
+	res, err := reg.store.Propose(ctx, cmd)
+	reg.proposeTime.Observe(time.Since(start).Seconds())
 	if err != nil {
-		s.log.Warn("REGISTER not stored: replicated write failed", "aor", aor, "socket", sock.Name, "error", err)
+		reg.log.Warn("REGISTER not stored: replicated write failed", "aor", aor, "socket", sock.Name, "error", err)
 		return sipmsg.Unavailable("Service Unavailable")
 	}
 	if res.Err != nil {
@@ -119,10 +93,10 @@ func (s *Server) register(sock *transport.Socket, req *sip.Request) sipmsg.Reply
 		case fsm.CodeNotFound: // deleted since authenticated
 			return sipmsg.Forbidden()
 		}
-		s.log.Error("REGISTER refused by the state machine", "aor", aor, "error", res.Err)
+		reg.log.Error("REGISTER refused by the state machine", "aor", aor, "error", res.Err)
 		return sipmsg.Reply{Code: sip.StatusInternalServerError, Reason: "Server Internal Error", Result: sipmsg.ResultError}
 	}
-	return s.okReply(req, res.Bindings, now, sipmsg.ResultOK)
+	return reg.okReply(req, res.Bindings, now, sipmsg.ResultOK)
 }
 
 // isRetransmission reports whether cmd has already been applied: every
@@ -158,8 +132,8 @@ func isRetransmission(cmd *fsm.Register, current []fsm.Binding) bool {
 
 // buildRegister turns the request's contacts into an fsm.Register, or
 // returns the reply refusing them.
-func (s *Server) buildRegister(sock *transport.Socket, req *sip.Request, aor string, contactValues []string, now time.Time) (*fsm.Register, *sipmsg.Reply) {
-	rc := &s.cfg.Registrar
+func (reg *Registrar) buildRegister(sock *transport.Socket, req *sip.Request, aor string, contactValues []string, now time.Time) (*fsm.Register, *sipmsg.Reply) {
+	rc := &reg.cfg
 	hdrExp, hasHdrExp := 0, false
 	if v := sipmsg.HeaderValues(req, "Expires"); len(v) > 0 {
 		e, ok := sipmsg.ParseDelta(v[0])
@@ -244,7 +218,7 @@ func (s *Server) buildRegister(sock *transport.Socket, req *sip.Request, aor str
 // okReply is the 200 OK listing every current binding with its own
 // expires (RFC 3261 §10.3 step 8), the Date, and the request's Path when
 // the phone supports it (RFC 3327 §5.3).
-func (s *Server) okReply(req *sip.Request, bindings []fsm.Binding, now time.Time, result string) sipmsg.Reply {
+func (reg *Registrar) okReply(req *sip.Request, bindings []fsm.Binding, now time.Time, result string) sipmsg.Reply {
 	nowMs := now.UnixMilli()
 	hdrs := make([]sip.Header, 0, len(bindings)+4)
 	for _, b := range bindings {
@@ -284,4 +258,28 @@ func contactValue(b *fsm.Binding, nowMs int64) string {
 		}
 	}
 	return sb.String()
+}
+
+// expiresFor returns the expiry in seconds for one contact: its own
+// expires parameter, else the Expires header, else the default. tooBrief
+// is set when it is below min and not 0 (423); values above max are
+// clamped to max.
+func expiresFor(c sipmsg.ContactSpec, header int, hasHeader bool, def, min, max int) (secs int, tooBrief bool) {
+	secs = def
+	switch {
+	case c.HasExpires:
+		secs = c.Expires
+	case hasHeader:
+		secs = header
+	}
+	if secs == 0 {
+		return 0, false
+	}
+	if secs < min {
+		return secs, true
+	}
+	if secs > max {
+		secs = max
+	}
+	return secs, false
 }
