@@ -95,7 +95,7 @@ func (s *Server) AdoptOrphans() int {
 		if caller == nil {
 			continue
 		}
-		if mine, known := s.disp.owns(caller.CallID); known {
+		if mine, known := s.disp.Owns(caller.CallID); known {
 			if !mine {
 				continue // the caller's Call-ID now goes to another node: it adopts
 			}

@@ -408,7 +408,7 @@ func (c *call) ringRound(targets []target, cld string, stepOver <-chan struct{},
 func (c *call) startFork(t target, cld string) *fork {
 	from, to := calleeURIs(t, c.cli, c.cliName, cld)
 	leg := &dialog{role: legCallee, sock: t.sock.Name, transport: t.transport, dest: t.dest,
-		callID: c.s.newCallID(c.id), localTag: sip.GenerateTagN(16), local: from, remote: to,
+		callID: c.s.disp.NewCallID(c.id), localTag: sip.GenerateTagN(16), local: from, remote: to,
 		target: t.uri, routes: t.routes, localCSeq: 1}
 	f := &fork{c: c, tgt: t, leg: leg, round: c.round, cancelCh: make(chan struct{}), spec: reqSpec{
 		method: sip.INVITE, ruri: t.uri, callID: leg.callID, cseq: 1, from: from, to: to, fromTag: leg.localTag,
@@ -763,7 +763,3 @@ func (c *call) other(d *dialog) *dialog {
 	}
 	return c.caller
 }
-
-// newCallID is a random Call-ID; Server.newCallID (dispatch.go) makes
-// the ones that route back to this node.
-func newCallID() string { return sip.GenerateTagN(24) }

@@ -207,15 +207,15 @@ func (s *Server) socketNamed(name string) *transport.Socket {
 	if sock != nil && sock.Usable.Load() {
 		return sock
 	}
-	if sock != nil || !s.disp.canRelay(name) {
+	if sock != nil || !s.disp.CanRelay(name) {
 		return nil
 	}
-	rs, err := s.disp.relay(name)
+	sock, err := s.disp.Relay(name)
 	if err != nil {
 		s.log.Warn("dispatch: cannot open a relay socket", "socket", name, "error", err)
 		return nil
 	}
-	return rs.sock
+	return sock
 }
 
 // do sends a non-INVITE request through sock's transaction layer and

@@ -25,7 +25,7 @@ func (s *Server) handleAck(sock *transport.Socket, req *sip.Request) {
 		// Its call runs on another node, or, while this node drains, its
 		// INVITE went to another node (dispatch.go).
 		if !s.forwardToCallNode(sock, req) {
-			s.forwardFresh(sock, req)
+			s.disp.ForwardFresh(sock, req)
 		}
 		return
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/sipstack/dispatch"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
 	"github.com/troika-sip/troika/sipstack/transport"
 )
@@ -102,8 +103,9 @@ func (p memPeers) Holder(socket string) (string, bool) {
 // dispatchNode is one Server of an in-process cluster.
 type dispatchNode struct {
 	*testServer
-	id   string
-	addr string // its UDP socket, ip:port
+	id    string
+	addr  string      // its UDP socket, ip:port
+	procs []Processor // the processors it was told of first
 }
 
 // startDispatchCluster runs one Server per id, each on its own loopback
@@ -149,6 +151,7 @@ func startDispatchClusterTCP(t *testing.T, st *fsm.State, tcp bool, ids ...strin
 	}
 	for _, n := range nodes {
 		n.SetProcessors(procs)
+		n.procs = procs
 	}
 	return nodes
 }
@@ -254,7 +257,7 @@ func TestDispatchSpreadsRegistrations(t *testing.T) {
 func callIDFor(t *testing.T, n *dispatchNode, node string) string {
 	for range 1000 {
 		cid := sip.GenerateTagN(12) + "@test"
-		if id, _ := n.disp.ring.Load().pick(callIDKey([]byte(cid)), true); id == node {
+		if id, _ := dispatch.Route(n.procs, cid, true); id == node {
 			return cid
 		}
 	}
@@ -288,10 +291,10 @@ func TestDispatchCallAcrossNodes(t *testing.T) {
 		inv, from := callee.request("INVITE")
 		fromA("the callee's INVITE", from)
 		legID := inv.CallID().Value()
-		if node, _, ok := parseMarker([]byte(legID)); !ok || string(node) != "n2" {
+		if node, ok := dispatch.MarkedNode(legID); !ok || node != "n2" {
 			t.Fatalf("callee leg Call-ID %q does not name n2", legID)
 		}
-		plain, _ := a.disp.ring.Load().pick(fnvHash([]byte(legID)), false) // as an ordinary Call-ID
+		plain, _ := dispatch.RouteByHash(a.procs, legID, false) // as an ordinary Call-ID
 		diverged = plain != "n2"
 
 		callee.reply(inv, from, 180, "Ringing", "bob", "")
@@ -468,7 +471,7 @@ func TestDispatchCallToTCPCalleeThroughOwner(t *testing.T) {
 		t.Errorf("callee's INVITE Contact %v", inv.Contact())
 	}
 	legID := inv.CallID().Value()
-	if node, _, ok := parseMarker([]byte(legID)); !ok || string(node) != "n2" {
+	if node, ok := dispatch.MarkedNode(legID); !ok || node != "n2" {
 		t.Fatalf("callee leg Call-ID %q does not name n2", legID)
 	}
 	callee.reply(inv, 180, "Ringing", "bob", "")
@@ -522,9 +525,8 @@ func TestDispatchForwardsToTheCallsNodeAfterAJoin(t *testing.T) {
 	var cid string
 	for range 1000 {
 		c := sip.GenerateTagN(12) + "@test"
-		k := callIDKey([]byte(c))
-		before, _ := newRing(two).pick(k, true)
-		after, _ := newRing(procs("n1", "n2", "n3")).pick(k, true)
+		before, _ := dispatch.Route(two, c, true)
+		after, _ := dispatch.Route(processors("n1", "n2", "n3"), c, true)
 		if before == "n2" && after == "n3" {
 			cid = c
 			break
@@ -542,7 +544,7 @@ func TestDispatchForwardsToTheCallsNodeAfterAJoin(t *testing.T) {
 	waitFor(t, "the answer in the state", func() bool { fc, ok := st.Call(cid); return ok && fc.ConnectAt != 0 })
 
 	for _, n := range nodes {
-		n.SetProcessors(procs("n1", "n2", "n3")) // n3 joins
+		n.SetProcessors(processors("n1", "n2", "n3")) // n3 joins
 	}
 	c.bye(t)
 	bye, byeFrom := callee.request("BYE")
@@ -566,4 +568,13 @@ func TestDispatchForwardsToTheCallsNodeAfterAJoin(t *testing.T) {
 			t.Errorf("%s adopted %v calls", n.id, got)
 		}
 	}
+}
+
+// processors lists the nodes ids as processors.
+func processors(ids ...string) []Processor {
+	out := make([]Processor, len(ids))
+	for i, id := range ids {
+		out[i] = Processor{ID: id}
+	}
+	return out
 }

@@ -75,7 +75,7 @@ func (s *Server) wrap(sock *transport.Socket, h handlerFunc) sipgo.RequestHandle
 			s.log.Debug("dropped request with control characters in its headers", "socket", sock.Name, "source", req.Source())
 			return
 		}
-		if s.forwardStreamRequest(sock, req) {
+		if s.disp.ForwardStreamRequest(sock, req) {
 			tx.Terminate() // the node running its dialog answers (dispatch_stream.go)
 			return
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/sipstack/auth"
+	"github.com/troika-sip/troika/sipstack/dispatch"
 	"github.com/troika-sip/troika/sipstack/registrar"
 	"github.com/troika-sip/troika/sipstack/transport"
 )
@@ -39,9 +40,9 @@ type Server struct {
 	tlsConf *tls.Config
 	auth    *auth.Authenticator
 	reg     *registrar.Registrar
-	gate    gate        // handlers running
-	calls   *callTable  // the B2BUA's calls
-	disp    *dispatcher // dispatcher and relay sockets (dispatch.go)
+	gate    gate                 // handlers running
+	calls   *callTable           // the B2BUA's calls
+	disp    *dispatch.Dispatcher // dispatcher and relay sockets
 
 	baseCtx    context.Context // cancelled when Run ends: aborts Propose calls
 	cancelBase context.CancelFunc
@@ -122,7 +123,7 @@ func New(cfg Config, state *fsm.State, store Store) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.disp, err = newDispatcher(s); err != nil {
+	if s.disp, err = dispatch.New(cfg.Dispatch, cfg.NodeID, s, cfg.Metrics, log); err != nil {
 		return nil, err
 	}
 	s.calls = newCallTable(cfg.Calls.MaxCalls, func(p any) {
@@ -164,7 +165,7 @@ func (s *Server) Sockets() []string {
 	}
 	s.mu.Unlock()
 	for _, name := range relays { // not under s.mu: the dispatcher's lock comes first
-		if s.disp.hasReal(name) {
+		if s.disp.HasReal(name) {
 			out = append(out, name)
 		}
 	}
@@ -207,6 +208,7 @@ func (s *Server) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	s.runCtx = runCtx
 	s.mu.Unlock()
+	s.disp.Start(runCtx)
 	defer s.shutdown(cancel)
 
 	for _, in := range s.mainIngresses() {
@@ -239,8 +241,9 @@ func (s *Server) Run(ctx context.Context) error {
 
 func (s *Server) shutdown(cancel context.CancelFunc) {
 	cancel()
-	s.disp.close()
+	s.disp.Close()
 	s.wg.Wait()
+	s.disp.Wait()
 	s.cancelBase()
 	s.gate.closeAndWait(s.cfg.Registrar.ProposeTimeout + time.Second)
 	if !s.calls.shutdown(callShutdownWait) {
@@ -376,7 +379,7 @@ func (s *Server) openManaged(in ingress) error {
 		if s.cfg.Dispatch.Enabled {
 			// The dispatcher reads it; this node's stack for it is a
 			// relay socket like any other node's (dispatch.go).
-			if name, serve, err = s.disp.openReal(pc); err != nil {
+			if name, serve, err = s.disp.OpenReal(pc); err != nil {
 				pc.Close()
 				return err
 			}
@@ -543,12 +546,18 @@ func (s *Server) ServeTLS(ctx context.Context, l net.Listener) error {
 // attach creates the sipgo stack of a socket, routes its requests and
 // lists it in Sockets.
 func (s *Server) attach(transportName string, local net.Addr) (*transport.Socket, error) {
+	return s.attachAs(transportName, local, false)
+}
+
+// attachAs is attach; relay marks a relay socket (sipstack/dispatch),
+// before it is listed.
+func (s *Server) attachAs(transportName string, local net.Addr, relay bool) (*transport.Socket, error) {
 	sock, err := transport.NewSocket(transportName, local, transport.StackOptions{
 		Parser: s.parser,
 		TLS:    s.tlsConf,
 		Log:    s.sipLog,
 		StrayResponse: func(sock *transport.Socket, res *sip.Response) {
-			if !s.forwardStreamResponse(sock, res) { // a stream leg of another node (dispatch_stream.go)
+			if !s.disp.ForwardStreamResponse(sock, res) { // a stream leg of another node (sipstack/dispatch)
 				s.m.strayResponses.Inc()
 			}
 		},
@@ -556,6 +565,7 @@ func (s *Server) attach(transportName string, local net.Addr) (*transport.Socket
 	if err != nil {
 		return nil, err
 	}
+	sock.Relay = relay
 	s.route(sock)
 	s.mu.Lock()
 	if _, dup := s.sockets[sock.Name]; dup {

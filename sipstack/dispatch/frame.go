@@ -1,4 +1,4 @@
-package sipstack
+package dispatch
 
 import (
 	"encoding/binary"
@@ -17,7 +17,7 @@ import (
 //	stamp    8 bytes: the sender's clock, unix ns (relay latency)
 //	socket   uvarint length + name, e.g. "udp:198.51.100.10:5060": the
 //	         ingress socket, which also gives the transport (udp; tcp
-//	         and tls for stream legs: dispatch_stream.go)
+//	         and tls for stream legs: stream.go)
 //	peer     1 byte length (4 or 16) + IP + 2 bytes port: the phone's
 //	         address (where a frameIn came from, where a frameOut goes)
 //	payload  the rest: the SIP message, as received or to send

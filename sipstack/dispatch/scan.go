@@ -1,4 +1,4 @@
-package sipstack
+package dispatch
 
 import (
 	"bytes"
@@ -7,7 +7,7 @@ import (
 )
 
 // msgInfo is what the dispatcher reads of a message without parsing it:
-// enough to route it (dispatch.go).
+// enough to route it (dispatcher.go).
 type msgInfo struct {
 	callID   []byte // a sub-slice of the message
 	response bool   // a status line, not a request line

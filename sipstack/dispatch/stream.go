@@ -1,4 +1,4 @@
-package sipstack
+package dispatch
 
 import (
 	"net/netip"
@@ -30,12 +30,11 @@ import (
 // requests until answered (at most a few times, T1 apart): the phone sees
 // them as retransmissions on its connection and absorbs them.
 
-// forwardStreamRequest passes a request that arrived on a stream socket
+// ForwardStreamRequest passes a request that arrived on a stream socket
 // here to the node its Call-ID names, when that is another processor:
 // true when it was handed over (the caller then ends its transaction
 // without answering: the other node answers).
-func (s *Server) forwardStreamRequest(sock *transport.Socket, req *sip.Request) bool {
-	d := s.disp
+func (d *Dispatcher) ForwardStreamRequest(sock *transport.Socket, req *sip.Request) bool {
 	node, ok := d.streamTarget(sock, req.CallID())
 	if !ok {
 		return false
@@ -43,22 +42,21 @@ func (s *Server) forwardStreamRequest(sock *transport.Socket, req *sip.Request) 
 	if via := req.Via(); via != nil && !via.Params.Has("rport") {
 		via.Params.Add("rport", "")
 	}
-	if !d.forward(sock, node, req.Source(), []byte(req.String())) {
+	if !d.Forward(sock, node, req.Source(), []byte(req.String())) {
 		return false
 	}
 	d.m.streamForwarded.Inc()
 	return true
 }
 
-// forwardStreamResponse passes a response that arrived on a stream socket
+// ForwardStreamResponse passes a response that arrived on a stream socket
 // and matched no transaction here to the node its Call-ID names.
-func (s *Server) forwardStreamResponse(sock *transport.Socket, res *sip.Response) bool {
-	d := s.disp
+func (d *Dispatcher) ForwardStreamResponse(sock *transport.Socket, res *sip.Response) bool {
 	node, ok := d.streamTarget(sock, res.CallID())
 	if !ok {
 		return false
 	}
-	if !d.forward(sock, node, res.Source(), []byte(res.String())) {
+	if !d.Forward(sock, node, res.Source(), []byte(res.String())) {
 		return false
 	}
 	d.m.streamForwarded.Inc()
@@ -67,7 +65,7 @@ func (s *Server) forwardStreamResponse(sock *transport.Socket, res *sip.Response
 
 // streamTarget returns the processor a message on a stream socket belongs
 // to, when it is not this node.
-func (d *dispatcher) streamTarget(sock *transport.Socket, cid *sip.CallIDHeader) (string, bool) {
+func (d *Dispatcher) streamTarget(sock *transport.Socket, cid *sip.CallIDHeader) (string, bool) {
 	if !d.cfg.Enabled || !transport.IsStream(sock.Transport) || sock.Relay || cid == nil {
 		return "", false
 	}
@@ -81,9 +79,9 @@ func (d *dispatcher) streamTarget(sock *transport.Socket, cid *sip.CallIDHeader)
 	return string(node), true
 }
 
-// forward passes a message received on sock from source to node, to be
+// Forward passes a message received on sock from source to node, to be
 // processed there as if it had arrived there.
-func (d *dispatcher) forward(sock *transport.Socket, node, source string, payload []byte) bool {
+func (d *Dispatcher) Forward(sock *transport.Socket, node, source string, payload []byte) bool {
 	ap, err := netip.ParseAddrPort(source)
 	if err != nil || len(payload) > maxFramePayload || d.cfg.Peers == nil {
 		return false
@@ -99,25 +97,22 @@ func (d *dispatcher) forward(sock *transport.Socket, node, source string, payloa
 // sendStream writes a message a processor sent on a stream socket held
 // here (frameOut) into the phone's connection. It runs on its own
 // goroutine (a write may block), at most maxStreamWrites at once.
-func (d *dispatcher) sendStream(f dispatchFrame) {
+func (d *Dispatcher) sendStream(f dispatchFrame) {
 	select {
 	case d.streamWrites <- struct{}{}:
 	default:
 		d.m.drop(dropStreamBusy)
 		return
 	}
-	s := d.s
-	s.mu.Lock()
-	sock := s.sockets[f.socket]
-	s.mu.Unlock()
-	if sock == nil || sock.Relay {
+	sock := d.stacks.Stream(f.socket)
+	if sock == nil {
 		<-d.streamWrites
 		d.m.drop(dropNoSocket)
 		return
 	}
 	go func() {
 		defer func() { <-d.streamWrites }()
-		msg, err := s.parser.ParseSIP(f.payload)
+		msg, err := d.parser.ParseSIP(f.payload)
 		if err != nil {
 			d.m.drop(dropBadFrame)
 			return
@@ -129,7 +124,7 @@ func (d *dispatcher) sendStream(f dispatchFrame) {
 		}
 		if err := sock.UA.TransportLayer().WriteMsg(msg); err != nil {
 			d.m.drop(dropWriteError)
-			s.log.Debug("dispatch: writing a relayed message into a stream failed", "socket", sock.Name, "to", f.peer, "error", err)
+			d.log.Debug("dispatch: writing a relayed message into a stream failed", "socket", sock.Name, "to", f.peer, "error", err)
 			return
 		}
 		d.m.sentRelayed.Inc()

@@ -1,10 +1,10 @@
-package sipstack
+package dispatch
 
 import (
-	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 // Reasons a dispatched datagram or frame was dropped, the "reason" label
@@ -28,7 +28,7 @@ const (
 	latOut = "out" // processor's write -> dispatcher's real socket
 )
 
-type dispatchMetrics struct {
+type metrics struct {
 	datagramsLocal  prometheus.Counter
 	datagramsRemote prometheus.Counter
 	linkRefused     prometheus.Counter
@@ -44,28 +44,29 @@ type dispatchMetrics struct {
 	relaySockets    prometheus.Gauge
 }
 
-func newDispatchMetrics(reg prometheus.Registerer) (*dispatchMetrics, error) {
-	datagrams := prometheus.NewCounterVec(prometheus.CounterOpts{
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
+	datagrams := f.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "troika", Subsystem: "sip", Name: "dispatch_datagrams_total",
 		Help: "Datagrams read from this node's real UDP sockets, by where they were processed (local: this node; remote: sent to another node over the cluster link).",
 	}, []string{"target"})
-	sent := prometheus.NewCounterVec(prometheus.CounterOpts{
+	sent := f.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "troika", Subsystem: "sip", Name: "dispatch_sent_total",
 		Help: "Datagrams this node's stacks sent, by path (local: out of a real socket held here; remote: to the node holding it), and datagrams other nodes' stacks sent out of this node's sockets (relayed).",
 	}, []string{"via"})
-	forwarded := prometheus.NewCounterVec(prometheus.CounterOpts{
+	forwarded := f.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "troika", Subsystem: "sip", Name: "dispatch_forwarded_total",
 		Help: "Messages this node passed to the node running their dialog, by reason (stream: received on this node's TCP/TLS socket for a dialog of another node; call_node: an in-dialog request, ACK or CANCEL for a call another live node runs, after membership changed).",
 	}, []string{"reason"})
-	relay := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	relay := f.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "troika", Subsystem: "sip", Name: "dispatch_relay_seconds",
 		Help:    "Time from one node to the other of a relayed datagram (in: read by the dispatcher to delivered to the processing stack; out: written by the processing stack to sent by the dispatcher). Across hosts it includes their clock difference.",
 		Buckets: []float64{.00005, .0001, .0002, .0005, .001, .002, .005, .01, .02, .05, .1, .5},
 	}, []string{"direction"})
-	m := &dispatchMetrics{
+	m := &metrics{
 		datagramsLocal:  datagrams.WithLabelValues("local"),
 		datagramsRemote: datagrams.WithLabelValues("remote"),
-		linkRefused: prometheus.NewCounter(prometheus.CounterOpts{
+		linkRefused: f.NewCounter(prometheus.CounterOpts{
 			Namespace: "troika", Subsystem: "sip", Name: "dispatch_link_refused_total",
 			Help: "Frames the cluster link did not take (its queue to that node full, or the node not connected): a datagram received is then processed here; one to send is lost (retransmitted by its transaction).",
 		}),
@@ -74,41 +75,32 @@ func newDispatchMetrics(reg prometheus.Registerer) (*dispatchMetrics, error) {
 		sentLocal:       sent.WithLabelValues("local"),
 		sentRemote:      sent.WithLabelValues("remote"),
 		sentRelayed:     sent.WithLabelValues("relayed"),
-		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
+		drops: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "troika", Subsystem: "sip", Name: "dispatch_drops_total",
 			Help: "Dispatched datagrams dropped, by reason (relay_queue, bad_frame, no_relay, no_socket, no_holder, write_error, stream_busy).",
 		}, []string{"reason"}),
 		relayIn:  relay.WithLabelValues(latIn),
 		relayOut: relay.WithLabelValues(latOut),
-		realSockets: prometheus.NewGauge(prometheus.GaugeOpts{
+		realSockets: f.NewGauge(prometheus.GaugeOpts{
 			Namespace: "troika", Subsystem: "sip", Name: "dispatch_real_sockets",
 			Help: "Real UDP sockets this node's dispatcher reads.",
 		}),
-		relaySockets: prometheus.NewGauge(prometheus.GaugeOpts{
+		relaySockets: f.NewGauge(prometheus.GaugeOpts{
 			Namespace: "troika", Subsystem: "sip", Name: "dispatch_relay_sockets",
 			Help: "Relay sockets (one sipgo stack per ingress socket of the cluster) on this node.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{datagrams, sent, relay, forwarded, m.linkRefused, m.drops, m.realSockets, m.relaySockets} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				return nil, errors.New("sipstack metrics are already registered: give each Server its own prometheus.Registerer")
-			}
-			return nil, err
-		}
-	}
 	for _, r := range dropReasons {
 		m.drops.WithLabelValues(r)
 	}
-	return m, nil
+	return m
 }
 
-func (m *dispatchMetrics) drop(reason string) { m.drops.WithLabelValues(reason).Inc() }
+func (m *metrics) drop(reason string) { m.drops.WithLabelValues(reason).Inc() }
 
 // latency observes the time since a frame's stamp (negative, from clock
 // differences between hosts, counts as zero).
-func (m *dispatchMetrics) latency(dir string, stamp int64) {
+func (m *metrics) latency(dir string, stamp int64) {
 	d := time.Since(time.Unix(0, stamp)).Seconds()
 	if d < 0 {
 		d = 0

@@ -1,4 +1,4 @@
-package sipstack
+package dispatch
 
 import (
 	"encoding/hex"
@@ -8,7 +8,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// Choosing the processing node of a message (dispatch.go).
+// Choosing the processing node of a message (dispatcher.go).
 //
 // A Call-ID maps to a 64-bit key: for the Call-IDs of phones, the FNV-1a
 // hash of its bytes; for the Call-IDs the switch makes (its callee legs,
@@ -26,7 +26,7 @@ import (
 // processor, and otherwise by its key like any other. A callee leg's key
 // is the key of its caller's Call-ID, so when its node is gone both legs
 // of the call reach the same new node, which adopts the call from the
-// cluster state (b2bua_adopt.go).
+// cluster state (sipstack/b2bua, adoption).
 
 const (
 	markerPrefix = "tk1."
@@ -195,4 +195,30 @@ func (r *ring) ids() []string {
 		out[i] = n.id
 	}
 	return out
+}
+
+// Route returns the processor among ps that the messages of callID go to
+// (fresh: a request that starts something, which a draining node does not
+// take), as every dispatcher with that view of the cluster picks it.
+func Route(ps []Processor, callID string, fresh bool) (string, bool) {
+	r := newRing(ps)
+	if n, k, ok := parseMarker([]byte(callID)); ok {
+		if r.serves(n, fresh) {
+			return string(n), true
+		}
+		return r.pick(k, fresh)
+	}
+	return r.pick(callIDKey([]byte(callID)), fresh)
+}
+
+// RouteByHash is where callID would go were it an ordinary Call-ID (not
+// one naming its node): by the hash of its bytes.
+func RouteByHash(ps []Processor, callID string, fresh bool) (string, bool) {
+	return newRing(ps).pick(fnvHash([]byte(callID)), fresh)
+}
+
+// MarkedNode returns the node a Call-ID made by the switch names.
+func MarkedNode(callID string) (string, bool) {
+	n, _, ok := parseMarker([]byte(callID))
+	return string(n), ok
 }

@@ -1,4 +1,4 @@
-package sipstack
+package dispatch
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package sipstack
+package dispatch
 
 import (
 	"fmt"
@@ -111,7 +111,7 @@ func TestMarkedCallID(t *testing.T) {
 // a processor, else by its key, like its caller's Call-ID; other
 // Call-IDs by their hash; unroutable messages stay here.
 func TestDispatchRoute(t *testing.T) {
-	d := &dispatcher{self: "a"}
+	d := &Dispatcher{self: "a"}
 	msg := func(cid string, extra string) []byte {
 		return []byte("BYE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n" + extra + "Call-ID: " + cid + "\r\nCSeq: 2 BYE\r\n\r\n")
 	}
