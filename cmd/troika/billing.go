@@ -17,7 +17,7 @@ import (
 )
 
 // topupCmd is `troika account topup ID AMOUNT`.
-func topupCmd(api *apiFlags, header []string, rows func([]admin.Account) func(add func(...any))) *cobra.Command {
+func topupCmd(api *apiFlags) *cobra.Command {
 	var key, note string
 	cmd := &cobra.Command{
 		Use:   "topup ID AMOUNT",
@@ -53,7 +53,7 @@ default). Use your own reference, such as an invoice number, as the key.`,
 				}
 				return fmt.Errorf("%w\nthe top-up may or may not have been applied: run the same command with --key %s to finish it safely (a key is applied at most once)", err, key)
 			}
-			if err := show(api, res, header, rows([]admin.Account{res.Account})); err != nil {
+			if err := accountTable.show(api, res, res.Account); err != nil {
 				return err
 			}
 			fmt.Fprintf(os.Stderr, "top-up of %s to %s recorded under key %s\n", res.Topup.Amount, res.ID, res.Topup.Key)
