@@ -60,13 +60,9 @@ func (rs resource[A, F]) get(s *Server, w http.ResponseWriter, r *http.Request) 
 // create stores the body (replacing one with the same key) and answers
 // 201 with it as stored.
 func (rs resource[A, F]) create(s *Server, w http.ResponseWriter, r *http.Request) error {
-	var in A
-	if err := decode(r, &in); err != nil {
-		return err
-	}
-	f, err := rs.in(&in)
+	f, err := readBody(r, rs.in)
 	if err != nil {
-		return invalid(err)
+		return err
 	}
 	if _, err := s.propose(r, rs.put(f)); err != nil {
 		return err
@@ -81,4 +77,19 @@ func (rs resource[A, F]) delete(s *Server, w http.ResponseWriter, r *http.Reques
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// readBody decodes a request's strict JSON body (decode) as an A and
+// converts it with conv; a conversion error is a 400 naming the field.
+func readBody[A, F any](r *http.Request, conv func(*A) (F, error)) (F, error) {
+	var in A
+	if err := decode(r, &in); err != nil {
+		var zero F
+		return zero, err
+	}
+	f, err := conv(&in)
+	if err != nil {
+		return f, invalid(err)
+	}
+	return f, nil
 }

@@ -251,13 +251,9 @@ func (s *Server) accountView(a fsm.Account) Account {
 }
 
 func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) error {
-	var in Account
-	if err := decode(r, &in); err != nil {
-		return err
-	}
-	a, err := in.toFSM()
+	a, err := readBody(r, (*Account).toFSM)
 	if err != nil {
-		return invalid(err)
+		return err
 	}
 	res, err := s.propose(r, &fsm.CreateAccount{Account: a, Now: s.now()})
 	if err != nil {
@@ -295,13 +291,9 @@ func (s *Server) importAccounts(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) updateAccount(w http.ResponseWriter, r *http.Request) error {
-	var in AccountPatch
-	if err := decode(r, &in); err != nil {
-		return err
-	}
-	p, err := in.toFSM()
+	p, err := readBody(r, (*AccountPatch).toFSM)
 	if err != nil {
-		return invalid(err)
+		return err
 	}
 	res, err := s.propose(r, &fsm.UpdateAccount{ID: r.PathValue("id"), Patch: p})
 	if err != nil {

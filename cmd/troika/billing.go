@@ -70,27 +70,17 @@ default). Use your own reference, such as an invoice number, as the key.`,
 
 func callCmd(api *apiFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "call", Short: "Show calls in progress"}
-	var account string
-	list := &cobra.Command{
-		Use: "list", Short: "List calls in progress", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			out, err := api.client().Calls(cmd.Context(), account)
-			if err != nil {
-				return err
-			}
-			return show(api, out, []string{"ID", "DIRECTION", "ACCOUNT", "CLI", "CLD", "STATE", "DURATION", "MAX", "RESERVED", "NODE"}, func(add func(...any)) {
-				for _, c := range out {
-					state := "setup"
-					if c.ConnectAt != nil {
-						state = "answered"
-					}
-					add(c.ID, c.Direction, c.Account, dash(c.CLI), dash(c.CLD), state, seconds(c.Duration), seconds(c.MaxDuration), reservedTotal(c), c.Node)
+	cmd.AddCommand(listByAccount(api, "List calls in progress", "only calls this account takes part in",
+		table[admin.Call]{
+			header: []string{"ID", "DIRECTION", "ACCOUNT", "CLI", "CLD", "STATE", "DURATION", "MAX", "RESERVED", "NODE"},
+			row: func(add func(...any), c admin.Call) {
+				state := "setup"
+				if c.ConnectAt != nil {
+					state = "answered"
 				}
-			})
-		},
-	}
-	list.Flags().StringVar(&account, "account", "", "only calls this account takes part in")
-	cmd.AddCommand(list)
+				add(c.ID, c.Direction, c.Account, dash(c.CLI), dash(c.CLD), state, seconds(c.Duration), seconds(c.MaxDuration), reservedTotal(c), c.Node)
+			},
+		}, (*admin.Client).Calls))
 	return cmd
 }
 

@@ -364,22 +364,12 @@ func ints(v []int) string {
 
 func registrationCmd(api *apiFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "registration", Aliases: []string{"reg"}, Short: "Show registrations"}
-	var account string
-	list := &cobra.Command{
-		Use: "list", Short: "List current registrations (bindings) with their ingress socket", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			out, err := api.client().Registrations(cmd.Context(), account)
-			if err != nil {
-				return err
-			}
-			return show(api, out, []string{"ACCOUNT", "CONTACT", "SOURCE", "INGRESS", "EXPIRES", "USER_AGENT"}, func(add func(...any)) {
-				for _, r := range out {
-					add(r.Account, r.Contact, r.Source, r.Ingress, r.Expires, r.UserAgent)
-				}
-			})
-		},
-	}
-	list.Flags().StringVar(&account, "account", "", "only this account's bindings")
-	cmd.AddCommand(list)
+	cmd.AddCommand(listByAccount(api, "List current registrations (bindings) with their ingress socket", "only this account's bindings",
+		table[admin.Registration]{
+			header: []string{"ACCOUNT", "CONTACT", "SOURCE", "INGRESS", "EXPIRES", "USER_AGENT"},
+			row: func(add func(...any), r admin.Registration) {
+				add(r.Account, r.Contact, r.Source, r.Ingress, r.Expires, r.UserAgent)
+			},
+		}, (*admin.Client).Registrations))
 	return cmd
 }

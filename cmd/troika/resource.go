@@ -89,3 +89,21 @@ func (rc resourceCmds[T]) delete(arg, short string, remove func(*admin.Client, c
 		},
 	}
 }
+
+// listByAccount is `list [--account ID]`: the items read returns, of one
+// account when --account is given.
+func listByAccount[T any](api *apiFlags, short, accountHelp string, tb table[T], read func(*admin.Client, context.Context, string) ([]T, error)) *cobra.Command {
+	var account string
+	list := &cobra.Command{
+		Use: "list", Short: short, Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out, err := read(api.client(), cmd.Context(), account)
+			if err != nil {
+				return err
+			}
+			return tb.show(api, out, out...)
+		},
+	}
+	list.Flags().StringVar(&account, "account", "", accountHelp)
+	return list
+}
