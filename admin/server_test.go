@@ -11,21 +11,8 @@ import (
 	"time"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/testkit"
 )
-
-// localBackend applies commands to a local fsm.State: the real state
-// machine, without consensus.
-type localBackend struct{ state *fsm.State }
-
-func (b localBackend) Propose(_ context.Context, c fsm.Command) (fsm.Result, error) {
-	data, err := fsm.Encode(c)
-	if err != nil {
-		return fsm.Result{}, err
-	}
-	return b.state.Apply(data)
-}
-
-func (b localBackend) ClusterStatus() any { return map[string]string{"leader": "test"} }
 
 const token = "test-token-0123456789"
 
@@ -34,7 +21,7 @@ var now = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 func newTestAPI(t *testing.T) (*Client, *fsm.State) {
 	t.Helper()
 	st := fsm.New()
-	srv, err := New(Config{Token: token, Now: func() time.Time { return now }}, st, localBackend{st})
+	srv, err := New(Config{Token: token, Now: func() time.Time { return now }}, st, testkit.NewStore(st))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +136,7 @@ func TestTokenRequired(t *testing.T) {
 	if st.Counts().Accounts != 0 {
 		t.Fatal("unauthenticated request changed the state")
 	}
-	if _, err := New(Config{Token: "short"}, st, localBackend{st}); err == nil {
+	if _, err := New(Config{Token: "short"}, st, testkit.NewStore(st)); err == nil {
 		t.Fatal("a short token was accepted")
 	}
 }
