@@ -8,7 +8,7 @@ import (
 	"github.com/troika-sip/troika/fsm"
 )
 
-// Vendor connections (DESIGN.md §1.3, §7): how a vendor's calls are
+// Vendor connections (docs/API.md): how a vendor's calls are
 // recognised (source address, SIP user name), translated and costed; and a
 // dry run of a connection's translation rules.
 

@@ -7,7 +7,7 @@ import (
 	"github.com/troika-sip/troika/fsm"
 )
 
-// Service policies (DESIGN.md §1.1, §7): how 3xx redirects of an account's
+// Service policies (docs/API.md): how 3xx redirects of an account's
 // incoming calls are followed.
 
 // ServicePolicy is a service policy as the API shows and accepts it.

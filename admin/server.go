@@ -1,10 +1,3 @@
-// Package admin owns troika's HTTP JSON API (DESIGN.md §7): the operator's
-// and the CLI's way to manage accounts, tariffs, service policies, vendors
-// and their connections, aliases and the cluster, to top up balances, to
-// dry-run translation rules, and to read registrations, calls in progress
-// and xDRs. Every node serves it; writes are proposed to the replicated state
-// through the Backend, which forwards them to the leader. It also holds the
-// Go client the CLI and tests use.
 package admin
 
 import (
@@ -107,7 +100,7 @@ func (s *Server) routes() {
 		s.mux.Handle("GET /metrics", s.cfg.Metrics)
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, Error{Error: fmt.Sprintf("no such endpoint: %s %s (see DESIGN.md §7 for the API)", r.Method, r.URL.Path)})
+		writeJSON(w, http.StatusNotFound, Error{Error: fmt.Sprintf("no such endpoint: %s %s (see docs/API.md for the API)", r.Method, r.URL.Path)})
 	})
 }
 

@@ -141,6 +141,25 @@ func TestTokenRequired(t *testing.T) {
 	}
 }
 
+// GET /, unknown paths and methods a path does not have are a JSON 404
+// that names the API's description, docs/API.md, without a token.
+func TestUnknownEndpointNamesTheAPIDoc(t *testing.T) {
+	c, _ := newTestAPI(t)
+	for _, tc := range []struct{ method, path string }{{"GET", "/"}, {"GET", "/v1/nothing"}, {"PUT", "/v1/accounts"}} {
+		req, _ := http.NewRequest(tc.method, c.BaseURL+tc.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e map[string]string
+		decodeJSON(t, resp, &e)
+		want := "no such endpoint: " + tc.method + " " + tc.path + " (see docs/API.md for the API)"
+		if resp.StatusCode != http.StatusNotFound || len(e) != 1 || e["error"] != want {
+			t.Errorf("%s %s: %d %q, want 404 {\"error\": %q}", tc.method, tc.path, resp.StatusCode, e, want)
+		}
+	}
+}
+
 func TestImportAndRegistrations(t *testing.T) {
 	c, st := newTestAPI(t)
 	ctx := context.Background()

@@ -2,7 +2,7 @@ package admin
 
 import "github.com/troika-sip/troika/fsm"
 
-// Vendors (DESIGN.md §1.3, §7): carriers that hand calls in.
+// Vendors (docs/API.md): carriers that hand calls in.
 
 // Vendor is a vendor as the API shows and accepts it. Password is
 // write-only: answers leave it out and say whether one is set. POST
