@@ -20,7 +20,7 @@ import (
 )
 
 // The billing side of the API: top-ups, calls in progress and xDRs
-// (DESIGN.md §6, §7).
+// (docs/API.md).
 
 // TimeLayout is how the API writes instants: RFC 3339, UTC, millisecond
 // precision.
@@ -139,7 +139,7 @@ type Redirect struct {
 	Decision string `json:"decision"`
 }
 
-// XDR is the record of a finished call (DESIGN.md §6).
+// XDR is the record of a finished call.
 type XDR struct {
 	ID            uint64     `json:"id"` // increasing: use it as ?after= for incremental export
 	CallID        string     `json:"call_id"`

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
 // billingAPI is a test API with tariffs "out" (1/1 at 0.06/min, connect
@@ -44,15 +45,6 @@ func billingAPI(t *testing.T) (*Client, *fsm.State) {
 		}
 	}
 	return c, st
-}
-
-func mustApply(t *testing.T, st *fsm.State, c fsm.Command) fsm.Result {
-	t.Helper()
-	res := st.ApplyCommand(c)
-	if res.Err != nil {
-		t.Fatalf("%T: %v", c, res.Err)
-	}
-	return res
 }
 
 func startCall(id, from, to string, at time.Time) *fsm.StartCall {
@@ -167,7 +159,7 @@ func TestTopupCannotTakeReservedMoney(t *testing.T) {
 	if _, err := c.Topup(ctx, "1001", TopupRequest{Amount: "1.50", Key: "a"}); err != nil {
 		t.Fatal(err)
 	}
-	mustApply(t, st, startCall("c1", "1001", "1002", now))
+	testkit.MustApply(t, st, startCall("c1", "1001", "1002", now))
 	a, err := c.Account(ctx, "1001")
 	if err != nil || a.Balance != "2.50" || a.Reserved != "2.50" {
 		t.Fatalf("account with a call: %+v %v", a, err)
@@ -187,7 +179,7 @@ func TestCallsInProgress(t *testing.T) {
 	c, st := billingAPI(t)
 	ctx := context.Background()
 	id := "a84b4c76e66710@pc33.example.com/x" // Call-IDs may hold '@' and '/'
-	mustApply(t, st, startCall(id, "1001", "1002", now.Add(-90*time.Second)))
+	testkit.MustApply(t, st, startCall(id, "1001", "1002", now.Add(-90*time.Second)))
 
 	calls, err := c.Calls(ctx, "")
 	if err != nil || len(calls) != 1 {
@@ -212,7 +204,7 @@ func TestCallsInProgress(t *testing.T) {
 		t.Fatalf("raw ringing call %d %s", status, body)
 	}
 
-	mustApply(t, st, &fsm.AnswerCall{ID: id, ConnectAt: now.Add(-61500 * time.Millisecond).UnixMilli(), Legs: []fsm.Leg{
+	testkit.MustApply(t, st, &fsm.AnswerCall{ID: id, ConnectAt: now.Add(-61500 * time.Millisecond).UnixMilli(), Legs: []fsm.Leg{
 		{Role: "caller", CallID: id, Ingress: "udp:127.0.0.1:5060", Destination: "10.0.0.5:5060", Transport: "udp", LocalTag: "secret"},
 		{Role: "callee", CallID: "b2b-1", Ingress: "udp:127.0.0.2:5070", Destination: "10.0.0.6:5062", Transport: "udp"},
 	}})
@@ -252,17 +244,17 @@ func endedCalls(t *testing.T, st *fsm.State, n int) {
 			from, to = "1002", "1001"
 		}
 		// Top up the caller so a long run never runs dry.
-		mustApply(t, st, &fsm.Topup{Account: from, Amount: 1_000_000, Key: fmt.Sprint("t", i), Now: 1})
+		testkit.MustApply(t, st, &fsm.Topup{Account: from, Amount: 1_000_000, Key: fmt.Sprint("t", i), Now: 1})
 		at := now.Add(time.Duration(i) * time.Second)
 		id := fmt.Sprintf("call-%d", i)
-		mustApply(t, st, startCall(id, from, to, at))
-		mustApply(t, st, &fsm.AnswerCall{ID: id, ConnectAt: at.Add(2 * time.Second).UnixMilli()})
-		mustApply(t, st, &fsm.EndCall{ID: id, DisconnectAt: at.Add(2*time.Second + 61400*time.Millisecond).UnixMilli(),
+		testkit.MustApply(t, st, startCall(id, from, to, at))
+		testkit.MustApply(t, st, &fsm.AnswerCall{ID: id, ConnectAt: at.Add(2 * time.Second).UnixMilli()})
+		testkit.MustApply(t, st, &fsm.EndCall{ID: id, DisconnectAt: at.Add(2*time.Second + 61400*time.Millisecond).UnixMilli(),
 			Cause: 200, CauseText: "BYE", DisconnectedBy: "caller"})
 	}
 	at := now.Add(time.Duration(n+1) * time.Second)
-	mustApply(t, st, startCall("cancelled", "1001", "1002", at))
-	mustApply(t, st, &fsm.EndCall{ID: "cancelled", DisconnectAt: at.Add(250 * time.Millisecond).UnixMilli(),
+	testkit.MustApply(t, st, startCall("cancelled", "1001", "1002", at))
+	testkit.MustApply(t, st, &fsm.EndCall{ID: "cancelled", DisconnectAt: at.Add(250 * time.Millisecond).UnixMilli(),
 		Cause: 487, CauseText: "Request \"Terminated\",\nby caller", DisconnectedBy: "caller"})
 }
 

@@ -74,11 +74,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		var e Error
-		if json.Unmarshal(data, &e) != nil || e.Error == "" {
-			e.Error = strings.TrimSpace(string(data))
-		}
-		return &APIError{Status: resp.StatusCode, Field: e.Field, Msg: e.Error}
+		return apiError(resp.StatusCode, data)
 	}
 	if out == nil || resp.StatusCode == http.StatusNoContent {
 		return nil
@@ -93,188 +89,199 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	return nil
 }
 
+// The resource methods below are one line each over these: a GET that
+// decodes T, a POST that sends a body and decodes T, and a DELETE.
+
+func get[T any](ctx context.Context, c *Client, path string) (T, error) {
+	var out T
+	return out, c.Do(ctx, http.MethodGet, path, nil, &out)
+}
+
+func send[T any](ctx context.Context, c *Client, method, path string, in any) (T, error) {
+	var out T
+	return out, c.Do(ctx, method, path, in, &out)
+}
+
+func post[T any](ctx context.Context, c *Client, path string, in any) (T, error) {
+	return send[T](ctx, c, http.MethodPost, path, in)
+}
+
+func del(ctx context.Context, c *Client, path string) error {
+	return c.Do(ctx, http.MethodDelete, path, nil, nil)
+}
+
+// item is the path of one member of a collection: /v1/accounts/ID.
+func item(collection, id string) string { return collection + "/" + url.PathEscape(id) }
+
+// withAccount adds "?account=..." to path when account is set.
+func withAccount(path, account string) string {
+	if account != "" {
+		path += "?account=" + url.QueryEscape(account)
+	}
+	return path
+}
+
+const (
+	accountsPath    = "/v1/accounts"
+	tariffsPath     = "/v1/tariffs"
+	aliasesPath     = "/v1/aliases"
+	policiesPath    = "/v1/service-policies"
+	vendorsPath     = "/v1/vendors"
+	connectionsPath = "/v1/connections"
+	callsPath       = "/v1/calls"
+)
+
 // CreateAccount creates an account.
 func (c *Client) CreateAccount(ctx context.Context, a Account) (Account, error) {
-	var out Account
-	return out, c.Do(ctx, http.MethodPost, "/v1/accounts", a, &out)
+	return post[Account](ctx, c, accountsPath, a)
 }
 
 // ImportAccounts creates up to 5000 accounts, all or none.
 func (c *Client) ImportAccounts(ctx context.Context, as []Account) error {
-	return c.Do(ctx, http.MethodPost, "/v1/accounts/import", AccountImport{Accounts: as}, nil)
+	return c.Do(ctx, http.MethodPost, accountsPath+"/import", AccountImport{Accounts: as}, nil)
 }
 
 // Account reads one account.
 func (c *Client) Account(ctx context.Context, id string) (Account, error) {
-	var out Account
-	return out, c.Do(ctx, http.MethodGet, "/v1/accounts/"+url.PathEscape(id), nil, &out)
+	return get[Account](ctx, c, item(accountsPath, id))
 }
 
 // Accounts lists accounts.
 func (c *Client) Accounts(ctx context.Context) ([]Account, error) {
-	var out []Account
-	return out, c.Do(ctx, http.MethodGet, "/v1/accounts", nil, &out)
+	return get[[]Account](ctx, c, accountsPath)
 }
 
 // UpdateAccount changes the fields set in p.
 func (c *Client) UpdateAccount(ctx context.Context, id string, p AccountPatch) (Account, error) {
-	var out Account
-	return out, c.Do(ctx, http.MethodPatch, "/v1/accounts/"+url.PathEscape(id), p, &out)
+	return send[Account](ctx, c, http.MethodPatch, item(accountsPath, id), p)
 }
 
 // DeleteAccount removes an account and its registrations.
 func (c *Client) DeleteAccount(ctx context.Context, id string) error {
-	return c.Do(ctx, http.MethodDelete, "/v1/accounts/"+url.PathEscape(id), nil, nil)
+	return del(ctx, c, item(accountsPath, id))
 }
 
 // PutTariff creates or replaces a tariff.
 func (c *Client) PutTariff(ctx context.Context, t Tariff) (Tariff, error) {
-	var out Tariff
-	return out, c.Do(ctx, http.MethodPost, "/v1/tariffs", t, &out)
+	return post[Tariff](ctx, c, tariffsPath, t)
 }
 
 // Tariffs lists tariffs.
 func (c *Client) Tariffs(ctx context.Context) ([]Tariff, error) {
-	var out []Tariff
-	return out, c.Do(ctx, http.MethodGet, "/v1/tariffs", nil, &out)
+	return get[[]Tariff](ctx, c, tariffsPath)
 }
 
 // DeleteTariff removes a tariff no account uses.
 func (c *Client) DeleteTariff(ctx context.Context, id string) error {
-	return c.Do(ctx, http.MethodDelete, "/v1/tariffs/"+url.PathEscape(id), nil, nil)
+	return del(ctx, c, item(tariffsPath, id))
 }
 
 // PutAlias creates or replaces an IP alias.
 func (c *Client) PutAlias(ctx context.Context, a Alias) (Alias, error) {
-	var out Alias
-	return out, c.Do(ctx, http.MethodPost, "/v1/aliases", a, &out)
+	return post[Alias](ctx, c, aliasesPath, a)
 }
 
 // Aliases lists IP aliases.
 func (c *Client) Aliases(ctx context.Context) ([]Alias, error) {
-	var out []Alias
-	return out, c.Do(ctx, http.MethodGet, "/v1/aliases", nil, &out)
+	return get[[]Alias](ctx, c, aliasesPath)
 }
 
 // DeleteAlias removes an IP alias.
 func (c *Client) DeleteAlias(ctx context.Context, ip string) error {
-	return c.Do(ctx, http.MethodDelete, "/v1/aliases/"+url.PathEscape(ip), nil, nil)
+	return del(ctx, c, item(aliasesPath, ip))
 }
 
 // PutServicePolicy creates or replaces a service policy.
 func (c *Client) PutServicePolicy(ctx context.Context, p ServicePolicy) (ServicePolicy, error) {
-	var out ServicePolicy
-	return out, c.Do(ctx, http.MethodPost, "/v1/service-policies", p, &out)
+	return post[ServicePolicy](ctx, c, policiesPath, p)
 }
 
 // ServicePolicy reads one service policy.
 func (c *Client) ServicePolicy(ctx context.Context, id string) (ServicePolicy, error) {
-	var out ServicePolicy
-	return out, c.Do(ctx, http.MethodGet, "/v1/service-policies/"+url.PathEscape(id), nil, &out)
+	return get[ServicePolicy](ctx, c, item(policiesPath, id))
 }
 
 // ServicePolicies lists service policies.
 func (c *Client) ServicePolicies(ctx context.Context) ([]ServicePolicy, error) {
-	var out []ServicePolicy
-	return out, c.Do(ctx, http.MethodGet, "/v1/service-policies", nil, &out)
+	return get[[]ServicePolicy](ctx, c, policiesPath)
 }
 
 // DeleteServicePolicy removes a service policy no account uses.
 func (c *Client) DeleteServicePolicy(ctx context.Context, id string) error {
-	return c.Do(ctx, http.MethodDelete, "/v1/service-policies/"+url.PathEscape(id), nil, nil)
+	return del(ctx, c, item(policiesPath, id))
 }
 
 // PutVendor creates or replaces a vendor (send its password again).
 func (c *Client) PutVendor(ctx context.Context, v Vendor) (Vendor, error) {
-	var out Vendor
-	return out, c.Do(ctx, http.MethodPost, "/v1/vendors", v, &out)
+	return post[Vendor](ctx, c, vendorsPath, v)
 }
 
 // Vendor reads one vendor (without its password).
 func (c *Client) Vendor(ctx context.Context, id string) (Vendor, error) {
-	var out Vendor
-	return out, c.Do(ctx, http.MethodGet, "/v1/vendors/"+url.PathEscape(id), nil, &out)
+	return get[Vendor](ctx, c, item(vendorsPath, id))
 }
 
 // Vendors lists vendors.
 func (c *Client) Vendors(ctx context.Context) ([]Vendor, error) {
-	var out []Vendor
-	return out, c.Do(ctx, http.MethodGet, "/v1/vendors", nil, &out)
+	return get[[]Vendor](ctx, c, vendorsPath)
 }
 
 // DeleteVendor removes a vendor without connections.
 func (c *Client) DeleteVendor(ctx context.Context, id string) error {
-	return c.Do(ctx, http.MethodDelete, "/v1/vendors/"+url.PathEscape(id), nil, nil)
+	return del(ctx, c, item(vendorsPath, id))
 }
 
 // PutConnection creates or replaces a vendor connection.
 func (c *Client) PutConnection(ctx context.Context, cn Connection) (Connection, error) {
-	var out Connection
-	return out, c.Do(ctx, http.MethodPost, "/v1/connections", cn, &out)
+	return post[Connection](ctx, c, connectionsPath, cn)
 }
 
 // Connection reads one vendor connection.
 func (c *Client) Connection(ctx context.Context, id string) (Connection, error) {
-	var out Connection
-	return out, c.Do(ctx, http.MethodGet, "/v1/connections/"+url.PathEscape(id), nil, &out)
+	return get[Connection](ctx, c, item(connectionsPath, id))
 }
 
 // Connections lists vendor connections.
 func (c *Client) Connections(ctx context.Context) ([]Connection, error) {
-	var out []Connection
-	return out, c.Do(ctx, http.MethodGet, "/v1/connections", nil, &out)
+	return get[[]Connection](ctx, c, connectionsPath)
 }
 
 // DeleteConnection removes a vendor connection.
 func (c *Client) DeleteConnection(ctx context.Context, id string) error {
-	return c.Do(ctx, http.MethodDelete, "/v1/connections/"+url.PathEscape(id), nil, nil)
+	return del(ctx, c, item(connectionsPath, id))
 }
 
 // Translate runs a connection's translation rules on numbers, changing
 // nothing.
 func (c *Client) Translate(ctx context.Context, id string, in TranslateRequest) (TranslateResult, error) {
-	var out TranslateResult
-	return out, c.Do(ctx, http.MethodPost, "/v1/connections/"+url.PathEscape(id)+"/translate", in, &out)
+	return post[TranslateResult](ctx, c, item(connectionsPath, id)+"/translate", in)
 }
 
 // Registrations lists current bindings, of one account if account != "".
 func (c *Client) Registrations(ctx context.Context, account string) ([]Registration, error) {
-	path := "/v1/registrations"
-	if account != "" {
-		path += "?account=" + url.QueryEscape(account)
-	}
-	var out []Registration
-	return out, c.Do(ctx, http.MethodGet, path, nil, &out)
+	return get[[]Registration](ctx, c, withAccount("/v1/registrations", account))
 }
 
 // ClusterStatus returns GET /v1/cluster as raw JSON.
 func (c *Client) ClusterStatus(ctx context.Context) (json.RawMessage, error) {
-	var out json.RawMessage
-	return out, c.Do(ctx, http.MethodGet, "/v1/cluster", nil, &out)
+	return get[json.RawMessage](ctx, c, "/v1/cluster")
 }
 
 // Topup adds in.Amount to (negative: takes it from) an account's balance.
 // Set in.Key and reuse it when retrying after an error: a top-up is
 // applied at most once per key and account.
 func (c *Client) Topup(ctx context.Context, id string, in TopupRequest) (TopupResult, error) {
-	var out TopupResult
-	return out, c.Do(ctx, http.MethodPost, "/v1/accounts/"+url.PathEscape(id)+"/topup", in, &out)
+	return post[TopupResult](ctx, c, item(accountsPath, id)+"/topup", in)
 }
 
 // Calls lists the calls in progress, of one account if account != "".
 func (c *Client) Calls(ctx context.Context, account string) ([]Call, error) {
-	path := "/v1/calls"
-	if account != "" {
-		path += "?account=" + url.QueryEscape(account)
-	}
-	var out []Call
-	return out, c.Do(ctx, http.MethodGet, path, nil, &out)
+	return get[[]Call](ctx, c, withAccount(callsPath, account))
 }
 
 // Call reads one call in progress by its (caller leg's) Call-ID.
 func (c *Client) Call(ctx context.Context, id string) (Call, error) {
-	var out Call
-	return out, c.Do(ctx, http.MethodGet, "/v1/calls/"+url.PathEscape(id), nil, &out)
+	return get[Call](ctx, c, item(callsPath, id))
 }
 
 // XDRs reads one page of xDRs, oldest first: at most q.Limit (default
@@ -284,8 +291,7 @@ func (c *Client) XDRs(ctx context.Context, q XDRQuery) ([]XDR, error) {
 	if v := q.values(); len(v) > 0 {
 		path += "?" + v.Encode()
 	}
-	var out []XDR
-	return out, c.Do(ctx, http.MethodGet, path, nil, &out)
+	return get[[]XDR](ctx, c, path)
 }
 
 // ExportXDRs streams the xDRs matching q (all of them unless q.Limit is
@@ -298,35 +304,65 @@ func (c *Client) ExportXDRs(ctx context.Context, w io.Writer, q XDRQuery, format
 	}
 	v := q.values()
 	v.Set("format", format)
-	path := "/v1/xdrs?" + v.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.BaseURL+path, nil)
+	// An export of millions of xDRs takes a while; ctx bounds it.
+	resp, err := c.stream(ctx, http.MethodGet, "/v1/xdrs?"+v.Encode(), nil)
 	if err != nil {
 		return 0, err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.Token)
-	hc := http.Client{}
-	if c.HTTP != nil {
-		hc = *c.HTTP
-	}
-	hc.Timeout = 0 // an export of millions of xDRs takes a while; ctx bounds it
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("GET %s: %w (is the node running and is --api right?)", path, err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		var e Error
-		if json.Unmarshal(data, &e) != nil || e.Error == "" {
-			e.Error = strings.TrimSpace(string(data))
-		}
-		return 0, &APIError{Status: resp.StatusCode, Field: e.Field, Msg: e.Error}
-	}
 	cnt := &recordCounter{w: w, csv: format == FormatCSV, progress: progress}
 	if _, err := io.Copy(cnt, resp.Body); err != nil {
 		return cnt.xdrs(), fmt.Errorf("export cut after %d xDRs: %w", cnt.xdrs(), err)
 	}
 	return cnt.xdrs(), nil
+}
+
+// stream sends a request whose answer is long in coming or long (a drain,
+// an export) without the client's overall timeout: only ctx bounds it. It
+// returns a 2xx response, whose body the caller closes, or the API's
+// error.
+func (c *Client) stream(ctx context.Context, method, path string, in any) (*http.Response, error) {
+	var body io.Reader
+	if in != nil {
+		data, err := json.Marshal(in)
+		if err != nil {
+			return nil, fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	hc := http.Client{}
+	if c.HTTP != nil {
+		hc = *c.HTTP
+	}
+	hc.Timeout = 0
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w (is the node running and is --api right?)", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return nil, apiError(resp.StatusCode, data)
+	}
+	return resp, nil
+}
+
+// apiError reads a non-2xx answer: the API's JSON error, or (from
+// something in between, such as a proxy) the body as text.
+func apiError(status int, body []byte) *APIError {
+	var e Error
+	if json.Unmarshal(body, &e) != nil || e.Error == "" {
+		e.Error = strings.TrimSpace(string(body))
+	}
+	return &APIError{Status: status, Field: e.Field, Msg: e.Error}
 }
 
 // recordCounter passes an export through and counts its records: lines of

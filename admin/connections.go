@@ -8,7 +8,7 @@ import (
 	"github.com/troika-sip/troika/fsm"
 )
 
-// Vendor connections (DESIGN.md §1.3, §7): how a vendor's calls are
+// Vendor connections (docs/API.md): how a vendor's calls are
 // recognised (source address, SIP user name), translated and costed; and a
 // dry run of a connection's translation rules.
 
@@ -69,47 +69,10 @@ func connectionFromFSM(c fsm.Connection) Connection {
 	return out
 }
 
-func (s *Server) listConnections(w http.ResponseWriter, r *http.Request) error {
-	out := []Connection{}
-	for _, c := range s.state.Connections() {
-		out = append(out, connectionFromFSM(c))
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
-}
-
-func (s *Server) getConnection(w http.ResponseWriter, r *http.Request) error {
-	c, ok := s.state.Connection(r.PathValue("id"))
-	if !ok {
-		return notFound("connection", r.PathValue("id"))
-	}
-	writeJSON(w, http.StatusOK, connectionFromFSM(c))
-	return nil
-}
-
-func (s *Server) putConnection(w http.ResponseWriter, r *http.Request) error {
-	var in Connection
-	if err := decode(r, &in); err != nil {
-		return err
-	}
-	c, err := in.toFSM()
-	if err != nil {
-		return invalid(err)
-	}
-	if _, err := s.propose(r, &fsm.PutConnection{Connection: c}); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, connectionFromFSM(c))
-	return nil
-}
-
-func (s *Server) deleteConnection(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.propose(r, &fsm.DeleteConnection{ID: r.PathValue("id")}); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
+var connections = resource[Connection, fsm.Connection]{what: "connection", key: "id", all: (*fsm.State).Connections,
+	one: (*fsm.State).Connection, view: connectionFromFSM, in: (*Connection).toFSM,
+	put: func(c fsm.Connection) fsm.Command { return &fsm.PutConnection{Connection: c} },
+	del: func(id string) fsm.Command { return &fsm.DeleteConnection{ID: id} }}
 
 // translate runs a connection's rules on the numbers in the body, as the
 // switch would on a call from the vendor, and changes nothing. A rule that

@@ -3,7 +3,6 @@ package admin
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -161,34 +160,11 @@ func (e *DrainError) Error() string { return e.Msg }
 // cluster (its process then exits), a *DrainError when the drain stopped,
 // or an *APIError when it was refused. Only ctx bounds it.
 func (c *Client) Drain(ctx context.Context, in DrainRequest, line func(string)) (string, error) {
-	body, err := json.Marshal(in)
+	resp, err := c.stream(ctx, http.MethodPost, "/v1/cluster/drain", in) // a drain waits for calls: ctx bounds it
 	if err != nil {
 		return "", err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+"/v1/cluster/drain", strings.NewReader(string(body)))
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.Token)
-	req.Header.Set("Content-Type", "application/json")
-	hc := http.Client{}
-	if c.HTTP != nil {
-		hc = *c.HTTP
-	}
-	hc.Timeout = 0 // a drain waits for calls: ctx bounds it
-	resp, err := hc.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("POST /v1/cluster/drain: %w (is the node running and is --api right?)", err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		var e Error
-		if json.Unmarshal(data, &e) != nil || e.Error == "" {
-			e.Error = strings.TrimSpace(string(data))
-		}
-		return "", &APIError{Status: resp.StatusCode, Field: e.Field, Msg: e.Error}
-	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	for sc.Scan() {

@@ -1,14 +1,13 @@
 package admin
 
 import (
-	"net/http"
 	"slices"
 
 	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
 )
 
-// Service policies (DESIGN.md §1.1, §7): how 3xx redirects of an account's
+// Service policies (docs/API.md): how 3xx redirects of an account's
 // incoming calls are followed.
 
 // ServicePolicy is a service policy as the API shows and accepts it.
@@ -53,44 +52,7 @@ func servicePolicyFromFSM(p fsm.ServicePolicy) ServicePolicy {
 	return out
 }
 
-func (s *Server) listServicePolicies(w http.ResponseWriter, r *http.Request) error {
-	out := []ServicePolicy{}
-	for _, p := range s.state.ServicePolicies() {
-		out = append(out, servicePolicyFromFSM(p))
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
-}
-
-func (s *Server) getServicePolicy(w http.ResponseWriter, r *http.Request) error {
-	p, ok := s.state.ServicePolicy(r.PathValue("id"))
-	if !ok {
-		return notFound("service policy", r.PathValue("id"))
-	}
-	writeJSON(w, http.StatusOK, servicePolicyFromFSM(p))
-	return nil
-}
-
-func (s *Server) putServicePolicy(w http.ResponseWriter, r *http.Request) error {
-	var in ServicePolicy
-	if err := decode(r, &in); err != nil {
-		return err
-	}
-	p, err := in.toFSM()
-	if err != nil {
-		return invalid(err)
-	}
-	if _, err := s.propose(r, &fsm.PutServicePolicy{Policy: p}); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, servicePolicyFromFSM(p))
-	return nil
-}
-
-func (s *Server) deleteServicePolicy(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.propose(r, &fsm.DeleteServicePolicy{ID: r.PathValue("id")}); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
+var servicePolicies = resource[ServicePolicy, fsm.ServicePolicy]{what: "service policy", key: "id", all: (*fsm.State).ServicePolicies,
+	one: (*fsm.State).ServicePolicy, view: servicePolicyFromFSM, in: (*ServicePolicy).toFSM,
+	put: func(p fsm.ServicePolicy) fsm.Command { return &fsm.PutServicePolicy{Policy: p} },
+	del: func(id string) fsm.Command { return &fsm.DeleteServicePolicy{ID: id} }}

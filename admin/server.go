@@ -1,10 +1,3 @@
-// Package admin owns troika's HTTP JSON API (DESIGN.md §7): the operator's
-// and the CLI's way to manage accounts, tariffs, service policies, vendors
-// and their connections, aliases and the cluster, to top up balances, to
-// dry-run translation rules, and to read registrations, calls in progress
-// and xDRs. Every node serves it; writes are proposed to the replicated state
-// through the Backend, which forwards them to the leader. It also holds the
-// Go client the CLI and tests use.
 package admin
 
 import (
@@ -71,37 +64,22 @@ func New(cfg Config, state *fsm.State, backend Backend) (*Server, error) {
 }
 
 func (s *Server) routes() {
-	v1 := func(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
+	v1 := func(pattern string, h handler) {
 		method, path, _ := strings.Cut(pattern, " ")
 		s.mux.Handle(method+" /v1"+path, s.authed(h))
 	}
-	v1("GET /accounts", s.listAccounts)
+	accounts := resource[Account, fsm.Account]{what: "account", key: "id", all: (*fsm.State).Accounts, one: (*fsm.State).Account,
+		view: s.accountView, del: func(id string) fsm.Command { return &fsm.DeleteAccount{ID: id} }}
+	accounts.route(s, v1, "/accounts")
 	v1("POST /accounts", s.createAccount)
 	v1("POST /accounts/import", s.importAccounts)
-	v1("GET /accounts/{id}", s.getAccount)
 	v1("PATCH /accounts/{id}", s.updateAccount)
-	v1("DELETE /accounts/{id}", s.deleteAccount)
 	v1("POST /accounts/{id}/topup", s.topup)
-	v1("GET /tariffs", s.listTariffs)
-	v1("POST /tariffs", s.putTariff)
-	v1("GET /tariffs/{id}", s.getTariff)
-	v1("DELETE /tariffs/{id}", s.deleteTariff)
-	v1("GET /aliases", s.listAliases)
-	v1("POST /aliases", s.putAlias)
-	v1("GET /aliases/{ip}", s.getAlias)
-	v1("DELETE /aliases/{ip}", s.deleteAlias)
-	v1("GET /service-policies", s.listServicePolicies)
-	v1("POST /service-policies", s.putServicePolicy)
-	v1("GET /service-policies/{id}", s.getServicePolicy)
-	v1("DELETE /service-policies/{id}", s.deleteServicePolicy)
-	v1("GET /vendors", s.listVendors)
-	v1("POST /vendors", s.putVendor)
-	v1("GET /vendors/{id}", s.getVendor)
-	v1("DELETE /vendors/{id}", s.deleteVendor)
-	v1("GET /connections", s.listConnections)
-	v1("POST /connections", s.putConnection)
-	v1("GET /connections/{id}", s.getConnection)
-	v1("DELETE /connections/{id}", s.deleteConnection)
+	tariffs.route(s, v1, "/tariffs")
+	aliases.route(s, v1, "/aliases")
+	servicePolicies.route(s, v1, "/service-policies")
+	vendors.route(s, v1, "/vendors")
+	connections.route(s, v1, "/connections")
 	v1("POST /connections/{id}/translate", s.translate)
 	v1("GET /registrations", s.listRegistrations)
 	v1("GET /calls", s.listCalls)
@@ -122,7 +100,7 @@ func (s *Server) routes() {
 		s.mux.Handle("GET /metrics", s.cfg.Metrics)
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, Error{Error: fmt.Sprintf("no such endpoint: %s %s (see DESIGN.md §7 for the API)", r.Method, r.URL.Path)})
+		writeJSON(w, http.StatusNotFound, Error{Error: fmt.Sprintf("no such endpoint: %s %s (see docs/API.md for the API)", r.Method, r.URL.Path)})
 	})
 }
 
@@ -265,32 +243,10 @@ func (s *Server) accountView(a fsm.Account) Account {
 	return accountFromFSM(a, s.state.Reserved(a.ID))
 }
 
-func (s *Server) listAccounts(w http.ResponseWriter, r *http.Request) error {
-	out := []Account{}
-	for _, a := range s.state.Accounts() {
-		out = append(out, s.accountView(a))
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
-}
-
-func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) error {
-	a, ok := s.state.Account(r.PathValue("id"))
-	if !ok {
-		return notFound("account", r.PathValue("id"))
-	}
-	writeJSON(w, http.StatusOK, s.accountView(a))
-	return nil
-}
-
 func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) error {
-	var in Account
-	if err := decode(r, &in); err != nil {
-		return err
-	}
-	a, err := in.toFSM()
+	a, err := readBody(r, (*Account).toFSM)
 	if err != nil {
-		return invalid(err)
+		return err
 	}
 	res, err := s.propose(r, &fsm.CreateAccount{Account: a, Now: s.now()})
 	if err != nil {
@@ -328,13 +284,9 @@ func (s *Server) importAccounts(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) updateAccount(w http.ResponseWriter, r *http.Request) error {
-	var in AccountPatch
-	if err := decode(r, &in); err != nil {
-		return err
-	}
-	p, err := in.toFSM()
+	p, err := readBody(r, (*AccountPatch).toFSM)
 	if err != nil {
-		return invalid(err)
+		return err
 	}
 	res, err := s.propose(r, &fsm.UpdateAccount{ID: r.PathValue("id"), Patch: p})
 	if err != nil {
@@ -344,97 +296,13 @@ func (s *Server) updateAccount(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) deleteAccount(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.propose(r, &fsm.DeleteAccount{ID: r.PathValue("id")}); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
+var tariffs = resource[Tariff, fsm.Tariff]{what: "tariff", key: "id", all: (*fsm.State).Tariffs, one: (*fsm.State).Tariff,
+	view: tariffFromFSM, in: (*Tariff).toFSM, put: func(t fsm.Tariff) fsm.Command { return &fsm.PutTariff{Tariff: t} },
+	del: func(id string) fsm.Command { return &fsm.DeleteTariff{ID: id} }}
 
-func (s *Server) listTariffs(w http.ResponseWriter, r *http.Request) error {
-	out := []Tariff{}
-	for _, t := range s.state.Tariffs() {
-		out = append(out, tariffFromFSM(t))
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
-}
-
-func (s *Server) getTariff(w http.ResponseWriter, r *http.Request) error {
-	t, ok := s.state.Tariff(r.PathValue("id"))
-	if !ok {
-		return notFound("tariff", r.PathValue("id"))
-	}
-	writeJSON(w, http.StatusOK, tariffFromFSM(t))
-	return nil
-}
-
-func (s *Server) putTariff(w http.ResponseWriter, r *http.Request) error {
-	var in Tariff
-	if err := decode(r, &in); err != nil {
-		return err
-	}
-	t, err := in.toFSM()
-	if err != nil {
-		return invalid(err)
-	}
-	if _, err := s.propose(r, &fsm.PutTariff{Tariff: t}); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, tariffFromFSM(t))
-	return nil
-}
-
-func (s *Server) deleteTariff(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.propose(r, &fsm.DeleteTariff{ID: r.PathValue("id")}); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
-
-func (s *Server) listAliases(w http.ResponseWriter, r *http.Request) error {
-	out := []Alias{}
-	for _, a := range s.state.Aliases() {
-		out = append(out, aliasFromFSM(a))
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
-}
-
-func (s *Server) getAlias(w http.ResponseWriter, r *http.Request) error {
-	a, ok := s.state.Alias(r.PathValue("ip"))
-	if !ok {
-		return notFound("alias", r.PathValue("ip"))
-	}
-	writeJSON(w, http.StatusOK, aliasFromFSM(a))
-	return nil
-}
-
-func (s *Server) putAlias(w http.ResponseWriter, r *http.Request) error {
-	var in Alias
-	if err := decode(r, &in); err != nil {
-		return err
-	}
-	a, err := in.toFSM()
-	if err != nil {
-		return invalid(err)
-	}
-	if _, err := s.propose(r, &fsm.PutAlias{Alias: a}); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, aliasFromFSM(a))
-	return nil
-}
-
-func (s *Server) deleteAlias(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.propose(r, &fsm.DeleteAlias{IP: r.PathValue("ip")}); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
+var aliases = resource[Alias, fsm.Alias]{what: "alias", key: "ip", all: (*fsm.State).Aliases, one: (*fsm.State).Alias,
+	view: aliasFromFSM, in: (*Alias).toFSM, put: func(a fsm.Alias) fsm.Command { return &fsm.PutAlias{Alias: a} },
+	del: func(ip string) fsm.Command { return &fsm.DeleteAlias{IP: ip} }}
 
 func (s *Server) listRegistrations(w http.ResponseWriter, r *http.Request) error {
 	now := s.now()

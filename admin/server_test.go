@@ -11,21 +11,8 @@ import (
 	"time"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/testkit"
 )
-
-// localBackend applies commands to a local fsm.State: the real state
-// machine, without consensus.
-type localBackend struct{ state *fsm.State }
-
-func (b localBackend) Propose(_ context.Context, c fsm.Command) (fsm.Result, error) {
-	data, err := fsm.Encode(c)
-	if err != nil {
-		return fsm.Result{}, err
-	}
-	return b.state.Apply(data)
-}
-
-func (b localBackend) ClusterStatus() any { return map[string]string{"leader": "test"} }
 
 const token = "test-token-0123456789"
 
@@ -34,7 +21,7 @@ var now = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 func newTestAPI(t *testing.T) (*Client, *fsm.State) {
 	t.Helper()
 	st := fsm.New()
-	srv, err := New(Config{Token: token, Now: func() time.Time { return now }}, st, localBackend{st})
+	srv, err := New(Config{Token: token, Now: func() time.Time { return now }}, st, testkit.NewStore(st))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,8 +136,27 @@ func TestTokenRequired(t *testing.T) {
 	if st.Counts().Accounts != 0 {
 		t.Fatal("unauthenticated request changed the state")
 	}
-	if _, err := New(Config{Token: "short"}, st, localBackend{st}); err == nil {
+	if _, err := New(Config{Token: "short"}, st, testkit.NewStore(st)); err == nil {
 		t.Fatal("a short token was accepted")
+	}
+}
+
+// GET /, unknown paths and methods a path does not have are a JSON 404
+// that names the API's description, docs/API.md, without a token.
+func TestUnknownEndpointNamesTheAPIDoc(t *testing.T) {
+	c, _ := newTestAPI(t)
+	for _, tc := range []struct{ method, path string }{{"GET", "/"}, {"GET", "/v1/nothing"}, {"PUT", "/v1/accounts"}} {
+		req, _ := http.NewRequest(tc.method, c.BaseURL+tc.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e map[string]string
+		decodeJSON(t, resp, &e)
+		want := "no such endpoint: " + tc.method + " " + tc.path + " (see docs/API.md for the API)"
+		if resp.StatusCode != http.StatusNotFound || len(e) != 1 || e["error"] != want {
+			t.Errorf("%s %s: %d %q, want 404 {\"error\": %q}", tc.method, tc.path, resp.StatusCode, e, want)
+		}
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 	"github.com/troika-sip/troika/fsm"
 )
 
-// The JSON shapes of the admin API (DESIGN.md §7). Money travels as decimal
+// The JSON shapes of the admin API (docs/API.md). Money travels as decimal
 // strings, never as JSON numbers.
 
 // Account is an account as the API shows and accepts it. Password is

@@ -1,12 +1,8 @@
 package admin
 
-import (
-	"net/http"
+import "github.com/troika-sip/troika/fsm"
 
-	"github.com/troika-sip/troika/fsm"
-)
-
-// Vendors (DESIGN.md §1.3, §7): carriers that hand calls in.
+// Vendors (docs/API.md): carriers that hand calls in.
 
 // Vendor is a vendor as the API shows and accepts it. Password is
 // write-only: answers leave it out and say whether one is set. POST
@@ -29,44 +25,6 @@ func vendorFromFSM(v fsm.Vendor) Vendor {
 	return Vendor{ID: v.ID, Name: v.Name, Username: v.Username, HasPassword: v.Password != ""}
 }
 
-func (s *Server) listVendors(w http.ResponseWriter, r *http.Request) error {
-	out := []Vendor{}
-	for _, v := range s.state.Vendors() {
-		out = append(out, vendorFromFSM(v))
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
-}
-
-func (s *Server) getVendor(w http.ResponseWriter, r *http.Request) error {
-	v, ok := s.state.Vendor(r.PathValue("id"))
-	if !ok {
-		return notFound("vendor", r.PathValue("id"))
-	}
-	writeJSON(w, http.StatusOK, vendorFromFSM(v))
-	return nil
-}
-
-func (s *Server) putVendor(w http.ResponseWriter, r *http.Request) error {
-	var in Vendor
-	if err := decode(r, &in); err != nil {
-		return err
-	}
-	v, err := in.toFSM()
-	if err != nil {
-		return invalid(err)
-	}
-	if _, err := s.propose(r, &fsm.PutVendor{Vendor: v}); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, vendorFromFSM(v))
-	return nil
-}
-
-func (s *Server) deleteVendor(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.propose(r, &fsm.DeleteVendor{ID: r.PathValue("id")}); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
+var vendors = resource[Vendor, fsm.Vendor]{what: "vendor", key: "id", all: (*fsm.State).Vendors, one: (*fsm.State).Vendor,
+	view: vendorFromFSM, in: (*Vendor).toFSM, put: func(v fsm.Vendor) fsm.Command { return &fsm.PutVendor{Vendor: v} },
+	del: func(id string) fsm.Command { return &fsm.DeleteVendor{ID: id} }}

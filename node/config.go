@@ -40,7 +40,7 @@ type ClusterConfig struct {
 	Bootstrap bool     `toml:"bootstrap"`
 	Join      []string `toml:"join"`
 
-	// Raft timing (vip.go has the defaults, tuned for failover on a LAN).
+	// Raft timing (timing.go has the defaults, tuned for failover on a LAN).
 	HeartbeatTimeout   time.Duration `toml:"heartbeat_timeout"`
 	ElectionTimeout    time.Duration `toml:"election_timeout"`
 	LeaderLeaseTimeout time.Duration `toml:"leader_lease_timeout"`
@@ -180,7 +180,8 @@ func (c *Config) applyDefaults() {
 	if c.Billing.MaxCallDuration == 0 {
 		c.Billing.MaxCallDuration = DefaultMaxCallDuration
 	}
-	c.applyClusterDefaults()
+	c.applyRaftTimingDefaults()
+	c.applyVIPDefaults()
 }
 
 func (c *Config) resolveSecrets() error {
@@ -280,7 +281,13 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
 		return fmt.Errorf("admin.listen: %w", err)
 	}
-	return c.validateClusterAndVIP()
+	if err := c.validateRaftTiming(); err != nil {
+		return err
+	}
+	if _, err := c.GossipAddrs(); err != nil {
+		return err
+	}
+	return c.validateVIP()
 }
 
 // ClusterKey returns the cluster key: cluster.key decoded from base64 when

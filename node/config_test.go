@@ -11,20 +11,29 @@ import (
 	"github.com/troika-sip/troika/fsm"
 )
 
-func TestExampleConfigLoads(t *testing.T) {
-	dir := t.TempDir()
+// loadExample loads the example configuration file example with its
+// secret files (/etc/troika/cluster.key, /etc/troika/admin.token) written
+// to dir instead.
+func loadExample(t *testing.T, dir, example string) (Config, error) {
+	t.Helper()
 	key := filepath.Join(dir, "cluster.key")
 	tok := filepath.Join(dir, "admin.token")
-	os.WriteFile(key, []byte("c2VjcmV0LWNsdXN0ZXIta2V5LTAxMjM0NTY3ODkK\n"), 0o600)
-	os.WriteFile(tok, []byte("0123456789abcdef0123\n"), 0o600)
-	data, err := os.ReadFile("../deploy/troika.example.toml")
+	data, err := os.ReadFile(example)
 	if err != nil {
 		t.Fatal(err)
 	}
 	text := strings.NewReplacer("/etc/troika/cluster.key", key, "/etc/troika/admin.token", tok).Replace(string(data))
-	path := filepath.Join(dir, "troika.toml")
-	os.WriteFile(path, []byte(text), 0o600)
-	c, err := LoadConfig(path)
+	path := filepath.Join(dir, filepath.Base(example))
+	for name, content := range map[string]string{key: "c2VjcmV0LWNsdXN0ZXIta2V5LTAxMjM0NTY3ODkK\n", tok: "0123456789abcdef0123\n", path: text} {
+		if err := os.WriteFile(name, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return LoadConfig(path)
+}
+
+func TestExampleConfigLoads(t *testing.T) {
+	c, err := loadExample(t, t.TempDir(), "../deploy/troika.example.toml")
 	if err != nil {
 		t.Fatalf("the documented example does not load: %v", err)
 	}
@@ -143,23 +152,12 @@ func TestTrimCommand(t *testing.T) {
 
 func TestThreeNodeExampleConfigsLoad(t *testing.T) {
 	dir := t.TempDir()
-	key := filepath.Join(dir, "cluster.key")
-	tok := filepath.Join(dir, "admin.token")
-	os.WriteFile(key, []byte("c2VjcmV0LWNsdXN0ZXIta2V5LTAxMjM0NTY3ODkK\n"), 0o600)
-	os.WriteFile(tok, []byte("0123456789abcdef0123\n"), 0o600)
 	paths, _ := filepath.Glob("../deploy/three-nodes/*.toml")
 	if len(paths) != 3 {
 		t.Fatalf("%d example node configs, want 3", len(paths))
 	}
 	for _, p := range paths {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		text := strings.NewReplacer("/etc/troika/cluster.key", key, "/etc/troika/admin.token", tok).Replace(string(data))
-		path := filepath.Join(dir, filepath.Base(p))
-		os.WriteFile(path, []byte(text), 0o600)
-		c, err := LoadConfig(path)
+		c, err := loadExample(t, dir, p)
 		if err != nil {
 			t.Fatalf("%s: %v", p, err)
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/troika-sip/troika/cluster"
 	"github.com/troika-sip/troika/sipstack"
@@ -141,7 +142,8 @@ func (d *dispatch) onHello(from string, hello []byte) {
 }
 
 // startDispatchLink starts the link (once the cluster and the SIP server
-// exist) and registers its metrics.
+// exist) and registers its metrics in reg (a fresh registry: registering
+// cannot clash).
 func (n *Node) startDispatchLink(reg prometheus.Registerer) error {
 	d := n.dispatch
 	l, err := n.cluster.StartLink(cluster.LinkConfig{
@@ -158,22 +160,19 @@ func (n *Node) startDispatchLink(reg prometheus.Registerer) error {
 	stat := func(f func(cluster.LinkStats) float64) func() float64 {
 		return func() float64 { return f(l.Stats()) }
 	}
-	for _, c := range []prometheus.Collector{
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "troika", Subsystem: "cluster", Name: "link_sent_total",
-			Help: "Dispatch frames written to other nodes' links."}, stat(func(s cluster.LinkStats) float64 { return float64(s.Sent) })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "troika", Subsystem: "cluster", Name: "link_received_total",
-			Help: "Dispatch frames received from other nodes."}, stat(func(s cluster.LinkStats) float64 { return float64(s.Received) })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "troika", Subsystem: "cluster", Name: "link_dropped_total",
-			Help: "Dispatch frames the link dropped: refused (queue full, peer not connected) or queued when a connection broke."},
-			stat(func(s cluster.LinkStats) float64 { return float64(s.Dropped) })),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "troika", Subsystem: "cluster", Name: "link_peers_connected",
-			Help: "Other nodes this node's dispatch link is connected to."}, stat(func(s cluster.LinkStats) float64 { return float64(s.Connected) })),
-	} {
-		if err := reg.Register(c); err != nil {
-			l.Close()
-			return err
-		}
+	opts := func(name, help string) prometheus.Opts {
+		return prometheus.Opts{Namespace: "troika", Subsystem: "cluster", Name: name, Help: help}
 	}
+	auto := promauto.With(reg)
+	auto.NewCounterFunc(prometheus.CounterOpts(opts("link_sent_total", "Dispatch frames written to other nodes' links.")),
+		stat(func(s cluster.LinkStats) float64 { return float64(s.Sent) }))
+	auto.NewCounterFunc(prometheus.CounterOpts(opts("link_received_total", "Dispatch frames received from other nodes.")),
+		stat(func(s cluster.LinkStats) float64 { return float64(s.Received) }))
+	auto.NewCounterFunc(prometheus.CounterOpts(opts("link_dropped_total",
+		"Dispatch frames the link dropped: refused (queue full, peer not connected) or queued when a connection broke.")),
+		stat(func(s cluster.LinkStats) float64 { return float64(s.Dropped) }))
+	auto.NewGaugeFunc(prometheus.GaugeOpts(opts("link_peers_connected", "Other nodes this node's dispatch link is connected to.")),
+		stat(func(s cluster.LinkStats) float64 { return float64(s.Connected) }))
 	return nil
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/troika-sip/troika/cluster"
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/testkit"
 	"github.com/troika-sip/troika/sipstack"
 )
 
@@ -97,7 +98,7 @@ func startDispatchNodes(t *testing.T) *dispatchCluster {
 		dc.sip = append(dc.sip, net.JoinHostPort(ip, strconv.Itoa(port)))
 	}
 	dc.nodes, _ = startNodes(t, cfgs)
-	waitUntil(t, 20*time.Second, "every node dispatching to the three, links up", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "every node dispatching to the three, links up", func() bool {
 		for _, n := range dc.nodes {
 			if len(processors(n.gossip.Members())) != 3 || n.dispatch.link.Load().Stats().Connected != 2 {
 				return false
@@ -220,7 +221,7 @@ func TestDispatchThroughClusterLink(t *testing.T) {
 	if err != nil || res.Err != nil {
 		t.Fatalf("create account: %v %v", err, res.Err)
 	}
-	waitUntil(t, 10*time.Second, "the account and nonce secret everywhere", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the account and nonce secret everywhere", func() bool {
 		for _, n := range dc.nodes {
 			if _, ok := n.state.Account("1001"); !ok || n.state.NonceSecret() == nil {
 				return false

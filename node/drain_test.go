@@ -15,6 +15,7 @@ import (
 	"github.com/troika-sip/troika/admin"
 	"github.com/troika-sip/troika/cluster"
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
 const drainTestToken = "drain-test-token-0123456789"
@@ -76,7 +77,7 @@ func startTestCluster(t *testing.T) *testCluster {
 	tc.nodes, tc.cancel = startNodes(t, tc.cfgs)
 	tc.waitLeader(t, tc.nodes...)
 	// Every node healthy in every node's gossip.
-	waitUntil(t, 15*time.Second, "every node healthy in gossip", func() bool {
+	testkit.WaitFor(t, 15*time.Second, "every node healthy in gossip", func() bool {
 		for _, n := range tc.nodes {
 			ok := 0
 			for _, m := range n.gossip.Members() {
@@ -97,7 +98,7 @@ func startTestCluster(t *testing.T) *testCluster {
 func (tc *testCluster) waitLeader(t *testing.T, nodes ...*Node) *Node {
 	t.Helper()
 	var leader *Node
-	waitUntil(t, 15*time.Second, "an agreed leader", func() bool {
+	testkit.WaitFor(t, 15*time.Second, "an agreed leader", func() bool {
 		id := ""
 		for _, n := range nodes {
 			l, _ := n.cluster.Leader()
@@ -162,7 +163,7 @@ func TestDrain(t *testing.T) {
 	if err != nil || res.Err != nil {
 		t.Fatalf("StartCall: %v %v", err, res.Err)
 	}
-	waitUntil(t, 5*time.Second, "the call on the follower", func() bool { r, _ := follower.callsHere(); return r == 1 })
+	testkit.WaitFor(t, 5*time.Second, "the call on the follower", func() bool { r, _ := follower.callsHere(); return r == 1 })
 	lines, _, err := drainOver(ctx, follower, admin.DrainRequest{Timeout: "1s"})
 	var de *admin.DrainError
 	if !errors.As(err, &de) || !strings.Contains(de.Msg, "1 still ringing") || !strings.Contains(de.Msg, "back in service") ||
@@ -175,7 +176,7 @@ func TestDrain(t *testing.T) {
 	if follower.sip.Draining() || follower.drain.health() != cluster.HealthOK {
 		t.Fatal("the follower is not back in service after the failed drain")
 	}
-	waitUntil(t, 5*time.Second, "the leader to see the follower ok again", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "the leader to see the follower ok again", func() bool {
 		for _, m := range leader.gossip.Members() {
 			if m.ID == follower.cfg.NodeID {
 				return m.Meta.Health == cluster.HealthOK
@@ -196,17 +197,22 @@ func TestDrain(t *testing.T) {
 	}
 	results := make([]result, 2)
 	var wg sync.WaitGroup
-	for i := range 2 {
+	request := func(i int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if i == 1 {
-				time.Sleep(30 * time.Millisecond)
-			}
 			l, s, err := drainOver(ctx, leader, admin.DrainRequest{})
 			results[i] = result{l, s, err}
 		}()
 	}
+	request(0)
+	// The second request once the first one's drain runs: it follows it.
+	testkit.WaitFor(t, 10*time.Second, "the first request's drain to run", func() bool {
+		leader.drain.mu.Lock()
+		defer leader.drain.mu.Unlock()
+		return leader.drain.run != nil
+	})
+	request(1)
 	wg.Wait()
 	for i, r := range results {
 		if r.err != nil || !strings.Contains(r.summary, "left the cluster") || !strings.Contains(r.summary, "exits with status 0") {
@@ -236,7 +242,7 @@ func TestDrain(t *testing.T) {
 	rest := tc.others(leader)
 	next := tc.waitLeader(t, rest...)
 	t.Logf("%s leads after the drain", next.cfg.NodeID)
-	waitUntil(t, 5*time.Second, "the others to see the drained node as left", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "the others to see the drained node as left", func() bool {
 		for _, m := range next.gossip.Members() {
 			if m.ID == leader.cfg.NodeID {
 				return m.State == cluster.MemberLeft

@@ -8,7 +8,6 @@ import (
 	"os"
 	"sync"
 	"testing"
-	"time"
 )
 
 // startNodes starts a node per configuration (defaults applied) in this
@@ -50,16 +49,4 @@ func startNodes(t *testing.T, cfgs []Config) (nodes []*Node, cancels []context.C
 		t.Fatal(err)
 	}
 	return nodes, cancels
-}
-
-// waitUntil polls f every 20 ms until it holds, failing the test after d.
-func waitUntil(t *testing.T, d time.Duration, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -1,11 +1,7 @@
-// Package node is troika's composition root: it turns a Config into a
-// running node (replicated state, cluster, SIP listeners, admin API), owns
-// the start and stop order, and runs the leader's housekeeping.
 package node
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,13 +23,6 @@ import (
 
 // Version is the build's version, set by the linker.
 var Version = "dev"
-
-// purgeEvery is how often the leader removes expired bindings.
-const purgeEvery = 30 * time.Second
-
-// trimEvery is how often the leader bounds the stored xDRs and idempotency
-// keys ([billing] xdr_retention_count and idempotency_window).
-const trimEvery = 5 * time.Minute
 
 // Node is one running troika node.
 type Node struct {
@@ -73,72 +61,170 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-	key, err := cfg.ClusterKey()
+	cs, err := readClusterSettings(cfg)
 	if err != nil {
 		return nil, err
 	}
-	peers, err := cfg.ClusterPeers()
-	if err != nil {
+	n := newNode(cfg, log)
+	ctx = n.drain.init(ctx) // a drain ends it
+	if err := n.openAddressInterface(); err != nil {
 		return nil, err
 	}
+	reg := newMetricsRegistry()
+	if err := n.startRaft(ctx, cs); err != nil {
+		return nil, err
+	}
+	if err := n.startGossip(cs); err != nil {
+		n.cluster.Shutdown()
+		return nil, err
+	}
+	if err := n.buildServers(reg); err != nil {
+		n.stop()
+		return nil, err
+	}
+	sipErr := n.runServers(ctx)
+	if err := n.waitSIPReady(ctx, sipErr); err != nil {
+		n.stop()
+		return nil, err
+	}
+	n.startLoops(ctx)
+	close(n.ready)
+	log.Info("node started", "node", cfg.NodeID, "version", Version, "sip", n.sip.Sockets(),
+		"admin", n.adminLn.Addr().String(), "gossip", n.gossip.Addr(), "state", n.state.Counts().String())
+	go n.stopWhenDone(ctx, sipErr)
+	return n, nil
+}
+
+// clusterSettings are the parts of the configuration the cluster starts
+// from, checked before anything runs.
+type clusterSettings struct {
+	key    []byte
+	peers  []Peer
+	gossip GossipAddrs
+}
+
+func readClusterSettings(cfg Config) (clusterSettings, error) {
+	var cs clusterSettings
+	var err error
+	if cs.key, err = cfg.ClusterKey(); err != nil {
+		return cs, err
+	}
+	if cs.peers, err = cfg.ClusterPeers(); err != nil {
+		return cs, err
+	}
+	if cs.gossip, err = cfg.GossipAddrs(); err != nil {
+		return cs, err
+	}
+	return cs, nil
+}
+
+// newNode makes the node, with its dispatcher's cluster side when it
+// dispatches; nothing runs yet.
+func newNode(cfg Config, log *slog.Logger) *Node {
 	n := &Node{cfg: cfg, log: log, state: fsm.New(), ready: make(chan struct{}), done: make(chan struct{}), startedAt: time.Now()}
-	var disp sipstack.DispatchConfig
 	if cfg.DispatchEnabled() {
 		n.dispatch = newDispatch(n)
-		disp = sipstack.DispatchConfig{Enabled: true, Peers: n.dispatch}
 	}
-	ctx = n.drain.init(ctx) // a drain ends it
-	gaddrs, err := cfg.GossipAddrs()
-	if err != nil {
-		return nil, err
+	return n
+}
+
+// openAddressInterface opens vip.interface, so that a missing interface
+// fails the start before anything runs ([vip] only).
+func (n *Node) openAddressInterface() error {
+	if n.cfg.VIP == nil {
+		return nil
 	}
-	if cfg.VIP != nil {
-		// Fail before anything starts if the interface is missing.
-		if n.addrOps, err = cluster.NewNetlinkAddrs(cfg.VIP.Interface); err != nil {
-			return nil, fmt.Errorf("vip.interface: %w", err)
-		}
-		n.ownerReady, n.ownerDone = make(chan struct{}), make(chan struct{})
+	var err error
+	if n.addrOps, err = cluster.NewNetlinkAddrs(n.cfg.VIP.Interface); err != nil {
+		return fmt.Errorf("vip.interface: %w", err)
 	}
+	n.ownerReady, n.ownerDone = make(chan struct{}), make(chan struct{})
+	return nil
+}
+
+// newMetricsRegistry is the registry /metrics serves: the Go runtime's and
+// the process's metrics, and those the parts of the node add.
+func newMetricsRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
 
+// startRaft starts the raft node, which replays the replicated state.
+func (n *Node) startRaft(ctx context.Context, cs clusterSettings) error {
+	cfg := n.cfg
 	ccfg := cluster.Config{
 		NodeID:        cfg.NodeID,
 		DataDir:       filepath.Join(cfg.DataDir, "raft"),
 		BindAddr:      cfg.Cluster.Bind,
 		AdvertiseAddr: cfg.Cluster.Advertise,
-		Key:           key,
+		Key:           cs.key,
 		Bootstrap:     cfg.Cluster.Bootstrap,
 		Join:          cfg.Cluster.Join,
 		OnLeader:      n.leaderDuties,
-		Logger:        log.With("component", "cluster"),
+		Logger:        n.log.With("component", "cluster"),
 
 		HeartbeatTimeout:   cfg.Cluster.HeartbeatTimeout,
 		ElectionTimeout:    cfg.Cluster.ElectionTimeout,
 		LeaderLeaseTimeout: cfg.Cluster.LeaderLeaseTimeout,
 	}
-	for _, p := range peers {
+	for _, p := range cs.peers {
 		ccfg.Peers = append(ccfg.Peers, cluster.Peer{ID: p.ID, Addr: p.Addr})
 	}
-	n.cluster, err = cluster.Start(ctx, ccfg, n.state)
-	if err != nil {
-		return nil, fmt.Errorf("start cluster: %w", err)
+	var err error
+	if n.cluster, err = cluster.Start(ctx, ccfg, n.state); err != nil {
+		return fmt.Errorf("start cluster: %w", err)
 	}
+	return nil
+}
+
+// startGossip joins the gossip membership, announcing the node as
+// starting.
+func (n *Node) startGossip(cs clusterSettings) error {
+	var err error
 	n.gossip, err = cluster.StartGossip(cluster.GossipConfig{
-		NodeID:        cfg.NodeID,
-		BindAddr:      gaddrs.Bind,
-		AdvertiseAddr: gaddrs.Advertise,
-		Join:          gaddrs.Join,
-		Key:           key,
+		NodeID:        n.cfg.NodeID,
+		BindAddr:      cs.gossip.Bind,
+		AdvertiseAddr: cs.gossip.Advertise,
+		Join:          cs.gossip.Join,
+		Key:           cs.key,
 		Meta:          n.meta(cluster.HealthStarting),
-		Logger:        log.With("component", "cluster"),
+		Logger:        n.log.With("component", "cluster"),
 	})
 	if err != nil {
-		n.cluster.Shutdown()
-		return nil, fmt.Errorf("cluster gossip (cluster.gossip_bind): %w", err)
+		return fmt.Errorf("cluster gossip (cluster.gossip_bind): %w", err)
 	}
+	return nil
+}
 
-	n.sip, err = sipstack.New(sipstack.Config{
+// buildServers makes the SIP server, the dispatch link (which runs at
+// once), the address owner and the admin API with its listening socket.
+func (n *Node) buildServers(reg *prometheus.Registry) error {
+	var err error
+	if n.sip, err = sipstack.New(n.sipConfig(reg), n.state, n.cluster); err != nil {
+		return fmt.Errorf("sip: %w", err)
+	}
+	if n.dispatch != nil {
+		if err := n.startDispatchLink(reg); err != nil {
+			return fmt.Errorf("dispatch link: %w", err)
+		}
+	}
+	if n.cfg.VIP != nil {
+		if err := n.newOwner(); err != nil {
+			return err
+		}
+	}
+	return n.newAdminServer(reg)
+}
+
+// sipConfig is the SIP server's configuration.
+func (n *Node) sipConfig(reg prometheus.Registerer) sipstack.Config {
+	cfg := n.cfg
+	var disp sipstack.DispatchConfig
+	if n.dispatch != nil {
+		disp = sipstack.DispatchConfig{Enabled: true, Peers: n.dispatch}
+	}
+	return sipstack.Config{
 		Addresses:    cfg.SIP.Addresses,
 		UDPPorts:     cfg.SIP.UDPPorts,
 		TCPPorts:     cfg.SIP.TCPPorts,
@@ -164,45 +250,33 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		NodeAlive:       n.nodeAlive,
 		AdoptThroughLog: n.adoptThroughLog,
 		NodeID:          cfg.NodeID,
-		Logger:          log.With("component", "sip"),
+		Logger:          n.log.With("component", "sip"),
 		Metrics:         reg,
-	}, n.state, n.cluster)
-	if err != nil {
-		n.stop()
-		return nil, fmt.Errorf("sip: %w", err)
 	}
-	if n.dispatch != nil {
-		if err := n.startDispatchLink(reg); err != nil {
-			n.stop()
-			return nil, fmt.Errorf("dispatch link: %w", err)
-		}
-	}
-	if cfg.VIP != nil {
-		if err := n.newOwner(); err != nil {
-			n.stop()
-			return nil, err
-		}
-	}
+}
 
+// newAdminServer makes the admin API and opens admin.listen.
+func (n *Node) newAdminServer(reg *prometheus.Registry) error {
 	api, err := admin.New(admin.Config{
-		Token:   cfg.Admin.Token,
+		Token:   n.cfg.Admin.Token,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Logger:  log.With("component", "admin"),
+		Logger:  n.log.With("component", "admin"),
 	}, n.state, n)
 	if err != nil {
-		n.stop()
-		return nil, err
+		return err
 	}
-	n.adminLn, err = net.Listen("tcp", cfg.Admin.Listen)
-	if err != nil {
-		n.stop()
-		return nil, fmt.Errorf("admin.listen: %w", err)
+	if n.adminLn, err = net.Listen("tcp", n.cfg.Admin.Listen); err != nil {
+		return fmt.Errorf("admin.listen: %w", err)
 	}
 	n.admin = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	return nil
+}
 
-	// The SIP server outlives the node's context by the leave
-	// announcement (announceLeaving), so that no node dispatches to a
-	// stopped stack.
+// runServers runs the SIP server and the admin API. The SIP server
+// outlives the node's context by the leave announcement
+// (announceLeaving), so that no node dispatches to a stopped stack. The
+// channel gets what the SIP server's Run returns.
+func (n *Node) runServers(ctx context.Context) chan error {
 	sipCtx, stopSIP := context.WithCancel(context.WithoutCancel(ctx))
 	n.stopSIP = stopSIP
 	sipErr := make(chan error, 1)
@@ -217,18 +291,28 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	}()
 	go func() {
 		if err := n.admin.Serve(n.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("admin API stopped", "error", err)
+			n.log.Error("admin API stopped", "error", err)
 		}
 	}()
+	return sipErr
+}
+
+// waitSIPReady waits until every SIP socket is open.
+func (n *Node) waitSIPReady(ctx context.Context, sipErr <-chan error) error {
 	select {
 	case <-n.sip.Ready():
+		return nil
 	case err := <-sipErr:
-		n.stop()
-		return nil, fmt.Errorf("sip: %w", err)
+		return fmt.Errorf("sip: %w", err)
 	case <-ctx.Done():
-		n.stop()
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
+}
+
+// startLoops starts what runs beside the servers: the address owner, the
+// gossiped metadata, call adoption and the dispatcher's list of
+// processing nodes.
+func (n *Node) startLoops(ctx context.Context) {
 	if n.owner != nil {
 		n.ownerRuns = true
 		go func() {
@@ -237,27 +321,26 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		}()
 	}
 	if err := n.publishMeta(); err != nil {
-		log.Warn("gossip: updating this node's metadata failed", "error", err)
+		n.log.Warn("gossip: updating this node's metadata failed", "error", err)
 	}
 	go n.metaLoop(ctx)
 	go n.adoptLoop(ctx)
 	if n.dispatch != nil {
 		go n.processorsLoop(ctx)
 	}
-	close(n.ready)
-	log.Info("node started", "node", cfg.NodeID, "version", Version, "sip", n.sip.Sockets(),
-		"admin", n.adminLn.Addr().String(), "gossip", n.gossip.Addr(), "state", n.state.Counts().String())
-	go func() {
-		select {
-		case err := <-sipErr:
-			n.runErr = err
-		case <-ctx.Done():
-			n.runErr = <-sipErr
-		}
-		n.stop()
-		close(n.done)
-	}()
-	return n, nil
+}
+
+// stopWhenDone stops the node once the SIP server ends or ctx does, and
+// records why for Wait.
+func (n *Node) stopWhenDone(ctx context.Context, sipErr <-chan error) {
+	select {
+	case err := <-sipErr:
+		n.runErr = err
+	case <-ctx.Done():
+		n.runErr = <-sipErr
+	}
+	n.stop()
+	close(n.done)
 }
 
 func (n *Node) stop() {
@@ -342,51 +425,6 @@ func (n *Node) announceLeaving() {
 	}
 }
 
-// nodeAlive reports whether another node is up and runs its calls: alive
-// in gossip, and neither starting (a restarted node runs none yet: it
-// claims its own through the log) nor leaving (sipstack.Config.NodeAlive).
-func (n *Node) nodeAlive(id string) bool {
-	if n.gossip == nil {
-		return false
-	}
-	for _, m := range n.gossip.Members() {
-		if m.ID == id {
-			return m.State == cluster.MemberAlive && m.Meta.Health != cluster.HealthLeaving && m.Meta.Health != cluster.HealthStarting
-		}
-	}
-	return false
-}
-
-// roleAdoptCall in a node's gossip roles: its fsm applies AdoptCall.
-const roleAdoptCall = "adoptcall1"
-
-// adoptThroughLog reports whether every voter's fsm applies AdoptCall, as
-// the voters last said in gossip (sipstack.Config.AdoptThroughLog): an
-// older voter would stop at a command it does not know.
-func (n *Node) adoptThroughLog() bool {
-	if n.gossip == nil {
-		return false
-	}
-	return everyVoterHas(roleAdoptCall, n.cluster.Voters(), n.gossip.Members(), n.cfg.NodeID)
-}
-
-// everyVoterHas reports whether each voter announced role in its last
-// gossip metadata (self: always; a voter never heard of: no).
-func everyVoterHas(role string, voters []string, members []cluster.Member, self string) bool {
-	roles := map[string][]string{self: {role}}
-	for _, m := range members {
-		if m.ID != self {
-			roles[m.ID] = m.Meta.Roles
-		}
-	}
-	for _, v := range voters {
-		if !slices.Contains(roles[v], role) {
-			return false
-		}
-	}
-	return true
-}
-
 // Wait blocks until the node has stopped and returns why.
 func (n *Node) Wait() error {
 	<-n.done
@@ -425,115 +463,6 @@ type Status struct {
 func (n *Node) ClusterStatus() any {
 	return Status{Version: Version, Cluster: n.cluster.Status(), Sockets: n.sip.Sockets(),
 		Addresses: cluster.AddressStatuses(n.owner, n.state), Members: n.gossip.Members()}
-}
-
-// leaderDuties runs while this node leads: it makes sure the cluster has a
-// digest-nonce secret, purges expired bindings, and trims old xDRs and
-// idempotency keys.
-func (n *Node) leaderDuties(ctx context.Context) {
-	go n.placeAddresses(ctx)
-	for n.state.NonceSecret() == nil {
-		secret := make([]byte, 32)
-		rand.Read(secret)
-		if _, err := n.cluster.Propose(ctx, &fsm.InitNonceSecret{Secret: secret}); err != nil {
-			n.log.Error("could not store the cluster's nonce secret; REGISTERs get 503 until it is stored; retrying", "error", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
-		}
-	}
-	t := time.NewTicker(purgeEvery)
-	defer t.Stop()
-	trim := time.NewTicker(trimEvery)
-	defer trim.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-trim.C:
-			res, err := n.cluster.Propose(ctx, trimCommand(n.cfg.Billing, now))
-			if err == nil && res.Err != nil {
-				err = res.Err
-			}
-			if err != nil {
-				n.log.Warn("trimming xDRs and idempotency keys failed; retrying next tick", "error", err)
-			} else if res.Purged > 0 {
-				n.log.Info("dropped the oldest xDRs beyond billing.xdr_retention_count", "count", res.Purged,
-					"retained", n.cfg.Billing.XDRRetentionCount)
-			}
-		case now := <-t.C:
-			res, err := n.cluster.Propose(ctx, &fsm.PurgeExpired{Now: now.UnixMilli()})
-			if err != nil {
-				n.log.Warn("purge of expired bindings failed; retrying next tick", "error", err)
-			} else if res.Purged > 0 {
-				n.log.Info("purged expired bindings", "count", res.Purged)
-			}
-			n.reapStaleCalls(ctx, now)
-		}
-	}
-}
-
-// reapGrace is how long past its latest possible end a call in the state
-// must be before the leader ends it.
-const reapGrace = 2 * time.Minute
-
-// reapStaleCalls ends calls no node ended: a call still ringing long after
-// the ring timeout, or answered and past the longest time its reservation
-// pays for. Their node stopped without ending them (killed, or a lost
-// write). The xDR says so; an answered call is charged up to the time it
-// was authorized for, which is when it ended at the latest.
-func (n *Node) reapStaleCalls(ctx context.Context, now time.Time) {
-	for _, c := range staleCalls(n.state.Calls(), now, n.cfg.SIP.RingTimeout) {
-		res, err := n.cluster.Propose(ctx, c)
-		if err == nil && res.Err != nil {
-			err = res.Err
-		}
-		if err != nil {
-			n.log.Warn("ending a stale call failed; retrying next tick", "call_id", c.ID, "error", err)
-			continue
-		}
-		n.log.Warn("ended a call no node ended (its node stopped?)", "call_id", c.ID, "disconnect_at", time.UnixMilli(c.DisconnectAt).UTC(),
-			"cause", c.CauseText)
-	}
-}
-
-// staleCalls returns the EndCall commands for calls past their latest
-// possible end by more than reapGrace.
-func staleCalls(calls []fsm.Call, now time.Time, ringTimeout time.Duration) []*fsm.EndCall {
-	var out []*fsm.EndCall
-	for _, c := range calls {
-		if c.ConnectAt == 0 {
-			latest := c.SetupAt + ringTimeout.Milliseconds()
-			if now.UnixMilli() > latest+reapGrace.Milliseconds() {
-				out = append(out, &fsm.EndCall{ID: c.ID, DisconnectAt: latest, Cause: 408,
-					CauseText: "reaped: never answered and no node ended it", DisconnectedBy: "system"})
-			}
-			continue
-		}
-		latest := c.ConnectAt + int64(c.MaxDuration)*1000
-		if now.UnixMilli() > latest+reapGrace.Milliseconds() {
-			out = append(out, &fsm.EndCall{ID: c.ID, DisconnectAt: latest, Cause: 200,
-				CauseText: "reaped: no node ended it; charged to its authorized maximum", DisconnectedBy: "system"})
-		}
-	}
-	return out
-}
-
-// trimCommand is the leader's periodic TrimRecords: keep the newest
-// xdr_retention_count xDRs and the idempotency keys of the last
-// idempotency_window. Zero settings (a Config not from LoadConfig) take
-// the defaults.
-func trimCommand(b BillingConfig, now time.Time) *fsm.TrimRecords {
-	keep, window := b.XDRRetentionCount, b.IdempotencyWindow
-	if keep <= 0 {
-		keep = DefaultXDRRetention
-	}
-	if window <= 0 {
-		window = DefaultIdempotencyWindow
-	}
-	return &fsm.TrimRecords{MaxXDRs: keep, KeepKeysAfter: now.Add(-window).UnixMilli()}
 }
 
 // WaitSocket waits (up to 10 s) until the SIP socket named name, such as

@@ -4,26 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/troika-sip/troika/cluster"
 	"github.com/troika-sip/troika/fsm"
-)
-
-// Raft timing defaults, tuned for failover on a LAN: a follower starts an
-// election 0.3-0.9 s after it last heard from the leader (raft waits a
-// random 1-2 heartbeat timeouts, re-armed while contact is recent), so an
-// election ends well within vip.lease and address holders keep their
-// addresses through it; a leader that cannot reach a quorum steps down
-// within about 150 ms.
-const (
-	DefaultHeartbeatTimeout   = 300 * time.Millisecond
-	DefaultElectionTimeout    = 300 * time.Millisecond
-	DefaultLeaderLeaseTimeout = 150 * time.Millisecond
 )
 
 // VIPConfig is the [vip] section: the node adds and removes the cluster's
@@ -65,46 +51,29 @@ const (
 	DefaultVIPMargin = 250 * time.Millisecond
 )
 
-func (c *Config) applyClusterDefaults() {
-	cc := &c.Cluster
-	if cc.HeartbeatTimeout == 0 {
-		cc.HeartbeatTimeout = DefaultHeartbeatTimeout
+func (c *Config) applyVIPDefaults() {
+	v := c.VIP
+	if v == nil {
+		return
 	}
-	if cc.ElectionTimeout == 0 {
-		cc.ElectionTimeout = DefaultElectionTimeout
+	if v.Lease == 0 {
+		v.Lease = DefaultVIPLease
 	}
-	if cc.LeaderLeaseTimeout == 0 {
-		cc.LeaderLeaseTimeout = min(DefaultLeaderLeaseTimeout, cc.HeartbeatTimeout)
+	if v.Margin == 0 {
+		v.Margin = DefaultVIPMargin
 	}
-	if v := c.VIP; v != nil {
-		if v.Lease == 0 {
-			v.Lease = DefaultVIPLease
-		}
-		if v.Margin == 0 {
-			v.Margin = DefaultVIPMargin
-		}
-		if v.Placement == "" {
-			v.Placement = cluster.PlacementSpread
-		}
-		if v.GARPCount == 0 {
-			v.GARPCount = 3
-		}
-		if v.GARPInterval == 0 {
-			v.GARPInterval = 500 * time.Millisecond
-		}
-		if v.Settle == 0 {
-			v.Settle = 5 * time.Second
-		}
+	if v.Placement == "" {
+		v.Placement = cluster.PlacementSpread
 	}
-}
-
-// LeaseTiming is the self-fencing timing of the [vip] section.
-func (c *Config) LeaseTiming() cluster.LeaseTiming {
-	t := cluster.LeaseTiming{LeaderLeaseTimeout: c.Cluster.LeaderLeaseTimeout}
-	if c.VIP != nil {
-		t.Lease, t.Margin = c.VIP.Lease, c.VIP.Margin
+	if v.GARPCount == 0 {
+		v.GARPCount = 3
 	}
-	return t
+	if v.GARPInterval == 0 {
+		v.GARPInterval = 500 * time.Millisecond
+	}
+	if v.Settle == 0 {
+		v.Settle = 5 * time.Second
+	}
 }
 
 // VIPPrefixes parses vip.addresses.
@@ -131,19 +100,7 @@ func (c *Config) VIPPrefixes() ([]netip.Prefix, error) {
 	return out, nil
 }
 
-func (c *Config) validateClusterAndVIP() error {
-	cc := c.Cluster
-	switch {
-	case cc.HeartbeatTimeout < 50*time.Millisecond || cc.ElectionTimeout < 50*time.Millisecond:
-		return errors.New("cluster.heartbeat_timeout and election_timeout: at least 50ms")
-	case cc.ElectionTimeout < cc.HeartbeatTimeout:
-		return errors.New("cluster.election_timeout: cannot be shorter than heartbeat_timeout")
-	case cc.LeaderLeaseTimeout < 10*time.Millisecond || cc.LeaderLeaseTimeout > cc.HeartbeatTimeout:
-		return errors.New("cluster.leader_lease_timeout: between 10ms and heartbeat_timeout")
-	}
-	if _, err := c.GossipAddrs(); err != nil {
-		return err
-	}
+func (c *Config) validateVIP() error {
 	v := c.VIP
 	if v == nil {
 		return nil
@@ -202,95 +159,6 @@ func (c *Config) validateClusterAndVIP() error {
 	return nil
 }
 
-// GossipAddrs are the gossip (memberlist) addresses of this node and of
-// the members it joins.
-type GossipAddrs struct {
-	Bind, Advertise string
-	Join            []string
-}
-
-// GossipAddrs derives the gossip addresses: by default the cluster port
-// plus one, on the same hosts.
-func (c *Config) GossipAddrs() (GossipAddrs, error) {
-	cc := c.Cluster
-	var g GossipAddrs
-	plusOne := func(key, hostport string) (string, error) {
-		host, port, err := net.SplitHostPort(hostport)
-		if err != nil {
-			return "", fmt.Errorf("%s %q: %w", key, hostport, err)
-		}
-		p, err := strconv.Atoi(port)
-		if err != nil || p < 0 || p > 65534 {
-			return "", fmt.Errorf("%s %q: bad port", key, hostport)
-		}
-		if p == 0 {
-			return net.JoinHostPort(host, "0"), nil
-		}
-		return net.JoinHostPort(host, strconv.Itoa(p+1)), nil
-	}
-	var err error
-	if g.Bind = cc.GossipBind; g.Bind == "" {
-		if g.Bind, err = plusOne("cluster.bind", cc.Bind); err != nil {
-			return g, err
-		}
-		if host, _, _ := net.SplitHostPort(g.Bind); host == "" {
-			g.Bind = "0.0.0.0" + g.Bind
-		}
-	}
-	host, port, err := net.SplitHostPort(g.Bind)
-	if err != nil {
-		return g, fmt.Errorf("cluster.gossip_bind %q: %w", g.Bind, err)
-	}
-	if _, err := netip.ParseAddr(host); err != nil {
-		return g, fmt.Errorf("cluster.gossip_bind %q: needs an IP address (set cluster.gossip_bind)", g.Bind)
-	}
-	if g.Advertise = cc.GossipAdvertise; g.Advertise == "" {
-		advHost := host
-		if a := cc.Advertise; a != "" {
-			if h, _, err := net.SplitHostPort(a); err == nil {
-				advHost = h
-			}
-		}
-		g.Advertise = net.JoinHostPort(advHost, port)
-	}
-	if ap, err := netip.ParseAddrPort(g.Advertise); err != nil {
-		return g, fmt.Errorf("cluster.gossip_advertise %q: needs an IP address and port", g.Advertise)
-	} else if ap.Addr().IsUnspecified() {
-		return g, fmt.Errorf("cluster.gossip_advertise %q: the others cannot reach a wildcard address: set cluster.advertise or cluster.gossip_advertise", g.Advertise)
-	}
-	if len(cc.GossipJoin) > 0 {
-		g.Join = cc.GossipJoin
-		for _, j := range g.Join {
-			if _, _, err := net.SplitHostPort(j); err != nil {
-				return g, fmt.Errorf("cluster.gossip_join %q: %w", j, err)
-			}
-		}
-		return g, nil
-	}
-	peers, err := c.ClusterPeers()
-	if err != nil {
-		return g, err
-	}
-	for _, p := range peers {
-		if p.ID == c.NodeID {
-			continue
-		}
-		j, err := plusOne("cluster.peers", p.Addr)
-		if err != nil {
-			return g, err
-		}
-		g.Join = append(g.Join, j)
-	}
-	for _, a := range cc.Join {
-		j, err := plusOne("cluster.join", a)
-		if err != nil {
-			return g, err
-		}
-		g.Join = append(g.Join, j)
-	}
-	return g, nil
-}
-
 // newOwner prepares the address owner (started once the SIP server runs).
 func (n *Node) newOwner() error {
 	v := n.cfg.VIP
@@ -326,33 +194,5 @@ func (n *Node) placeAddresses(ctx context.Context) {
 	case <-n.ownerReady:
 		n.owner.Lead(ctx)
 	case <-ctx.Done():
-	}
-}
-
-// meta is this node's gossip metadata.
-func (n *Node) meta(health string) cluster.NodeMeta {
-	m := cluster.NodeMeta{Version: Version, Roles: []string{"dispatcher", "processor", roleAdoptCall}, Health: health, Addrs: n.cfg.VIP != nil}
-	if n.dispatch != nil {
-		m.Roles = append(m.Roles, roleDispatch)
-	}
-	if n.sip != nil {
-		m.Load = n.sip.ActiveCalls()
-	}
-	return m
-}
-
-// metaLoop keeps the gossiped load current.
-func (n *Node) metaLoop(ctx context.Context) {
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := n.publishMeta(); err != nil {
-				n.log.Debug("gossip: updating this node's metadata failed", "error", err)
-			}
-		}
 	}
 }

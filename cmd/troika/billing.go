@@ -17,7 +17,7 @@ import (
 )
 
 // topupCmd is `troika account topup ID AMOUNT`.
-func topupCmd(api *apiFlags, header []string, rows func([]admin.Account) func(add func(...any))) *cobra.Command {
+func topupCmd(api *apiFlags) *cobra.Command {
 	var key, note string
 	cmd := &cobra.Command{
 		Use:   "topup ID AMOUNT",
@@ -53,7 +53,7 @@ default). Use your own reference, such as an invoice number, as the key.`,
 				}
 				return fmt.Errorf("%w\nthe top-up may or may not have been applied: run the same command with --key %s to finish it safely (a key is applied at most once)", err, key)
 			}
-			if err := show(api, res, header, rows([]admin.Account{res.Account})); err != nil {
+			if err := accountTable.show(api, res, res.Account); err != nil {
 				return err
 			}
 			fmt.Fprintf(os.Stderr, "top-up of %s to %s recorded under key %s\n", res.Topup.Amount, res.ID, res.Topup.Key)
@@ -70,27 +70,17 @@ default). Use your own reference, such as an invoice number, as the key.`,
 
 func callCmd(api *apiFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "call", Short: "Show calls in progress"}
-	var account string
-	list := &cobra.Command{
-		Use: "list", Short: "List calls in progress", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			out, err := api.client().Calls(cmd.Context(), account)
-			if err != nil {
-				return err
-			}
-			return show(api, out, []string{"ID", "DIRECTION", "ACCOUNT", "CLI", "CLD", "STATE", "DURATION", "MAX", "RESERVED", "NODE"}, func(add func(...any)) {
-				for _, c := range out {
-					state := "setup"
-					if c.ConnectAt != nil {
-						state = "answered"
-					}
-					add(c.ID, c.Direction, c.Account, dash(c.CLI), dash(c.CLD), state, seconds(c.Duration), seconds(c.MaxDuration), reservedTotal(c), c.Node)
+	cmd.AddCommand(listByAccount(api, "List calls in progress", "only calls this account takes part in",
+		table[admin.Call]{
+			header: []string{"ID", "DIRECTION", "ACCOUNT", "CLI", "CLD", "STATE", "DURATION", "MAX", "RESERVED", "NODE"},
+			row: func(add func(...any), c admin.Call) {
+				state := "setup"
+				if c.ConnectAt != nil {
+					state = "answered"
 				}
-			})
-		},
-	}
-	list.Flags().StringVar(&account, "account", "", "only calls this account takes part in")
-	cmd.AddCommand(list)
+				add(c.ID, c.Direction, c.Account, dash(c.CLI), dash(c.CLD), state, seconds(c.Duration), seconds(c.MaxDuration), reservedTotal(c), c.Node)
+			},
+		}, (*admin.Client).Calls))
 	return cmd
 }
 

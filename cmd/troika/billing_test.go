@@ -13,63 +13,52 @@ import (
 
 	"github.com/troika-sip/troika/admin"
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/testkit"
 )
-
-// localBackend applies commands to a local fsm.State, encoded as the
-// cluster would carry them.
-type localBackend struct{ st *fsm.State }
-
-func (b localBackend) Propose(_ context.Context, c fsm.Command) (fsm.Result, error) {
-	data, err := fsm.Encode(c)
-	if err != nil {
-		return fsm.Result{}, err
-	}
-	return b.st.Apply(data)
-}
-
-func (localBackend) ClusterStatus() any { return map[string]string{} }
 
 const testToken = "cli-test-token-0123456789"
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-// billingNode serves the admin API over a state with a tariff, accounts 1001
-// and 1002 (1.00 each) and two finished calls.
-func billingNode(t *testing.T) (string, *fsm.State) {
+// apiNode serves the admin API over a state (written through
+// testkit.Store, as the cluster would) to which cmds are applied.
+func apiNode(t *testing.T, cmds ...fsm.Command) (string, *fsm.State) {
 	t.Helper()
 	st := fsm.New()
-	srv, err := admin.New(admin.Config{Token: testToken}, st, localBackend{st})
+	srv, err := admin.New(admin.Config{Token: testToken}, st, testkit.NewStore(st))
 	if err != nil {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	for _, c := range []fsm.Command{
+	for _, c := range cmds {
+		testkit.MustApply(t, st, c)
+	}
+	return hs.URL, st
+}
+
+// billingNode serves the admin API over a state with a tariff, accounts 1001
+// and 1002 (1.00 each) and two finished calls.
+func billingNode(t *testing.T) (string, *fsm.State) {
+	t.Helper()
+	cmds := []fsm.Command{
 		&fsm.PutTariff{Tariff: fsm.Tariff{ID: "t", Currency: "USD", Rates: []fsm.Rate{{PerMinute: 60_000, ConnectFee: 10_000, FirstInterval: 1, NextInterval: 1}}}},
 		&fsm.CreateAccounts{Now: t0.UnixMilli(), Accounts: []fsm.Account{
 			{ID: "1001", Password: "p", Billing: fsm.Prepaid, Balance: 1_000_000, TariffOut: "t"},
 			{ID: "1002", Password: "p", Billing: fsm.Prepaid, Balance: 1_000_000, TariffOut: "t"},
 		}},
-	} {
-		if res := st.ApplyCommand(c); res.Err != nil {
-			t.Fatal(res.Err)
-		}
 	}
 	for i, from := range []string{"1001", "1002"} {
 		id := "call-" + from
 		at := t0.Add(time.Duration(i) * time.Minute).UnixMilli()
-		for _, c := range []fsm.Command{
+		cmds = append(cmds,
 			&fsm.StartCall{ID: id, Direction: fsm.DirOutgoing, Account: from, CLI: from, CLD: "555", MaxSeconds: 3600, Now: at,
 				Charges: []fsm.ChargeRequest{{Account: from, Role: fsm.RoleOutgoing, Number: "555"}}},
 			&fsm.AnswerCall{ID: id, ConnectAt: at + 1000},
 			&fsm.EndCall{ID: id, DisconnectAt: at + 62_000, Cause: 200, CauseText: "BYE", DisconnectedBy: "callee"},
-		} {
-			if res := st.ApplyCommand(c); res.Err != nil {
-				t.Fatal(res.Err)
-			}
-		}
+		)
 	}
-	return hs.URL, st
+	return apiNode(t, cmds...)
 }
 
 // runInProc runs the CLI in this process against api and returns what it printed on stdout.

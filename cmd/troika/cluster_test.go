@@ -14,6 +14,7 @@ import (
 
 	"github.com/troika-sip/troika/admin"
 	"github.com/troika-sip/troika/internal/sipptest"
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
 const clusterToken = "cluster-test-token-0123456789"
@@ -122,47 +123,43 @@ func (n *testNode) status(t *testing.T) (status, error) {
 // them, and returns it.
 func waitLeader(t *testing.T, nodes []*testNode) *testNode {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		leader := ""
-		agree := true
+	var leader *testNode
+	agreed := testkit.Eventually(30*time.Second, func() bool {
+		id := ""
 		for _, n := range nodes {
 			s, err := n.status(t)
-			if err != nil || s.Cluster.LeaderID == "" || (leader != "" && s.Cluster.LeaderID != leader) {
-				agree = false
-				break
+			if err != nil || s.Cluster.LeaderID == "" || (id != "" && s.Cluster.LeaderID != id) {
+				return false
 			}
-			leader = s.Cluster.LeaderID
+			id = s.Cluster.LeaderID
 		}
-		if agree {
-			for _, n := range nodes {
-				if n.id == leader {
-					return n
-				}
+		for _, n := range nodes {
+			if n.id == id {
+				leader = n
+				return true
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
+		return false
+	})
+	if !agreed {
+		t.Fatal("the nodes did not agree on a leader within 30 s")
 	}
-	t.Fatal("the nodes did not agree on a leader within 30 s")
-	return nil
+	return leader
 }
 
 // waitBindings waits until node n lists want bindings.
 func waitBindings(t *testing.T, n *testNode, want int) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
 	got := -1
-	for time.Now().Before(deadline) {
+	if !testkit.Eventually(20*time.Second, func() bool {
 		regs, err := n.client().Registrations(context.Background(), "")
 		if err == nil {
 			got = len(regs)
-			if got == want {
-				return
-			}
 		}
-		time.Sleep(100 * time.Millisecond)
+		return got == want
+	}) {
+		t.Fatalf("node %s lists %d bindings, want %d", n.id, got, want)
 	}
-	t.Fatalf("node %s lists %d bindings, want %d", n.id, got, want)
 }
 
 // Three troika processes: phones register through a follower, the leader
@@ -236,10 +233,10 @@ func TestClusterKeepsRegistrationsThroughLeaderLossAndRestart(t *testing.T) {
 	// `troika cluster status` shows the leader and the three members alive
 	// and healthy, as any node sees them.
 	env := []string{"TROIKA_API=http://" + nodes[0].api, "TROIKA_TOKEN=" + clusterToken}
-	deadline := time.Now().Add(30 * time.Second) // gossip settles after the restart of all three
-	for {
-		out := runCLI(t, env, "cluster", "status")
-		missing := ""
+	var out, missing string
+	if !testkit.Eventually(30*time.Second, func() bool { // gossip settles after the restart of all three
+		out = runCLI(t, env, "cluster", "status")
+		missing = ""
 		if !strings.Contains(out, "leader "+last.id+"\n") {
 			missing = "leader " + last.id
 		}
@@ -248,12 +245,8 @@ func TestClusterKeepsRegistrationsThroughLeaderLossAndRestart(t *testing.T) {
 				missing = n.id + " alive and ok"
 			}
 		}
-		if missing == "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("troika cluster status does not show %s:\n%s", missing, out)
-		}
-		time.Sleep(200 * time.Millisecond)
+		return missing == ""
+	}) {
+		t.Fatalf("troika cluster status does not show %s:\n%s", missing, out)
 	}
 }

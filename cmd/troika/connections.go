@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -14,18 +13,16 @@ import (
 // recognised, translated and costed, and a dry run of the translation.
 func connectionCmd(api *apiFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "connection", Aliases: []string{"conn"}, Short: "Manage vendor connections (calls from a vendor via SIP)"}
-	header := []string{"ID", "VENDOR", "KIND", "REMOTE_IPS", "USERNAME", "TARIFF", "CLD_RULES", "CLI_RULES"}
-	rows := func(cs []admin.Connection) func(add func(...any)) {
-		return func(add func(...any)) {
-			for _, c := range cs {
-				add(c.ID, c.Vendor, c.Kind, dash(strings.Join(c.RemoteIPs, ",")), dash(c.Username), c.Tariff,
-					dash(c.Translation.CLD), dash(c.Translation.CLI))
-			}
-		}
-	}
+	cc := resourceCmds[admin.Connection]{api: api, what: "connection", table: table[admin.Connection]{
+		header: []string{"ID", "VENDOR", "KIND", "REMOTE_IPS", "USERNAME", "TARIFF", "CLD_RULES", "CLI_RULES"},
+		row: func(add func(...any), c admin.Connection) {
+			add(c.ID, c.Vendor, c.Kind, dash(strings.Join(c.RemoteIPs, ",")), dash(c.Username), c.Tariff,
+				dash(c.Translation.CLD), dash(c.Translation.CLI))
+		},
+	}}
 
 	var c admin.Connection
-	create := &cobra.Command{
+	create := cc.put(&cobra.Command{
 		Use:   "create",
 		Short: "Create or replace a vendor connection",
 		Long: `Create or replace a connection of a vendor: calls from --remote-ip (addresses
@@ -38,14 +35,7 @@ called number must be an account of the switch. The vendor's cost is rated by
 		Example: `  troika connection create --id carrier1-sip --vendor carrier1 --remote-ip 1.2.3.4 --remote-ip 10.0.0.0/8 \
       --tariff carrier1-cost --cld-rules 's/^00/+/; s/^\+44/44/'`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			out, err := api.client().PutConnection(cmd.Context(), c)
-			if err != nil {
-				return err
-			}
-			return show(api, out, header, rows([]admin.Connection{out}))
-		},
-	}
+	}, &c, (*admin.Client).PutConnection)
 	f := create.Flags()
 	f.StringVar(&c.ID, "id", "", "connection id (required)")
 	f.StringVar(&c.Vendor, "vendor", "", "vendor id (required)")
@@ -56,37 +46,11 @@ called number must be an account of the switch. The vendor's cost is rated by
 	f.StringVar(&c.Translation.CLD, "cld-rules", "", `called-number rules, e.g. 's/^00/+/; s/^\+44/44/'`)
 	f.StringVar(&c.Translation.CLI, "cli-rules", "", "calling-number rules")
 
-	get := &cobra.Command{
-		Use: "get ID", Short: "Show a vendor connection", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			out, err := api.client().Connection(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return show(api, out, header, rows([]admin.Connection{out}))
-		},
-	}
-	list := &cobra.Command{
-		Use: "list", Short: "List vendor connections", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			out, err := api.client().Connections(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return show(api, out, header, rows(out))
-		},
-	}
-	del := &cobra.Command{
-		Use: "delete ID", Short: "Delete a vendor connection", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := api.client().DeleteConnection(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			fmt.Printf("connection %s deleted\n", args[0])
-			return nil
-		},
-	}
-	cmd.AddCommand(create, get, list, del, translateCmd(api))
+	cmd.AddCommand(create,
+		cc.get("Show a vendor connection", (*admin.Client).Connection),
+		cc.list("List vendor connections", (*admin.Client).Connections),
+		cc.delete("ID", "Delete a vendor connection", (*admin.Client).DeleteConnection),
+		translateCmd(api))
 	return cmd
 }
 

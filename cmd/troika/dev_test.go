@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/troika-sip/troika/internal/sipptest"
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
 var (
@@ -137,19 +138,17 @@ func cliErr(env []string, args ...string) (string, error) {
 // waitSocket waits until the node does (or does not) list a SIP socket.
 func waitSocket(t *testing.T, api, token, name string, open bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	if !testkit.Eventually(10*time.Second, func() bool {
 		raw, err := newClient(api, token).ClusterStatus(context.Background())
-		if err == nil {
-			var s struct {
-				Sockets []string `json:"sip_sockets"`
-			}
-			json.Unmarshal(raw, &s)
-			if slices.Contains(s.Sockets, name) == open {
-				return
-			}
+		if err != nil {
+			return false
 		}
-		time.Sleep(50 * time.Millisecond)
+		var s struct {
+			Sockets []string `json:"sip_sockets"`
+		}
+		json.Unmarshal(raw, &s)
+		return slices.Contains(s.Sockets, name) == open
+	}) {
+		t.Fatalf("socket %s open=%v not reached", name, open)
 	}
-	t.Fatalf("socket %s open=%v not reached", name, open)
 }

@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -15,24 +14,25 @@ import (
 	"time"
 
 	"github.com/troika-sip/troika/admin"
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
-// troikaBin is the binary under test, built once by TestMain.
+// troikaBin is the binary under test: built once per `go test` run and
+// shared with the other packages that run it (testkit.Binary).
 var troikaBin string
 
+// TestMain finds or builds the binary. It is built without -race: the
+// race detector already covers the node in process (the node and admin
+// tests, and this package's in-process CLI tests), and a race build of the
+// agents these tests start would only make them slower.
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "troika-bin-")
+	bin, err := testkit.Binary()
 	if err != nil {
-		panic(err)
-	}
-	troikaBin = filepath.Join(dir, "troika")
-	if out, err := exec.Command("go", "build", "-race", "-o", troikaBin, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build troika: %v\n%s", err, out)
+		fmt.Fprintf(os.Stderr, "build troika: %v\n", err)
 		os.Exit(1)
 	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	troikaBin = bin
+	os.Exit(m.Run())
 }
 
 // proc is a troika process under test.

@@ -40,17 +40,18 @@ func show(api *apiFlags, v any, header []string, rows func(add func(cols ...any)
 	}
 }
 
+// accountTable is how accounts print (also after a top-up).
+var accountTable = table[admin.Account]{
+	header: []string{"ID", "BILLING", "BALANCE", "RESERVED", "CREDIT_LIMIT", "TARIFF_OUT", "TARIFF_IN", "MAX_CALLS", "INCOMING", "FOLLOW_ME", "POLICY", "BLOCKED"},
+	row: func(add func(...any), a admin.Account) {
+		add(a.ID, a.Billing, a.Balance, a.Reserved, a.CreditLimit, a.TariffOut, a.TariffIn, a.MaxCalls,
+			incomingText(a.Incoming), followMeText(a.FollowMe), dash(a.ServicePolicy), a.Blocked)
+	},
+}
+
 func accountCmd(api *apiFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "account", Short: "Manage accounts"}
-	rows := func(as []admin.Account) func(add func(...any)) {
-		return func(add func(...any)) {
-			for _, a := range as {
-				add(a.ID, a.Billing, a.Balance, a.Reserved, a.CreditLimit, a.TariffOut, a.TariffIn, a.MaxCalls,
-					incomingText(a.Incoming), followMeText(a.FollowMe), dash(a.ServicePolicy), a.Blocked)
-			}
-		}
-	}
-	header := []string{"ID", "BILLING", "BALANCE", "RESERVED", "CREDIT_LIMIT", "TARIFF_OUT", "TARIFF_IN", "MAX_CALLS", "INCOMING", "FOLLOW_ME", "POLICY", "BLOCKED"}
+	ac := resourceCmds[admin.Account]{api: api, what: "account", table: accountTable}
 
 	var a admin.Account
 	var createDelivery deliveryFlags
@@ -74,11 +75,7 @@ func accountCmd(api *apiFlags) *cobra.Command {
 			if fm != nil {
 				a.FollowMe = *fm
 			}
-			out, err := api.client().CreateAccount(cmd.Context(), a)
-			if err != nil {
-				return err
-			}
-			return show(api, out, header, rows([]admin.Account{out}))
+			return ac.showing(api.client().CreateAccount(cmd.Context(), a))
 		},
 	}
 	f := create.Flags()
@@ -93,27 +90,6 @@ func accountCmd(api *apiFlags) *cobra.Command {
 	f.IntVar(&a.MaxCalls, "max-calls", 0, "max concurrent calls (0: unlimited)")
 	f.IntVar(&a.MaxContacts, "max-contacts", 0, "max registered contacts (0: registrar default)")
 	createDelivery.add(create, false)
-
-	get := &cobra.Command{
-		Use: "get ID", Short: "Show an account", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			out, err := api.client().Account(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return show(api, out, header, rows([]admin.Account{out}))
-		},
-	}
-	list := &cobra.Command{
-		Use: "list", Short: "List accounts", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			out, err := api.client().Accounts(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return show(api, out, header, rows(out))
-		},
-	}
 
 	var p admin.AccountPatch
 	var password, billing, creditLimit, tariffOut, tariffIn, policy string
@@ -155,11 +131,7 @@ func accountCmd(api *apiFlags) *cobra.Command {
 			if fl.Changed("blocked") {
 				p.Blocked = &blocked
 			}
-			out, err := api.client().UpdateAccount(cmd.Context(), args[0], p)
-			if err != nil {
-				return err
-			}
-			return show(api, out, header, rows([]admin.Account{out}))
+			return ac.showing(api.client().UpdateAccount(cmd.Context(), args[0], p))
 		},
 	}
 	uf := update.Flags()
@@ -174,17 +146,12 @@ func accountCmd(api *apiFlags) *cobra.Command {
 	uf.BoolVar(&blocked, "blocked", false, "block (true) or unblock (false) the account")
 	updateDelivery.add(update, true)
 
-	del := &cobra.Command{
-		Use: "delete ID", Short: "Delete an account and its registrations", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := api.client().DeleteAccount(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			fmt.Printf("account %s deleted\n", args[0])
-			return nil
-		},
-	}
-	cmd.AddCommand(create, get, list, update, del, importCmd(api), topupCmd(api, header, rows))
+	cmd.AddCommand(create,
+		ac.get("Show an account", (*admin.Client).Account),
+		ac.list("List accounts", (*admin.Client).Accounts),
+		update,
+		ac.delete("ID", "Delete an account and its registrations", (*admin.Client).DeleteAccount),
+		importCmd(api), topupCmd(api))
 	return cmd
 }
 
@@ -269,20 +236,18 @@ unchanged. Progress is printed after every batch.`,
 
 func tariffCmd(api *apiFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "tariff", Short: "Manage tariffs"}
-	header := []string{"ID", "CURRENCY", "PREFIX", "PER_MINUTE", "CONNECT_FEE", "INTERVALS", "FREE_S"}
-	rows := func(ts []admin.Tariff) func(add func(...any)) {
-		return func(add func(...any)) {
-			for _, t := range ts {
-				for _, r := range t.Rates {
-					prefix := r.Prefix
-					if prefix == "" {
-						prefix = "(any)"
-					}
-					add(t.ID, t.Currency, prefix, r.PerMinute, r.ConnectFee, fmt.Sprintf("%d/%d", r.FirstInterval, r.NextInterval), r.FreeSeconds)
+	tc := resourceCmds[admin.Tariff]{api: api, what: "tariff", table: table[admin.Tariff]{
+		header: []string{"ID", "CURRENCY", "PREFIX", "PER_MINUTE", "CONNECT_FEE", "INTERVALS", "FREE_S"},
+		row: func(add func(...any), t admin.Tariff) {
+			for _, r := range t.Rates {
+				prefix := r.Prefix
+				if prefix == "" {
+					prefix = "(any)"
 				}
+				add(t.ID, t.Currency, prefix, r.PerMinute, r.ConnectFee, fmt.Sprintf("%d/%d", r.FirstInterval, r.NextInterval), r.FreeSeconds)
 			}
-		}
-	}
+		},
+	}}
 	var t admin.Tariff
 	var rates []string
 	var file string
@@ -309,38 +274,16 @@ or from flags: --id demo --currency USD --rate "prefix=44,per_minute=0.02,connec
 				}
 				t.Rates = append(t.Rates, r)
 			}
-			out, err := api.client().PutTariff(cmd.Context(), t)
-			if err != nil {
-				return err
-			}
-			return show(api, out, header, rows([]admin.Tariff{out}))
+			return tc.showing(api.client().PutTariff(cmd.Context(), t))
 		},
 	}
 	create.Flags().StringVar(&t.ID, "id", "", "tariff id")
 	create.Flags().StringVar(&t.Currency, "currency", "USD", "ISO 4217 currency code")
 	create.Flags().StringArrayVar(&rates, "rate", nil, `a rate: "prefix=44,per_minute=0.02[,connect_fee=..,first=..,next=..,free=..]"`)
 	create.Flags().StringVarP(&file, "file", "f", "", "tariff as a JSON file")
-	list := &cobra.Command{
-		Use: "list", Short: "List tariffs", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			out, err := api.client().Tariffs(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return show(api, out, header, rows(out))
-		},
-	}
-	del := &cobra.Command{
-		Use: "delete ID", Short: "Delete a tariff no account uses", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := api.client().DeleteTariff(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			fmt.Printf("tariff %s deleted\n", args[0])
-			return nil
-		},
-	}
-	cmd.AddCommand(create, list, del)
+	cmd.AddCommand(create,
+		tc.list("List tariffs", (*admin.Client).Tariffs),
+		tc.delete("ID", "Delete a tariff no account uses", (*admin.Client).DeleteTariff))
 	return cmd
 }
 
@@ -385,50 +328,26 @@ func parseRate(spec string) (admin.Rate, error) {
 
 func aliasCmd(api *apiFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "alias", Short: "Manage IP aliases (extra addresses the switch answers on)"}
-	header := []string{"IP", "EXTRA_UDP", "EXTRA_TCP", "EXTRA_TLS"}
-	rows := func(as []admin.Alias) func(add func(...any)) {
-		return func(add func(...any)) {
-			for _, a := range as {
-				add(a.IP, ints(a.Ports.UDP), ints(a.Ports.TCP), ints(a.Ports.TLS))
-			}
-		}
-	}
+	lc := resourceCmds[admin.Alias]{api: api, what: "alias", table: table[admin.Alias]{
+		header: []string{"IP", "EXTRA_UDP", "EXTRA_TCP", "EXTRA_TLS"},
+		row: func(add func(...any), a admin.Alias) {
+			add(a.IP, ints(a.Ports.UDP), ints(a.Ports.TCP), ints(a.Ports.TLS))
+		},
+	}}
 	var a admin.Alias
 	add := &cobra.Command{
 		Use: "add IP", Short: "Add or replace an IP alias", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			a.IP = args[0]
-			out, err := api.client().PutAlias(cmd.Context(), a)
-			if err != nil {
-				return err
-			}
-			return show(api, out, header, rows([]admin.Alias{out}))
+			return lc.showing(api.client().PutAlias(cmd.Context(), a))
 		},
 	}
 	add.Flags().IntSliceVar(&a.Ports.UDP, "udp", nil, "extra UDP ports, e.g. --udp 5070,5080")
 	add.Flags().IntSliceVar(&a.Ports.TCP, "tcp", nil, "extra TCP ports")
 	add.Flags().IntSliceVar(&a.Ports.TLS, "tls", nil, "extra TLS ports")
-	list := &cobra.Command{
-		Use: "list", Short: "List IP aliases", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			out, err := api.client().Aliases(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return show(api, out, header, rows(out))
-		},
-	}
-	del := &cobra.Command{
-		Use: "delete IP", Short: "Remove an IP alias", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := api.client().DeleteAlias(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			fmt.Printf("alias %s deleted\n", args[0])
-			return nil
-		},
-	}
-	cmd.AddCommand(add, list, del)
+	cmd.AddCommand(add,
+		lc.list("List IP aliases", (*admin.Client).Aliases),
+		lc.delete("IP", "Remove an IP alias", (*admin.Client).DeleteAlias))
 	return cmd
 }
 
@@ -445,22 +364,12 @@ func ints(v []int) string {
 
 func registrationCmd(api *apiFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "registration", Aliases: []string{"reg"}, Short: "Show registrations"}
-	var account string
-	list := &cobra.Command{
-		Use: "list", Short: "List current registrations (bindings) with their ingress socket", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			out, err := api.client().Registrations(cmd.Context(), account)
-			if err != nil {
-				return err
-			}
-			return show(api, out, []string{"ACCOUNT", "CONTACT", "SOURCE", "INGRESS", "EXPIRES", "USER_AGENT"}, func(add func(...any)) {
-				for _, r := range out {
-					add(r.Account, r.Contact, r.Source, r.Ingress, r.Expires, r.UserAgent)
-				}
-			})
-		},
-	}
-	list.Flags().StringVar(&account, "account", "", "only this account's bindings")
-	cmd.AddCommand(list)
+	cmd.AddCommand(listByAccount(api, "List current registrations (bindings) with their ingress socket", "only this account's bindings",
+		table[admin.Registration]{
+			header: []string{"ACCOUNT", "CONTACT", "SOURCE", "INGRESS", "EXPIRES", "USER_AGENT"},
+			row: func(add func(...any), r admin.Registration) {
+				add(r.Account, r.Contact, r.Source, r.Ingress, r.Expires, r.UserAgent)
+			},
+		}, (*admin.Client).Registrations))
 	return cmd
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -16,18 +15,15 @@ func policyCmd(api *apiFlags) *cobra.Command {
 		Use: "policy", Aliases: []string{"service-policy"},
 		Short: "Manage service policies (which redirect targets incoming calls follow)",
 	}
-	header := []string{"ID", "TRUSTED_NETWORKS", "UNTRUSTED_ACTION", "MAX_REDIRECTS"}
-	rows := func(ps []admin.ServicePolicy) func(add func(...any)) {
-		return func(add func(...any)) {
-			for _, p := range ps {
-				trusted := strings.Join(p.Redirect.TrustedNetworks, ",")
-				add(p.ID, dash(trusted), p.Redirect.UntrustedAction, p.Redirect.MaxRedirects)
-			}
-		}
-	}
+	pc := resourceCmds[admin.ServicePolicy]{api: api, what: "service policy", table: table[admin.ServicePolicy]{
+		header: []string{"ID", "TRUSTED_NETWORKS", "UNTRUSTED_ACTION", "MAX_REDIRECTS"},
+		row: func(add func(...any), p admin.ServicePolicy) {
+			add(p.ID, dash(strings.Join(p.Redirect.TrustedNetworks, ",")), p.Redirect.UntrustedAction, p.Redirect.MaxRedirects)
+		},
+	}}
 
 	var p admin.ServicePolicy
-	create := &cobra.Command{
+	create := pc.put(&cobra.Command{
 		Use:   "create",
 		Short: "Create or replace a service policy",
 		Long: `Create or replace a service policy. When an account's static contact (a
@@ -40,50 +36,16 @@ troika account update ID --service-policy POLICY.`,
 		Example: `  troika policy create --id easycall --trusted 193.148.210.22 --trusted 195.111.134.55 --untrusted-action reject
   troika policy create --id office --trusted 10.0.0.0/8,pbx.example.com --untrusted-action new_call_authorization --max-redirects 2`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			out, err := api.client().PutServicePolicy(cmd.Context(), p)
-			if err != nil {
-				return err
-			}
-			return show(api, out, header, rows([]admin.ServicePolicy{out}))
-		},
-	}
+	}, &p, (*admin.Client).PutServicePolicy)
 	f := create.Flags()
 	f.StringVar(&p.ID, "id", "", "policy id (required)")
 	f.StringSliceVar(&p.Redirect.TrustedNetworks, "trusted", nil, "a trusted redirect target: IP address, CIDR or domain name (repeatable, or comma-separated)")
 	f.StringVar(&p.Redirect.UntrustedAction, "untrusted-action", "", "for other targets: new_call_authorization or reject (required)")
 	f.IntVar(&p.Redirect.MaxRedirects, "max-redirects", 0, "most redirects followed per call, 1-10 (0: the default, 3)")
 
-	get := &cobra.Command{
-		Use: "get ID", Short: "Show a service policy", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			out, err := api.client().ServicePolicy(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return show(api, out, header, rows([]admin.ServicePolicy{out}))
-		},
-	}
-	list := &cobra.Command{
-		Use: "list", Short: "List service policies", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			out, err := api.client().ServicePolicies(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return show(api, out, header, rows(out))
-		},
-	}
-	del := &cobra.Command{
-		Use: "delete ID", Short: "Delete a service policy no account uses", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := api.client().DeleteServicePolicy(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			fmt.Printf("service policy %s deleted\n", args[0])
-			return nil
-		},
-	}
-	cmd.AddCommand(create, get, list, del)
+	cmd.AddCommand(create,
+		pc.get("Show a service policy", (*admin.Client).ServicePolicy),
+		pc.list("List service policies", (*admin.Client).ServicePolicies),
+		pc.delete("ID", "Delete a service policy no account uses", (*admin.Client).DeleteServicePolicy))
 	return cmd
 }

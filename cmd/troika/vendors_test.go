@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"net/http/httptest"
 	"reflect"
 	"regexp"
 	"strings"
@@ -16,25 +15,13 @@ import (
 // accounts 44123 and 1002.
 func policyNode(t *testing.T) (string, *fsm.State) {
 	t.Helper()
-	st := fsm.New()
-	srv, err := admin.New(admin.Config{Token: testToken}, st, localBackend{st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv)
-	t.Cleanup(hs.Close)
-	for _, c := range []fsm.Command{
+	return apiNode(t,
 		&fsm.PutTariff{Tariff: fsm.Tariff{ID: "cost", Currency: "USD", Rates: []fsm.Rate{{PerMinute: 5_000, FirstInterval: 1, NextInterval: 1}}}},
 		&fsm.CreateAccounts{Now: t0.UnixMilli(), Accounts: []fsm.Account{
 			{ID: "44123", Password: "p", Billing: fsm.Prepaid},
 			{ID: "1002", Password: "p", Billing: fsm.Prepaid},
 		}},
-	} {
-		if res := st.ApplyCommand(c); res.Err != nil {
-			t.Fatal(res.Err)
-		}
-	}
-	return hs.URL, st
+	)
 }
 
 func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }

@@ -1,0 +1,95 @@
+package admin
+
+import (
+	"net/http"
+
+	"github.com/troika-sip/troika/fsm"
+)
+
+// resource is a kind of stored object that the API lists, reads, puts
+// (create or replace) and deletes in the same way: tariffs, aliases,
+// service policies, vendors, connections, and (but for their own create
+// and update) accounts. A is its API shape, F its fsm one.
+type resource[A, F any] struct {
+	what string // as in "no tariff X"
+	key  string // the path value naming one: "id" or "ip"
+	all  func(*fsm.State) []F
+	one  func(*fsm.State, string) (F, bool)
+	view func(F) A
+	// in, put: the body of POST, checked and converted, and the command
+	// that stores it. Nil: POST is the resource's own handler.
+	in  func(*A) (F, error)
+	put func(F) fsm.Command
+	del func(key string) fsm.Command
+}
+
+// handler is an API handler: an error it returns becomes the answer
+// (authed maps it).
+type handler func(w http.ResponseWriter, r *http.Request) error
+
+// route serves the resource under path (such as "/tariffs"): GET path,
+// POST path (when put is set), GET and DELETE path/{key}.
+func (rs resource[A, F]) route(s *Server, v1 func(pattern string, h handler), path string) {
+	one := path + "/{" + rs.key + "}"
+	v1("GET "+path, func(w http.ResponseWriter, r *http.Request) error { return rs.list(s, w) })
+	v1("GET "+one, func(w http.ResponseWriter, r *http.Request) error { return rs.get(s, w, r) })
+	v1("DELETE "+one, func(w http.ResponseWriter, r *http.Request) error { return rs.delete(s, w, r) })
+	if rs.put != nil {
+		v1("POST "+path, func(w http.ResponseWriter, r *http.Request) error { return rs.create(s, w, r) })
+	}
+}
+
+func (rs resource[A, F]) list(s *Server, w http.ResponseWriter) error {
+	out := []A{}
+	for _, f := range rs.all(s.state) {
+		out = append(out, rs.view(f))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (rs resource[A, F]) get(s *Server, w http.ResponseWriter, r *http.Request) error {
+	f, ok := rs.one(s.state, r.PathValue(rs.key))
+	if !ok {
+		return notFound(rs.what, r.PathValue(rs.key))
+	}
+	writeJSON(w, http.StatusOK, rs.view(f))
+	return nil
+}
+
+// create stores the body (replacing one with the same key) and answers
+// 201 with it as stored.
+func (rs resource[A, F]) create(s *Server, w http.ResponseWriter, r *http.Request) error {
+	f, err := readBody(r, rs.in)
+	if err != nil {
+		return err
+	}
+	if _, err := s.propose(r, rs.put(f)); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, rs.view(f))
+	return nil
+}
+
+func (rs resource[A, F]) delete(s *Server, w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.propose(r, rs.del(r.PathValue(rs.key))); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// readBody decodes a request's strict JSON body (decode) as an A and
+// converts it with conv; a conversion error is a 400 naming the field.
+func readBody[A, F any](r *http.Request, conv func(*A) (F, error)) (F, error) {
+	var in A
+	if err := decode(r, &in); err != nil {
+		var zero F
+		return zero, err
+	}
+	f, err := conv(&in)
+	if err != nil {
+		return f, invalid(err)
+	}
+	return f, nil
+}

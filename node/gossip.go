@@ -1,0 +1,187 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/troika-sip/troika/cluster"
+)
+
+// Gossip (memberlist): this node's addresses in it, the metadata it
+// announces (version, roles, health, load) and what it reads from the
+// others' (who is alive and runs calls, which command versions every voter
+// applies).
+
+// GossipAddrs are the gossip (memberlist) addresses of this node and of
+// the members it joins.
+type GossipAddrs struct {
+	Bind, Advertise string
+	Join            []string
+}
+
+// GossipAddrs derives the gossip addresses: by default the cluster port
+// plus one, on the same hosts.
+func (c *Config) GossipAddrs() (GossipAddrs, error) {
+	cc := c.Cluster
+	var g GossipAddrs
+	plusOne := func(key, hostport string) (string, error) {
+		host, port, err := net.SplitHostPort(hostport)
+		if err != nil {
+			return "", fmt.Errorf("%s %q: %w", key, hostport, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil || p < 0 || p > 65534 {
+			return "", fmt.Errorf("%s %q: bad port", key, hostport)
+		}
+		if p == 0 {
+			return net.JoinHostPort(host, "0"), nil
+		}
+		return net.JoinHostPort(host, strconv.Itoa(p+1)), nil
+	}
+	var err error
+	if g.Bind = cc.GossipBind; g.Bind == "" {
+		if g.Bind, err = plusOne("cluster.bind", cc.Bind); err != nil {
+			return g, err
+		}
+		if host, _, _ := net.SplitHostPort(g.Bind); host == "" {
+			g.Bind = "0.0.0.0" + g.Bind
+		}
+	}
+	host, port, err := net.SplitHostPort(g.Bind)
+	if err != nil {
+		return g, fmt.Errorf("cluster.gossip_bind %q: %w", g.Bind, err)
+	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		return g, fmt.Errorf("cluster.gossip_bind %q: needs an IP address (set cluster.gossip_bind)", g.Bind)
+	}
+	if g.Advertise = cc.GossipAdvertise; g.Advertise == "" {
+		advHost := host
+		if a := cc.Advertise; a != "" {
+			if h, _, err := net.SplitHostPort(a); err == nil {
+				advHost = h
+			}
+		}
+		g.Advertise = net.JoinHostPort(advHost, port)
+	}
+	if ap, err := netip.ParseAddrPort(g.Advertise); err != nil {
+		return g, fmt.Errorf("cluster.gossip_advertise %q: needs an IP address and port", g.Advertise)
+	} else if ap.Addr().IsUnspecified() {
+		return g, fmt.Errorf("cluster.gossip_advertise %q: the others cannot reach a wildcard address: set cluster.advertise or cluster.gossip_advertise", g.Advertise)
+	}
+	if len(cc.GossipJoin) > 0 {
+		g.Join = cc.GossipJoin
+		for _, j := range g.Join {
+			if _, _, err := net.SplitHostPort(j); err != nil {
+				return g, fmt.Errorf("cluster.gossip_join %q: %w", j, err)
+			}
+		}
+		return g, nil
+	}
+	peers, err := c.ClusterPeers()
+	if err != nil {
+		return g, err
+	}
+	for _, p := range peers {
+		if p.ID == c.NodeID {
+			continue
+		}
+		j, err := plusOne("cluster.peers", p.Addr)
+		if err != nil {
+			return g, err
+		}
+		g.Join = append(g.Join, j)
+	}
+	for _, a := range cc.Join {
+		j, err := plusOne("cluster.join", a)
+		if err != nil {
+			return g, err
+		}
+		g.Join = append(g.Join, j)
+	}
+	return g, nil
+}
+
+// meta is this node's gossip metadata.
+func (n *Node) meta(health string) cluster.NodeMeta {
+	m := cluster.NodeMeta{Version: Version, Roles: []string{"dispatcher", "processor", roleAdoptCall}, Health: health, Addrs: n.cfg.VIP != nil}
+	if n.dispatch != nil {
+		m.Roles = append(m.Roles, roleDispatch)
+	}
+	if n.sip != nil {
+		m.Load = n.sip.ActiveCalls()
+	}
+	return m
+}
+
+// metaLoop keeps the gossiped load current.
+func (n *Node) metaLoop(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := n.publishMeta(); err != nil {
+				n.log.Debug("gossip: updating this node's metadata failed", "error", err)
+			}
+		}
+	}
+}
+
+// publishMeta gossips this node's current metadata.
+func (n *Node) publishMeta() error {
+	n.drain.metaMu.Lock()
+	defer n.drain.metaMu.Unlock()
+	return n.gossip.SetMeta(n.meta(n.drain.health()))
+}
+
+// nodeAlive reports whether another node is up and runs its calls: alive
+// in gossip, and neither starting (a restarted node runs none yet: it
+// claims its own through the log) nor leaving (sipstack.Config.NodeAlive).
+func (n *Node) nodeAlive(id string) bool {
+	if n.gossip == nil {
+		return false
+	}
+	for _, m := range n.gossip.Members() {
+		if m.ID == id {
+			return m.State == cluster.MemberAlive && m.Meta.Health != cluster.HealthLeaving && m.Meta.Health != cluster.HealthStarting
+		}
+	}
+	return false
+}
+
+// roleAdoptCall in a node's gossip roles: its fsm applies AdoptCall.
+const roleAdoptCall = "adoptcall1"
+
+// adoptThroughLog reports whether every voter's fsm applies AdoptCall, as
+// the voters last said in gossip (sipstack.Config.AdoptThroughLog): an
+// older voter would stop at a command it does not know.
+func (n *Node) adoptThroughLog() bool {
+	if n.gossip == nil {
+		return false
+	}
+	return everyVoterHas(roleAdoptCall, n.cluster.Voters(), n.gossip.Members(), n.cfg.NodeID)
+}
+
+// everyVoterHas reports whether each voter announced role in its last
+// gossip metadata (self: always; a voter never heard of: no).
+func everyVoterHas(role string, voters []string, members []cluster.Member, self string) bool {
+	roles := map[string][]string{self: {role}}
+	for _, m := range members {
+		if m.ID != self {
+			roles[m.ID] = m.Meta.Roles
+		}
+	}
+	for _, v := range voters {
+		if !slices.Contains(roles[v], role) {
+			return false
+		}
+	}
+	return true
+}

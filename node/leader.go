@@ -1,0 +1,129 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"time"
+
+	"github.com/troika-sip/troika/fsm"
+)
+
+// The leader's housekeeping: the cluster's digest-nonce secret, the
+// addresses' placement (vip.go), purging expired bindings, ending calls no
+// node ended, and bounding the stored xDRs and idempotency keys.
+
+// purgeEvery is how often the leader removes expired bindings.
+const purgeEvery = 30 * time.Second
+
+// trimEvery is how often the leader bounds the stored xDRs and idempotency
+// keys ([billing] xdr_retention_count and idempotency_window).
+const trimEvery = 5 * time.Minute
+
+// leaderDuties runs while this node leads: it makes sure the cluster has a
+// digest-nonce secret, purges expired bindings, and trims old xDRs and
+// idempotency keys.
+func (n *Node) leaderDuties(ctx context.Context) {
+	go n.placeAddresses(ctx)
+	for n.state.NonceSecret() == nil {
+		secret := make([]byte, 32)
+		rand.Read(secret)
+		if _, err := n.cluster.Propose(ctx, &fsm.InitNonceSecret{Secret: secret}); err != nil {
+			n.log.Error("could not store the cluster's nonce secret; REGISTERs get 503 until it is stored; retrying", "error", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	t := time.NewTicker(purgeEvery)
+	defer t.Stop()
+	trim := time.NewTicker(trimEvery)
+	defer trim.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-trim.C:
+			res, err := n.cluster.Propose(ctx, trimCommand(n.cfg.Billing, now))
+			if err == nil && res.Err != nil {
+				err = res.Err
+			}
+			if err != nil {
+				n.log.Warn("trimming xDRs and idempotency keys failed; retrying next tick", "error", err)
+			} else if res.Purged > 0 {
+				n.log.Info("dropped the oldest xDRs beyond billing.xdr_retention_count", "count", res.Purged,
+					"retained", n.cfg.Billing.XDRRetentionCount)
+			}
+		case now := <-t.C:
+			res, err := n.cluster.Propose(ctx, &fsm.PurgeExpired{Now: now.UnixMilli()})
+			if err != nil {
+				n.log.Warn("purge of expired bindings failed; retrying next tick", "error", err)
+			} else if res.Purged > 0 {
+				n.log.Info("purged expired bindings", "count", res.Purged)
+			}
+			n.reapStaleCalls(ctx, now)
+		}
+	}
+}
+
+// reapGrace is how long past its latest possible end a call in the state
+// must be before the leader ends it.
+const reapGrace = 2 * time.Minute
+
+// reapStaleCalls ends calls no node ended: a call still ringing long after
+// the ring timeout, or answered and past the longest time its reservation
+// pays for. Their node stopped without ending them (killed, or a lost
+// write). The xDR says so; an answered call is charged up to the time it
+// was authorized for, which is when it ended at the latest.
+func (n *Node) reapStaleCalls(ctx context.Context, now time.Time) {
+	for _, c := range staleCalls(n.state.Calls(), now, n.cfg.SIP.RingTimeout) {
+		res, err := n.cluster.Propose(ctx, c)
+		if err == nil && res.Err != nil {
+			err = res.Err
+		}
+		if err != nil {
+			n.log.Warn("ending a stale call failed; retrying next tick", "call_id", c.ID, "error", err)
+			continue
+		}
+		n.log.Warn("ended a call no node ended (its node stopped?)", "call_id", c.ID, "disconnect_at", time.UnixMilli(c.DisconnectAt).UTC(),
+			"cause", c.CauseText)
+	}
+}
+
+// staleCalls returns the EndCall commands for calls past their latest
+// possible end by more than reapGrace.
+func staleCalls(calls []fsm.Call, now time.Time, ringTimeout time.Duration) []*fsm.EndCall {
+	var out []*fsm.EndCall
+	for _, c := range calls {
+		if c.ConnectAt == 0 {
+			latest := c.SetupAt + ringTimeout.Milliseconds()
+			if now.UnixMilli() > latest+reapGrace.Milliseconds() {
+				out = append(out, &fsm.EndCall{ID: c.ID, DisconnectAt: latest, Cause: 408,
+					CauseText: "reaped: never answered and no node ended it", DisconnectedBy: "system"})
+			}
+			continue
+		}
+		latest := c.ConnectAt + int64(c.MaxDuration)*1000
+		if now.UnixMilli() > latest+reapGrace.Milliseconds() {
+			out = append(out, &fsm.EndCall{ID: c.ID, DisconnectAt: latest, Cause: 200,
+				CauseText: "reaped: no node ended it; charged to its authorized maximum", DisconnectedBy: "system"})
+		}
+	}
+	return out
+}
+
+// trimCommand is the leader's periodic TrimRecords: keep the newest
+// xdr_retention_count xDRs and the idempotency keys of the last
+// idempotency_window. Zero settings (a Config not from LoadConfig) take
+// the defaults.
+func trimCommand(b BillingConfig, now time.Time) *fsm.TrimRecords {
+	keep, window := b.XDRRetentionCount, b.IdempotencyWindow
+	if keep <= 0 {
+		keep = DefaultXDRRetention
+	}
+	if window <= 0 {
+		window = DefaultIdempotencyWindow
+	}
+	return &fsm.TrimRecords{MaxXDRs: keep, KeepKeysAfter: now.Add(-window).UnixMilli()}
+}
