@@ -7,6 +7,8 @@
 // admin API (admin), which it serves as the admin.Backend and
 // admin.Drainer. By file:
 //
+//   - process.go: ConfigureProcess, the settings of the whole process that
+//     main (or a test's TestMain) makes once before any Start
 //   - config.go: the TOML configuration, its defaults and checks; dev.go
 //     the one-node demo configuration and data of `troika dev`
 //   - timing.go: raft timing and the addresses' self-fencing timing
