@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/sipstack/b2bua"
 )
 
 // nodeOn runs a Server named node on ip:port (UDP), sharing st (the
@@ -120,13 +121,13 @@ func TestAdoptOnInDialogRequest(t *testing.T) {
 	}
 	callee.reply(bye, from, 200, "OK", "", "")
 	x := xdrFor(t, st, c.callID)
-	if x.DisconnectedBy != byCaller || x.Duration < 1 || x.Node != "b" { // the adopter ends it
+	if x.DisconnectedBy != b2bua.ByCaller || x.Duration < 1 || x.Node != "b" { // the adopter ends it
 		t.Errorf("xDR %+v", x)
 	}
 	if x.Amount <= 0 || balance(st, "2001") != before-x.Amount || st.Reserved("2001") != 0 || st.Counts().XDRs != 1 {
 		t.Errorf("charged %d; balance %d -> %d, reserved %d, %d xDRs", x.Amount, before, balance(st, "2001"), st.Reserved("2001"), st.Counts().XDRs)
 	}
-	waitFor(t, "the adopted call to be forgotten", func() bool { return b.calls.size() == 0 && b.ActiveCalls() == 0 })
+	waitFor(t, "the adopted call to be forgotten", func() bool { return b.calls.Dialogs() == 0 && b.ActiveCalls() == 0 })
 }
 
 // AdoptOrphans re-arms the maximum duration of a prepaid call whose node
@@ -147,7 +148,7 @@ func TestAdoptOrphansCutsPrepaidCalls(t *testing.T) {
 	byeCaller, byeFrom := caller.request("BYE")
 	caller.reply(byeCaller, byeFrom, 200, "OK", "", "")
 	x := xdrFor(t, st, c.callID)
-	if x.DisconnectedBy != byTimer || x.Duration < 2 || x.Duration > 4 {
+	if x.DisconnectedBy != b2bua.ByTimer || x.Duration < 2 || x.Duration > 4 {
 		t.Errorf("xDR %+v: want cut by the timer at 3 s", x)
 	}
 	if balance(st, "2001") < 0 || st.Reserved("2001") != 0 || x.Amount != 3_000_000-balance(st, "2001") {
@@ -181,7 +182,7 @@ func TestNoAdoptionWhileTheCallsNodeIsUp(t *testing.T) {
 	c.bye(t)
 	answerBye(t, callee)
 	x := xdrFor(t, st, c.callID)
-	if x.Node != "b" || x.DisconnectedBy != byCaller || st.Counts().XDRs != 1 {
+	if x.Node != "b" || x.DisconnectedBy != b2bua.ByCaller || st.Counts().XDRs != 1 {
 		t.Errorf("xDR %+v, %d xDRs: want one, ended by the caller on b", x, st.Counts().XDRs)
 	}
 }
@@ -210,7 +211,7 @@ func TestForgetMoved(t *testing.T) {
 	}
 
 	// Another node's writes: one call ended, one adopted.
-	mustApply(t, st, &fsm.EndCall{ID: ended.callID, DisconnectAt: time.Now().UnixMilli(), Cause: 200, DisconnectedBy: byCaller})
+	mustApply(t, st, &fsm.EndCall{ID: ended.callID, DisconnectAt: time.Now().UnixMilli(), Cause: 200, DisconnectedBy: b2bua.ByCaller})
 	mustApply(t, st, &fsm.AdoptCall{ID: moved.callID, From: "a", To: "b"})
 	if n := a.ForgetMoved(); n != 2 {
 		t.Fatalf("dropped %d calls, want 2", n)
@@ -218,7 +219,7 @@ func TestForgetMoved(t *testing.T) {
 	if a.ActiveCalls() != 1 {
 		t.Fatalf("%d calls active, want the one still a's", a.ActiveCalls())
 	}
-	if _, ok := a.calls.lookup(kept.callID); !ok {
+	if !a.calls.Runs(kept.callID) {
 		t.Fatal("the call still a's was dropped")
 	}
 	for _, e := range []*endpoint{caller, callee} {

@@ -12,14 +12,14 @@ import (
 	"github.com/icholy/digest"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
 // Test harness for calls: accounts with tariffs, bindings put straight
 // into the fsm, and raw UDP endpoints playing phones, so every header and
 // the source address of every packet can be checked.
 
-const testSDP = "v=0\r\no=alice 1 1 IN IP4 10.1.1.1\r\ns=-\r\nc=IN IP4 10.1.1.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
-const calleeSDP = "v=0\r\no=bob 2 2 IN IP4 10.2.2.2\r\ns=-\r\nc=IN IP4 10.2.2.2\r\nt=0 0\r\nm=audio 50000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+const testSDP, calleeSDP = testkit.CallerSDP, testkit.CalleeSDP
 
 // callState is a state with tariff "t1" (per minute 60 units: 1 unit a
 // second, 1/1 intervals), caller 2001 with balance, callee 2002 with no
@@ -358,7 +358,7 @@ func answerBye(t testing.TB, e *endpoint) *sip.Request {
 func waitNoCalls(t *testing.T, ts *testServer) {
 	t.Helper()
 	waitFor(t, "calls to end", func() bool {
-		return len(ts.st.Calls()) == 0 && ts.ActiveCalls() == 0 && ts.calls.size() == 0
+		return len(ts.st.Calls()) == 0 && ts.ActiveCalls() == 0 && ts.calls.Dialogs() == 0
 	})
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/sipstack/b2bua"
 )
 
 // A callee registered through an alias socket gets the INVITE, the ACK
@@ -101,11 +102,11 @@ func TestCallThroughAlias(t *testing.T) {
 		return ok && call.ConnectAt != 0 && len(call.Legs) == 2
 	})
 	call, _ := st.Call(c.callID)
-	if l := call.Legs[1]; l.Role != legCallee || l.Ingress != "udp:"+aliasAddr || l.Destination != callee.addr ||
+	if l := call.Legs[1]; l.Role != b2bua.LegCallee || l.Ingress != "udp:"+aliasAddr || l.Destination != callee.addr ||
 		l.RemoteTag != "bobtag" || l.CallID != req.CallID().Value() {
 		t.Errorf("callee leg %+v", l)
 	}
-	if l := call.Legs[0]; l.Role != legCaller || l.CallID != c.callID || l.RemoteTag != c.fromTag || l.LocalTag != c.toTag {
+	if l := call.Legs[0]; l.Role != b2bua.LegCaller || l.CallID != c.callID || l.RemoteTag != c.fromTag || l.LocalTag != c.toTag {
 		t.Errorf("caller leg %+v", l)
 	}
 
@@ -115,7 +116,7 @@ func TestCallThroughAlias(t *testing.T) {
 		t.Errorf("BYE %s", bye)
 	}
 	x := xdrFor(t, st, c.callID)
-	if x.Cause != 200 || x.DisconnectedBy != byCaller || x.ConnectAt == 0 || x.Account != "2001" || x.CLD != "2002" {
+	if x.Cause != 200 || x.DisconnectedBy != b2bua.ByCaller || x.ConnectAt == 0 || x.Account != "2001" || x.CLD != "2002" {
 		t.Errorf("xDR %+v", x)
 	}
 	waitNoCalls(t, ts)
@@ -155,7 +156,7 @@ func TestPrepaidCut(t *testing.T) {
 		t.Errorf("BYEs for %s and %s", byeCallee.CallID().Value(), byeCaller.CallID().Value())
 	}
 	x := xdrFor(t, st, c.callID)
-	if x.DisconnectedBy != byTimer || x.Duration < 2 || x.Duration > 4 {
+	if x.DisconnectedBy != b2bua.ByTimer || x.Duration < 2 || x.Duration > 4 {
 		t.Errorf("xDR %+v: want cut by the timer at 3 s", x)
 	}
 	want := min(toRate(fsm.Rate{PerMinute: 60_000_000, ConnectFee: 500_000, FirstInterval: 1, NextInterval: 1}).Charge(min(x.Duration, 3)), bal)
@@ -248,7 +249,7 @@ func TestInDialogRelay(t *testing.T) {
 		t.Errorf("BYE answer %d", r.StatusCode)
 	}
 	answerBye(t, caller)
-	if x := xdrFor(t, st, c.callID); x.DisconnectedBy != byCallee || x.Cause != 200 {
+	if x := xdrFor(t, st, c.callID); x.DisconnectedBy != b2bua.ByCallee || x.Cause != 200 {
 		t.Errorf("xDR %+v", x)
 	}
 	waitNoCalls(t, ts)
@@ -313,7 +314,7 @@ func TestCallFailures(t *testing.T) {
 		callee.reply(cancel, cfrom, 200, "OK", "", "")
 		callee.reply(req, from, 487, "Request Terminated", "b1", "")
 		callee.request("ACK")
-		noCharge(t, ts, c.callID, 487, byCaller)
+		noCharge(t, ts, c.callID, 487, b2bua.ByCaller)
 	})
 	t.Run("busy", func(t *testing.T) {
 		t.Parallel()
@@ -325,7 +326,7 @@ func TestCallFailures(t *testing.T) {
 		if ack, _ := callee.request("ACK"); ack.CallID().Value() != req.CallID().Value() {
 			t.Errorf("ACK of the 486: %s", ack)
 		}
-		noCharge(t, ts, c.callID, 486, byCallee)
+		noCharge(t, ts, c.callID, 486, b2bua.ByCallee)
 	})
 	t.Run("decline", func(t *testing.T) {
 		t.Parallel()
@@ -334,7 +335,7 @@ func TestCallFailures(t *testing.T) {
 		req, from := callee.request("INVITE")
 		callee.reply(req, from, 603, "Decline", "b1", "")
 		wantStatus(t, c.final(5*time.Second, nil), 603, "Decline")
-		noCharge(t, ts, c.callID, 603, byCallee)
+		noCharge(t, ts, c.callID, 603, b2bua.ByCallee)
 	})
 	t.Run("ring timeout", func(t *testing.T) {
 		t.Parallel()
@@ -346,7 +347,7 @@ func TestCallFailures(t *testing.T) {
 		callee.reply(cancel, cfrom, 200, "OK", "", "")
 		callee.reply(req, from, 487, "Request Terminated", "b1", "")
 		wantStatus(t, c.final(5*time.Second, nil), 408, "")
-		noCharge(t, ts, c.callID, 408, byTimer)
+		noCharge(t, ts, c.callID, 408, b2bua.ByTimer)
 	})
 	t.Run("no bindings", func(t *testing.T) {
 		t.Parallel()
@@ -354,7 +355,7 @@ func TestCallFailures(t *testing.T) {
 		addAccount(t, ts.st, fsm.Account{ID: "2009", Password: "pw2009", Billing: fsm.Prepaid})
 		c := invite(t, caller, srv, "2001", "pw2001", "2009", testSDP)
 		wantStatus(t, c.final(5*time.Second, nil), 480, "")
-		noCharge(t, ts, c.callID, 480, bySystem)
+		noCharge(t, ts, c.callID, 480, b2bua.BySystem)
 	})
 	t.Run("binding on another node's socket", func(t *testing.T) {
 		t.Parallel()
@@ -363,7 +364,7 @@ func TestCallFailures(t *testing.T) {
 		bind(t, ts.st, "2009", "sip:2009@127.0.0.1:5999", "127.0.0.1:5999", "udp:192.0.2.1:5060")
 		c := invite(t, caller, srv, "2001", "pw2001", "2009", testSDP)
 		wantStatus(t, c.final(5*time.Second, nil), 480, "")
-		noCharge(t, ts, c.callID, 480, bySystem)
+		noCharge(t, ts, c.callID, 480, b2bua.BySystem)
 		if !strings.Contains(ts.logs.String(), "not open on this node") {
 			t.Errorf("skipped binding not logged")
 		}
@@ -738,7 +739,7 @@ func TestNoAckHangsUp(t *testing.T) {
 	if retrans == 0 {
 		t.Errorf("the 200 was not retransmitted")
 	}
-	if x := xdrFor(t, st, c.callID); x.DisconnectedBy != bySystem || x.Cause != 408 {
+	if x := xdrFor(t, st, c.callID); x.DisconnectedBy != b2bua.BySystem || x.Cause != 408 {
 		t.Errorf("xDR %+v", x)
 	}
 	waitNoCalls(t, ts)

@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/troika-sip/troika/fsm"
@@ -65,35 +64,6 @@ type RegistrarConfig struct {
 	// MaxInFlight bounds the REGISTERs being processed at once by one
 	// Server; more get 503 with Retry-After at once. 4096 when zero.
 	MaxInFlight int
-}
-
-// CallConfig tunes the B2BUA. Zero values take the defaults named on each
-// field.
-type CallConfig struct {
-	// RingTimeout is Timer C: a call no callee has answered within it is
-	// ended, its callee legs CANCELled and the caller answered 408.
-	// 60 s when zero.
-	RingTimeout time.Duration
-
-	// MaxCallSeconds is the longest call the switch allows (StartCall's
-	// MaxSeconds). Prepaid calls are cut earlier when their reservation
-	// runs out. A prepaid call reserves what its balance buys up to this
-	// length, so it also bounds the money one call holds. 14400 when zero.
-	MaxCallSeconds int
-
-	// MaxCalls bounds the calls in progress (ringing or answered) on this
-	// node; further INVITEs get 503 with Retry-After. 10000 when zero.
-	MaxCalls int
-
-	// ProposeTimeout bounds one replicated write of a call (start, answer,
-	// end). A failed start is answered 503; answer and end are retried a
-	// few times. 5 s when zero.
-	ProposeTimeout time.Duration
-
-	// AckTimeout is how long the 200 to the caller is retransmitted while
-	// waiting for its ACK; an answered call still unconfirmed then is hung
-	// up (BYE both legs). 64*T1 (32 s) when zero, as RFC 3261 §13.3.1.4.
-	AckTimeout time.Duration
 }
 
 // Config configures a Server.
@@ -171,9 +141,6 @@ const (
 	defaultAliasRetry     = 5 * time.Second
 	defaultMaxConns       = 10000
 	defaultMaxUDPPeers    = 65536
-	defaultRingTimeout    = 60 * time.Second
-	defaultMaxCallSeconds = 14400
-	defaultMaxCalls       = 10000
 )
 
 // withDefaults fills zero values and checks the result.
@@ -206,17 +173,8 @@ func (c Config) withDefaults() (Config, error) {
 	case r.MaxContacts < 0:
 		return c, fmt.Errorf("registrar max contacts %d: cannot be negative", r.MaxContacts)
 	}
-	cc := &c.Calls
-	setDef(&cc.RingTimeout, defaultRingTimeout)
-	setDef(&cc.MaxCallSeconds, defaultMaxCallSeconds)
-	setDef(&cc.MaxCalls, defaultMaxCalls)
-	setDef(&cc.ProposeTimeout, defaultProposeTimeout)
-	setDef(&cc.AckTimeout, 64*sip.T1)
-	switch {
-	case cc.RingTimeout < 0 || cc.MaxCallSeconds < 0 || cc.MaxCalls < 0 || cc.ProposeTimeout < 0 || cc.AckTimeout < 0:
-		return c, errors.New("calls: timeouts, max call seconds and max calls cannot be negative")
-	case cc.MaxCallSeconds > 7*24*3600:
-		return c, fmt.Errorf("calls max call seconds %d: at most a week", cc.MaxCallSeconds)
+	if c.Calls, err = c.Calls.WithDefaults(); err != nil {
+		return c, err
 	}
 	setDef(&c.AliasRetry, defaultAliasRetry)
 	setDef(&c.TCPIdleTimeout, time.Duration(r.MaxExpires)*time.Second+time.Minute)
@@ -268,4 +226,9 @@ func (c Config) authConfig() auth.Config {
 	r := c.Registrar
 	return auth.Config{Realm: r.Realm, Algorithms: r.Algorithms, NonceTTL: r.NonceTTL,
 		FailuresPerMinute: r.AuthFailuresPerMinute, BlockFor: r.AuthBlockFor, Metrics: c.Metrics, Logger: c.Logger}
+}
+
+// mainPorts lists the main ports of every transport.
+func (c Config) mainPorts() []int {
+	return append(append(append([]int(nil), c.UDPPorts...), c.TCPPorts...), c.TLSPorts...)
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"net"
 
-	"github.com/emiago/sipgo/sip"
-
 	"github.com/troika-sip/troika/sipstack/dispatch"
 	"github.com/troika-sip/troika/sipstack/transport"
 )
@@ -50,19 +48,4 @@ func (s *Server) Stream(name string) *transport.Socket {
 		return sock
 	}
 	return nil
-}
-
-// forwardToCallNode passes a request of a dialog this node does not run
-// (an in-dialog request, an ACK or a CANCEL that matched nothing here) to
-// the node the cluster state says runs its call, when that is another live
-// processor (dispatch.Dispatcher.ForwardToCallNode). true when it was
-// passed on (the caller ends its transaction without answering). Otherwise
-// the request is handled here, adopting an answered call (b2bua_adopt.go).
-func (s *Server) forwardToCallNode(sock *transport.Socket, req *sip.Request) bool {
-	cid := req.CallID()
-	if cid == nil {
-		return false
-	}
-	fc, ok := s.state.CallForDialog(cid.Value())
-	return ok && s.disp.ForwardToCallNode(sock, fc.Node, req)
 }

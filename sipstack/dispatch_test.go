@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/sipstack/b2bua"
 	"github.com/troika-sip/troika/sipstack/dispatch"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
 	"github.com/troika-sip/troika/sipstack/transport"
@@ -328,10 +329,10 @@ func TestDispatchCallAcrossNodes(t *testing.T) {
 			t.Fatalf("caller BYE for %s", byeReq.CallID().Value())
 		}
 		caller.reply(byeReq, byeFrom, 200, "OK", "", "")
-		if x := xdrFor(t, st, cid); x.DisconnectedBy != byCallee || x.Node != "n2" || st.Reserved("2001") != 0 {
+		if x := xdrFor(t, st, cid); x.DisconnectedBy != b2bua.ByCallee || x.Node != "n2" || st.Reserved("2001") != 0 {
 			t.Fatalf("xDR %+v", x)
 		}
-		waitFor(t, "n2 to forget the call", func() bool { return nodes[1].calls.size() == 0 && nodes[1].ActiveCalls() == 0 })
+		waitFor(t, "n2 to forget the call", func() bool { return nodes[1].calls.Dialogs() == 0 && nodes[1].ActiveCalls() == 0 })
 		t.Logf("round %d: callee leg %s would hash to %s", round, legID, plain)
 	}
 	if !diverged {
@@ -489,7 +490,7 @@ func TestDispatchCallToTCPCalleeThroughOwner(t *testing.T) {
 	}
 	bye, from := caller.request("BYE")
 	caller.reply(bye, from, 200, "OK", "", "")
-	if x := xdrFor(t, st, cid); x.DisconnectedBy != byCallee || x.Node != "n2" {
+	if x := xdrFor(t, st, cid); x.DisconnectedBy != b2bua.ByCallee || x.Node != "n2" {
 		t.Fatalf("xDR %+v", x)
 	}
 	// 180, 200 and BYE; n1 counts each once it has handed it over, which
@@ -552,7 +553,7 @@ func TestDispatchForwardsToTheCallsNodeAfterAJoin(t *testing.T) {
 		t.Fatalf("callee BYE from %s for %s", byeFrom, bye.CallID().Value())
 	}
 	callee.reply(bye, byeFrom, 200, "OK", "", "")
-	if x := xdrFor(t, st, cid); x.DisconnectedBy != byCaller || x.Node != "n2" {
+	if x := xdrFor(t, st, cid); x.DisconnectedBy != b2bua.ByCaller || x.Node != "n2" {
 		t.Fatalf("xDR %+v", x)
 	}
 	// The BYE, and the caller's ACK when it was still on its way at the

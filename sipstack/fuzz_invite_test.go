@@ -38,7 +38,7 @@ func FuzzInvite(f *testing.F) {
 	f.Add([]byte("INVITE sip:1002@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx\r\nFrom: <sip:1001@h>;tag=a\r\nTo: <sip:1002@h>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContact: <sip:1001@10.0.0.1>\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		res := run(data)
-		if s.calls.size() != 0 || s.ActiveCalls() != 0 || len(s.state.Calls()) != 0 {
+		if s.calls.Dialogs() != 0 || s.ActiveCalls() != 0 || len(s.state.Calls()) != 0 {
 			t.Fatalf("call left open by %q", data)
 		}
 		checkFuzzResponse(t, res, data)
@@ -86,11 +86,11 @@ func inviteFuzzHarness(tb testing.TB) (func([]byte) *sip.Response, *Server) {
 		tx := &fakeTx{done: make(chan struct{})}
 		switch req.Method {
 		case sip.INVITE:
-			s.handleInvite(sock, req, tx)
+			s.calls.HandleInvite(sock, req, tx)
 		case sip.BYE, sip.UPDATE, sip.INFO:
-			s.handleInDialog(sock, req, tx)
+			s.calls.HandleInDialog(sock, req, tx)
 		case sip.ACK:
-			s.handleAck(sock, req)
+			s.calls.HandleAck(sock, req)
 			return nil
 		default:
 			return nil

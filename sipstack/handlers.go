@@ -19,9 +19,9 @@ type handlerFunc func(sock *transport.Socket, req *sip.Request, tx sip.ServerTra
 func (s *Server) route(sock *transport.Socket) {
 	sock.Srv.OnRequest(sip.REGISTER, s.wrap(sock, s.handleRegister))
 	sock.Srv.OnRequest(sip.OPTIONS, s.wrap(sock, s.handleOptions))
-	sock.Srv.OnRequest(sip.INVITE, s.wrap(sock, s.handleInvite))
+	sock.Srv.OnRequest(sip.INVITE, s.wrap(sock, s.calls.HandleInvite))
 	for _, m := range []sip.RequestMethod{sip.BYE, sip.UPDATE, sip.INFO} {
-		sock.Srv.OnRequest(m, s.wrap(sock, s.handleInDialog))
+		sock.Srv.OnRequest(m, s.wrap(sock, s.calls.HandleInDialog))
 	}
 	// ACKs of our non-2xx final responses are absorbed by the transaction
 	// layer; the B2BUA takes those of its 2xx; any other ACK has nothing
@@ -33,19 +33,13 @@ func (s *Server) route(sock *transport.Socket) {
 		defer s.gate.exit()
 		s.m.request(string(req.Method))
 		if sipmsg.EchoSafe(req) {
-			s.handleAck(sock, req)
+			s.calls.HandleAck(sock, req)
 		}
 	})
 	// A CANCEL reaching a handler matched no pending INVITE (sipgo answers
 	// the ones that do, and the B2BUA hears of them through the INVITE
 	// transaction's OnCancel).
-	sock.Srv.OnRequest(sip.CANCEL, s.wrap(sock, func(_ *transport.Socket, req *sip.Request, tx sip.ServerTransaction) {
-		if s.forwardToCallNode(sock, req) { // its INVITE is on another node (dispatch.go)
-			tx.Terminate()
-			return
-		}
-		s.reply(tx, req, sipmsg.Reply{Code: sip.StatusCallTransactionDoesNotExists, Reason: "Call/Transaction Does Not Exist"})
-	}))
+	sock.Srv.OnRequest(sip.CANCEL, s.wrap(sock, s.calls.HandleCancel))
 	for _, m := range notAllowed {
 		sock.Srv.OnRequest(m, s.wrap(sock, func(_ *transport.Socket, req *sip.Request, tx sip.ServerTransaction) {
 			s.reply(tx, req, sipmsg.Reply{Code: sip.StatusMethodNotAllowed, Reason: "Method Not Allowed",

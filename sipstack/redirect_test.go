@@ -16,6 +16,7 @@ import (
 	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/internal/sipptest"
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
 // Redirect-server delivery (seeds/redirect-server-delivery.txt) and
@@ -600,7 +601,7 @@ func TestRedirectCancel(t *testing.T) {
 func TestRedirectNextContact(t *testing.T) {
 	sipptest.Need(t)
 	t.Parallel()
-	res := &fakeResolver{names: map[string][]string{}}
+	res := &testkit.Resolver{Names: map[string][]string{}}
 	addr, uas := pbx(t)
 	trustedIP := netip.MustParseAddrPort(addr).Addr().String()
 	e := newRedirectEnv(t, fsm.RedirectPolicy{TrustedNetworks: []string{trustedIP}, UntrustedAction: billing.NewCallAuthorization}, nil,

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/sipstack/auth"
+	"github.com/troika-sip/troika/sipstack/b2bua"
 	"github.com/troika-sip/troika/sipstack/dispatch"
 	"github.com/troika-sip/troika/sipstack/registrar"
 	"github.com/troika-sip/troika/sipstack/transport"
@@ -41,7 +41,7 @@ type Server struct {
 	auth    *auth.Authenticator
 	reg     *registrar.Registrar
 	gate    gate                 // handlers running
-	calls   *callTable           // the B2BUA's calls
+	calls   *b2bua.B2BUA         // the calls of this node
 	disp    *dispatch.Dispatcher // dispatcher and relay sockets
 
 	baseCtx    context.Context // cancelled when Run ends: aborts Propose calls
@@ -92,10 +92,7 @@ func New(cfg Config, state *fsm.State, store Store) (*Server, error) {
 	if err := transport.CheckLibrary(); err != nil {
 		return nil, err
 	}
-	m, err := newMetrics(cfg.Metrics)
-	if err != nil {
-		return nil, err
-	}
+	m := newMetrics(cfg.Metrics)
 	log := cfg.Logger.With("node", cfg.NodeID)
 	s := &Server{
 		cfg:       cfg,
@@ -111,8 +108,10 @@ func New(cfg Config, state *fsm.State, store Store) (*Server, error) {
 		tlsWarned: map[string]bool{},
 		fed:       map[string]bool{},
 	}
+	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
+	callMetrics := b2bua.NewMetrics(cfg.Metrics)
 	ac := cfg.authConfig()
-	ac.Logger, ac.VendorFailures = log, m.vendorCalls.WithLabelValues(vendorAuthFailed)
+	ac.Logger, ac.VendorFailures = log, callMetrics.VendorAuthFailures()
 	if s.auth, err = auth.New(ac, state); err != nil {
 		return nil, err
 	}
@@ -126,12 +125,13 @@ func New(cfg Config, state *fsm.State, store Store) (*Server, error) {
 	if s.disp, err = dispatch.New(cfg.Dispatch, cfg.NodeID, s, cfg.Metrics, log); err != nil {
 		return nil, err
 	}
-	s.calls = newCallTable(cfg.Calls.MaxCalls, func(p any) {
-		log.Error("call goroutine panicked", "panic", p, "stack", string(debug.Stack()))
-		m.stackErrors.Inc()
-	})
+	s.calls, err = b2bua.New(s.baseCtx, b2bua.Config{Calls: cfg.Calls, Delivery: cfg.Delivery, NodeID: cfg.NodeID,
+		NodeAlive: cfg.NodeAlive, AdoptThroughLog: cfg.AdoptThroughLog, Addresses: cfg.Addresses, Ports: cfg.mainPorts(),
+		Now: cfg.Now, Logger: log, Metrics: callMetrics, Panics: m.stackErrors}, state, store, s.auth, s, s.disp)
+	if err != nil {
+		return nil, err
+	}
 	s.sipLog = slog.New(transport.NewQuietHandler(log.Handler(), m.parseErrors, m.stackErrors)).With("component", "sipgo")
-	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 	if cfg.TLSCert != "" || cfg.TLSKey != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
@@ -169,21 +169,6 @@ func (s *Server) Sockets() []string {
 			out = append(out, name)
 		}
 	}
-	slices.Sort(out)
-	return out
-}
-
-// allSockets returns the names of every socket this node can send from:
-// those it holds and its relay sockets.
-func (s *Server) allSockets() []string {
-	s.mu.Lock()
-	out := make([]string, 0, len(s.sockets))
-	for name, sock := range s.sockets {
-		if sock.Usable.Load() {
-			out = append(out, name)
-		}
-	}
-	s.mu.Unlock()
 	slices.Sort(out)
 	return out
 }
@@ -246,7 +231,7 @@ func (s *Server) shutdown(cancel context.CancelFunc) {
 	s.disp.Wait()
 	s.cancelBase()
 	s.gate.closeAndWait(s.cfg.Registrar.ProposeTimeout + time.Second)
-	if !s.calls.shutdown(callShutdownWait) {
+	if !s.calls.Stop(callShutdownWait) {
 		s.log.Warn("some call goroutines were still running at shutdown")
 	}
 	s.log.Info("SIP sockets closed", "calls_left", s.ActiveCalls())

@@ -15,6 +15,7 @@ import (
 	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/internal/sipptest"
+	"github.com/troika-sip/troika/sipstack/b2bua"
 )
 
 // SIPp drives calls: testdata/uac_auth.xml as the caller (digest auth
@@ -183,7 +184,7 @@ func TestSIPpCallBilling(t *testing.T) {
 			x := xs[0]
 			// SIPp holds the call 2.3 s after its ACK: at least 2 s once
 			// rounded, more only on a stalled machine.
-			if x.Cause != 200 || x.DisconnectedBy != byCaller || x.ConnectAt == 0 || x.Duration < 2 || x.Duration > 30 {
+			if x.Cause != 200 || x.DisconnectedBy != b2bua.ByCaller || x.ConnectAt == 0 || x.Duration < 2 || x.Duration > 30 {
 				t.Errorf("xDR %+v", x)
 			}
 			want := toRate(tc.rate).Charge(x.Duration)

@@ -13,6 +13,7 @@ import (
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/internal/sipptest"
 	"github.com/troika-sip/troika/sipstack/auth"
+	"github.com/troika-sip/troika/sipstack/b2bua"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
 	"github.com/troika-sip/troika/sipstack/transport"
 )
@@ -160,7 +161,7 @@ func TestSIPpVendorCall(t *testing.T) {
 		!strings.Contains(inv, "<sip:+442071234567@") || strings.Contains(inv, "0044") {
 		t.Errorf("callee INVITE lacks the translated numbers (or shows the original ones):\n%s", inv)
 	}
-	if n := ts.counter("troika_vendor_calls_total", "result", vendorAccepted); n != 1 {
+	if n := ts.counter("troika_vendor_calls_total", "result", b2bua.VendorAccepted); n != 1 {
 		t.Errorf("vendor_calls_total{accepted} = %v", n)
 	}
 }
@@ -231,7 +232,7 @@ func TestSIPpVendorAuthorization(t *testing.T) {
 		if invites() != 1 || len(st.XDRs(fsm.XDRFilter{})) != before {
 			t.Errorf("the call went on: %d INVITEs at the callee", invites())
 		}
-		if ts.counter("troika_vendor_calls_total", "result", vendorAuthFailed) != 1 || ts.counter("troika_sip_auth_failures_total") != failures+1 {
+		if ts.counter("troika_vendor_calls_total", "result", b2bua.VendorAuthFailed) != 1 || ts.counter("troika_sip_auth_failures_total") != failures+1 {
 			t.Errorf("failed vendor authentication not counted")
 		}
 	})
@@ -257,7 +258,7 @@ func TestSIPpVendorRefusals(t *testing.T) {
 	noCharge := func(t *testing.T, x fsm.XDR) {
 		t.Helper()
 		if x.Direction != fsm.DirFromVendor || x.Account != "" || len(x.Charges) != 0 || x.Amount != 0 || x.VendorCost != 0 ||
-			x.ConnectAt != 0 || x.DisconnectedBy != bySystem {
+			x.ConnectAt != 0 || x.DisconnectedBy != b2bua.BySystem {
 			t.Errorf("refused attempt's xDR %+v", x)
 		}
 		if balance(st, "44123") != vendorBalance || st.Reserved("44123") != 0 {
@@ -276,7 +277,7 @@ func TestSIPpVendorRefusals(t *testing.T) {
 			x.CLI != "+442071234567" || !strings.Contains(x.CauseText, "not an account") {
 			t.Errorf("xDR %+v", x)
 		}
-		if ts.counter("troika_vendor_calls_total", "result", vendorNotAccount) != 1 || ts.counter("troika_sip_calls_failed_total", "code", "404") != 1 {
+		if ts.counter("troika_vendor_calls_total", "result", b2bua.VendorNotAccount) != 1 || ts.counter("troika_sip_calls_failed_total", "code", "404") != 1 {
 			t.Error("the refusal was not counted")
 		}
 		if !strings.Contains(ts.logs.String(), "the translated number is not an account") {
@@ -293,7 +294,7 @@ func TestSIPpVendorRefusals(t *testing.T) {
 		if x.Vendor != "v2" || x.Connection != "c-evil" || x.CLDTranslated != "" || !strings.Contains(x.CauseText, billing.ErrRuleTimeout.Error()) {
 			t.Errorf("xDR %+v", x)
 		}
-		if ts.counter("troika_vendor_calls_total", "result", vendorRuleTimeout) != 1 {
+		if ts.counter("troika_vendor_calls_total", "result", b2bua.VendorRuleTimeout) != 1 {
 			t.Error("the timeout was not counted")
 		}
 	})
@@ -369,7 +370,7 @@ func TestInviteAuthorizationOrder(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			req := authTestRequest(t, tc.method, tc.src, tc.user, tc.pw, tc.nonce)
-			vendorFails := ts.counter("troika_vendor_calls_total", "result", vendorAuthFailed)
+			vendorFails := ts.counter("troika_vendor_calls_total", "result", b2bua.VendorAuthFailed)
 			var p auth.Principal
 			var r *sipmsg.Reply
 			if tc.method == sip.REGISTER {
@@ -402,7 +403,7 @@ func TestInviteAuthorizationOrder(t *testing.T) {
 					t.Errorf("got %+v, want account %s", p, w.account)
 				}
 			}
-			if got := ts.counter("troika_vendor_calls_total", "result", vendorAuthFailed) - vendorFails; (got == 1) != tc.vendorFail {
+			if got := ts.counter("troika_vendor_calls_total", "result", b2bua.VendorAuthFailed) - vendorFails; (got == 1) != tc.vendorFail {
 				t.Errorf("vendor auth failures counted %v", got)
 			}
 		})
@@ -445,72 +446,4 @@ func authTestRequest(t *testing.T, method sip.RequestMethod, src, user, pw, nonc
 		req.SetSource(src)
 	}
 	return req
-}
-
-// The record of a refused vendor call: a fresh Call-ID gets one xDR
-// without charge; the Call-ID of a call in progress is left alone (never
-// ended by someone else's refused INVITE).
-func TestRefusedVendorCallRecord(t *testing.T) {
-	t.Parallel()
-	st := vendorCallState(t, "10.9.0.0/16", "")
-	ts := startServer(t, st, nil)
-	mustApply(t, st, &fsm.StartCall{ID: "live@x", Direction: fsm.DirOutgoing, Account: "1001", CLI: "1001", CLD: "44123",
-		MaxSeconds: 60, Now: 1, Node: "other"})
-	cn, _ := st.Connection("c1")
-	v, _ := st.Vendor("v1")
-	vr := &vendorRoute{conn: cn, vendor: v, by: auth.ByVendorIP, dialed: "0044999", cli: "+44207"}
-	for _, id := range []string{"fresh@x", "live@x"} {
-		req := authTestRequest(t, sip.INVITE, "10.9.1.1:5060", "", "", "")
-		cid := sip.CallIDHeader(id)
-		req.ReplaceHeader(&cid)
-		ts.recordRefusedVendorCall(req, vr, "44999", 404, "the translated number is not an account", time.Now(), ts.log)
-	}
-	x, ok := st.XDRForCall("fresh@x")
-	if !ok || x.Account != "" || x.Direction != fsm.DirFromVendor || x.Cause != 404 || x.CLD != "0044999" || x.CLDTranslated != "44999" ||
-		x.CLI != "+44207" || x.Vendor != "v1" || x.Connection != "c1" || len(x.Charges) != 0 || x.Amount != 0 ||
-		x.CauseText != "Not Found: the translated number is not an account" {
-		t.Errorf("xDR %+v %v", x, ok)
-	}
-	if _, live := st.Call("live@x"); !live {
-		t.Error("a refused INVITE ended the call in progress with its Call-ID")
-	}
-	if _, ok := st.XDRForCall("live@x"); ok {
-		t.Error("an xDR was filed for the call in progress")
-	}
-	if len(st.Calls()) != 1 {
-		t.Errorf("calls left: %+v", st.Calls())
-	}
-}
-
-// Translation results and the numbers accepted for it.
-func TestTranslateNumber(t *testing.T) {
-	t.Parallel()
-	cases := []struct {
-		rules, in, out, result string
-	}{
-		{ukRules, "0044123", "44123", ""},
-		{ukRules, "+44123", "44123", ""},
-		{"", "44123", "44123", ""},
-		{`s/^(?=1)/44/`, "123", "44123", ""},
-		{`s/(a+)+$/x/`, strings.Repeat("a", 40) + "!", "", vendorRuleTimeout},
-		{`s/(/x/`, "1", "", vendorRuleError}, // a rule set that no longer parses
-		{`s/^/` + strings.Repeat("9", 100) + `/; s/^/` + strings.Repeat("9", 100) + `/`, "1", "", vendorRuleError}, // result too long
-	}
-	for _, c := range cases {
-		out, result, err := translateNumber(c.rules, c.in)
-		if out != c.out || result != c.result || (err != nil) != (c.result != "") {
-			t.Errorf("%q on %q: %q %q %v; want %q %q", c.rules, c.in, out, result, err, c.out, c.result)
-		}
-	}
-	a, _ := translationRules.get(ukRules)
-	b, _ := translationRules.get(ukRules)
-	if a == nil || a != b {
-		t.Error("parsed rules not cached")
-	}
-	for s, ok := range map[string]bool{"0044123": true, "+44-20.7*1": true, "anonymous": true, "": false,
-		"44 123": false, "44;x=1": false, "44\n": false, strings.Repeat("1", billing.MaxNumberLength+1): false} {
-		if usableNumber(s, billing.MaxNumberLength) != ok {
-			t.Errorf("usableNumber(%q) = %v", s, !ok)
-		}
-	}
 }

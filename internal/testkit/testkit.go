@@ -10,6 +10,7 @@ package testkit
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -173,4 +174,32 @@ func Metric(g prometheus.Gatherer, name string, labels ...string) float64 {
 		}
 	}
 	return total
+}
+
+// SDP offers and answers of the call tests: a caller's audio offer
+// (PCMU, PCMA) and a callee's answer (PCMU).
+const (
+	CallerSDP = "v=0\r\no=alice 1 1 IN IP4 10.1.1.1\r\ns=-\r\nc=IN IP4 10.1.1.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+	CalleeSDP = "v=0\r\no=bob 2 2 IN IP4 10.2.2.2\r\ns=-\r\nc=IN IP4 10.2.2.2\r\nt=0 0\r\nm=audio 50000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+)
+
+// Resolver answers host-name look-ups from Names (name -> addresses)
+// and counts them; any other name does not resolve.
+type Resolver struct {
+	Names   map[string][]string
+	Lookups atomic.Int32
+}
+
+// LookupNetIP implements the look-up of net.Resolver that the B2BUA uses.
+func (r *Resolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	r.Lookups.Add(1)
+	as, ok := r.Names[host]
+	if !ok {
+		return nil, errors.New("no such host")
+	}
+	var out []netip.Addr
+	for _, a := range as {
+		out = append(out, netip.MustParseAddr(a))
+	}
+	return out, nil
 }

@@ -1,4 +1,4 @@
-package sipstack
+package b2bua
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
@@ -56,31 +55,17 @@ import (
 // Outcomes of INVITEs from vendors: the result label of
 // troika_vendor_calls_total.
 const (
-	vendorAccepted    = "accepted"     // StartCall accepted: delivered to the account
-	vendorNotAccount  = "not_account"  // 404: the translated number is no account (or the dialed one is unusable)
-	vendorRuleTimeout = "rule_timeout" // 500: a translation rule ran out of time
-	vendorRuleError   = "rule_error"   // 500: a rule set that does not parse now, an engine error, an over-long result
-	vendorRefused     = "refused"      // StartCall refused (402, 403, 404, 486) or a Call-ID in use (482)
-	vendorUnavailable = "unavailable"  // 503: the node is full or StartCall could not be written
-	vendorAuthFailed  = "auth_failed"  // 403: a vendor user name with a wrong password
+	VendorAccepted    = "accepted"     // StartCall accepted: delivered to the account
+	VendorNotAccount  = "not_account"  // 404: the translated number is no account (or the dialed one is unusable)
+	VendorRuleTimeout = "rule_timeout" // 500: a translation rule ran out of time
+	VendorRuleError   = "rule_error"   // 500: a rule set that does not parse now, an engine error, an over-long result
+	VendorRefused     = "refused"      // StartCall refused (402, 403, 404, 486) or a Call-ID in use (482)
+	VendorUnavailable = "unavailable"  // 503: the node is full or StartCall could not be written
+	VendorAuthFailed  = "auth_failed"  // 403: a vendor user name with a wrong password
 )
 
-var vendorResults = []string{vendorAccepted, vendorNotAccount, vendorRuleTimeout, vendorRuleError, vendorRefused,
-	vendorUnavailable, vendorAuthFailed}
-
-func newVendorCallsCounter() *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "troika", Name: "vendor_calls_total",
-		Help: "Initial INVITEs from vendor connections (by source address or vendor digest user name), by outcome " +
-			"(accepted, not_account, rule_timeout, rule_error, refused, unavailable, auth_failed).",
-	}, []string{"result"})
-	for _, r := range vendorResults {
-		c.WithLabelValues(r)
-	}
-	return c
-}
-
-func (m *metrics) vendorCall(result string) { m.vendorCalls.WithLabelValues(result).Inc() }
+var vendorResults = []string{VendorAccepted, VendorNotAccount, VendorRuleTimeout, VendorRuleError, VendorRefused,
+	VendorUnavailable, VendorAuthFailed}
 
 // anonymousCLI is the calling number presented when a vendor's is missing
 // or unusable.
@@ -105,18 +90,18 @@ type vendorRoute struct {
 // vendorDestination translates a vendor INVITE's numbers and finds the
 // account called. A refusal is logged, counted and recorded (an xDR
 // without charge) before it is returned.
-func (s *Server) vendorDestination(p auth.Principal, req *sip.Request) (destination, *sipmsg.Reply) {
-	now := s.cfg.Now()
+func (b *B2BUA) vendorDestination(p auth.Principal, req *sip.Request) (destination, *sipmsg.Reply) {
+	now := b.cfg.Now()
 	cn := p.Conn
 	raw := req.Recipient.User
 	vr := &vendorRoute{conn: *cn, vendor: p.Vendor, by: p.By, dialed: sipmsg.CleanText(raw, billing.MaxNumberLength)}
-	log := s.log.With("call_id", req.CallID().Value(), "vendor", p.Vendor.ID, "connection", cn.ID, "by", p.By,
+	log := b.log.With("call_id", req.CallID().Value(), "vendor", p.Vendor.ID, "connection", cn.ID, "by", p.By,
 		"dialed", vr.dialed)
 	refuse := func(r sipmsg.Reply, result, translated, why string, level slog.Level) (destination, *sipmsg.Reply) {
 		log.Log(context.Background(), level, "call from vendor refused", "code", r.Code, "result", result,
 			"translated", translated, "reason", why)
-		s.m.vendorCall(result)
-		s.recordRefusedVendorCall(req, vr, translated, r.Code, why, now, log)
+		b.m.vendorCall(result)
+		b.recordRefusedVendorCall(req, vr, translated, r.Code, why, now, log)
 		return destination{}, &r
 	}
 
@@ -127,7 +112,7 @@ func (s *Server) vendorDestination(p auth.Principal, req *sip.Request) (destinat
 	}
 	vr.cli = anonymousCLI
 	if usableNumber(cliIn, billing.MaxNumberLength) {
-		cli, result, err := translateNumber(cn.TranslationCLI, cliIn)
+		cli, result, err := b.rules.translate(cn.TranslationCLI, cliIn)
 		if err != nil {
 			return refuse(vendorTranslationFailed, result, "", "CLI translation failed: "+err.Error(), slog.LevelWarn)
 		}
@@ -136,19 +121,19 @@ func (s *Server) vendorDestination(p auth.Principal, req *sip.Request) (destinat
 		}
 	}
 	if !usableNumber(raw, billing.MaxNumberLength) {
-		return refuse(vendorNotFound, vendorNotAccount, "", "the dialed number is empty, too long or malformed", slog.LevelInfo)
+		return refuse(vendorNotFound, VendorNotAccount, "", "the dialed number is empty, too long or malformed", slog.LevelInfo)
 	}
-	cld, result, err := translateNumber(cn.TranslationCLD, raw)
+	cld, result, err := b.rules.translate(cn.TranslationCLD, raw)
 	if err != nil {
 		return refuse(vendorTranslationFailed, result, "", "CLD translation failed: "+err.Error(), slog.LevelWarn)
 	}
 	if !fsm.ValidID(cld) {
-		return refuse(vendorNotFound, vendorNotAccount, sipmsg.CleanText(cld, billing.MaxNumberLength),
+		return refuse(vendorNotFound, VendorNotAccount, sipmsg.CleanText(cld, billing.MaxNumberLength),
 			"the translated number is not an account id", slog.LevelInfo)
 	}
-	acct, ok := s.state.Account(cld)
+	acct, ok := b.state.Account(cld)
 	if !ok {
-		return refuse(vendorNotFound, vendorNotAccount, cld, "the translated number is not an account", slog.LevelInfo)
+		return refuse(vendorNotFound, VendorNotAccount, cld, "the translated number is not an account", slog.LevelInfo)
 	}
 	return destination{cld: cld, callee: acct, vendor: vr}, nil
 }
@@ -169,19 +154,19 @@ func usableNumber(s string, max int) bool {
 	return true
 }
 
-// translateNumber applies the rule set src to number; on failure it also
+// translate applies the rule set src to number; on failure it also
 // returns the vendor result it counts as.
-func translateNumber(src, number string) (string, string, error) {
-	rules, err := translationRules.get(src)
+func (c *rulesCache) translate(src, number string) (string, string, error) {
+	rules, err := c.get(src)
 	if err != nil {
-		return "", vendorRuleError, err
+		return "", VendorRuleError, err
 	}
 	out, err := rules.Apply(number)
 	switch {
 	case errors.Is(err, billing.ErrRuleTimeout):
-		return "", vendorRuleTimeout, err
+		return "", VendorRuleTimeout, err
 	case err != nil:
-		return "", vendorRuleError, err
+		return "", VendorRuleError, err
 	}
 	return out, "", nil
 }
@@ -197,8 +182,6 @@ type rulesCache struct {
 }
 
 const maxCachedRuleSets = 1024
-
-var translationRules = &rulesCache{m: map[string]*billing.Rules{}}
 
 func (c *rulesCache) get(src string) (*billing.Rules, error) {
 	c.mu.Lock()
@@ -224,20 +207,20 @@ func (c *rulesCache) get(src string) (*billing.Rules, error) {
 // StartCall without charges and its EndCall with the refusal's cause.
 // Nothing is recorded when the Call-ID already names a call or an xDR (a
 // retransmitted INVITE, or another call's Call-ID: never end that one).
-func (s *Server) recordRefusedVendorCall(req *sip.Request, vr *vendorRoute, translated string, code int, why string,
+func (b *B2BUA) recordRefusedVendorCall(req *sip.Request, vr *vendorRoute, translated string, code int, why string,
 	now time.Time, log *slog.Logger) {
 	callID := req.CallID().Value()
-	if _, busy := s.state.Call(callID); busy {
+	if _, busy := b.state.Call(callID); busy {
 		return
 	}
-	if _, done := s.state.XDRForCall(callID); done {
+	if _, done := b.state.XDRForCall(callID); done {
 		return
 	}
 	cmd := &fsm.StartCall{ID: callID, Direction: fsm.DirFromVendor, CLI: vr.cli, CLD: vr.dialed, CLDTranslated: translated,
-		MaxSeconds: s.cfg.Calls.MaxCallSeconds, Now: now.UnixMilli(), Node: s.cfg.NodeID,
+		MaxSeconds: b.cfg.Calls.MaxCallSeconds, Now: now.UnixMilli(), Node: b.cfg.NodeID,
 		Vendor: vr.vendor.ID, Connection: vr.conn.ID}
-	ctx, cancel := context.WithTimeout(s.baseCtx, s.cfg.Calls.ProposeTimeout)
-	res, err := s.store.Propose(ctx, cmd)
+	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.Calls.ProposeTimeout)
+	res, err := b.store.Propose(ctx, cmd)
 	cancel()
 	switch {
 	case err != nil:
@@ -251,8 +234,8 @@ func (s *Server) recordRefusedVendorCall(req *sip.Request, vr *vendorRoute, tran
 		return // another call's
 	}
 	text := fmt.Sprintf("%s: %s", statusText(code), why)
-	res, err = s.proposeCall("end", &fsm.EndCall{ID: callID, DisconnectAt: now.UnixMilli(), Cause: code,
-		CauseText: sipmsg.CleanText(text, 256), DisconnectedBy: bySystem})
+	res, err = b.proposeCall("end", &fsm.EndCall{ID: callID, DisconnectAt: now.UnixMilli(), Cause: code,
+		CauseText: sipmsg.CleanText(text, 256), DisconnectedBy: BySystem})
 	switch {
 	case err != nil:
 		log.Error("refused vendor call: its EndCall could not be written; the record stays open", "error", err)

@@ -1,20 +1,22 @@
-package sipstack
+package b2bua
 
 import (
 	"context"
-	"errors"
+	"log/slog"
 	"net/netip"
 	"reflect"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/testkit"
+	"github.com/troika-sip/troika/sipstack/auth"
 	"github.com/troika-sip/troika/sipstack/transport"
 )
 
@@ -125,41 +127,55 @@ func TestDecideRedirect(t *testing.T) {
 	}
 }
 
-// fakeResolver answers from a map and counts look-ups.
-type fakeResolver struct {
-	names map[string][]string
-	n     atomic.Int32
-}
-
-func (r *fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
-	r.n.Add(1)
-	as, ok := r.names[host]
-	if !ok {
-		return nil, errors.New("no such host")
-	}
-	var out []netip.Addr
-	for _, a := range as {
-		out = append(out, netip.MustParseAddr(a))
-	}
-	return out, nil
-}
-
-// pureServer is a Server that is never run: main address 192.0.2.10
-// (UDP 5060, TCP 5062), alias 198.51.100.1 with extra UDP port 5070.
-func pureServer(t *testing.T, res Resolver) *Server {
+// pureB2BUA is a B2BUA whose sockets are never opened: main address
+// 192.0.2.10 (UDP 5060, TCP 5062), alias 198.51.100.1 with extra UDP
+// port 5070.
+func pureB2BUA(t *testing.T, res Resolver) *B2BUA {
 	t.Helper()
-	st := newTestState(t, false)
-	mustApply(t, st, &fsm.PutAlias{Alias: fsm.Alias{IP: "198.51.100.1", Ports: fsm.AliasPorts{UDP: []int{5070}}}})
-	s, err := New(Config{Addresses: []string{"192.0.2.10"}, UDPPorts: []int{5060}, TCPPorts: []int{5062},
-		Registrar: RegistrarConfig{Realm: "troika"}, Delivery: DeliveryConfig{Resolver: res}}, st, &localStore{st: st})
+	st := fsm.New()
+	testkit.MustApply(t, st, &fsm.PutAlias{Alias: fsm.Alias{IP: "198.51.100.1", Ports: fsm.AliasPorts{UDP: []int{5070}}}})
+	return newTestB2BUA(t, st, res)
+}
+
+// newTestB2BUA is a B2BUA over st without sockets or dispatcher, on the
+// addresses of pureB2BUA.
+func newTestB2BUA(t *testing.T, st *fsm.State, res Resolver) *B2BUA {
+	t.Helper()
+	a, err := auth.New(auth.Config{Realm: "troika", Algorithms: []string{auth.MD5}, NonceTTL: time.Minute}, st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s
+	calls, err := CallConfig{}.WithDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(context.Background(), Config{Calls: calls, Delivery: DeliveryConfig{Resolver: res}, NodeID: "test",
+		Addresses: []string{"192.0.2.10"}, Ports: []int{5060, 5062}, Now: time.Now,
+		Logger: slog.New(slog.DiscardHandler), Metrics: NewMetrics(prometheus.NewRegistry())},
+		st, testkit.NewStore(st), a, noSockets{}, noRouter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
+// noSockets has no socket open.
+type noSockets struct{}
+
+func (noSockets) Named(string) *transport.Socket { return nil }
+func (noSockets) Main(string) *transport.Socket  { return nil }
+func (noSockets) All() []string                  { return nil }
+
+// noRouter is a node alone, without a dispatcher.
+type noRouter struct{}
+
+func (noRouter) NewCallID(string) string                                        { return "call-id" }
+func (noRouter) Owns(string) (bool, bool)                                       { return false, false }
+func (noRouter) ForwardToCallNode(*transport.Socket, string, *sip.Request) bool { return false }
+func (noRouter) ForwardFresh(*transport.Socket, *sip.Request) bool              { return false }
+
 func TestOwnAddress(t *testing.T) {
-	s := pureServer(t, nil)
+	b := pureB2BUA(t, nil)
 	cases := []struct {
 		ip   string
 		port int
@@ -176,15 +192,15 @@ func TestOwnAddress(t *testing.T) {
 		{"0.0.0.0", 5090, true},
 	}
 	for _, tc := range cases {
-		if got := s.ownAddress(netip.MustParseAddr(tc.ip), tc.port); got != tc.want {
+		if got := b.ownAddress(netip.MustParseAddr(tc.ip), tc.port); got != tc.want {
 			t.Errorf("%s:%d: %v, want %v", tc.ip, tc.port, got, tc.want)
 		}
 	}
 }
 
 func TestTrustedTarget(t *testing.T) {
-	res := &fakeResolver{names: map[string][]string{"pbx.example.com": {"203.0.113.5", "2001:db8::5"}}}
-	s := pureServer(t, res)
+	res := &testkit.Resolver{Names: map[string][]string{"pbx.example.com": {"203.0.113.5", "2001:db8::5"}}}
+	b := pureB2BUA(t, res)
 	tn, err := billing.ParseTrustedNetworks([]string{"PBX.example.com.", "10.1.0.0/16", "193.148.210.22", "gone.example.com"})
 	if err != nil {
 		t.Fatal(err)
@@ -203,32 +219,32 @@ func TestTrustedTarget(t *testing.T) {
 		{"pbx.example.com.evil", "192.0.2.1", false}, // no suffix games
 	}
 	for _, tc := range cases {
-		if got := s.trustedTarget(tn, tc.host, netip.MustParseAddr(tc.ip)); got != tc.want {
+		if got := b.trustedTarget(tn, tc.host, netip.MustParseAddr(tc.ip)); got != tc.want {
 			t.Errorf("%s (%s): %v, want %v", tc.host, tc.ip, got, tc.want)
 		}
 	}
 	// Both names were looked up once: answers and failures are cached.
-	if n := res.n.Load(); n != 2 {
+	if n := res.Lookups.Load(); n != 2 {
 		t.Errorf("%d look-ups, want 2 (cached)", n)
 	}
 }
 
 func TestLookupHost(t *testing.T) {
-	res := &fakeResolver{names: map[string][]string{"pbx.example.com": {"::ffff:203.0.113.5", "203.0.113.5", "2001:db8::5"}}}
-	s := pureServer(t, res)
+	res := &testkit.Resolver{Names: map[string][]string{"pbx.example.com": {"::ffff:203.0.113.5", "203.0.113.5", "2001:db8::5"}}}
+	b := pureB2BUA(t, res)
 	for i := 0; i < 3; i++ {
-		got, err := s.lookupHost("PBX.Example.com.")
+		got, err := b.lookupHost("PBX.Example.com.")
 		if err != nil || !reflect.DeepEqual(got, []netip.Addr{netip.MustParseAddr("203.0.113.5"), netip.MustParseAddr("2001:db8::5")}) {
 			t.Fatalf("got %v %v", got, err)
 		}
-		if _, err := s.lookupHost("nowhere.invalid"); err == nil {
+		if _, err := b.lookupHost("nowhere.invalid"); err == nil {
 			t.Fatal("an unknown name resolved")
 		}
 	}
-	if got, err := s.lookupHost("[2001:db8::1]"); err != nil || got[0] != netip.MustParseAddr("2001:db8::1") {
+	if got, err := b.lookupHost("[2001:db8::1]"); err != nil || got[0] != netip.MustParseAddr("2001:db8::1") {
 		t.Errorf("IP literal: %v %v", got, err)
 	}
-	if n := res.n.Load(); n != 2 {
+	if n := res.Lookups.Load(); n != 2 {
 		t.Errorf("%d look-ups, want 2", n)
 	}
 	sock := &transport.Socket{IP: "192.0.2.10"}
@@ -238,11 +254,11 @@ func TestLookupHost(t *testing.T) {
 }
 
 func TestDeliveryPlan(t *testing.T) {
-	s := pureServer(t, nil)
+	b := pureB2BUA(t, nil)
 	acct := fsm.Account{ID: "44123"}
 	plan := func(a fsm.Account) []string {
 		var out []string
-		for _, st := range s.deliveryPlan(a, "0044123") {
+		for _, st := range b.deliveryPlan(a, "0044123") {
 			out = append(out, st.followMe+"/"+st.timeout.String()+"/"+st.cld)
 		}
 		return out
@@ -258,7 +274,7 @@ func TestDeliveryPlan(t *testing.T) {
 	if got := plan(acct); !reflect.DeepEqual(got, []string{"sip:mobile@gw/25s/0044123", "44123/10s/0044123"}) {
 		t.Errorf("own account listed: %v", got)
 	}
-	s.cfg.Delivery.OwnRing = 5 * time.Second
+	b.cfg.Delivery.OwnRing = 5 * time.Second
 	acct.FollowMe = acct.FollowMe[:1]
 	if got := plan(acct); got[0] != "/5s/0044123" {
 		t.Errorf("own ring: %v", got)

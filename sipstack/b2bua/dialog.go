@@ -1,4 +1,4 @@
-package sipstack
+package b2bua
 
 import (
 	"context"
@@ -21,7 +21,7 @@ import (
 // (RFC 3261 §12) and where the leg's requests go. The fields above mu are
 // set before the dialog is shared and never change.
 type dialog struct {
-	role      string // legCaller or legCallee
+	role      string // LegCaller or LegCallee
 	sock      string // name of the socket the leg uses, e.g. "udp:127.0.0.2:5070"
 	transport string // udp, tcp or tls
 	// dest is the host:port requests are sent to: the phone's source
@@ -92,21 +92,21 @@ func (d *dialog) leg() fsm.Leg {
 }
 
 // request builds a new in-dialog request with the next local CSeq.
-func (d *dialog) request(s *Server, method sip.RequestMethod) (*sip.Request, *transport.Socket, error) {
+func (d *dialog) request(b *B2BUA, method sip.RequestMethod) (*sip.Request, *transport.Socket, error) {
 	d.mu.Lock()
 	d.localCSeq++
 	spec := d.specLocked(method, d.localCSeq)
 	d.mu.Unlock()
-	return s.buildRequest(spec)
+	return b.buildRequest(spec)
 }
 
 // ackFor builds the ACK of a 2xx to the INVITE with CSeq n (RFC 3261
 // §13.2.2.4: a transaction of its own, new branch, same CSeq number).
-func (d *dialog) ackFor(s *Server, n uint32) (*sip.Request, *transport.Socket, error) {
+func (d *dialog) ackFor(b *B2BUA, n uint32) (*sip.Request, *transport.Socket, error) {
 	d.mu.Lock()
 	spec := d.specLocked(sip.ACK, n)
 	d.mu.Unlock()
-	return s.buildRequest(spec)
+	return b.buildRequest(spec)
 }
 
 func (d *dialog) specLocked(method sip.RequestMethod, cseq uint32) reqSpec {
@@ -143,8 +143,8 @@ var errSocketGone = errors.New("the leg's socket is not open on this node")
 // spec.dest) and only dials a new one, from that IP, when there is none.
 // (With the listener's port in Laddr sipgo would pick whichever accepted
 // connection was filed last under the listener's address.)
-func (s *Server) buildRequest(spec reqSpec) (*sip.Request, *transport.Socket, error) {
-	sock := s.socketNamed(spec.sock)
+func (b *B2BUA) buildRequest(spec reqSpec) (*sip.Request, *transport.Socket, error) {
+	sock := b.sockets.Named(spec.sock)
 	if sock == nil {
 		return nil, nil, fmt.Errorf("%s: %w", spec.sock, errSocketGone)
 	}
@@ -196,33 +196,11 @@ func (s *Server) buildRequest(spec reqSpec) (*sip.Request, *transport.Socket, er
 	return req, sock, nil
 }
 
-// socketNamed returns the open socket called name, or nil. A socket
-// another node holds is served by a relay socket (dispatch.go; a stream
-// relay for TCP and TLS: dispatch_stream.go), opened here when there is
-// none yet.
-func (s *Server) socketNamed(name string) *transport.Socket {
-	s.mu.Lock()
-	sock := s.sockets[name]
-	s.mu.Unlock()
-	if sock != nil && sock.Usable.Load() {
-		return sock
-	}
-	if sock != nil || !s.disp.CanRelay(name) {
-		return nil
-	}
-	sock, err := s.disp.Relay(name)
-	if err != nil {
-		s.log.Warn("dispatch: cannot open a relay socket", "socket", name, "error", err)
-		return nil
-	}
-	return sock
-}
-
 // do sends a non-INVITE request through sock's transaction layer and
 // returns its final response (1xx are skipped). The transaction's own
 // timer (64*T1) bounds it.
-func (s *Server) do(sock *transport.Socket, req *sip.Request) (*sip.Response, error) {
-	ctx, cancel := context.WithTimeout(s.baseCtx, sip.Timer_F+sip.T1)
+func (b *B2BUA) do(sock *transport.Socket, req *sip.Request) (*sip.Response, error) {
+	ctx, cancel := context.WithTimeout(b.ctx, sip.Timer_F+sip.T1)
 	defer cancel()
 	tx, err := sock.UA.TransactionLayer().Request(ctx, req)
 	if err != nil {
@@ -245,7 +223,7 @@ func (s *Server) do(sock *transport.Socket, req *sip.Request) (*sip.Response, er
 }
 
 // sendAck writes an ACK (no transaction) through sock.
-func (s *Server) sendAck(sock *transport.Socket, ack *sip.Request) error {
+func (b *B2BUA) sendAck(sock *transport.Socket, ack *sip.Request) error {
 	if err := sock.UA.TransportLayer().WriteMsg(ack); err != nil {
 		return fmt.Errorf("send ACK: %w", err)
 	}

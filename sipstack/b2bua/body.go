@@ -1,4 +1,4 @@
-package sipstack
+package b2bua
 
 import (
 	"bytes"
@@ -147,7 +147,7 @@ var reasonPhrases = map[int]string{
 type failure struct {
 	code   int
 	reason string
-	by     string // byCallee when a callee said it, else bySystem
+	by     string // ByCallee when a callee said it, else BySystem
 }
 
 // calleeFailure maps a callee leg's final non-2xx response to what the
@@ -161,11 +161,11 @@ func calleeFailure(res *sip.Response) failure {
 	code := res.StatusCode
 	switch {
 	case code < 400, code == 401, code == 407:
-		return failure{sip.StatusTemporarilyUnavailable, statusText(480), byCallee}
+		return failure{sip.StatusTemporarilyUnavailable, statusText(480), ByCallee}
 	case code == 503:
-		return failure{sip.StatusInternalServerError, statusText(500), byCallee}
+		return failure{sip.StatusInternalServerError, statusText(500), ByCallee}
 	}
-	return failure{code, reasonFor(code, res.Reason), byCallee}
+	return failure{code, reasonFor(code, res.Reason), ByCallee}
 }
 
 // failureRank orders failures for the caller when every fork failed, after

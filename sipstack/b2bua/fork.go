@@ -1,4 +1,4 @@
-package sipstack
+package b2bua
 
 import (
 	"context"
@@ -41,9 +41,9 @@ type fork struct {
 // start sends the INVITE. The transaction's retransmission hook is set
 // before the first byte leaves, so no 2xx retransmission goes unACKed.
 func (f *fork) start(body []byte, hdrs []sip.Header) error {
-	s := f.c.s
+	b := f.c.b
 	f.spec.branch = sip.GenerateBranchN(16) // kept for the CANCEL
-	inv, sock, err := s.buildRequest(f.spec)
+	inv, sock, err := b.buildRequest(f.spec)
 	if err != nil {
 		return err
 	}
@@ -54,7 +54,7 @@ func (f *fork) start(body []byte, hdrs []sip.Header) error {
 		inv.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 		inv.SetBody(body)
 	}
-	ctx, cancel := context.WithTimeout(s.baseCtx, 5*time.Second) // connection set-up (TCP dial)
+	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second) // connection set-up (TCP dial)
 	defer cancel()
 	tx, err := sock.UA.TransactionLayer().NewClientTransaction(ctx, inv)
 	if err != nil {
@@ -125,7 +125,7 @@ func (f *fork) onProvisional(res *sip.Response) {
 	}
 	f.mu.Unlock()
 	if send {
-		f.c.s.calls.goCall(f.sendCancel)
+		f.c.b.calls.goCall(f.sendCancel)
 	}
 	if res.StatusCode > 100 {
 		f.c.forkEvent(forkEvent{f: f, res: res})
@@ -149,22 +149,22 @@ func (f *fork) cancelIfPending() bool {
 	f.mu.Unlock()
 	f.cancelOnce.Do(func() { close(f.cancelCh) })
 	if send {
-		f.c.s.calls.goCall(f.sendCancel)
+		f.c.b.calls.goCall(f.sendCancel)
 	}
 	return true
 }
 
 func (f *fork) sendCancel() {
-	s := f.c.s
+	b := f.c.b
 	spec := f.spec
 	spec.method = sip.CANCEL
 	spec.contact = false
-	req, sock, err := s.buildRequest(spec)
+	req, sock, err := b.buildRequest(spec)
 	if err != nil {
 		f.c.log.Warn("cannot CANCEL callee leg", "target", f.tgt.desc, "error", err)
 		return
 	}
-	res, err := s.do(sock, req)
+	res, err := b.do(sock, req)
 	switch {
 	case err != nil:
 		f.c.log.Debug("CANCEL of callee leg failed", "target", f.tgt.desc, "error", err)
@@ -192,14 +192,14 @@ func (f *fork) onAnswer(res *sip.Response) {
 	f.leg.setPeer(tag, target, routes)
 	f.answer = res
 	if f.c.claim(f) {
-		f.c.s.m.forkResults.WithLabelValues("answered").Inc()
+		f.c.b.m.forkResults.WithLabelValues("answered").Inc()
 		if f.c.offer != nil {
 			f.sendAck(nil)
 		} // else the caller's ACK brings the answer (late offer): call.ackCallee
 		f.c.forkEvent(forkEvent{f: f, res: res})
 		return
 	}
-	f.c.s.m.forkResults.WithLabelValues("late_answer").Inc()
+	f.c.b.m.forkResults.WithLabelValues("late_answer").Inc()
 	f.c.log.Info("callee leg answered after the call was settled; hanging it up", "target", f.tgt.desc)
 	f.sendAck(nil)
 	f.c.sendBye(f.leg)
@@ -208,12 +208,12 @@ func (f *fork) onAnswer(res *sip.Response) {
 // sendAck ACKs the leg's 2xx (once; later calls resend the same ACK when
 // body is nil). A body is the caller's answer to an offer in the 2xx.
 func (f *fork) sendAck(body []byte) {
-	s := f.c.s
+	b := f.c.b
 	f.mu.Lock()
 	ack := f.ack
 	if ack == nil {
 		var err error
-		ack, _, err = f.leg.ackFor(s, f.spec.cseq)
+		ack, _, err = f.leg.ackFor(b, f.spec.cseq)
 		if err != nil {
 			f.mu.Unlock()
 			f.c.log.Warn("cannot ACK callee leg", "target", f.tgt.desc, "error", err)
@@ -227,11 +227,11 @@ func (f *fork) sendAck(body []byte) {
 	}
 	f.ackSent = true
 	f.mu.Unlock()
-	sock := s.socketNamed(f.spec.sock)
+	sock := b.sockets.Named(f.spec.sock)
 	if sock == nil {
 		return
 	}
-	if err := s.sendAck(sock, ack); err != nil {
+	if err := b.sendAck(sock, ack); err != nil {
 		f.c.log.Debug("ACK to callee leg failed", "target", f.tgt.desc, "error", err)
 	}
 }
@@ -260,13 +260,13 @@ func (f *fork) onRetransmission(res *sip.Response) {
 		ack, sent := f.ack, f.ackSent
 		f.mu.Unlock()
 		if sent && ack != nil {
-			if sock := f.c.s.socketNamed(f.spec.sock); sock != nil {
-				f.c.s.sendAck(sock, ack)
+			if sock := f.c.b.sockets.Named(f.spec.sock); sock != nil {
+				f.c.b.sendAck(sock, ack)
 			}
 		}
 		return
 	}
-	f.c.s.calls.goCall(func() { f.hangupStray(res, tag) })
+	f.c.b.calls.goCall(func() { f.hangupStray(res, tag) })
 }
 
 // hangupStray ACKs and BYEs a dialog created by an extra 2xx.
@@ -278,13 +278,13 @@ func (f *fork) hangupStray(res *sip.Response, tag string) {
 	if !ok {
 		target = f.spec.ruri
 	}
-	d := &dialog{role: legCallee, sock: f.leg.sock, transport: f.leg.transport, dest: f.leg.dest, callID: f.leg.callID,
+	d := &dialog{role: LegCallee, sock: f.leg.sock, transport: f.leg.transport, dest: f.leg.dest, callID: f.leg.callID,
 		localTag: f.leg.localTag, local: f.leg.local, remote: f.leg.remote, localCSeq: f.spec.cseq}
 	d.setPeer(tag, target, nil)
-	s := f.c.s
-	ack, sock, err := d.ackFor(s, f.spec.cseq)
+	b := f.c.b
+	ack, sock, err := d.ackFor(b, f.spec.cseq)
 	if err == nil {
-		err = s.sendAck(sock, ack)
+		err = b.sendAck(sock, ack)
 	}
 	if err != nil {
 		f.c.log.Debug("ACK of an extra 2xx failed", "target", f.tgt.desc, "error", err)

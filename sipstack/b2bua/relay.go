@@ -1,4 +1,4 @@
-package sipstack
+package b2bua
 
 import (
 	"context"
@@ -16,16 +16,16 @@ import (
 // re-INVITE is pending, as glare would be); anything else within a
 // dialog gets 405, and requests matching no dialog 481.
 
-// handleAck takes the ACK of a 2xx (the caller's, or a leg's after a
+// HandleAck takes the ACK of a 2xx (the caller's, or a leg's after a
 // re-INVITE). ACKs of non-2xx answers are absorbed by sipgo's
 // transactions; any other ACK has nothing to acknowledge and is dropped.
-func (s *Server) handleAck(sock *transport.Socket, req *sip.Request) {
-	ref, ok := s.calls.match(req)
+func (b *B2BUA) HandleAck(sock *transport.Socket, req *sip.Request) {
+	ref, ok := b.calls.match(req)
 	if !ok {
 		// Its call runs on another node, or, while this node drains, its
 		// INVITE went to another node (dispatch.go).
-		if !s.forwardToCallNode(sock, req) {
-			s.disp.ForwardFresh(sock, req)
+		if !b.forwardToCallNode(sock, req) {
+			b.router.ForwardFresh(sock, req)
 		}
 		return
 	}
@@ -34,39 +34,39 @@ func (s *Server) handleAck(sock *transport.Socket, req *sip.Request) {
 	}
 }
 
-// handleInDialog serves a request carrying a To tag.
-func (s *Server) handleInDialog(sock *transport.Socket, req *sip.Request, tx sip.ServerTransaction) {
+// HandleInDialog serves a request carrying a To tag.
+func (b *B2BUA) HandleInDialog(sock *transport.Socket, req *sip.Request, tx sip.ServerTransaction) {
 	if r := sipmsg.CheckRequest(req); r != nil {
-		s.reply(tx, req, *r)
+		b.reply(tx, req, *r)
 		return
 	}
-	ref, ok := s.calls.match(req)
-	if !ok && s.forwardToCallNode(sock, req) {
+	ref, ok := b.calls.match(req)
+	if !ok && b.forwardToCallNode(sock, req) {
 		tx.Terminate() // its call runs on another node, which answers (dispatch.go)
 		return
 	}
 	if !ok {
 		var err error
-		ref, err = s.adoptForRequest(req) // a call whose node stopped (b2bua_adopt.go)
+		ref, err = b.adoptForRequest(req) // a call whose node stopped (b2bua_adopt.go)
 		switch {
 		case errors.Is(err, errCallElsewhere):
 			// Another node may have adopted it meanwhile: the adoption's
 			// refusal brought this replica up to date.
-			if s.forwardToCallNode(sock, req) {
+			if b.forwardToCallNode(sock, req) {
 				tx.Terminate()
 				return
 			}
-			s.reply(tx, req, sipmsg.Reply{Code: sip.StatusServiceUnavailable, Reason: "Service Unavailable",
+			b.reply(tx, req, sipmsg.Reply{Code: sip.StatusServiceUnavailable, Reason: "Service Unavailable",
 				Headers: []sip.Header{sip.NewHeader("Retry-After", "1")}})
 			return
 		case err != nil:
-			s.reply(tx, req, sipmsg.Reply{Code: sip.StatusCallTransactionDoesNotExists, Reason: "Call/Transaction Does Not Exist"})
+			b.reply(tx, req, sipmsg.Reply{Code: sip.StatusCallTransactionDoesNotExists, Reason: "Call/Transaction Does Not Exist"})
 			return
 		}
 	}
 	c, d := ref.c, ref.d
 	if !d.acceptCSeq(req.CSeq().SeqNo) {
-		s.reply(tx, req, sipmsg.Reply{Code: sip.StatusInternalServerError, Reason: "CSeq Out of Order"})
+		b.reply(tx, req, sipmsg.Reply{Code: sip.StatusInternalServerError, Reason: "CSeq Out of Order"})
 		return
 	}
 	switch req.Method {
@@ -75,7 +75,7 @@ func (s *Server) handleInDialog(sock *transport.Socket, req *sip.Request, tx sip
 	case sip.INVITE, sip.UPDATE, sip.INFO:
 		c.relay(d, req, tx)
 	default:
-		s.reply(tx, req, sipmsg.Reply{Code: sip.StatusMethodNotAllowed, Reason: "Method Not Allowed",
+		b.reply(tx, req, sipmsg.Reply{Code: sip.StatusMethodNotAllowed, Reason: "Method Not Allowed",
 			Headers: []sip.Header{sip.NewHeader("Allow", sipmsg.AllowHeader)}})
 	}
 }
@@ -83,7 +83,7 @@ func (s *Server) handleInDialog(sock *transport.Socket, req *sip.Request, tx sip
 // onBye answers a BYE and ends the call. A BYE from the caller before the
 // answer (in the early dialog of a relayed 18x) cancels the call.
 func (c *call) onBye(d *dialog, req *sip.Request, tx sip.ServerTransaction) {
-	c.s.reply(tx, req, sipmsg.Reply{Code: sip.StatusOK, Reason: "OK"})
+	c.b.reply(tx, req, sipmsg.Reply{Code: sip.StatusOK, Reason: "OK"})
 	c.mu.Lock()
 	answered := c.answered
 	if !answered && d != c.caller {
@@ -96,9 +96,9 @@ func (c *call) onBye(d *dialog, req *sip.Request, tx sip.ServerTransaction) {
 		}
 		return
 	}
-	by := byCaller
-	if d.role == legCallee {
-		by = byCallee
+	by := ByCaller
+	if d.role == LegCallee {
+		by = ByCallee
 	}
 	c.hangup(by, sip.StatusOK, "", d)
 }
@@ -106,9 +106,9 @@ func (c *call) onBye(d *dialog, req *sip.Request, tx sip.ServerTransaction) {
 // relay passes an in-dialog request from d to the other leg and the
 // answer back.
 func (c *call) relay(from *dialog, req *sip.Request, tx sip.ServerTransaction) {
-	s := c.s
+	b := c.b
 	refuse := func(code int, hdrs ...sip.Header) {
-		s.reply(tx, req, sipmsg.Reply{Code: code, Reason: statusText(code), Headers: hdrs})
+		b.reply(tx, req, sipmsg.Reply{Code: code, Reason: statusText(code), Headers: hdrs})
 	}
 	c.mu.Lock()
 	switch {
@@ -161,7 +161,7 @@ func (c *call) relay(from *dialog, req *sip.Request, tx sip.ServerTransaction) {
 			from.setTarget(u) // a target refresh request (RFC 3261 §12.2.2)
 		}
 	}
-	out, sock, err := to.request(s, req.Method)
+	out, sock, err := to.request(b, req.Method)
 	if err != nil {
 		c.log.Warn("cannot relay in-dialog request", "method", string(req.Method), "error", err)
 		refuse(sip.StatusTemporarilyUnavailable)
@@ -178,7 +178,7 @@ func (c *call) relay(from *dialog, req *sip.Request, tx sip.ServerTransaction) {
 		c.relayReinvite(from, to, req, tx, out, sock)
 		return
 	}
-	res, err := s.do(sock, out)
+	res, err := b.do(sock, out)
 	if err != nil {
 		c.log.Info("relayed request got no answer", "method", string(req.Method), "error", err)
 		refuse(sip.StatusRequestTimeout)
@@ -201,10 +201,10 @@ func (c *call) relay(from *dialog, req *sip.Request, tx sip.ServerTransaction) {
 // the near leg's ACK body when the re-INVITE carried no offer) and
 // retransmitted on the near leg until its ACK.
 func (c *call) relayReinvite(from, to *dialog, req *sip.Request, tx sip.ServerTransaction, out *sip.Request, sock *transport.Socket) {
-	s := c.s
+	b := c.b
 	var far farAck // the far leg's ACK, resent on 2xx retransmissions
-	ctx, cancel := context.WithTimeout(s.baseCtx, 5*time.Second)
-	ctx2, cancel2 := context.WithTimeout(s.baseCtx, sip.Timer_B+sip.T1)
+	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+	ctx2, cancel2 := context.WithTimeout(b.ctx, sip.Timer_B+sip.T1)
 	defer cancel2()
 	ctxTx, err := sock.UA.TransactionLayer().NewClientTransaction(ctx, out)
 	cancel()
@@ -244,7 +244,7 @@ func (c *call) relayReinvite(from, to *dialog, req *sip.Request, tx sip.ServerTr
 	if u, ok := contactURI(final); ok {
 		to.setTarget(u)
 	}
-	ack, _, err := to.ackFor(s, out.CSeq().SeqNo)
+	ack, _, err := to.ackFor(b, out.CSeq().SeqNo)
 	if err != nil {
 		c.log.Warn("cannot ACK relayed re-INVITE", "error", err)
 		ctxTx.Terminate()
@@ -254,13 +254,13 @@ func (c *call) relayReinvite(from, to *dialog, req *sip.Request, tx sip.ServerTr
 	ctxTx.OnRetransmission(func(res *sip.Response) {
 		if res.IsSuccess() {
 			if a := far.get(); a != nil {
-				s.sendAck(sock, a)
+				b.sendAck(sock, a)
 			}
 		}
 	})
 	if len(req.Body()) > 0 { // the offer was in the re-INVITE: ACK at once
 		far.set(ack)
-		s.sendAck(sock, ack)
+		b.sendAck(sock, ack)
 	}
 	ackCh := make(chan *sip.Request, 1)
 	c.mu.Lock()
@@ -279,7 +279,7 @@ func (c *call) relayReinvite(from, to *dialog, req *sip.Request, tx sip.ServerTr
 			}
 		}
 		far.set(ack)
-		s.sendAck(sock, ack)
+		b.sendAck(sock, ack)
 	}
 }
 
@@ -361,7 +361,7 @@ func (c *call) relayedResponse(req *sip.Request, d *dialog, res *sip.Response) *
 		out.AppendHeader(h)
 	}
 	if code < 300 && (req.Method == sip.INVITE || req.Method == sip.UPDATE) {
-		if sock := c.s.socketNamed(d.sock); sock != nil {
+		if sock := c.b.sockets.Named(d.sock); sock != nil {
 			out.AppendHeader(sock.Contact())
 		}
 	}
@@ -381,6 +381,33 @@ func (c *call) plainResponse(req *sip.Request, code int) *sip.Response {
 func (c *call) checkDialogGone(code int) {
 	if code == sip.StatusCallTransactionDoesNotExists || code == sip.StatusRequestTimeout {
 		c.log.Info("the other leg's dialog is gone; hanging up", "code", code)
-		c.hangup(bySystem, code, statusText(code), nil)
+		c.hangup(BySystem, code, statusText(code), nil)
 	}
+}
+
+// forwardToCallNode passes a request of a dialog this node does not run
+// (an in-dialog request, an ACK or a CANCEL that matched nothing here) to
+// the node the cluster state says runs its call, when that is another
+// live processor. true when it was passed on (the caller ends its
+// transaction without answering). Otherwise the request is handled here,
+// adopting an answered call (adopt.go).
+func (b *B2BUA) forwardToCallNode(sock *transport.Socket, req *sip.Request) bool {
+	cid := req.CallID()
+	if cid == nil {
+		return false
+	}
+	fc, ok := b.state.CallForDialog(cid.Value())
+	return ok && b.router.ForwardToCallNode(sock, fc.Node, req)
+}
+
+// HandleCancel answers a CANCEL that matched no pending INVITE here (sipgo
+// answers the ones that do, and the call hears of them through its
+// INVITE transaction): when its INVITE is on another node, it is passed
+// there; otherwise 481.
+func (b *B2BUA) HandleCancel(sock *transport.Socket, req *sip.Request, tx sip.ServerTransaction) {
+	if b.forwardToCallNode(sock, req) {
+		tx.Terminate()
+		return
+	}
+	b.reply(tx, req, sipmsg.Reply{Code: sip.StatusCallTransactionDoesNotExists, Reason: "Call/Transaction Does Not Exist"})
 }

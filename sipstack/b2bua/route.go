@@ -1,4 +1,4 @@
-package sipstack
+package b2bua
 
 import (
 	"net"
@@ -33,15 +33,15 @@ type destination struct {
 // and refused (404, or 500 when a rule fails) unless the result is an
 // account; the refusal is logged, counted and recorded (see
 // vendorDestination).
-func (s *Server) resolveDestination(p auth.Principal, req *sip.Request) (destination, *sipmsg.Reply) {
+func (b *B2BUA) resolveDestination(p auth.Principal, req *sip.Request) (destination, *sipmsg.Reply) {
 	if p.IsVendor() {
-		return s.vendorDestination(p, req)
+		return b.vendorDestination(p, req)
 	}
 	cld := req.Recipient.User
 	if !fsm.ValidID(cld) {
 		return destination{}, &sipmsg.Reply{Code: sip.StatusNotFound, Reason: "Not Found"}
 	}
-	acct, ok := s.state.Account(cld)
+	acct, ok := b.state.Account(cld)
 	if !ok {
 		return destination{}, &sipmsg.Reply{Code: sip.StatusNotFound, Reason: "Not Found"}
 	}
@@ -66,13 +66,13 @@ type target struct {
 // A static contact's host name is resolved here (lookupHost), so the
 // redirect server's address is known for loop detection; one that does
 // not resolve is skipped (and logged).
-func (s *Server) deliveryTargets(acct fsm.Account, cld string, now time.Time) []target {
+func (b *B2BUA) deliveryTargets(acct fsm.Account, cld string, now time.Time) []target {
 	if acct.Incoming.Mode == fsm.DeliverStatic {
 		in := acct.Incoming
-		sock := s.mainSocket(in.Transport)
+		sock := b.sockets.Main(in.Transport)
 		if sock == nil {
-			s.log.Warn("no socket for the account's static delivery transport", "account", acct.ID, "transport", in.Transport)
-			s.m.forkResults.WithLabelValues("skipped").Inc()
+			b.log.Warn("no socket for the account's static delivery transport", "account", acct.ID, "transport", in.Transport)
+			b.m.forkResults.WithLabelValues("skipped").Inc()
 			return nil
 		}
 		u := sip.Uri{Scheme: "sip", User: cld, Host: transport.URIHost(in.Host), Port: in.Port}
@@ -82,10 +82,10 @@ func (s *Server) deliveryTargets(acct fsm.Account, cld string, now time.Time) []
 		}
 		dest := hostPort(in.Host, in.Port, in.Transport)
 		if _, err := netip.ParseAddr(strings.Trim(in.Host, "[]")); err != nil {
-			addrs, err := s.lookupHost(in.Host)
+			addrs, err := b.lookupHost(in.Host)
 			if err != nil {
-				s.log.Warn("the account's static delivery host does not resolve", "account", acct.ID, "host", in.Host, "error", err)
-				s.m.forkResults.WithLabelValues("skipped").Inc()
+				b.log.Warn("the account's static delivery host does not resolve", "account", acct.ID, "host", in.Host, "error", err)
+				b.m.forkResults.WithLabelValues("skipped").Inc()
 				return nil
 			}
 			_, port, _ := net.SplitHostPort(dest)
@@ -96,52 +96,32 @@ func (s *Server) deliveryTargets(acct fsm.Account, cld string, now time.Time) []
 	}
 	var out []target
 	seen := map[string]bool{}
-	for _, b := range s.state.Bindings(acct.ID, now.UnixMilli()) {
-		sock := s.socketNamed(b.Ingress)
+	for _, bn := range b.state.Bindings(acct.ID, now.UnixMilli()) {
+		sock := b.sockets.Named(bn.Ingress)
 		if sock == nil {
-			s.log.Warn("binding's ingress socket is not open on this node; skipping it", "account", acct.ID,
-				"contact", b.Contact, "ingress", b.Ingress)
-			s.m.forkResults.WithLabelValues("skipped").Inc()
+			b.log.Warn("binding's ingress socket is not open on this node; skipping it", "account", acct.ID,
+				"contact", bn.Contact, "ingress", bn.Ingress)
+			b.m.forkResults.WithLabelValues("skipped").Inc()
 			continue
 		}
 		var u sip.Uri
-		if err := sip.ParseUri(b.Contact, &u); err != nil || u.Host == "" {
-			s.log.Warn("binding's contact cannot be called; skipping it", "account", acct.ID, "contact", b.Contact, "error", err)
-			s.m.forkResults.WithLabelValues("skipped").Inc()
+		if err := sip.ParseUri(bn.Contact, &u); err != nil || u.Host == "" {
+			b.log.Warn("binding's contact cannot be called; skipping it", "account", acct.ID, "contact", bn.Contact, "error", err)
+			b.m.forkResults.WithLabelValues("skipped").Inc()
 			continue
 		}
-		if _, _, err := net.SplitHostPort(b.Source); err != nil {
+		if _, _, err := net.SplitHostPort(bn.Source); err != nil {
 			continue
 		}
-		key := b.Source + " " + b.Contact
+		key := bn.Source + " " + bn.Contact
 		if seen[key] {
 			continue
 		}
 		seen[key] = true
-		out = append(out, target{uri: u, dest: b.Source, transport: b.Transport, sock: sock,
-			routes: slices.Clone(b.Path), desc: b.Contact + " via " + b.Ingress})
+		out = append(out, target{uri: u, dest: bn.Source, transport: bn.Transport, sock: sock,
+			routes: slices.Clone(bn.Path), desc: bn.Contact + " via " + bn.Ingress})
 	}
 	return out
-}
-
-// mainSocket returns an open socket of transport on a main address (the
-// first configured address that has one), or nil.
-func (s *Server) mainSocket(network string) *transport.Socket {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, ip := range s.cfg.Addresses {
-		ip = transport.CanonicalIP(ip)
-		var best *transport.Socket
-		for _, sock := range s.sockets {
-			if sock.Transport == network && sock.IP == ip && (best == nil || sock.Port < best.Port) {
-				best = sock
-			}
-		}
-		if best != nil {
-			return best
-		}
-	}
-	return nil
 }
 
 // calleeURIs returns the From and To the switch uses on a leg towards

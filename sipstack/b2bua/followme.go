@@ -1,4 +1,4 @@
-package sipstack
+package b2bua
 
 import (
 	"errors"
@@ -51,14 +51,14 @@ type step struct {
 }
 
 // deliveryPlan lists the steps of a call to callee dialed as cld.
-func (s *Server) deliveryPlan(callee fsm.Account, cld string) []step {
+func (b *B2BUA) deliveryPlan(callee fsm.Account, cld string) []step {
 	own := step{account: callee, cld: cld}
 	if len(callee.FollowMe) == 0 {
 		return []step{own}
 	}
 	var steps []step
 	if !slices.ContainsFunc(callee.FollowMe, func(f fsm.FollowMeTarget) bool { return f.Target == callee.ID }) {
-		own.timeout = orDefault(s.cfg.Delivery.OwnRing, defaultOwnRing)
+		own.timeout = orDefault(b.cfg.Delivery.OwnRing, defaultOwnRing)
 		steps = append(steps, own)
 	}
 	for _, f := range callee.FollowMe {
@@ -77,19 +77,19 @@ func isSIPURI(s string) bool {
 // at all (an unusable follow-me entry, logged); fl is set when the call
 // cannot go on (a replicated write failed).
 func (c *call) stepTargets(st *step) (targets []target, ok bool, fl *failure) {
-	s := c.s
-	now := s.cfg.Now()
+	b := c.b
+	now := b.cfg.Now()
 	fm := st.followMe
 	switch {
 	case fm == "" || fm == st.account.ID:
-		return s.deliveryTargets(st.account, st.cld, now), true, nil
+		return b.deliveryTargets(st.account, st.cld, now), true, nil
 	case isSIPURI(fm):
 		var u sip.Uri
 		if err := sip.ParseUri(fm, &u); err != nil {
 			c.log.Warn("follow-me entry is not a usable SIP URI; skipping it", "target", fm, "error", err)
 			return nil, false, nil
 		}
-		t, addrs, err := s.uriTarget(u, "follow-me")
+		t, addrs, err := b.uriTarget(u, "follow-me")
 		switch {
 		case errors.Is(err, errUnresolvable):
 			return nil, false, c.dropFollowMe(st, fm, billing.DecisionUnresolvable)
@@ -99,7 +99,7 @@ func (c *call) stepTargets(st *step) (targets []target, ok bool, fl *failure) {
 		}
 		ap, _ := netip.ParseAddrPort(t.dest)
 		for _, a := range addrs {
-			if s.ownAddress(a, int(ap.Port())) {
+			if b.ownAddress(a, int(ap.Port())) {
 				return nil, false, c.dropFollowMe(st, fm, billing.DecisionOwnAddress)
 			}
 		}
@@ -108,14 +108,14 @@ func (c *call) stepTargets(st *step) (targets []target, ok bool, fl *failure) {
 		}
 		return []target{t}, true, nil
 	}
-	acct, found := s.state.Account(fm)
+	acct, found := b.state.Account(fm)
 	if !found || acct.Blocked {
 		c.log.Warn("follow-me entry is neither a SIP URI nor an account that takes calls; skipping it", "target", fm,
 			"callee", st.account.ID)
 		return nil, false, nil
 	}
 	st.account, st.cld = acct, acct.ID
-	return s.deliveryTargets(acct, acct.ID, now), true, nil
+	return b.deliveryTargets(acct, acct.ID, now), true, nil
 }
 
 // dropFollowMe logs, counts and records a follow-me entry not tried.

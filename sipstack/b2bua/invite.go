@@ -1,4 +1,4 @@
-package sipstack
+package b2bua
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/retry"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
 	"github.com/troika-sip/troika/sipstack/transport"
 )
@@ -38,7 +39,7 @@ import (
 //     account deleted meanwhile). A vendor call's StartCall charges only
 //     the called account (vendorRefusal).
 //
-// These are sent with s.reply, which ends the transaction: a lost answer
+// These are sent with b.reply, which ends the transaction: a lost answer
 // makes the phone retransmit the INVITE, which gets the same answer again.
 // Once StartCall has accepted the call, responses keep the transaction
 // (so a retransmitted INVITE is absorbed, not a second call).
@@ -47,23 +48,23 @@ import (
 // session timers: both would have to be relayed across the legs).
 var noExtensions = map[string]bool{}
 
-// handleInvite serves INVITEs: in-dialog ones (re-INVITE) are relayed,
+// HandleInvite serves INVITEs: in-dialog ones (re-INVITE) are relayed,
 // initial ones start a call.
-func (s *Server) handleInvite(sock *transport.Socket, req *sip.Request, tx sip.ServerTransaction) {
+func (b *B2BUA) HandleInvite(sock *transport.Socket, req *sip.Request, tx sip.ServerTransaction) {
 	if to := req.To(); to != nil && to.Params.Has("tag") {
-		s.handleInDialog(sock, req, tx)
+		b.HandleInDialog(sock, req, tx)
 		return
 	}
-	if s.calls.draining.Load() {
-		s.reply(tx, req, sipmsg.Reply{Code: sip.StatusServiceUnavailable, Reason: "Service Unavailable", Headers: []sip.Header{sip.NewHeader("Retry-After", sipmsg.RetryAfter)}})
+	if b.calls.draining.Load() {
+		b.reply(tx, req, sipmsg.Reply{Code: sip.StatusServiceUnavailable, Reason: "Service Unavailable", Headers: []sip.Header{sip.NewHeader("Retry-After", sipmsg.RetryAfter)}})
 		return
 	}
-	c, dest, r, authed := s.admit(sock, req, tx)
+	c, dest, r, authed := b.admit(sock, req, tx)
 	if r != nil {
 		if authed {
-			s.m.callFailed(r.Code)
+			b.m.callFailed(r.Code)
 		}
-		s.reply(tx, req, *r)
+		b.reply(tx, req, *r)
 		return
 	}
 	c.run(dest)
@@ -73,16 +74,16 @@ func (s *Server) handleInvite(sock *transport.Socket, req *sip.Request, tx sip.S
 // a planned stop (node/drain.go). A new INVITE then gets 503 with
 // Retry-After, before authentication; calls in progress and in-dialog
 // requests are not affected.
-func (s *Server) Drain(on bool) { s.calls.draining.Store(on) }
+func (b *B2BUA) Drain(on bool) { b.calls.draining.Store(on) }
 
 // Draining reports whether Drain is on.
-func (s *Server) Draining() bool { return s.calls.draining.Load() }
+func (b *B2BUA) Draining() bool { return b.calls.draining.Load() }
 
 // admit checks, authenticates and authorizes an initial INVITE. It
 // returns the started call, or the reply refusing it (authed tells
 // whether the caller had authenticated).
-func (s *Server) admit(sock *transport.Socket, req *sip.Request, tx sip.ServerTransaction) (*call, destination, *sipmsg.Reply, bool) {
-	now := s.cfg.Now()
+func (b *B2BUA) admit(sock *transport.Socket, req *sip.Request, tx sip.ServerTransaction) (*call, destination, *sipmsg.Reply, bool) {
+	now := b.cfg.Now()
 	refuse := func(code int, reason string, hdrs ...sip.Header) (*call, destination, *sipmsg.Reply, bool) {
 		return nil, destination{}, &sipmsg.Reply{Code: code, Reason: reason, Headers: hdrs}, true
 	}
@@ -98,7 +99,7 @@ func (s *Server) admit(sock *transport.Socket, req *sip.Request, tx sip.ServerTr
 	if sch := strings.ToLower(req.Recipient.Scheme); sch != "sip" && sch != "sips" {
 		return nil, destination{}, &sipmsg.Reply{Code: 416, Reason: "Unsupported URI Scheme"}, false
 	}
-	who, r := s.auth.AuthorizeInvite(sock.Name, req, now)
+	who, r := b.auth.AuthorizeInvite(sock.Name, req, now)
 	if r != nil {
 		return nil, destination{}, r, false
 	}
@@ -126,18 +127,18 @@ func (s *Server) admit(sock *transport.Socket, req *sip.Request, tx sip.ServerTr
 		}
 		offer = body
 	}
-	dest, r := s.resolveDestination(who, req)
+	dest, r := b.resolveDestination(who, req)
 	if r != nil {
 		return nil, destination{}, r, true
 	}
 	vendorResult := func(result string) {
 		if dest.vendor != nil {
-			s.m.vendorCall(result)
+			b.m.vendorCall(result)
 		}
 	}
-	if !s.acquireCall() {
-		s.log.Warn("too many calls in progress; refusing", "max_calls", s.cfg.Calls.MaxCalls, "account", acct.ID)
-		vendorResult(vendorUnavailable)
+	if !b.acquireCall() {
+		b.log.Warn("too many calls in progress; refusing", "max_calls", b.cfg.Calls.MaxCalls, "account", acct.ID)
+		vendorResult(VendorUnavailable)
 		return refuse(sip.StatusServiceUnavailable, "Service Unavailable", sip.NewHeader("Retry-After", sipmsg.RetryAfter))
 	}
 
@@ -146,26 +147,26 @@ func (s *Server) admit(sock *transport.Socket, req *sip.Request, tx sip.ServerTr
 	if h := req.MaxForwards(); h != nil && h.Val() <= 70 {
 		mf = h.Val() - 1
 	}
-	cli, log := acct.ID, s.log.With("call_id", callID, "account", acct.ID, "cld", dest.cld)
+	cli, log := acct.ID, b.log.With("call_id", callID, "account", acct.ID, "cld", dest.cld)
 	if v := dest.vendor; v != nil {
 		cli = v.cli
-		log = s.log.With("call_id", callID, "vendor", v.vendor.ID, "connection", v.conn.ID, "by", v.by,
+		log = b.log.With("call_id", callID, "vendor", v.vendor.ID, "connection", v.conn.ID, "by", v.by,
 			"callee", dest.callee.ID, "dialed", v.dialed, "cld", dest.cld, "cli", v.cli)
 	}
 	c := &call{
-		s: s, id: callID, account: acct.ID, cli: cli, callee: dest.callee.ID, cld: dest.cld,
+		b: b, id: callID, account: acct.ID, cli: cli, callee: dest.callee.ID, cld: dest.cld,
 		cliName: displayName(from.DisplayName), started: time.Now(),
 		log:    log,
 		inSock: sock, inv: req, invTx: tx, offer: offer, relayed: relayHeaders(req), maxForwards: mf,
 		setupDone: make(chan struct{}), cancelled: make(chan struct{}), ending: make(chan struct{}),
 		answerDone: make(chan struct{}), ackCh: make(chan *sip.Request, 1), acks: map[ackKey]chan *sip.Request{},
 	}
-	c.caller = &dialog{role: legCaller, sock: sock.Name, transport: sock.Transport, dest: req.Source(), callID: callID,
+	c.caller = &dialog{role: LegCaller, sock: sock.Name, transport: sock.Transport, dest: req.Source(), callID: callID,
 		localTag: sip.GenerateTagN(16), local: nameAddr{uri: *to.Address.Clone()}, remote: nameAddr{uri: *from.Address.Clone()},
 		remoteTag: fromTag, target: target, routes: routeSet(req), remoteCSeq: req.CSeq().SeqNo}
-	if !s.calls.add(callID, legRef{c: c, d: c.caller}) {
-		s.releaseCall()
-		vendorResult(vendorRefused)
+	if !b.calls.add(callID, legRef{c: c, d: c.caller}) {
+		b.releaseCall()
+		vendorResult(VendorRefused)
 		return refuse(sip.StatusLoopDetected, "Loop Detected")
 	}
 	// Stop the caller's retransmissions while the call is authorized, and
@@ -181,47 +182,47 @@ func (s *Server) admit(sock *transport.Socket, req *sip.Request, tx sip.ServerTr
 			{Account: acct.ID, Role: fsm.RoleOutgoing, Number: dest.cld},
 			{Account: dest.callee.ID, Role: fsm.RoleIncoming, Number: dest.cld},
 		},
-		MaxSeconds: s.cfg.Calls.MaxCallSeconds, Now: now.UnixMilli(), Node: s.cfg.NodeID,
+		MaxSeconds: b.cfg.Calls.MaxCallSeconds, Now: now.UnixMilli(), Node: b.cfg.NodeID,
 	}
 	if dest.vendor != nil {
-		start = vendorStartCall(callID, dest, s.cfg.Calls.MaxCallSeconds, now.UnixMilli(), s.cfg.NodeID)
+		start = vendorStartCall(callID, dest, b.cfg.Calls.MaxCallSeconds, now.UnixMilli(), b.cfg.NodeID)
 	}
-	call, r := s.startCall(start, c.log)
+	call, r := b.startCall(start, c.log)
 	if r != nil {
-		s.calls.remove(callID, c)
-		s.releaseCall()
+		b.calls.remove(callID, c)
+		b.releaseCall()
 		if r.Code == sip.StatusServiceUnavailable {
-			vendorResult(vendorUnavailable)
+			vendorResult(VendorUnavailable)
 		} else {
-			vendorResult(vendorRefused)
+			vendorResult(VendorRefused)
 		}
 		if dest.vendor != nil {
 			c.log.Info("call from vendor refused", "code", r.Code, "reason", r.Reason)
 		}
 		return nil, destination{}, r, true
 	}
-	vendorResult(vendorAccepted)
+	vendorResult(VendorAccepted)
 	c.maxDur = call.MaxDuration
-	s.m.callsStarted.Inc()
+	b.m.callsStarted.Inc()
 	c.log.Debug("call started", "callee", dest.callee.ID, "max_duration", call.MaxDuration)
 	return c, dest, nil, true
 }
 
 // startCall proposes StartCall and maps a refusal to the caller's answer.
-func (s *Server) startCall(cmd *fsm.StartCall, log *slog.Logger) (fsm.Call, *sipmsg.Reply) {
-	ctx, cancel := context.WithTimeout(s.baseCtx, s.cfg.Calls.ProposeTimeout)
-	res, err := s.store.Propose(ctx, cmd)
+func (b *B2BUA) startCall(cmd *fsm.StartCall, log *slog.Logger) (fsm.Call, *sipmsg.Reply) {
+	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.Calls.ProposeTimeout)
+	res, err := b.store.Propose(ctx, cmd)
 	cancel()
 	if err != nil {
 		log.Warn("StartCall not written: replicated write failed", "error", err)
 		// It may have been applied all the same (a lost leadership): end
 		// it, so nothing stays reserved. EndCall of an unknown call is a
 		// harmless refusal.
-		s.calls.goCall(func() {
-			s.proposeCall("end", &fsm.EndCall{ID: cmd.ID, DisconnectAt: cmd.Now, Cause: sip.StatusServiceUnavailable,
-				CauseText: "Service Unavailable", DisconnectedBy: bySystem})
+		b.calls.goCall(func() {
+			b.proposeCall("end", &fsm.EndCall{ID: cmd.ID, DisconnectAt: cmd.Now, Cause: sip.StatusServiceUnavailable,
+				CauseText: "Service Unavailable", DisconnectedBy: BySystem})
 		})
-		s.m.callWriteFails.WithLabelValues("start").Inc()
+		b.m.callWriteFails.WithLabelValues("start").Inc()
 		r := sipmsg.Unavailable("Service Unavailable")
 		return fsm.Call{}, &r
 	}
@@ -264,50 +265,36 @@ func refusal(e *fsm.Error) sipmsg.Reply {
 	return sipmsg.Reply{Code: sip.StatusInternalServerError, Reason: "Server Internal Error"}
 }
 
-// Replicated writes of a call after its start are retried: losing an
-// answer or an end would bill the call wrong.
-const (
-	callWriteAttempts = 4
-	callWriteBackoff  = 200 * time.Millisecond
-)
+// callWrites paces the retries of a call's replicated writes after its
+// start: losing an answer or an end would bill the call wrong, and the
+// commands are idempotent.
+var callWrites = retry.Policy{Initial: 200 * time.Millisecond, Max: 800 * time.Millisecond, Attempts: 4}
 
-// proposeCall writes a command of a call, retrying failed writes (the
-// commands are idempotent). It gives up after a few attempts, counting
-// the failure under step.
-func (s *Server) proposeCall(step string, cmd fsm.Command) (fsm.Result, error) {
-	var err error
-	backoff := callWriteBackoff
-	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Calls.ProposeTimeout)
-		var res fsm.Result
-		res, err = s.store.Propose(ctx, cmd)
-		cancel()
-		if err == nil {
-			return res, nil
-		}
-		if attempt == callWriteAttempts {
-			break
-		}
-		select {
-		case <-time.After(backoff):
-		case <-s.calls.stop:
-			attempt = callWriteAttempts - 1 // one last try
-		}
-		backoff *= 2
+// proposeCall writes a command of a call, retrying failed writes, each
+// bounded by ProposeTimeout, until they run out or the B2BUA has stopped
+// (Stop). A failure is counted under step.
+func (b *B2BUA) proposeCall(step string, cmd fsm.Command) (fsm.Result, error) {
+	res, err := retry.Do(b.writes, callWrites, func(ctx context.Context) (fsm.Result, error) {
+		ctx, cancel := context.WithTimeout(ctx, b.cfg.Calls.ProposeTimeout)
+		defer cancel()
+		return b.store.Propose(ctx, cmd)
+	}, nil)
+	if err != nil {
+		b.m.callWriteFails.WithLabelValues(step).Inc()
+		return fsm.Result{}, fmt.Errorf("%T: %w", cmd, err)
 	}
-	s.m.callWriteFails.WithLabelValues(step).Inc()
-	return fsm.Result{}, fmt.Errorf("%T after %d attempts: %w", cmd, callWriteAttempts, err)
+	return res, nil
 }
 
-func (s *Server) acquireCall() bool {
-	if !s.calls.acquire() {
+func (b *B2BUA) acquireCall() bool {
+	if !b.calls.acquire() {
 		return false
 	}
-	s.m.callsActive.Inc()
+	b.m.callsActive.Inc()
 	return true
 }
 
-func (s *Server) releaseCall() {
-	s.calls.release()
-	s.m.callsActive.Dec()
+func (b *B2BUA) releaseCall() {
+	b.calls.release()
+	b.m.callsActive.Dec()
 }

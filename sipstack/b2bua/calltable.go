@@ -1,4 +1,4 @@
-package sipstack
+package b2bua
 
 import (
 	"sync"
@@ -8,56 +8,19 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// The B2BUA: every call is two (or, while forking, more) independent
-// dialogs. The caller's INVITE ends at the switch, which answers it as a
-// UAS; each callee leg is a new INVITE the switch sends as a UAC, with its
-// own Call-ID, tags, Via, Contact and CSeq, from the socket the callee
-// registered through (see deliveryTargets). Only SDP and a short list of
-// sanitized headers cross from one leg to the other (relayedHeaders).
-//
-// The life of a call (files b2bua_*.go):
-//
-//	handleInvite    checks, authorization (auth.go: a vendor connection by
-//	                source address or vendor digest, else the account's
-//	                digest, 407), destination (a vendor call's numbers
-//	                translated: b2bua_vendor.go), StartCall (reserve)
-//	call.deliver    offers the call in steps (b2bua_followme.go): the
-//	                callee's own targets forked at once, then the targets
-//	                of their 3xx one at a time as its service policy allows
-//	                (b2bua_redirect.go), then its follow-me entries; relays
-//	                18x; first 2xx wins, the others are CANCELled (or ACKed
-//	                and BYEd when their 2xx comes late); Timer C
-//	                (RingTimeout, over all steps) and the caller's CANCEL
-//	                end it; otherwise the best failure is relayed
-//	call.connect    200 to the caller, ACK to the callee, AnswerCall with
-//	                both legs' dialog state, 2xx retransmission until the
-//	                caller's ACK, max-duration timer from the reservation
-//	call.hangup     BYE the other leg(s) and EndCall: exactly once per
-//	                call, whoever ends it (a BYE from either side, the
-//	                timer, a missing ACK)
-//
-// In-dialog requests are matched by Call-ID and tags (callTable):
-// re-INVITE, UPDATE and INFO are relayed to the other leg, anything
-// unknown gets 481. Billing is all in the fsm: StartCall reserves, EndCall
-// debits and files the xDR; the B2BUA only measures time and reports how
-// the call ended.
-//
-// Timestamps written to the fsm come from Config.Now; timers use the
-// monotonic clock.
-
 // Leg roles, as fsm.Leg.Role and in logs.
 const (
-	legCaller = "caller"
-	legCallee = "callee"
+	LegCaller = "caller"
+	LegCallee = "callee"
 )
 
 // Who ended a call, as fsm.EndCall.DisconnectedBy and the
 // calls_ended_total label.
 const (
-	byCaller = "caller"
-	byCallee = "callee"
-	byTimer  = "timer"
-	bySystem = "system"
+	ByCaller = "caller"
+	ByCallee = "callee"
+	ByTimer  = "timer"
+	BySystem = "system"
 )
 
 // legRef is what a Call-ID leads to: a call and one of its dialogs.
@@ -66,7 +29,7 @@ type legRef struct {
 	d *dialog
 }
 
-// callTable holds the calls of one Server: their dialogs by Call-ID (the
+// callTable holds the calls of one B2BUA: their dialogs by Call-ID (the
 // caller's, and the answered callee leg's), the slots bounding them, and
 // the goroutines they run.
 type callTable struct {
@@ -74,7 +37,7 @@ type callTable struct {
 	slots   chan struct{}
 	wg      sync.WaitGroup // goroutines of calls: forks, answered calls, teardowns
 	stop    chan struct{}  // closed at shutdown
-	// draining: new calls are refused with 503 (Server.Drain).
+	// draining: new calls are refused with 503 (B2BUA.Drain).
 	draining atomic.Bool
 
 	mu   sync.Mutex
@@ -178,14 +141,19 @@ func (t *callTable) shutdown(timeout time.Duration) bool {
 }
 
 // ActiveCalls returns how many calls this node has in progress.
-func (s *Server) ActiveCalls() int { return len(s.calls.slots) }
+func (b *B2BUA) ActiveCalls() int { return len(b.calls.slots) }
 
 // Runs reports whether the call with the caller's Call-ID callID runs
 // here (a node's drain waits for the ringing ones).
-func (s *Server) Runs(callID string) bool {
-	_, ok := s.calls.lookup(callID)
+func (b *B2BUA) Runs(callID string) bool {
+	_, ok := b.calls.lookup(callID)
 	return ok
 }
+
+// Dialogs returns how many dialogs this node has filed: the caller's and
+// the answered callee leg's of every call (tests: nothing may be left
+// behind).
+func (b *B2BUA) Dialogs() int { return b.calls.size() }
 
 // match finds the dialog an in-dialog request (or ACK) belongs to: its
 // Call-ID, the peer's tag in From and ours in To.

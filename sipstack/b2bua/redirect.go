@@ -1,4 +1,4 @@
-package sipstack
+package b2bua
 
 import (
 	"context"
@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
@@ -122,22 +121,6 @@ const (
 	domainLookups       = 8 // trusted domain names looked up at once
 )
 
-// redirectDecisions lists every decision label, pre-created on the metric.
-var redirectDecisions = []string{billing.DecisionTrusted, billing.DecisionNewAuth, billing.DecisionNewAuthRefused,
-	billing.DecisionRejected, billing.DecisionOwnAddress, billing.DecisionLoop, billing.DecisionPrivate,
-	billing.DecisionLimit, billing.DecisionUnresolvable, billing.DecisionFollowMe}
-
-func newRedirectDecisionsCounter() *prometheus.CounterVec {
-	v := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "troika", Name: "redirect_decisions_total",
-		Help: "Targets of callee legs' 3xx answers, and follow-me entries, by what the B2BUA decided (trusted, new_call_authorization, rejected, loop, follow_me, ...).",
-	}, []string{"decision"})
-	for _, d := range redirectDecisions {
-		v.WithLabelValues(d)
-	}
-	return v
-}
-
 func (c DeliveryConfig) resolver() Resolver {
 	if c.Resolver == nil {
 		return net.DefaultResolver
@@ -175,7 +158,7 @@ var errNoAddress = errors.New("no address")
 
 // lookupHost returns the addresses of host: itself for an IP literal,
 // else a (cached) look-up bounded by ResolveTimeout.
-func (s *Server) lookupHost(host string) ([]netip.Addr, error) {
+func (b *B2BUA) lookupHost(host string) ([]netip.Addr, error) {
 	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
 	if a, err := netip.ParseAddr(host); err == nil {
 		return []netip.Addr{a.Unmap().WithZone("")}, nil
@@ -183,7 +166,7 @@ func (s *Server) lookupHost(host string) ([]netip.Addr, error) {
 	if host == "" {
 		return nil, errNoAddress
 	}
-	hc := &s.calls.hosts
+	hc := &b.calls.hosts
 	now := time.Now()
 	hc.mu.Lock()
 	e, ok := hc.m[host]
@@ -191,8 +174,8 @@ func (s *Server) lookupHost(host string) ([]netip.Addr, error) {
 	if ok && now.Before(e.until) {
 		return e.addrs, e.err
 	}
-	dc := s.cfg.Delivery
-	ctx, cancel := context.WithTimeout(s.baseCtx, orDefault(dc.ResolveTimeout, defaultResolveTimeout))
+	dc := b.cfg.Delivery
+	ctx, cancel := context.WithTimeout(b.ctx, orDefault(dc.ResolveTimeout, defaultResolveTimeout))
 	found, err := dc.resolver().LookupNetIP(ctx, "ip", host)
 	cancel()
 	var addrs []netip.Addr
@@ -220,7 +203,7 @@ func (s *Server) lookupHost(host string) ([]netip.Addr, error) {
 
 // lookupDomains returns every address the names resolve to (those that
 // fail are skipped), a few look-ups at a time.
-func (s *Server) lookupDomains(names []string) []netip.Addr {
+func (b *B2BUA) lookupDomains(names []string) []netip.Addr {
 	var (
 		mu  sync.Mutex
 		out []netip.Addr
@@ -233,7 +216,7 @@ func (s *Server) lookupDomains(names []string) []netip.Addr {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			addrs, _ := s.lookupHost(n)
+			addrs, _ := b.lookupHost(n)
 			mu.Lock()
 			out = append(out, addrs...)
 			mu.Unlock()
@@ -256,30 +239,27 @@ func containsAddr(list []netip.Addr, a netip.Addr) bool {
 // socket, or a configured main or alias address on one of its ports
 // (which may be open on another node of the cluster). The unspecified
 // address always is.
-func (s *Server) ownAddress(ip netip.Addr, port int) bool {
+func (b *B2BUA) ownAddress(ip netip.Addr, port int) bool {
 	ip = ip.Unmap().WithZone("")
 	if ip.IsUnspecified() {
 		return true
 	}
-	for _, name := range s.allSockets() { // relay sockets too: addresses of other nodes
+	for _, name := range b.sockets.All() { // relay sockets too: addresses of other nodes
 		_, hp, _ := strings.Cut(name, ":")
 		if ap, err := netip.ParseAddrPort(hp); err == nil && ap.Addr().Unmap() == ip && int(ap.Port()) == port {
 			return true
 		}
 	}
-	mainPorts := func() []int {
-		return append(append(append([]int(nil), s.cfg.UDPPorts...), s.cfg.TCPPorts...), s.cfg.TLSPorts...)
-	}
-	for _, a := range s.cfg.Addresses {
-		if transport.CanonicalIP(a) == ip.String() && containsPort(mainPorts(), port) {
+	for _, a := range b.cfg.Addresses {
+		if transport.CanonicalIP(a) == ip.String() && containsPort(b.cfg.Ports, port) {
 			return true
 		}
 	}
-	for _, al := range s.state.Aliases() {
+	for _, al := range b.state.Aliases() {
 		if transport.CanonicalIP(al.IP) != ip.String() {
 			continue
 		}
-		if containsPort(mainPorts(), port) || containsPort(al.Ports.UDP, port) || containsPort(al.Ports.TCP, port) ||
+		if containsPort(b.cfg.Ports, port) || containsPort(al.Ports.UDP, port) || containsPort(al.Ports.TCP, port) ||
 			containsPort(al.Ports.TLS, port) {
 			return true
 		}
@@ -388,16 +368,16 @@ func requestURI(u sip.Uri) (ruri sip.Uri, transport string, port int, ok bool) {
 // socket of its transport to the address its host resolves to (of the
 // socket's IP family when there is one). It also returns every address
 // the host resolves to.
-func (s *Server) uriTarget(u sip.Uri, desc string) (target, []netip.Addr, error) {
+func (b *B2BUA) uriTarget(u sip.Uri, desc string) (target, []netip.Addr, error) {
 	ruri, transport, port, ok := requestURI(u)
 	if !ok {
 		return target{}, nil, fmt.Errorf("%s: not a sip or sips URI with a host and a known transport", u.String())
 	}
-	sock := s.mainSocket(transport)
+	sock := b.sockets.Main(transport)
 	if sock == nil {
 		return target{}, nil, fmt.Errorf("%s: no %s socket to send from", u.String(), transport)
 	}
-	addrs, err := s.lookupHost(ruri.Host)
+	addrs, err := b.lookupHost(ruri.Host)
 	if err != nil {
 		return target{}, nil, fmt.Errorf("%s: %w: %w", ruri.Host, errUnresolvable, err)
 	}
@@ -467,7 +447,7 @@ func decideRedirect(f redirectFacts) string {
 // trustedTarget applies trusted networks to a target: its host by name,
 // the address it is called at by address and CIDR, then, if needed, by
 // the addresses of the trusted domain names.
-func (s *Server) trustedTarget(tn billing.TrustedNetworks, host string, ip netip.Addr) bool {
+func (b *B2BUA) trustedTarget(tn billing.TrustedNetworks, host string, ip netip.Addr) bool {
 	addrs := []netip.Addr{ip}
 	host = strings.Trim(host, "[]")
 	if tn.Trusted(host, addrs, nil) {
@@ -476,17 +456,17 @@ func (s *Server) trustedTarget(tn billing.TrustedNetworks, host string, ip netip
 	if len(tn.Domains) == 0 {
 		return false
 	}
-	return tn.Trusted(host, addrs, s.lookupDomains(tn.Domains))
+	return tn.Trusted(host, addrs, b.lookupDomains(tn.Domains))
 }
 
 // nextRedirect decides the queued 3xx contacts of step st in turn until
 // one is to be called, and returns it; ok is false when none is left. fl
 // is set when the call cannot go on (a replicated write failed).
 func (c *call) nextRedirect(st *step, queue *[]redirectContact) (t target, ok bool, fl *failure) {
-	s := c.s
+	b := c.b
 	var pol *fsm.RedirectPolicy
 	if id := st.account.ServicePolicy; id != "" {
-		if p, found := s.state.ServicePolicy(id); found {
+		if p, found := b.state.ServicePolicy(id); found {
 			pol = &p.Redirect
 		}
 	}
@@ -505,24 +485,24 @@ func (c *call) nextRedirect(st *step, queue *[]redirectContact) (t target, ok bo
 		*queue = (*queue)[1:]
 		ruri, _, _, _ := requestURI(ct.uri)
 		text := ruri.String()
-		t, addrs, err := s.uriTarget(ct.uri, "redirect")
+		t, addrs, err := b.uriTarget(ct.uri, "redirect")
 		facts := redirectFacts{resolved: err == nil, action: action}
 		if err != nil && !errors.Is(err, errUnresolvable) {
 			c.log.Warn("3xx contact cannot be called; skipping it", "target", text, "error", err)
-			s.m.forkResults.WithLabelValues("skipped").Inc()
+			b.m.forkResults.WithLabelValues("skipped").Inc()
 			continue
 		}
 		if err == nil {
 			ip, _ := netip.ParseAddrPort(t.dest)
 			for _, a := range addrs {
-				facts.own = facts.own || s.ownAddress(a, int(ip.Port()))
+				facts.own = facts.own || b.ownAddress(a, int(ip.Port()))
 			}
 			addrKey, full := targetKeys(t)
 			facts.loop = c.redirectors[addrKey] || c.tried[full]
 			facts.overLimit = c.hops >= limit
 			if !facts.own && !facts.loop && !facts.overLimit {
-				facts.trusted = pol != nil && s.trustedTarget(tn, ruri.Host, ip.Addr())
-				facts.internal = s.cfg.Delivery.internal(ip.Addr())
+				facts.trusted = pol != nil && b.trustedTarget(tn, ruri.Host, ip.Addr())
+				facts.internal = b.cfg.Delivery.internal(ip.Addr())
 			}
 		}
 		decision := decideRedirect(facts)
@@ -562,7 +542,7 @@ func (c *call) nextRedirect(st *step, queue *[]redirectContact) (t target, ok bo
 
 // logDecision logs and counts one decision about a target.
 func (c *call) logDecision(account, target, decision, detail string) {
-	c.s.m.redirects.WithLabelValues(decision).Inc()
+	c.b.m.redirects.WithLabelValues(decision).Inc()
 	args := []any{"call_id", c.id, "account", account, "target", target, "decision", decision}
 	if c.account != "" {
 		args = append(args, "caller", c.account)
@@ -570,7 +550,7 @@ func (c *call) logDecision(account, target, decision, detail string) {
 	if detail != "" {
 		args = append(args, "detail", detail)
 	}
-	c.s.log.Info("redirect decision", args...)
+	c.b.log.Info("redirect decision", args...)
 }
 
 // record writes one RedirectCall. It returns the state machine's refusal
@@ -578,11 +558,11 @@ func (c *call) logDecision(account, target, decision, detail string) {
 // pay), or fl when the write failed: the call then ends (it could be
 // neither billed nor recorded).
 func (c *call) record(target, decision string, charge *fsm.ChargeRequest) (refused *fsm.Error, fl *failure) {
-	res, err := c.s.proposeCall("redirect", &fsm.RedirectCall{ID: c.id, Index: c.nRedirects, Target: target,
-		Decision: decision, Charge: charge, MaxSeconds: c.s.cfg.Calls.MaxCallSeconds})
+	res, err := c.b.proposeCall("redirect", &fsm.RedirectCall{ID: c.id, Index: c.nRedirects, Target: target,
+		Decision: decision, Charge: charge, MaxSeconds: c.b.cfg.Calls.MaxCallSeconds})
 	if err != nil {
 		c.log.Error("redirect record could not be written; ending the call", "target", target, "decision", decision, "error", err)
-		return nil, &failure{sip.StatusServiceUnavailable, statusText(503), bySystem}
+		return nil, &failure{sip.StatusServiceUnavailable, statusText(503), BySystem}
 	}
 	if res.Err != nil {
 		if charge == nil {

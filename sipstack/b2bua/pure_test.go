@@ -1,4 +1,4 @@
-package sipstack
+package b2bua
 
 import (
 	"strings"
@@ -7,6 +7,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
 // When every fork fails the caller gets the best answer (RFC 3261 §16.7):
@@ -74,7 +75,7 @@ func TestRefusalMapping(t *testing.T) {
 }
 
 func TestCheckSDP(t *testing.T) {
-	good := []string{testSDP, calleeSDP, "v=0\no=- 1 1 IN IP4 1.2.3.4\ns=-\nc=IN IP4 1.2.3.4\nt=0 0\nm=audio 1 RTP/AVP 0\n"}
+	good := []string{testkit.CallerSDP, testkit.CalleeSDP, "v=0\no=- 1 1 IN IP4 1.2.3.4\ns=-\nc=IN IP4 1.2.3.4\nt=0 0\nm=audio 1 RTP/AVP 0\n"}
 	for _, s := range good {
 		if err := checkSDP([]byte(s)); err != nil {
 			t.Errorf("%q: %v", s, err)

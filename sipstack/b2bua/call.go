@@ -1,4 +1,4 @@
-package sipstack
+package b2bua
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 // call is one call in progress on this node, from its authorized INVITE
 // to its EndCall.
 type call struct {
-	s       *Server
+	b       *B2BUA
 	id      string // the caller's Call-ID: the fsm call's id
 	account string // the caller; "" for a call from a vendor
 	cli     string // the calling number callees see: the caller's account, or a vendor call's translated CLI
@@ -109,7 +109,7 @@ func (c *call) claim(f *fork) bool {
 		return false
 	}
 	c.settled, c.winner = true, f
-	c.s.calls.add(f.leg.callID, legRef{c: c, d: f.leg})
+	c.b.calls.add(f.leg.callID, legRef{c: c, d: f.leg})
 	return true
 }
 
@@ -138,7 +138,7 @@ func (c *call) abandon(fs []*fork) bool {
 	c.mu.Unlock()
 	for _, f := range fs {
 		if f.cancelIfPending() {
-			c.s.m.forkResults.WithLabelValues("cancelled").Inc()
+			c.b.m.forkResults.WithLabelValues("cancelled").Inc()
 		}
 	}
 	return true
@@ -150,7 +150,7 @@ func (c *call) abandon(fs []*fork) bool {
 func (c *call) run(dest destination) {
 	defer func() {
 		if p := recover(); p != nil {
-			c.end(c.s.cfg.Now(), sip.StatusInternalServerError, "Server Internal Error", bySystem)
+			c.end(c.b.cfg.Now(), sip.StatusInternalServerError, "Server Internal Error", BySystem)
 			panic(p)
 		}
 	}()
@@ -169,23 +169,23 @@ func (c *call) run(dest destination) {
 // step left (the best failure of every leg tried, else 480).
 func (c *call) deliver(dest destination) (*fork, failure) {
 	defer close(c.setupDone)
-	ring, cancel := context.WithTimeout(context.Background(), c.s.cfg.Calls.RingTimeout)
+	ring, cancel := context.WithTimeout(context.Background(), c.b.cfg.Calls.RingTimeout)
 	defer cancel()
 	c.ringOver = ring.Done()
 	c.tried, c.redirectors = map[string]bool{}, map[string]bool{}
 	var best *failure
-	for _, st := range c.s.deliveryPlan(dest.callee, dest.cld) {
+	for _, st := range c.b.deliveryPlan(dest.callee, dest.cld) {
 		if winner, fl, over := c.runStep(st, &best); over {
 			return winner, fl
 		}
 	}
-	fl := failure{sip.StatusTemporarilyUnavailable, statusText(480), bySystem}
+	fl := failure{sip.StatusTemporarilyUnavailable, statusText(480), BySystem}
 	if best != nil {
 		fl = *best
 	}
 	select {
 	case <-c.cancelled: // as the last step ended
-		fl = failure{sip.StatusRequestTerminated, statusText(487), byCaller}
+		fl = failure{sip.StatusRequestTerminated, statusText(487), ByCaller}
 	default:
 	}
 	winner, fl, _ := c.stop(fl)
@@ -232,7 +232,7 @@ func (c *call) runStep(st step, best **failure) (winner *fork, fl failure, over 
 		}
 		if r.timedOut {
 			c.log.Debug("delivery step not answered in time", "follow_me", st.followMe, "timeout", st.timeout)
-			*best = better(*best, failure{sip.StatusRequestTimeout, statusText(408), byTimer})
+			*best = better(*best, failure{sip.StatusRequestTimeout, statusText(408), ByTimer})
 			return nil, failure{}, false
 		}
 		queue = append(r.redirects, queue...)
@@ -249,7 +249,7 @@ func (c *call) runStep(st step, best **failure) (winner *fork, fl failure, over 
 		}
 		targets, silence = []target{t}, 0
 		if len(queue) > 0 { // a silent target is given up for the next one
-			silence = orDefault(c.s.cfg.Delivery.RedirectSilence, defaultSilence)
+			silence = orDefault(c.b.cfg.Delivery.RedirectSilence, defaultSilence)
 		}
 	}
 }
@@ -271,7 +271,7 @@ func (c *call) stop(fl failure) (*fork, failure, bool) {
 func (c *call) cancelForks() {
 	for _, f := range c.forks {
 		if f.cancelIfPending() {
-			c.s.m.forkResults.WithLabelValues("cancelled").Inc()
+			c.b.m.forkResults.WithLabelValues("cancelled").Inc()
 		}
 	}
 }
@@ -292,7 +292,7 @@ type roundResult struct {
 // earlier rounds' forks are ignored: those can no longer win.
 func (c *call) ringRound(targets []target, cld string, stepOver <-chan struct{}, silence time.Duration) roundResult {
 	var r roundResult
-	cancelled, stopping, ringOver := c.cancelled, c.s.baseCtx.Done(), c.ringOver
+	cancelled, stopping, ringOver := c.cancelled, c.b.ctx.Done(), c.ringOver
 	giveUp := func(fl failure) bool {
 		if !c.settle() {
 			return false // a leg has just won: its 2xx is on its way
@@ -304,13 +304,13 @@ func (c *call) ringRound(targets []target, cld string, stepOver <-chan struct{},
 	// Nothing is sent for a call that is already over.
 	select {
 	case <-cancelled:
-		giveUp(failure{sip.StatusRequestTerminated, statusText(487), byCaller})
+		giveUp(failure{sip.StatusRequestTerminated, statusText(487), ByCaller})
 		return r
 	case <-ringOver:
-		giveUp(failure{sip.StatusRequestTimeout, statusText(408), byTimer})
+		giveUp(failure{sip.StatusRequestTimeout, statusText(408), ByTimer})
 		return r
 	case <-stopping:
-		giveUp(failure{sip.StatusServiceUnavailable, statusText(503), bySystem})
+		giveUp(failure{sip.StatusServiceUnavailable, statusText(503), BySystem})
 		return r
 	case <-stepOver:
 		r.timedOut = true
@@ -347,24 +347,24 @@ func (c *call) ringRound(targets []target, cld string, stepOver <-chan struct{},
 			case ev.res != nil && ev.res.StatusCode < 300:
 				for _, f := range forks {
 					if f != ev.f && f.cancelIfPending() {
-						c.s.m.forkResults.WithLabelValues("cancelled").Inc()
+						c.b.m.forkResults.WithLabelValues("cancelled").Inc()
 					}
 				}
 				return roundResult{winner: ev.f}
 			case ev.res != nil && followsRedirect(ev.res.StatusCode):
-				c.s.m.forkResults.WithLabelValues("redirected").Inc()
+				c.b.m.forkResults.WithLabelValues("redirected").Inc()
 				addr, _ := targetKeys(ev.f.tgt)
 				c.redirectors[addr] = true
 				cs := redirectContacts(ev.res)
 				c.log.Info("callee leg redirected the call", "target", ev.f.tgt.desc, "code", ev.res.StatusCode, "contacts", len(cs))
 				r.redirects = append(r.redirects, cs...)
 			case ev.res != nil:
-				c.s.m.forkResults.WithLabelValues("failed").Inc()
+				c.b.m.forkResults.WithLabelValues("failed").Inc()
 				r.best = better(r.best, calleeFailure(ev.res))
 			default:
-				c.s.m.forkResults.WithLabelValues("error").Inc()
+				c.b.m.forkResults.WithLabelValues("error").Inc()
 				code, reason := forkError(ev.err)
-				r.best = better(r.best, failure{code, reason, bySystem})
+				r.best = better(r.best, failure{code, reason, BySystem})
 				c.log.Debug("callee leg failed", "target", ev.f.tgt.desc, "error", ev.err)
 			}
 			if pending--; pending == 0 {
@@ -372,18 +372,18 @@ func (c *call) ringRound(targets []target, cld string, stepOver <-chan struct{},
 			}
 		case <-cancelled:
 			cancelled = nil
-			if giveUp(failure{sip.StatusRequestTerminated, statusText(487), byCaller}) {
+			if giveUp(failure{sip.StatusRequestTerminated, statusText(487), ByCaller}) {
 				return r
 			}
 		case <-ringOver:
 			ringOver = nil
-			if giveUp(failure{sip.StatusRequestTimeout, statusText(408), byTimer}) {
-				c.log.Debug("no answer within the ring timeout", "timeout", c.s.cfg.Calls.RingTimeout)
+			if giveUp(failure{sip.StatusRequestTimeout, statusText(408), ByTimer}) {
+				c.log.Debug("no answer within the ring timeout", "timeout", c.b.cfg.Calls.RingTimeout)
 				return r
 			}
 		case <-stopping:
 			stopping = nil
-			if giveUp(failure{sip.StatusServiceUnavailable, statusText(503), bySystem}) {
+			if giveUp(failure{sip.StatusServiceUnavailable, statusText(503), BySystem}) {
 				return r
 			}
 		case <-stepOver:
@@ -396,7 +396,7 @@ func (c *call) ringRound(targets []target, cld string, stepOver <-chan struct{},
 			silent = nil
 			if !slices.ContainsFunc(forks, (*fork).responded) && c.abandon(forks) {
 				c.log.Info("callee leg sent no response; giving it up", "target", forks[0].tgt.desc, "after", silence)
-				r.best = better(r.best, failure{sip.StatusRequestTimeout, statusText(408), bySystem})
+				r.best = better(r.best, failure{sip.StatusRequestTimeout, statusText(408), BySystem})
 				return r
 			}
 		}
@@ -407,8 +407,8 @@ func (c *call) ringRound(targets []target, cld string, stepOver <-chan struct{},
 // (logged) when it cannot be sent.
 func (c *call) startFork(t target, cld string) *fork {
 	from, to := calleeURIs(t, c.cli, c.cliName, cld)
-	leg := &dialog{role: legCallee, sock: t.sock.Name, transport: t.transport, dest: t.dest,
-		callID: c.s.disp.NewCallID(c.id), localTag: sip.GenerateTagN(16), local: from, remote: to,
+	leg := &dialog{role: LegCallee, sock: t.sock.Name, transport: t.transport, dest: t.dest,
+		callID: c.b.router.NewCallID(c.id), localTag: sip.GenerateTagN(16), local: from, remote: to,
 		target: t.uri, routes: t.routes, localCSeq: 1}
 	f := &fork{c: c, tgt: t, leg: leg, round: c.round, cancelCh: make(chan struct{}), spec: reqSpec{
 		method: sip.INVITE, ruri: t.uri, callID: leg.callID, cseq: 1, from: from, to: to, fromTag: leg.localTag,
@@ -417,12 +417,12 @@ func (c *call) startFork(t target, cld string) *fork {
 	_, full := targetKeys(t)
 	c.tried[full] = true
 	if err := f.start(c.offer, c.relayed); err != nil {
-		c.s.m.forkResults.WithLabelValues("error").Inc()
+		c.b.m.forkResults.WithLabelValues("error").Inc()
 		c.log.Warn("cannot send INVITE to callee leg", "target", t.desc, "error", err)
 		return nil
 	}
 	c.forks = append(c.forks, f)
-	c.s.calls.goCall(f.run)
+	c.b.calls.goCall(f.run)
 	return f
 }
 
@@ -487,7 +487,7 @@ func (c *call) observeSetup() {
 	c.ringing = true
 	c.mu.Unlock()
 	if first {
-		c.s.m.callSetup.Observe(time.Since(c.started).Seconds())
+		c.b.m.callSetup.Observe(time.Since(c.started).Seconds())
 	}
 }
 
@@ -497,20 +497,20 @@ func (c *call) fail(fl failure) {
 	close(c.answerDone)
 	cancelled, err := c.respond(c.response(fl.code, fl.reason))
 	if cancelled && fl.code != sip.StatusRequestTerminated {
-		fl = failure{sip.StatusRequestTerminated, statusText(487), byCaller}
+		fl = failure{sip.StatusRequestTerminated, statusText(487), ByCaller}
 	}
 	if err != nil {
 		c.log.Debug("cannot send the final response to the caller", "code", fl.code, "error", err)
 	}
-	c.s.m.callFailed(fl.code)
+	c.b.m.callFailed(fl.code)
 	c.log.Debug("call failed", "cause", fl.code, "reason", fl.reason, "by", fl.by)
-	c.end(c.s.cfg.Now(), fl.code, fl.reason, fl.by)
+	c.end(c.b.cfg.Now(), fl.code, fl.reason, fl.by)
 }
 
 // connect relays the winning leg's 2xx to the caller and hands the
 // answered call to its own goroutine.
 func (c *call) connect(f *fork) {
-	s := c.s
+	b := c.b
 	res := f.answer
 	ok := c.response(sip.StatusOK, "OK")
 	for _, h := range relayHeaders(res) {
@@ -522,7 +522,7 @@ func (c *call) connect(f *fork) {
 	c.answered = true
 	c.acks[ackKey{c.caller, c.inv.CSeq().SeqNo}] = c.ackCh
 	c.mu.Unlock()
-	connectAt, mono := s.cfg.Now(), time.Now()
+	connectAt, mono := b.cfg.Now(), time.Now()
 	cancelled, err := c.respond(ok)
 	if cancelled || err != nil {
 		// The caller gave up as the callee answered.
@@ -530,9 +530,9 @@ func (c *call) connect(f *fork) {
 			c.log.Warn("cannot send 200 to the caller; hanging up the callee", "error", err)
 		}
 		close(c.answerDone)
-		code, by := sip.StatusRequestTerminated, byCaller
+		code, by := sip.StatusRequestTerminated, ByCaller
 		if !cancelled {
-			code, by = sip.StatusInternalServerError, bySystem
+			code, by = sip.StatusInternalServerError, BySystem
 		}
 		if f.ackPending() {
 			f.sendAck(nil)
@@ -542,14 +542,14 @@ func (c *call) connect(f *fork) {
 		c.mu.Unlock()
 		close(c.ending)
 		c.sendBye(f.leg)
-		s.m.callFailed(code)
-		c.end(s.cfg.Now(), code, statusText(code), by)
+		b.m.callFailed(code)
+		c.end(b.cfg.Now(), code, statusText(code), by)
 		return
 	}
 	c.observeSetup()
-	s.m.callsAnswered.Inc()
+	b.m.callsAnswered.Inc()
 	c.log.Debug("call answered", "callee_leg", f.tgt.desc, "max_duration", c.maxDur)
-	s.calls.goCall(func() { c.afterAnswer(f, connectAt, mono, ok) })
+	b.calls.goCall(func() { c.afterAnswer(f, connectAt, mono, ok) })
 }
 
 // afterAnswer records the answer, retransmits the 2xx until the caller's
@@ -558,7 +558,7 @@ func (c *call) connect(f *fork) {
 func (c *call) afterAnswer(f *fork, connectAt, mono time.Time, ok *sip.Response) {
 	if !c.proposeAnswer(f, connectAt) {
 		close(c.answerDone)
-		c.hangup(bySystem, sip.StatusInternalServerError, "Call Not Recorded", nil)
+		c.hangup(BySystem, sip.StatusInternalServerError, "Call Not Recorded", nil)
 		return
 	}
 	close(c.answerDone)
@@ -566,12 +566,12 @@ func (c *call) afterAnswer(f *fork, connectAt, mono time.Time, ok *sip.Response)
 	byeEarly := c.byeEarly
 	c.mu.Unlock()
 	if byeEarly {
-		c.hangup(byCallee, sip.StatusOK, "", f.leg)
+		c.hangup(ByCallee, sip.StatusOK, "", f.leg)
 		return
 	}
 	maxT := time.NewTimer(time.Until(mono.Add(time.Duration(c.maxDur) * time.Second)))
 	defer maxT.Stop()
-	ackWait := time.NewTimer(c.s.cfg.Calls.AckTimeout)
+	ackWait := time.NewTimer(c.b.cfg.Calls.AckTimeout)
 	defer ackWait.Stop()
 	interval := sip.T1
 	retrans := time.NewTimer(interval)
@@ -588,7 +588,7 @@ func (c *call) afterAnswer(f *fork, connectAt, mono time.Time, ok *sip.Response)
 		select {
 		case <-c.ending:
 			return
-		case <-c.s.calls.stop:
+		case <-c.b.calls.stop:
 			c.log.Info("node stopping: leaving the answered call in the cluster state")
 			return
 		case ack := <-c.ackCh:
@@ -601,11 +601,11 @@ func (c *call) afterAnswer(f *fork, connectAt, mono time.Time, ok *sip.Response)
 			retrans.Reset(interval)
 		case <-ackWaitC:
 			c.log.Warn("caller never ACKed the 200; hanging up")
-			c.hangup(bySystem, sip.StatusRequestTimeout, "No ACK", nil)
+			c.hangup(BySystem, sip.StatusRequestTimeout, "No ACK", nil)
 			return
 		case <-maxT.C:
 			c.log.Debug("maximum duration reached; hanging up", "max_duration", c.maxDur)
-			c.hangup(byTimer, sip.StatusOK, "Maximum Duration", nil)
+			c.hangup(ByTimer, sip.StatusOK, "Maximum Duration", nil)
 			return
 		}
 	}
@@ -651,7 +651,7 @@ func (c *call) hangup(by string, cause int, text string, from *dialog) {
 	winner := c.winner
 	c.mu.Unlock()
 	close(c.ending)
-	at := c.s.cfg.Now()
+	at := c.b.cfg.Now()
 	var wg sync.WaitGroup
 	if from != c.caller {
 		wg.Add(1)
@@ -668,19 +668,19 @@ func (c *call) hangup(by string, cause int, text string, from *dialog) {
 		}()
 	}
 	<-c.answerDone
-	c.s.m.callsEnded.WithLabelValues(by).Inc()
+	c.b.m.callsEnded.WithLabelValues(by).Inc()
 	c.end(at, cause, text, by)
 	wg.Wait()
 }
 
 // sendBye ends one leg's dialog.
 func (c *call) sendBye(d *dialog) {
-	req, sock, err := d.request(c.s, sip.BYE)
+	req, sock, err := d.request(c.b, sip.BYE)
 	if err != nil {
 		c.log.Warn("cannot send BYE", "leg", d.role, "call_id", d.callID, "error", err)
 		return
 	}
-	res, err := c.s.do(sock, req)
+	res, err := c.b.do(sock, req)
 	switch {
 	case err != nil:
 		c.log.Info("BYE got no answer", "leg", d.role, "call_id", d.callID, "error", err)
@@ -692,7 +692,7 @@ func (c *call) sendBye(d *dialog) {
 // end files the call's EndCall (exactly once) and forgets the call.
 func (c *call) end(at time.Time, cause int, text, by string) {
 	c.endOnce.Do(func() {
-		res, err := c.s.proposeCall("end", &fsm.EndCall{ID: c.id, DisconnectAt: at.UnixMilli(), Cause: cause,
+		res, err := c.b.proposeCall("end", &fsm.EndCall{ID: c.id, DisconnectAt: at.UnixMilli(), Cause: cause,
 			CauseText: text, DisconnectedBy: by})
 		switch {
 		case err != nil:
@@ -710,13 +710,13 @@ func (c *call) end(at time.Time, cause int, text, by string) {
 
 // unfile removes the call's dialogs from this node and frees its slot.
 func (c *call) unfile() {
-	c.s.calls.remove(c.id, c)
+	c.b.calls.remove(c.id, c)
 	c.mu.Lock()
 	if c.winner != nil {
-		c.s.calls.remove(c.winner.leg.callID, c)
+		c.b.calls.remove(c.winner.leg.callID, c)
 	}
 	c.mu.Unlock()
-	c.s.releaseCall()
+	c.b.releaseCall()
 }
 
 // forget drops an answered call from this node without a word to its
@@ -738,7 +738,7 @@ func (c *call) forget() bool {
 
 // proposeAnswer writes AnswerCall with both legs' dialog state.
 func (c *call) proposeAnswer(f *fork, connectAt time.Time) bool {
-	res, err := c.s.proposeCall("answer", &fsm.AnswerCall{ID: c.id, ConnectAt: connectAt.UnixMilli(),
+	res, err := c.b.proposeCall("answer", &fsm.AnswerCall{ID: c.id, ConnectAt: connectAt.UnixMilli(),
 		Legs: []fsm.Leg{c.caller.leg(), f.leg.leg()}})
 	switch {
 	case err != nil:

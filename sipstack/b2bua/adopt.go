@@ -1,4 +1,4 @@
-package sipstack
+package b2bua
 
 import (
 	"errors"
@@ -36,33 +36,33 @@ import (
 var errCallElsewhere = errors.New("the call runs on another node")
 
 // adoptForRequest adopts the call an unknown in-dialog request belongs to.
-func (s *Server) adoptForRequest(req *sip.Request) (legRef, error) {
+func (b *B2BUA) adoptForRequest(req *sip.Request) (legRef, error) {
 	cid := req.CallID()
 	if cid == nil {
 		return legRef{}, errNoCall
 	}
-	fc, ok := s.state.CallForDialog(cid.Value())
+	fc, ok := b.state.CallForDialog(cid.Value())
 	if !ok || fc.ConnectAt == 0 {
 		return legRef{}, errNoCall
 	}
-	if fc.Node != s.cfg.NodeID && s.nodeAlive(fc.Node) && req.Method != sip.BYE {
+	if fc.Node != b.cfg.NodeID && b.nodeAlive(fc.Node) && req.Method != sip.BYE {
 		// A BYE is taken here all the same: phones do not retry a BYE
 		// that got 503, and a call nobody ends runs (and is billed) to
 		// its maximum duration. EndCall is idempotent.
-		s.log.Warn("an in-dialog request of a call running on another node, which is up but was not reached; answering 503",
+		b.log.Warn("an in-dialog request of a call running on another node, which is up but was not reached; answering 503",
 			"call_id", fc.ID, "method", req.Method, "node", fc.Node)
 		return legRef{}, errCallElsewhere
 	}
-	_, err := s.adopt(fc, "in-dialog "+string(req.Method))
+	_, err := b.adopt(fc, "in-dialog "+string(req.Method))
 	// Adopted here, by this request or, concurrently, by AdoptOrphans or
 	// another request of the call.
-	if ref, ok := s.calls.match(req); ok {
+	if ref, ok := b.calls.match(req); ok {
 		return ref, nil
 	}
 	if err == nil {
 		return legRef{}, errNoCall
 	}
-	s.log.Warn("cannot adopt the call of an in-dialog request", "call_id", fc.ID, "method", req.Method, "error", err)
+	b.log.Warn("cannot adopt the call of an in-dialog request", "call_id", fc.ID, "method", req.Method, "error", err)
 	if errors.Is(err, errNoCall) {
 		return legRef{}, errNoCall
 	}
@@ -72,8 +72,8 @@ func (s *Server) adoptForRequest(req *sip.Request) (legRef, error) {
 var errNoCall = errors.New("no such call")
 
 // nodeAlive reports whether another node is up and runs its calls.
-func (s *Server) nodeAlive(node string) bool {
-	return s.cfg.NodeAlive != nil && s.cfg.NodeAlive(node)
+func (b *B2BUA) nodeAlive(node string) bool {
+	return b.cfg.NodeAlive != nil && b.cfg.NodeAlive(node)
 }
 
 // AdoptOrphans adopts the answered calls not running here whose node is
@@ -82,28 +82,28 @@ func (s *Server) nodeAlive(node string) bool {
 // processors are known: dispatch.go), or else whose caller leg's socket
 // this node holds. The node calls it when membership changes and
 // periodically. It returns how many it adopted.
-func (s *Server) AdoptOrphans() int {
+func (b *B2BUA) AdoptOrphans() int {
 	n := 0
-	for _, fc := range s.state.Calls() {
-		if fc.ConnectAt == 0 || len(fc.Legs) != 2 || fc.Node != s.cfg.NodeID && s.nodeAlive(fc.Node) {
+	for _, fc := range b.state.Calls() {
+		if fc.ConnectAt == 0 || len(fc.Legs) != 2 || fc.Node != b.cfg.NodeID && b.nodeAlive(fc.Node) {
 			continue
 		}
-		if _, known := s.calls.lookup(fc.ID); known {
+		if _, known := b.calls.lookup(fc.ID); known {
 			continue
 		}
-		caller := legOf(fc, legCaller)
+		caller := legOf(fc, LegCaller)
 		if caller == nil {
 			continue
 		}
-		if mine, known := s.disp.Owns(caller.CallID); known {
+		if mine, known := b.router.Owns(caller.CallID); known {
 			if !mine {
 				continue // the caller's Call-ID now goes to another node: it adopts
 			}
-		} else if s.socketNamed(caller.Ingress) == nil {
+		} else if b.sockets.Named(caller.Ingress) == nil {
 			continue // another node holds the caller's socket: it adopts
 		}
-		if _, err := s.adopt(fc, "node "+fc.Node+" is gone"); err != nil {
-			s.log.Warn("cannot adopt an orphaned call", "call_id", fc.ID, "node", fc.Node, "error", err)
+		if _, err := b.adopt(fc, "node "+fc.Node+" is gone"); err != nil {
+			b.log.Warn("cannot adopt an orphaned call", "call_id", fc.ID, "node", fc.Node, "error", err)
 			continue
 		}
 		n++
@@ -117,11 +117,11 @@ func (s *Server) AdoptOrphans() int {
 // (AdoptCall). Their legs heard from the node that carries them on, so
 // nothing is sent. The node calls it with AdoptOrphans. It returns how
 // many it dropped.
-func (s *Server) ForgetMoved() int {
+func (b *B2BUA) ForgetMoved() int {
 	n := 0
-	for _, c := range s.calls.all() {
-		fc, ok := s.state.Call(c.id)
-		if ok && fc.Node == s.cfg.NodeID {
+	for _, c := range b.calls.all() {
+		fc, ok := b.state.Call(c.id)
+		if ok && fc.Node == b.cfg.NodeID {
 			continue
 		}
 		if !c.forget() {
@@ -148,8 +148,8 @@ func legOf(fc fsm.Call, role string) *fsm.Leg {
 
 // adopt builds a running call from the fsm's record of an answered call,
 // files its dialogs and arms its maximum-duration timer.
-func (s *Server) adopt(fc fsm.Call, why string) (*call, error) {
-	callerLeg, calleeLeg := legOf(fc, legCaller), legOf(fc, legCallee)
+func (b *B2BUA) adopt(fc fsm.Call, why string) (*call, error) {
+	callerLeg, calleeLeg := legOf(fc, LegCaller), legOf(fc, LegCallee)
 	if callerLeg == nil || calleeLeg == nil {
 		return nil, fmt.Errorf("call %s has no dialog state for both legs", fc.ID)
 	}
@@ -161,29 +161,29 @@ func (s *Server) adopt(fc fsm.Call, why string) (*call, error) {
 	if err != nil {
 		return nil, fmt.Errorf("callee leg: %w", err)
 	}
-	if !s.acquireCall() {
+	if !b.acquireCall() {
 		return nil, fmt.Errorf("this node is at its max_calls")
 	}
 	// Through the log, even for this node's own call after a restart: its
 	// replica may not have applied yet that another node adopted the call
 	// while this one was down.
-	if s.cfg.AdoptThroughLog == nil || s.cfg.AdoptThroughLog() {
-		res, err := s.proposeCall("adopt", &fsm.AdoptCall{ID: fc.ID, From: fc.Node, To: s.cfg.NodeID})
+	if b.cfg.AdoptThroughLog == nil || b.cfg.AdoptThroughLog() {
+		res, err := b.proposeCall("adopt", &fsm.AdoptCall{ID: fc.ID, From: fc.Node, To: b.cfg.NodeID})
 		switch {
 		case err != nil:
-			s.releaseCall()
+			b.releaseCall()
 			return nil, fmt.Errorf("moving the call to this node in the cluster state: %w", err)
 		case res.Err != nil && res.Err.Code == fsm.CodeNotFound:
-			s.releaseCall()
+			b.releaseCall()
 			return nil, fmt.Errorf("%w: %v", errNoCall, res.Err) // it ended meanwhile
 		case res.Err != nil:
-			s.releaseCall()
+			b.releaseCall()
 			return nil, fmt.Errorf("%w: %v", errCallElsewhere, res.Err)
 		}
 	}
 	c := &call{
-		s: s, id: fc.ID, account: fc.Account, cli: fc.CLI, cld: fc.CLD, started: time.Now(),
-		log:        s.log.With("call_id", fc.ID, "account", fc.Account, "cld", fc.CLD, "adopted_from", fc.Node),
+		b: b, id: fc.ID, account: fc.Account, cli: fc.CLI, cld: fc.CLD, started: time.Now(),
+		log:        b.log.With("call_id", fc.ID, "account", fc.Account, "cld", fc.CLD, "adopted_from", fc.Node),
 		caller:     caller,
 		maxDur:     fc.MaxDuration,
 		setupDone:  make(chan struct{}),
@@ -198,20 +198,20 @@ func (s *Server) adopt(fc fsm.Call, why string) (*call, error) {
 	close(c.setupDone)
 	close(c.answerDone)
 	c.winner = &fork{c: c, leg: callee, ackSent: true, cancelCh: make(chan struct{})}
-	if !s.calls.add(caller.callID, legRef{c: c, d: caller}) {
-		s.releaseCall()
+	if !b.calls.add(caller.callID, legRef{c: c, d: caller}) {
+		b.releaseCall()
 		return nil, fmt.Errorf("call %s is already running here", fc.ID)
 	}
-	if !s.calls.add(callee.callID, legRef{c: c, d: callee}) {
-		s.calls.remove(caller.callID, c)
-		s.releaseCall()
+	if !b.calls.add(callee.callID, legRef{c: c, d: callee}) {
+		b.calls.remove(caller.callID, c)
+		b.releaseCall()
 		return nil, fmt.Errorf("callee leg %s is already running here", callee.callID)
 	}
 	deadline := time.UnixMilli(fc.ConnectAt).Add(time.Duration(fc.MaxDuration) * time.Second)
 	c.log.Info("adopted a call from another node", "why", why, "connected", time.UnixMilli(fc.ConnectAt).UTC(),
 		"cut_at", deadline.UTC())
-	s.m.callsAdopted.Inc()
-	s.calls.goCall(func() { c.superviseAdopted(s.cfg.Now, deadline) })
+	b.m.callsAdopted.Inc()
+	b.calls.goCall(func() { c.superviseAdopted(b.cfg.Now, deadline) })
 	return c, nil
 }
 
@@ -221,11 +221,11 @@ func (c *call) superviseAdopted(now func() time.Time, deadline time.Time) {
 	defer t.Stop()
 	select {
 	case <-c.ending:
-	case <-c.s.calls.stop:
+	case <-c.b.calls.stop:
 		c.log.Info("node stopping: leaving the adopted call in the cluster state")
 	case <-t.C:
 		c.log.Debug("maximum duration reached; hanging up", "max_duration", c.maxDur)
-		c.hangup(byTimer, sip.StatusOK, "Maximum Duration", nil)
+		c.hangup(ByTimer, sip.StatusOK, "Maximum Duration", nil)
 	}
 }
 

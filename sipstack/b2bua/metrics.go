@@ -1,0 +1,113 @@
+package b2bua
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/troika-sip/troika/billing"
+)
+
+// Metrics are the B2BUA's Prometheus metrics. NewMetrics registers them;
+// the SIP server makes them before the authenticator, which counts failed
+// vendor authentications on one of them (VendorAuthFailures).
+type Metrics struct {
+	callsStarted   prometheus.Counter
+	callsAnswered  prometheus.Counter
+	callsAdopted   prometheus.Counter
+	callsFailed    *prometheus.CounterVec // by the final status sent to the caller
+	callsEnded     *prometheus.CounterVec // answered calls, by who ended them
+	callsActive    prometheus.Gauge
+	callSetup      prometheus.Histogram
+	callWriteFails *prometheus.CounterVec // replicated writes of calls given up, by step
+	forkResults    *prometheus.CounterVec // callee legs, by outcome
+	vendorCalls    *prometheus.CounterVec // calls from vendors, by outcome (vendor.go)
+	redirects      *prometheus.CounterVec // 3xx targets and follow-me entries, by decision (redirect.go)
+}
+
+// NewMetrics registers the B2BUA's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	m := &Metrics{
+		callsStarted: f.NewCounter(prometheus.CounterOpts{
+			Namespace: "troika", Subsystem: "sip", Name: "calls_started_total",
+			Help: "Calls authorized and reserved (StartCall accepted).",
+		}),
+		callsAdopted: f.NewCounter(prometheus.CounterOpts{
+			Namespace: "troika", Subsystem: "sip", Name: "calls_adopted_total",
+			Help: "Answered calls of a stopped node this node took over from the cluster state.",
+		}),
+		callsAnswered: f.NewCounter(prometheus.CounterOpts{
+			Namespace: "troika", Subsystem: "sip", Name: "calls_answered_total",
+			Help: "Calls answered by a callee and connected to the caller.",
+		}),
+		callsFailed: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "troika", Subsystem: "sip", Name: "calls_failed_total",
+			Help: "Authenticated INVITEs that ended without an answer, by the final status sent to the caller (402, 404, 480, 486, 487, ...).",
+		}, []string{"code"}),
+		callsEnded: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "troika", Subsystem: "sip", Name: "calls_ended_total",
+			Help: "Answered calls that ended, by who ended them (caller, callee, timer, system).",
+		}, []string{"by"}),
+		callsActive: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: "troika", Subsystem: "sip", Name: "calls_in_progress",
+			Help: "Calls in progress on this node (ringing or answered).",
+		}),
+		callSetup: f.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "troika", Subsystem: "sip", Name: "call_setup_seconds",
+			Help:    "Post-dial delay: from the authenticated INVITE to the first ringing (18x) or answer relayed to the caller.",
+			Buckets: []float64{.002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10},
+		}),
+		callWriteFails: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "troika", Subsystem: "sip", Name: "call_write_failures_total",
+			Help: "Replicated writes of calls that failed after their retries (start, answer, end); an end failure leaves a call open.",
+		}, []string{"step"}),
+		forkResults: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "troika", Subsystem: "sip", Name: "callee_legs_total",
+			Help: "INVITEs sent to callees, by outcome (answered, failed, redirected, cancelled, late_answer, skipped, error).",
+		}, []string{"result"}),
+		vendorCalls: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "troika", Name: "vendor_calls_total",
+			Help: "Initial INVITEs from vendor connections (by source address or vendor digest user name), by outcome " +
+				"(accepted, not_account, rule_timeout, rule_error, refused, unavailable, auth_failed).",
+		}, []string{"result"}),
+		redirects: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "troika", Name: "redirect_decisions_total",
+			Help: "Targets of callee legs' 3xx answers, and follow-me entries, by what the B2BUA decided (trusted, new_call_authorization, rejected, loop, follow_me, ...).",
+		}, []string{"decision"}),
+	}
+	for _, by := range []string{ByCaller, ByCallee, ByTimer, BySystem} {
+		m.callsEnded.WithLabelValues(by)
+	}
+	for _, r := range vendorResults {
+		m.vendorCalls.WithLabelValues(r)
+	}
+	for _, d := range redirectDecisions {
+		m.redirects.WithLabelValues(d)
+	}
+	return m
+}
+
+// VendorAuthFailures counts vendor user names given with a wrong password
+// (troika_vendor_calls_total{result="auth_failed"}).
+func (m *Metrics) VendorAuthFailures() prometheus.Counter {
+	return m.vendorCalls.WithLabelValues(VendorAuthFailed)
+}
+
+func (m *Metrics) vendorCall(result string) { m.vendorCalls.WithLabelValues(result).Inc() }
+
+// callFailed counts an unanswered call by its final status; codes outside
+// 300-699 (which never reach a caller) count as "other".
+func (m *Metrics) callFailed(code int) {
+	label := "other"
+	if code >= 300 && code < 700 {
+		label = strconv.Itoa(code)
+	}
+	m.callsFailed.WithLabelValues(label).Inc()
+}
+
+// redirectDecisions lists every decision label, pre-created on the metric.
+var redirectDecisions = []string{billing.DecisionTrusted, billing.DecisionNewAuth, billing.DecisionNewAuthRefused,
+	billing.DecisionRejected, billing.DecisionOwnAddress, billing.DecisionLoop, billing.DecisionPrivate,
+	billing.DecisionLimit, billing.DecisionUnresolvable, billing.DecisionFollowMe}
