@@ -1,14 +1,16 @@
 // Package b2bua is troika's back-to-back user agent. Every call is two
 // (or, while forking, more) independent dialogs. The caller's INVITE ends
-// at the switch, which answers it as a UAS; each callee leg is a new INVITE the switch sends as a UAC, with its
-// own Call-ID, tags, Via, Contact and CSeq, from the socket the callee
-// registered through (see deliveryTargets). Only SDP and a short list of
+// at the switch, which answers it as a UAS; each callee leg is a new
+// INVITE the switch sends as a UAC, with its own Call-ID, tags, Via,
+// Contact and CSeq, from the socket the callee registered through (see
+// deliveryTargets). Only SDP and a short list of
 // sanitized headers cross from one leg to the other (relayedHeaders).
 //
 // The life of a call, by file:
 //
-//	HandleInvite    checks, authorization (sipstack/auth: a vendor connection by
-//	                source address or vendor digest, else the account's
+//	HandleInvite    checks, authorization (sipstack/auth: a vendor
+//	                connection by source address or vendor digest, else
+//	                the account's
 //	                digest, 407), destination (a vendor call's numbers
 //	                translated: vendor.go), StartCall (reserve); invite.go
 //	call.deliver    offers the call in steps (followme.go): the
