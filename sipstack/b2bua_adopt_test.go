@@ -12,25 +12,26 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/testkit"
 	"github.com/troika-sip/troika/sipstack/b2bua"
 )
 
 // nodeOn runs a Server named node on ip:port (UDP), sharing st (the
 // cluster's replicated state); stop ends it as a node stop would, leaving
 // answered calls in the state.
-func nodeOn(t *testing.T, st *fsm.State, node, ip string, port int) (s *Server, stop func()) {
+func nodeOn(t *testing.T, st *fsm.State, clock *testkit.Clock, node, ip string, port int) (s *Server, stop func()) {
 	t.Helper()
-	return nodeWith(t, st, node, ip, port, nil)
+	return nodeWith(t, st, clock, node, ip, port, nil)
 }
 
 // nodeWith is nodeOn with alive as Config.NodeAlive.
-func nodeWith(t *testing.T, st *fsm.State, node, ip string, port int, alive func(string) bool) (s *Server, stop func()) {
+func nodeWith(t *testing.T, st *fsm.State, clock *testkit.Clock, node, ip string, port int, alive func(string) bool) (s *Server, stop func()) {
 	t.Helper()
 	s, err := New(Config{
 		Addresses: []string{ip}, UDPPorts: []int{port}, Registrar: RegistrarConfig{Realm: "troika"},
 		NodeID: node, Logger: slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}), nil)),
-		Metrics: prometheus.NewRegistry(), NodeAlive: alive,
-	}, st, &localStore{st: st})
+		Metrics: prometheus.NewRegistry(), NodeAlive: alive, Now: clock.Now,
+	}, st, testkit.NewStore(st))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +68,7 @@ func answeredCall(t *testing.T, st *fsm.State, server string, caller, callee *en
 	wantStatus(t, c.final(5*time.Second, nil), 200, "OK")
 	c.ack()
 	callee.request("ACK")
-	waitFor(t, "the answer in the state", func() bool { fc, ok := st.Call(c.callID); return ok && fc.ConnectAt != 0 })
+	testkit.WaitFor(t, 5*time.Second, "the answer in the state", func() bool { fc, ok := st.Call(c.callID); return ok && fc.ConnectAt != 0 })
 	return c, req.CallID().Value()
 }
 
@@ -75,6 +76,7 @@ func answeredCall(t *testing.T, st *fsm.State, server string, caller, callee *en
 // the shared state for another node on the same address to adopt.
 type orphan struct {
 	st             *fsm.State
+	clock          *testkit.Clock // every node's
 	ip             string
 	port           int
 	server         string
@@ -87,10 +89,10 @@ type orphan struct {
 // through node "a", then stops a.
 func orphanedCall(t *testing.T, balance int64) orphan {
 	t.Helper()
-	o := orphan{st: callState(t, balance), ip: testIP()}
+	o := orphan{st: callState(t, balance), clock: &testkit.Clock{}, ip: testIP()}
 	o.port = freePort(t, o.ip)
 	o.server = fmt.Sprintf("%s:%d", o.ip, o.port)
-	_, stopA := nodeOn(t, o.st, "a", o.ip, o.port)
+	_, stopA := nodeOn(t, o.st, o.clock, "a", o.ip, o.port)
 	o.callee = newEndpoint(t, "127.0.0.1")
 	bind(t, o.st, "2002", "sip:2002@"+o.callee.addr, o.callee.addr, "udp:"+o.server)
 	o.caller = newEndpoint(t, "127.0.0.1")
@@ -111,8 +113,8 @@ func TestAdoptOnInDialogRequest(t *testing.T) {
 	o := orphanedCall(t, 100_000_000)
 	st, server, callee, c, calleeCallID := o.st, o.server, o.callee, o.call, o.calleeCallID
 	before := balance(st, "2001")
-	b, _ := nodeOn(t, st, "b", o.ip, o.port)
-	time.Sleep(1200 * time.Millisecond)
+	b, _ := nodeOn(t, st, o.clock, "b", o.ip, o.port)
+	o.clock.Advance(1200 * time.Millisecond) // the call lasts a second
 
 	c.bye(t)
 	bye, from := callee.request("BYE")
@@ -127,7 +129,7 @@ func TestAdoptOnInDialogRequest(t *testing.T) {
 	if x.Amount <= 0 || balance(st, "2001") != before-x.Amount || st.Reserved("2001") != 0 || st.Counts().XDRs != 1 {
 		t.Errorf("charged %d; balance %d -> %d, reserved %d, %d xDRs", x.Amount, before, balance(st, "2001"), st.Reserved("2001"), st.Counts().XDRs)
 	}
-	waitFor(t, "the adopted call to be forgotten", func() bool { return b.calls.Dialogs() == 0 && b.ActiveCalls() == 0 })
+	testkit.WaitFor(t, 5*time.Second, "the adopted call to be forgotten", func() bool { return b.calls.Dialogs() == 0 && b.ActiveCalls() == 0 })
 }
 
 // AdoptOrphans re-arms the maximum duration of a prepaid call whose node
@@ -137,7 +139,7 @@ func TestAdoptOrphansCutsPrepaidCalls(t *testing.T) {
 	o := orphanedCall(t, 3_000_000) // 3 s at 1.00/s
 	st, caller, callee, c := o.st, o.caller, o.callee, o.call
 
-	b, _ := nodeOn(t, st, "b", o.ip, o.port)
+	b, _ := nodeOn(t, st, o.clock, "b", o.ip, o.port)
 	if n := b.AdoptOrphans(); n != 1 {
 		t.Fatalf("adopted %d calls, want 1", n)
 	}
@@ -165,7 +167,7 @@ func TestNoAdoptionWhileTheCallsNodeIsUp(t *testing.T) {
 	t.Parallel()
 	o := orphanedCall(t, 100_000_000)
 	st, callee, c := o.st, o.callee, o.call
-	b, _ := nodeWith(t, st, "b", o.ip, o.port, func(n string) bool { return n == "a" })
+	b, _ := nodeWith(t, st, o.clock, "b", o.ip, o.port, func(n string) bool { return n == "a" })
 	if n := b.AdoptOrphans(); n != 0 {
 		t.Fatalf("adopted %d calls of a node that is up", n)
 	}
@@ -195,11 +197,11 @@ func TestForgetMoved(t *testing.T) {
 	t.Parallel()
 	st := callState(t, 0)
 	postpaid, limit := fsm.Postpaid, int64(100_000_000_000) // three 4 h calls at once: a prepaid call holds the whole balance
-	mustApply(t, st, &fsm.UpdateAccount{ID: "2001", Patch: fsm.AccountPatch{Billing: &postpaid, CreditLimit: &limit}})
+	testkit.MustApply(t, st, &fsm.UpdateAccount{ID: "2001", Patch: fsm.AccountPatch{Billing: &postpaid, CreditLimit: &limit}})
 	ip := testIP()
 	port := freePort(t, ip)
 	server := fmt.Sprintf("%s:%d", ip, port)
-	a, _ := nodeOn(t, st, "a", ip, port)
+	a, _ := nodeOn(t, st, &testkit.Clock{}, "a", ip, port)
 	callee := newEndpoint(t, "127.0.0.1")
 	bind(t, st, "2002", "sip:2002@"+callee.addr, callee.addr, "udp:"+server)
 	caller := newEndpoint(t, "127.0.0.1")
@@ -211,8 +213,8 @@ func TestForgetMoved(t *testing.T) {
 	}
 
 	// Another node's writes: one call ended, one adopted.
-	mustApply(t, st, &fsm.EndCall{ID: ended.callID, DisconnectAt: time.Now().UnixMilli(), Cause: 200, DisconnectedBy: b2bua.ByCaller})
-	mustApply(t, st, &fsm.AdoptCall{ID: moved.callID, From: "a", To: "b"})
+	testkit.MustApply(t, st, &fsm.EndCall{ID: ended.callID, DisconnectAt: time.Now().UnixMilli(), Cause: 200, DisconnectedBy: b2bua.ByCaller})
+	testkit.MustApply(t, st, &fsm.AdoptCall{ID: moved.callID, From: "a", To: "b"})
 	if n := a.ForgetMoved(); n != 2 {
 		t.Fatalf("dropped %d calls, want 2", n)
 	}

@@ -34,12 +34,12 @@ func callState(t testing.TB, balance int64) *fsm.State {
 
 func putTariff(t testing.TB, st *fsm.State, id string, rates ...fsm.Rate) {
 	t.Helper()
-	mustApply(t, st, &fsm.PutTariff{Tariff: fsm.Tariff{ID: id, Currency: "USD", Rates: rates}})
+	testkit.MustApply(t, st, &fsm.PutTariff{Tariff: fsm.Tariff{ID: id, Currency: "USD", Rates: rates}})
 }
 
 func addAccount(t testing.TB, st *fsm.State, a fsm.Account) {
 	t.Helper()
-	mustApply(t, st, &fsm.CreateAccount{Now: 1, Account: a})
+	testkit.MustApply(t, st, &fsm.CreateAccount{Now: 1, Account: a})
 }
 
 // bind registers contact for aor as if it had REGISTERed from source
@@ -47,7 +47,7 @@ func addAccount(t testing.TB, st *fsm.State, a fsm.Account) {
 func bind(t testing.TB, st *fsm.State, aor, contact, source, ingress string) {
 	t.Helper()
 	now := time.Now().UnixMilli()
-	mustApply(t, st, &fsm.Register{AOR: aor, CallID: "reg-" + contact, CSeq: 1, Now: now, MaxContacts: 10,
+	testkit.MustApply(t, st, &fsm.Register{AOR: aor, CallID: "reg-" + contact, CSeq: 1, Now: now, MaxContacts: 10,
 		Bindings: []fsm.Binding{{Contact: contact, Source: source, Transport: strings.SplitN(ingress, ":", 2)[0],
 			Ingress: ingress, ExpiresAt: now + 3600_000, Q: -1}}})
 }
@@ -357,7 +357,7 @@ func answerBye(t testing.TB, e *endpoint) *sip.Request {
 // waitNoCalls waits until the fsm and the server have no call left.
 func waitNoCalls(t *testing.T, ts *testServer) {
 	t.Helper()
-	waitFor(t, "calls to end", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "calls to end", func() bool {
 		return len(ts.st.Calls()) == 0 && ts.ActiveCalls() == 0 && ts.calls.Dialogs() == 0
 	})
 }
@@ -366,7 +366,7 @@ func waitNoCalls(t *testing.T, ts *testServer) {
 func xdrFor(t *testing.T, st *fsm.State, callID string) fsm.XDR {
 	t.Helper()
 	var x fsm.XDR
-	waitFor(t, "xDR of "+callID, func() bool {
+	testkit.WaitFor(t, 5*time.Second, "xDR of "+callID, func() bool {
 		var ok bool
 		x, ok = st.XDRForCall(callID)
 		return ok

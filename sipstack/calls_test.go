@@ -16,6 +16,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/testkit"
 	"github.com/troika-sip/troika/sipstack/b2bua"
 )
 
@@ -28,10 +29,10 @@ func TestCallThroughAlias(t *testing.T) {
 	st := callState(t, 100_000_000)
 	aliasIP := testIP()
 	aliasPort := freePort(t, aliasIP)
-	mustApply(t, st, &fsm.PutAlias{Alias: fsm.Alias{IP: aliasIP, Ports: fsm.AliasPorts{UDP: []int{aliasPort}}}})
+	testkit.MustApply(t, st, &fsm.PutAlias{Alias: fsm.Alias{IP: aliasIP, Ports: fsm.AliasPorts{UDP: []int{aliasPort}}}})
 	ts := startServer(t, st, func(c *Config) { c.ServeAliases = true })
 	aliasAddr := fmt.Sprintf("%s:%d", aliasIP, aliasPort)
-	waitFor(t, "alias socket", func() bool { return contains(ts.Sockets(), "udp:"+aliasAddr) })
+	testkit.WaitFor(t, 5*time.Second, "alias socket", func() bool { return contains(ts.Sockets(), "udp:"+aliasAddr) })
 
 	callee := newEndpoint(t, "127.0.0.1")
 	bind(t, st, "2002", "sip:2002@"+callee.addr, callee.addr, "udp:"+aliasAddr)
@@ -97,7 +98,7 @@ func TestCallThroughAlias(t *testing.T) {
 	if ackFrom.String() != aliasAddr || ack.CallID().Value() != req.CallID().Value() {
 		t.Errorf("ACK from %s for %s", ackFrom, ack.CallID().Value())
 	}
-	waitFor(t, "answer recorded", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "answer recorded", func() bool {
 		call, ok := st.Call(c.callID)
 		return ok && call.ConnectAt != 0 && len(call.Legs) == 2
 	})
@@ -405,8 +406,8 @@ func TestCallFailures(t *testing.T) {
 		t.Parallel()
 		ts, srv, callee, caller := setup(t, nil)
 		one := 1
-		mustApply(t, ts.st, &fsm.UpdateAccount{ID: "2002", Patch: fsm.AccountPatch{MaxCalls: &one}})
-		mustApply(t, ts.st, &fsm.UpdateAccount{ID: "2001", Patch: fsm.AccountPatch{MaxCalls: &one}})
+		testkit.MustApply(t, ts.st, &fsm.UpdateAccount{ID: "2002", Patch: fsm.AccountPatch{MaxCalls: &one}})
+		testkit.MustApply(t, ts.st, &fsm.UpdateAccount{ID: "2001", Patch: fsm.AccountPatch{MaxCalls: &one}})
 		addAccount(t, ts.st, fsm.Account{ID: "2006", Password: "pw2006", Billing: fsm.Prepaid, Balance: bal, TariffOut: "t1"})
 		first := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
 		req, from := callee.request("INVITE")
@@ -424,14 +425,14 @@ func TestCallFailures(t *testing.T) {
 	t.Run("write failure", func(t *testing.T) {
 		t.Parallel()
 		ts, srv, _, caller := setup(t, nil)
-		ts.store.fail.Store(true)
+		ts.store.Fail.Store(true)
 		c := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
 		res := c.final(5*time.Second, nil)
 		wantStatus(t, res, 503, "")
 		if header(res, "Retry-After") == "" {
 			t.Errorf("503 without Retry-After")
 		}
-		ts.store.fail.Store(false)
+		ts.store.Fail.Store(false)
 		waitNoCalls(t, ts)
 	})
 	t.Run("node full", func(t *testing.T) {
@@ -665,7 +666,7 @@ func TestShutdownWithCalls(t *testing.T) {
 	addAccount(t, st, fsm.Account{ID: "2005", Password: "pw2005", Billing: fsm.Prepaid, Balance: 100_000_000, TariffOut: "t1"})
 	ip := testIP()
 	s, err := New(Config{Addresses: []string{ip}, UDPPorts: []int{0}, Registrar: RegistrarConfig{Realm: "troika"},
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))}, st, &localStore{st: st})
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))}, st, testkit.NewStore(st))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -682,12 +683,12 @@ func TestShutdownWithCalls(t *testing.T) {
 	callee.reply(req, from, 200, "OK", "a", calleeSDP)
 	wantStatus(t, answered.final(5*time.Second, nil), 200, "OK")
 	answered.ack()
-	waitFor(t, "answer recorded", func() bool { c, ok := st.Call(answered.callID); return ok && c.ConnectAt != 0 })
+	testkit.WaitFor(t, 5*time.Second, "answer recorded", func() bool { c, ok := st.Call(answered.callID); return ok && c.ConnectAt != 0 })
 
 	ringing := invite(t, newEndpoint(t, "127.0.0.1"), srv, "2005", "pw2005", "2002", testSDP)
 	req, from = callee.request("INVITE")
 	callee.reply(req, from, 180, "Ringing", "r", "")
-	waitFor(t, "ringing call started", func() bool { _, ok := st.Call(ringing.callID); return ok })
+	testkit.WaitFor(t, 5*time.Second, "ringing call started", func() bool { _, ok := st.Call(ringing.callID); return ok })
 
 	began := time.Now()
 	cancel()

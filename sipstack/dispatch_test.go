@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/testkit"
 	"github.com/troika-sip/troika/sipstack/b2bua"
 	"github.com/troika-sip/troika/sipstack/dispatch"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
@@ -126,12 +127,12 @@ func startDispatchClusterTCP(t *testing.T, st *fsm.State, tcp bool, ids ...strin
 		tcpPorts = []int{0}
 	}
 	hub := newMemHub(t)
-	store := &localStore{st: st}
+	store := testkit.NewStore(st)
 	var nodes []*dispatchNode
 	var procs []Processor
 	for _, id := range ids {
 		ip := testIP()
-		ts := &testServer{ip: ip, st: st, store: store, reg: prometheus.NewRegistry(), clock: &testClock{}, logs: &syncBuffer{}}
+		ts := &testServer{ip: ip, st: st, store: store, reg: prometheus.NewRegistry(), clock: &testkit.Clock{}, logs: &syncBuffer{}}
 		s, err := New(Config{
 			Addresses: []string{ip}, UDPPorts: []int{0}, TCPPorts: tcpPorts, Registrar: RegistrarConfig{Realm: "troika"},
 			Dispatch: DispatchConfig{Enabled: true, Peers: memPeers{h: hub, self: id}},
@@ -232,7 +233,7 @@ func TestDispatchSpreadsRegistrations(t *testing.T) {
 	}
 	// A node counts a datagram once sent, which may be after the phone
 	// has it.
-	waitFor(t, "one answer sent for the others per request relayed", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "one answer sent for the others per request relayed", func() bool {
 		return a.counter("troika_sip_dispatch_sent_total", "via", "relayed") == remote
 	})
 	for _, n := range nodes[1:] {
@@ -308,7 +309,7 @@ func TestDispatchCallAcrossNodes(t *testing.T) {
 		if ack.CallID().Value() != legID {
 			t.Fatalf("ACK for %s", ack.CallID().Value())
 		}
-		waitFor(t, "the answer in the state", func() bool { fc, ok := st.Call(cid); return ok && fc.ConnectAt != 0 })
+		testkit.WaitFor(t, 5*time.Second, "the answer in the state", func() bool { fc, ok := st.Call(cid); return ok && fc.ConnectAt != 0 })
 		if fc, _ := st.Call(cid); fc.Node != "n2" {
 			t.Fatalf("call ran on %s, want n2", fc.Node)
 		}
@@ -332,7 +333,7 @@ func TestDispatchCallAcrossNodes(t *testing.T) {
 		if x := xdrFor(t, st, cid); x.DisconnectedBy != b2bua.ByCallee || x.Node != "n2" || st.Reserved("2001") != 0 {
 			t.Fatalf("xDR %+v", x)
 		}
-		waitFor(t, "n2 to forget the call", func() bool { return nodes[1].calls.Dialogs() == 0 && nodes[1].ActiveCalls() == 0 })
+		testkit.WaitFor(t, 5*time.Second, "n2 to forget the call", func() bool { return nodes[1].calls.Dialogs() == 0 && nodes[1].ActiveCalls() == 0 })
 		t.Logf("round %d: callee leg %s would hash to %s", round, legID, plain)
 	}
 	if !diverged {
@@ -427,6 +428,20 @@ func (p *tcpPhone) wait(what string, match func(sip.Message) bool) sip.Message {
 	}
 }
 
+// ping sends an OPTIONS over the connection to server and waits for its
+// answer: the server's stack has then accepted the connection.
+func (p *tcpPhone) ping(server string) {
+	p.t.Helper()
+	local := p.conn.LocalAddr().String()
+	p.send(fmt.Sprintf("OPTIONS sip:%s;transport=tcp SIP/2.0\r\nVia: SIP/2.0/TCP %s;branch=z9hG4bKping\r\n"+
+		"From: <sip:2002@%s>;tag=ping\r\nTo: <sip:%s>\r\nCall-ID: ping-%s\r\nCSeq: 1 OPTIONS\r\n"+
+		"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n", server, local, local, server, local))
+	p.wait("the answer to OPTIONS", func(m sip.Message) bool {
+		res, ok := m.(*sip.Response)
+		return ok && res.CSeq().MethodName == sip.OPTIONS
+	})
+}
+
 func (p *tcpPhone) send(msg string) {
 	p.t.Helper()
 	if _, err := p.conn.Write([]byte(msg)); err != nil {
@@ -460,7 +475,7 @@ func TestDispatchCallToTCPCalleeThroughOwner(t *testing.T) {
 	local := callee.conn.LocalAddr().String()
 	bind(t, st, "2002", "sip:2002@"+local+";transport=tcp", local, "tcp:"+aTCP)
 	caller := newEndpoint(t, "127.0.0.1")
-	time.Sleep(100 * time.Millisecond) // n1's stack has accepted the connection
+	callee.ping(aTCP) // n1's stack has accepted the connection
 
 	cid := callIDFor(t, a, "n2")
 	c := inviteWithCallID(t, caller, a.addr, "2001", "pw2001", "2002", testSDP, cid)
@@ -480,7 +495,7 @@ func TestDispatchCallToTCPCalleeThroughOwner(t *testing.T) {
 	wantStatus(t, c.final(5*time.Second, nil), 200, "OK")
 	c.ack()
 	callee.wait("ACK", isRequest("ACK"))
-	waitFor(t, "the answer in the state", func() bool { fc, ok := st.Call(cid); return ok && fc.ConnectAt != 0 })
+	testkit.WaitFor(t, 5*time.Second, "the answer in the state", func() bool { fc, ok := st.Call(cid); return ok && fc.ConnectAt != 0 })
 
 	callee.send(fmt.Sprintf("BYE sip:x@%s;transport=tcp SIP/2.0\r\nVia: SIP/2.0/TCP %s;branch=z9hG4bKtcpbye\r\nFrom: %s\r\nTo: %s\r\n"+
 		"Call-ID: %s\r\nCSeq: 11 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
@@ -495,7 +510,7 @@ func TestDispatchCallToTCPCalleeThroughOwner(t *testing.T) {
 	}
 	// 180, 200 and BYE; n1 counts each once it has handed it over, which
 	// may be after n2 has acted on it.
-	waitFor(t, "n1 to count 3 stream messages passed to n2", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "n1 to count 3 stream messages passed to n2", func() bool {
 		return a.counter("troika_sip_dispatch_forwarded_total", "reason", "stream") >= 3
 	})
 	if nodes[1].counter("troika_sip_calls_started_total") != 1 || a.counter("troika_sip_calls_started_total") != 0 {
@@ -542,7 +557,7 @@ func TestDispatchForwardsToTheCallsNodeAfterAJoin(t *testing.T) {
 	wantStatus(t, c.final(5*time.Second, nil), 200, "OK")
 	c.ack()
 	callee.request("ACK")
-	waitFor(t, "the answer in the state", func() bool { fc, ok := st.Call(cid); return ok && fc.ConnectAt != 0 })
+	testkit.WaitFor(t, 5*time.Second, "the answer in the state", func() bool { fc, ok := st.Call(cid); return ok && fc.ConnectAt != 0 })
 
 	for _, n := range nodes {
 		n.SetProcessors(processors("n1", "n2", "n3")) // n3 joins
@@ -558,7 +573,7 @@ func TestDispatchForwardsToTheCallsNodeAfterAJoin(t *testing.T) {
 	}
 	// The BYE, and the caller's ACK when it was still on its way at the
 	// join.
-	waitFor(t, "n3 to count the BYE it passed on", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "n3 to count the BYE it passed on", func() bool {
 		return nodes[2].counter("troika_sip_dispatch_forwarded_total", "reason", "call_node") >= 1
 	})
 	if got := nodes[2].counter("troika_sip_dispatch_forwarded_total", "reason", "call_node"); got > 2 {

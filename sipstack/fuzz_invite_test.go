@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/testkit"
 	"github.com/troika-sip/troika/sipstack/auth"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
 	"github.com/troika-sip/troika/sipstack/transport"
@@ -50,7 +51,7 @@ func FuzzInvite(f *testing.F) {
 // unanswered).
 func inviteFuzzHarness(tb testing.TB) (func([]byte) *sip.Response, *Server) {
 	st := newTestState(tb, false)
-	mustApply(tb, st, &fsm.Topup{Account: "1001", Amount: 1_000_000_000, Key: "fuzz", Now: 1})
+	testkit.MustApply(tb, st, &fsm.Topup{Account: "1001", Amount: 1_000_000_000, Key: "fuzz", Now: 1})
 	bind(tb, st, "1002", "sip:1002@10.0.0.2:5060", "10.0.0.2:5060", "udp:127.0.0.1:5060")
 	now := time.Now()
 	s, err := New(Config{
@@ -60,7 +61,7 @@ func inviteFuzzHarness(tb testing.TB) (func([]byte) *sip.Response, *Server) {
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Metrics:   prometheus.NewRegistry(),
 		Now:       func() time.Time { return now },
-	}, st, &localStore{st: st})
+	}, st, testkit.NewStore(st))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -83,7 +84,10 @@ func inviteFuzzHarness(tb testing.TB) (func([]byte) *sip.Response, *Server) {
 		if !sipmsg.EchoSafe(req) {
 			return nil
 		}
-		tx := &fakeTx{done: make(chan struct{})}
+		tx := recordTx(req)
+		if tx == nil {
+			return nil
+		}
 		switch req.Method {
 		case sip.INVITE:
 			s.calls.HandleInvite(sock, req, tx)
@@ -95,10 +99,11 @@ func inviteFuzzHarness(tb testing.TB) (func([]byte) *sip.Response, *Server) {
 		default:
 			return nil
 		}
-		if tx.res == nil {
+		res := finalResponse(tx)
+		if res == nil {
 			tb.Fatalf("no response to %q", data)
 		}
-		return tx.res
+		return res
 	}, s
 }
 

@@ -14,25 +14,32 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/emiago/sipgo/siptest"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/troika-sip/troika/internal/testkit"
 	"github.com/troika-sip/troika/sipstack/auth"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
 	"github.com/troika-sip/troika/sipstack/transport"
 )
 
-// fakeTx is a server transaction that keeps the response.
-type fakeTx struct {
-	res  *sip.Response
-	done chan struct{}
+// recordTx is a server transaction for req that keeps what is sent on it
+// (sipgo's siptest recorder); nil when sipgo would make none (it drops
+// such a request before any handler).
+func recordTx(req *sip.Request) *siptest.ServerTxRecorder {
+	if _, err := sip.ServerTxKeyMake(req); err != nil {
+		return nil
+	}
+	return siptest.NewServerTxRecorder(req)
 }
 
-func (f *fakeTx) Terminate()                         {}
-func (f *fakeTx) OnTerminate(sip.FnTxTerminate) bool { return true }
-func (f *fakeTx) Done() <-chan struct{}              { return f.done }
-func (f *fakeTx) Err() error                         { return nil }
-func (f *fakeTx) Acks() <-chan *sip.Request          { return nil }
-func (f *fakeTx) OnCancel(sip.FnTxCancel) bool       { return true }
-func (f *fakeTx) Respond(res *sip.Response) error    { f.res = res; return nil }
+// finalResponse is the last response sent on tx, or nil.
+func finalResponse(tx *siptest.ServerTxRecorder) *sip.Response {
+	rs := tx.Result()
+	if len(rs) == 0 {
+		return nil
+	}
+	return rs[len(rs)-1]
+}
 
 // FuzzRegister feeds arbitrary bytes through the Server's SIP parser into
 // the REGISTER and OPTIONS handlers (as a UDP datagram from 10.0.0.1 would
@@ -88,7 +95,7 @@ func fuzzHarness(tb testing.TB) func([]byte) *sip.Response {
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Metrics:   prometheus.NewRegistry(),
 		Now:       func() time.Time { return now },
-	}, st, &localStore{st: st})
+	}, st, testkit.NewStore(st))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -117,7 +124,10 @@ func fuzzHarness(tb testing.TB) func([]byte) *sip.Response {
 		if !sipmsg.EchoSafe(req) {
 			return nil
 		}
-		tx := &fakeTx{done: make(chan struct{})}
+		tx := recordTx(req)
+		if tx == nil {
+			return nil
+		}
 		switch req.Method {
 		case sip.REGISTER:
 			s.handleRegister(sock, req, tx)
@@ -126,10 +136,11 @@ func fuzzHarness(tb testing.TB) func([]byte) *sip.Response {
 		default:
 			return nil
 		}
-		if tx.res == nil {
+		res := finalResponse(tx)
+		if res == nil {
 			tb.Fatalf("no response to %q", data)
 		}
-		return tx.res
+		return res
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,40 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/testkit"
 )
-
-// localStore is the Store of the tests: it encodes each command and
-// applies it to a local fsm.State, as a one-node cluster would.
-type localStore struct {
-	st    *fsm.State
-	fail  atomic.Bool
-	calls atomic.Int64
-}
-
-var errNoLeader = errors.New("no leader")
-
-func (l *localStore) Propose(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
-	l.calls.Add(1)
-	if l.fail.Load() {
-		return fsm.Result{}, errNoLeader
-	}
-	if err := ctx.Err(); err != nil {
-		return fsm.Result{}, err
-	}
-	data, err := fsm.Encode(cmd)
-	if err != nil {
-		return fsm.Result{}, err
-	}
-	return l.st.Apply(data)
-}
-
-func mustApply(t testing.TB, st *fsm.State, cmd fsm.Command) {
-	t.Helper()
-	r, err := (&localStore{st: st}).Propose(context.Background(), cmd)
-	if err != nil || r.Err != nil {
-		t.Fatalf("%T: %v %v", cmd, err, r.Err)
-	}
-}
 
 // testSecret is the nonce secret of newTestState.
 var testSecret = []byte("0123456789abcdef0123456789abcdef")
@@ -65,23 +32,17 @@ var testSecret = []byte("0123456789abcdef0123456789abcdef")
 // account 1009, and a nonce secret unless noSecret.
 func newTestState(t testing.TB, noSecret bool) *fsm.State {
 	st := fsm.New()
-	mustApply(t, st, &fsm.PutTariff{Tariff: fsm.Tariff{ID: "std", Currency: "USD", Rates: []fsm.Rate{{PerMinute: 1, FirstInterval: 60, NextInterval: 60}}}})
+	testkit.MustApply(t, st, &fsm.PutTariff{Tariff: fsm.Tariff{ID: "std", Currency: "USD", Rates: []fsm.Rate{{PerMinute: 1, FirstInterval: 60, NextInterval: 60}}}})
 	for _, id := range []string{"1001", "1002", "1005", "1009"} {
-		mustApply(t, st, &fsm.CreateAccount{Now: 1, Account: fsm.Account{ID: id, Password: "pw" + id, Billing: fsm.Prepaid, TariffOut: "std"}})
+		testkit.MustApply(t, st, &fsm.CreateAccount{Now: 1, Account: fsm.Account{ID: id, Password: "pw" + id, Billing: fsm.Prepaid, TariffOut: "std"}})
 	}
 	blocked := true
-	mustApply(t, st, &fsm.UpdateAccount{ID: "1009", Patch: fsm.AccountPatch{Blocked: &blocked}})
+	testkit.MustApply(t, st, &fsm.UpdateAccount{ID: "1009", Patch: fsm.AccountPatch{Blocked: &blocked}})
 	if !noSecret {
-		mustApply(t, st, &fsm.InitNonceSecret{Secret: testSecret})
+		testkit.MustApply(t, st, &fsm.InitNonceSecret{Secret: testSecret})
 	}
 	return st
 }
-
-// testClock is time.Now shifted by an adjustable offset.
-type testClock struct{ off atomic.Int64 }
-
-func (c *testClock) Now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
-func (c *testClock) Advance(d time.Duration) { c.off.Add(int64(d)) }
 
 // Each test gets its own loopback address, so fixed ports never collide
 // between parallel tests.
@@ -116,9 +77,9 @@ type testServer struct {
 	*Server
 	ip    string
 	st    *fsm.State
-	store *localStore
+	store *testkit.Store
 	reg   *prometheus.Registry
-	clock *testClock
+	clock *testkit.Clock
 	logs  *syncBuffer
 }
 
@@ -136,29 +97,7 @@ func (ts *testServer) addr(t testing.TB, transport, ip string) string {
 
 // counter reads a metric (summing label combinations matching labels).
 func (ts *testServer) counter(name string, labels ...string) float64 {
-	mfs, _ := ts.reg.Gather()
-	total := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue next
-				}
-			}
-			total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return total
+	return testkit.Metric(ts.reg, name, labels...)
 }
 
 type syncBuffer struct {
@@ -186,7 +125,7 @@ func startServer(t testing.TB, st *fsm.State, mod func(*Config)) *testServer {
 	if st == nil {
 		st = newTestState(t, false)
 	}
-	ts := &testServer{ip: ip, st: st, store: &localStore{st: st}, reg: prometheus.NewRegistry(), clock: &testClock{}}
+	ts := &testServer{ip: ip, st: st, store: testkit.NewStore(st), reg: prometheus.NewRegistry(), clock: &testkit.Clock{}}
 	logs := &syncBuffer{}
 	level := slog.LevelInfo
 	if os.Getenv("SIPSTACK_DEBUG") != "" {

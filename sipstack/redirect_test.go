@@ -60,7 +60,7 @@ func newRedirectEnv(t *testing.T, pol fsm.RedirectPolicy, acct func(*fsm.Account
 	st := callState(t, 100_000_000)
 	putTariff(t, st, "in", rateIn)
 	putTariff(t, st, "out", rateOut)
-	mustApply(t, st, &fsm.PutServicePolicy{Policy: fsm.ServicePolicy{ID: "easycall", Redirect: pol}})
+	testkit.MustApply(t, st, &fsm.PutServicePolicy{Policy: fsm.ServicePolicy{ID: "easycall", Redirect: pol}})
 	rsIP := testIP()
 	rsPort := freePort(t, rsIP)
 	a := fsm.Account{ID: easyCall, Password: "pw" + easyCall, Billing: fsm.Prepaid, Balance: 50_000_000, TariffIn: "in",
@@ -87,7 +87,7 @@ func (e *redirectEnv) rawRedirector(t *testing.T) *endpoint {
 	t.Helper()
 	rs := newEndpoint(t, testIP())
 	ap := netip.MustParseAddrPort(rs.addr)
-	mustApply(t, e.st, &fsm.UpdateAccount{ID: easyCall, Patch: fsm.AccountPatch{Incoming: &fsm.Incoming{Mode: fsm.DeliverStatic,
+	testkit.MustApply(t, e.st, &fsm.UpdateAccount{ID: easyCall, Patch: fsm.AccountPatch{Incoming: &fsm.Incoming{Mode: fsm.DeliverStatic,
 		Host: ap.Addr().String(), Port: int(ap.Port()), Transport: "udp"}}})
 	e.rs = rs.addr
 	return rs
@@ -126,7 +126,7 @@ func chargesOf(x fsm.XDR, account string) []fsm.XDRCharge {
 func waitXDRs(t *testing.T, st *fsm.State, account string, n int) []fsm.XDR {
 	t.Helper()
 	var xs []fsm.XDR
-	waitFor(t, fmt.Sprintf("%d xDRs of %s", n, account), func() bool {
+	testkit.WaitFor(t, 5*time.Second, fmt.Sprintf("%d xDRs of %s", n, account), func() bool {
 		xs = st.XDRs(fsm.XDRFilter{Account: account})
 		return len(xs) >= n
 	})
@@ -283,7 +283,7 @@ func TestRedirectUntrusted(t *testing.T) {
 			call.Charges[2].Account != easyCall || call.Charges[2].Reserved == 0 {
 			t.Errorf("call in progress %+v", call)
 		}
-		time.Sleep(1100 * time.Millisecond)
+		e.clock.Advance(1100 * time.Millisecond) // the call lasts a second
 		c.bye(t)
 		x := xdrFor(t, e.st, c.callID)
 		if want := []fsm.Redirect{{Target: target, Decision: billing.DecisionNewAuth}}; !reflect.DeepEqual(x.Redirects, want) {
@@ -345,7 +345,7 @@ func TestRedirectLoops(t *testing.T) {
 		t.Parallel()
 		e := newRedirectEnv(t, fsm.RedirectPolicy{UntrustedAction: billing.RejectRedirect}, nil, nil)
 		rsIP, rsPort := e.rsIPPort()
-		mustApply(t, e.st, &fsm.PutServicePolicy{Policy: fsm.ServicePolicy{ID: "easycall", Redirect: fsm.RedirectPolicy{
+		testkit.MustApply(t, e.st, &fsm.PutServicePolicy{Policy: fsm.ServicePolicy{ID: "easycall", Redirect: fsm.RedirectPolicy{
 			TrustedNetworks: []string{rsIP}, UntrustedAction: billing.RejectRedirect}}})
 		target := "sip:12035554433@" + e.rs
 		sippRedirector(t, rsIP, rsPort, target)
@@ -360,7 +360,7 @@ func TestRedirectLoops(t *testing.T) {
 	t.Run("to the switch itself", func(t *testing.T) {
 		t.Parallel()
 		e := newRedirectEnv(t, fsm.RedirectPolicy{UntrustedAction: billing.NewCallAuthorization}, nil, nil)
-		mustApply(t, e.st, &fsm.PutServicePolicy{Policy: fsm.ServicePolicy{ID: "easycall", Redirect: fsm.RedirectPolicy{
+		testkit.MustApply(t, e.st, &fsm.PutServicePolicy{Policy: fsm.ServicePolicy{ID: "easycall", Redirect: fsm.RedirectPolicy{
 			TrustedNetworks: []string{e.ip}, UntrustedAction: billing.NewCallAuthorization}}})
 		target := "sip:" + easyCall + "@" + e.srv
 		rsIP, rsPort := e.rsIPPort()
@@ -379,7 +379,7 @@ func TestRedirectLoops(t *testing.T) {
 		rs2Port := freePort(t, rs2IP)
 		e := newRedirectEnv(t, fsm.RedirectPolicy{UntrustedAction: billing.RejectRedirect}, nil, nil)
 		rsIP, rsPort := e.rsIPPort()
-		mustApply(t, e.st, &fsm.PutServicePolicy{Policy: fsm.ServicePolicy{ID: "easycall", Redirect: fsm.RedirectPolicy{
+		testkit.MustApply(t, e.st, &fsm.PutServicePolicy{Policy: fsm.ServicePolicy{ID: "easycall", Redirect: fsm.RedirectPolicy{
 			TrustedNetworks: []string{rsIP, rs2IP}, UntrustedAction: billing.RejectRedirect}}})
 		to2, to1 := "sip:111@"+joinHP(rs2IP, rs2Port), "sip:222@"+e.rs
 		sippRedirector(t, rsIP, rsPort, to2)
@@ -467,8 +467,8 @@ func TestSIPpFollowMe(t *testing.T) {
 	setup := func(t *testing.T, mod func(*Config), followMe ...fsm.FollowMeTarget) *testServer {
 		st := callState(t, 100_000_000)
 		putTariff(t, st, "in", rateIn)
-		mustApply(t, st, &fsm.UpdateAccount{ID: "2002", Patch: fsm.AccountPatch{TariffIn: ptrTo("in"), FollowMe: &followMe}})
-		mustApply(t, st, &fsm.Topup{Account: "2002", Amount: 50_000_000, Key: "t", Now: 1})
+		testkit.MustApply(t, st, &fsm.UpdateAccount{ID: "2002", Patch: fsm.AccountPatch{TariffIn: ptrTo("in"), FollowMe: &followMe}})
+		testkit.MustApply(t, st, &fsm.Topup{Account: "2002", Amount: 50_000_000, Key: "t", Now: 1})
 		addAccount(t, st, fsm.Account{ID: "2003", Password: "pw2003", Billing: fsm.Prepaid, TariffIn: "in"})
 		return startServer(t, st, func(c *Config) {
 			c.Registrar.Algorithms = []string{"MD5"}
@@ -682,7 +682,7 @@ func TestSIPpVendorFollowMe(t *testing.T) {
 	addr, uas := pbx(t)
 	target := "sip:44999@" + addr
 	followMe := []fsm.FollowMeTarget{{Target: target, TimeoutS: 10}}
-	mustApply(t, st, &fsm.UpdateAccount{ID: "44123", Patch: fsm.AccountPatch{FollowMe: &followMe}})
+	testkit.MustApply(t, st, &fsm.UpdateAccount{ID: "44123", Patch: fsm.AccountPatch{FollowMe: &followMe}})
 	ts := startServer(t, st, func(c *Config) { c.Registrar.Algorithms = []string{"MD5"} })
 	srv := ts.addr(t, "udp", ts.ip)
 	r := runSIPp(t, 30*time.Second, vendorArgs(srv, vendorIP, "0044123", "00442071234567", "-d", "500")...)

@@ -14,6 +14,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/testkit"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
 	"github.com/troika-sip/troika/sipstack/transport"
 )
@@ -121,11 +122,11 @@ func TestRegisterContacts(t *testing.T) {
 	}
 
 	// Query: no Contact, no write.
-	calls := ts.store.calls.Load()
+	calls := ts.store.Writes.Load()
 	res = p.register(nil)
 	wantStatus(t, res, 200, "OK")
-	if len(contactsOf(res)) != 2 || ts.store.calls.Load() != calls {
-		t.Errorf("query: %q, %d writes", contactsOf(res), ts.store.calls.Load()-calls)
+	if len(contactsOf(res)) != 2 || ts.store.Writes.Load() != calls {
+		t.Errorf("query: %q, %d writes", contactsOf(res), ts.store.Writes.Load()-calls)
 	}
 
 	// * with another expiry is refused; with Expires: 0 removes all.
@@ -298,13 +299,13 @@ func TestRegisterRefusals(t *testing.T) {
 	wantStatus(t, p.register([]string{"<sip:1001@10.0.0.1>"}, sip.NewHeader("Require", "foo, path")), 420, "Bad Extension")
 
 	// Write failure: 503 with Retry-After, never silence.
-	ts.store.fail.Store(true)
+	ts.store.Fail.Store(true)
 	res = p.register([]string{"<sip:1001@10.0.0.1>"})
 	wantStatus(t, res, 503, "")
 	if header(res, "Retry-After") == "" {
 		t.Errorf("503 without Retry-After")
 	}
-	ts.store.fail.Store(false)
+	ts.store.Fail.Store(false)
 
 	// Bad Contact after authentication.
 	wantStatus(t, p.register([]string{"<tel:+15551234>"}), 400, "Contact URI must be sip: or sips:")
@@ -504,14 +505,19 @@ func TestRetransmittedRegister(t *testing.T) {
 	second := rawRegister(srv, "1001", "rtx", 2, "UDP", extra+rawAuth(t, chal, "MD5", "sip:"+srv, "1001", "pw1001"))
 	ok := send(second)
 	wantStatus(t, ok, 200, "OK")
-	writes := ts.store.calls.Load()
+	writes := ts.store.Writes.Load()
 	// A real retransmission comes T1 (500 ms) later; one sent at once may
-	// still meet the transaction, which answers from memory.
-	time.Sleep(100 * time.Millisecond)
-	again := send(second)
+	// still meet the transaction, which answers from memory: resend until
+	// the registrar answers it itself.
+	seen := ts.counter("troika_sip_register_total", "result", sipmsg.ResultRetransmission)
+	var again *sip.Response
+	testkit.WaitFor(t, 5*time.Second, "the registrar to answer the retransmission", func() bool {
+		again = send(second)
+		return ts.counter("troika_sip_register_total", "result", sipmsg.ResultRetransmission) > seen
+	})
 	wantStatus(t, again, 200, "OK")
-	if !slices.Equal(contactsOf(ok), contactsOf(again)) || ts.store.calls.Load() != writes {
-		t.Errorf("retransmission: %q vs %q, %d more writes", contactsOf(ok), contactsOf(again), ts.store.calls.Load()-writes)
+	if !slices.Equal(contactsOf(ok), contactsOf(again)) || ts.store.Writes.Load() != writes {
+		t.Errorf("retransmission: %q vs %q, %d more writes", contactsOf(ok), contactsOf(again), ts.store.Writes.Load()-writes)
 	}
 	if ts.counter("troika_sip_register_total", "result", "retransmission") != 1 {
 		t.Errorf("retransmission not counted: unauthorized=%v ok=%v", ts.counter("troika_sip_register_total", "result", "unauthorized"), ts.counter("troika_sip_register_total", "result", "ok"))

@@ -15,6 +15,7 @@ import (
 	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/internal/sipptest"
+	"github.com/troika-sip/troika/internal/testkit"
 	"github.com/troika-sip/troika/sipstack/b2bua"
 )
 
@@ -86,7 +87,7 @@ func sippServer(t *testing.T, scenario, ip string, port int, extra ...string) fu
 		case <-time.After(5 * time.Second):
 		}
 	})
-	time.Sleep(200 * time.Millisecond) // let it bind
+	sipptest.WaitListening(t, "udp", ip, port)
 	return func() string {
 		b, _ := os.ReadFile(msgs)
 		return string(b)
@@ -177,7 +178,7 @@ func TestSIPpCallBilling(t *testing.T) {
 			// The 200 to the caller's BYE goes out before EndCall is
 			// written: wait for the xDR.
 			var xs []fsm.XDR
-			waitFor(t, "the call's xDR", func() bool { xs = st.XDRs(fsm.XDRFilter{Account: "3001"}); return len(xs) > 0 })
+			testkit.WaitFor(t, 5*time.Second, "the call's xDR", func() bool { xs = st.XDRs(fsm.XDRFilter{Account: "3001"}); return len(xs) > 0 })
 			if len(xs) != 1 {
 				t.Fatalf("%d xDRs", len(xs))
 			}
@@ -289,7 +290,7 @@ func TestSIPpStaticDelivery(t *testing.T) {
 	st := callState(t, 100_000_000)
 	uasIP := testIP()
 	uasPort := freePort(t, uasIP)
-	mustApply(t, st, &fsm.UpdateAccount{ID: "2002", Patch: fsm.AccountPatch{
+	testkit.MustApply(t, st, &fsm.UpdateAccount{ID: "2002", Patch: fsm.AccountPatch{
 		Incoming: &fsm.Incoming{Mode: fsm.DeliverStatic, Host: uasIP, Port: uasPort, Transport: "udp"}}})
 	ts := startServer(t, st, func(c *Config) { c.Registrar.Algorithms = []string{"MD5"} })
 	srv := ts.addr(t, "udp", ts.ip)
@@ -301,7 +302,7 @@ func TestSIPpStaticDelivery(t *testing.T) {
 	if want := fmt.Sprintf("INVITE sip:2002@%s:%d SIP/2.0", uasIP, uasPort); !strings.Contains(uasLog(), want) {
 		t.Errorf("callee log lacks %q:\n%s", want, tail(uasLog(), 2000))
 	}
-	waitFor(t, "the call's xDR", func() bool { return len(st.XDRs(fsm.XDRFilter{Account: "2001"})) > 0 })
+	testkit.WaitFor(t, 5*time.Second, "the call's xDR", func() bool { return len(st.XDRs(fsm.XDRFilter{Account: "2001"})) > 0 })
 	if xs := st.XDRs(fsm.XDRFilter{Account: "2001"}); len(xs) != 1 || xs[0].Cause != 200 || xs[0].ConnectAt == 0 {
 		t.Errorf("xDRs %+v", xs)
 	}

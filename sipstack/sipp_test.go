@@ -8,6 +8,7 @@ import (
 
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/internal/sipptest"
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
 // sippRun runs the bench's REGISTER scenario (reg_auth.xml) against
@@ -36,11 +37,11 @@ func TestSIPpRegisterMainAndAlias(t *testing.T) {
 	for i := 2001; i <= 2020; i++ {
 		id := strconv.Itoa(i)
 		users = append(users, id)
-		mustApply(t, st, &fsm.CreateAccount{Now: 1, Account: fsm.Account{ID: id, Password: "pw" + id, Billing: fsm.Prepaid, TariffOut: "std"}})
+		testkit.MustApply(t, st, &fsm.CreateAccount{Now: 1, Account: fsm.Account{ID: id, Password: "pw" + id, Billing: fsm.Prepaid, TariffOut: "std"}})
 	}
 	aliasIP := testIP()
 	aliasPort := freePort(t, aliasIP)
-	mustApply(t, st, &fsm.PutAlias{Alias: fsm.Alias{IP: aliasIP, Ports: fsm.AliasPorts{UDP: []int{aliasPort}}}})
+	testkit.MustApply(t, st, &fsm.PutAlias{Alias: fsm.Alias{IP: aliasIP, Ports: fsm.AliasPorts{UDP: []int{aliasPort}}}})
 	// SIPp 3.6 reads only the first WWW-Authenticate and knows only MD5:
 	// it fails on the default order (SHA-256 first).
 	ts := startServer(t, st, func(c *Config) {

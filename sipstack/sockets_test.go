@@ -22,18 +22,8 @@ import (
 	"github.com/icholy/digest"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/testkit"
 )
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 func socketsOn(ts *testServer, ip string) []string {
 	var out []string
@@ -57,9 +47,9 @@ func TestAliasSocketsReconcile(t *testing.T) {
 	})
 	aliasIP := testIP()
 	port := freePort(t, aliasIP)
-	mustApply(t, st, &fsm.PutAlias{Alias: fsm.Alias{IP: aliasIP, Ports: fsm.AliasPorts{UDP: []int{port}, TCP: []int{port}, TLS: []int{port + 1}}}})
+	testkit.MustApply(t, st, &fsm.PutAlias{Alias: fsm.Alias{IP: aliasIP, Ports: fsm.AliasPorts{UDP: []int{port}, TCP: []int{port}, TLS: []int{port + 1}}}})
 	extra := fmt.Sprintf("udp:%s:%d", aliasIP, port)
-	waitFor(t, "alias sockets", func() bool { return len(socketsOn(ts, aliasIP)) == 4 })
+	testkit.WaitFor(t, 5*time.Second, "alias sockets", func() bool { return len(socketsOn(ts, aliasIP)) == 4 })
 	if !contains(ts.Sockets(), extra) || !contains(ts.Sockets(), fmt.Sprintf("tcp:%s:%d", aliasIP, port)) {
 		t.Fatalf("sockets %v", ts.Sockets())
 	}
@@ -79,14 +69,14 @@ func TestAliasSocketsReconcile(t *testing.T) {
 
 	// Changing the ports closes the old extra socket and opens the new.
 	port2 := freePort(t, aliasIP)
-	mustApply(t, st, &fsm.PutAlias{Alias: fsm.Alias{IP: aliasIP, Ports: fsm.AliasPorts{UDP: []int{port2}}}})
-	waitFor(t, "alias ports change", func() bool {
+	testkit.MustApply(t, st, &fsm.PutAlias{Alias: fsm.Alias{IP: aliasIP, Ports: fsm.AliasPorts{UDP: []int{port2}}}})
+	testkit.WaitFor(t, 5*time.Second, "alias ports change", func() bool {
 		return len(socketsOn(ts, aliasIP)) == 3 && contains(ts.Sockets(), fmt.Sprintf("udp:%s:%d", aliasIP, port2))
 	})
 
 	// Removing the alias closes its sockets; the main ones stay.
-	mustApply(t, st, &fsm.DeleteAlias{IP: aliasIP})
-	waitFor(t, "alias sockets closed", func() bool { return len(socketsOn(ts, aliasIP)) == 0 })
+	testkit.MustApply(t, st, &fsm.DeleteAlias{IP: aliasIP})
+	testkit.WaitFor(t, 5*time.Second, "alias sockets closed", func() bool { return len(socketsOn(ts, aliasIP)) == 0 })
 	if len(socketsOn(ts, ts.ip)) != 2 {
 		t.Errorf("main sockets %v", ts.Sockets())
 	}
@@ -96,8 +86,8 @@ func TestAliasSocketsReconcile(t *testing.T) {
 
 	// An address this host does not have (three sockets: UDP and TCP on
 	// the main ports, UDP 5070): retried, counted, harmless.
-	mustApply(t, st, &fsm.PutAlias{Alias: fsm.Alias{IP: "192.0.2.77", Ports: fsm.AliasPorts{UDP: []int{5070}}}})
-	waitFor(t, "retries", func() bool { return ts.counter("troika_sip_socket_open_errors_total") >= 9 })
+	testkit.MustApply(t, st, &fsm.PutAlias{Alias: fsm.Alias{IP: "192.0.2.77", Ports: fsm.AliasPorts{UDP: []int{5070}}}})
+	testkit.WaitFor(t, 5*time.Second, "retries", func() bool { return ts.counter("troika_sip_socket_open_errors_total") >= 9 })
 	if len(socketsOn(ts, ts.ip)) != 2 || len(socketsOn(ts, "192.0.2.77")) != 0 {
 		t.Errorf("sockets %v", ts.Sockets())
 	}
@@ -119,7 +109,7 @@ func TestRunFailsOnBusyPort(t *testing.T) {
 	port := busy.LocalAddr().(*net.UDPAddr).Port
 	st := newTestState(t, false)
 	s, err := New(Config{Addresses: []string{ip}, TCPPorts: []int{0}, UDPPorts: []int{port}, Registrar: RegistrarConfig{Realm: "troika"},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, st, &localStore{st: st})
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, st, testkit.NewStore(st))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +158,7 @@ func TestRegisterOverTLS(t *testing.T) {
 	t.Parallel()
 	cert, key := writeTestCert(t)
 	if _, err := New(Config{Addresses: []string{"127.0.0.1"}, TLSPorts: []int{0}, TLSCert: cert + ".missing", TLSKey: key,
-		Registrar: RegistrarConfig{Realm: "troika"}}, fsm.New(), &localStore{}); err == nil || !strings.Contains(err.Error(), "TLS certificate") {
+		Registrar: RegistrarConfig{Realm: "troika"}}, fsm.New(), testkit.NewStore(nil)); err == nil || !strings.Contains(err.Error(), "TLS certificate") {
 		t.Errorf("missing certificate file: %v", err)
 	}
 	ts := startServer(t, nil, func(c *Config) {
@@ -278,7 +268,7 @@ func TestTCPLimits(t *testing.T) {
 	if _, err := third.Read(make([]byte, 1)); err != io.EOF {
 		t.Errorf("third connection: read %v, want EOF", err)
 	}
-	waitFor(t, "refused counted", func() bool { return ts.counter("troika_sip_tcp_connections_refused_total") == 1 })
+	testkit.WaitFor(t, 5*time.Second, "refused counted", func() bool { return ts.counter("troika_sip_tcp_connections_refused_total") == 1 })
 	// Idle ones are closed.
 	for _, c := range conns {
 		c.SetReadDeadline(time.Now().Add(3 * time.Second))
@@ -300,7 +290,7 @@ func TestTCPLimits(t *testing.T) {
 func TestServeGivenPacketConn(t *testing.T) {
 	t.Parallel()
 	st := newTestState(t, false)
-	s, err := New(Config{Addresses: []string{"127.0.0.1"}, UDPPorts: []int{0}, Registrar: RegistrarConfig{Realm: "troika"}}, st, &localStore{st: st})
+	s, err := New(Config{Addresses: []string{"127.0.0.1"}, UDPPorts: []int{0}, Registrar: RegistrarConfig{Realm: "troika"}}, st, testkit.NewStore(st))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +303,7 @@ func TestServeGivenPacketConn(t *testing.T) {
 	ctx, cancel := contextWithCancel(t)
 	go func() { done <- s.ServeUDP(ctx, pc) }()
 	name := "udp:" + pc.LocalAddr().String()
-	waitFor(t, "socket listed", func() bool { return contains(s.Sockets(), name) })
+	testkit.WaitFor(t, 5*time.Second, "socket listed", func() bool { return contains(s.Sockets(), name) })
 	wantStatus(t, rawExchange(t, pc.LocalAddr().String(), options(pc.LocalAddr().String(), "given"), 3*time.Second), 200, "OK")
 	cancel()
 	if err := <-done; err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/internal/sipptest"
+	"github.com/troika-sip/troika/internal/testkit"
 	"github.com/troika-sip/troika/sipstack/auth"
 	"github.com/troika-sip/troika/sipstack/b2bua"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
@@ -47,12 +48,12 @@ func vendorCallState(t *testing.T, vendorIP, evilIP string) *fsm.State {
 	putTariff(t, st, "in44", vendorInRate)
 	putTariff(t, st, "vcost", vendorCostRate)
 	addAccount(t, st, fsm.Account{ID: "44123", Password: "pw44123", Billing: fsm.Prepaid, Balance: vendorBalance, TariffIn: "in44"})
-	mustApply(t, st, &fsm.PutVendor{Vendor: fsm.Vendor{ID: "v1", Name: "Carrier One", Username: vendorUser, Password: vendorPassword}})
-	mustApply(t, st, &fsm.PutConnection{Connection: fsm.Connection{ID: "c1", Vendor: "v1", Kind: fsm.ConnectionFromVendorSIP,
+	testkit.MustApply(t, st, &fsm.PutVendor{Vendor: fsm.Vendor{ID: "v1", Name: "Carrier One", Username: vendorUser, Password: vendorPassword}})
+	testkit.MustApply(t, st, &fsm.PutConnection{Connection: fsm.Connection{ID: "c1", Vendor: "v1", Kind: fsm.ConnectionFromVendorSIP,
 		RemoteIPs: []string{vendorIP}, Tariff: "vcost", TranslationCLD: ukRules, TranslationCLI: `s/^00/+/`}})
 	if evilIP != "" {
-		mustApply(t, st, &fsm.PutVendor{Vendor: fsm.Vendor{ID: "v2", Name: "Carrier Two"}})
-		mustApply(t, st, &fsm.PutConnection{Connection: fsm.Connection{ID: "c-evil", Vendor: "v2", Kind: fsm.ConnectionFromVendorSIP,
+		testkit.MustApply(t, st, &fsm.PutVendor{Vendor: fsm.Vendor{ID: "v2", Name: "Carrier Two"}})
+		testkit.MustApply(t, st, &fsm.PutConnection{Connection: fsm.Connection{ID: "c-evil", Vendor: "v2", Kind: fsm.ConnectionFromVendorSIP,
 			RemoteIPs: []string{evilIP}, Tariff: "vcost", TranslationCLD: `s/(a+)+$/x/`}})
 	}
 	return st
@@ -82,7 +83,7 @@ func sippSection(log, start string) string {
 func onlyXDR(t *testing.T, st *fsm.State, what string, pick func(fsm.XDR) bool) fsm.XDR {
 	t.Helper()
 	var got []fsm.XDR
-	waitFor(t, what, func() bool {
+	testkit.WaitFor(t, 5*time.Second, what, func() bool {
 		got = got[:0]
 		for _, x := range st.XDRs(fsm.XDRFilter{}) {
 			if pick(x) {
@@ -322,10 +323,10 @@ func TestSIPpVendorRefusals(t *testing.T) {
 func TestInviteAuthorizationOrder(t *testing.T) {
 	t.Parallel()
 	st := vendorCallState(t, "10.9.0.0/16", "")
-	mustApply(t, st, &fsm.PutVendor{Vendor: fsm.Vendor{ID: "v3", Password: "v3pw"}})
-	mustApply(t, st, &fsm.PutConnection{Connection: fsm.Connection{ID: "c3", Vendor: "v3", Kind: fsm.ConnectionFromVendorSIP,
+	testkit.MustApply(t, st, &fsm.PutVendor{Vendor: fsm.Vendor{ID: "v3", Password: "v3pw"}})
+	testkit.MustApply(t, st, &fsm.PutConnection{Connection: fsm.Connection{ID: "c3", Vendor: "v3", Kind: fsm.ConnectionFromVendorSIP,
 		Username: "trunk3", Tariff: "vcost"}})
-	mustApply(t, st, &fsm.PutConnection{Connection: fsm.Connection{ID: "c-host", Vendor: "v3", Kind: fsm.ConnectionFromVendorSIP,
+	testkit.MustApply(t, st, &fsm.PutConnection{Connection: fsm.Connection{ID: "c-host", Vendor: "v3", Kind: fsm.ConnectionFromVendorSIP,
 		RemoteIPs: []string{"10.9.8.7"}, Tariff: "vcost"}})
 	ts := startServer(t, st, func(c *Config) { c.Registrar.Algorithms = []string{"MD5"} })
 	sock := &transport.Socket{Name: "udp:test"}
