@@ -213,6 +213,25 @@ func (c *Cluster) AddrTimeline() []Round {
 	return append([]Round(nil), c.sampler.ring...)
 }
 
+// WaitSamples waits until the sampler has taken n more rounds, so that
+// the state of the hosts' addresses meanwhile is in the timeline.
+func (c *Cluster) WaitSamples(n int) error {
+	start := len(c.AddrTimeline())
+	timeout := time.Duration(n+20) * SampleEvery
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(SampleEvery / 4)
+	defer tick.Stop()
+	for len(c.AddrTimeline()) < start+n {
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			return fmt.Errorf("the address sampler took %d of %d rounds in %s", len(c.AddrTimeline())-start, n, timeout)
+		}
+	}
+	return nil
+}
+
 // DoubleHolders checks the whole timeline so far: every sampled instant
 // at which two namespaces held the same address. Empty is the invariant.
 func (c *Cluster) DoubleHolders() []DoubleHolder { return CheckSingleHolder(c.AddrTimeline()) }

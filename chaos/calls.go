@@ -4,15 +4,22 @@ package chaos
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/troika-sip/troika/internal/sipptest"
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
 // SIPpRun is a SIPp process running any scenario file in a host's
@@ -70,6 +77,35 @@ func (h *Host) StartSIPp(name string, args ...string) (*SIPpRun, error) {
 		}
 	})
 	return r, nil
+}
+
+// WaitListening waits until a UDP socket is bound to ip:port in the
+// host's namespace (a SIPp server started in the background).
+func (h *Host) WaitListening(ip netip.Addr, port int, timeout time.Duration) error {
+	if testkit.Eventually(timeout, func() bool {
+		out, err := run(context.Background(), "ip", "netns", "exec", h.NS, "cat", "/proc/net/udp", "/proc/net/udp6")
+		return err == nil && sipptest.BoundIn(out, ip, port)
+	}) {
+		return nil
+	}
+	return fmt.Errorf("%s: nothing listens on udp %s after %s", h.Name, net.JoinHostPort(ip.String(), strconv.Itoa(port)), timeout)
+}
+
+// WaitReceived waits until SIPp's message log shows a received message
+// whose text contains what (a request line such as "ACK sip:").
+func (r *SIPpRun) WaitReceived(what string, timeout time.Duration) error {
+	if testkit.Eventually(timeout, func() bool {
+		b, _ := os.ReadFile(filepath.Join(r.Dir, "messages.log"))
+		for _, part := range strings.Split(string(b), "message received")[1:] {
+			if strings.Contains(part, what) {
+				return true
+			}
+		}
+		return false
+	}) {
+		return nil
+	}
+	return fmt.Errorf("sipp %s: no message with %q received after %s", r.Name, what, timeout)
 }
 
 type lockedWriter struct {

@@ -125,7 +125,9 @@ func callSurvives(t *testing.T, what string, fault func(c *Cluster, victim *Node
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond) // let it bind
+	if err := c.Client.WaitListening(c.Client.Addr, uasPort, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	before := map[string]int64{}
 	for _, id := range []string{caller, callee} {
 		a, err := api.Account(ctx, id)
@@ -166,7 +168,9 @@ func callSurvives(t *testing.T, what string, fault func(c *Cluster, victim *Node
 		ingress = append(ingress, l.Role+"="+l.Ingress)
 	}
 	t.Logf("call %s answered, running on %s (legs %s); the virtual IP's holder is %s", call.ID, victim.Name, strings.Join(ingress, " "), holder.Name)
-	time.Sleep(500 * time.Millisecond) // the caller's ACK is in
+	if err := uas.WaitReceived("ACK sip:", 5*time.Second); err != nil { // the caller's ACK is in
+		t.Fatal(err)
+	}
 	faultAt := time.Now()
 	fault(c, victim)
 	survivors := c.Others(victim)

@@ -16,35 +16,29 @@ import (
 
 	"github.com/troika-sip/troika/admin"
 	"github.com/troika-sip/troika/internal/sipptest"
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
-// troikaBin is the binary under test, built once by TestMain (as root
-// only: the tests skip otherwise). Without the race detector, so that the
-// failover figures are a production binary's; CHAOS_RACE=1 builds it with
-// -race.
+// troikaBin is the binary under test (as root only: the tests skip
+// otherwise): the one build of this checkout that every test package of a
+// `go test` run shares (testkit.Binary). Without the race detector, so
+// that the failover figures are a production binary's; CHAOS_RACE=1
+// builds one with -race.
 var troikaBin string
 
 func TestMain(m *testing.M) {
-	code := func() int {
-		if os.Geteuid() == 0 {
-			dir, err := os.MkdirTemp("", "troika-chaos-bin-")
-			if err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return 1
-			}
-			defer os.RemoveAll(dir)
-			var flags []string
-			if os.Getenv("CHAOS_RACE") == "1" {
-				flags = append(flags, "-race")
-			}
-			if troikaBin, err = BuildTroika(dir, flags...); err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return 1
-			}
+	if os.Geteuid() == 0 {
+		var flags []string
+		if os.Getenv("CHAOS_RACE") == "1" {
+			flags = append(flags, "-race")
 		}
-		return m.Run()
-	}()
-	os.Exit(code)
+		var err error
+		if troikaBin, err = testkit.Binary(flags...); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+	os.Exit(m.Run())
 }
 
 func newCluster(t *testing.T, o Options) *Cluster {
@@ -182,7 +176,9 @@ func TestKillAndRestart(t *testing.T) {
 	ids := userIDs(100)
 	importUsers(t, target, ids)
 	load := mustLoad(t, c, RegisterLoad{Name: "steady", Target: target.SIPAddr(), Users: ids, Rate: 50, Duration: 12 * time.Second})
-	time.Sleep(4 * time.Second)
+	if err := load.WaitOK(200, 10*time.Second); err != nil { // steady before the kill
+		t.Fatal(err)
+	}
 
 	if err := leader.Kill(); err != nil {
 		t.Fatal(err)
@@ -311,7 +307,9 @@ func TestPartition(t *testing.T) {
 	ids := userIDs(60)
 	importUsers(t, leader, ids)
 	steady := mustLoad(t, c, RegisterLoad{Name: "majority", Target: majority[0].SIPAddr(), Users: ids[:40], Rate: 20, Duration: 22 * time.Second})
-	time.Sleep(3 * time.Second)
+	if err := steady.WaitOK(60, 10*time.Second); err != nil { // steady before the cut
+		t.Fatal(err)
+	}
 
 	p, err := c.Partition(leader)
 	if err != nil {
@@ -402,18 +400,18 @@ func TestAddressChecker(t *testing.T) {
 	if err := c.WaitHolders(vip, time.Second, n1.Name); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	mustSamples(t, c, 4) // n1 holds it for a while
 	if err := n1.DelAddr(vip); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond)
+	mustSamples(t, c, 2) // then nobody
 	if err := n2.AddAddr(vip); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.WaitHolders(vip, time.Second, n2.Name); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	mustSamples(t, c, 4)
 	if d := c.DoubleHolders(); len(d) != 0 {
 		t.Fatalf("a clean handover reported as double holders: %v", d)
 	}
@@ -427,12 +425,12 @@ func TestAddressChecker(t *testing.T) {
 	if err := n1.AddAddr(vip); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	mustSamples(t, c, 6) // two holders for about 300 ms
 	if err := n1.DelAddr(vip); err != nil {
 		t.Fatal(err)
 	}
 	after := time.Now()
-	time.Sleep(150 * time.Millisecond)
+	mustSamples(t, c, 3)
 	d := c.DoubleHolders()
 	if len(d) < 3 {
 		t.Fatalf("300 ms of two holders gave %d double-holder samples, want about 6: %v", len(d), d)
@@ -491,15 +489,10 @@ func TestTeardownLeavesNothing(t *testing.T) {
 	}
 	t.Cleanup(func() { deleteNetns(crashed + "-n1") })
 	sleeper := startBackground(t, "ip", "netns", "exec", crashed+"-n1", "sleep", "300")
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		if out, _ := run(context.Background(), "ip", "netns", "pids", crashed+"-n1"); strings.TrimSpace(out) != "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the stand-in process did not enter its namespace")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitFor(t, 5*time.Second, "the stand-in process to enter its namespace", func() bool {
+		out, _ := run(context.Background(), "ip", "netns", "pids", crashed+"-n1")
+		return strings.TrimSpace(out) != ""
+	})
 	fake.lock.Close() // the run "crashes"
 
 	c := New(t, Options{Binary: troikaBin})
@@ -554,5 +547,13 @@ func TestTeardownLeavesNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); err == nil {
 		t.Errorf("the run directory %s remains after a passing run", dir)
+	}
+}
+
+// mustSamples waits until the address sampler has taken n more rounds.
+func mustSamples(t *testing.T, c *Cluster, n int) {
+	t.Helper()
+	if err := c.WaitSamples(n); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -46,7 +46,7 @@ var runName = regexp.MustCompile(`^(` + namePrefix + `[0-9a-f]{6})-[a-z0-9]+$`)
 
 // Options configure a cluster.
 type Options struct {
-	// Binary is the troika binary the nodes run (BuildTroika). Required.
+	// Binary is the troika binary the nodes run (testkit.Binary). Required.
 	Binary string
 	// Nodes is the number of nodes, default 3 (at most 9).
 	Nodes int
@@ -133,25 +133,13 @@ func NeedRoot(t testing.TB) {
 	}
 }
 
-// BuildTroika builds the troika binary into dir and returns its path. Run
-// it from inside the module (a test's working directory is).
-func BuildTroika(dir string, extraArgs ...string) (string, error) {
-	bin := filepath.Join(dir, "troika")
-	args := append([]string{"build", "-o", bin}, extraArgs...)
-	args = append(args, "github.com/troika-sip/troika/cmd/troika")
-	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build troika: %v\n%s", err, out)
-	}
-	return bin, nil
-}
-
 // New builds the network, writes the configurations, starts the nodes
 // and waits until they agree on a leader (unless Options.NoStart). It
 // registers Close with t.Cleanup; any failure is fatal to the test.
 func New(t testing.TB, opts Options) *Cluster {
 	t.Helper()
 	if opts.Binary == "" {
-		t.Fatal("chaos: Options.Binary is required (BuildTroika)")
+		t.Fatal("chaos: Options.Binary is required (testkit.Binary)")
 	}
 	if opts.Nodes == 0 {
 		opts.Nodes = 3

@@ -14,6 +14,7 @@ import (
 
 	"github.com/troika-sip/troika/admin"
 	"github.com/troika-sip/troika/internal/sipptest"
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
 // A rolling upgrade: each node is drained in turn (`POST
@@ -28,7 +29,7 @@ func TestDrainUnderLoad(t *testing.T) {
 	sipptest.Need(t)
 	c, vip, alias, ids := setupVIP(t, 200)
 	const nextVersion = "chaos-next"
-	next, err := BuildTroika(t.TempDir(), "-ldflags=-X github.com/troika-sip/troika/node.Version="+nextVersion)
+	next, err := testkit.Binary("-ldflags=-X github.com/troika-sip/troika/node.Version=" + nextVersion)
 	if err != nil {
 		t.Fatal(err)
 	}

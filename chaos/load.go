@@ -131,6 +131,37 @@ func (c *Cluster) StartRegisters(l RegisterLoad) (*Load, error) {
 	return ld, nil
 }
 
+// Progress returns how many REGISTERs SIPp has counted as successful so
+// far (its statistics file, written every StatEvery).
+func (l *Load) Progress() int {
+	st, err := sipptest.ReadStats(filepath.Join(l.Dir, "stat.csv"))
+	if err != nil {
+		return 0
+	}
+	return st.OK
+}
+
+// WaitOK waits until SIPp has counted n successful REGISTERs, or fails
+// after timeout (or when SIPp ends first).
+func (l *Load) WaitOK(n int, timeout time.Duration) error {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(l.StatEvery)
+	defer tick.Stop()
+	for {
+		if got := l.Progress(); got >= n {
+			return nil
+		}
+		select {
+		case <-tick.C:
+		case <-l.done:
+			return fmt.Errorf("load %s ended with %d successful REGISTERs, before %d", l.Name, l.Progress(), n)
+		case <-deadline.C:
+			return fmt.Errorf("load %s: %d successful REGISTERs after %s, want %d", l.Name, l.Progress(), timeout, n)
+		}
+	}
+}
+
 // Wait waits for SIPp to end and returns what it saw.
 func (l *Load) Wait() *LoadResult {
 	<-l.done

@@ -45,7 +45,7 @@ func rollUnderLoad(t *testing.T, c *Cluster, vip, alias netip.Addr, ids []string
 		mustLoad(t, c, RegisterLoad{Name: "alias", Target: sipAddr(alias, aliasExtraPort), Users: ids[140:], Rate: 25, Duration: drainLoadFor, StatEvery: 100 * time.Millisecond}),
 	}
 	loadEnd := time.Now().Add(drainLoadFor)
-	time.Sleep(2 * time.Second)
+	waitLoads(t, loads, 50) // steady before the first stop
 
 	var recs []rollingStop
 	done := map[string]bool{}
@@ -92,7 +92,7 @@ func rollUnderLoad(t *testing.T, c *Cluster, vip, alias netip.Addr, ids []string
 		r.back = time.Since(r.exited)
 		recs = append(recs, r)
 		c.Mark(n.Name + " back after its " + what)
-		time.Sleep(time.Second)
+		waitLoads(t, loads, 25) // the cluster serves again before the next stop
 	}
 	if time.Now().After(loadEnd) {
 		t.Errorf("the %ss outlasted the %s REGISTER load: raise drainLoadFor", what, drainLoadFor)
@@ -185,6 +185,17 @@ func everyBindingEverywhere(t *testing.T, c *Cluster, ids []string) {
 			if !have[id] {
 				t.Errorf("%s has no binding of %s", n.Name, id)
 			}
+		}
+	}
+}
+
+// waitLoads waits until each load has counted n more successful
+// REGISTERs than it has now.
+func waitLoads(t *testing.T, loads []*Load, n int) {
+	t.Helper()
+	for _, l := range loads {
+		if err := l.WaitOK(l.Progress()+n, 20*time.Second); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

@@ -201,7 +201,9 @@ func TestVIPFailover(t *testing.T) {
 			t.Fatal(err)
 		}
 		load := mustLoad(t, c, RegisterLoad{Name: fmt.Sprintf("kill%d", i+1), Target: sipAddr(vip, SIPPort), Users: ids, Rate: 50, Duration: 7 * time.Second, StatEvery: 100 * time.Millisecond})
-		time.Sleep(1500 * time.Millisecond)
+		if err := load.WaitOK(60, 10*time.Second); err != nil { // steady before the kill
+			t.Fatal(err)
+		}
 		survivors := c.Others(holder)
 		if err := holder.Kill(); err != nil {
 			t.Fatal(err)
@@ -255,7 +257,9 @@ func TestVIPFailover(t *testing.T) {
 	holder, _ := soleHolder(t, c, vip, 10*time.Second)
 	if leader != holder {
 		load := mustLoad(t, c, RegisterLoad{Name: "leader-kill", Target: sipAddr(vip, SIPPort), Users: ids, Rate: 50, Duration: 5 * time.Second})
-		time.Sleep(time.Second)
+		if err := load.WaitOK(40, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
 		if err := leader.Kill(); err != nil {
 			t.Fatal(err)
 		}
@@ -309,7 +313,9 @@ func TestVIPPartition(t *testing.T) {
 	}
 	load := mustLoad(t, c, RegisterLoad{Name: "vip", Target: sipAddr(vip, SIPPort), Users: ids[:40], Rate: 40, Duration: 12 * time.Second})
 	aliasLoad := mustLoad(t, c, RegisterLoad{Name: "alias", Target: sipAddr(alias, aliasExtraPort), Users: ids[40:], Rate: 20, Duration: 12 * time.Second})
-	time.Sleep(2 * time.Second)
+	if err := load.WaitOK(60, 10*time.Second); err != nil { // steady before the cut
+		t.Fatal(err)
+	}
 
 	p, err := c.Partition(holder)
 	if err != nil {

@@ -34,26 +34,29 @@ func WaitListening(t testing.TB, network, ip string, port int) {
 // bound reports whether /proc/net/{network}{,6} lists a socket bound to
 // addr:port (or to the unspecified address on port).
 func bound(network string, addr netip.Addr, port int) bool {
-	files := []string{"/proc/net/" + network, "/proc/net/" + network + "6"}
+	var tables strings.Builder
+	for _, f := range []string{"/proc/net/" + network, "/proc/net/" + network + "6"} {
+		if b, err := os.ReadFile(f); err == nil {
+			tables.Write(b)
+		}
+	}
+	return BoundIn(tables.String(), addr, port)
+}
+
+// BoundIn reports whether tables, the text of /proc/net/udp, udp6, tcp or
+// tcp6 (of any network namespace), lists a socket bound to addr:port (or
+// to the unspecified address on port).
+func BoundIn(tables string, addr netip.Addr, port int) bool {
 	want := fmt.Sprintf(":%04X", port)
-	for _, f := range files {
-		fh, err := os.Open(f)
-		if err != nil {
+	sc := bufio.NewScanner(strings.NewReader(tables))
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 2 || !strings.HasSuffix(fields[1], want) {
 			continue
 		}
-		sc := bufio.NewScanner(fh)
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) < 2 || !strings.HasSuffix(fields[1], want) {
-				continue
-			}
-			hexIP := strings.TrimSuffix(fields[1], want)
-			if ip, ok := procIP(hexIP); ok && (ip == addr.Unmap() || ip.IsUnspecified()) {
-				fh.Close()
-				return true
-			}
+		if ip, ok := procIP(strings.TrimSuffix(fields[1], want)); ok && (ip == addr.Unmap() || ip.IsUnspecified()) {
+			return true
 		}
-		fh.Close()
 	}
 	return false
 }
