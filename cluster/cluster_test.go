@@ -1,10 +1,8 @@
 package cluster
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -531,33 +529,6 @@ func TestProposeWithoutQuorumSaysWhy(t *testing.T) {
 		t.Fatalf("err = %v, want a deadline error mentioning the majority", err)
 	}
 	t.Logf("error: %v", err)
-}
-
-func TestFrameLimits(t *testing.T) {
-	var buf bytes.Buffer
-	w := bufio.NewWriter(&buf)
-	if err := writeFrame(w, frame{code: opApply, id: 7, body: []byte("hello")}); err != nil {
-		t.Fatal(err)
-	}
-	w.Flush()
-	f, err := readFrame(bufio.NewReader(bytes.NewReader(buf.Bytes())))
-	if err != nil || f.code != opApply || f.id != 7 || string(f.body) != "hello" {
-		t.Fatalf("round trip: %+v %v", f, err)
-	}
-	for _, n := range []uint32{0, frameHeader - 1, maxFrameSize + 1, 1<<32 - 1} {
-		var hdr [4]byte
-		binary.BigEndian.PutUint32(hdr[:], n)
-		if _, err := readFrame(bufio.NewReader(bytes.NewReader(hdr[:]))); !errors.Is(err, errBadFrame) {
-			t.Errorf("length %d: err = %v, want errBadFrame", n, err)
-		}
-	}
-	if err := writeFrame(w, frame{body: make([]byte, maxFrameSize)}); err == nil {
-		t.Error("oversized frame written")
-	}
-	re, err := decodeErrBody("x", encodeErrBody(kindRetry, "10.0.0.1:7000", "not the leader"))
-	if err != nil || re.kind != kindRetry || re.leader != "10.0.0.1:7000" || re.msg != "not the leader" {
-		t.Fatalf("error body round trip: %+v %v", re, err)
-	}
 }
 
 func TestFSMAdapterStopsOnUnknownType(t *testing.T) {
