@@ -16,6 +16,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/retry"
 )
 
 const (
@@ -27,6 +28,9 @@ const (
 	// maxApplyEnqueue bounds how long raft.Apply waits to enqueue a
 	// command when the caller's context has no sooner deadline.
 	maxApplyEnqueue = 10 * time.Second
+	// leaderBarrierRetry: how long a new leader waits before trying its
+	// barrier again after a failure.
+	leaderBarrierRetry = 100 * time.Millisecond
 )
 
 // ErrShutdown is returned by a Node's methods after Shutdown.
@@ -407,20 +411,22 @@ func (n *Node) startLeader() context.CancelFunc {
 	return cancel
 }
 
+// runLeader waits until this node's state holds everything the previous
+// leaders committed (a raft barrier, tried again every
+// leaderBarrierRetry while it fails), then runs OnLeader.
 func (n *Node) runLeader(ctx context.Context) {
 	start := time.Now()
-	for {
+	_, err := retry.Do(ctx, retry.Policy{Initial: leaderBarrierRetry}, func(ctx context.Context) (struct{}, error) {
 		err := waitFuture(ctx, n.raft.Barrier(0))
-		if err == nil {
-			break
+		if err != nil && (ctx.Err() != nil || errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown)) {
+			return struct{}{}, retry.Permanent(err)
 		}
-		if ctx.Err() != nil || errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown) {
-			return
-		}
+		return struct{}{}, err
+	}, func(err error, _ time.Duration) {
 		n.log.Warn("cluster: leader barrier failed; retrying", "error", err)
-		if sleepCtx(ctx, 100*time.Millisecond) != nil {
-			return
-		}
+	})
+	if err != nil {
+		return
 	}
 	n.log.Info("cluster: this node leads; state is up to date", "term", n.raft.CurrentTerm(),
 		"applied_index", n.raft.AppliedIndex(), "barrier", time.Since(start).Round(time.Millisecond))
@@ -479,6 +485,8 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 		}
 		return fmt.Errorf("cluster: transfer leadership: %w", err)
 	}
+	poll := time.NewTicker(50 * time.Millisecond)
+	defer poll.Stop()
 	for {
 		watch := n.leaderChanged()
 		if _, id := n.raft.LeaderWithID(); id != "" && string(id) != n.cfg.NodeID {
@@ -489,7 +497,7 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 		case <-ctx.Done():
 			return fmt.Errorf("cluster: transfer leadership: no new leader yet: %w", ctx.Err())
 		case <-watch:
-		case <-time.After(50 * time.Millisecond):
+		case <-poll.C:
 		}
 	}
 }
