@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
 // Writes proposed through a follower survive the leader's death: every
@@ -62,7 +63,18 @@ func TestFailoverKeepsAcknowledgedWrites(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(200 * time.Millisecond)
+	// acked: writes acknowledged so far, or -1 once a writer failed.
+	acked := func() int {
+		if failed.Load() > 0 {
+			return -1
+		}
+		return len(acks.all())
+	}
+	writesGoOn := func(what string, from int) {
+		t.Helper()
+		testkit.WaitFor(t, 15*time.Second, what, func() bool { n := acked(); return n < 0 || n >= from+20 })
+	}
+	writesGoOn("writes through the follower before the leader dies", acked())
 	oldLeader := c.nodes[leader].cfg.NodeID
 	c.stop(leader)
 	newLeader := c.waitLeader()
@@ -70,7 +82,7 @@ func TestFailoverKeepsAcknowledgedWrites(t *testing.T) {
 		t.Fatal("old leader still leads")
 	}
 	t.Logf("leader %s killed; %s leads now", oldLeader, c.nodes[newLeader].cfg.NodeID)
-	time.Sleep(300 * time.Millisecond)
+	writesGoOn("writes through the follower after the new leader took over", acked())
 	close(stopWriting)
 	wg.Wait()
 
@@ -86,7 +98,7 @@ func TestFailoverKeepsAcknowledgedWrites(t *testing.T) {
 		if tn.node == nil {
 			continue
 		}
-		waitFor(t, 10*time.Second, "acknowledged bindings on "+tn.cfg.NodeID, func() bool { return missing(tn.state, all) == 0 })
+		testkit.WaitFor(t, 10*time.Second, "acknowledged bindings on "+tn.cfg.NodeID, func() bool { return missing(tn.state, all) == 0 })
 	}
 	t.Logf("%d acknowledged bindings present on both survivors", len(all))
 }
@@ -110,7 +122,7 @@ func TestRestartFromDataDir(t *testing.T) {
 	registerMany(ctx, t, c.nodes[leader].node, []string{"bob"}, 100, 20, 4, &acks)
 	c.start(fol)
 	all := acks.all()
-	waitFor(t, 10*time.Second, "restarted follower to catch up", func() bool { return missing(c.nodes[fol].state, all) == 0 })
+	testkit.WaitFor(t, 10*time.Second, "restarted follower to catch up", func() bool { return missing(c.nodes[fol].state, all) == 0 })
 
 	c.stopAll()
 	for i := range c.nodes {
@@ -118,7 +130,7 @@ func TestRestartFromDataDir(t *testing.T) {
 	}
 	c.waitLeader()
 	for _, tn := range c.nodes {
-		waitFor(t, 10*time.Second, "replay on "+tn.cfg.NodeID, func() bool { return missing(tn.state, all) == 0 })
+		testkit.WaitFor(t, 10*time.Second, "replay on "+tn.cfg.NodeID, func() bool { return missing(tn.state, all) == 0 })
 		if _, ok := tn.state.Account("bob"); !ok {
 			t.Fatalf("%s lost account bob", tn.cfg.NodeID)
 		}
@@ -144,7 +156,7 @@ func TestLaggingFollowerGetsSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	lag := c.follower(leader)
-	waitFor(t, 5*time.Second, "follower to apply the account", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "follower to apply the account", func() bool {
 		_, ok := c.nodes[lag].state.Account("carol")
 		return ok
 	})
@@ -157,7 +169,7 @@ func TestLaggingFollowerGetsSnapshot(t *testing.T) {
 
 	var acks ackLog
 	registerMany(ctx, t, ln, []string{"carol"}, 0, 300, 10, &acks)
-	waitFor(t, 15*time.Second, "leader to snapshot and truncate its log past the follower's last entry", func() bool {
+	testkit.WaitFor(t, 15*time.Second, "leader to snapshot and truncate its log past the follower's last entry", func() bool {
 		first, err := ln.store.FirstIndex()
 		return err == nil && first > lagLast+1
 	})
@@ -167,7 +179,7 @@ func TestLaggingFollowerGetsSnapshot(t *testing.T) {
 	c.start(lag)
 	restarted := c.nodes[lag]
 	all := acks.all()
-	waitFor(t, 15*time.Second, "lagging follower to catch up", func() bool { return missing(restarted.state, all) == 0 })
+	testkit.WaitFor(t, 15*time.Second, "lagging follower to catch up", func() bool { return missing(restarted.state, all) == 0 })
 	if got := restarted.node.fsm.restores.Load(); got < 1 {
 		t.Fatalf("follower caught up without restoring a snapshot (restores=%d)", got)
 	}
@@ -210,7 +222,7 @@ func TestConcurrentProposalsThroughFollower(t *testing.T) {
 		t.Errorf("follower holds %d forwarding connections, want 1", conns)
 	}
 	for _, tn := range c.nodes {
-		waitFor(t, 10*time.Second, "all bindings on "+tn.cfg.NodeID, func() bool { return tn.state.Counts().Bindings == total })
+		testkit.WaitFor(t, 10*time.Second, "all bindings on "+tn.cfg.NodeID, func() bool { return tn.state.Counts().Bindings == total })
 	}
 }
 
@@ -246,7 +258,7 @@ func TestWrongKeyIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tn := range c.nodes {
-		waitFor(t, 5*time.Second, "account on "+tn.cfg.NodeID, func() bool { _, ok := tn.state.Account("dave"); return ok })
+		testkit.WaitFor(t, 5*time.Second, "account on "+tn.cfg.NodeID, func() bool { _, ok := tn.state.Account("dave"); return ok })
 	}
 	before := ln.Status()
 	bad := bytes.Repeat([]byte("k"), 32)
@@ -320,12 +332,15 @@ func TestWrongKeyIsRefused(t *testing.T) {
 	}
 	good.Close()
 
-	time.Sleep(200 * time.Millisecond)
-	after := ln.Status()
-	if after.Term != before.Term || after.LastLogIndex != before.LastLogIndex || after.LeaderID != before.LeaderID {
-		t.Fatalf("cluster changed: before term %d index %d leader %s, after term %d index %d leader %s",
-			before.Term, before.LastLogIndex, before.LeaderID, after.Term, after.LastLogIndex, after.LeaderID)
-	}
+	testkit.Holds(t, 200*time.Millisecond, "the cluster unchanged by the intruders", func() bool {
+		after := ln.Status()
+		if after.Term != before.Term || after.LastLogIndex != before.LastLogIndex || after.LeaderID != before.LeaderID {
+			t.Logf("cluster changed: before term %d index %d leader %s, after term %d index %d leader %s",
+				before.Term, before.LastLogIndex, before.LeaderID, after.Term, after.LastLogIndex, after.LeaderID)
+			return false
+		}
+		return true
+	})
 	for _, tn := range c.nodes {
 		if _, ok := tn.state.Account("mallory"); ok {
 			t.Fatalf("%s has the intruder's account", tn.cfg.NodeID)
@@ -339,7 +354,7 @@ func TestWrongKeyIsRefused(t *testing.T) {
 	if err != nil || f.code != respOK {
 		t.Fatalf("forwarding with the right key: %v, code %#x", err, f.code)
 	}
-	waitFor(t, 5*time.Second, "account from the right key", func() bool { _, ok := ln.state.Account("mallory"); return ok })
+	testkit.WaitFor(t, 5*time.Second, "account from the right key", func() bool { _, ok := ln.state.Account("mallory"); return ok })
 }
 
 // A command the leader cannot decode is refused at once, not retried and
@@ -386,11 +401,11 @@ func TestJoinAddsVoter(t *testing.T) {
 	via := c.nodes[c.follower(leader)].node.Addr()
 	j := c.addNode("n4", func(cfg *Config) { cfg.Join = []string{via} })
 	jn := c.nodes[j]
-	waitFor(t, 15*time.Second, "n4 in the leader's configuration", func() bool {
+	testkit.WaitFor(t, 15*time.Second, "n4 in the leader's configuration", func() bool {
 		return len(c.nodes[leader].node.voters()) == 4
 	})
 	all := acks.all()
-	waitFor(t, 10*time.Second, "state on n4", func() bool { return missing(jn.state, all) == 0 })
+	testkit.WaitFor(t, 10*time.Second, "state on n4", func() bool { return missing(jn.state, all) == 0 })
 	st := jn.node.Status()
 	if len(st.Servers) != 4 {
 		t.Fatalf("n4 sees %d servers: %+v", len(st.Servers), st.Servers)
@@ -417,7 +432,7 @@ func TestJoinAddsVoter(t *testing.T) {
 	if err := other.RemoveServer(ctx, "n4"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "n4 removed", func() bool { return len(c.nodes[leader].node.voters()) == 3 })
+	testkit.WaitFor(t, 5*time.Second, "n4 removed", func() bool { return len(c.nodes[leader].node.voters()) == 3 })
 }
 
 // A single node bootstraps alone (dev mode), takes writes, snapshots on
@@ -455,7 +470,7 @@ func TestSingleNodeBootstrapAndRestart(t *testing.T) {
 	if err := n.TransferLeadership(ctx); err != nil {
 		t.Fatalf("transfer with no other voter should be a no-op: %v", err)
 	}
-	waitFor(t, 5*time.Second, "OnLeader to run", func() bool { return leaderRuns.Load() == 1 })
+	testkit.WaitFor(t, 5*time.Second, "OnLeader to run", func() bool { return leaderRuns.Load() == 1 })
 	st := n.Status()
 	if st.State != "leader" || st.LastSnapshotIndex == 0 || st.FSM.Bindings != 20 || len(st.Servers) != 1 {
 		t.Fatalf("status: %+v", st)
@@ -478,7 +493,7 @@ func TestSingleNodeBootstrapAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	all := acks.all()
-	waitFor(t, 5*time.Second, "state after restart", func() bool { return missing(state2, all) == 0 })
+	testkit.WaitFor(t, 5*time.Second, "state after restart", func() bool { return missing(state2, all) == 0 })
 	if n2.fsm.restores.Load() != 1 {
 		t.Fatalf("restart restored %d snapshots, want 1", n2.fsm.restores.Load())
 	}
@@ -521,7 +536,7 @@ func TestProposeWithoutQuorumSaysWhy(t *testing.T) {
 		}
 	}
 	fn := c.nodes[fol].node
-	waitFor(t, 10*time.Second, "follower to notice the leader is gone", func() bool { id, _ := fn.Leader(); return id == "" })
+	testkit.WaitFor(t, 10*time.Second, "follower to notice the leader is gone", func() bool { id, _ := fn.Leader(); return id == "" })
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
 	_, err := fn.Propose(ctx, &fsm.DeleteAccount{ID: "nobody"})

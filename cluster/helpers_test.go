@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
 // testLogWriter sends log lines to t.Log until the test ends.
@@ -181,17 +182,17 @@ func (c *testCluster) stopAll() {
 // waitLeader returns the index of the running node that leads.
 func (c *testCluster) waitLeader() int {
 	c.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
+	leader := -1
+	testkit.WaitFor(c.t, 15*time.Second, "a leader", func() bool {
 		for i, tn := range c.nodes {
 			if tn.node != nil && tn.node.IsLeader() {
-				return i
+				leader = i
+				return true
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	c.t.Fatal("no leader after 15s")
-	return -1
+		return false
+	})
+	return leader
 }
 
 // follower returns a running node other than the leader.
@@ -203,17 +204,6 @@ func (c *testCluster) follower(leader int) int {
 	}
 	c.t.Fatal("no running follower")
 	return -1
-}
-
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func nowMS() int64 { return time.Now().UnixMilli() }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
 // linkSink collects what a link receives.
@@ -63,7 +65,7 @@ func TestLinkCarriesMessagesInOrder(t *testing.T) {
 	if _, err := c.nodes[0].node.StartLink(LinkConfig{OnMessage: func(string, []byte) {}}); err == nil {
 		t.Fatal("a second link started on one node")
 	}
-	waitFor(t, 10*time.Second, "links up", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "links up", func() bool {
 		for _, l := range links {
 			if l.Stats().Connected != 2 {
 				return false
@@ -81,12 +83,11 @@ func TestLinkCarriesMessagesInOrder(t *testing.T) {
 	for i := range n {
 		msg := []byte(fmt.Sprintf("m%05d", i))
 		for _, to := range []string{"n2", "n3"} {
-			for !links[0].Send(to, msg) {
-				time.Sleep(time.Millisecond) // queue of 256: wait for the writer
-			}
+			// A queue of 256: when it is full, wait for the writer.
+			testkit.WaitFor(t, 5*time.Second, "room in the queue to "+to, func() bool { return links[0].Send(to, msg) })
 		}
 	}
-	waitFor(t, 10*time.Second, "messages", func() bool { return sinks[1].count("n1") == n && sinks[2].count("n1") == n })
+	testkit.WaitFor(t, 10*time.Second, "messages", func() bool { return sinks[1].count("n1") == n && sinks[2].count("n1") == n })
 	for _, s := range sinks[1:] {
 		s.mu.Lock()
 		for i, m := range s.msgs["n1"] {
@@ -107,18 +108,18 @@ func TestLinkCarriesMessagesInOrder(t *testing.T) {
 	// Restart n3 with a new link: n1 reconnects.
 	links[2].Close()
 	c.stop(2)
-	waitFor(t, 10*time.Second, "n1 sees n3 gone", func() bool { return !links[0].Connected("n3") })
+	testkit.WaitFor(t, 10*time.Second, "n1 sees n3 gone", func() bool { return !links[0].Connected("n3") })
 	if links[0].Send("n3", []byte("lost")) {
 		t.Fatal("a message for a node that is down was queued")
 	}
 	c.start(2)
 	sinks[2] = newLinkSink()
 	links[2] = startLink(t, c.nodes[2].node, sinks[2])
-	waitFor(t, 10*time.Second, "n1 reconnects to n3", func() bool { return links[0].Connected("n3") })
+	testkit.WaitFor(t, 10*time.Second, "n1 reconnects to n3", func() bool { return links[0].Connected("n3") })
 	if !links[0].Send("n3", []byte("again")) {
 		t.Fatal("not sent after reconnecting")
 	}
-	waitFor(t, 5*time.Second, "message after restart", func() bool { return sinks[2].count("n1") == 1 })
+	testkit.WaitFor(t, 5*time.Second, "message after restart", func() bool { return sinks[2].count("n1") == 1 })
 }
 
 // A connection of the link type with the wrong cluster key is refused by
