@@ -23,17 +23,10 @@ import (
 // acknowledged binding is on both survivors, and writing goes on through
 // the new leader.
 func TestFailoverKeepsAcknowledgedWrites(t *testing.T) {
-	c := newCluster(t, 3, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
-	defer cancel()
-	leader := c.waitLeader()
+	c, ctx, leader := newLedCluster(t, nil, 45*time.Second)
 	fol := c.follower(leader)
 	fn := c.nodes[fol].node
-	if err := createAccount(ctx, fn, "alice"); err != nil {
-		t.Fatal(err)
-	}
-	var acks ackLog
-	registerMany(ctx, t, fn, []string{"alice"}, 0, 100, 10, &acks)
+	acks := seedAccount(ctx, t, fn, "alice", 100, 10)
 
 	// Keep writing through the follower while the leader dies.
 	var wg sync.WaitGroup
@@ -91,7 +84,7 @@ func TestFailoverKeepsAcknowledgedWrites(t *testing.T) {
 		if tn.node == nil {
 			continue
 		}
-		registerMany(ctx, t, tn.node, []string{"alice"}, 5000+1000*i, 20, 4, &acks)
+		registerMany(ctx, t, tn.node, []string{"alice"}, 5000+1000*i, 20, 4, acks)
 	}
 	all := acks.all()
 	for _, tn := range c.nodes {
@@ -106,20 +99,13 @@ func TestFailoverKeepsAcknowledgedWrites(t *testing.T) {
 // A restarted node gets everything back from its own disk plus the
 // leader; a whole-cluster restart loses nothing acknowledged.
 func TestRestartFromDataDir(t *testing.T) {
-	c := newCluster(t, 3, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
-	defer cancel()
-	leader := c.waitLeader()
+	c, ctx, leader := newLedCluster(t, nil, 45*time.Second)
 	ln := c.nodes[leader].node
-	if err := createAccount(ctx, ln, "bob"); err != nil {
-		t.Fatal(err)
-	}
-	var acks ackLog
-	registerMany(ctx, t, ln, []string{"bob"}, 0, 50, 8, &acks)
+	acks := seedAccount(ctx, t, ln, "bob", 50, 8)
 
 	fol := c.follower(leader)
 	c.stop(fol)
-	registerMany(ctx, t, c.nodes[leader].node, []string{"bob"}, 100, 20, 4, &acks)
+	registerMany(ctx, t, c.nodes[leader].node, []string{"bob"}, 100, 20, 4, acks)
 	c.start(fol)
 	all := acks.all()
 	testkit.WaitFor(t, 10*time.Second, "restarted follower to catch up", func() bool { return missing(c.nodes[fol].state, all) == 0 })
@@ -143,14 +129,11 @@ func TestRestartFromDataDir(t *testing.T) {
 // A follower that was down while the others snapshotted and truncated
 // their logs is brought back by InstallSnapshot, not by log replay.
 func TestLaggingFollowerGetsSnapshot(t *testing.T) {
-	c := newCluster(t, 3, func(cfg *Config) {
+	c, ctx, leader := newLedCluster(t, func(cfg *Config) {
 		cfg.SnapshotThreshold = 32
 		cfg.TrailingLogs = 16
 		cfg.SnapshotInterval = 100 * time.Millisecond
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
-	defer cancel()
-	leader := c.waitLeader()
+	}, 45*time.Second)
 	ln := c.nodes[leader].node
 	if err := createAccount(ctx, ln, "carol"); err != nil {
 		t.Fatal(err)
@@ -194,18 +177,9 @@ func TestLaggingFollowerGetsSnapshot(t *testing.T) {
 // Many concurrent proposals through one follower share the pipelined
 // forwarding connection and all land.
 func TestConcurrentProposalsThroughFollower(t *testing.T) {
-	c := newCluster(t, 3, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
-	defer cancel()
-	leader := c.waitLeader()
+	c, ctx, leader := newLedCluster(t, nil, 45*time.Second)
 	fn := c.nodes[c.follower(leader)].node
-	aors := make([]string, 10)
-	for i := range aors {
-		aors[i] = fmt.Sprintf("acct%d", i)
-		if err := createAccount(ctx, fn, aors[i]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	aors := createAccounts(ctx, t, fn, "acct", 10)
 	const total = 500
 	var acks ackLog
 	start := time.Now()
@@ -230,10 +204,7 @@ func TestConcurrentProposalsThroughFollower(t *testing.T) {
 // Propose returns: a phone registering right after its account was created
 // through the same node must find the account.
 func TestFollowerReadsItsOwnWrites(t *testing.T) {
-	c := newCluster(t, 3, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	leader := c.waitLeader()
+	c, ctx, leader := newLedCluster(t, nil, 30*time.Second)
 	f := c.nodes[c.follower(leader)]
 	for i := range 50 {
 		id := fmt.Sprintf("ryw%d", i)
@@ -249,10 +220,7 @@ func TestFollowerReadsItsOwnWrites(t *testing.T) {
 // Without the cluster key nothing gets in: neither raft nor forwarding,
 // and the state does not change.
 func TestWrongKeyIsRefused(t *testing.T) {
-	c := newCluster(t, 3, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	leader := c.waitLeader()
+	c, ctx, leader := newLedCluster(t, nil, 30*time.Second)
 	ln := c.nodes[leader].node
 	if err := createAccount(ctx, ln, "dave"); err != nil {
 		t.Fatal(err)
@@ -360,11 +328,8 @@ func TestWrongKeyIsRefused(t *testing.T) {
 // A command the leader cannot decode is refused at once, not retried and
 // never committed (it would stop every replica).
 func TestUndecodableCommandRefused(t *testing.T) {
-	c := newCluster(t, 3, nil)
-	leader := c.waitLeader()
+	c, ctx, leader := newLedCluster(t, nil, 10*time.Second)
 	fn := c.nodes[c.follower(leader)].node
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	if err := createAccount(ctx, fn, "ivan"); err != nil { // settles the leader's first entries
 		t.Fatal(err)
 	}
@@ -386,16 +351,9 @@ func TestUndecodableCommandRefused(t *testing.T) {
 // A fourth node started with Join becomes a voter and gets the state; it
 // can then be removed again from another node.
 func TestJoinAddsVoter(t *testing.T) {
-	c := newCluster(t, 3, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
-	defer cancel()
-	leader := c.waitLeader()
+	c, ctx, leader := newLedCluster(t, nil, 45*time.Second)
 	ln := c.nodes[leader].node
-	if err := createAccount(ctx, ln, "erin"); err != nil {
-		t.Fatal(err)
-	}
-	var acks ackLog
-	registerMany(ctx, t, ln, []string{"erin"}, 0, 30, 6, &acks)
+	acks := seedAccount(ctx, t, ln, "erin", 30, 6)
 
 	// Join through a follower: it names the leader, which adds the node.
 	via := c.nodes[c.follower(leader)].node.Addr()
@@ -502,10 +460,7 @@ func TestSingleNodeBootstrapAndRestart(t *testing.T) {
 // Leadership transfer (planned stop) moves the leader and writes keep
 // working.
 func TestTransferLeadership(t *testing.T) {
-	c := newCluster(t, 3, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	leader := c.waitLeader()
+	c, ctx, leader := newLedCluster(t, nil, 30*time.Second)
 	if err := createAccount(ctx, c.nodes[leader].node, "gina"); err != nil {
 		t.Fatal(err)
 	}

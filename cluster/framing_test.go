@@ -6,25 +6,21 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"io"
 	"testing"
 )
 
 // The bytes of each link's frames, as nodes of the previous and the next
 // version exchange them during a rolling upgrade: they must not change.
 func TestFrameBytesPinned(t *testing.T) {
-	var fwd bytes.Buffer
-	w := bufio.NewWriter(&fwd)
-	if err := writeFrame(w, frame{code: opApply, id: 0x0102030405060708, body: []byte("hi")}); err != nil {
-		t.Fatal(err)
-	}
-	if err := writeFrame(w, frame{code: respErr, id: 7, body: encodeErrBody(kindRetry, "10.0.0.1:7000", "no")}); err != nil {
-		t.Fatal(err)
-	}
-	w.Flush()
-	pinned(t, "forwarding frames", fwd.Bytes(),
+	fwd := onWire(t, func(w *bufio.Writer) error {
+		return errors.Join(writeFrame(w, frame{code: opApply, id: 0x0102030405060708, body: []byte("hi")}),
+			writeFrame(w, frame{code: respErr, id: 7, body: encodeErrBody(kindRetry, "10.0.0.1:7000", "no")}))
+	})
+	pinned(t, "forwarding frames", fwd,
 		"0000000b"+"01"+"0102030405060708"+"6869",
 		"0000001a"+"81"+"0000000000000007"+"01"+"0d"+hex.EncodeToString([]byte("10.0.0.1:7000"))+"6e6f")
-	r := bufio.NewReader(&fwd)
+	r := bufio.NewReader(bytes.NewReader(fwd))
 	if f, err := readFrame(r); err != nil || f.code != opApply || f.id != 0x0102030405060708 || string(f.body) != "hi" {
 		t.Fatalf("pinned request read back as %+v, %v", f, err)
 	}
@@ -32,25 +28,35 @@ func TestFrameBytesPinned(t *testing.T) {
 		t.Fatalf("pinned error response read back as %+v, %v", f, err)
 	}
 
-	var link bytes.Buffer
-	w = bufio.NewWriter(&link)
-	if err := writeLinkFrame(w, linkHello, encodeHello("n1", []byte("10.0.0.1"))); err != nil {
-		t.Fatal(err)
-	}
-	if err := writeLinkFrame(w, linkData, []byte("hi")); err != nil {
-		t.Fatal(err)
-	}
-	w.Flush()
-	pinned(t, "dispatch link frames", link.Bytes(),
+	link := onWire(t, func(w *bufio.Writer) error {
+		return errors.Join(writeLinkFrame(w, linkHello, encodeHello("n1", []byte("10.0.0.1"))),
+			writeLinkFrame(w, linkData, []byte("hi")))
+	})
+	pinned(t, "dispatch link frames", link,
 		"0000000c"+"48"+"02"+hex.EncodeToString([]byte("n1"))+hex.EncodeToString([]byte("10.0.0.1")),
 		"00000003"+"44"+"6869")
-	r = bufio.NewReader(&link)
+	r = bufio.NewReader(bytes.NewReader(link))
 	if typ, body, err := readLinkFrame(r); err != nil || typ != linkHello || len(body) != 11 {
 		t.Fatalf("pinned hello read back as %c %q %v", typ, body, err)
 	}
 	if typ, body, err := readLinkFrame(r); err != nil || typ != linkData || string(body) != "hi" {
 		t.Fatalf("pinned data read back as %c %q %v", typ, body, err)
 	}
+}
+
+// onWire returns the bytes write puts through a buffered writer; an error
+// fails the test.
+func onWire(t testing.TB, write func(w *bufio.Writer) error) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w := bufio.NewWriter(&buf)
+	if err := write(w); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 // pinned compares got with the concatenation of the hex strings want.
@@ -66,13 +72,8 @@ func pinned(t *testing.T, what string, got []byte, want ...string) {
 }
 
 func TestFrameLimits(t *testing.T) {
-	var buf bytes.Buffer
-	w := bufio.NewWriter(&buf)
-	if err := writeFrame(w, frame{code: opApply, id: 7, body: []byte("hello")}); err != nil {
-		t.Fatal(err)
-	}
-	w.Flush()
-	f, err := readFrame(bufio.NewReader(bytes.NewReader(buf.Bytes())))
+	data := onWire(t, func(w *bufio.Writer) error { return writeFrame(w, frame{code: opApply, id: 7, body: []byte("hello")}) })
+	f, err := readFrame(bufio.NewReader(bytes.NewReader(data)))
 	if err != nil || f.code != opApply || f.id != 7 || string(f.body) != "hello" {
 		t.Fatalf("round trip: %+v %v", f, err)
 	}
@@ -83,7 +84,7 @@ func TestFrameLimits(t *testing.T) {
 			t.Errorf("length %d: err = %v, want errBadFrame", n, err)
 		}
 	}
-	if err := writeFrame(w, frame{body: make([]byte, maxFrameSize)}); err == nil {
+	if err := writeFrame(bufio.NewWriter(io.Discard), frame{body: make([]byte, maxFrameSize)}); err == nil {
 		t.Error("oversized frame written")
 	}
 	re, err := decodeErrBody("x", encodeErrBody(kindRetry, "10.0.0.1:7000", "not the leader"))

@@ -195,6 +195,16 @@ func (c *testCluster) waitLeader() int {
 	return leader
 }
 
+// newLedCluster starts a 3-node cluster (tuned by tune, as newCluster)
+// and waits for its leader; ctx ends after timeout, or with the test.
+func newLedCluster(t testing.TB, tune func(*Config), timeout time.Duration) (c *testCluster, ctx context.Context, leader int) {
+	t.Helper()
+	c = newCluster(t, 3, tune)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	return c, ctx, c.waitLeader()
+}
+
 // follower returns a running node other than the leader.
 func (c *testCluster) follower(leader int) int {
 	for i, tn := range c.nodes {
@@ -220,6 +230,42 @@ func createAccount(ctx context.Context, n *Node, id string) error {
 		return fmt.Errorf("create account %s refused: %v", id, res.Err)
 	}
 	return nil
+}
+
+// createAccounts creates the accounts prefix0 to prefix<count-1> through
+// n, concurrently, and returns their ids.
+func createAccounts(ctx context.Context, t testing.TB, n *Node, prefix string, count int) []string {
+	t.Helper()
+	ids := make([]string, count)
+	var wg sync.WaitGroup
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%s%d", prefix, i)
+		wg.Add(1)
+		go func(id string) {
+			defer wg.Done()
+			if err := createAccount(ctx, n, id); err != nil {
+				t.Error(err)
+			}
+		}(ids[i])
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	return ids
+}
+
+// seedAccount creates account id through n and registers count bindings
+// to it through n with workers goroutines: the acknowledged ones are in
+// the log it returns.
+func seedAccount(ctx context.Context, t testing.TB, n *Node, id string, count, workers int) *ackLog {
+	t.Helper()
+	if err := createAccount(ctx, n, id); err != nil {
+		t.Fatal(err)
+	}
+	acks := &ackLog{}
+	registerMany(ctx, t, n, []string{id}, 0, count, workers, acks)
+	return acks
 }
 
 // ackedBinding is a binding whose Register was acknowledged.

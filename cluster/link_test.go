@@ -3,7 +3,9 @@ package cluster
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"testing"
 	"time"
@@ -150,16 +152,14 @@ func TestLinkAuthentication(t *testing.T) {
 }
 
 func TestLinkFrames(t *testing.T) {
-	var buf bytes.Buffer
-	w := bufio.NewWriter(&buf)
-	writeLinkFrame(w, linkHello, encodeHello("sip-1", []byte("10.0.0.1")))
-	writeLinkFrame(w, linkData, []byte("payload"))
-	writeLinkFrame(w, linkData, nil)
-	if err := writeLinkFrame(w, linkData, make([]byte, MaxLinkMessage+1)); err == nil {
+	r := bufio.NewReader(bytes.NewReader(onWire(t, func(w *bufio.Writer) error {
+		return errors.Join(writeLinkFrame(w, linkHello, encodeHello("sip-1", []byte("10.0.0.1"))),
+			writeLinkFrame(w, linkData, []byte("payload")),
+			writeLinkFrame(w, linkData, nil))
+	})))
+	if err := writeLinkFrame(bufio.NewWriter(io.Discard), linkData, make([]byte, MaxLinkMessage+1)); err == nil {
 		t.Fatal("oversized frame written")
 	}
-	w.Flush()
-	r := bufio.NewReader(&buf)
 	typ, body, err := readLinkFrame(r)
 	id, data, herr := decodeHello(body)
 	if err != nil || herr != nil || typ != linkHello || id != "sip-1" || string(data) != "10.0.0.1" {
@@ -185,12 +185,10 @@ func TestLinkFrames(t *testing.T) {
 // never returns a body over the limit; what it decodes re-encodes to the
 // bytes it read. Seeds: testdata/fuzz/FuzzLinkFrame.
 func FuzzLinkFrame(f *testing.F) {
-	var buf bytes.Buffer
-	w := bufio.NewWriter(&buf)
-	writeLinkFrame(w, linkHello, encodeHello("n1", []byte("10.0.0.1,10.0.0.2")))
-	writeLinkFrame(w, linkData, []byte("I\x00\x00\x00\x00\x00\x00\x00\x01\x11udp:10.0.0.1:5060\x04\x0a\x00\x00\x09\x13\xc4OPTIONS"))
-	w.Flush()
-	f.Add(buf.Bytes())
+	f.Add(onWire(f, func(w *bufio.Writer) error {
+		return errors.Join(writeLinkFrame(w, linkHello, encodeHello("n1", []byte("10.0.0.1,10.0.0.2"))),
+			writeLinkFrame(w, linkData, []byte("I\x00\x00\x00\x00\x00\x00\x00\x01\x11udp:10.0.0.1:5060\x04\x0a\x00\x00\x09\x13\xc4OPTIONS")))
+	}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := bufio.NewReader(bytes.NewReader(data))
 		var out bytes.Buffer

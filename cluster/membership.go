@@ -16,11 +16,8 @@ import (
 
 const (
 	joinAttemptTimeout = 10 * time.Second
-	// The Join members are asked again joinFirstBackoff after a round
-	// that did not add this node, then twice as long after each further
-	// one, up to joinMaxBackoff.
-	joinFirstBackoff = 250 * time.Millisecond
-	joinMaxBackoff   = 10 * time.Second
+	joinFirstBackoff   = 250 * time.Millisecond // after a round that did not add this node; doubling
+	joinMaxBackoff     = 10 * time.Second
 )
 
 // joinLoop asks the Join members to add this node as a voter until one
