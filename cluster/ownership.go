@@ -112,7 +112,10 @@ type Owner struct {
 	wasFresh  bool
 	lastStep  time.Time
 	lastClean time.Time
-	backoff   map[string]time.Time // ip -> no new attempt before
+	// backoff: ip -> no new attempt to take it before (acquireBackoff
+	// after a failure). Not a retry.Backoff: the loop must not block on
+	// one address, and it goes by the pass's now.
+	backoff map[string]time.Time
 
 	// barrierWait paces address barriers after a failure (used by the
 	// one barrier in flight).
