@@ -482,6 +482,7 @@ func TestTransferLeadership(t *testing.T) {
 
 // With no majority a proposal gives up when its context ends and says why.
 func TestProposeWithoutQuorumSaysWhy(t *testing.T) {
+	t.Parallel() // mostly waits for its deadline
 	c := newCluster(t, 3, nil)
 	leader := c.waitLeader()
 	fol := c.follower(leader)
@@ -562,6 +563,7 @@ func TestConfigValidation(t *testing.T) {
 
 // A second node on the same data dir is refused with a clear error.
 func TestDataDirLocked(t *testing.T) {
+	t.Parallel() // mostly waits for the data dir lock's timeout
 	cfg := Config{NodeID: "solo", DataDir: t.TempDir(), BindAddr: "127.0.0.1:0", Key: newKey(t), Bootstrap: true, Logger: testLogger(t)}
 	fastTimers(&cfg)
 	n, err := Start(context.Background(), cfg, fsm.New())

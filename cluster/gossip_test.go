@@ -110,6 +110,7 @@ func TestGossipDetectsFailureFast(t *testing.T) {
 // The gossip key is derived from the cluster key; members with another
 // cluster key cannot join.
 func TestGossipKeyAndEncryption(t *testing.T) {
+	t.Parallel() // mostly watches nothing happen
 	k1, _ := GossipKey([]byte("0123456789abcdef0123456789abcdef"))
 	k2, _ := GossipKey([]byte("0123456789abcdef0123456789abcdef"))
 	k3, _ := GossipKey([]byte("another-cluster-key-0123456789ab"))

@@ -64,6 +64,7 @@ func ipCmd(t *testing.T, args ...string) {
 // target link-layer address), both from the interface's MAC address.
 // Needs root; skipped otherwise.
 func TestNetlinkAddrsInNamespace(t *testing.T) {
+	t.Parallel() // mostly waits for the kernel
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (network namespaces)")
 	}
