@@ -36,11 +36,11 @@ func TestOwnershipDrainHandsOver(t *testing.T) {
 		t.Errorf("%s took %s %s after the drain began, before the handover wait %s", next, testVIP, took, oc.timing.HandoverWait())
 	}
 
-	oc.heldOnlyBy(t, oc.timing.HandoverWait()+500*time.Millisecond, testVIP, next, "while "+holder+" drains")
+	oc.keptFrom(t, oc.timing.HandoverWait()+500*time.Millisecond, testVIP, holder, next, "while "+holder+" drains")
 	o.SetDraining(false, 0)
 	if err := oc.gossips[hi].SetMeta(NodeMeta{Version: "test", Health: HealthOK, Addrs: true}); err != nil {
 		t.Fatal(err)
 	}
-	oc.heldOnlyBy(t, oc.timing.HandoverWait()+500*time.Millisecond, testVIP, next, "after "+holder+" is back in service (no failback)")
+	oc.keptFrom(t, oc.timing.HandoverWait()+500*time.Millisecond, testVIP, holder, next, "after "+holder+" is back in service (no failback)")
 	oc.noViolations(t)
 }

@@ -264,17 +264,18 @@ func (oc *ownedCluster) waitHeld(t *testing.T, ip string, timeout time.Duration,
 	return holder
 }
 
-// heldOnlyBy checks that ip stays held by node, and by no other, for the
-// whole of d.
-func (oc *ownedCluster) heldOnlyBy(t *testing.T, d time.Duration, ip, node, when string) {
+// keptFrom checks that node does not hold ip at any time during d (the
+// two-holder checker covers overlaps), and that ip is then held by want
+// only.
+func (oc *ownedCluster) keptFrom(t *testing.T, d time.Duration, ip, node, want, when string) {
 	t.Helper()
-	testkit.Holds(t, d, when+", "+ip+" held by "+node+" only", func() bool {
-		if h := oc.net.holders(netip.MustParseAddr(ip)); len(h) != 1 || h[0] != node {
-			t.Logf("%s, %s is held by %v, want %s only", when, ip, h, node)
-			return false
-		}
-		return true
+	addr := netip.MustParseAddr(ip)
+	testkit.Holds(t, d, when+", "+node+" not holding "+ip, func() bool {
+		return !slices.Contains(oc.net.holders(addr), node)
 	})
+	if h := oc.net.holders(addr); len(h) != 1 || h[0] != want {
+		t.Fatalf("%s, %s is held by %v, want %s only", when, ip, h, want)
+	}
 }
 
 func (oc *ownedCluster) noViolations(t *testing.T) {
