@@ -1,9 +1,7 @@
 package cluster
 
 import (
-	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,23 +15,9 @@ import (
 //
 //	go test ./cluster -run '^$' -bench ProposeConcurrent -benchtime 20000x
 func BenchmarkProposeConcurrent(b *testing.B) {
-	c := newCluster(b, 3, nil)
-	ctx := context.Background()
-	leader := c.waitLeader()
+	c, ctx, leader := newLedCluster(b, nil, time.Hour)
 	const nAORs = 256
-	aors := make([]string, nAORs)
-	var wg sync.WaitGroup
-	for i := range aors {
-		aors[i] = fmt.Sprintf("bench%d", i)
-		wg.Add(1)
-		go func(id string) {
-			defer wg.Done()
-			if err := createAccount(ctx, c.nodes[leader].node, id); err != nil {
-				b.Error(err)
-			}
-		}(aors[i])
-	}
-	wg.Wait()
+	aors := createAccounts(ctx, b, c.nodes[leader].node, "bench", nAORs)
 	var seq atomic.Int64
 	for _, via := range []struct {
 		name string

@@ -1,10 +1,8 @@
 package cluster
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -18,23 +16,17 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
 // Writes proposed through a follower survive the leader's death: every
 // acknowledged binding is on both survivors, and writing goes on through
 // the new leader.
 func TestFailoverKeepsAcknowledgedWrites(t *testing.T) {
-	c := newCluster(t, 3, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
-	defer cancel()
-	leader := c.waitLeader()
+	c, ctx, leader := newLedCluster(t, nil, 45*time.Second)
 	fol := c.follower(leader)
 	fn := c.nodes[fol].node
-	if err := createAccount(ctx, fn, "alice"); err != nil {
-		t.Fatal(err)
-	}
-	var acks ackLog
-	registerMany(ctx, t, fn, []string{"alice"}, 0, 100, 10, &acks)
+	acks := seedAccount(ctx, t, fn, "alice", 100, 10)
 
 	// Keep writing through the follower while the leader dies.
 	var wg sync.WaitGroup
@@ -64,7 +56,18 @@ func TestFailoverKeepsAcknowledgedWrites(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(200 * time.Millisecond)
+	// acked: writes acknowledged so far, or -1 once a writer failed.
+	acked := func() int {
+		if failed.Load() > 0 {
+			return -1
+		}
+		return len(acks.all())
+	}
+	writesGoOn := func(what string, from int) {
+		t.Helper()
+		testkit.WaitFor(t, 15*time.Second, what, func() bool { n := acked(); return n < 0 || n >= from+20 })
+	}
+	writesGoOn("writes through the follower before the leader dies", acked())
 	oldLeader := c.nodes[leader].cfg.NodeID
 	c.stop(leader)
 	newLeader := c.waitLeader()
@@ -72,7 +75,7 @@ func TestFailoverKeepsAcknowledgedWrites(t *testing.T) {
 		t.Fatal("old leader still leads")
 	}
 	t.Logf("leader %s killed; %s leads now", oldLeader, c.nodes[newLeader].cfg.NodeID)
-	time.Sleep(300 * time.Millisecond)
+	writesGoOn("writes through the follower after the new leader took over", acked())
 	close(stopWriting)
 	wg.Wait()
 
@@ -81,14 +84,14 @@ func TestFailoverKeepsAcknowledgedWrites(t *testing.T) {
 		if tn.node == nil {
 			continue
 		}
-		registerMany(ctx, t, tn.node, []string{"alice"}, 5000+1000*i, 20, 4, &acks)
+		registerMany(ctx, t, tn.node, []string{"alice"}, 5000+1000*i, 20, 4, acks)
 	}
 	all := acks.all()
 	for _, tn := range c.nodes {
 		if tn.node == nil {
 			continue
 		}
-		waitFor(t, 10*time.Second, "acknowledged bindings on "+tn.cfg.NodeID, func() bool { return missing(tn.state, all) == 0 })
+		testkit.WaitFor(t, 10*time.Second, "acknowledged bindings on "+tn.cfg.NodeID, func() bool { return missing(tn.state, all) == 0 })
 	}
 	t.Logf("%d acknowledged bindings present on both survivors", len(all))
 }
@@ -96,23 +99,16 @@ func TestFailoverKeepsAcknowledgedWrites(t *testing.T) {
 // A restarted node gets everything back from its own disk plus the
 // leader; a whole-cluster restart loses nothing acknowledged.
 func TestRestartFromDataDir(t *testing.T) {
-	c := newCluster(t, 3, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
-	defer cancel()
-	leader := c.waitLeader()
+	c, ctx, leader := newLedCluster(t, nil, 45*time.Second)
 	ln := c.nodes[leader].node
-	if err := createAccount(ctx, ln, "bob"); err != nil {
-		t.Fatal(err)
-	}
-	var acks ackLog
-	registerMany(ctx, t, ln, []string{"bob"}, 0, 50, 8, &acks)
+	acks := seedAccount(ctx, t, ln, "bob", 50, 8)
 
 	fol := c.follower(leader)
 	c.stop(fol)
-	registerMany(ctx, t, c.nodes[leader].node, []string{"bob"}, 100, 20, 4, &acks)
+	registerMany(ctx, t, c.nodes[leader].node, []string{"bob"}, 100, 20, 4, acks)
 	c.start(fol)
 	all := acks.all()
-	waitFor(t, 10*time.Second, "restarted follower to catch up", func() bool { return missing(c.nodes[fol].state, all) == 0 })
+	testkit.WaitFor(t, 10*time.Second, "restarted follower to catch up", func() bool { return missing(c.nodes[fol].state, all) == 0 })
 
 	c.stopAll()
 	for i := range c.nodes {
@@ -120,7 +116,7 @@ func TestRestartFromDataDir(t *testing.T) {
 	}
 	c.waitLeader()
 	for _, tn := range c.nodes {
-		waitFor(t, 10*time.Second, "replay on "+tn.cfg.NodeID, func() bool { return missing(tn.state, all) == 0 })
+		testkit.WaitFor(t, 10*time.Second, "replay on "+tn.cfg.NodeID, func() bool { return missing(tn.state, all) == 0 })
 		if _, ok := tn.state.Account("bob"); !ok {
 			t.Fatalf("%s lost account bob", tn.cfg.NodeID)
 		}
@@ -133,20 +129,17 @@ func TestRestartFromDataDir(t *testing.T) {
 // A follower that was down while the others snapshotted and truncated
 // their logs is brought back by InstallSnapshot, not by log replay.
 func TestLaggingFollowerGetsSnapshot(t *testing.T) {
-	c := newCluster(t, 3, func(cfg *Config) {
+	c, ctx, leader := newLedCluster(t, func(cfg *Config) {
 		cfg.SnapshotThreshold = 32
 		cfg.TrailingLogs = 16
 		cfg.SnapshotInterval = 100 * time.Millisecond
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
-	defer cancel()
-	leader := c.waitLeader()
+	}, 45*time.Second)
 	ln := c.nodes[leader].node
 	if err := createAccount(ctx, ln, "carol"); err != nil {
 		t.Fatal(err)
 	}
 	lag := c.follower(leader)
-	waitFor(t, 5*time.Second, "follower to apply the account", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "follower to apply the account", func() bool {
 		_, ok := c.nodes[lag].state.Account("carol")
 		return ok
 	})
@@ -159,7 +152,7 @@ func TestLaggingFollowerGetsSnapshot(t *testing.T) {
 
 	var acks ackLog
 	registerMany(ctx, t, ln, []string{"carol"}, 0, 300, 10, &acks)
-	waitFor(t, 15*time.Second, "leader to snapshot and truncate its log past the follower's last entry", func() bool {
+	testkit.WaitFor(t, 15*time.Second, "leader to snapshot and truncate its log past the follower's last entry", func() bool {
 		first, err := ln.store.FirstIndex()
 		return err == nil && first > lagLast+1
 	})
@@ -169,7 +162,7 @@ func TestLaggingFollowerGetsSnapshot(t *testing.T) {
 	c.start(lag)
 	restarted := c.nodes[lag]
 	all := acks.all()
-	waitFor(t, 15*time.Second, "lagging follower to catch up", func() bool { return missing(restarted.state, all) == 0 })
+	testkit.WaitFor(t, 15*time.Second, "lagging follower to catch up", func() bool { return missing(restarted.state, all) == 0 })
 	if got := restarted.node.fsm.restores.Load(); got < 1 {
 		t.Fatalf("follower caught up without restoring a snapshot (restores=%d)", got)
 	}
@@ -184,18 +177,9 @@ func TestLaggingFollowerGetsSnapshot(t *testing.T) {
 // Many concurrent proposals through one follower share the pipelined
 // forwarding connection and all land.
 func TestConcurrentProposalsThroughFollower(t *testing.T) {
-	c := newCluster(t, 3, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
-	defer cancel()
-	leader := c.waitLeader()
+	c, ctx, leader := newLedCluster(t, nil, 45*time.Second)
 	fn := c.nodes[c.follower(leader)].node
-	aors := make([]string, 10)
-	for i := range aors {
-		aors[i] = fmt.Sprintf("acct%d", i)
-		if err := createAccount(ctx, fn, aors[i]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	aors := createAccounts(ctx, t, fn, "acct", 10)
 	const total = 500
 	var acks ackLog
 	start := time.Now()
@@ -212,7 +196,7 @@ func TestConcurrentProposalsThroughFollower(t *testing.T) {
 		t.Errorf("follower holds %d forwarding connections, want 1", conns)
 	}
 	for _, tn := range c.nodes {
-		waitFor(t, 10*time.Second, "all bindings on "+tn.cfg.NodeID, func() bool { return tn.state.Counts().Bindings == total })
+		testkit.WaitFor(t, 10*time.Second, "all bindings on "+tn.cfg.NodeID, func() bool { return tn.state.Counts().Bindings == total })
 	}
 }
 
@@ -220,10 +204,7 @@ func TestConcurrentProposalsThroughFollower(t *testing.T) {
 // Propose returns: a phone registering right after its account was created
 // through the same node must find the account.
 func TestFollowerReadsItsOwnWrites(t *testing.T) {
-	c := newCluster(t, 3, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	leader := c.waitLeader()
+	c, ctx, leader := newLedCluster(t, nil, 30*time.Second)
 	f := c.nodes[c.follower(leader)]
 	for i := range 50 {
 		id := fmt.Sprintf("ryw%d", i)
@@ -239,16 +220,13 @@ func TestFollowerReadsItsOwnWrites(t *testing.T) {
 // Without the cluster key nothing gets in: neither raft nor forwarding,
 // and the state does not change.
 func TestWrongKeyIsRefused(t *testing.T) {
-	c := newCluster(t, 3, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	leader := c.waitLeader()
+	c, ctx, leader := newLedCluster(t, nil, 30*time.Second)
 	ln := c.nodes[leader].node
 	if err := createAccount(ctx, ln, "dave"); err != nil {
 		t.Fatal(err)
 	}
 	for _, tn := range c.nodes {
-		waitFor(t, 5*time.Second, "account on "+tn.cfg.NodeID, func() bool { _, ok := tn.state.Account("dave"); return ok })
+		testkit.WaitFor(t, 5*time.Second, "account on "+tn.cfg.NodeID, func() bool { _, ok := tn.state.Account("dave"); return ok })
 	}
 	before := ln.Status()
 	bad := bytes.Repeat([]byte("k"), 32)
@@ -322,12 +300,15 @@ func TestWrongKeyIsRefused(t *testing.T) {
 	}
 	good.Close()
 
-	time.Sleep(200 * time.Millisecond)
-	after := ln.Status()
-	if after.Term != before.Term || after.LastLogIndex != before.LastLogIndex || after.LeaderID != before.LeaderID {
-		t.Fatalf("cluster changed: before term %d index %d leader %s, after term %d index %d leader %s",
-			before.Term, before.LastLogIndex, before.LeaderID, after.Term, after.LastLogIndex, after.LeaderID)
-	}
+	testkit.Holds(t, 200*time.Millisecond, "the cluster unchanged by the intruders", func() bool {
+		after := ln.Status()
+		if after.Term != before.Term || after.LastLogIndex != before.LastLogIndex || after.LeaderID != before.LeaderID {
+			t.Logf("cluster changed: before term %d index %d leader %s, after term %d index %d leader %s",
+				before.Term, before.LastLogIndex, before.LeaderID, after.Term, after.LastLogIndex, after.LeaderID)
+			return false
+		}
+		return true
+	})
 	for _, tn := range c.nodes {
 		if _, ok := tn.state.Account("mallory"); ok {
 			t.Fatalf("%s has the intruder's account", tn.cfg.NodeID)
@@ -341,17 +322,14 @@ func TestWrongKeyIsRefused(t *testing.T) {
 	if err != nil || f.code != respOK {
 		t.Fatalf("forwarding with the right key: %v, code %#x", err, f.code)
 	}
-	waitFor(t, 5*time.Second, "account from the right key", func() bool { _, ok := ln.state.Account("mallory"); return ok })
+	testkit.WaitFor(t, 5*time.Second, "account from the right key", func() bool { _, ok := ln.state.Account("mallory"); return ok })
 }
 
 // A command the leader cannot decode is refused at once, not retried and
 // never committed (it would stop every replica).
 func TestUndecodableCommandRefused(t *testing.T) {
-	c := newCluster(t, 3, nil)
-	leader := c.waitLeader()
+	c, ctx, leader := newLedCluster(t, nil, 10*time.Second)
 	fn := c.nodes[c.follower(leader)].node
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	if err := createAccount(ctx, fn, "ivan"); err != nil { // settles the leader's first entries
 		t.Fatal(err)
 	}
@@ -373,26 +351,19 @@ func TestUndecodableCommandRefused(t *testing.T) {
 // A fourth node started with Join becomes a voter and gets the state; it
 // can then be removed again from another node.
 func TestJoinAddsVoter(t *testing.T) {
-	c := newCluster(t, 3, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
-	defer cancel()
-	leader := c.waitLeader()
+	c, ctx, leader := newLedCluster(t, nil, 45*time.Second)
 	ln := c.nodes[leader].node
-	if err := createAccount(ctx, ln, "erin"); err != nil {
-		t.Fatal(err)
-	}
-	var acks ackLog
-	registerMany(ctx, t, ln, []string{"erin"}, 0, 30, 6, &acks)
+	acks := seedAccount(ctx, t, ln, "erin", 30, 6)
 
 	// Join through a follower: it names the leader, which adds the node.
 	via := c.nodes[c.follower(leader)].node.Addr()
 	j := c.addNode("n4", func(cfg *Config) { cfg.Join = []string{via} })
 	jn := c.nodes[j]
-	waitFor(t, 15*time.Second, "n4 in the leader's configuration", func() bool {
+	testkit.WaitFor(t, 15*time.Second, "n4 in the leader's configuration", func() bool {
 		return len(c.nodes[leader].node.voters()) == 4
 	})
 	all := acks.all()
-	waitFor(t, 10*time.Second, "state on n4", func() bool { return missing(jn.state, all) == 0 })
+	testkit.WaitFor(t, 10*time.Second, "state on n4", func() bool { return missing(jn.state, all) == 0 })
 	st := jn.node.Status()
 	if len(st.Servers) != 4 {
 		t.Fatalf("n4 sees %d servers: %+v", len(st.Servers), st.Servers)
@@ -419,7 +390,7 @@ func TestJoinAddsVoter(t *testing.T) {
 	if err := other.RemoveServer(ctx, "n4"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "n4 removed", func() bool { return len(c.nodes[leader].node.voters()) == 3 })
+	testkit.WaitFor(t, 5*time.Second, "n4 removed", func() bool { return len(c.nodes[leader].node.voters()) == 3 })
 }
 
 // A single node bootstraps alone (dev mode), takes writes, snapshots on
@@ -457,7 +428,7 @@ func TestSingleNodeBootstrapAndRestart(t *testing.T) {
 	if err := n.TransferLeadership(ctx); err != nil {
 		t.Fatalf("transfer with no other voter should be a no-op: %v", err)
 	}
-	waitFor(t, 5*time.Second, "OnLeader to run", func() bool { return leaderRuns.Load() == 1 })
+	testkit.WaitFor(t, 5*time.Second, "OnLeader to run", func() bool { return leaderRuns.Load() == 1 })
 	st := n.Status()
 	if st.State != "leader" || st.LastSnapshotIndex == 0 || st.FSM.Bindings != 20 || len(st.Servers) != 1 {
 		t.Fatalf("status: %+v", st)
@@ -480,7 +451,7 @@ func TestSingleNodeBootstrapAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	all := acks.all()
-	waitFor(t, 5*time.Second, "state after restart", func() bool { return missing(state2, all) == 0 })
+	testkit.WaitFor(t, 5*time.Second, "state after restart", func() bool { return missing(state2, all) == 0 })
 	if n2.fsm.restores.Load() != 1 {
 		t.Fatalf("restart restored %d snapshots, want 1", n2.fsm.restores.Load())
 	}
@@ -489,10 +460,7 @@ func TestSingleNodeBootstrapAndRestart(t *testing.T) {
 // Leadership transfer (planned stop) moves the leader and writes keep
 // working.
 func TestTransferLeadership(t *testing.T) {
-	c := newCluster(t, 3, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	leader := c.waitLeader()
+	c, ctx, leader := newLedCluster(t, nil, 30*time.Second)
 	if err := createAccount(ctx, c.nodes[leader].node, "gina"); err != nil {
 		t.Fatal(err)
 	}
@@ -514,6 +482,7 @@ func TestTransferLeadership(t *testing.T) {
 
 // With no majority a proposal gives up when its context ends and says why.
 func TestProposeWithoutQuorumSaysWhy(t *testing.T) {
+	t.Parallel() // mostly waits for its deadline
 	c := newCluster(t, 3, nil)
 	leader := c.waitLeader()
 	fol := c.follower(leader)
@@ -523,7 +492,7 @@ func TestProposeWithoutQuorumSaysWhy(t *testing.T) {
 		}
 	}
 	fn := c.nodes[fol].node
-	waitFor(t, 10*time.Second, "follower to notice the leader is gone", func() bool { id, _ := fn.Leader(); return id == "" })
+	testkit.WaitFor(t, 10*time.Second, "follower to notice the leader is gone", func() bool { id, _ := fn.Leader(); return id == "" })
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
 	_, err := fn.Propose(ctx, &fsm.DeleteAccount{ID: "nobody"})
@@ -531,33 +500,6 @@ func TestProposeWithoutQuorumSaysWhy(t *testing.T) {
 		t.Fatalf("err = %v, want a deadline error mentioning the majority", err)
 	}
 	t.Logf("error: %v", err)
-}
-
-func TestFrameLimits(t *testing.T) {
-	var buf bytes.Buffer
-	w := bufio.NewWriter(&buf)
-	if err := writeFrame(w, frame{code: opApply, id: 7, body: []byte("hello")}); err != nil {
-		t.Fatal(err)
-	}
-	w.Flush()
-	f, err := readFrame(bufio.NewReader(bytes.NewReader(buf.Bytes())))
-	if err != nil || f.code != opApply || f.id != 7 || string(f.body) != "hello" {
-		t.Fatalf("round trip: %+v %v", f, err)
-	}
-	for _, n := range []uint32{0, frameHeader - 1, maxFrameSize + 1, 1<<32 - 1} {
-		var hdr [4]byte
-		binary.BigEndian.PutUint32(hdr[:], n)
-		if _, err := readFrame(bufio.NewReader(bytes.NewReader(hdr[:]))); !errors.Is(err, errBadFrame) {
-			t.Errorf("length %d: err = %v, want errBadFrame", n, err)
-		}
-	}
-	if err := writeFrame(w, frame{body: make([]byte, maxFrameSize)}); err == nil {
-		t.Error("oversized frame written")
-	}
-	re, err := decodeErrBody("x", encodeErrBody(kindRetry, "10.0.0.1:7000", "not the leader"))
-	if err != nil || re.kind != kindRetry || re.leader != "10.0.0.1:7000" || re.msg != "not the leader" {
-		t.Fatalf("error body round trip: %+v %v", re, err)
-	}
 }
 
 func TestFSMAdapterStopsOnUnknownType(t *testing.T) {
@@ -621,6 +563,7 @@ func TestConfigValidation(t *testing.T) {
 
 // A second node on the same data dir is refused with a clear error.
 func TestDataDirLocked(t *testing.T) {
+	t.Parallel() // mostly waits for the data dir lock's timeout
 	cfg := Config{NodeID: "solo", DataDir: t.TempDir(), BindAddr: "127.0.0.1:0", Key: newKey(t), Bootstrap: true, Logger: testLogger(t)}
 	fastTimers(&cfg)
 	n, err := Start(context.Background(), cfg, fsm.New())

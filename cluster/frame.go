@@ -3,12 +3,10 @@ package cluster
 import (
 	"bufio"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 )
 
-// Forwarding link frames:
+// Forwarding link frames (framed as framing.go says):
 //
 //	uint32 length (big endian, of what follows) | code | uint64 request id | body
 //
@@ -50,50 +48,24 @@ type frame struct {
 	body []byte
 }
 
-var errBadFrame = errors.New("bad frame")
+// fwdFraming is the forwarding link's frame format (framing.go).
+func fwdFraming() framing { return framing{limit: maxFrameSize} }
 
 func writeFrame(w *bufio.Writer, f frame) error {
-	n := frameHeader + len(f.body)
-	if n > maxFrameSize {
-		return fmt.Errorf("frame of %d bytes is over the %d limit", n, maxFrameSize)
-	}
-	var hdr [4 + frameHeader]byte
-	binary.BigEndian.PutUint32(hdr[0:4], uint32(n))
-	hdr[4] = f.code
-	binary.BigEndian.PutUint64(hdr[5:], f.id)
-	if _, err := w.Write(hdr[:]); err != nil {
-		return err
-	}
-	_, err := w.Write(f.body)
-	return err
+	var hdr [frameHeader]byte
+	hdr[0] = f.code
+	binary.BigEndian.PutUint64(hdr[1:], f.id)
+	return fwdFraming().write(w, hdr[:], f.body)
 }
 
 // readFrame reads one frame; a frame too short or too long is errBadFrame.
 func readFrame(r *bufio.Reader) (frame, error) {
-	var hdr [4 + frameHeader]byte
-	if _, err := io.ReadFull(r, hdr[:4]); err != nil {
+	var hdr [frameHeader]byte
+	body, err := fwdFraming().read(r, hdr[:], nil)
+	if err != nil {
 		return frame{}, err
 	}
-	n := binary.BigEndian.Uint32(hdr[0:4])
-	if n < frameHeader || n > maxFrameSize {
-		return frame{}, fmt.Errorf("%w: length %d", errBadFrame, n)
-	}
-	if _, err := io.ReadFull(r, hdr[4:]); err != nil {
-		return frame{}, noEOF(err)
-	}
-	f := frame{code: hdr[4], id: binary.BigEndian.Uint64(hdr[5:])}
-	f.body = make([]byte, n-frameHeader)
-	if _, err := io.ReadFull(r, f.body); err != nil {
-		return frame{}, noEOF(err)
-	}
-	return f, nil
-}
-
-func noEOF(err error) error {
-	if err == io.EOF {
-		return io.ErrUnexpectedEOF
-	}
-	return err
+	return frame{code: hdr[0], id: binary.BigEndian.Uint64(hdr[1:]), body: body}, nil
 }
 
 // appendString appends a uvarint-length-prefixed string.

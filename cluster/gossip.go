@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/troika-sip/troika/internal/retry"
 )
 
 // Gossip runs memberlist on this node: failure detection and node
@@ -123,6 +125,7 @@ const (
 	defaultSuspicionMult  = 2
 	defaultGossipInterval = 50 * time.Millisecond
 	defaultReconnectEvery = 2 * time.Second
+	gossipFirstJoinRetry  = 200 * time.Millisecond
 	gossipKeyInfo         = "troika memberlist key v1"
 )
 
@@ -221,37 +224,41 @@ func StartGossip(cfg GossipConfig) (*Gossip, error) {
 func (g *Gossip) Addr() string { return g.addr }
 
 // joinLoop joins the configured members at start and keeps retrying the
-// ones that are not alive.
+// ones that are not alive: gossipFirstJoinRetry after the first try,
+// doubling up to ReconnectEvery.
 func (g *Gossip) joinLoop() {
-	self := g.Addr()
-	delay := 200 * time.Millisecond
+	wait := retry.Policy{Initial: min(gossipFirstJoinRetry, g.cfg.ReconnectEvery), Max: g.cfg.ReconnectEvery}.New()
 	for {
-		var try []string
-		alive := map[string]bool{}
-		for _, m := range g.Members() {
-			if m.State == MemberAlive {
-				alive[m.Addr] = true
-			}
-		}
-		for _, a := range g.cfg.Join {
-			if a != self && !alive[a] {
-				try = append(try, a)
-			}
-		}
-		if len(try) > 0 {
-			n, err := g.ml.Join(try)
-			if err != nil && n == 0 {
-				g.log.Debug("gossip: join: no member answered yet", "tried", strings.Join(try, ","), "error", err)
-			} else if n > 0 {
-				g.log.Info("gossip: joined", "contacted", n, "of", strings.Join(try, ","))
-			}
-		}
-		select {
-		case <-g.stop:
+		g.joinMissing()
+		if !wait.Wait(g.stop) {
 			return
-		case <-time.After(delay):
 		}
-		delay = min(2*delay, g.cfg.ReconnectEvery)
+	}
+}
+
+// joinMissing tries to join the configured members that are not alive.
+func (g *Gossip) joinMissing() {
+	self := g.Addr()
+	alive := map[string]bool{}
+	for _, m := range g.Members() {
+		if m.State == MemberAlive {
+			alive[m.Addr] = true
+		}
+	}
+	var try []string
+	for _, a := range g.cfg.Join {
+		if a != self && !alive[a] {
+			try = append(try, a)
+		}
+	}
+	if len(try) == 0 {
+		return
+	}
+	n, err := g.ml.Join(try)
+	if err != nil && n == 0 {
+		g.log.Debug("gossip: join: no member answered yet", "tried", strings.Join(try, ","), "error", err)
+	} else if n > 0 {
+		g.log.Info("gossip: joined", "contacted", n, "of", strings.Join(try, ","))
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"testing"
 	"time"
+
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
 func startGossips(t *testing.T, n int, key []byte) []*Gossip {
@@ -39,12 +41,30 @@ func stateOf(g *Gossip, id string) string {
 	return ""
 }
 
+// waitMemberState waits until g sees member id in state, and returns when
+// it saw the change (false: not within timeout).
+func waitMemberState(g *Gossip, id, state string, timeout time.Duration) (time.Time, bool) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		changed := g.Changed()
+		if stateOf(g, id) == state {
+			return time.Now(), true
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return time.Time{}, false
+		}
+	}
+}
+
 // Three members find each other, see each other's metadata and its
 // updates, and detect a crashed member (no leave) within a second or so:
 // the time is logged.
 func TestGossipDetectsFailureFast(t *testing.T) {
 	gs := startGossips(t, 3, newKey(t))
-	waitFor(t, 5*time.Second, "three alive members everywhere", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "three alive members everywhere", func() bool {
 		for _, g := range gs {
 			alive := 0
 			for _, m := range g.Members() {
@@ -61,7 +81,7 @@ func TestGossipDetectsFailureFast(t *testing.T) {
 	if err := gs[1].SetMeta(NodeMeta{Version: "test", Health: HealthDraining, Load: 7}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "metadata update", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "metadata update", func() bool {
 		for _, m := range gs[0].Members() {
 			if m.ID == "n2" {
 				return m.Meta.Health == HealthDraining && m.Meta.Load == 7
@@ -72,15 +92,8 @@ func TestGossipDetectsFailureFast(t *testing.T) {
 
 	crash := time.Now()
 	gs[2].Shutdown() // no Leave: a crash to the others
-	var deadAt time.Time
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) && deadAt.IsZero() {
-		if stateOf(gs[0], "n3") == MemberDead {
-			deadAt = time.Now()
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if deadAt.IsZero() {
+	deadAt, ok := waitMemberState(gs[0], "n3", MemberDead, 10*time.Second)
+	if !ok {
 		t.Fatalf("n3 not dead to n1 within 10 s: %s", stateOf(gs[0], "n3"))
 	}
 	t.Logf("crash of n3 -> dead to n1 after %s", deadAt.Sub(crash).Round(time.Millisecond))
@@ -90,13 +103,14 @@ func TestGossipDetectsFailureFast(t *testing.T) {
 	// A graceful leave is seen as "left" at once.
 	left := time.Now()
 	gs[1].Leave(time.Second)
-	waitFor(t, 3*time.Second, "n2 left", func() bool { return stateOf(gs[0], "n2") == MemberLeft })
+	testkit.WaitFor(t, 3*time.Second, "n2 left", func() bool { return stateOf(gs[0], "n2") == MemberLeft })
 	t.Logf("leave of n2 seen by n1 after %s", time.Since(left).Round(time.Millisecond))
 }
 
 // The gossip key is derived from the cluster key; members with another
 // cluster key cannot join.
 func TestGossipKeyAndEncryption(t *testing.T) {
+	t.Parallel() // mostly watches nothing happen
 	k1, _ := GossipKey([]byte("0123456789abcdef0123456789abcdef"))
 	k2, _ := GossipKey([]byte("0123456789abcdef0123456789abcdef"))
 	k3, _ := GossipKey([]byte("another-cluster-key-0123456789ab"))
@@ -109,8 +123,11 @@ func TestGossipKeyAndEncryption(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Shutdown()
-	time.Sleep(time.Second)
-	if len(a.Members()) != 1 || len(b.Members()) != 1 {
-		t.Fatalf("members with different keys joined: %v / %v", a.Members(), b.Members())
-	}
+	testkit.Holds(t, time.Second, "members with different keys apart", func() bool {
+		if len(a.Members()) != 1 || len(b.Members()) != 1 {
+			t.Logf("members with different keys joined: %v / %v", a.Members(), b.Members())
+			return false
+		}
+		return true
+	})
 }

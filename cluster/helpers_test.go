@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
 // testLogWriter sends log lines to t.Log until the test ends.
@@ -181,17 +182,27 @@ func (c *testCluster) stopAll() {
 // waitLeader returns the index of the running node that leads.
 func (c *testCluster) waitLeader() int {
 	c.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
+	leader := -1
+	testkit.WaitFor(c.t, 15*time.Second, "a leader", func() bool {
 		for i, tn := range c.nodes {
 			if tn.node != nil && tn.node.IsLeader() {
-				return i
+				leader = i
+				return true
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	c.t.Fatal("no leader after 15s")
-	return -1
+		return false
+	})
+	return leader
+}
+
+// newLedCluster starts a 3-node cluster (tuned by tune, as newCluster)
+// and waits for its leader; ctx ends after timeout, or with the test.
+func newLedCluster(t testing.TB, tune func(*Config), timeout time.Duration) (c *testCluster, ctx context.Context, leader int) {
+	t.Helper()
+	c = newCluster(t, 3, tune)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	return c, ctx, c.waitLeader()
 }
 
 // follower returns a running node other than the leader.
@@ -203,17 +214,6 @@ func (c *testCluster) follower(leader int) int {
 	}
 	c.t.Fatal("no running follower")
 	return -1
-}
-
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func nowMS() int64 { return time.Now().UnixMilli() }
@@ -230,6 +230,42 @@ func createAccount(ctx context.Context, n *Node, id string) error {
 		return fmt.Errorf("create account %s refused: %v", id, res.Err)
 	}
 	return nil
+}
+
+// createAccounts creates the accounts prefix0 to prefix<count-1> through
+// n, concurrently, and returns their ids.
+func createAccounts(ctx context.Context, t testing.TB, n *Node, prefix string, count int) []string {
+	t.Helper()
+	ids := make([]string, count)
+	var wg sync.WaitGroup
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%s%d", prefix, i)
+		wg.Add(1)
+		go func(id string) {
+			defer wg.Done()
+			if err := createAccount(ctx, n, id); err != nil {
+				t.Error(err)
+			}
+		}(ids[i])
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	return ids
+}
+
+// seedAccount creates account id through n and registers count bindings
+// to it through n with workers goroutines: the acknowledged ones are in
+// the log it returns.
+func seedAccount(ctx context.Context, t testing.TB, n *Node, id string, count, workers int) *ackLog {
+	t.Helper()
+	if err := createAccount(ctx, n, id); err != nil {
+		t.Fatal(err)
+	}
+	acks := &ackLog{}
+	registerMany(ctx, t, n, []string{id}, 0, count, workers, acks)
+	return acks
 }
 
 // ackedBinding is a binding whose Register was acknowledged.

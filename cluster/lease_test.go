@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
 func TestLeaseTiming(t *testing.T) {
@@ -79,7 +81,7 @@ func TestLeaderContactIgnoresStepDownStamp(t *testing.T) {
 		t.Fatal("the leader does not say it leads")
 	}
 	f := c.nodes[c.follower(li)].node
-	waitFor(t, 5*time.Second, "follower contact", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "follower contact", func() bool {
 		leader, last := f.LeaderContact()
 		return !leader && time.Since(last) < 200*time.Millisecond
 	})
@@ -90,8 +92,11 @@ func TestLeaderContactIgnoresStepDownStamp(t *testing.T) {
 			c.stop(i)
 		}
 	}
-	waitFor(t, 5*time.Second, "step down", func() bool { return !old.IsLeader() })
-	time.Sleep(50 * time.Millisecond) // the "not leader" notification
+	testkit.WaitFor(t, 5*time.Second, `step down and raft's "not leader" notification`, func() bool {
+		old.contact.mu.Lock()
+		defer old.contact.mu.Unlock()
+		return !old.IsLeader() && !old.contact.leading && !old.contact.stepDownAt.IsZero()
+	})
 	if leader, last := old.LeaderContact(); leader || !last.IsZero() {
 		t.Fatalf("after stepping down: leader=%v last contact %v; want none (raft's step-down stamp is %v)", leader, last, old.raft.LastContact())
 	}

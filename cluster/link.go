@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/troika-sip/troika/internal/retry"
 )
 
 // Link carries the SIP dispatcher's messages between nodes (sipstack's
@@ -88,7 +90,10 @@ const (
 	// does not run into one deadline.
 	linkBatchMax    = 256
 	linkDialTimeout = 2 * time.Second
-	linkMaxBackoff  = 2 * time.Second
+	// A peer is dialed again linkFirstBackoff after a failure, then
+	// twice as long after each further one, up to linkMaxBackoff.
+	linkFirstBackoff = 50 * time.Millisecond
+	linkMaxBackoff   = 2 * time.Second
 )
 
 type linkPeer struct {
@@ -255,9 +260,11 @@ func (l *Link) refresh() {
 	}
 }
 
-// runPeer keeps a connection to p and writes its queue to it.
+// runPeer keeps a connection to p and writes its queue to it, waiting
+// between attempts (linkFirstBackoff doubling to linkMaxBackoff, from the
+// start again after a connection that worked).
 func (l *Link) runPeer(p *linkPeer) {
-	backoff := 50 * time.Millisecond
+	wait := retry.Policy{Initial: linkFirstBackoff, Max: linkMaxBackoff}.New()
 	failures := 0
 	for {
 		select {
@@ -268,27 +275,10 @@ func (l *Link) runPeer(p *linkPeer) {
 		default:
 		}
 		addr := *p.addr.Load()
-		conn, err := dialAuth(addr, l.n.cfg.Key, connLink, linkDialTimeout)
-		if err == nil {
-			setUserTimeout(conn, linkWriteTimeout)
-			w := bufio.NewWriterSize(conn, linkWriteBuffer)
-			_ = conn.SetWriteDeadline(time.Now().Add(linkWriteTimeout))
-			if err = writeLinkFrame(w, linkHello, encodeHello(l.n.cfg.NodeID, l.cfg.Hello)); err == nil {
-				err = w.Flush()
-			}
-			if err != nil {
-				_ = conn.Close()
-			} else {
-				failures, backoff = 0, 50*time.Millisecond
-				l.log.Info("link: connected", "peer", p.id, "addr", addr)
-				p.up.Store(true)
-				err = l.writeLoop(p, conn, w)
-				p.up.Store(false)
-				_ = conn.Close()
-				if n := l.discard(p); n > 0 || err != nil {
-					l.log.Warn("link: disconnected", "peer", p.id, "addr", addr, "error", err, "dropped", n)
-				}
-			}
+		connected, err := l.connectAndWrite(p, addr)
+		if connected {
+			failures = 0
+			wait.Reset()
 		}
 		if err != nil {
 			failures++
@@ -296,17 +286,42 @@ func (l *Link) runPeer(p *linkPeer) {
 			if failures == 10 {
 				lvl = slog.LevelWarn // about 10 s: say so once per streak
 			}
-			l.log.Log(context.Background(), lvl, "link: cannot connect; retrying", "peer", p.id, "addr", addr, "error", err, "retry_in", backoff)
+			l.log.Log(context.Background(), lvl, "link: cannot connect; retrying", "peer", p.id, "addr", addr, "error", err, "retry_in", wait.Next())
 		}
-		select {
-		case <-l.stop:
+		// p.stop is closed when the link stops too (refreshLoop).
+		if !wait.Wait(p.stop) {
 			return
-		case <-p.stop:
-			return
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, linkMaxBackoff)
 	}
+}
+
+// connectAndWrite dials p at addr, says hello and writes p's queue until
+// the connection breaks or the peer or the link stops. connected reports
+// whether the hello went through; err is why it ended.
+func (l *Link) connectAndWrite(p *linkPeer, addr string) (connected bool, err error) {
+	conn, err := dialAuth(addr, l.n.cfg.Key, connLink, linkDialTimeout)
+	if err != nil {
+		return false, err
+	}
+	setUserTimeout(conn, linkWriteTimeout)
+	w := bufio.NewWriterSize(conn, linkWriteBuffer)
+	_ = conn.SetWriteDeadline(time.Now().Add(linkWriteTimeout))
+	if err = writeLinkFrame(w, linkHello, encodeHello(l.n.cfg.NodeID, l.cfg.Hello)); err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
+		_ = conn.Close()
+		return false, fmt.Errorf("hello to %s: %w", addr, err)
+	}
+	l.log.Info("link: connected", "peer", p.id, "addr", addr)
+	p.up.Store(true)
+	err = l.writeLoop(p, conn, w)
+	p.up.Store(false)
+	_ = conn.Close()
+	if n := l.discard(p); n > 0 || err != nil {
+		l.log.Warn("link: disconnected", "peer", p.id, "addr", addr, "error", err, "dropped", n)
+	}
+	return true, err
 }
 
 // discard drops what is queued for p.

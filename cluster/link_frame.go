@@ -2,12 +2,11 @@ package cluster
 
 import (
 	"bufio"
-	"encoding/binary"
 	"fmt"
-	"io"
 )
 
-// Link frames (link.go), after the connection's handshake:
+// Link frames (link.go), after the connection's handshake (framed as
+// framing.go says):
 //
 //	uint32 length (big endian, of what follows) | type | body
 //
@@ -23,44 +22,31 @@ const (
 	maxLinkFrame   = 1 + MaxLinkMessage
 )
 
+// linkFraming is the dispatch link's frame format (framing.go).
+func linkFraming() framing { return framing{name: "link frame ", limit: maxLinkFrame} }
+
 func writeLinkFrame(w *bufio.Writer, typ byte, body []byte) error {
-	if len(body) > MaxLinkMessage {
-		return fmt.Errorf("link frame of %d bytes is over the %d limit", len(body), MaxLinkMessage)
-	}
-	var hdr [5]byte
-	binary.BigEndian.PutUint32(hdr[:4], uint32(1+len(body)))
-	hdr[4] = typ
-	if _, err := w.Write(hdr[:]); err != nil {
-		return err
-	}
-	_, err := w.Write(body)
-	return err
+	return linkFraming().write(w, []byte{typ}, body)
 }
 
 // readLinkFrame reads one frame; its body is newly allocated (the caller
 // may keep it). A length of zero or over the limit, or an unknown type,
 // is errBadFrame.
 func readLinkFrame(r *bufio.Reader) (byte, []byte, error) {
-	var hdr [5]byte
-	if _, err := io.ReadFull(r, hdr[:4]); err != nil {
+	var hdr [1]byte
+	body, err := linkFraming().read(r, hdr[:], checkLinkType)
+	if err != nil {
 		return 0, nil, err
 	}
-	n := binary.BigEndian.Uint32(hdr[:4])
-	if n < 1 || n > maxLinkFrame {
-		return 0, nil, fmt.Errorf("%w: link frame length %d", errBadFrame, n)
+	return hdr[0], body, nil
+}
+
+// checkLinkType refuses a frame of a type this version does not know.
+func checkLinkType(hdr []byte) error {
+	if typ := hdr[0]; typ != linkHello && typ != linkData {
+		return fmt.Errorf("%w: link frame type %#x", errBadFrame, typ)
 	}
-	if _, err := io.ReadFull(r, hdr[4:5]); err != nil {
-		return 0, nil, noEOF(err)
-	}
-	typ := hdr[4]
-	if typ != linkHello && typ != linkData {
-		return 0, nil, fmt.Errorf("%w: link frame type %#x", errBadFrame, typ)
-	}
-	body := make([]byte, n-1)
-	if _, err := io.ReadFull(r, body); err != nil {
-		return 0, nil, noEOF(err)
-	}
-	return typ, body, nil
+	return nil
 }
 
 func encodeHello(id string, data []byte) []byte {

@@ -3,10 +3,14 @@ package cluster
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
 // linkSink collects what a link receives.
@@ -63,7 +67,7 @@ func TestLinkCarriesMessagesInOrder(t *testing.T) {
 	if _, err := c.nodes[0].node.StartLink(LinkConfig{OnMessage: func(string, []byte) {}}); err == nil {
 		t.Fatal("a second link started on one node")
 	}
-	waitFor(t, 10*time.Second, "links up", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "links up", func() bool {
 		for _, l := range links {
 			if l.Stats().Connected != 2 {
 				return false
@@ -81,12 +85,11 @@ func TestLinkCarriesMessagesInOrder(t *testing.T) {
 	for i := range n {
 		msg := []byte(fmt.Sprintf("m%05d", i))
 		for _, to := range []string{"n2", "n3"} {
-			for !links[0].Send(to, msg) {
-				time.Sleep(time.Millisecond) // queue of 256: wait for the writer
-			}
+			// A queue of 256: when it is full, wait for the writer.
+			testkit.WaitFor(t, 5*time.Second, "room in the queue to "+to, func() bool { return links[0].Send(to, msg) })
 		}
 	}
-	waitFor(t, 10*time.Second, "messages", func() bool { return sinks[1].count("n1") == n && sinks[2].count("n1") == n })
+	testkit.WaitFor(t, 10*time.Second, "messages", func() bool { return sinks[1].count("n1") == n && sinks[2].count("n1") == n })
 	for _, s := range sinks[1:] {
 		s.mu.Lock()
 		for i, m := range s.msgs["n1"] {
@@ -107,18 +110,18 @@ func TestLinkCarriesMessagesInOrder(t *testing.T) {
 	// Restart n3 with a new link: n1 reconnects.
 	links[2].Close()
 	c.stop(2)
-	waitFor(t, 10*time.Second, "n1 sees n3 gone", func() bool { return !links[0].Connected("n3") })
+	testkit.WaitFor(t, 10*time.Second, "n1 sees n3 gone", func() bool { return !links[0].Connected("n3") })
 	if links[0].Send("n3", []byte("lost")) {
 		t.Fatal("a message for a node that is down was queued")
 	}
 	c.start(2)
 	sinks[2] = newLinkSink()
 	links[2] = startLink(t, c.nodes[2].node, sinks[2])
-	waitFor(t, 10*time.Second, "n1 reconnects to n3", func() bool { return links[0].Connected("n3") })
+	testkit.WaitFor(t, 10*time.Second, "n1 reconnects to n3", func() bool { return links[0].Connected("n3") })
 	if !links[0].Send("n3", []byte("again")) {
 		t.Fatal("not sent after reconnecting")
 	}
-	waitFor(t, 5*time.Second, "message after restart", func() bool { return sinks[2].count("n1") == 1 })
+	testkit.WaitFor(t, 5*time.Second, "message after restart", func() bool { return sinks[2].count("n1") == 1 })
 }
 
 // A connection of the link type with the wrong cluster key is refused by
@@ -149,16 +152,14 @@ func TestLinkAuthentication(t *testing.T) {
 }
 
 func TestLinkFrames(t *testing.T) {
-	var buf bytes.Buffer
-	w := bufio.NewWriter(&buf)
-	writeLinkFrame(w, linkHello, encodeHello("sip-1", []byte("10.0.0.1")))
-	writeLinkFrame(w, linkData, []byte("payload"))
-	writeLinkFrame(w, linkData, nil)
-	if err := writeLinkFrame(w, linkData, make([]byte, MaxLinkMessage+1)); err == nil {
+	r := bufio.NewReader(bytes.NewReader(onWire(t, func(w *bufio.Writer) error {
+		return errors.Join(writeLinkFrame(w, linkHello, encodeHello("sip-1", []byte("10.0.0.1"))),
+			writeLinkFrame(w, linkData, []byte("payload")),
+			writeLinkFrame(w, linkData, nil))
+	})))
+	if err := writeLinkFrame(bufio.NewWriter(io.Discard), linkData, make([]byte, MaxLinkMessage+1)); err == nil {
 		t.Fatal("oversized frame written")
 	}
-	w.Flush()
-	r := bufio.NewReader(&buf)
 	typ, body, err := readLinkFrame(r)
 	id, data, herr := decodeHello(body)
 	if err != nil || herr != nil || typ != linkHello || id != "sip-1" || string(data) != "10.0.0.1" {
@@ -184,12 +185,10 @@ func TestLinkFrames(t *testing.T) {
 // never returns a body over the limit; what it decodes re-encodes to the
 // bytes it read. Seeds: testdata/fuzz/FuzzLinkFrame.
 func FuzzLinkFrame(f *testing.F) {
-	var buf bytes.Buffer
-	w := bufio.NewWriter(&buf)
-	writeLinkFrame(w, linkHello, encodeHello("n1", []byte("10.0.0.1,10.0.0.2")))
-	writeLinkFrame(w, linkData, []byte("I\x00\x00\x00\x00\x00\x00\x00\x01\x11udp:10.0.0.1:5060\x04\x0a\x00\x00\x09\x13\xc4OPTIONS"))
-	w.Flush()
-	f.Add(buf.Bytes())
+	f.Add(onWire(f, func(w *bufio.Writer) error {
+		return errors.Join(writeLinkFrame(w, linkHello, encodeHello("n1", []byte("10.0.0.1,10.0.0.2"))),
+			writeLinkFrame(w, linkData, []byte("I\x00\x00\x00\x00\x00\x00\x00\x01\x11udp:10.0.0.1:5060\x04\x0a\x00\x00\x09\x13\xc4OPTIONS")))
+	}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := bufio.NewReader(bytes.NewReader(data))
 		var out bytes.Buffer

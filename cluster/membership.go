@@ -11,46 +11,54 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/retry"
 )
 
 const (
 	joinAttemptTimeout = 10 * time.Second
+	joinFirstBackoff   = 250 * time.Millisecond // after a round that did not add this node; doubling
 	joinMaxBackoff     = 10 * time.Second
 )
 
 // joinLoop asks the Join members to add this node as a voter until one
 // does, this node shows up in the configuration, or ctx ends.
 func (n *Node) joinLoop(ctx context.Context) {
-	delay := 250 * time.Millisecond
 	start := time.Now()
-	for attempt := 1; ; attempt++ {
-		if n.isMember() {
-			n.log.Info("cluster: this node is a member", "after", time.Since(start).Round(time.Millisecond))
-			return
-		}
-		var errs []string
-		for _, addr := range n.cfg.Join {
-			if addr == n.advertise {
-				continue
-			}
-			err := n.joinVia(ctx, addr)
-			if err == nil {
-				n.log.Info("cluster: joined the cluster", "via", addr, "attempts", attempt, "after", time.Since(start).Round(time.Millisecond))
-				return
-			}
-			if ctx.Err() != nil {
-				n.log.Warn("cluster: gave up joining", "attempts", attempt, "error", err)
-				return
-			}
-			errs = append(errs, err.Error())
-		}
-		n.log.Warn("cluster: join: not added yet; retrying", "attempt", attempt, "retry_in", delay, "errors", strings.Join(errs, "; "))
-		if sleepCtx(ctx, delay) != nil {
-			n.log.Warn("cluster: gave up joining", "attempts", attempt, "error", ctx.Err())
-			return
-		}
-		delay = min(2*delay, joinMaxBackoff)
+	attempt := 0
+	_, err := retry.Do(ctx, retry.Policy{Initial: joinFirstBackoff, Max: joinMaxBackoff}, func(ctx context.Context) (struct{}, error) {
+		attempt++
+		return struct{}{}, n.joinOnce(ctx, attempt, start)
+	}, func(err error, wait time.Duration) {
+		n.log.Warn("cluster: join: not added yet; retrying", "attempt", attempt, "retry_in", wait, "errors", err.Error())
+	})
+	if err != nil {
+		n.log.Warn("cluster: gave up joining", "attempts", attempt, "error", err)
 	}
+}
+
+// joinOnce asks each Join member in turn to add this node; nil once one
+// did or this node is already a member.
+func (n *Node) joinOnce(ctx context.Context, attempt int, start time.Time) error {
+	if n.isMember() {
+		n.log.Info("cluster: this node is a member", "after", time.Since(start).Round(time.Millisecond))
+		return nil
+	}
+	var errs []string
+	for _, addr := range n.cfg.Join {
+		if addr == n.advertise {
+			continue
+		}
+		err := n.joinVia(ctx, addr)
+		if err == nil {
+			n.log.Info("cluster: joined the cluster", "via", addr, "attempts", attempt, "after", time.Since(start).Round(time.Millisecond))
+			return nil
+		}
+		if ctx.Err() != nil {
+			return retry.Permanent(err)
+		}
+		errs = append(errs, err.Error())
+	}
+	return errors.New(strings.Join(errs, "; "))
 }
 
 // joinVia asks the member at addr to add this node; a member that does not

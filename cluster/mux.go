@@ -9,11 +9,18 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/troika-sip/troika/internal/retry"
 )
 
-// maxHandshakes bounds connections that have not authenticated yet, so a
-// flood of idle connections cannot pile up goroutines.
-const maxHandshakes = 256
+const (
+	// maxHandshakes bounds connections that have not authenticated yet,
+	// so a flood of idle connections cannot pile up goroutines.
+	maxHandshakes = 256
+
+	acceptFirstBackoff = 5 * time.Millisecond
+	acceptMaxBackoff   = time.Second
+)
 
 // mux accepts connections on the node's one internal port, authenticates
 // them and hands each to raft or to the forwarding server.
@@ -63,8 +70,11 @@ func (m *mux) serve() {
 	}()
 }
 
+// acceptLoop accepts connections until the mux closes. After a failed
+// Accept (out of file descriptors, say) it waits acceptFirstBackoff,
+// doubling up to acceptMaxBackoff while Accept keeps failing.
 func (m *mux) acceptLoop() {
-	var delay time.Duration
+	wait := retry.Policy{Initial: acceptFirstBackoff, Max: acceptMaxBackoff}.New()
 	for {
 		conn, err := m.ln.Accept()
 		if err != nil {
@@ -76,34 +86,37 @@ func (m *mux) acceptLoop() {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			m.log.Warn("cluster port: accept failed", "error", err, "retry_in", delay)
-			select {
-			case <-m.closing:
+			m.log.Warn("cluster port: accept failed", "error", err, "retry_in", wait.Next())
+			if !wait.Wait(m.closing) {
 				return
-			case <-time.After(delay):
 			}
 			continue
 		}
-		delay = 0
-		select {
-		case m.handshakes <- struct{}{}:
-		default:
-			m.log.Warn("cluster port: too many unauthenticated connections, dropping one", "remote", conn.RemoteAddr().String())
-			_ = conn.Close()
-			continue
-		}
-		tc := m.track(conn)
-		if tc == nil {
-			<-m.handshakes
-			continue
-		}
-		m.wg.Add(1)
-		go func() {
-			defer m.wg.Done()
-			m.handle(tc)
-		}()
+		wait.Reset()
+		m.dispatch(conn)
 	}
+}
+
+// dispatch hands an accepted connection to its own goroutine for the
+// handshake, unless too many are already waiting for theirs.
+func (m *mux) dispatch(conn net.Conn) {
+	select {
+	case m.handshakes <- struct{}{}:
+	default:
+		m.log.Warn("cluster port: too many unauthenticated connections, dropping one", "remote", conn.RemoteAddr().String())
+		_ = conn.Close()
+		return
+	}
+	tc := m.track(conn)
+	if tc == nil {
+		<-m.handshakes
+		return
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.handle(tc)
+	}()
 }
 
 func (m *mux) handle(conn *trackedConn) {

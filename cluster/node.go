@@ -5,17 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/retry"
 )
 
 const (
@@ -27,6 +24,9 @@ const (
 	// maxApplyEnqueue bounds how long raft.Apply waits to enqueue a
 	// command when the caller's context has no sooner deadline.
 	maxApplyEnqueue = 10 * time.Second
+	// leaderBarrierRetry: how long a new leader waits before trying its
+	// barrier again after a failure.
+	leaderBarrierRetry = 100 * time.Millisecond
 )
 
 // ErrShutdown is returned by a Node's methods after Shutdown.
@@ -65,199 +65,6 @@ type Node struct {
 
 	shutdownOnce sync.Once
 	shutdownErr  error
-}
-
-// Start opens (or creates) this node's raft state in cfg.DataDir, starts
-// listening on the cluster port and joins the cluster: by bootstrapping it
-// from cfg.Peers (or alone with cfg.Bootstrap) when there is no state yet,
-// or by asking cfg.Join members to add it. state receives every committed
-// command; it must be fresh (raft replays the log into it).
-//
-// ctx bounds the work Start leaves running in the background on its
-// behalf (join retries); cancelling it later does not stop the node:
-// Shutdown does.
-func Start(ctx context.Context, cfg Config, state *fsm.State) (n *Node, err error) {
-	if state == nil {
-		return nil, errors.New("cluster: start: nil fsm state")
-	}
-	cfg.setDefaults()
-	if err := cfg.validate(); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("cluster: start: %w", err)
-	}
-	log := cfg.Logger.With("node", cfg.NodeID)
-
-	var cleanup []func()
-	defer func() {
-		if err != nil {
-			for i := len(cleanup) - 1; i >= 0; i-- {
-				cleanup[i]()
-			}
-		}
-	}()
-
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("cluster: data dir: %w", err)
-	}
-
-	ln := cfg.Listener
-	if ln == nil {
-		ln, err = net.Listen("tcp", cfg.BindAddr)
-		if err != nil {
-			return nil, fmt.Errorf("cluster: listen on %s: %w", cfg.BindAddr, err)
-		}
-	}
-	cleanup = append(cleanup, func() { _ = ln.Close() })
-	advertise := cfg.AdvertiseAddr
-	if advertise == "" {
-		advertise = ln.Addr().String()
-	}
-	if err := cfg.checkAdvertise(advertise); err != nil {
-		return nil, err
-	}
-
-	dbPath := filepath.Join(cfg.DataDir, "raft.db")
-	store, err := raftboltdb.New(raftboltdb.Options{
-		Path:        dbPath,
-		BoltOptions: &bbolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true},
-	})
-	if err != nil {
-		if errors.Is(err, bbolt.ErrTimeout) {
-			return nil, fmt.Errorf("cluster: open %s: locked by another process: is another node running on this data dir?", dbPath)
-		}
-		return nil, fmt.Errorf("cluster: open %s: %w", dbPath, err)
-	}
-	cleanup = append(cleanup, func() { _ = store.Close() })
-
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, snapshotsRetained, newHCLog(log, "raft-snapshot"))
-	if err != nil {
-		return nil, fmt.Errorf("cluster: snapshot store in %s: %w", cfg.DataDir, err)
-	}
-
-	nctx, cancel := context.WithCancel(context.Background())
-	cleanup = append(cleanup, cancel)
-	n = &Node{
-		cfg:         cfg,
-		log:         log,
-		state:       state,
-		fsm:         &raftFSM{state: state, log: log},
-		store:       store,
-		snaps:       snaps,
-		fwd:         newFwdClient(cfg.Key, log),
-		advertise:   advertise,
-		ctx:         nctx,
-		cancel:      cancel,
-		notifyCh:    make(chan bool, 16),
-		raftDone:    make(chan struct{}),
-		obsCh:       make(chan raft.Observation, 64),
-		leaderWatch: make(chan struct{}),
-	}
-	n.mux = newMux(ln, cfg.Key, advertise, log)
-	n.mux.onForward = n.serveForward
-	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  n.mux.raft,
-		MaxPool: transportMaxPool,
-		Timeout: transportTimeout,
-		Logger:  newHCLog(log, "raft-net"),
-	})
-	cleanup = append(cleanup, func() { _ = n.trans.Close() })
-
-	rc := n.raftConfig()
-	if err := raft.ValidateConfig(rc); err != nil {
-		return nil, fmt.Errorf("cluster: raft config: %w", err)
-	}
-	existing, err := raft.HasExistingState(store, store, snaps)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: read raft state in %s: %w", cfg.DataDir, err)
-	}
-
-	// Replication reads recent entries back from the log store: serve them
-	// from memory.
-	logs, err := raft.NewLogCache(logCacheSize, store)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: log cache: %w", err)
-	}
-	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, n.trans)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: start raft: %w", err)
-	}
-	n.raft = r
-	cleanup = append(cleanup, func() { _ = r.Shutdown().Error() })
-
-	n.observer = raft.NewObserver(n.obsCh, false, func(o *raft.Observation) bool {
-		switch o.Data.(type) {
-		case raft.LeaderObservation, raft.RaftState:
-			return true
-		}
-		return false
-	})
-	r.RegisterObserver(n.observer)
-
-	join := false
-	switch {
-	case existing:
-		log.Info("cluster: found existing raft state; resuming", "data_dir", cfg.DataDir, "addr", advertise)
-	case len(cfg.Peers) > 0 || cfg.Bootstrap:
-		servers := []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(cfg.NodeID), Address: raft.ServerAddress(advertise)}}
-		if len(cfg.Peers) > 0 {
-			servers = servers[:0]
-			for _, p := range cfg.Peers {
-				servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr)})
-			}
-		}
-		if err := r.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
-			return nil, fmt.Errorf("cluster: bootstrap with %d voter(s): %w", len(servers), err)
-		}
-		log.Info("cluster: bootstrapped a new cluster", "voters", len(servers), "addr", advertise)
-	case len(cfg.Join) > 0:
-		join = true
-	default:
-		log.Info("cluster: no raft state, no peers and nothing to join: waiting for a member to add this node", "addr", advertise)
-	}
-
-	// From here on nothing fails: start the background work.
-	n.mux.serve()
-	n.wg.Add(2)
-	go func() { defer n.wg.Done(); n.leadershipLoop() }()
-	go func() { defer n.wg.Done(); n.observeLoop() }()
-	if join {
-		jctx, jcancel := context.WithCancel(n.ctx)
-		stop := context.AfterFunc(ctx, jcancel)
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			defer stop()
-			defer jcancel()
-			n.joinLoop(jctx)
-		}()
-	}
-	return n, nil
-}
-
-func (n *Node) raftConfig() *raft.Config {
-	c := raft.DefaultConfig()
-	c.LocalID = raft.ServerID(n.cfg.NodeID)
-	c.Logger = newHCLog(n.log, "raft")
-	c.NotifyCh = n.notifyCh
-	c.BatchApplyCh = true
-	c.MaxAppendEntries = 256
-	c.SnapshotThreshold = n.cfg.SnapshotThreshold
-	c.SnapshotInterval = n.cfg.SnapshotInterval
-	c.TrailingLogs = n.cfg.TrailingLogs
-	c.HeartbeatTimeout = n.cfg.HeartbeatTimeout
-	c.ElectionTimeout = n.cfg.ElectionTimeout
-	c.LeaderLeaseTimeout = n.cfg.LeaderLeaseTimeout
-	// Followers learn that an entry committed from the next AppendEntries;
-	// on an idle leader that comes after CommitTimeout (default 50 ms).
-	// Shorter, a follower applies an address assignment (and answers a
-	// forwarded write) sooner, for a few dozen empty RPCs per second.
-	c.CommitTimeout = commitTimeout
-	// A removed node stays up as a non-member, so it can be added back
-	// without a restart.
-	c.ShutdownOnRemove = false
-	return c
 }
 
 // Shutdown stops the node: no leadership transfer (call
@@ -407,20 +214,22 @@ func (n *Node) startLeader() context.CancelFunc {
 	return cancel
 }
 
+// runLeader waits until this node's state holds everything the previous
+// leaders committed (a raft barrier, tried again every
+// leaderBarrierRetry while it fails), then runs OnLeader.
 func (n *Node) runLeader(ctx context.Context) {
 	start := time.Now()
-	for {
+	_, err := retry.Do(ctx, retry.Policy{Initial: leaderBarrierRetry}, func(ctx context.Context) (struct{}, error) {
 		err := waitFuture(ctx, n.raft.Barrier(0))
-		if err == nil {
-			break
+		if err != nil && (ctx.Err() != nil || errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown)) {
+			return struct{}{}, retry.Permanent(err)
 		}
-		if ctx.Err() != nil || errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown) {
-			return
-		}
+		return struct{}{}, err
+	}, func(err error, _ time.Duration) {
 		n.log.Warn("cluster: leader barrier failed; retrying", "error", err)
-		if sleepCtx(ctx, 100*time.Millisecond) != nil {
-			return
-		}
+	})
+	if err != nil {
+		return
 	}
 	n.log.Info("cluster: this node leads; state is up to date", "term", n.raft.CurrentTerm(),
 		"applied_index", n.raft.AppliedIndex(), "barrier", time.Since(start).Round(time.Millisecond))
@@ -479,6 +288,8 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 		}
 		return fmt.Errorf("cluster: transfer leadership: %w", err)
 	}
+	poll := time.NewTicker(50 * time.Millisecond)
+	defer poll.Stop()
 	for {
 		watch := n.leaderChanged()
 		if _, id := n.raft.LeaderWithID(); id != "" && string(id) != n.cfg.NodeID {
@@ -489,7 +300,7 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 		case <-ctx.Done():
 			return fmt.Errorf("cluster: transfer leadership: no new leader yet: %w", ctx.Err())
 		case <-watch:
-		case <-time.After(50 * time.Millisecond):
+		case <-poll.C:
 		}
 	}
 }

@@ -36,17 +36,11 @@ func TestOwnershipDrainHandsOver(t *testing.T) {
 		t.Errorf("%s took %s %s after the drain began, before the handover wait %s", next, testVIP, took, oc.timing.HandoverWait())
 	}
 
-	time.Sleep(oc.timing.HandoverWait() + 500*time.Millisecond)
-	if h := oc.net.holders(vip); len(h) != 1 || h[0] != next {
-		t.Fatalf("while %s drains, %s is held by %v, want %s only", holder, testVIP, h, next)
-	}
+	oc.keptFrom(t, oc.timing.HandoverWait()+500*time.Millisecond, testVIP, holder, next, "while "+holder+" drains")
 	o.SetDraining(false, 0)
 	if err := oc.gossips[hi].SetMeta(NodeMeta{Version: "test", Health: HealthOK, Addrs: true}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(oc.timing.HandoverWait() + 500*time.Millisecond)
-	if h := oc.net.holders(vip); len(h) != 1 || h[0] != next {
-		t.Fatalf("after %s is back in service, %s is held by %v, want %s (no failback)", holder, testVIP, h, next)
-	}
+	oc.keptFrom(t, oc.timing.HandoverWait()+500*time.Millisecond, testVIP, holder, next, "after "+holder+" is back in service (no failback)")
 	oc.noViolations(t)
 }

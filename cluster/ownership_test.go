@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
 // fakeNet is the test's network segment: the addresses on every node's
@@ -189,17 +190,15 @@ const testVIP = "10.0.0.100"
 
 func newOwnedCluster(t *testing.T) *ownedCluster {
 	oc := &ownedCluster{net: newFakeNet(), owners: make([]atomic.Pointer[Owner], 3)}
+	// ready[i] is closed once node i's owner exists: it may lead before.
+	ready := []chan struct{}{make(chan struct{}), make(chan struct{}), make(chan struct{})}
 	oc.testCluster = newCluster(t, 3, func(c *Config) {
 		i := int(c.NodeID[1] - '1')
 		c.OnLeader = func(ctx context.Context) {
-			for {
-				if o := oc.owners[i].Load(); o != nil {
-					o.Lead(ctx)
-					return
-				}
-				if sleepCtx(ctx, 10*time.Millisecond) != nil {
-					return
-				}
+			select {
+			case <-ready[i]:
+				oc.owners[i].Load().Lead(ctx)
+			case <-ctx.Done():
 			}
 		}
 	})
@@ -229,14 +228,17 @@ func newOwnedCluster(t *testing.T) *ownedCluster {
 		t.Cleanup(func() { cancel(); <-done })
 		oc.cancel = append(oc.cancel, cancel)
 		oc.owners[i].Store(o)
+		close(ready[i])
 	}
 	stop := make(chan struct{})
 	go func() {
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
 		for {
 			select {
 			case <-stop:
 				return
-			case <-time.After(5 * time.Millisecond):
+			case <-tick.C:
 				oc.net.check()
 			}
 		}
@@ -250,7 +252,7 @@ func newOwnedCluster(t *testing.T) *ownedCluster {
 func (oc *ownedCluster) waitHeld(t *testing.T, ip string, timeout time.Duration, not ...string) string {
 	t.Helper()
 	var holder string
-	waitFor(t, timeout, ip+" held by one node", func() bool {
+	testkit.WaitFor(t, timeout, ip+" held by one node", func() bool {
 		h := oc.net.holders(netip.MustParseAddr(ip))
 		if len(h) != 1 || slices.Contains(not, h[0]) {
 			return false
@@ -260,6 +262,20 @@ func (oc *ownedCluster) waitHeld(t *testing.T, ip string, timeout time.Duration,
 		return open
 	})
 	return holder
+}
+
+// keptFrom checks that node does not hold ip at any time during d (the
+// two-holder checker covers overlaps), and that ip is then held by want
+// only.
+func (oc *ownedCluster) keptFrom(t *testing.T, d time.Duration, ip, node, want, when string) {
+	t.Helper()
+	addr := netip.MustParseAddr(ip)
+	testkit.Holds(t, d, when+", "+node+" not holding "+ip, func() bool {
+		return !slices.Contains(oc.net.holders(addr), node)
+	})
+	if h := oc.net.holders(addr); len(h) != 1 || h[0] != want {
+		t.Fatalf("%s, %s is held by %v, want %s only", when, ip, h, want)
+	}
 }
 
 func (oc *ownedCluster) noViolations(t *testing.T) {
@@ -336,7 +352,7 @@ func TestOwnershipFencesWithoutContact(t *testing.T) {
 	cut := time.Now()
 	oc.gossips[hi].Shutdown()
 	oc.stop(hi)
-	waitFor(t, 5*time.Second, holder+" gives up "+testVIP, func() bool {
+	testkit.WaitFor(t, 5*time.Second, holder+" gives up "+testVIP, func() bool {
 		return !slices.Contains(oc.net.holders(netip.MustParseAddr(testVIP)), holder)
 	})
 	dropped := time.Since(cut)

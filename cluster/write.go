@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/retry"
 )
 
 // The forwarded requests one connection may have in progress on the
@@ -22,6 +22,14 @@ import (
 const (
 	maxInflightPerConn      = 4096
 	maxInflightBytesPerConn = 64 << 20
+)
+
+// A proposal that failed in a way another try may fix is tried again
+// proposeFirstBackoff later, then twice as long after each further
+// failure, up to proposeMaxBackoff (sooner when the leader changes).
+const (
+	proposeFirstBackoff = 5 * time.Millisecond
+	proposeMaxBackoff   = 500 * time.Millisecond
 )
 
 // Propose replicates cmd and returns what applying it returned. A command
@@ -75,6 +83,7 @@ func (n *Node) do(ctx context.Context, what string, op byte, body []byte) (fsm.R
 	start := time.Now()
 	var last error
 	hint := ""
+	wait := retry.Policy{Initial: proposeFirstBackoff, Max: proposeMaxBackoff}.New()
 	for attempt := 1; ; attempt++ {
 		if err := n.alive(); err != nil {
 			return fsm.Result{}, fmt.Errorf("cluster: %s: %w", what, err)
@@ -104,7 +113,7 @@ func (n *Node) do(ctx context.Context, what string, op byte, body []byte) (fsm.R
 		if attempt == 1 || attempt%20 == 0 {
 			n.log.Debug("cluster: retrying", "what", what, "attempt", attempt, "error", err)
 		}
-		if err := n.pause(ctx, attempt, hint != ""); err != nil {
+		if err := n.pause(ctx, wait, attempt, hint != ""); err != nil {
 			return fsm.Result{}, n.giveUp(what, start, attempt, last, err)
 		}
 	}
@@ -193,24 +202,32 @@ func maybeApplied(err error) bool {
 	return errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrAbortedByRestore)
 }
 
-// pause waits before the next attempt: a short, growing, jittered delay,
-// cut short when the leader changes.
-func (n *Node) pause(ctx context.Context, attempt int, haveHint bool) error {
+// pause waits before the next attempt: wait's next wait (proposeFirstBackoff
+// doubling to proposeMaxBackoff), cut short when the leader changes.
+func (n *Node) pause(ctx context.Context, wait *retry.Backoff, attempt int, haveHint bool) error {
 	if haveHint && attempt < 3 {
 		return nil // a node told us where the leader is: go there now
 	}
-	d := min(5*time.Millisecond<<min(attempt-1, 8), 500*time.Millisecond)
-	d = d/2 + rand.N(d/2+1)
+	wake := make(chan struct{})
+	quit := make(chan struct{})
+	defer close(quit)
 	watch := n.leaderChanged()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-n.ctx.Done():
+		case <-watch:
+		case <-quit:
+			return
+		}
+		close(wake)
+	}()
+	wait.Wait(wake)
+	switch {
+	case ctx.Err() != nil:
 		return ctx.Err()
-	case <-n.ctx.Done():
+	case n.ctx.Err() != nil:
 		return ErrShutdown
-	case <-watch:
-	case <-t.C:
 	}
 	return nil
 }
