@@ -12,7 +12,7 @@ func TestTranslate(t *testing.T) {
 		rules, in, want string
 	}{
 		{`s/^00/+/; s/^\+44/44/`, "0044123", "44123"},         // the issue's example
-		{`s/^00/+/; s/^\+1//`, "0012125551234", "2125551234"}, // DESIGN's example
+		{`s/^00/+/; s/^\+1//`, "0012125551234", "2125551234"}, // the design's example
 		{`s/^0(?=[1-9])/44/`, "0207946", "44207946"},          // lookahead
 		{`s/^0(?![1-9])//`, "0012", "012"},                    // negative lookahead
 		{`s/(?<=^44)0//`, "440207", "44207"},                  // lookbehind

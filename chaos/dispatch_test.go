@@ -40,7 +40,7 @@ func nodeMetric(t *testing.T, n *Node, sample string) float64 {
 	return 0
 }
 
-// The dispatcher (DESIGN.md §5): a steady REGISTER load sent to the
+// The dispatcher (docs/ARCHITECTURE.md): a steady REGISTER load sent to the
 // virtual IP, which one node holds, is processed by all three nodes (each
 // node's troika_sip_register_total grows), the holder passing the others'
 // share over the cluster link; no registration fails, and the answers

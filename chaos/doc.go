@@ -1,6 +1,6 @@
 // Package chaos runs a troika cluster as real processes in Linux network
 // namespaces and breaks it on purpose: the harness that the cluster's
-// failover tests are written with (DESIGN.md §8).
+// failover tests are written with (docs/ARCHITECTURE.md).
 //
 // # The network
 //

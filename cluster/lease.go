@@ -8,7 +8,7 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// Self-fencing of virtual and alias addresses (DESIGN.md §4).
+// Self-fencing of virtual and alias addresses (docs/ARCHITECTURE.md).
 //
 // A node holds an address only while (1) the replicated ownership map, as
 // its own replica has applied it, names the node, and (2) it has heard

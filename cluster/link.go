@@ -16,7 +16,7 @@ import (
 )
 
 // Link carries the SIP dispatcher's messages between nodes (sipstack's
-// dispatch frames; DESIGN.md §5). It rides the node's cluster port, so it
+// dispatch frames; docs/ARCHITECTURE.md). It rides the node's cluster port, so it
 // is authenticated like raft and forwarding (a handshake proving the
 // cluster key, connection type 'L') and belongs on the same private
 // network, never on the customer side.

@@ -15,7 +15,7 @@ import (
 	"github.com/troika-sip/troika/internal/retry"
 )
 
-// Ownership of the virtual and alias addresses (DESIGN.md §4).
+// Ownership of the virtual and alias addresses (docs/ARCHITECTURE.md).
 //
 // Every node runs an Owner. Its holder loop (Run) takes and gives up the
 // addresses the replicated ownership map assigns to the node, under the

@@ -11,7 +11,7 @@ import (
 	"github.com/troika-sip/troika/sipstack/transport"
 )
 
-// The dispatcher spike (DESIGN.md §5): a REGISTER handed to the stack
+// The dispatcher spike (docs/dispatch.md): a REGISTER handed to the stack
 // through a RelayPacketConn, as a dispatcher on another node would hand
 // it, is challenged and then registered; every answer goes to the relay's
 // Send addressed to the phone's real address, and the binding records the

@@ -26,7 +26,7 @@ import (
 //   - 400 for malformed credentials, 503 while the cluster has no nonce
 //     secret.
 //
-// An initial INVITE may also come from a vendor (DESIGN.md §1.3,
+// An initial INVITE may also come from a vendor (docs/ARCHITECTURE.md,
 // authorizeInvite): first by its source address, then by digest
 // credentials whose user name is a vendor connection's, checked against
 // the vendor's password. Vendor credentials are answered exactly like an
@@ -82,7 +82,7 @@ func (a *Authenticator) Authenticate(socket string, req *sip.Request, sch Scheme
 }
 
 // authorizeInvite decides who an initial INVITE comes from, in this
-// order (DESIGN.md §1.3):
+// order:
 //  1. a vendor connection whose remote_ips hold the packet's real source
 //     address (not Via: that is the sender's word): no digest;
 //  2. digest credentials whose user name is a vendor connection's (its

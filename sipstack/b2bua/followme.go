@@ -13,7 +13,7 @@ import (
 	"github.com/troika-sip/troika/fsm"
 )
 
-// Delivery steps and follow-me (DESIGN §7 follow_me). A call to an
+// Delivery steps and follow-me (an account's follow_me list). A call to an
 // account is offered in steps, one after the other:
 //
 //  1. the account's own delivery: every current binding at once, or its

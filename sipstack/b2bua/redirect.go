@@ -21,8 +21,8 @@ import (
 
 // Redirects: a callee leg that answers 300, 301 or 302 (typically a
 // customer's redirect server reached through the account's static
-// delivery, seeds/redirect-server-delivery.txt, DESIGN §1.1) is not a
-// failure to relay: its Contacts are the call's next targets.
+// delivery) is not a failure to relay: its Contacts are the call's next
+// targets.
 //
 // Every Contact of the 3xx is read (at most maxRedirectContacts, in
 // message order, duplicates dropped), then ordered by q (highest first,

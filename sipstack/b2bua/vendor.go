@@ -17,10 +17,9 @@ import (
 	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
 
-// Calls from vendors via SIP (DESIGN.md §1.3,
-// seeds/calls-from-vendor-via-sip.txt).
+// Calls from vendors via SIP (docs/ARCHITECTURE.md).
 //
-// An INVITE is a vendor's when authorizeInvite (auth.go) finds its
+// An INVITE is a vendor's when AuthorizeInvite (sipstack/auth) finds its
 // connection by source address or by digest user name. Its numbers are
 // then translated by the connection's rules (billing.ParseRules, parsed
 // once per rule text and cached): the Request-URI user by translation.cld,
