@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/retry"
 )
 
 // The leader's housekeeping: the cluster's digest-nonce secret, the
@@ -19,20 +20,23 @@ const purgeEvery = 30 * time.Second
 // keys ([billing] xdr_retention_count and idempotency_window).
 const trimEvery = 5 * time.Minute
 
+// secretRetry paces the new leader's attempts to store the nonce secret.
+var secretRetry = retry.Policy{Initial: time.Second, Max: 5 * time.Second}
+
 // leaderDuties runs while this node leads: it makes sure the cluster has a
 // digest-nonce secret, purges expired bindings, and trims old xDRs and
 // idempotency keys.
 func (n *Node) leaderDuties(ctx context.Context) {
 	go n.placeAddresses(ctx)
+	backoff := secretRetry.New()
 	for n.state.NonceSecret() == nil {
 		secret := make([]byte, 32)
 		rand.Read(secret)
 		if _, err := n.cluster.Propose(ctx, &fsm.InitNonceSecret{Secret: secret}); err != nil {
-			n.log.Error("could not store the cluster's nonce secret; REGISTERs get 503 until it is stored; retrying", "error", err)
-			select {
-			case <-ctx.Done():
+			n.log.Error("could not store the cluster's nonce secret; REGISTERs get 503 until it is stored; retrying",
+				"error", err, "retry_in", backoff.Next())
+			if !backoff.Wait(ctx.Done()) {
 				return
-			case <-time.After(time.Second):
 			}
 		}
 	}
