@@ -1,7 +1,6 @@
 package sipstack
 
 import (
-	"bytes"
 	"crypto/md5"
 	"crypto/sha256"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/emiago/sipgo/siptest"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/internal/testkit"
 	"github.com/troika-sip/troika/sipstack/auth"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
@@ -86,12 +86,42 @@ func checkFuzzResponse(t *testing.T, res *sip.Response, data []byte) {
 // handlers and returning the response (nil when dropped or not REGISTER
 // or OPTIONS).
 func fuzzHarness(tb testing.TB) func([]byte) *sip.Response {
-	st := newTestState(tb, false)
 	now := time.UnixMilli(1_700_000_000_000)
+	nonce := auth.MintNonce(testSecret, "troika", now)
+	ft := newFuzzTarget(tb, newTestState(tb, false), RegistrarConfig{Realm: "troika", MaxContacts: 5, AuthFailuresPerMinute: -1}, now,
+		"@NONCE@", nonce,
+		"@MD5@", auth.Response(md5.New, "1001", "troika", "pw1001", "REGISTER", "sip:127.0.0.1", nonce, "00000001", "c0ffee", "auth"),
+		"@SHA256@", auth.Response(sha256.New, "1001", "troika", "pw1001", "REGISTER", "sip:127.0.0.1", nonce, "00000001", "c0ffee", "auth"))
+	return func(data []byte) *sip.Response {
+		return ft.deliver(tb, data, func(sock *transport.Socket, req *sip.Request, tx sip.ServerTransaction) bool {
+			switch req.Method {
+			case sip.REGISTER:
+				ft.s.handleRegister(sock, req, tx)
+			case sip.OPTIONS:
+				ft.s.handleOptions(sock, req, tx)
+			default:
+				return false
+			}
+			return true
+		})
+	}
+}
+
+// fuzzTarget is a Server that is never run, fed one message at a time as
+// a UDP datagram from 10.0.0.1 would arrive on 127.0.0.1:5060.
+type fuzzTarget struct {
+	s     *Server
+	sock  *transport.Socket
+	subst *strings.Replacer // placeholders of the seeds and their values
+}
+
+// newFuzzTarget makes a Server over st whose clock stands at now;
+// placeholders are pairs of a seed's placeholder and its value.
+func newFuzzTarget(tb testing.TB, st *fsm.State, rc RegistrarConfig, now time.Time, placeholders ...string) *fuzzTarget {
 	s, err := New(Config{
 		Addresses: []string{"127.0.0.1"},
 		UDPPorts:  []int{5060},
-		Registrar: RegistrarConfig{Realm: "troika", MaxContacts: 5, AuthFailuresPerMinute: -1},
+		Registrar: rc,
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Metrics:   prometheus.NewRegistry(),
 		Now:       func() time.Time { return now },
@@ -99,49 +129,39 @@ func fuzzHarness(tb testing.TB) func([]byte) *sip.Response {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	sock := &transport.Socket{Name: "udp:127.0.0.1:5060", Transport: "udp", IP: "127.0.0.1", Port: 5060}
-	nonce := auth.MintNonce(testSecret, "troika", now)
-	md5Resp := auth.Response(md5.New, "1001", "troika", "pw1001", "REGISTER", "sip:127.0.0.1", nonce, "00000001", "c0ffee", "auth")
-	shaResp := auth.Response(sha256.New, "1001", "troika", "pw1001", "REGISTER", "sip:127.0.0.1", nonce, "00000001", "c0ffee", "auth")
-	return func(data []byte) *sip.Response {
-		data = bytes.ReplaceAll(data, []byte("@NONCE@"), []byte(nonce))
-		data = bytes.ReplaceAll(data, []byte("@MD5@"), []byte(md5Resp))
-		data = bytes.ReplaceAll(data, []byte("@SHA256@"), []byte(shaResp))
-		msg, err := s.parser.ParseSIP(data)
-		if err != nil {
-			return nil
-		}
-		req, ok := msg.(*sip.Request)
-		if !ok {
-			return nil
-		}
-		if req.Via() == nil || req.CSeq() == nil {
-			return nil // sipgo's transaction layer answers these itself
-		}
-		req.SetTransport("UDP")
-		req.SetSource("10.0.0.1:5060")
-		// What wrap does, minus its recover: a panic must fail the fuzzer.
-		if !sipmsg.EchoSafe(req) {
-			return nil
-		}
-		tx := recordTx(req)
-		if tx == nil {
-			return nil
-		}
-		switch req.Method {
-		case sip.REGISTER:
-			s.handleRegister(sock, req, tx)
-		case sip.OPTIONS:
-			s.handleOptions(sock, req, tx)
-		default:
-			return nil
-		}
-		res := finalResponse(tx)
-		if res == nil {
-			tb.Fatalf("no response to %q", data)
-		}
-		return res
+	return &fuzzTarget{s: s, sock: &transport.Socket{Name: "udp:127.0.0.1:5060", Transport: "udp", IP: "127.0.0.1", Port: 5060},
+		subst: strings.NewReplacer(placeholders...)}
+}
+
+// deliver parses data and, when it is a request sipgo would hand to a
+// handler, passes it to handle, which reports whether it took the method
+// and must answer it. It returns the final response: nil when dropped or
+// not taken.
+func (f *fuzzTarget) deliver(tb testing.TB, data []byte, handle func(*transport.Socket, *sip.Request, sip.ServerTransaction) bool) *sip.Response {
+	data = []byte(f.subst.Replace(string(data)))
+	msg, err := f.s.parser.ParseSIP(data)
+	if err != nil {
+		return nil
 	}
+	req, ok := msg.(*sip.Request)
+	if !ok || req.Via() == nil || req.CSeq() == nil {
+		return nil // sipgo's transaction layer answers these itself
+	}
+	req.SetTransport("UDP")
+	req.SetSource("10.0.0.1:5060")
+	// What wrap does, minus its recover: a panic must fail the fuzzer.
+	if !sipmsg.EchoSafe(req) {
+		return nil
+	}
+	tx := recordTx(req)
+	if tx == nil || !handle(f.sock, req, tx) {
+		return nil
+	}
+	res := finalResponse(tx)
+	if res == nil {
+		tb.Fatalf("no response to %q", data)
+	}
+	return res
 }
 
 // The seed corpus reaches the code it is meant to: its authenticated

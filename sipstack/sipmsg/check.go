@@ -30,10 +30,10 @@ func EchoSafe(req *sip.Request) bool {
 	}
 	// From, To and Record-Route are re-serialized from what sipgo parsed,
 	// which for odd input can be text it cannot parse again.
-	if from := req.From(); from != nil && !addressRoundTrips(from.Value()) {
+	if from := req.From(); from != nil && !nameAddrRoundTrips(from.Value()) {
 		return false
 	}
-	if to := req.To(); to != nil && !addressRoundTrips(to.Value()) {
+	if to := req.To(); to != nil && !nameAddrRoundTrips(to.Value()) {
 		return false
 	}
 	for _, h := range req.GetHeaders("Record-Route") {
@@ -49,6 +49,16 @@ func addressRoundTrips(v string) bool {
 	var p sip.HeaderParams
 	_, err := sip.ParseAddressValue(v, &u, &p)
 	return err == nil
+}
+
+// nameAddrRoundTrips is addressRoundTrips for From and To, whose parser
+// also refuses the wildcard URI "*" (a mangled To can serialize as
+// "<sip:*>").
+func nameAddrRoundTrips(v string) bool {
+	var u sip.Uri
+	var p sip.HeaderParams
+	_, err := sip.ParseAddressValue(v, &u, &p)
+	return err == nil && !u.Wildcard
 }
 
 // SafeHeaderValue is SafeText allowing horizontal tabs.
