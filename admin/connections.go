@@ -14,12 +14,16 @@ import (
 
 // Connection is a vendor connection as the API shows and accepts it.
 type Connection struct {
-	ID          string      `json:"id"`
-	Vendor      string      `json:"vendor"`
-	Kind        string      `json:"kind"`       // "from_vendor_sip" (the default)
-	RemoteIPs   []string    `json:"remote_ips"` // addresses and CIDRs the vendor sends from
-	Username    string      `json:"username"`   // digest user name; "": the vendor's
-	Tariff      string      `json:"tariff"`     // the vendor's cost tariff
+	ID        string   `json:"id"`
+	Vendor    string   `json:"vendor"`
+	Kind      string   `json:"kind"`       // "from_vendor_sip" (the default)
+	RemoteIPs []string `json:"remote_ips"` // addresses and CIDRs the vendor sends from
+	Username  string   `json:"username"`   // digest user name; "": the vendor's
+	// Password of Username (write-only, required with it: only its digest
+	// credentials are stored, so a connection cannot borrow its vendor's).
+	Password    string      `json:"password,omitempty"`
+	HasPassword bool        `json:"has_password"` // read-only
+	Tariff      string      `json:"tariff"`       // the vendor's cost tariff
 	Translation Translation `json:"translation"`
 }
 
@@ -51,6 +55,7 @@ func (c *Connection) toFSM() (fsm.Connection, error) {
 	out := fsm.Connection{
 		ID: c.ID, Vendor: c.Vendor, Kind: c.Kind, RemoteIPs: slices.Clone(c.RemoteIPs), Username: c.Username, Tariff: c.Tariff,
 		TranslationCLD: c.Translation.CLD, TranslationCLI: c.Translation.CLI,
+		Credentials: fsm.Credentials{Legacy: c.Password}, // hashed by the node (fsm.SecureCommand)
 	}
 	if out.Kind == "" {
 		out.Kind = fsm.ConnectionFromVendorSIP
@@ -61,7 +66,7 @@ func (c *Connection) toFSM() (fsm.Connection, error) {
 func connectionFromFSM(c fsm.Connection) Connection {
 	out := Connection{
 		ID: c.ID, Vendor: c.Vendor, Kind: c.Kind, RemoteIPs: slices.Clone(c.RemoteIPs), Username: c.Username, Tariff: c.Tariff,
-		Translation: Translation{CLD: c.TranslationCLD, CLI: c.TranslationCLI},
+		Translation: Translation{CLD: c.TranslationCLD, CLI: c.TranslationCLI}, HasPassword: c.Credentials.Set(),
 	}
 	if out.RemoteIPs == nil {
 		out.RemoteIPs = []string{}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -52,7 +53,7 @@ func TestAccountsLifecycle(t *testing.T) {
 	if a.Password != "" || a.Balance != "10.00" || a.Billing != "prepaid" || a.Incoming.Mode != "registered" || a.CreatedAt == nil {
 		t.Fatalf("created %+v", a)
 	}
-	if got, _ := st.Account("1001"); got.Balance != 10_000_000 || got.Password != "s3cret" {
+	if got, _ := st.Account("1001"); got.Balance != 10_000_000 || !reflect.DeepEqual(got.Credentials, testkit.Creds("1001", "s3cret")) {
 		t.Fatalf("stored %+v", got)
 	}
 	_, err = c.CreateAccount(ctx, Account{ID: "1001", Password: "other"})

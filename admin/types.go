@@ -148,7 +148,7 @@ func (a *Account) toFSM() (fsm.Account, error) {
 		return fsm.Account{}, err
 	}
 	out := fsm.Account{
-		ID: a.ID, Password: a.Password, Billing: a.Billing, Balance: bal, CreditLimit: limit,
+		ID: a.ID, Credentials: fsm.Credentials{Legacy: a.Password}, Billing: a.Billing, Balance: bal, CreditLimit: limit,
 		TariffOut: a.TariffOut, TariffIn: a.TariffIn, ServicePolicy: a.ServicePolicy, MaxCalls: a.MaxCalls,
 		Incoming: in, FollowMe: followMeToFSM(a.FollowMe), Blocked: a.Blocked, MaxContacts: a.MaxContacts,
 	}
@@ -213,8 +213,12 @@ func (p *AccountPatch) toFSM() (fsm.AccountPatch, error) {
 		return fsm.AccountPatch{}, &fsm.FieldError{Field: "balance", Msg: "cannot be set by an update: money moves only through recorded transactions (top-up)"}
 	}
 	out := fsm.AccountPatch{
-		Password: p.Password, Billing: p.Billing, TariffOut: p.TariffOut, TariffIn: p.TariffIn,
+		Billing: p.Billing, TariffOut: p.TariffOut, TariffIn: p.TariffIn,
 		ServicePolicy: p.ServicePolicy, MaxCalls: p.MaxCalls, Blocked: p.Blocked, MaxContacts: p.MaxContacts,
+	}
+	if p.Password != nil {
+		// Hashed by the node before it is proposed (fsm.SecureCommand).
+		out.Credentials = &fsm.Credentials{Legacy: *p.Password}
 	}
 	if p.CreditLimit != nil {
 		v, err := money("credit_limit", *p.CreditLimit, 0)

@@ -17,12 +17,12 @@ type Vendor struct {
 }
 
 func (v *Vendor) toFSM() (fsm.Vendor, error) {
-	out := fsm.Vendor{ID: v.ID, Name: v.Name, Username: v.Username, Password: v.Password}
+	out := fsm.Vendor{ID: v.ID, Name: v.Name, Username: v.Username, Credentials: fsm.Credentials{Legacy: v.Password}}
 	return out, out.Validate()
 }
 
 func vendorFromFSM(v fsm.Vendor) Vendor {
-	return Vendor{ID: v.ID, Name: v.Name, Username: v.Username, HasPassword: v.Password != ""}
+	return Vendor{ID: v.ID, Name: v.Name, Username: v.Username, HasPassword: v.Credentials.Set()}
 }
 
 var vendors = resource[Vendor, fsm.Vendor]{what: "vendor", key: "id", all: (*fsm.State).Vendors, one: (*fsm.State).Vendor,

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
 // vendorAPI is a test API with a cost tariff "cost", an account 44123, a
@@ -44,7 +45,7 @@ func TestVendorLifecycle(t *testing.T) {
 	if err != nil || out != (Vendor{ID: "carrier1", Name: "Carrier One", Username: "carrier1", HasPassword: true}) {
 		t.Fatalf("created %+v %v", out, err)
 	}
-	if v, _ := st.Vendor("carrier1"); v.Password != "s3cret" {
+	if v, _ := st.Vendor("carrier1"); !reflect.DeepEqual(v.Credentials, testkit.Creds("carrier1", "s3cret")) {
 		t.Fatalf("stored %+v", v)
 	}
 	for _, path := range []string{"/v1/vendors/carrier1", "/v1/vendors"} {
@@ -62,7 +63,7 @@ func TestVendorLifecycle(t *testing.T) {
 	if out, err := c.PutVendor(ctx, Vendor{ID: "carrier1", Name: "Carrier 1", Username: "carrier1", Password: "n3w"}); err != nil || out.Name != "Carrier 1" {
 		t.Fatalf("replace %+v %v", out, err)
 	}
-	if v, _ := st.Vendor("carrier1"); v.Password != "n3w" {
+	if v, _ := st.Vendor("carrier1"); !reflect.DeepEqual(v.Credentials, testkit.Creds("carrier1", "n3w")) {
 		t.Fatalf("replaced password not stored: %+v", v)
 	}
 	list, err := c.Vendors(ctx)
@@ -89,10 +90,10 @@ func TestConnectionLifecycle(t *testing.T) {
 		t.Fatalf("get %+v %v, want %+v", got, err, want)
 	}
 	// By user name only, with CLI rules: remote_ips lists as [].
-	in := Connection{ID: "c2", Vendor: "carrier1", Kind: "from_vendor_sip", Username: "carrier1-b", Tariff: "cost",
+	in := Connection{ID: "c2", Vendor: "carrier1", Kind: "from_vendor_sip", Username: "carrier1-b", Password: "b-s3cret", Tariff: "cost",
 		Translation: Translation{CLD: `s/^(?=1)/+/`, CLI: `s/^\+//`}}
 	out, err := c.PutConnection(ctx, in)
-	in.RemoteIPs = []string{}
+	in.RemoteIPs, in.Password, in.HasPassword = []string{}, "", true
 	if err != nil || !reflect.DeepEqual(out, in) {
 		t.Fatalf("by user name %+v %v", out, err)
 	}

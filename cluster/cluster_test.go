@@ -265,7 +265,7 @@ func TestWrongKeyIsRefused(t *testing.T) {
 	// Forwarding with a wrong key.
 	badFwd := newFwdClient(bad, c.log)
 	defer badFwd.close()
-	cmd, err := fsm.Encode(&fsm.CreateAccount{Account: fsm.Account{ID: "mallory", Password: "x", Billing: fsm.Prepaid}, Now: nowMS()})
+	cmd, err := fsm.Encode(&fsm.CreateAccount{Account: fsm.Account{ID: "mallory", Credentials: testkit.Creds("mallory", "x"), Billing: fsm.Prepaid}, Now: nowMS()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -504,7 +504,7 @@ func TestProposeWithoutQuorumSaysWhy(t *testing.T) {
 
 func TestFSMAdapterStopsOnUnknownType(t *testing.T) {
 	f := &raftFSM{state: fsm.New(), log: testLogger(t)}
-	data, err := fsm.Encode(&fsm.CreateAccount{Account: fsm.Account{ID: "h", Password: "p", Billing: fsm.Postpaid}, Now: 1})
+	data, err := fsm.Encode(&fsm.CreateAccount{Account: fsm.Account{ID: "h", Credentials: testkit.Creds("h", "p"), Billing: fsm.Postpaid}, Now: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -220,7 +220,7 @@ func nowMS() int64 { return time.Now().UnixMilli() }
 
 func createAccount(ctx context.Context, n *Node, id string) error {
 	res, err := n.Propose(ctx, &fsm.CreateAccount{
-		Account: fsm.Account{ID: id, Password: "secret-" + id, Billing: fsm.Prepaid, Balance: 10_000_000},
+		Account: fsm.Account{ID: id, Credentials: testkit.Creds(id, "secret-"+id), Billing: fsm.Prepaid, Balance: 10_000_000},
 		Now:     nowMS(),
 	})
 	if err != nil {

@@ -20,10 +20,10 @@ func callState(t testing.TB) *State {
 	mustApply(t, s, &PutTariff{Tariff: Tariff{ID: "in", Currency: "USD", Rates: []Rate{{Prefix: "", PerMinute: 20_000, FirstInterval: 60, NextInterval: 60}}}})
 	mustApply(t, s, &PutTariff{Tariff: Tariff{ID: "uk", Currency: "USD", Rates: []Rate{{Prefix: "44", PerMinute: 1_000, FirstInterval: 1, NextInterval: 1}}}})
 	mustApply(t, s, &CreateAccounts{Now: t0, Accounts: []Account{
-		{ID: "1001", Password: "p", Billing: Prepaid, Balance: 1_000_000, TariffOut: "out"},
-		{ID: "1002", Password: "p", Billing: Prepaid, Balance: 1_000_000, TariffOut: "out", TariffIn: "in"},
-		{ID: "1003", Password: "p", Billing: Prepaid, Balance: 0, TariffOut: "uk"},
-		{ID: "2001", Password: "p", Billing: Postpaid, CreditLimit: 500_000, TariffOut: "out"},
+		{ID: "1001", Credentials: creds("1001", "p"), Billing: Prepaid, Balance: 1_000_000, TariffOut: "out"},
+		{ID: "1002", Credentials: creds("1002", "p"), Billing: Prepaid, Balance: 1_000_000, TariffOut: "out", TariffIn: "in"},
+		{ID: "1003", Credentials: creds("1003", "p"), Billing: Prepaid, Balance: 0, TariffOut: "uk"},
+		{ID: "2001", Credentials: creds("2001", "p"), Billing: Postpaid, CreditLimit: 500_000, TariffOut: "out"},
 	}})
 	return s
 }

@@ -21,8 +21,8 @@ const IgnorableFlag Type = 0x80
 
 // Command types. Never reuse or renumber a value.
 const (
-	TypeCreateAccount       Type = 0x01
-	TypeUpdateAccount       Type = 0x02
+	TypeCreateAccountV1     Type = 0x01 // legacy.go
+	TypeUpdateAccountV1     Type = 0x02 // legacy.go
 	TypeDeleteAccount       Type = 0x03
 	TypePutAlias            Type = 0x04
 	TypeDeleteAlias         Type = 0x05
@@ -31,7 +31,7 @@ const (
 	TypeInitNonceSecret     Type = 0x08
 	TypePutTariff           Type = 0x09
 	TypeDeleteTariff        Type = 0x0a
-	TypeCreateAccounts      Type = 0x0b
+	TypeCreateAccountsV1    Type = 0x0b // legacy.go
 	TypeStartCall           Type = 0x0c
 	TypeAnswerCall          Type = 0x0d
 	TypeEndCall             Type = 0x0e
@@ -39,14 +39,21 @@ const (
 	TypeTrimRecords         Type = 0x10
 	TypePutServicePolicy    Type = 0x11
 	TypeDeleteServicePolicy Type = 0x12
-	TypePutVendor           Type = 0x13
+	TypePutVendorV1         Type = 0x13 // legacy.go
 	TypeDeleteVendor        Type = 0x14
-	TypePutConnection       Type = 0x15
+	TypePutConnectionV1     Type = 0x15 // legacy.go
 	TypeDeleteConnection    Type = 0x16
 	TypeRedirectCall        Type = 0x17
 	TypeAssignAddresses     Type = 0x19 // ownership.go
 	TypeAddressBarrier      Type = 0x1a // ownership.go
 	TypeAdoptCall           Type = 0x1b // dialogs.go
+	TypeCreateAccount       Type = 0x1c
+	TypeUpdateAccount       Type = 0x1d
+	TypeCreateAccounts      Type = 0x1e
+	TypePutVendor           Type = 0x1f
+	TypePutConnection       Type = 0x20
+	TypeInitRealm           Type = 0x21 // credentials.go
+	TypeSecureCredentials   Type = 0x22 // credentials.go
 )
 
 // Command is one change to the replicated state.
@@ -57,8 +64,8 @@ type Command interface {
 
 // commandTypes is the decoder table: every type this version understands.
 var commandTypes = map[Type]func() Command{
-	TypeCreateAccount:       func() Command { return new(CreateAccount) },
-	TypeUpdateAccount:       func() Command { return new(UpdateAccount) },
+	TypeCreateAccountV1:     func() Command { return new(CreateAccountV1) },
+	TypeUpdateAccountV1:     func() Command { return new(UpdateAccountV1) },
 	TypeDeleteAccount:       func() Command { return new(DeleteAccount) },
 	TypePutAlias:            func() Command { return new(PutAlias) },
 	TypeDeleteAlias:         func() Command { return new(DeleteAlias) },
@@ -67,7 +74,7 @@ var commandTypes = map[Type]func() Command{
 	TypeInitNonceSecret:     func() Command { return new(InitNonceSecret) },
 	TypePutTariff:           func() Command { return new(PutTariff) },
 	TypeDeleteTariff:        func() Command { return new(DeleteTariff) },
-	TypeCreateAccounts:      func() Command { return new(CreateAccounts) },
+	TypeCreateAccountsV1:    func() Command { return new(CreateAccountsV1) },
 	TypeStartCall:           func() Command { return new(StartCall) },
 	TypeAnswerCall:          func() Command { return new(AnswerCall) },
 	TypeEndCall:             func() Command { return new(EndCall) },
@@ -75,14 +82,21 @@ var commandTypes = map[Type]func() Command{
 	TypeTrimRecords:         func() Command { return new(TrimRecords) },
 	TypePutServicePolicy:    func() Command { return new(PutServicePolicy) },
 	TypeDeleteServicePolicy: func() Command { return new(DeleteServicePolicy) },
-	TypePutVendor:           func() Command { return new(PutVendor) },
+	TypePutVendorV1:         func() Command { return new(PutVendorV1) },
 	TypeDeleteVendor:        func() Command { return new(DeleteVendor) },
-	TypePutConnection:       func() Command { return new(PutConnection) },
+	TypePutConnectionV1:     func() Command { return new(PutConnectionV1) },
 	TypeDeleteConnection:    func() Command { return new(DeleteConnection) },
 	TypeRedirectCall:        func() Command { return new(RedirectCall) },
 	TypeAssignAddresses:     func() Command { return new(AssignAddresses) },
 	TypeAddressBarrier:      func() Command { return new(AddressBarrier) },
 	TypeAdoptCall:           func() Command { return new(AdoptCall) },
+	TypeCreateAccount:       func() Command { return new(CreateAccount) },
+	TypeUpdateAccount:       func() Command { return new(UpdateAccount) },
+	TypeCreateAccounts:      func() Command { return new(CreateAccounts) },
+	TypePutVendor:           func() Command { return new(PutVendor) },
+	TypePutConnection:       func() Command { return new(PutConnection) },
+	TypeInitRealm:           func() Command { return new(InitRealm) },
+	TypeSecureCredentials:   func() Command { return new(SecureCredentials) },
 }
 
 // ErrUnknownType is returned for a command type this version does not know.

@@ -20,12 +20,12 @@ func ptr[T any](v T) *T { return &v }
 // as a new type byte, never as a changed golden file.
 func goldenCommands() map[string]Command {
 	return map[string]Command{
-		"create_account": &CreateAccount{Now: 1700000000000, Account: Account{
+		"create_account": &CreateAccountV1{Now: 1700000000000, Account: accountV1{
 			ID: "1001", Password: "secret", Billing: Prepaid, Balance: 10_000_000, TariffOut: "std",
 			MaxCalls: 2, Incoming: Incoming{Mode: DeliverStatic, Host: "55.55.5.6", Port: 5060, Transport: "udp"},
 			FollowMe: []FollowMeTarget{{Target: "1002", TimeoutS: 20}},
 		}},
-		"update_account": &UpdateAccount{ID: "1001", Patch: AccountPatch{Password: ptr("new"), MaxCalls: ptr(3), Blocked: ptr(true)}},
+		"update_account": &UpdateAccountV1{ID: "1001", Patch: accountPatchV1{Password: ptr("new"), MaxCalls: ptr(3), Blocked: ptr(true)}},
 		"delete_account": &DeleteAccount{ID: "1001"},
 		"put_alias":      &PutAlias{Alias: Alias{IP: "127.0.0.2", Ports: AliasPorts{UDP: []int{5070}, TLS: []int{5071}}}},
 		"delete_alias":   &DeleteAlias{IP: "127.0.0.2"},
@@ -51,22 +51,43 @@ func goldenCommands() map[string]Command {
 		"put_service_policy": &PutServicePolicy{Policy: ServicePolicy{ID: "easycall", Redirect: RedirectPolicy{
 			TrustedNetworks: []string{"193.148.210.22", "195.111.134.55", "10.0.0.0/8", "pbx.example.com"}, UntrustedAction: "reject", MaxRedirects: 3}}},
 		"delete_service_policy": &DeleteServicePolicy{ID: "easycall"},
-		"put_vendor":            &PutVendor{Vendor: Vendor{ID: "v1", Name: "Carrier One", Username: "carrier1", Password: "s3cret"}},
+		"put_vendor":            &PutVendorV1{Vendor: vendorV1{ID: "v1", Name: "Carrier One", Username: "carrier1", Password: "s3cret"}},
 		"delete_vendor":         &DeleteVendor{ID: "v1"},
-		"put_connection": &PutConnection{Connection: Connection{ID: "c1", Vendor: "v1", Kind: ConnectionFromVendorSIP,
+		"put_connection": &PutConnectionV1{Connection: connectionV1{ID: "c1", Vendor: "v1", Kind: ConnectionFromVendorSIP,
 			RemoteIPs: []string{"198.51.100.7", "203.0.113.0/24"}, Username: "carrier1in", Tariff: "cost",
 			TranslationCLD: `s/^00/+/; s/^\+44/44/`, TranslationCLI: `s/^\+//`}},
 		"delete_connection": &DeleteConnection{ID: "c1"},
 		"redirect_call": &RedirectCall{ID: "a84b4c76e66710@pc33", Index: 1, Target: "sip:12035554433@193.148.210.22:5060",
 			Decision: "new_call_authorization", Charge: &ChargeRequest{Account: "80032555939", Role: RoleOutgoing, Number: "12035554433"},
 			MaxSeconds: 14400},
-		"create_accounts": &CreateAccounts{Now: 1700000000000, Accounts: []Account{
+		"create_accounts": &CreateAccountsV1{Now: 1700000000000, Accounts: []accountV1{
 			{ID: "u000000", Password: "pwu000000", Billing: Postpaid, CreditLimit: 1_000_000},
 			{ID: "u000001", Password: "pwu000001", Billing: Prepaid, Balance: 2_500_000}}},
 		"assign_addresses": &AssignAddresses{Now: 1700000000000, Changes: []AddressChange{
 			{IP: "10.0.0.100", Node: "sip2", PrevEpoch: 3}, {IP: "203.0.113.7", Node: ""}, {IP: "2001:db8::7", Remove: true, PrevEpoch: 2}}},
 		"address_barrier": &AddressBarrier{Node: "sip1", Now: 1700000000000},
 		"adopt_call":      &AdoptCall{ID: "a84b4c76e66710@pc33", From: "sip2", To: "sip3"},
+		"create_account_v2": &CreateAccount{Now: 1700000000000, Account: Account{
+			ID: "1001", Credentials: HashCredentials("1001", "troika", "secret"), DisplayName: "Front Desk", Billing: Prepaid,
+			Balance: 10_000_000, TariffOut: "std", MaxCalls: 2, Incoming: Incoming{Mode: DeliverStatic, Host: "55.55.5.6", Port: 5060, Transport: "udp"},
+			FollowMe: []FollowMeTarget{{Target: "1002", TimeoutS: 20}},
+		}},
+		"update_account_v2": &UpdateAccount{ID: "1001", Patch: AccountPatch{Credentials: ptr(HashCredentials("1001", "troika", "new")),
+			DisplayName: ptr("Reception"), MaxCalls: ptr(3), Blocked: ptr(true)}},
+		"create_accounts_v2": &CreateAccounts{Now: 1700000000000, Accounts: []Account{
+			{ID: "u000000", Credentials: HashCredentials("u000000", "troika", "pwu000000"), Billing: Postpaid, CreditLimit: 1_000_000},
+			{ID: "u000001", Credentials: HashCredentials("u000001", "troika", "pwu000001"), Billing: Prepaid, Balance: 2_500_000}}},
+		"put_vendor_v2": &PutVendor{Vendor: Vendor{ID: "v1", Name: "Carrier One", Username: "carrier1",
+			Credentials: HashCredentials("carrier1", "troika", "s3cret")}},
+		"put_connection_v2": &PutConnection{Connection: Connection{ID: "c1", Vendor: "v1", Kind: ConnectionFromVendorSIP,
+			RemoteIPs: []string{"198.51.100.7", "203.0.113.0/24"}, Username: "carrier1in",
+			Credentials: HashCredentials("carrier1in", "troika", "in-s3cret"), Tariff: "cost",
+			TranslationCLD: `s/^00/+/; s/^\+44/44/`, TranslationCLI: `s/^\+//`}},
+		"init_realm": &InitRealm{Realm: "troika"},
+		"secure_credentials": &SecureCredentials{Realm: "troika",
+			Accounts:    []SecretUpdate{{ID: "1001", LegacyHash: LegacyDigest("secret"), Credentials: HashCredentials("1001", "troika", "secret")}},
+			Vendors:     []SecretUpdate{{ID: "v2", LegacyHash: LegacyDigest("gone")}},
+			Connections: []SecretUpdate{{ID: "c1", LegacyHash: LegacyDigest("s3cret"), Credentials: HashCredentials("carrier1in", "troika", "s3cret")}}},
 	}
 }
 

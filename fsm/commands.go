@@ -17,8 +17,15 @@ type CreateAccount struct {
 func (*CreateAccount) Type() Type { return TypeCreateAccount }
 
 func (c *CreateAccount) apply(s *State) Result {
-	a := c.Account.clone()
-	a.CreatedAt = c.Now
+	if err := c.Account.Credentials.validate("password", true); err != nil {
+		return refuseInvalid(err)
+	}
+	return s.createAccount(c.Account, c.Now)
+}
+
+func (s *State) createAccount(acct Account, now int64) Result {
+	a := acct.clone()
+	a.CreatedAt = now
 	if err := a.Validate(); err != nil {
 		return refuseInvalid(err)
 	}
@@ -51,12 +58,26 @@ type CreateAccounts struct {
 func (*CreateAccounts) Type() Type { return TypeCreateAccounts }
 
 func (c *CreateAccounts) apply(s *State) Result {
-	fresh := make([]*Account, 0, len(c.Accounts))
-	ids := make(map[string]bool, len(c.Accounts))
 	for i := range c.Accounts {
-		a := c.Accounts[i].clone()
-		a.CreatedAt = c.Now
-		field := func(f string) string { return fmt.Sprintf("accounts[%d].%s", i, f) }
+		if err := c.Accounts[i].Credentials.validate("password", true); err != nil {
+			r := refuseInvalid(err)
+			r.Err.Field = fieldName("accounts", i, r.Err.Field)
+			return r
+		}
+	}
+	return s.createAccounts(c.Accounts, c.Now)
+}
+
+// fieldName names field of item i of list: "accounts[3].password".
+func fieldName(list string, i int, field string) string { return fmt.Sprintf("%s[%d].%s", list, i, field) }
+
+func (s *State) createAccounts(accts []Account, now int64) Result {
+	fresh := make([]*Account, 0, len(accts))
+	ids := make(map[string]bool, len(accts))
+	for i := range accts {
+		a := accts[i].clone()
+		a.CreatedAt = now
+		field := func(f string) string { return fieldName("accounts", i, f) }
 		if err := a.Validate(); err != nil {
 			r := refuseInvalid(err)
 			r.Err.Field = field(r.Err.Field)
@@ -118,7 +139,8 @@ func (s *State) checkAccountRefs(a *Account) Result {
 // field as it is. The balance is not here: money moves only through
 // commands that record why.
 type AccountPatch struct {
-	Password      *string
+	Credentials   *Credentials
+	DisplayName   *string
 	Billing       *string
 	CreditLimit   *int64
 	TariffOut     *string
@@ -140,13 +162,22 @@ type UpdateAccount struct {
 func (*UpdateAccount) Type() Type { return TypeUpdateAccount }
 
 func (c *UpdateAccount) apply(s *State) Result {
-	old, ok := s.accounts[c.ID]
+	if c.Patch.Credentials != nil {
+		if err := c.Patch.Credentials.validate("password", true); err != nil {
+			return refuseInvalid(err)
+		}
+	}
+	return s.updateAccount(c.ID, c.Patch)
+}
+
+func (s *State) updateAccount(id string, p AccountPatch) Result {
+	old, ok := s.accounts[id]
 	if !ok {
-		return refuse(CodeNotFound, "id", "no account %s", c.ID)
+		return refuse(CodeNotFound, "id", "no account %s", id)
 	}
 	a := old.clone()
-	p := c.Patch
-	setIf(&a.Password, p.Password)
+	setIf(&a.Credentials, p.Credentials)
+	setIf(&a.DisplayName, p.DisplayName)
 	setIf(&a.Billing, p.Billing)
 	setIf(&a.CreditLimit, p.CreditLimit)
 	setIf(&a.TariffOut, p.TariffOut)

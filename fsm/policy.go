@@ -48,10 +48,10 @@ func (p *ServicePolicy) Validate() error {
 
 // Vendor is a carrier that hands calls in (and whose costs are tracked).
 type Vendor struct {
-	ID       string
-	Name     string
-	Username string // SIP digest user name for calls from the vendor (optional)
-	Password string
+	ID          string
+	Name        string
+	Username    string      // SIP digest user name for calls from the vendor (optional)
+	Credentials Credentials // for Username
 }
 
 // Validate checks a vendor.
@@ -63,10 +63,8 @@ func (v *Vendor) Validate() error {
 		return fieldErr("name", "at most 128 printable characters")
 	case v.Username != "" && !ValidID(v.Username):
 		return fieldErr("username", "must be 1-64 letters, digits, '_', '.', '+' or '-'")
-	case v.Username != "" && v.Password == "":
+	case v.Username != "" && !v.Credentials.Set():
 		return fieldErr("password", "is required with a username")
-	case len(v.Password) > 128 || !printable(v.Password):
-		return fieldErr("password", "at most 128 printable characters")
 	}
 	return nil
 }
@@ -81,11 +79,12 @@ type Connection struct {
 	ID             string
 	Vendor         string
 	Kind           string
-	RemoteIPs      []string // addresses or CIDRs the vendor sends from
-	Username       string   // digest user name (the vendor's when empty and the vendor has one)
-	Tariff         string   // the vendor's cost tariff
-	TranslationCLD string   // rules for the called number
-	TranslationCLI string   // rules for the calling number
+	RemoteIPs      []string    // addresses or CIDRs the vendor sends from
+	Username       string      // digest user name (the vendor's when empty and the vendor has one)
+	Credentials    Credentials // for Username
+	Tariff         string      // the vendor's cost tariff
+	TranslationCLD string      // rules for the called number
+	TranslationCLI string      // rules for the calling number
 }
 
 // Validate checks a connection on its own (references are checked at
@@ -161,7 +160,14 @@ type PutVendor struct{ Vendor Vendor }
 func (*PutVendor) Type() Type { return TypePutVendor }
 
 func (c *PutVendor) apply(s *State) Result {
-	v := c.Vendor
+	if err := c.Vendor.Credentials.validate("password", false); err != nil {
+		return refuseInvalid(err)
+	}
+	return s.putVendor(c.Vendor)
+}
+
+func (s *State) putVendor(vendor Vendor) Result {
+	v := vendor.clone()
 	if err := v.Validate(); err != nil {
 		return refuseInvalid(err)
 	}
@@ -170,10 +176,10 @@ func (c *PutVendor) apply(s *State) Result {
 			return refuse(CodeConflict, "username", "user name %s is already used by %s", v.Username, other)
 		}
 	}
-	if v.Password == "" {
+	if v.Username == "" {
 		for _, c := range s.connections {
-			if c.Vendor == v.ID && (c.Username != "" || v.Username != "") {
-				return refuse(CodeInvalid, "password", "connection %s authenticates calls by user name with this vendor's password: it cannot be empty", c.ID)
+			if c.Vendor == v.ID && c.Username == "" && len(c.RemoteIPs) == 0 {
+				return refuse(CodeInvalid, "username", "connection %s recognises calls by this vendor's user name: it cannot be removed", c.ID)
 			}
 		}
 	}
@@ -210,7 +216,14 @@ type PutConnection struct{ Connection Connection }
 func (*PutConnection) Type() Type { return TypePutConnection }
 
 func (c *PutConnection) apply(s *State) Result {
-	cn := c.Connection.clone()
+	if err := c.Connection.Credentials.validate("password", false); err != nil {
+		return refuseInvalid(err)
+	}
+	return s.putConnection(c.Connection)
+}
+
+func (s *State) putConnection(conn Connection) Result {
+	cn := conn.clone()
 	if err := cn.Validate(); err != nil {
 		return refuseInvalid(err)
 	}
@@ -228,8 +241,8 @@ func (c *PutConnection) apply(s *State) Result {
 		if other := s.usernameOwner(cn.Username); other != "" && other != "connection "+cn.ID && other != "vendor "+cn.Vendor {
 			return refuse(CodeConflict, "username", "user name %s is already used by %s", cn.Username, other)
 		}
-		if v.Password == "" {
-			return refuse(CodeInvalid, "username", "vendor %s has no password to check digest credentials against", v.ID)
+		if !cn.Credentials.Set() {
+			return refuse(CodeInvalid, "password", "a connection with its own user name needs its own password")
 		}
 	}
 	s.connections[cn.ID] = &cn
@@ -292,10 +305,15 @@ func (p *ServicePolicy) clone() ServicePolicy {
 func (c *Connection) clone() Connection {
 	cp := *c
 	cp.RemoteIPs = slices.Clone(c.RemoteIPs)
+	cp.Credentials = c.Credentials.clone()
 	return cp
 }
 
-func (v *Vendor) clone() Vendor { return *v }
+func (v *Vendor) clone() Vendor {
+	cp := *v
+	cp.Credentials = v.Credentials.clone()
+	return cp
+}
 
 func (p *ServicePolicy) id() string { return p.ID }
 func (v *Vendor) id() string        { return v.ID }

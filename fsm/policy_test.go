@@ -10,7 +10,7 @@ func vendorState(t *testing.T) *State {
 	t.Helper()
 	s := callState(t)
 	mustApply(t, s, &PutTariff{Tariff: Tariff{ID: "cost", Currency: "USD", Rates: []Rate{{PerMinute: 5_000, FirstInterval: 1, NextInterval: 1}}}})
-	mustApply(t, s, &PutVendor{Vendor: Vendor{ID: "v1", Name: "Carrier One", Username: "carrier1", Password: "s3cret"}})
+	mustApply(t, s, &PutVendor{Vendor: Vendor{ID: "v1", Name: "Carrier One", Username: "carrier1", Credentials: creds("carrier1", "s3cret")}})
 	mustApply(t, s, &PutConnection{Connection: Connection{ID: "c-wide", Vendor: "v1", Kind: ConnectionFromVendorSIP,
 		RemoteIPs: []string{"203.0.113.0/24"}, Tariff: "cost", TranslationCLD: `s/^00/+/; s/^\+44/44/`}})
 	mustApply(t, s, &PutConnection{Connection: Connection{ID: "c-narrow", Vendor: "v1", Kind: ConnectionFromVendorSIP,
@@ -29,7 +29,7 @@ func TestVendorConnections(t *testing.T) {
 	if _, ok := s.ConnectionForSource(netip.MustParseAddr("198.51.100.1")); ok {
 		t.Error("an unknown source matched a connection")
 	}
-	if c, v, ok := s.ConnectionForUser("carrier1"); !ok || v.Password != "s3cret" || c.Vendor != "v1" {
+	if c, v, ok := s.ConnectionForUser("carrier1"); !ok || !reflect.DeepEqual(v.Credentials, creds("carrier1", "s3cret")) || c.Vendor != "v1" {
 		t.Errorf("by user name: %+v %+v %v", c, v, ok)
 	}
 	refusals := []struct {
@@ -42,11 +42,11 @@ func TestVendorConnections(t *testing.T) {
 		{&PutConnection{Connection: Connection{ID: "x", Vendor: "nope", Kind: ConnectionFromVendorSIP, RemoteIPs: []string{"1.2.3.4"}, Tariff: "cost"}}, CodeInvalid, "vendor"},
 		{&PutConnection{Connection: Connection{ID: "x", Vendor: "v1", Kind: ConnectionFromVendorSIP, RemoteIPs: []string{"1.2.3.4"}, Tariff: "nope"}}, CodeInvalid, "tariff"},
 		{&PutConnection{Connection: Connection{ID: "x", Vendor: "v1", Kind: ConnectionFromVendorSIP, Username: "1001", Tariff: "cost"}}, CodeConflict, "username"},
-		{&PutVendor{Vendor: Vendor{ID: "v2", Username: "1002", Password: "p"}}, CodeConflict, "username"},
-		{&CreateAccount{Account: Account{ID: "carrier1", Password: "p", Billing: Prepaid}}, CodeConflict, "id"},
+		{&PutVendor{Vendor: Vendor{ID: "v2", Username: "1002", Credentials: creds("1002", "p")}}, CodeConflict, "username"},
+		{&CreateAccount{Account: Account{ID: "carrier1", Credentials: creds("carrier1", "p"), Billing: Prepaid}}, CodeConflict, "id"},
 		{&DeleteVendor{ID: "v1"}, CodeConflict, "id"},
 		{&PutVendor{Vendor: Vendor{ID: "v1", Name: "Carrier One", Username: "carrier1"}}, CodeInvalid, "password"},
-		{&CreateAccount{Account: Account{ID: "5001", Password: "p", Billing: Prepaid, Incoming: Incoming{Mode: DeliverStatic, Host: "a:b:c", Port: 5060, Transport: "udp"}}}, CodeInvalid, "incoming.host"},
+		{&CreateAccount{Account: Account{ID: "5001", Credentials: creds("5001", "p"), Billing: Prepaid, Incoming: Incoming{Mode: DeliverStatic, Host: "a:b:c", Port: 5060, Transport: "udp"}}}, CodeInvalid, "incoming.host"},
 		{&DeleteTariff{ID: "cost"}, CodeConflict, "id"},
 	}
 	for _, r := range refusals {

@@ -13,7 +13,7 @@ import (
 func redirectState(t *testing.T) *State {
 	t.Helper()
 	s := callState(t)
-	mustApply(t, s, &CreateAccount{Now: t0, Account: Account{ID: "800", Password: "p", Billing: Prepaid, Balance: 10_000_000,
+	mustApply(t, s, &CreateAccount{Now: t0, Account: Account{ID: "800", Credentials: creds("800", "p"), Billing: Prepaid, Balance: 10_000_000,
 		TariffOut: "out", TariffIn: "in"}})
 	c := mustApply(t, s, start("c1", "1001", "800")).Call
 	if c.MaxDuration != 990 || s.Reserved("800") != 4_800_000 {

@@ -24,28 +24,34 @@ import (
 // format; each keeps its golden file and restore test for good.
 const snapshotMagic = "TROIKA-SNAPSHOT\x00"
 
-// snapshotVersion is the format this build writes (and the only one it
-// reads so far).
-const snapshotVersion = 1
+// snapshotVersion is the format this build writes. It reads every format
+// in readableVersions: format 1 stored clear passwords (legacy.go).
+const snapshotVersion = 2
+
+var readableVersions = map[byte]bool{1: true, 2: true}
 
 type recordType byte
 
 const (
-	recAccount     recordType = 0x01
-	recTariff      recordType = 0x02
-	recAlias       recordType = 0x03
-	recBinding     recordType = 0x04
-	recNonceSecret recordType = 0x05
-	recCall        recordType = 0x06
-	recXDR         recordType = 0x07
-	recTxKey       recordType = 0x08
-	recXDRSeq      recordType = 0x09
-	recPolicy      recordType = 0x0a
-	recVendor      recordType = 0x0b
-	recConnection  recordType = 0x0c
-	recAssignment  recordType = 0x19 // ownership.go; numbered like its command
-	recAddrEpoch   recordType = 0x1a
-	recEnd         recordType = 0xff
+	recAccountV1    recordType = 0x01 // format 1, legacy.go
+	recTariff       recordType = 0x02
+	recAlias        recordType = 0x03
+	recBinding      recordType = 0x04
+	recNonceSecret  recordType = 0x05
+	recCall         recordType = 0x06
+	recXDR          recordType = 0x07
+	recTxKey        recordType = 0x08
+	recXDRSeq       recordType = 0x09
+	recPolicy       recordType = 0x0a
+	recVendorV1     recordType = 0x0b // format 1, legacy.go
+	recConnectionV1 recordType = 0x0c // format 1, legacy.go
+	recAccount      recordType = 0x0d
+	recVendor       recordType = 0x0e
+	recConnection   recordType = 0x0f
+	recRealm        recordType = 0x10
+	recAssignment   recordType = 0x19 // ownership.go; numbered like its command
+	recAddrEpoch    recordType = 0x1a
+	recEnd          recordType = 0xff
 )
 
 const maxRecordSize = 1 << 20
@@ -68,6 +74,7 @@ type Snapshot struct {
 	aliases     []*Alias
 	bindings    [][]*Binding // one slice per AOR
 	nonceSecret []byte
+	realm       string
 	calls       []*Call
 	xdrs        []*XDR
 	xdrSeq      uint64
@@ -93,6 +100,7 @@ func (s *State) Snapshot() *Snapshot {
 		aliases:     slices.Collect(maps.Values(s.aliases)),
 		bindings:    slices.Collect(maps.Values(s.bindings)),
 		nonceSecret: s.nonceSecret,
+		realm:       s.realm,
 		calls:       slices.Collect(maps.Values(s.calls)),
 		xdrs:        slices.Clone(s.xdrs.live()),
 		xdrSeq:      s.xdrSeq,
@@ -158,6 +166,9 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	}
 	if sn.nonceSecret != nil {
 		sw.record(recNonceSecret, sn.nonceSecret)
+	}
+	if sn.realm != "" {
+		sw.record(recRealm, sn.realm)
 	}
 	end.Calls = writeAll(sw, recCall, sn.calls)
 	end.XDRs = writeAll(sw, recXDR, sn.xdrs)
@@ -243,21 +254,25 @@ type restore struct {
 // a record type names one body layout forever: a changed body gets a new
 // record type, and the old restorer stays for snapshots already written.
 var restorers = map[recordType]func(*restore, []byte) error{
-	recAccount:     decoded("account", restoreAccount),
-	recTariff:      decoded("tariff", restoreTariff),
-	recAlias:       decoded("alias", restoreAlias),
-	recBinding:     decoded("binding", restoreBinding),
-	recNonceSecret: decoded("nonce secret", restoreNonceSecret),
-	recCall:        decoded("call", restoreCall),
-	recXDR:         decoded("xdr", restoreXDR),
-	recTxKey:       decoded("transaction key", restoreTxKey),
-	recXDRSeq:      decoded("xdr sequence", restoreXDRSeq),
-	recPolicy:      decoded("service policy", restorePolicy),
-	recVendor:      decoded("vendor", restoreVendor),
-	recConnection:  decoded("connection", restoreConnection),
-	recAssignment:  decoded("address assignment", restoreAssignment),
-	recAddrEpoch:   decoded("address epoch", restoreAddrEpoch),
-	recEnd:         decoded("end record", restoreEnd),
+	recAccountV1:    decoded("account", restoreAccountV1),
+	recVendorV1:     decoded("vendor", restoreVendorV1),
+	recConnectionV1: decoded("connection", restoreConnectionV1),
+	recRealm:        decoded("realm", restoreRealm),
+	recAccount:      decoded("account", restoreAccount),
+	recTariff:       decoded("tariff", restoreTariff),
+	recAlias:        decoded("alias", restoreAlias),
+	recBinding:      decoded("binding", restoreBinding),
+	recNonceSecret:  decoded("nonce secret", restoreNonceSecret),
+	recCall:         decoded("call", restoreCall),
+	recXDR:          decoded("xdr", restoreXDR),
+	recTxKey:        decoded("transaction key", restoreTxKey),
+	recXDRSeq:       decoded("xdr sequence", restoreXDRSeq),
+	recPolicy:       decoded("service policy", restorePolicy),
+	recVendor:       decoded("vendor", restoreVendor),
+	recConnection:   decoded("connection", restoreConnection),
+	recAssignment:   decoded("address assignment", restoreAssignment),
+	recAddrEpoch:    decoded("address epoch", restoreAddrEpoch),
+	recEnd:          decoded("end record", restoreEnd),
 }
 
 // decoded makes a restorer from a function that keeps one decoded record
@@ -290,6 +305,11 @@ func restoreBinding(r *restore, b *Binding) error {
 	r.s.bindings[b.AOR] = append(r.s.bindings[b.AOR], b)
 	r.s.nBindings++
 	r.got.Bindings++
+	return nil
+}
+
+func restoreRealm(r *restore, realm *string) error {
+	r.s.realm = *realm
 	return nil
 }
 
@@ -373,7 +393,7 @@ func (s *State) Restore(r io.Reader) error {
 	if string(head[:len(snapshotMagic)]) != snapshotMagic {
 		return errors.New("restore snapshot: not a troika snapshot")
 	}
-	if head[len(snapshotMagic)] != snapshotVersion {
+	if !readableVersions[head[len(snapshotMagic)]] {
 		return fmt.Errorf("restore snapshot: version %d is unknown to this build", head[len(snapshotMagic)])
 	}
 	rs := &restore{s: New()}
@@ -418,6 +438,7 @@ func (s *State) replace(fresh *State) {
 	s.bindings = fresh.bindings
 	s.nBindings = fresh.nBindings
 	s.nonceSecret = fresh.nonceSecret
+	s.realm = fresh.realm
 	s.calls = fresh.calls
 	s.reserved = fresh.reserved
 	s.activeCalls = fresh.activeCalls

@@ -36,18 +36,18 @@ func snapshotFixtureV1(t testing.TB) *State {
 		TrustedNetworks: []string{"193.148.210.22", "10.0.0.0/8", "pbx.example.com"}, UntrustedAction: billing.NewCallAuthorization, MaxRedirects: 3}}})
 	do(&PutServicePolicy{Policy: ServicePolicy{ID: "strict", Redirect: RedirectPolicy{UntrustedAction: billing.RejectRedirect}}})
 
-	do(&PutVendor{Vendor: Vendor{ID: "v1", Name: "Carrier One", Username: "carrier1", Password: "s3cret"}})
-	do(&PutVendor{Vendor: Vendor{ID: "v2", Name: "Carrier Two"}})
-	do(&PutConnection{Connection: Connection{ID: "c1", Vendor: "v1", Kind: ConnectionFromVendorSIP,
+	do(&PutVendorV1{Vendor: vendorV1{ID: "v1", Name: "Carrier One", Username: "carrier1", Password: "s3cret"}})
+	do(&PutVendorV1{Vendor: vendorV1{ID: "v2", Name: "Carrier Two"}})
+	do(&PutConnectionV1{Connection: connectionV1{ID: "c1", Vendor: "v1", Kind: ConnectionFromVendorSIP,
 		RemoteIPs: []string{"198.51.100.7", "203.0.113.0/24"}, Username: "carrier1in", Tariff: "cost",
 		TranslationCLD: `s/^00/+/; s/^\+44/44/`, TranslationCLI: `s/^\+//`}})
-	do(&PutConnection{Connection: Connection{ID: "c2", Vendor: "v2", Kind: ConnectionFromVendorSIP,
+	do(&PutConnectionV1{Connection: connectionV1{ID: "c2", Vendor: "v2", Kind: ConnectionFromVendorSIP,
 		RemoteIPs: []string{"192.0.2.9"}, Tariff: "cost"}})
 
-	do(&CreateAccount{Now: t0, Account: Account{ID: "1001", Password: "pw1001", Billing: Prepaid, Balance: 100_000_000,
+	do(&CreateAccountV1{Now: t0, Account: accountV1{ID: "1001", Password: "pw1001", Billing: Prepaid, Balance: 100_000_000,
 		TariffOut: "out", TariffIn: "in", ServicePolicy: "easycall", MaxCalls: 4, MaxContacts: 5,
 		FollowMe: []FollowMeTarget{{Target: "1002", TimeoutS: 20}, {Target: "sip:desk@pbx.example.com", TimeoutS: 30}}}})
-	do(&CreateAccounts{Now: t0 + 1, Accounts: []Account{
+	do(&CreateAccountsV1{Now: t0 + 1, Accounts: []accountV1{
 		{ID: "1002", Password: "pw1002", Billing: Prepaid, Balance: 50_000_000, TariffOut: "out", TariffIn: "in"},
 		{ID: "2001", Password: "pw2001", Billing: Postpaid, CreditLimit: 2_000_000, TariffOut: "out", ServicePolicy: "strict",
 			Incoming: Incoming{Mode: DeliverStatic, Host: "pbx.example.com", Port: 5060, Transport: "tcp"}},
@@ -127,6 +127,38 @@ func snapshotFixtureV1(t testing.TB) *State {
 	return s
 }
 
+// snapshotFixtureV2 is the state of snapshotFixtureV1 once the leader
+// has secured its credentials (InitRealm, SecureCredentials), with an
+// account and a connection created by current commands: every record kind
+// a version 2 snapshot carries. testdata/golden/snapshot_v2.hex pins its
+// snapshot. Do not change it: a new format gets a fixture of its own.
+func snapshotFixtureV2(t testing.TB) *State {
+	t.Helper()
+	s := snapshotFixtureV1(t)
+	mustApply(t, s, &InitRealm{Realm: "troika"})
+	secure := &SecureCredentials{Realm: "troika"}
+	for _, l := range s.LegacySecrets() {
+		u := SecretUpdate{ID: l.ID, LegacyHash: LegacyDigest(l.Password)}
+		if l.User != "" {
+			u.Credentials = HashCredentials(l.User, "troika", l.Password)
+		}
+		switch l.Kind {
+		case "account":
+			secure.Accounts = append(secure.Accounts, u)
+		case "vendor":
+			secure.Vendors = append(secure.Vendors, u)
+		case "connection":
+			secure.Connections = append(secure.Connections, u)
+		}
+	}
+	mustApply(t, s, secure)
+	mustApply(t, s, &CreateAccount{Now: t0 + 2, Account: Account{ID: "3001", Credentials: HashCredentials("3001", "troika", "Secret-3001"),
+		DisplayName: "Front Desk", Billing: Prepaid, Balance: 1_000_000, TariffOut: "out"}})
+	mustApply(t, s, &PutConnection{Connection: Connection{ID: "c3", Vendor: "v2", Kind: ConnectionFromVendorSIP, Username: "carrier2in",
+		Credentials: HashCredentials("carrier2in", "troika", "Trunk-Two-pw"), Tariff: "cost"}})
+	return s
+}
+
 // stateContents is everything a State holds, for comparing two of them.
 type stateContents struct {
 	Accounts    map[string]*Account
@@ -138,6 +170,7 @@ type stateContents struct {
 	Bindings    map[string][]*Binding
 	NBindings   int
 	NonceSecret []byte
+	Realm       string
 	Calls       map[string]*Call
 	Reserved    map[string]int64
 	ActiveCalls map[string]int
@@ -154,7 +187,7 @@ func contentsOf(s *State) stateContents {
 	defer s.mu.RUnlock()
 	return stateContents{
 		Accounts: s.accounts, Tariffs: s.tariffs, Aliases: s.aliases, Policies: s.policies, Vendors: s.vendors,
-		Connections: s.connections, Bindings: s.bindings, NBindings: s.nBindings, NonceSecret: s.nonceSecret,
+		Connections: s.connections, Bindings: s.bindings, NBindings: s.nBindings, NonceSecret: s.nonceSecret, Realm: s.realm,
 		Calls: s.calls, Reserved: s.reserved, ActiveCalls: s.activeCalls, XDRs: s.xdrs.live(), XDRByCall: s.xdrByCall,
 		XDRSeq: s.xdrSeq, TxKeys: s.txKeys, Assignments: s.own.assignments, AddrEpoch: s.own.epoch,
 	}
@@ -185,7 +218,7 @@ func restored(t testing.TB, data []byte) *State {
 // The fixture holds every record kind, more than one of most, so a test
 // of it covers the whole format.
 func TestSnapshotFixtureCoversEveryRecord(t *testing.T) {
-	c := contentsOf(snapshotFixtureV1(t))
+	c := contentsOf(snapshotFixtureV2(t))
 	counts := map[string]int{
 		"accounts": len(c.Accounts), "tariffs": len(c.Tariffs), "aliases": len(c.Aliases), "aors": len(c.Bindings),
 		"calls": len(c.Calls), "xdrs": len(c.XDRs), "tx keys": len(c.TxKeys), "policies": len(c.Policies),
@@ -196,7 +229,12 @@ func TestSnapshotFixtureCoversEveryRecord(t *testing.T) {
 			t.Errorf("%d %s, want several", n, kind)
 		}
 	}
-	if c.NonceSecret == nil || c.XDRSeq <= uint64(len(c.XDRs)) || c.AddrEpoch <= uint64(len(c.Assignments)) {
+	for id, a := range c.Accounts {
+		if a.Credentials.Legacy != "" || len(a.Credentials.MD5) == 0 {
+			t.Errorf("account %s: credentials %+v, want secured", id, a.Credentials)
+		}
+	}
+	if c.Realm == "" || c.NonceSecret == nil || c.XDRSeq <= uint64(len(c.XDRs)) || c.AddrEpoch <= uint64(len(c.Assignments)) {
 		t.Errorf("secret %x, xdr seq %d, address epoch %d", c.NonceSecret, c.XDRSeq, c.AddrEpoch)
 	}
 	var legs, redirects, vendorRates int
@@ -215,7 +253,7 @@ func TestSnapshotFixtureCoversEveryRecord(t *testing.T) {
 // Two snapshots of one state are the same bytes, and so is the snapshot of
 // a state restored from one.
 func TestSnapshotDeterministic(t *testing.T) {
-	s := snapshotFixtureV1(t)
+	s := snapshotFixtureV2(t)
 	first := snapshotBytes(t, s)
 	for i := 0; i < 5; i++ {
 		if again := snapshotBytes(t, s); !bytes.Equal(again, first) {
@@ -234,7 +272,7 @@ func TestSnapshotDeterministic(t *testing.T) {
 // WriteTo sorts and writes while Apply goes on (run with -race): the bytes
 // are those of the state when Snapshot was called.
 func TestSnapshotWritesWhileApplying(t *testing.T) {
-	s := snapshotFixtureV1(t)
+	s := snapshotFixtureV2(t)
 	want := snapshotBytes(t, s)
 	snap := s.Snapshot()
 	done := make(chan struct{})
@@ -285,10 +323,10 @@ func readGoldenSnapshot(t *testing.T, version int) []byte {
 // is exactly the golden file. With a new format, point it at that format's
 // fixture; the old golden stays and keeps its restore test.
 func TestSnapshotGoldenWrites(t *testing.T) {
-	if snapshotVersion != 1 {
+	if snapshotVersion != 2 {
 		t.Fatalf("snapshot version %d has no fixture: add one and its golden file", snapshotVersion)
 	}
-	data := snapshotBytes(t, snapshotFixtureV1(t))
+	data := snapshotBytes(t, snapshotFixtureV2(t))
 	path := goldenSnapshotPath(snapshotVersion)
 	if _, err := os.Stat(path); *update && errors.Is(err, fs.ErrNotExist) {
 		if err := os.WriteFile(path, []byte(hex.EncodeToString(data)+"\n"), 0o644); err != nil {
@@ -308,8 +346,10 @@ func TestSnapshotGoldenWrites(t *testing.T) {
 }
 
 // TestSnapshotGoldenV1Restores: a version 1 snapshot restores to exactly
-// the state it was written from, whatever format this build writes. Like
-// every released format's golden file and restore test, it stays forever.
+// the state it was written from, whatever format this build writes (its
+// clear passwords kept as legacy credentials until the leader secures
+// them). Like every released format's golden file and restore test, it
+// stays forever.
 func TestSnapshotGoldenV1Restores(t *testing.T) {
 	r := restored(t, readGoldenSnapshot(t, 1))
 	if got, want := contentsOf(r), contentsOf(snapshotFixtureV1(t)); !reflect.DeepEqual(got, want) {
@@ -324,5 +364,28 @@ func TestRestoreRejectsUnknownRecordType(t *testing.T) {
 	err := New().Restore(bytes.NewReader(data))
 	if err == nil || !strings.Contains(err.Error(), "0x7e") {
 		t.Fatalf("unknown record type: %v", err)
+	}
+}
+
+// TestSnapshotGoldenV2Restores: a version 2 snapshot restores to exactly
+// the state it was written from. It stays forever, like the v1 test.
+func TestSnapshotGoldenV2Restores(t *testing.T) {
+	r := restored(t, readGoldenSnapshot(t, 2))
+	if got, want := contentsOf(r), contentsOf(snapshotFixtureV2(t)); !reflect.DeepEqual(got, want) {
+		t.Fatalf("restored v2 golden:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// A snapshot of a secured state holds no password: not the clear text,
+// not any part of the fixture's passwords.
+func TestSnapshotHoldsNoPassword(t *testing.T) {
+	data := snapshotBytes(t, snapshotFixtureV2(t))
+	for _, pw := range []string{"s3cret", "pw1001", "pw1002", "pw2001", "pw2002", "Secret-3001", "Trunk-Two-pw"} {
+		if bytes.Contains(data, []byte(pw)) {
+			t.Errorf("the snapshot holds the password %q", pw)
+		}
+	}
+	if v1 := readGoldenSnapshot(t, 1); !bytes.Contains(v1, []byte("pw1001")) {
+		t.Error("the v1 golden should hold its clear passwords (the check above could not fail)")
 	}
 }

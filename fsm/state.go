@@ -22,6 +22,7 @@ type State struct {
 	bindings    map[string][]*Binding // by AOR
 	nBindings   int
 	nonceSecret []byte
+	realm       string        // of the stored credentials (InitRealm)
 	aliasWatch  chan struct{} // closed and replaced when aliases change
 
 	calls       map[string]*Call  // in progress, by ID

@@ -14,10 +14,13 @@ func newTestState(t testing.TB) *State {
 	s := New()
 	mustApply(t, s, &PutTariff{Tariff: Tariff{ID: "std", Currency: "USD", Rates: []Rate{{PerMinute: 100_000, FirstInterval: 60, NextInterval: 60}}}})
 	for _, id := range []string{"1001", "1002"} {
-		mustApply(t, s, &CreateAccount{Now: t0, Account: Account{ID: id, Password: "pw" + id, Billing: Prepaid, Balance: 5_000_000, TariffOut: "std"}})
+		mustApply(t, s, &CreateAccount{Now: t0, Account: Account{ID: id, Credentials: creds(id, "pw"+id), Billing: Prepaid, Balance: 5_000_000, TariffOut: "std"}})
 	}
 	return s
 }
+
+// creds are the credentials of user's password in the tests' realm.
+func creds(user, password string) Credentials { return HashCredentials(user, "troika", password) }
 
 func mustApply(t testing.TB, s *State, c Command) Result {
 	t.Helper()
@@ -164,15 +167,15 @@ func TestRegisterInstanceIDMatchesAcrossContacts(t *testing.T) {
 
 func TestAccounts(t *testing.T) {
 	s := newTestState(t)
-	dup := &CreateAccount{Now: t0, Account: Account{ID: "1001", Password: "pw1001", Billing: Prepaid, Balance: 5_000_000, TariffOut: "std"}}
+	dup := &CreateAccount{Now: t0, Account: Account{ID: "1001", Credentials: creds("1001", "pw1001"), Billing: Prepaid, Balance: 5_000_000, TariffOut: "std"}}
 	if r := s.ApplyCommand(dup); r.Err != nil {
 		t.Fatalf("retried identical create refused: %v", r.Err)
 	}
-	other := &CreateAccount{Now: t0, Account: Account{ID: "1001", Password: "x", Billing: Prepaid}}
+	other := &CreateAccount{Now: t0, Account: Account{ID: "1001", Credentials: creds("1001", "x"), Billing: Prepaid}}
 	if r := s.ApplyCommand(other); r.Err == nil || r.Err.Code != CodeExists {
 		t.Fatalf("conflicting create: %v", r.Err)
 	}
-	bad := &CreateAccount{Now: t0, Account: Account{ID: "2000", Password: "x", Billing: Prepaid, TariffOut: "nope"}}
+	bad := &CreateAccount{Now: t0, Account: Account{ID: "2000", Credentials: creds("2000", "x"), Billing: Prepaid, TariffOut: "nope"}}
 	if r := s.ApplyCommand(bad); r.Err == nil || r.Err.Field != "tariff_out" {
 		t.Fatalf("missing tariff: %v", r.Err)
 	}
@@ -182,9 +185,9 @@ func TestAccounts(t *testing.T) {
 	if r := s.ApplyCommand(&UpdateAccount{ID: "1001", Patch: AccountPatch{Billing: ptr("weekly")}}); r.Err == nil || r.Err.Field != "billing" {
 		t.Fatalf("bad patch: %v", r.Err)
 	}
-	mustApply(t, s, &UpdateAccount{ID: "1001", Patch: AccountPatch{Password: ptr("new"), MaxCalls: ptr(4)}})
+	mustApply(t, s, &UpdateAccount{ID: "1001", Patch: AccountPatch{Credentials: ptr(creds("1001", "new")), MaxCalls: ptr(4)}})
 	a, _ := s.Account("1001")
-	if a.Password != "new" || a.MaxCalls != 4 || a.Balance != 5_000_000 || a.Billing != Prepaid {
+	if !reflect.DeepEqual(a.Credentials, creds("1001", "new")) || a.MaxCalls != 4 || a.Balance != 5_000_000 || a.Billing != Prepaid {
 		t.Fatalf("after patch %+v", a)
 	}
 	mustApply(t, s, reg("c", 1, t0, "sip:a"))
@@ -200,8 +203,8 @@ func TestAccounts(t *testing.T) {
 func TestCreateAccountsAllOrNone(t *testing.T) {
 	s := newTestState(t)
 	bad := &CreateAccounts{Now: t0, Accounts: []Account{
-		{ID: "2001", Password: "a", Billing: Prepaid},
-		{ID: "2002", Password: "", Billing: Prepaid},
+		{ID: "2001", Credentials: creds("2001", "a"), Billing: Prepaid},
+		{ID: "2002", Credentials: Credentials{}, Billing: Prepaid},
 	}}
 	r := s.ApplyCommand(bad)
 	if r.Err == nil || r.Err.Field != "accounts[1].password" {
@@ -210,13 +213,13 @@ func TestCreateAccountsAllOrNone(t *testing.T) {
 	if _, ok := s.Account("2001"); ok {
 		t.Fatal("half of a refused import was applied")
 	}
-	ok := &CreateAccounts{Now: t0, Accounts: []Account{{ID: "2001", Password: "a", Billing: Prepaid}, {ID: "2002", Password: "b", Billing: Postpaid}}}
+	ok := &CreateAccounts{Now: t0, Accounts: []Account{{ID: "2001", Credentials: creds("2001", "a"), Billing: Prepaid}, {ID: "2002", Credentials: creds("2002", "b"), Billing: Postpaid}}}
 	mustApply(t, s, ok)
 	mustApply(t, s, ok) // re-running an import is safe
 	if n := s.Counts().Accounts; n != 4 {
 		t.Fatalf("%d accounts, want 4", n)
 	}
-	dup := &CreateAccounts{Now: t0, Accounts: []Account{{ID: "3001", Password: "a", Billing: Prepaid}, {ID: "3001", Password: "a", Billing: Prepaid}}}
+	dup := &CreateAccounts{Now: t0, Accounts: []Account{{ID: "3001", Credentials: creds("3001", "a"), Billing: Prepaid}, {ID: "3001", Credentials: creds("3001", "a"), Billing: Prepaid}}}
 	if r := s.ApplyCommand(dup); r.Err == nil || r.Err.Field != "accounts[1].id" {
 		t.Fatalf("duplicate id in one import: %v", r.Err)
 	}

@@ -23,8 +23,11 @@ const (
 // Account is a customer line: the SIP identity phones register as, and the
 // billing record calls are charged to. Money fields are micro-units.
 type Account struct {
-	ID            string
-	Password      string
+	ID          string
+	Credentials Credentials // for the digest user name ID
+	// DisplayName is what callees see as the caller's name (P-Asserted-
+	// Identity and From); the caller's own From never is.
+	DisplayName   string
 	Billing       string
 	Balance       int64
 	CreditLimit   int64
@@ -167,10 +170,10 @@ func (a *Account) Validate() error {
 	switch {
 	case !ValidID(a.ID):
 		return fieldErr("id", "must be 1-64 letters, digits, '_', '.', '+' or '-' (got %q)", a.ID)
-	case a.Password == "":
+	case !a.Credentials.Set():
 		return fieldErr("password", "is required")
-	case len(a.Password) > 128 || !printable(a.Password):
-		return fieldErr("password", "must be at most 128 printable characters")
+	case len(a.DisplayName) > 64 || !printable(a.DisplayName) || strings.ContainsAny(a.DisplayName, "\"\\"):
+		return fieldErr("display_name", "at most 64 printable characters, no quotes or backslashes")
 	case a.Billing != Prepaid && a.Billing != Postpaid:
 		return fieldErr("billing", "must be %q or %q", Prepaid, Postpaid)
 	case a.Balance < 0 && a.Billing == Prepaid:

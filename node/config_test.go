@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
 // loadExample loads the example configuration file example with its
@@ -124,7 +125,7 @@ func TestTrimCommand(t *testing.T) {
 		return res
 	}
 	apply(&fsm.PutTariff{Tariff: fsm.Tariff{ID: "t", Currency: "USD", Rates: []fsm.Rate{{PerMinute: 60_000, FirstInterval: 1, NextInterval: 1}}}})
-	apply(&fsm.CreateAccount{Account: fsm.Account{ID: "a", Password: "p", Billing: fsm.Prepaid, Balance: 1_000_000, TariffOut: "t"}})
+	apply(&fsm.CreateAccount{Account: fsm.Account{ID: "a", Credentials: testkit.Creds("a", "p"), Billing: fsm.Prepaid, Balance: 1_000_000, TariffOut: "t"}})
 	old := now.Add(-2 * time.Hour).UnixMilli()
 	apply(&fsm.Topup{Account: "a", Amount: 1, Key: "old", Now: old})
 	apply(&fsm.Topup{Account: "a", Amount: 1, Key: "new", Now: now.UnixMilli()})

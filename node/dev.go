@@ -84,7 +84,9 @@ func (n *Node) SeedDemo(ctx context.Context, o DevOptions) ([]DemoAccount, error
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	passwords := map[string]string{}
 	if n.state.Counts().Accounts == 0 {
+		passwords["1001"], passwords["1002"] = RandomToken(9), RandomToken(9)
 		now := time.Now().UnixMilli()
 		cmds := []fsm.Command{
 			&fsm.PutTariff{Tariff: fsm.Tariff{ID: "demo", Currency: "USD", Rates: []fsm.Rate{
@@ -92,15 +94,16 @@ func (n *Node) SeedDemo(ctx context.Context, o DevOptions) ([]DemoAccount, error
 				{Prefix: "1", PerMinute: 20_000, ConnectFee: 10_000, FirstInterval: 1, NextInterval: 1, FreeSeconds: 5},
 			}}},
 			&fsm.CreateAccounts{Now: now, Accounts: []fsm.Account{
-				{ID: "1001", Password: RandomToken(9), Billing: fsm.Prepaid, Balance: 10_000_000, TariffOut: "demo", TariffIn: "demo"},
-				{ID: "1002", Password: RandomToken(9), Billing: fsm.Prepaid, Balance: 10_000_000, TariffOut: "demo", TariffIn: "demo"},
+				{ID: "1001", Credentials: fsm.Credentials{Legacy: passwords["1001"]}, Billing: fsm.Prepaid, Balance: 10_000_000, TariffOut: "demo", TariffIn: "demo"},
+				{ID: "1002", Credentials: fsm.Credentials{Legacy: passwords["1002"]}, Billing: fsm.Prepaid, Balance: 10_000_000, TariffOut: "demo", TariffIn: "demo"},
 			}},
 		}
 		if o.AliasAddress != "" {
 			cmds = append(cmds, &fsm.PutAlias{Alias: fsm.Alias{IP: o.AliasAddress, Ports: fsm.AliasPorts{UDP: []int{o.AliasUDPPort}}}})
 		}
 		for _, c := range cmds {
-			res, err := n.cluster.Propose(ctx, c)
+			res, err := n.Propose(ctx, c) // hashes the passwords
+
 			if err == nil && res.Err != nil {
 				err = res.Err
 			}
@@ -109,10 +112,12 @@ func (n *Node) SeedDemo(ctx context.Context, o DevOptions) ([]DemoAccount, error
 			}
 		}
 	}
+	// Only digest credentials are stored: a restarted node no longer
+	// knows the passwords it printed when it made the accounts.
 	var out []DemoAccount
 	for _, id := range []string{"1001", "1002"} {
-		if a, ok := n.state.Account(id); ok {
-			out = append(out, DemoAccount{ID: id, Password: a.Password})
+		if _, ok := n.state.Account(id); ok {
+			out = append(out, DemoAccount{ID: id, Password: passwords[id]})
 		}
 	}
 	return out, nil

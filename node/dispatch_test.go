@@ -217,7 +217,7 @@ func TestDispatchThroughClusterLink(t *testing.T) {
 	n1 := dc.nodes[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	res, err := n1.Propose(ctx, &fsm.CreateAccount{Now: time.Now().UnixMilli(), Account: fsm.Account{ID: "1001", Password: "pw1001", Billing: fsm.Prepaid}})
+	res, err := n1.Propose(ctx, &fsm.CreateAccount{Now: time.Now().UnixMilli(), Account: fsm.Account{ID: "1001", Credentials: testkit.Creds("1001", "pw1001"), Billing: fsm.Prepaid}})
 	if err != nil || res.Err != nil {
 		t.Fatalf("create account: %v %v", err, res.Err)
 	}

@@ -108,7 +108,7 @@ func (c *Config) GossipAddrs() (GossipAddrs, error) {
 
 // meta is this node's gossip metadata.
 func (n *Node) meta(health string) cluster.NodeMeta {
-	m := cluster.NodeMeta{Version: Version, Roles: []string{"dispatcher", "processor", roleAdoptCall}, Health: health, Addrs: n.cfg.VIP != nil}
+	m := cluster.NodeMeta{Version: Version, Roles: []string{"dispatcher", "processor", roleAdoptCall, roleCredentials}, Health: health, Addrs: n.cfg.VIP != nil}
 	if n.dispatch != nil {
 		m.Roles = append(m.Roles, roleDispatch)
 	}
@@ -158,6 +158,37 @@ func (n *Node) nodeAlive(id string) bool {
 
 // roleAdoptCall in a node's gossip roles: its fsm applies AdoptCall.
 const roleAdoptCall = "adoptcall1"
+
+// roleCredentials in a node's gossip roles: its fsm stores digest
+// credentials, not passwords (the account, vendor and connection commands
+// of version 2, InitRealm, SecureCredentials).
+const roleCredentials = "credentials2"
+
+// credentialsThroughLog reports whether every voter applies the commands
+// that carry credentials.
+func (n *Node) credentialsThroughLog() bool {
+	if n.gossip == nil {
+		return false
+	}
+	return everyVoterHas(roleCredentials, n.cluster.Voters(), n.gossip.Members(), n.cfg.NodeID)
+}
+
+// olderVoter reports whether a voter announced, in its last gossip
+// metadata, roles without credentials: it runs a build that stores
+// passwords (a rolling upgrade is under way). A voter not heard of yet
+// says nothing either way.
+func (n *Node) olderVoter() bool {
+	if n.gossip == nil {
+		return false
+	}
+	for _, m := range n.gossip.Members() {
+		if m.ID != n.cfg.NodeID && slices.Contains(n.cluster.Voters(), m.ID) && len(m.Meta.Roles) > 0 &&
+			!slices.Contains(m.Meta.Roles, roleCredentials) {
+			return true
+		}
+	}
+	return false
+}
 
 // adoptThroughLog reports whether every voter's fsm applies AdoptCall, as
 // the voters last said in gossip (sipstack.Config.AdoptThroughLog): an

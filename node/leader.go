@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"time"
 
 	"github.com/troika-sip/troika/fsm"
@@ -28,6 +29,7 @@ var secretRetry = retry.Policy{Initial: time.Second, Max: 5 * time.Second}
 // idempotency keys.
 func (n *Node) leaderDuties(ctx context.Context) {
 	go n.placeAddresses(ctx)
+	go n.secureCredentials(ctx)
 	backoff := secretRetry.New()
 	for n.state.NonceSecret() == nil {
 		secret := make([]byte, 32)
@@ -130,4 +132,90 @@ func trimCommand(b BillingConfig, now time.Time) *fsm.TrimRecords {
 		window = DefaultIdempotencyWindow
 	}
 	return &fsm.TrimRecords{MaxXDRs: keep, KeepKeysAfter: now.Add(-window).UnixMilli()}
+}
+
+// secureCredentials runs while this node leads: once every voter stores
+// credentials rather than passwords (a rolling upgrade from a build that
+// stored passwords is over), it records the cluster's realm and replaces
+// every clear password the state still holds (records written by that
+// build) with its digest credentials. It looks every 10 s until nothing is
+// left, then every 10 minutes.
+func (n *Node) secureCredentials(ctx context.Context) {
+	every := secureLookEvery
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		done, err := n.secureOnce(ctx)
+		switch {
+		case err != nil:
+			n.log.Warn("could not secure stored passwords yet; retrying", "error", err, "retry_in", secureLookEvery)
+			every = secureLookEvery
+		case done:
+			every = secureIdleEvery
+		}
+		t.Reset(every)
+	}
+}
+
+const (
+	secureLookEvery = 10 * time.Second
+	secureIdleEvery = 10 * time.Minute
+	secureBatch     = 1000 // records per SecureCredentials
+)
+
+// secureOnce does one round of secureCredentials: true when nothing is left.
+func (n *Node) secureOnce(ctx context.Context) (bool, error) {
+	if !n.credentialsThroughLog() {
+		return false, nil
+	}
+	realm := n.cfg.Registrar.Realm
+	if n.state.Realm() == "" {
+		res, err := n.cluster.Propose(ctx, &fsm.InitRealm{Realm: realm})
+		if err == nil && res.Err != nil {
+			err = res.Err
+		}
+		if err != nil {
+			return false, fmt.Errorf("record the realm: %w", err)
+		}
+	}
+	if r := n.state.Realm(); r != realm {
+		return false, fmt.Errorf("registrar.realm %q differs from the realm %q the cluster's credentials are made for: set registrar.realm = %q on every node", realm, r, r)
+	}
+	legacy := n.state.LegacySecrets()
+	if len(legacy) == 0 {
+		return true, nil
+	}
+	for len(legacy) > 0 {
+		k := min(len(legacy), secureBatch)
+		cmd := &fsm.SecureCredentials{Realm: realm}
+		for _, l := range legacy[:k] {
+			u := fsm.SecretUpdate{ID: l.ID, LegacyHash: fsm.LegacyDigest(l.Password)}
+			if l.User != "" {
+				u.Credentials = fsm.HashCredentials(l.User, realm, l.Password)
+			}
+			switch l.Kind {
+			case "account":
+				cmd.Accounts = append(cmd.Accounts, u)
+			case "vendor":
+				cmd.Vendors = append(cmd.Vendors, u)
+			case "connection":
+				cmd.Connections = append(cmd.Connections, u)
+			}
+		}
+		res, err := n.cluster.Propose(ctx, cmd)
+		if err == nil && res.Err != nil {
+			err = res.Err
+		}
+		if err != nil {
+			return false, fmt.Errorf("secure stored passwords: %w", err)
+		}
+		n.log.Info("replaced stored clear passwords with digest credentials", "records", k)
+		legacy = legacy[k:]
+	}
+	return len(n.state.LegacySecrets()) == 0, nil
 }

@@ -440,10 +440,39 @@ func (n *Node) AdminAddr() string { return n.adminLn.Addr().String() }
 // Sockets lists the open SIP sockets.
 func (n *Node) Sockets() []string { return n.sip.Sockets() }
 
-// Propose applies a command through the cluster (admin.Backend).
+// Propose applies a command through the cluster (admin.Backend). A clear
+// password a command carries (the admin API's) is hashed into digest
+// credentials for the registrar's realm before it enters the log. While a
+// voter still runs a build that stores clear passwords, the command goes
+// in that build's version instead (fsm.LegacyCommand), or is refused with
+// ErrUpgradeInProgress when that build has none; while a voter has not
+// been heard of yet in gossip, a command with credentials is refused with
+// ErrMembersUnknown (the write is tried again in a moment).
 func (n *Node) Propose(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
+	old, err := fsm.LegacyCommand(cmd)
+	versioned := err != nil || old.Type() != cmd.Type() // a command older builds know in another version
+	switch {
+	case n.credentialsThroughLog():
+		cmd = fsm.SecureCommand(cmd, n.cfg.Registrar.Realm)
+	case !versioned:
+	case n.olderVoter() && err != nil:
+		return fsm.Result{}, fmt.Errorf("%w: %v", ErrUpgradeInProgress, err)
+	case n.olderVoter():
+		cmd = old
+	default:
+		return fsm.Result{}, ErrMembersUnknown
+	}
 	return n.cluster.Propose(ctx, cmd)
 }
+
+var (
+	// ErrUpgradeInProgress: a write needs a command an older voter cannot
+	// apply yet.
+	ErrUpgradeInProgress = errors.New("the cluster is being upgraded")
+	// ErrMembersUnknown: a write with credentials waits until every voter
+	// has been heard of, to know which command version they apply.
+	ErrMembersUnknown = errors.New("not every node of the cluster has been heard of yet; try again in a few seconds")
+)
 
 // Status is GET /v1/cluster.
 type Status struct {

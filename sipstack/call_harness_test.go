@@ -27,8 +27,8 @@ const testSDP, calleeSDP = testkit.CallerSDP, testkit.CalleeSDP
 func callState(t testing.TB, balance int64) *fsm.State {
 	st := newTestState(t, false)
 	putTariff(t, st, "t1", fsm.Rate{PerMinute: 60_000_000, FirstInterval: 1, NextInterval: 1})
-	addAccount(t, st, fsm.Account{ID: "2001", Password: "pw2001", Billing: fsm.Prepaid, Balance: balance, TariffOut: "t1"})
-	addAccount(t, st, fsm.Account{ID: "2002", Password: "pw2002", Billing: fsm.Prepaid, TariffOut: "t1"})
+	addAccount(t, st, fsm.Account{ID: "2001", Credentials: testkit.Creds("2001", "pw2001"), DisplayName: "Alice", Billing: fsm.Prepaid, Balance: balance, TariffOut: "t1"})
+	addAccount(t, st, fsm.Account{ID: "2002", Credentials: testkit.Creds("2002", "pw2002"), Billing: fsm.Prepaid, TariffOut: "t1"})
 	return st
 }
 
@@ -266,7 +266,7 @@ func (c *testCall) inviteText(host, auth string) string {
 	}
 	return fmt.Sprintf("INVITE %s SIP/2.0\r\n"+
 		"Via: SIP/2.0/UDP %s;branch=%s;rport\r\n"+
-		"From: \"Alice\" <sip:%s@%s>;tag=%s\r\n"+
+		"From: \"Spoofed Name\" <sip:%s@%s>;tag=%s\r\n"+
 		"To: <%s>\r\n"+
 		"Call-ID: %s\r\n"+
 		"CSeq: %d INVITE\r\n"+

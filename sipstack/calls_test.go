@@ -49,8 +49,13 @@ func TestCallThroughAlias(t *testing.T) {
 	if h := req.To().Address.Host; h != aliasIP || req.To().Address.User != "2002" {
 		t.Errorf("To %q, want 2002@%s", req.To().Value(), aliasIP)
 	}
+	// The callee sees the account's own name, never the caller's From
+	// (which says "Spoofed Name"), and the identity the switch asserts.
 	if req.From().Address.User != "2001" || req.From().DisplayName != "Alice" {
 		t.Errorf("From %q", req.From().Value())
+	}
+	if pai := req.GetHeader("P-Asserted-Identity"); pai == nil || pai.Value() != `"Alice" <sip:2001@`+aliasIP+`>` {
+		t.Errorf("P-Asserted-Identity %v", pai)
 	}
 	if v := req.Via(); fmt.Sprintf("%s:%d", v.Host, v.Port) != aliasAddr || len(req.GetHeaders("Via")) != 1 {
 		t.Errorf("Via %q, want one on the alias", v.Value())
@@ -133,8 +138,8 @@ func TestPrepaidCut(t *testing.T) {
 	st := newTestState(t, false)
 	putTariff(t, st, "p", fsm.Rate{PerMinute: 60_000_000, ConnectFee: 500_000, FirstInterval: 1, NextInterval: 1})
 	const bal = 3*1_000_000 + 500_000
-	addAccount(t, st, fsm.Account{ID: "4001", Password: "pw4001", Billing: fsm.Prepaid, Balance: bal, TariffOut: "p"})
-	addAccount(t, st, fsm.Account{ID: "4002", Password: "pw4002", Billing: fsm.Prepaid})
+	addAccount(t, st, fsm.Account{ID: "4001", Credentials: testkit.Creds("4001", "pw4001"), Billing: fsm.Prepaid, Balance: bal, TariffOut: "p"})
+	addAccount(t, st, fsm.Account{ID: "4002", Credentials: testkit.Creds("4002", "pw4002"), Billing: fsm.Prepaid})
 	ts := startServer(t, st, nil)
 	srv := ts.addr(t, "udp", ts.ip)
 	callee := newEndpoint(t, "127.0.0.1")
@@ -271,7 +276,7 @@ func TestCallFailures(t *testing.T) {
 	setup := func(t *testing.T, mod func(*Config)) (*testServer, string, *endpoint, *endpoint) {
 		st := callState(t, bal)
 		putTariff(t, st, "uk", fsm.Rate{Prefix: "44", PerMinute: 1, FirstInterval: 1, NextInterval: 1})
-		addAccount(t, st, fsm.Account{ID: "2003", Password: "pw2003", Billing: fsm.Prepaid, Balance: bal, TariffOut: "uk"})
+		addAccount(t, st, fsm.Account{ID: "2003", Credentials: testkit.Creds("2003", "pw2003"), Billing: fsm.Prepaid, Balance: bal, TariffOut: "uk"})
 		ts := startServer(t, st, mod)
 		srv := ts.addr(t, "udp", ts.ip)
 		callee := newEndpoint(t, "127.0.0.1")
@@ -353,7 +358,7 @@ func TestCallFailures(t *testing.T) {
 	t.Run("no bindings", func(t *testing.T) {
 		t.Parallel()
 		ts, srv, _, caller := setup(t, nil)
-		addAccount(t, ts.st, fsm.Account{ID: "2009", Password: "pw2009", Billing: fsm.Prepaid})
+		addAccount(t, ts.st, fsm.Account{ID: "2009", Credentials: testkit.Creds("2009", "pw2009"), Billing: fsm.Prepaid})
 		c := invite(t, caller, srv, "2001", "pw2001", "2009", testSDP)
 		wantStatus(t, c.final(5*time.Second, nil), 480, "")
 		noCharge(t, ts, c.callID, 480, b2bua.BySystem)
@@ -361,7 +366,7 @@ func TestCallFailures(t *testing.T) {
 	t.Run("binding on another node's socket", func(t *testing.T) {
 		t.Parallel()
 		ts, srv, _, caller := setup(t, nil)
-		addAccount(t, ts.st, fsm.Account{ID: "2009", Password: "pw2009", Billing: fsm.Prepaid})
+		addAccount(t, ts.st, fsm.Account{ID: "2009", Credentials: testkit.Creds("2009", "pw2009"), Billing: fsm.Prepaid})
 		bind(t, ts.st, "2009", "sip:2009@127.0.0.1:5999", "127.0.0.1:5999", "udp:192.0.2.1:5060")
 		c := invite(t, caller, srv, "2001", "pw2001", "2009", testSDP)
 		wantStatus(t, c.final(5*time.Second, nil), 480, "")
@@ -396,7 +401,7 @@ func TestCallFailures(t *testing.T) {
 	t.Run("insufficient funds", func(t *testing.T) {
 		t.Parallel()
 		ts, srv, _, caller := setup(t, nil)
-		addAccount(t, ts.st, fsm.Account{ID: "2004", Password: "pw2004", Billing: fsm.Prepaid, Balance: 999_999, TariffOut: "t1"})
+		addAccount(t, ts.st, fsm.Account{ID: "2004", Credentials: testkit.Creds("2004", "pw2004"), Billing: fsm.Prepaid, Balance: 999_999, TariffOut: "t1"})
 		refused(t, ts, invite(t, caller, srv, "2004", "pw2004", "2002", testSDP), 402, "Payment Required")
 		if ts.counter("troika_sip_calls_failed_total", "code", "402") != 1 {
 			t.Errorf("402 not counted")
@@ -408,7 +413,7 @@ func TestCallFailures(t *testing.T) {
 		one := 1
 		testkit.MustApply(t, ts.st, &fsm.UpdateAccount{ID: "2002", Patch: fsm.AccountPatch{MaxCalls: &one}})
 		testkit.MustApply(t, ts.st, &fsm.UpdateAccount{ID: "2001", Patch: fsm.AccountPatch{MaxCalls: &one}})
-		addAccount(t, ts.st, fsm.Account{ID: "2006", Password: "pw2006", Billing: fsm.Prepaid, Balance: bal, TariffOut: "t1"})
+		addAccount(t, ts.st, fsm.Account{ID: "2006", Credentials: testkit.Creds("2006", "pw2006"), Billing: fsm.Prepaid, Balance: bal, TariffOut: "t1"})
 		first := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
 		req, from := callee.request("INVITE")
 		callee.reply(req, from, 180, "Ringing", "b1", "")
@@ -440,7 +445,7 @@ func TestCallFailures(t *testing.T) {
 		ts, srv, callee, caller := setup(t, func(c *Config) { c.Calls.MaxCalls = 1 })
 		first := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
 		callee.request("INVITE")
-		addAccount(t, ts.st, fsm.Account{ID: "2007", Password: "pw2007", Billing: fsm.Prepaid, Balance: bal, TariffOut: "t1"})
+		addAccount(t, ts.st, fsm.Account{ID: "2007", Credentials: testkit.Creds("2007", "pw2007"), Billing: fsm.Prepaid, Balance: bal, TariffOut: "t1"})
 		c := invite(t, newEndpoint(t, "127.0.0.1"), srv, "2007", "pw2007", "2002", testSDP)
 		res := c.final(5*time.Second, nil)
 		wantStatus(t, res, 503, "")
@@ -663,7 +668,7 @@ func readStreamMessage(t testing.TB, r *bufio.Reader) sip.Message {
 func TestShutdownWithCalls(t *testing.T) {
 	t.Parallel()
 	st := callState(t, 100_000_000)
-	addAccount(t, st, fsm.Account{ID: "2005", Password: "pw2005", Billing: fsm.Prepaid, Balance: 100_000_000, TariffOut: "t1"})
+	addAccount(t, st, fsm.Account{ID: "2005", Credentials: testkit.Creds("2005", "pw2005"), Billing: fsm.Prepaid, Balance: 100_000_000, TariffOut: "t1"})
 	ip := testIP()
 	s, err := New(Config{Addresses: []string{ip}, UDPPorts: []int{0}, Registrar: RegistrarConfig{Realm: "troika"},
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))}, st, testkit.NewStore(st))

@@ -57,6 +57,16 @@ type RegistrarConfig struct {
 	AuthFailuresPerMinute int
 	AuthBlockFor          time.Duration // 2 minutes when zero
 
+	// AccountGuessesPerMinute bounds the failed authentications one user
+	// name may take a minute from sources that have not authenticated for
+	// it lately (AccountGuessBurst at once); past that such requests get
+	// 503 with Retry-After without being checked, while the account's own
+	// phones (sources that authenticated within TrustSourceFor) go on.
+	// 20 (burst 10, trust 24 h) when zero; negative disables it.
+	AccountGuessesPerMinute int
+	AccountGuessBurst       int
+	TrustSourceFor          time.Duration
+
 	// ProposeTimeout bounds the replicated write of one REGISTER; when it
 	// passes the phone gets 503 with Retry-After. 5 s when zero.
 	ProposeTimeout time.Duration
@@ -128,19 +138,22 @@ type Config struct {
 }
 
 const (
-	defaultRealm          = "troika"
-	defaultExpires        = 3600
-	defaultMinExpires     = 60
-	defaultMaxExpires     = 7200
-	defaultMaxContacts    = 10
-	defaultNonceTTL       = 5 * time.Minute
-	defaultAuthFailures   = 20
-	defaultAuthBlockFor   = 2 * time.Minute
-	defaultProposeTimeout = 5 * time.Second
-	defaultMaxInFlight    = 4096
-	defaultAliasRetry     = 5 * time.Second
-	defaultMaxConns       = 10000
-	defaultMaxUDPPeers    = 65536
+	defaultRealm             = "troika"
+	defaultExpires           = 3600
+	defaultMinExpires        = 60
+	defaultMaxExpires        = 7200
+	defaultMaxContacts       = 10
+	defaultNonceTTL          = 5 * time.Minute
+	defaultAuthFailures      = 20
+	defaultAuthBlockFor      = 2 * time.Minute
+	defaultAccountGuesses    = 20
+	defaultAccountGuessBurst = 10
+	defaultTrustSourceFor    = 24 * time.Hour
+	defaultProposeTimeout    = 5 * time.Second
+	defaultMaxInFlight       = 4096
+	defaultAliasRetry        = 5 * time.Second
+	defaultMaxConns          = 10000
+	defaultMaxUDPPeers       = 65536
 )
 
 // withDefaults fills zero values and checks the result.
@@ -161,6 +174,9 @@ func (c Config) withDefaults() (Config, error) {
 	setDef(&r.MaxContacts, defaultMaxContacts)
 	setDef(&r.AuthFailuresPerMinute, defaultAuthFailures)
 	setDef(&r.AuthBlockFor, defaultAuthBlockFor)
+	setDef(&r.AccountGuessesPerMinute, defaultAccountGuesses)
+	setDef(&r.AccountGuessBurst, defaultAccountGuessBurst)
+	setDef(&r.TrustSourceFor, defaultTrustSourceFor)
 	setDef(&r.ProposeTimeout, defaultProposeTimeout)
 	setDef(&r.MaxInFlight, defaultMaxInFlight)
 	switch {
@@ -225,7 +241,8 @@ func setDef[T int | time.Duration](v *T, def T) {
 func (c Config) authConfig() auth.Config {
 	r := c.Registrar
 	return auth.Config{Realm: r.Realm, Algorithms: r.Algorithms, NonceTTL: r.NonceTTL,
-		FailuresPerMinute: r.AuthFailuresPerMinute, BlockFor: r.AuthBlockFor, Metrics: c.Metrics, Logger: c.Logger}
+		FailuresPerMinute: r.AuthFailuresPerMinute, BlockFor: r.AuthBlockFor, AccountGuessesPerMinute: r.AccountGuessesPerMinute,
+		AccountGuessBurst: r.AccountGuessBurst, TrustSourceFor: r.TrustSourceFor, Metrics: c.Metrics, Logger: c.Logger}
 }
 
 // mainPorts lists the main ports of every transport.

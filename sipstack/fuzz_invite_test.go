@@ -49,10 +49,11 @@ func inviteFuzzHarness(tb testing.TB) (func([]byte) *sip.Response, *Server) {
 	testkit.MustApply(tb, st, &fsm.Topup{Account: "1001", Amount: 1_000_000_000, Key: "fuzz", Now: 1})
 	bind(tb, st, "1002", "sip:1002@10.0.0.2:5060", "10.0.0.2:5060", "udp:127.0.0.1:5060")
 	now := time.Now()
-	nonce := auth.MintNonce(testSecret, "troika", now)
 	ft := newFuzzTarget(tb, st, RegistrarConfig{Realm: "troika", AuthFailuresPerMinute: -1}, now,
-		"@NONCE@", nonce,
-		"@MD5@", auth.Response(md5.New, "1001", "troika", "pw1001", "INVITE", "sip:1002@127.0.0.1", nonce, "00000001", "c0ffee", "auth"))
+		func(nonce, uri string) []string {
+			return []string{"@NONCE@", nonce,
+				"@MD5@", auth.Response(md5.New, "1001", "troika", "pw1001", "INVITE", uri, nonce, "00000001", "c0ffee", "auth")}
+		})
 	b := ft.s.calls
 	return func(data []byte) *sip.Response {
 		return ft.deliver(tb, data, func(sock *transport.Socket, req *sip.Request, tx sip.ServerTransaction) bool {

@@ -1,10 +1,12 @@
 package sipstack
 
 import (
+	"bytes"
 	"crypto/md5"
 	"crypto/sha256"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -87,11 +89,12 @@ func checkFuzzResponse(t *testing.T, res *sip.Response, data []byte) {
 // or OPTIONS).
 func fuzzHarness(tb testing.TB) func([]byte) *sip.Response {
 	now := time.UnixMilli(1_700_000_000_000)
-	nonce := auth.MintNonce(testSecret, "troika", now)
 	ft := newFuzzTarget(tb, newTestState(tb, false), RegistrarConfig{Realm: "troika", MaxContacts: 5, AuthFailuresPerMinute: -1}, now,
-		"@NONCE@", nonce,
-		"@MD5@", auth.Response(md5.New, "1001", "troika", "pw1001", "REGISTER", "sip:127.0.0.1", nonce, "00000001", "c0ffee", "auth"),
-		"@SHA256@", auth.Response(sha256.New, "1001", "troika", "pw1001", "REGISTER", "sip:127.0.0.1", nonce, "00000001", "c0ffee", "auth"))
+		func(nonce, uri string) []string {
+			return []string{"@NONCE@", nonce,
+				"@MD5@", auth.Response(md5.New, "1001", "troika", "pw1001", "REGISTER", "sip:127.0.0.1", nonce, "00000001", "c0ffee", "auth"),
+				"@SHA256@", auth.Response(sha256.New, "1001", "troika", "pw1001", "REGISTER", "sip:127.0.0.1", nonce, "00000001", "c0ffee", "auth")}
+		})
 	return func(data []byte) *sip.Response {
 		return ft.deliver(tb, data, func(sock *transport.Socket, req *sip.Request, tx sip.ServerTransaction) bool {
 			switch req.Method {
@@ -110,14 +113,19 @@ func fuzzHarness(tb testing.TB) func([]byte) *sip.Response {
 // fuzzTarget is a Server that is never run, fed one message at a time as
 // a UDP datagram from 10.0.0.1 would arrive on 127.0.0.1:5060.
 type fuzzTarget struct {
-	s     *Server
-	sock  *transport.Socket
-	subst *strings.Replacer // placeholders of the seeds and their values
+	s    *Server
+	sock *transport.Socket
+	now  time.Time
+	// placeholders returns the seeds' placeholders and their values (in
+	// pairs) for a message whose nonce is nonce and Request-URI uri.
+	placeholders func(nonce, uri string) []string
 }
 
-// newFuzzTarget makes a Server over st whose clock stands at now;
-// placeholders are pairs of a seed's placeholder and its value.
-func newFuzzTarget(tb testing.TB, st *fsm.State, rc RegistrarConfig, now time.Time, placeholders ...string) *fuzzTarget {
+// fuzzSource is where the fuzzed datagrams come from.
+var fuzzSource = netip.MustParseAddr("10.0.0.1")
+
+// newFuzzTarget makes a Server over st whose clock stands at now.
+func newFuzzTarget(tb testing.TB, st *fsm.State, rc RegistrarConfig, now time.Time, placeholders func(nonce, uri string) []string) *fuzzTarget {
 	s, err := New(Config{
 		Addresses: []string{"127.0.0.1"},
 		UDPPorts:  []int{5060},
@@ -130,7 +138,7 @@ func newFuzzTarget(tb testing.TB, st *fsm.State, rc RegistrarConfig, now time.Ti
 		tb.Fatal(err)
 	}
 	return &fuzzTarget{s: s, sock: &transport.Socket{Name: "udp:127.0.0.1:5060", Transport: "udp", IP: "127.0.0.1", Port: 5060},
-		subst: strings.NewReplacer(placeholders...)}
+		now: now, placeholders: placeholders}
 }
 
 // deliver parses data and, when it is a request sipgo would hand to a
@@ -138,7 +146,7 @@ func newFuzzTarget(tb testing.TB, st *fsm.State, rc RegistrarConfig, now time.Ti
 // and must answer it. It returns the final response: nil when dropped or
 // not taken.
 func (f *fuzzTarget) deliver(tb testing.TB, data []byte, handle func(*transport.Socket, *sip.Request, sip.ServerTransaction) bool) *sip.Response {
-	data = []byte(f.subst.Replace(string(data)))
+	data = f.fill(data)
 	msg, err := f.s.parser.ParseSIP(data)
 	if err != nil {
 		return nil
@@ -148,7 +156,7 @@ func (f *fuzzTarget) deliver(tb testing.TB, data []byte, handle func(*transport.
 		return nil // sipgo's transaction layer answers these itself
 	}
 	req.SetTransport("UDP")
-	req.SetSource("10.0.0.1:5060")
+	req.SetSource(netip.AddrPortFrom(fuzzSource, 5060).String())
 	// What wrap does, minus its recover: a panic must fail the fuzzer.
 	if !sipmsg.EchoSafe(req) {
 		return nil
@@ -187,4 +195,29 @@ func TestFuzzSeeds(t *testing.T) {
 			t.Errorf("%s: got %v, want %d", name, res, code)
 		}
 	}
+}
+
+// fill replaces a seed's placeholders: @NONCE@ by a nonce bound to the
+// message as the server binds it (the fuzz source, the message's Call-ID,
+// and for an INVITE its From tag), and the digest responses made with it
+// (for the message's Request-URI where the harness says so).
+func (f *fuzzTarget) fill(data []byte) []byte {
+	if !bytes.Contains(data, []byte("@")) {
+		return data
+	}
+	b := auth.Binding{Source: fuzzSource}
+	uri := ""
+	if msg, err := f.s.parser.ParseSIP(data); err == nil {
+		if req, ok := msg.(*sip.Request); ok {
+			uri = req.Recipient.String()
+			if cid := req.CallID(); cid != nil {
+				b.CallID = cid.Value()
+			}
+			if from := req.From(); from != nil && req.Method != sip.REGISTER {
+				b.FromTag, _ = from.Params.Get("tag")
+			}
+		}
+	}
+	nonce := auth.MintNonce(testSecret, "troika", b, f.now)
+	return []byte(strings.NewReplacer(f.placeholders(nonce, uri)...).Replace(string(data)))
 }

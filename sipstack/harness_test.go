@@ -34,7 +34,7 @@ func newTestState(t testing.TB, noSecret bool) *fsm.State {
 	st := fsm.New()
 	testkit.MustApply(t, st, &fsm.PutTariff{Tariff: fsm.Tariff{ID: "std", Currency: "USD", Rates: []fsm.Rate{{PerMinute: 1, FirstInterval: 60, NextInterval: 60}}}})
 	for _, id := range []string{"1001", "1002", "1005", "1009"} {
-		testkit.MustApply(t, st, &fsm.CreateAccount{Now: 1, Account: fsm.Account{ID: id, Password: "pw" + id, Billing: fsm.Prepaid, TariffOut: "std"}})
+		testkit.MustApply(t, st, &fsm.CreateAccount{Now: 1, Account: fsm.Account{ID: id, Credentials: testkit.Creds(id, "pw"+id), Billing: fsm.Prepaid, TariffOut: "std"}})
 	}
 	blocked := true
 	testkit.MustApply(t, st, &fsm.UpdateAccount{ID: "1009", Patch: fsm.AccountPatch{Blocked: &blocked}})
@@ -203,7 +203,8 @@ type phone struct {
 	callID   string
 	tag      string
 	cseq     uint32
-	alg      string // digest algorithm to answer with
+	alg      string         // digest algorithm to answer with
+	nc       map[string]int // uses of each nonce (the digest nc)
 }
 
 func newPhone(t testing.TB, network, server, user, password string) *phone {
@@ -220,7 +221,8 @@ func newPhone(t testing.TB, network, server, user, password string) *phone {
 	host, ps, _ := net.SplitHostPort(server)
 	port, _ := strconv.Atoi(ps)
 	return &phone{t: t, client: client, ua: ua, user: user, password: password, server: server, host: host, port: port,
-		network: network, callID: sip.GenerateTagN(16) + "@test", tag: sip.GenerateTagN(8), cseq: 1, alg: "SHA-256"}
+		network: network, callID: sip.GenerateTagN(16) + "@test", tag: sip.GenerateTagN(8), cseq: 1, alg: "SHA-256",
+		nc: map[string]int{}}
 }
 
 // request builds a REGISTER with the phone's Call-ID and the next CSeq.
@@ -258,7 +260,8 @@ func (p *phone) do(req *sip.Request) *sip.Response {
 	return res
 }
 
-// authorization answers a 401 with the phone's algorithm.
+// authorization answers a 401 with the phone's algorithm, counting the
+// nonce's uses up in nc as a phone does (RFC 7616 §3.4).
 func (p *phone) authorization(res *sip.Response) sip.Header {
 	p.t.Helper()
 	for _, h := range res.GetHeaders("WWW-Authenticate") {
@@ -269,8 +272,9 @@ func (p *phone) authorization(res *sip.Response) sip.Header {
 		if !strings.EqualFold(chal.Algorithm, p.alg) {
 			continue
 		}
+		p.nc[chal.Nonce]++
 		cred, err := digest.Digest(chal, digest.Options{Method: "REGISTER", URI: fmt.Sprintf("sip:%s:%d", p.host, p.port),
-			Username: p.user, Password: p.password, Count: 1})
+			Username: p.user, Password: p.password, Count: p.nc[chal.Nonce]})
 		if err != nil {
 			p.t.Fatal(err)
 		}

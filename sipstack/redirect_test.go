@@ -63,7 +63,7 @@ func newRedirectEnv(t *testing.T, pol fsm.RedirectPolicy, acct func(*fsm.Account
 	testkit.MustApply(t, st, &fsm.PutServicePolicy{Policy: fsm.ServicePolicy{ID: "easycall", Redirect: pol}})
 	rsIP := testIP()
 	rsPort := freePort(t, rsIP)
-	a := fsm.Account{ID: easyCall, Password: "pw" + easyCall, Billing: fsm.Prepaid, Balance: 50_000_000, TariffIn: "in",
+	a := fsm.Account{ID: easyCall, Credentials: testkit.Creds(easyCall, "pw"+easyCall), Billing: fsm.Prepaid, Balance: 50_000_000, TariffIn: "in",
 		TariffOut: "out", ServicePolicy: "easycall", Incoming: fsm.Incoming{Mode: fsm.DeliverStatic, Host: rsIP, Port: rsPort, Transport: "udp"}}
 	if acct != nil {
 		acct(&a)
@@ -469,7 +469,7 @@ func TestSIPpFollowMe(t *testing.T) {
 		putTariff(t, st, "in", rateIn)
 		testkit.MustApply(t, st, &fsm.UpdateAccount{ID: "2002", Patch: fsm.AccountPatch{TariffIn: ptrTo("in"), FollowMe: &followMe}})
 		testkit.MustApply(t, st, &fsm.Topup{Account: "2002", Amount: 50_000_000, Key: "t", Now: 1})
-		addAccount(t, st, fsm.Account{ID: "2003", Password: "pw2003", Billing: fsm.Prepaid, TariffIn: "in"})
+		addAccount(t, st, fsm.Account{ID: "2003", Credentials: testkit.Creds("2003", "pw2003"), Billing: fsm.Prepaid, TariffIn: "in"})
 		return startServer(t, st, func(c *Config) {
 			c.Registrar.Algorithms = []string{"MD5"}
 			if mod != nil {

@@ -68,8 +68,8 @@ func TestRegisterDigest(t *testing.T) {
 				t.Errorf("expires in %d ms", left)
 			}
 
-			// Refresh with a shorter interval, reusing the nonce (nc=1
-			// again: stateless nonces do not track nc).
+			// Refresh with a shorter interval, reusing the nonce with the
+			// next nc.
 			res = p.do(p.request([]string{contact}, sip.NewHeader("Expires", "600"), p.authorization(first)))
 			wantStatus(t, res, 200, "OK")
 			if got := contactsOf(res); len(got) != 1 || !strings.HasSuffix(got[0], ";expires=600") {

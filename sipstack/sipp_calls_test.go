@@ -154,8 +154,8 @@ func TestSIPpCallBilling(t *testing.T) {
 				putTariff(t, st, "in", *tc.rateIn)
 				tariffIn = "in"
 			}
-			addAccount(t, st, fsm.Account{ID: "3001", Password: "pw3001", Billing: fsm.Prepaid, Balance: startBalance, TariffOut: "out"})
-			addAccount(t, st, fsm.Account{ID: "3002", Password: "pw3002", Billing: fsm.Prepaid, Balance: startBalance, TariffIn: tariffIn})
+			addAccount(t, st, fsm.Account{ID: "3001", Credentials: testkit.Creds("3001", "pw3001"), Billing: fsm.Prepaid, Balance: startBalance, TariffOut: "out"})
+			addAccount(t, st, fsm.Account{ID: "3002", Credentials: testkit.Creds("3002", "pw3002"), Billing: fsm.Prepaid, Balance: startBalance, TariffIn: tariffIn})
 			ts := startServer(t, st, func(c *Config) { c.Registrar.Algorithms = []string{"MD5", "SHA-256"} })
 			srv := ts.addr(t, "udp", ts.ip)
 
@@ -240,8 +240,8 @@ func TestSIPpConcurrentPrepaid(t *testing.T) {
 	const bal = 500_000_000 // 500 s at 1 unit a second: 50 calls of 10 s
 	st := newTestState(t, false)
 	putTariff(t, st, "s", fsm.Rate{PerMinute: 60_000_000, FirstInterval: 1, NextInterval: 1})
-	addAccount(t, st, fsm.Account{ID: "5001", Password: "pw5001", Billing: fsm.Prepaid, Balance: bal, TariffOut: "s"})
-	addAccount(t, st, fsm.Account{ID: "5002", Password: "pw5002", Billing: fsm.Prepaid})
+	addAccount(t, st, fsm.Account{ID: "5001", Credentials: testkit.Creds("5001", "pw5001"), Billing: fsm.Prepaid, Balance: bal, TariffOut: "s"})
+	addAccount(t, st, fsm.Account{ID: "5002", Credentials: testkit.Creds("5002", "pw5002"), Billing: fsm.Prepaid})
 	ts := startServer(t, st, func(c *Config) {
 		c.Registrar.Algorithms = []string{"MD5"}
 		c.Calls.MaxCallSeconds = 10

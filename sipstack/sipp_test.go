@@ -37,7 +37,7 @@ func TestSIPpRegisterMainAndAlias(t *testing.T) {
 	for i := 2001; i <= 2020; i++ {
 		id := strconv.Itoa(i)
 		users = append(users, id)
-		testkit.MustApply(t, st, &fsm.CreateAccount{Now: 1, Account: fsm.Account{ID: id, Password: "pw" + id, Billing: fsm.Prepaid, TariffOut: "std"}})
+		testkit.MustApply(t, st, &fsm.CreateAccount{Now: 1, Account: fsm.Account{ID: id, Credentials: testkit.Creds(id, "pw"+id), Billing: fsm.Prepaid, TariffOut: "std"}})
 	}
 	aliasIP := testIP()
 	aliasPort := freePort(t, aliasIP)

@@ -2,6 +2,7 @@ package sipstack
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -47,8 +48,8 @@ func vendorCallState(t *testing.T, vendorIP, evilIP string) *fsm.State {
 	st := newTestState(t, false)
 	putTariff(t, st, "in44", vendorInRate)
 	putTariff(t, st, "vcost", vendorCostRate)
-	addAccount(t, st, fsm.Account{ID: "44123", Password: "pw44123", Billing: fsm.Prepaid, Balance: vendorBalance, TariffIn: "in44"})
-	testkit.MustApply(t, st, &fsm.PutVendor{Vendor: fsm.Vendor{ID: "v1", Name: "Carrier One", Username: vendorUser, Password: vendorPassword}})
+	addAccount(t, st, fsm.Account{ID: "44123", Credentials: testkit.Creds("44123", "pw44123"), Billing: fsm.Prepaid, Balance: vendorBalance, TariffIn: "in44"})
+	testkit.MustApply(t, st, &fsm.PutVendor{Vendor: fsm.Vendor{ID: "v1", Name: "Carrier One", Username: vendorUser, Credentials: testkit.Creds(vendorUser, vendorPassword)}})
 	testkit.MustApply(t, st, &fsm.PutConnection{Connection: fsm.Connection{ID: "c1", Vendor: "v1", Kind: fsm.ConnectionFromVendorSIP,
 		RemoteIPs: []string{vendorIP}, Tariff: "vcost", TranslationCLD: ukRules, TranslationCLI: `s/^00/+/`}})
 	if evilIP != "" {
@@ -323,16 +324,15 @@ func TestSIPpVendorRefusals(t *testing.T) {
 func TestInviteAuthorizationOrder(t *testing.T) {
 	t.Parallel()
 	st := vendorCallState(t, "10.9.0.0/16", "")
-	testkit.MustApply(t, st, &fsm.PutVendor{Vendor: fsm.Vendor{ID: "v3", Password: "v3pw"}})
+	testkit.MustApply(t, st, &fsm.PutVendor{Vendor: fsm.Vendor{ID: "v3"}})
 	testkit.MustApply(t, st, &fsm.PutConnection{Connection: fsm.Connection{ID: "c3", Vendor: "v3", Kind: fsm.ConnectionFromVendorSIP,
-		Username: "trunk3", Tariff: "vcost"}})
+		Username: "trunk3", Credentials: testkit.Creds("trunk3", "v3pw"), Tariff: "vcost"}})
 	testkit.MustApply(t, st, &fsm.PutConnection{Connection: fsm.Connection{ID: "c-host", Vendor: "v3", Kind: fsm.ConnectionFromVendorSIP,
 		RemoteIPs: []string{"10.9.8.7"}, Tariff: "vcost"}})
 	ts := startServer(t, st, func(c *Config) { c.Registrar.Algorithms = []string{"MD5"} })
 	sock := &transport.Socket{Name: "udp:test"}
 	now := time.Now()
-	fresh := auth.MintNonce(testSecret, "troika", now)
-	stale := auth.MintNonce(testSecret, "troika", now.Add(-2*ts.cfg.Registrar.NonceTTL))
+	fresh, stale := now, now.Add(-2*ts.cfg.Registrar.NonceTTL) // when the nonce was issued
 
 	type want struct {
 		code       int    // 0: authorized
@@ -344,9 +344,9 @@ func TestInviteAuthorizationOrder(t *testing.T) {
 	}
 	cases := []struct {
 		name       string
-		src        string // "" leaves the packet source unset (Via only)
-		user, pw   string // credentials ("" none)
-		nonce      string
+		src        string    // "" leaves the packet source unset (Via only)
+		user, pw   string    // credentials ("" none)
+		nonce      time.Time // issue time of the nonce they answer
 		method     sip.RequestMethod
 		want       want
 		vendorFail bool
@@ -413,31 +413,40 @@ func TestInviteAuthorizationOrder(t *testing.T) {
 
 // authTestRequest builds a request from src (the transport's source
 // address; Via always claims 10.9.1.1) with digest credentials of user
-// answering nonce, unless user is "".
-func authTestRequest(t *testing.T, method sip.RequestMethod, src, user, pw, nonce string) *sip.Request {
+// answering a nonce issued at nonceAt to this request, unless user is "".
+func authTestRequest(t *testing.T, method sip.RequestMethod, src, user, pw string, nonceAt time.Time) *sip.Request {
 	t.Helper()
 	ruri := "sip:0044123@192.0.2.200"
 	hdr, authHdr := "Proxy-Authorization", "INVITE"
 	if method == sip.REGISTER {
 		ruri, hdr, authHdr = "sip:192.0.2.200", "Authorization", "REGISTER"
 	}
-	auth := ""
+	callID := fmt.Sprintf("auth-%d@test", time.Now().UnixNano())
+	authz := ""
 	if user != "" {
+		bind := auth.Binding{CallID: callID, FromTag: "f1"}
+		if method == sip.REGISTER {
+			bind.FromTag = ""
+		}
+		if ap, err := netip.ParseAddrPort(src); err == nil {
+			bind.Source = ap.Addr()
+		}
+		nonce := auth.MintNonce(testSecret, "troika", bind, nonceAt)
 		cred, err := digest.Digest(&digest.Challenge{Realm: "troika", Nonce: nonce, Algorithm: "MD5", QOP: []string{"auth"}},
 			digest.Options{Method: authHdr, URI: ruri, Username: user, Password: pw, Count: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
-		auth = hdr + ": " + cred.String() + "\r\n"
+		authz = hdr + ": " + cred.String() + "\r\n"
 	}
 	to := "<" + ruri + ">"
 	if method == sip.REGISTER {
 		to = "<sip:" + user + "@192.0.2.200>"
 	}
 	raw := fmt.Sprintf("%s %s SIP/2.0\r\nVia: SIP/2.0/UDP 10.9.1.1:5060;branch=z9hG4bKauth%d\r\n"+
-		"From: <sip:00442071234567@10.9.1.1>;tag=f1\r\nTo: %s\r\nCall-ID: auth-%d@test\r\nCSeq: 1 %s\r\n"+
+		"From: <sip:00442071234567@10.9.1.1>;tag=f1\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: 1 %s\r\n"+
 		"Contact: <sip:gw@10.9.1.1:5060>\r\nMax-Forwards: 70\r\n%sContent-Length: 0\r\n\r\n",
-		method, ruri, time.Now().UnixNano(), to, time.Now().UnixNano(), method, auth)
+		method, ruri, time.Now().UnixNano(), to, callID, method, authz)
 	m, err := sip.ParseMessage([]byte(raw))
 	if err != nil {
 		t.Fatal(err)

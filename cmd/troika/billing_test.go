@@ -44,8 +44,8 @@ func billingNode(t *testing.T) (string, *fsm.State) {
 	cmds := []fsm.Command{
 		&fsm.PutTariff{Tariff: fsm.Tariff{ID: "t", Currency: "USD", Rates: []fsm.Rate{{PerMinute: 60_000, ConnectFee: 10_000, FirstInterval: 1, NextInterval: 1}}}},
 		&fsm.CreateAccounts{Now: t0.UnixMilli(), Accounts: []fsm.Account{
-			{ID: "1001", Password: "p", Billing: fsm.Prepaid, Balance: 1_000_000, TariffOut: "t"},
-			{ID: "1002", Password: "p", Billing: fsm.Prepaid, Balance: 1_000_000, TariffOut: "t"},
+			{ID: "1001", Credentials: testkit.Creds("1001", "p"), Billing: fsm.Prepaid, Balance: 1_000_000, TariffOut: "t"},
+			{ID: "1002", Credentials: testkit.Creds("1002", "p"), Billing: fsm.Prepaid, Balance: 1_000_000, TariffOut: "t"},
 		}},
 	}
 	for i, from := range []string{"1001", "1002"} {

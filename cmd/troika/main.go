@@ -172,6 +172,11 @@ func runDev(ctx context.Context, o node.DevOptions) error {
 	fmt.Fprintf(&b, "  admin API:    http://%s\n", n.AdminAddr())
 	fmt.Fprintf(&b, "  admin token:  export TROIKA_API=http://%s TROIKA_TOKEN=%s\n", n.AdminAddr(), cfg.Admin.Token)
 	for _, a := range demo {
+		if a.Password == "" {
+			fmt.Fprintf(&b, "  account %s:  password as printed when %s was made (only its digest is stored; "+
+				"`troika account update %s --password-file F` sets a new one)\n", a.ID, o.DataDir, a.ID)
+			continue
+		}
 		fmt.Fprintf(&b, "  account %s:  password %s (realm %s)\n", a.ID, a.Password, cfg.Registrar.Realm)
 	}
 	fmt.Fprintf(&b, "Register a phone to sip:1001@%s:%d (or via the alias %s:%d); Ctrl-C stops.\n\n",

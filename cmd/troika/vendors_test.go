@@ -9,6 +9,7 @@ import (
 
 	"github.com/troika-sip/troika/admin"
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
 // policyNode serves the admin API over a state with a tariff "cost" and
@@ -18,8 +19,8 @@ func policyNode(t *testing.T) (string, *fsm.State) {
 	return apiNode(t,
 		&fsm.PutTariff{Tariff: fsm.Tariff{ID: "cost", Currency: "USD", Rates: []fsm.Rate{{PerMinute: 5_000, FirstInterval: 1, NextInterval: 1}}}},
 		&fsm.CreateAccounts{Now: t0.UnixMilli(), Accounts: []fsm.Account{
-			{ID: "44123", Password: "p", Billing: fsm.Prepaid},
-			{ID: "1002", Password: "p", Billing: fsm.Prepaid},
+			{ID: "44123", Credentials: testkit.Creds("44123", "p"), Billing: fsm.Prepaid},
+			{ID: "1002", Credentials: testkit.Creds("1002", "p"), Billing: fsm.Prepaid},
 		}},
 	)
 }
@@ -107,7 +108,7 @@ func TestCLIVendorsAndConnections(t *testing.T) {
 	if err != nil || !strings.Contains(out, "Carrier One") || strings.Contains(out, "s3cret") {
 		t.Fatalf("vendor create: %v\n%s", err, out)
 	}
-	if v, _ := st.Vendor("carrier1"); v.Password != "s3cret" {
+	if v, _ := st.Vendor("carrier1"); !reflect.DeepEqual(v.Credentials, testkit.Creds("carrier1", "s3cret")) {
 		t.Fatalf("stored %+v", v)
 	}
 	out, err = runInProc(t, api, "-o", "json", "vendor", "list")

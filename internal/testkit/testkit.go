@@ -46,8 +46,10 @@ func NewStore(st *fsm.State) *Store {
 	return &Store{State: st}
 }
 
-// Propose encodes cmd and applies it to the state.
+// Propose encodes cmd and applies it to the state, its clear passwords
+// hashed into credentials for Realm first, as a node does.
 func (s *Store) Propose(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
+	cmd = fsm.SecureCommand(cmd, Realm)
 	s.Writes.Add(1)
 	if s.Fail.Load() {
 		return fsm.Result{}, ErrNoLeader
@@ -203,3 +205,9 @@ func (r *Resolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr,
 	}
 	return out, nil
 }
+
+// Realm is the digest realm of the tests' SIP servers.
+const Realm = "troika"
+
+// Creds are the stored credentials of user's password in Realm.
+func Creds(user, password string) fsm.Credentials { return fsm.HashCredentials(user, Realm, password) }

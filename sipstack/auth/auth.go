@@ -2,7 +2,10 @@ package auth
 
 import (
 	"errors"
+	"hash/fnv"
 	"net/netip"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -114,7 +117,7 @@ func packetSource(req *sip.Request) (netip.Addr, bool) {
 
 // checkDigest verifies req's digest credentials at now. The user name
 // names an account, or with vendors a vendor connection (see
-// authorizeInvite).
+// AuthorizeInvite).
 func (a *Authenticator) checkDigest(socket string, req *sip.Request, sch Scheme, user string, now time.Time, vendors bool) (Principal, *sipmsg.Reply) {
 	rc := &a.cfg
 	var src netip.Addr
@@ -122,6 +125,7 @@ func (a *Authenticator) checkDigest(socket string, req *sip.Request, sch Scheme,
 		src = ap.Addr().Unmap()
 	}
 	if a.limiter.Blocked(src, now) {
+		a.refused(refusalRateLimited)
 		return Principal{}, &sipmsg.Reply{Code: sip.StatusForbidden, Reason: "Forbidden", Result: sipmsg.ResultRateLimited}
 	}
 	secret := a.state.NonceSecret()
@@ -129,11 +133,18 @@ func (a *Authenticator) checkDigest(socket string, req *sip.Request, sch Scheme,
 		r := sipmsg.Unavailable("Service Unavailable")
 		return Principal{}, &r
 	}
+	if realm := a.state.Realm(); realm != "" && realm != rc.Realm {
+		a.log.Error("the cluster's credentials are made for another realm: no digest can verify; set registrar.realm on every node",
+			"cluster_realm", realm, "registrar_realm", rc.Realm)
+		r := sipmsg.Unavailable("Service Unavailable")
+		return Principal{}, &r
+	}
+	bind := bindingOf(req, src)
 
 	creds, err := findCredentials(sipmsg.HeaderValues(req, sch.answers...), rc.Realm)
 	switch {
 	case errors.Is(err, errNoCredentials):
-		r := a.challenge(sch, secret, now, false)
+		r := a.challenge(sch, secret, bind, now, false)
 		return Principal{}, &r
 	case err != nil:
 		r := sipmsg.BadRequest("Malformed " + sch.answers[0] + " header")
@@ -145,34 +156,57 @@ func (a *Authenticator) checkDigest(socket string, req *sip.Request, sch Scheme,
 	}
 	alg := creds.offered(rc.Algorithms)
 	if alg == "" {
-		r := a.challenge(sch, secret, now, false)
+		r := a.challenge(sch, secret, bind, now, false)
 		return Principal{}, &r
 	}
-	nonce := checkNonce(secret, rc.Realm, creds.Nonce, now, rc.NonceTTL)
+	nonce, issued, mac := checkNonce(secret, rc.Realm, creds.Nonce, bind, now, rc.NonceTTL)
 	if nonce == nonceInvalid {
-		r := a.challenge(sch, secret, now, false)
+		// Not ours, or issued to another source, Call-ID or From tag: a
+		// captured header buys nothing. Not counted against the source.
+		a.refused(refusalForeignNonce)
+		r := a.challenge(sch, secret, bind, now, false)
 		return Principal{}, &r
+	}
+	if !sameURI(creds.URI, req.Recipient) {
+		a.refused(refusalURIMismatch)
+		r := sipmsg.BadRequest("Authorization uri does not match the Request-URI")
+		return Principal{}, &r
+	}
+	if ok, wait := a.guard.allow(creds.Username, src, now); !ok {
+		a.refused(refusalThrottled)
+		a.log.Debug("authentication for a user name under guessing: not verified", "user", creds.Username,
+			"source", src.String(), "socket", socket, "retry_in", wait)
+		return Principal{}, &sipmsg.Reply{Code: sip.StatusServiceUnavailable, Reason: "Service Unavailable", Result: sipmsg.ResultThrottled,
+			Headers: []sip.Header{sip.NewHeader("Retry-After", strconv.Itoa(int(max(wait, time.Second).Seconds())))}}
 	}
 	var (
-		p        Principal
-		password string
-		known    bool
+		p       Principal
+		secrets fsm.Credentials
+		known   bool
 	)
 	if cn, v, ok := a.vendorUser(creds.Username, vendors); ok {
 		p = Principal{Conn: &cn, Vendor: v, By: ByVendorUser}
-		password, known = v.Password, v.Password != ""
+		secrets = v.Credentials
+		if cn.Username == creds.Username {
+			secrets = cn.Credentials
+		}
+		known = secrets.Set()
 	} else {
 		p.Account, known = a.state.Account(creds.Username)
-		p.By, password = ByAccount, p.Account.Password
+		p.By, secrets = ByAccount, p.Account.Credentials
 	}
-	if !known {
-		// Hash anyway, with a password no account can have (fsm passwords
-		// are printable), so unknown users take the same time.
-		password = "\x00"
+	ha1, ok := secrets.HA1(alg, creds.Username, rc.Realm)
+	if !known || !ok {
+		// Verify anyway, against credentials no account has, so unknown
+		// users take the same time.
+		known = false
+		ha1, _ = a.nobody.HA1(alg, "", "")
 	}
-	ok := creds.verify(digestHash(alg), string(req.Method), password)
-	if !ok || !known || (user != "" && creds.Username != user) {
+	verified := creds.verify(digestHash(alg), string(req.Method), ha1)
+	if !verified || !known || (user != "" && creds.Username != user) {
 		a.failures.Inc()
+		a.refused(refusalWrongPassword)
+		a.guard.failed(creds.Username, src, now)
 		if p.IsVendor() {
 			if a.cfg.VendorFailures != nil {
 				a.cfg.VendorFailures.Inc()
@@ -192,11 +226,78 @@ func (a *Authenticator) checkDigest(socket string, req *sip.Request, sch Scheme,
 		return Principal{}, &r
 	}
 	if nonce == nonceStale {
-		r := a.challenge(sch, secret, now, true)
+		r := a.challenge(sch, secret, bind, now, true)
 		r.Result = sipmsg.ResultStale
 		return Principal{}, &r
 	}
+	switch a.nc.use(mac, issued, uint32(creds.Nc), requestKey(req), now.UnixMilli()) {
+	case ncReplayed:
+		a.refused(refusalReplay)
+		a.log.Info("digest credentials used again: refused as a replay", "user", creds.Username, "nc", creds.nc,
+			"source", src.String(), "socket", socket, "method", string(req.Method))
+		r := a.challenge(sch, secret, bind, now, true)
+		r.Result = sipmsg.ResultReplayed
+		return Principal{}, &r
+	case ncForgotten:
+		r := a.challenge(sch, secret, bind, now, true)
+		r.Result = sipmsg.ResultStale
+		return Principal{}, &r
+	}
+	a.guard.succeeded(creds.Username, src, now)
 	return p, nil
+}
+
+// bindingOf is what a nonce for req from src is bound to: the source, and
+// the Call-ID of a REGISTER, or the Call-ID and From tag of a request
+// outside a dialog (a new call).
+func bindingOf(req *sip.Request, src netip.Addr) Binding {
+	b := Binding{Source: src}
+	cid := ""
+	if h := req.CallID(); h != nil {
+		cid = h.Value()
+	}
+	switch to := req.To(); {
+	case req.Method == sip.REGISTER:
+		b.CallID = cid
+	case to == nil || !to.Params.Has("tag"):
+		b.CallID = cid
+		if from := req.From(); from != nil {
+			b.FromTag, _ = from.Params.Get("tag")
+		}
+	}
+	return b
+}
+
+// requestKey identifies a request among the uses of one nonce: its
+// Call-ID and CSeq (a retransmission has both).
+func requestKey(req *sip.Request) uint64 {
+	h := fnv.New64a()
+	if cid := req.CallID(); cid != nil {
+		h.Write([]byte(cid.Value()))
+	}
+	if cs := req.CSeq(); cs != nil {
+		h.Write([]byte{0})
+		h.Write([]byte(strconv.FormatUint(uint64(cs.SeqNo), 10)))
+	}
+	return h.Sum64()
+}
+
+// sameURI reports whether the digest uri names the Request-URI (RFC 7616
+// §3.4.6: the server checks it, or a captured response could be replayed
+// towards another destination): the same scheme, user and host.
+// Parameters and the port are left aside: clients disagree on writing the
+// port, and neither changes who is called. A digest uri without a user
+// part is taken for the host alone: SIPp writes "sip:host:port" whatever
+// the Request-URI (unless run with -auth_uri). Such credentials still buy
+// nothing elsewhere: the nonce is bound to the request's source, Call-ID
+// and From tag, and its nc to the one request (ncache.go).
+func sameURI(digestURI string, ruri sip.Uri) bool {
+	var u sip.Uri
+	if err := sip.ParseUri(digestURI, &u); err != nil {
+		return false
+	}
+	return strings.EqualFold(u.Scheme, ruri.Scheme) && (u.User == ruri.User || u.User == "") &&
+		strings.EqualFold(strings.Trim(u.Host, "[]"), strings.Trim(ruri.Host, "[]"))
 }
 
 // vendorUser returns the vendor connection a digest user name is for,
@@ -210,8 +311,8 @@ func (a *Authenticator) vendorUser(name string, vendors bool) (fsm.Connection, f
 
 // challenge is a 401 or 407 offering every configured algorithm with one
 // fresh nonce.
-func (a *Authenticator) challenge(sch Scheme, secret []byte, now time.Time, stale bool) sipmsg.Reply {
-	nonce := MintNonce(secret, a.cfg.Realm, now)
+func (a *Authenticator) challenge(sch Scheme, secret []byte, b Binding, now time.Time, stale bool) sipmsg.Reply {
+	nonce := MintNonce(secret, a.cfg.Realm, b, now)
 	var hdrs []sip.Header
 	for _, c := range challenges(a.cfg.Realm, nonce, stale, a.cfg.Algorithms) {
 		hdrs = append(hdrs, sip.NewHeader(sch.challenge, c))

@@ -17,7 +17,8 @@ var testSecret = []byte("0123456789abcdef0123456789abcdef")
 func TestNonce(t *testing.T) {
 	t0 := time.UnixMilli(1_700_000_000_000)
 	ttl := 5 * time.Minute
-	n := MintNonce(testSecret, "troika", t0)
+	bind := Binding{Source: netip.MustParseAddr("192.0.2.7"), CallID: "call-1@phone", FromTag: "f1"}
+	n := MintNonce(testSecret, "troika", bind, t0)
 	if len(n) != nonceLen || strings.ContainsAny(n, "+/=\"") {
 		t.Fatalf("nonce %q: want %d base64url characters", n, nonceLen)
 	}
@@ -37,36 +38,46 @@ func TestNonce(t *testing.T) {
 		nonce  string
 		at     time.Time
 		want   nonceStatus
+		bind   *Binding // nil: bind
 	}{
-		{"fresh", testSecret, "troika", n, t0, nonceValid},
-		{"just before expiry", testSecret, "troika", n, t0.Add(ttl), nonceValid},
-		{"expired", testSecret, "troika", n, t0.Add(ttl + time.Millisecond), nonceStale},
-		{"long expired", testSecret, "troika", n, t0.Add(1000 * time.Hour), nonceStale},
-		{"slightly in the future (clock skew)", testSecret, "troika", n, t0.Add(-30 * time.Second), nonceValid},
-		{"far in the future", testSecret, "troika", n, t0.Add(-2 * time.Minute), nonceInvalid},
-		{"other secret", []byte("another secret of 32 bytes......"), "troika", n, t0, nonceInvalid},
-		{"other realm", testSecret, "other", n, t0, nonceInvalid},
-		{"tampered timestamp", testSecret, "troika", flip(n, 3), t0, nonceInvalid},
-		{"tampered mac", testSecret, "troika", flip(n, 20), t0, nonceInvalid},
-		{"truncated", testSecret, "troika", n[:31], t0, nonceInvalid},
-		{"padded", testSecret, "troika", n + "=", t0, nonceInvalid},
-		{"not base64", testSecret, "troika", strings.Repeat("*", nonceLen), t0, nonceInvalid},
-		{"empty", testSecret, "troika", "", t0, nonceInvalid},
-		{"no secret", nil, "troika", n, t0, nonceInvalid},
+		{"fresh", testSecret, "troika", n, t0, nonceValid, nil},
+		{"just before expiry", testSecret, "troika", n, t0.Add(ttl), nonceValid, nil},
+		{"expired", testSecret, "troika", n, t0.Add(ttl + time.Millisecond), nonceStale, nil},
+		{"long expired", testSecret, "troika", n, t0.Add(1000 * time.Hour), nonceStale, nil},
+		{"slightly in the future (clock skew)", testSecret, "troika", n, t0.Add(-30 * time.Second), nonceValid, nil},
+		{"far in the future", testSecret, "troika", n, t0.Add(-2 * time.Minute), nonceInvalid, nil},
+		{"other secret", []byte("another secret of 32 bytes......"), "troika", n, t0, nonceInvalid, nil},
+		{"other realm", testSecret, "other", n, t0, nonceInvalid, nil},
+		{"tampered timestamp", testSecret, "troika", flip(n, 3), t0, nonceInvalid, nil},
+		{"tampered mac", testSecret, "troika", flip(n, 20), t0, nonceInvalid, nil},
+		{"truncated", testSecret, "troika", n[:31], t0, nonceInvalid, nil},
+		{"padded", testSecret, "troika", n + "=", t0, nonceInvalid, nil},
+		{"not base64", testSecret, "troika", strings.Repeat("*", nonceLen), t0, nonceInvalid, nil},
+		{"empty", testSecret, "troika", "", t0, nonceInvalid, nil},
+		{"no secret", nil, "troika", n, t0, nonceInvalid, nil},
+		{"other source", testSecret, "troika", n, t0, nonceInvalid, &Binding{Source: netip.MustParseAddr("192.0.2.8"), CallID: "call-1@phone", FromTag: "f1"}},
+		{"IPv4 as IPv6", testSecret, "troika", n, t0, nonceValid, &Binding{Source: netip.MustParseAddr("::ffff:192.0.2.7"), CallID: "call-1@phone", FromTag: "f1"}},
+		{"other Call-ID", testSecret, "troika", n, t0, nonceInvalid, &Binding{Source: netip.MustParseAddr("192.0.2.7"), CallID: "call-2@phone", FromTag: "f1"}},
+		{"other From tag", testSecret, "troika", n, t0, nonceInvalid, &Binding{Source: netip.MustParseAddr("192.0.2.7"), CallID: "call-1@phone", FromTag: "f2"}},
+		{"Call-ID and tag shifted", testSecret, "troika", n, t0, nonceInvalid, &Binding{Source: netip.MustParseAddr("192.0.2.7"), CallID: "call-1@phonef", FromTag: "1"}},
 	}
 	for _, c := range cases {
-		if got := checkNonce(c.secret, c.realm, c.nonce, c.at, ttl); got != c.want {
+		b := bind
+		if c.bind != nil {
+			b = *c.bind
+		}
+		if got, _, _ := checkNonce(c.secret, c.realm, c.nonce, b, c.at, ttl); got != c.want {
 			t.Errorf("%s: got %v, want %v", c.name, got, c.want)
 		}
 	}
 	// A timestamp rewritten to look fresh fails the MAC.
 	raw, _ := base64.RawURLEncoding.DecodeString(n)
 	raw[7]++
-	if got := checkNonce(testSecret, "troika", base64.RawURLEncoding.EncodeToString(raw), t0, ttl); got != nonceInvalid {
+	if got, _, _ := checkNonce(testSecret, "troika", base64.RawURLEncoding.EncodeToString(raw), bind, t0, ttl); got != nonceInvalid {
 		t.Errorf("re-dated nonce: got %v", got)
 	}
 	// Two nodes sharing the secret agree.
-	if a, b := MintNonce(testSecret, "troika", t0), MintNonce(append([]byte(nil), testSecret...), "troika", t0); a != b {
+	if a, b := MintNonce(testSecret, "troika", bind, t0), MintNonce(append([]byte(nil), testSecret...), "troika", bind, t0); a != b {
 		t.Errorf("same secret and time give different nonces")
 	}
 }
@@ -103,13 +114,13 @@ func TestDigestResponseVectors(t *testing.T) {
 		if msg := cr.wellFormed(); msg != "" {
 			t.Fatalf("%s: %s", c.name, msg)
 		}
-		if !cr.verify(digestHash(cr.Algorithm), c.method, c.pass) {
+		if !cr.verify(digestHash(cr.Algorithm), c.method, ha1Of(cr, c.pass)) {
 			t.Errorf("%s: verify refused the RFC's own response", c.name)
 		}
-		if cr.verify(digestHash(cr.Algorithm), c.method, c.pass+"x") {
+		if cr.verify(digestHash(cr.Algorithm), c.method, ha1Of(cr, c.pass+"x")) {
 			t.Errorf("%s: verify accepted a wrong password", c.name)
 		}
-		if cr.verify(digestHash(cr.Algorithm), "POST", c.pass) {
+		if cr.verify(digestHash(cr.Algorithm), "POST", ha1Of(cr, c.pass)) {
 			t.Errorf("%s: verify accepted another method", c.name)
 		}
 	}
@@ -120,7 +131,7 @@ func TestDigestResponseVectors(t *testing.T) {
 // and cnonce are covered by the hash.
 func TestDigestAgainstClient(t *testing.T) {
 	now := time.Now()
-	nonce := MintNonce(testSecret, "troika", now)
+	nonce := MintNonce(testSecret, "troika", Binding{}, now)
 	for _, hdr := range challenges("troika", nonce, false, []string{SHA256, MD5}) {
 		chal, err := digest.ParseChallenge(hdr)
 		if err != nil {
@@ -138,20 +149,20 @@ func TestDigestAgainstClient(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !c.verify(digestHash(c.Algorithm), "REGISTER", "pw1001") {
+			if !c.verify(digestHash(c.Algorithm), "REGISTER", ha1Of(c, "pw1001")) {
 				t.Errorf("%s nc=%d: client credentials refused: %s", chal.Algorithm, nc, cred)
 			}
 			// Change nc or cnonce without recomputing: refused.
 			c2 := *c
 			c2.nc = "00000099"
-			if c2.verify(digestHash(c.Algorithm), "REGISTER", "pw1001") {
+			if c2.verify(digestHash(c.Algorithm), "REGISTER", ha1Of(c, "pw1001")) {
 				t.Errorf("%s: a different nc verified", chal.Algorithm)
 			}
 			c3 := *c
 			cc := *c.Credentials
 			cc.Cnonce = "forged"
 			c3.Credentials = &cc
-			if c3.verify(digestHash(c.Algorithm), "REGISTER", "pw1001") {
+			if c3.verify(digestHash(c.Algorithm), "REGISTER", ha1Of(c, "pw1001")) {
 				t.Errorf("%s: a different cnonce verified", chal.Algorithm)
 			}
 		}
@@ -260,4 +271,9 @@ func TestAuthLimiter(t *testing.T) {
 	if l3.Blocked(a, t0) {
 		t.Fatal("disabled limiter blocked")
 	}
+}
+
+// ha1Of is the HA1 (hex) of password for the user and realm of c.
+func ha1Of(c *credentials, password string) string {
+	return hashJoin(digestHash(c.Algorithm)(), c.Username, c.Realm, password)
 }

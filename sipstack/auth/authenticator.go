@@ -32,6 +32,18 @@ type Config struct {
 	// Zero or negative disables the limit.
 	FailuresPerMinute int
 	BlockFor          time.Duration
+	// AccountGuessesPerMinute is how many failed authentications a user
+	// name may take a minute from sources it has not authenticated from
+	// lately (AccountGuessBurst at once); past that its requests from such
+	// sources get 503 with Retry-After, unverified (guard.go). Zero or
+	// negative disables the guard.
+	AccountGuessesPerMinute int
+	AccountGuessBurst       int
+	// TrustSourceFor is how long a source that authenticated for a user
+	// name is exempt from the guard.
+	TrustSourceFor time.Duration
+	// MaxNonces bounds the nonces whose nc this node remembers (ncache.go).
+	MaxNonces int
 	// VendorFailures, when not nil, counts failed digest authentications
 	// of vendors (the B2BUA's vendor call outcomes).
 	VendorFailures prometheus.Counter
@@ -43,6 +55,7 @@ type Config struct {
 // (*fsm.State is one).
 type State interface {
 	NonceSecret() []byte
+	Realm() string // of the stored credentials; "" until recorded
 	Account(id string) (fsm.Account, bool)
 	ConnectionForUser(name string) (fsm.Connection, fsm.Vendor, bool)
 	ConnectionForSource(ip netip.Addr) (fsm.Connection, bool)
@@ -56,9 +69,29 @@ type Authenticator struct {
 	cfg      Config
 	state    State
 	limiter  *limiter
+	guard    *accountGuard
+	nc       *ncCache
+	nobody   fsm.Credentials // verified against for unknown users
 	failures prometheus.Counter
+	refusals *prometheus.CounterVec
 	log      *slog.Logger
 }
+
+// Why an authentication was refused: the reason label of
+// troika_sip_auth_refusals_total.
+const (
+	refusalWrongPassword = "wrong_password" // a verified nonce, a wrong response (or unknown user)
+	refusalForeignNonce  = "foreign_nonce"  // a nonce not ours, or issued to another source, Call-ID or From tag
+	refusalURIMismatch   = "uri_mismatch"   // the digest uri is not the Request-URI
+	refusalReplay        = "replay"         // an nc already used by another request
+	refusalThrottled     = "throttled"      // the user name's guesses are used up (guard.go)
+	refusalRateLimited   = "rate_limited"   // the source is blocked (ratelimit.go)
+)
+
+var refusalReasons = []string{refusalWrongPassword, refusalForeignNonce, refusalURIMismatch, refusalReplay,
+	refusalThrottled, refusalRateLimited}
+
+func (a *Authenticator) refused(reason string) { a.refusals.WithLabelValues(reason).Inc() }
 
 // Check returns cfg with the algorithms in canonical form, or an error
 // naming what is wrong.
@@ -83,6 +116,11 @@ func (cfg Config) Check() (Config, error) {
 	return cfg, nil
 }
 
+const (
+	defaultMaxNonces      = 500_000
+	defaultTrustSourceFor = 24 * time.Hour
+)
+
 // New checks cfg and returns an Authenticator over state.
 func New(cfg Config, state State) (*Authenticator, error) {
 	cfg, err := cfg.Check()
@@ -95,16 +133,37 @@ func New(cfg Config, state State) (*Authenticator, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Authenticator{
+	if cfg.MaxNonces <= 0 {
+		cfg.MaxNonces = defaultMaxNonces
+	}
+	if cfg.TrustSourceFor <= 0 {
+		cfg.TrustSourceFor = defaultTrustSourceFor
+	}
+	if cfg.AccountGuessBurst <= 0 {
+		cfg.AccountGuessBurst = max(cfg.AccountGuessesPerMinute, 1)
+	}
+	f := promauto.With(cfg.Metrics)
+	a := &Authenticator{
 		cfg:     cfg,
 		state:   state,
 		limiter: newLimiter(cfg.FailuresPerMinute, cfg.BlockFor),
-		failures: promauto.With(cfg.Metrics).NewCounter(prometheus.CounterOpts{
+		guard:   newAccountGuard(cfg.AccountGuessesPerMinute, cfg.AccountGuessBurst, cfg.TrustSourceFor),
+		nc:      newNCCache(cfg.MaxNonces, cfg.NonceTTL.Milliseconds()),
+		nobody:  fsm.HashCredentials("\x00", cfg.Realm, "\x00"),
+		failures: f.NewCounter(prometheus.CounterOpts{
 			Namespace: "troika", Subsystem: "sip", Name: "auth_failures_total",
 			Help: "Digest authentications that failed (wrong password, unknown or blocked account, user mismatch).",
 		}),
+		refusals: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "troika", Subsystem: "sip", Name: "auth_refusals_total",
+			Help: "Digest authentications refused, by reason (wrong_password, foreign_nonce, uri_mismatch, replay, throttled, rate_limited).",
+		}, []string{"reason"}),
 		log: cfg.Logger,
-	}, nil
+	}
+	for _, r := range refusalReasons {
+		a.refusals.WithLabelValues(r)
+	}
+	return a, nil
 }
 
 // CheckAlgorithms returns the canonical names of algs (SHA-256, MD5), or

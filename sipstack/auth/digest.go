@@ -46,11 +46,16 @@ func hashJoin(h hash.Hash, parts ...string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// Response computes the expected "response" of RFC 7616 §3.4.1 for
-// qop=auth: H(H(user:realm:pass):nonce:nc:cnonce:qop:H(method:uri)).
+// Response computes the "response" a client sends for qop=auth (RFC 7616
+// §3.4.1): H(H(user:realm:pass):nonce:nc:cnonce:qop:H(method:uri)).
 func Response(newHash func() hash.Hash, username, realm, password, method, uri, nonce, nc, cnonce, qop string) string {
+	return responseFromHA1(newHash, hashJoin(newHash(), username, realm, password), method, uri, nonce, nc, cnonce, qop)
+}
+
+// responseFromHA1 is Response from the stored HA1 (hex) instead of the
+// password.
+func responseFromHA1(newHash func() hash.Hash, ha1, method, uri, nonce, nc, cnonce, qop string) string {
 	h := newHash()
-	ha1 := hashJoin(h, username, realm, password)
 	ha2 := hashJoin(h, method, uri)
 	return hashJoin(h, ha1, nonce, nc, cnonce, qop, ha2)
 }
@@ -111,9 +116,10 @@ func (c *credentials) wellFormed() string {
 	return ""
 }
 
-// verify checks the response hash against password in constant time.
-func (c *credentials) verify(newHash func() hash.Hash, method, password string) bool {
-	want := Response(newHash, c.Username, c.Realm, password, method, c.URI, c.Nonce, c.nc, c.Cnonce, c.QOP)
+// verify checks the response hash against the HA1 (hex) of the user's
+// password in constant time.
+func (c *credentials) verify(newHash func() hash.Hash, method, ha1 string) bool {
+	want := responseFromHA1(newHash, ha1, method, c.URI, c.Nonce, c.nc, c.Cnonce, c.QOP)
 	got := strings.ToLower(c.Response)
 	return subtle.ConstantTimeCompare([]byte(want), []byte(got)) == 1
 }

@@ -5,18 +5,23 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"net/netip"
 	"time"
 )
 
 // Stateless digest nonces. A nonce is
 //
-//	base64url(ts || HMAC-SHA256(secret, ts || realm)[:16])
+//	base64url(ts || HMAC-SHA256(secret, ts || realm || 0 || binding)[:16])
 //
 // with ts the issue time as 8 big-endian bytes of unix milliseconds and
 // secret the cluster's nonce secret from the replicated state, so any node
-// verifies a nonce issued by any other. Nothing is stored per nonce: a nonce
-// may be replayed until it expires (nc is covered by the response hash but
-// its monotonicity is not tracked), the usual trade-off of stateless nonces.
+// verifies a nonce issued by any other. The binding is what a replay of a
+// captured header would change (see Binding): the nonce verifies only for
+// a request with the same binding, so credentials sniffed from one request
+// buy nothing from another address, or (for a new call) with another
+// Call-ID or From tag. Nothing is stored per nonce to verify it; the
+// response's nc is tracked per node (ncache.go) to refuse a replay of the
+// very same request.
 
 const (
 	nonceMACLen = 16
@@ -30,7 +35,7 @@ const (
 type nonceStatus int
 
 const (
-	nonceInvalid nonceStatus = iota // malformed, forged, other realm or secret, or far in the future
+	nonceInvalid nonceStatus = iota // malformed, forged, other realm, secret or binding, or far in the future
 	nonceValid
 	nonceStale // genuine but older than the TTL
 )
@@ -45,41 +50,65 @@ func (s nonceStatus) String() string {
 	return "invalid"
 }
 
-func nonceMAC(secret []byte, ts []byte, realm string) []byte {
+// Binding is what a nonce is bound to: the source address of the request
+// it is issued to, and for a request that starts a call also its Call-ID
+// and From tag (a REGISTER: its Call-ID, which a phone keeps across its
+// registrations, RFC 3261 §10.2).
+type Binding struct {
+	Source  netip.Addr
+	CallID  string
+	FromTag string
+}
+
+func (b Binding) append(dst []byte) []byte {
+	ip := b.Source.Unmap().As16()
+	dst = append(dst, ip[:]...)
+	dst = binary.AppendUvarint(dst, uint64(len(b.CallID)))
+	dst = append(dst, b.CallID...)
+	dst = binary.AppendUvarint(dst, uint64(len(b.FromTag)))
+	return append(dst, b.FromTag...)
+}
+
+func nonceMAC(secret []byte, ts []byte, realm string, b Binding) []byte {
 	m := hmac.New(sha256.New, secret)
 	m.Write(ts)
 	m.Write([]byte(realm))
+	m.Write([]byte{0})
+	m.Write(b.append(make([]byte, 0, 64)))
 	return m.Sum(nil)[:nonceMACLen]
 }
 
-// MintNonce returns a nonce issued at now.
-func MintNonce(secret []byte, realm string, now time.Time) string {
+// MintNonce returns a nonce issued at now for a request with binding b.
+func MintNonce(secret []byte, realm string, b Binding, now time.Time) string {
 	var raw [nonceRawLen]byte
 	binary.BigEndian.PutUint64(raw[:8], uint64(now.UnixMilli()))
-	copy(raw[8:], nonceMAC(secret, raw[:8], realm))
+	copy(raw[8:], nonceMAC(secret, raw[:8], realm, b))
 	return base64.RawURLEncoding.EncodeToString(raw[:])
 }
 
-// checkNonce verifies a nonce's MAC (in constant time) and its age at now.
-func checkNonce(secret []byte, realm, nonce string, now time.Time, ttl time.Duration) nonceStatus {
+// checkNonce verifies a nonce's MAC for binding b (in constant time) and
+// its age at now. It returns its issue time (unix ms) and MAC too.
+func checkNonce(secret []byte, realm, nonce string, b Binding, now time.Time, ttl time.Duration) (nonceStatus, int64, [nonceMACLen]byte) {
+	var mac [nonceMACLen]byte
 	if len(nonce) != nonceLen || len(secret) == 0 {
-		return nonceInvalid
+		return nonceInvalid, 0, mac
 	}
 	var raw [nonceRawLen]byte
 	n, err := base64.RawURLEncoding.Decode(raw[:], []byte(nonce))
 	if err != nil || n != nonceRawLen {
-		return nonceInvalid
+		return nonceInvalid, 0, mac
 	}
-	if !hmac.Equal(raw[8:], nonceMAC(secret, raw[:8], realm)) {
-		return nonceInvalid
+	if !hmac.Equal(raw[8:], nonceMAC(secret, raw[:8], realm, b)) {
+		return nonceInvalid, 0, mac
 	}
+	copy(mac[:], raw[8:])
 	issued := int64(binary.BigEndian.Uint64(raw[:8]))
 	age := now.UnixMilli() - issued
 	switch {
 	case age < -nonceFutureSkew.Milliseconds():
-		return nonceInvalid
+		return nonceInvalid, 0, mac
 	case age > ttl.Milliseconds():
-		return nonceStale
+		return nonceStale, issued, mac
 	}
-	return nonceValid
+	return nonceValid, issued, mac
 }

@@ -155,7 +155,7 @@ func (b *B2BUA) admit(sock *transport.Socket, req *sip.Request, tx sip.ServerTra
 	}
 	c := &call{
 		b: b, id: callID, account: acct.ID, cli: cli, callee: dest.callee.ID, cld: dest.cld,
-		cliName: displayName(from.DisplayName), started: time.Now(),
+		cliName: callerName(acct, dest, from.DisplayName), started: time.Now(),
 		log:    log,
 		inSock: sock, inv: req, invTx: tx, offer: offer, relayed: relayHeaders(req), maxForwards: mf,
 		setupDone: make(chan struct{}), cancelled: make(chan struct{}), ending: make(chan struct{}),

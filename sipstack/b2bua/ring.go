@@ -265,7 +265,8 @@ func (c *call) startFork(t target, cld string) *fork {
 	}}
 	_, full := targetKeys(t)
 	c.tried[full] = true
-	if err := f.start(c.offer, c.relayed); err != nil {
+	hdrs := append(c.relayed[:len(c.relayed):len(c.relayed)], assertedIdentity(from))
+	if err := f.start(c.offer, hdrs); err != nil {
 		c.b.m.forkResults.WithLabelValues("error").Inc()
 		c.log.Warn("cannot send INVITE to callee leg", "target", t.desc, "error", err)
 		return nil

@@ -134,6 +134,27 @@ func calleeURIs(t target, cli, cliName, cld string) (from, to nameAddr) {
 	return from, to
 }
 
+// assertedIdentity is the P-Asserted-Identity (RFC 3325) of a callee
+// leg: the identity the switch vouches for, which is its From.
+func assertedIdentity(from nameAddr) sip.Header {
+	v := "<" + from.uri.String() + ">"
+	if from.name != "" {
+		v = `"` + from.name + `" ` + v
+	}
+	return sip.NewHeader("P-Asserted-Identity", v)
+}
+
+// callerName is the name callees see for a call's caller: the account's
+// own display name (the caller's From is the caller's word, never shown:
+// a customer could present itself as anyone), or for a call from a
+// vendor, the name the carrier presents, kept safe.
+func callerName(caller fsm.Account, dest destination, fromName string) string {
+	if dest.vendor != nil {
+		return displayName(fromName)
+	}
+	return displayName(caller.DisplayName)
+}
+
 // displayName keeps a From display name safe to copy to another leg: no
 // quotes, backslashes or control characters, at most 64 bytes.
 func displayName(s string) string {

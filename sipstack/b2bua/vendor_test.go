@@ -20,8 +20,8 @@ func TestRefusedVendorCallRecord(t *testing.T) {
 	st := fsm.New()
 	for _, c := range []fsm.Command{
 		&fsm.PutTariff{Tariff: fsm.Tariff{ID: "vcost", Currency: "USD", Rates: []fsm.Rate{{PerMinute: 1, FirstInterval: 60, NextInterval: 60}}}},
-		&fsm.CreateAccount{Now: 1, Account: fsm.Account{ID: "1001", Password: "pw1001", Billing: fsm.Prepaid, TariffOut: "vcost"}},
-		&fsm.CreateAccount{Now: 1, Account: fsm.Account{ID: "44123", Password: "pw44123", Billing: fsm.Prepaid}},
+		&fsm.CreateAccount{Now: 1, Account: fsm.Account{ID: "1001", Credentials: testkit.Creds("1001", "pw1001"), Billing: fsm.Prepaid, TariffOut: "vcost"}},
+		&fsm.CreateAccount{Now: 1, Account: fsm.Account{ID: "44123", Credentials: testkit.Creds("44123", "pw44123"), Billing: fsm.Prepaid}},
 		&fsm.PutVendor{Vendor: fsm.Vendor{ID: "v1", Name: "Carrier One"}},
 		&fsm.PutConnection{Connection: fsm.Connection{ID: "c1", Vendor: "v1", Kind: fsm.ConnectionFromVendorSIP,
 			RemoteIPs: []string{"10.9.0.0/16"}, Tariff: "vcost", TranslationCLD: ukRules}},

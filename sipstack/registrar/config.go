@@ -60,7 +60,8 @@ type Registrar struct {
 // results lists every outcome, pre-created on the metric.
 var results = []string{sipmsg.ResultOK, sipmsg.ResultQuery, sipmsg.ResultRetransmission, sipmsg.ResultUnauthorized,
 	sipmsg.ResultStale, sipmsg.ResultForbidden, sipmsg.ResultRateLimited, sipmsg.ResultTooBrief, sipmsg.ResultBadRequest,
-	sipmsg.ResultTooManyContacts, sipmsg.ResultStaleCSeq, sipmsg.ResultUnavailable, sipmsg.ResultError}
+	sipmsg.ResultTooManyContacts, sipmsg.ResultStaleCSeq, sipmsg.ResultUnavailable, sipmsg.ResultError, sipmsg.ResultReplayed,
+	sipmsg.ResultThrottled}
 
 // New returns a Registrar that reads bindings from state, writes them
 // through store and authenticates with a.

@@ -52,6 +52,8 @@ const (
 	ResultStaleCSeq       = "stale_cseq"        // 500: CSeq not above the binding's
 	ResultUnavailable     = "unavailable"       // 503: no nonce secret yet, write failed, overloaded
 	ResultError           = "error"             // 500: unexpected
+	ResultReplayed        = "replayed"          // 401 stale=true: digest credentials used again (an nc already used)
+	ResultThrottled       = "throttled"         // 503: the user name's guesses are used up
 )
 
 // Respond sends r as the final response to req and ends the transaction at

@@ -1,0 +1,118 @@
+package auth
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+func TestNCCache(t *testing.T) {
+	c := newNCCache(3, 60_000)
+	mac := func(b byte) (m [nonceMACLen]byte) { m[0] = b; return m }
+	const t0 = 1_000_000
+	steps := []struct {
+		name   string
+		mac    byte
+		issued int64
+		nc     uint32
+		req    uint64
+		now    int64
+		want   ncVerdict
+	}{
+		{"first use", 1, t0, 1, 100, t0, ncFresh},
+		{"retransmission of it", 1, t0, 1, 100, t0 + 500, ncRepeat},
+		{"same nc, another request: a replay", 1, t0, 1, 101, t0 + 600, ncReplayed},
+		{"next nc", 1, t0, 2, 102, t0 + 700, ncFresh},
+		{"an older nc", 1, t0, 1, 103, t0 + 800, ncReplayed},
+		{"another nonce", 2, t0 + 10, 1, 200, t0 + 900, ncFresh},
+		{"third", 3, t0 + 20, 1, 300, t0 + 1000, ncFresh},
+		{"a fourth evicts the oldest", 4, t0 + 30, 1, 400, t0 + 1100, ncFresh},
+		{"the evicted nonce is not new again", 1, t0, 3, 104, t0 + 1200, ncForgotten},
+		{"a nonce issued after the floor is new", 5, t0 + 40, 1, 500, t0 + 1300, ncFresh},
+	}
+	for _, s := range steps {
+		if got := c.use(mac(s.mac), s.issued, s.nc, s.req, s.now); got != s.want {
+			t.Fatalf("%s: got %d, want %d", s.name, got, s.want)
+		}
+	}
+	// Nonces past their TTL are dropped, bounding the cache in time too.
+	c.use(mac(9), t0+200_000, 1, 900, t0+200_000)
+	if n := c.size(); n != 1 {
+		t.Errorf("%d nonces kept after the others expired, want 1", n)
+	}
+}
+
+func TestAccountGuard(t *testing.T) {
+	g := newAccountGuard(6, 3, time.Hour) // 3 at once, then one every 10 s
+	t0 := time.Unix(1_700_000_000, 0)
+	phone := netip.MustParseAddr("192.0.2.10")
+	if ok, _ := g.allow("1001", phone, t0); !ok {
+		t.Fatal("a first attempt waits")
+	}
+	g.succeeded("1001", phone, t0)
+	for i := range 50 { // guesses from many sources
+		src := netip.AddrFrom4([4]byte{198, 51, 100, byte(i)})
+		if ok, _ := g.allow("1001", src, t0); ok {
+			g.failed("1001", src, t0)
+		}
+	}
+	if ok, wait := g.allow("1001", netip.MustParseAddr("203.0.113.5"), t0); ok || wait <= 0 || wait > 10*time.Second {
+		t.Fatalf("after the burst: allowed %v, wait %s; want refused for up to 10 s", ok, wait)
+	}
+	if ok, _ := g.allow("1001", phone, t0); !ok {
+		t.Fatal("the account's own phone is locked out by the guessing")
+	}
+	if ok, _ := g.allow("1002", netip.MustParseAddr("203.0.113.5"), t0); !ok {
+		t.Fatal("another account is held up")
+	}
+	if ok, _ := g.allow("1001", netip.MustParseAddr("203.0.113.5"), t0.Add(10*time.Second)); !ok {
+		t.Fatal("no token back after 10 s")
+	}
+	later := t0.Add(2 * time.Hour)
+	for i := range 3 {
+		g.failed("1001", netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), later)
+	}
+	if ok, _ := g.allow("1001", phone, later); ok {
+		t.Fatal("a trust past its time still passes an empty bucket")
+	}
+	off := newAccountGuard(0, 0, time.Hour)
+	for range 100 {
+		off.failed("1001", netip.MustParseAddr("203.0.113.5"), t0)
+	}
+	if ok, _ := off.allow("1001", netip.MustParseAddr("203.0.113.5"), t0); !ok {
+		t.Fatal("a disabled guard refused")
+	}
+}
+
+func TestSameURI(t *testing.T) {
+	parse := func(s string) sip.Uri {
+		var u sip.Uri
+		if err := sip.ParseUri(s, &u); err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	cases := []struct {
+		digest, ruri string
+		want         bool
+	}{
+		{"sip:1002@127.0.0.1", "sip:1002@127.0.0.1", true},
+		{"sip:1002@127.0.0.1:5060", "sip:1002@127.0.0.1", true},
+		{"sip:1002@EXAMPLE.com;transport=udp", "sip:1002@example.com", true},
+		{"sip:127.0.0.1", "sip:127.0.0.1:5060", true},
+		{"sip:1003@127.0.0.1", "sip:1002@127.0.0.1", false},
+		{"sip:1002@127.0.0.2", "sip:1002@127.0.0.1", false},
+		{"sip:1002@127.0.0.1:5070", "sip:1002@127.0.0.1", true}, // the port does not change who is called
+		{"sips:1002@127.0.0.1", "sip:1002@127.0.0.1", false},
+		{"sip:127.0.0.1:5060", "sip:1002@127.0.0.1", true}, // SIPp's form: the host alone
+		{"sip:127.0.0.2:5060", "sip:1002@127.0.0.1", false},
+		{"not a uri", "sip:1002@127.0.0.1", false},
+	}
+	for _, c := range cases {
+		if got := sameURI(c.digest, parse(c.ruri)); got != c.want {
+			t.Errorf("%q vs %q: %v, want %v", c.digest, c.ruri, got, c.want)
+		}
+	}
+}
