@@ -69,7 +69,9 @@ func (c *CreateAccounts) apply(s *State) Result {
 }
 
 // fieldName names field of item i of list: "accounts[3].password".
-func fieldName(list string, i int, field string) string { return fmt.Sprintf("%s[%d].%s", list, i, field) }
+func fieldName(list string, i int, field string) string {
+	return fmt.Sprintf("%s[%d].%s", list, i, field)
+}
 
 func (s *State) createAccounts(accts []Account, now int64) Result {
 	fresh := make([]*Account, 0, len(accts))

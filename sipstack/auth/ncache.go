@@ -51,10 +51,10 @@ func newNCCache(maxEntries int, ttlMs int64) *ncCache {
 type ncVerdict int
 
 const (
-	ncFresh      ncVerdict = iota // a higher nc than any seen: recorded
-	ncRepeat                      // the same request again (retransmission)
-	ncReplayed                    // an nc already used by another request
-	ncForgotten                   // a nonce older than the floor: use a fresh one
+	ncFresh     ncVerdict = iota // a higher nc than any seen: recorded
+	ncRepeat                     // the same request again (retransmission)
+	ncReplayed                   // an nc already used by another request
+	ncForgotten                  // a nonce older than the floor: use a fresh one
 )
 
 // use records nc of a nonce (its MAC and issue time) for request req at
