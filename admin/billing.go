@@ -342,6 +342,12 @@ func (s *Server) topup(w http.ResponseWriter, r *http.Request) error {
 	if res.Err != nil && res.Err.Code == fsm.CodeInsufficientFunds {
 		a, _ := s.state.Account(id)
 		held := s.state.Reserved(id)
+		if a.Billing == fsm.Postpaid {
+			msg := fmt.Sprintf("taking %s from postpaid account %s (balance %s, credit limit %s, held by calls %s) would take it past its credit limit: "+
+				"take at most %s, or raise credit_limit first", billing.FormatMoney(-amount), id, billing.FormatMoney(a.Balance),
+				billing.FormatMoney(a.CreditLimit), billing.FormatMoney(held), billing.FormatMoney(max(a.Balance+a.CreditLimit-held, 0)))
+			return &httpError{status: http.StatusConflict, body: Error{Field: "amount", Error: "amount: " + msg}}
+		}
 		msg := fmt.Sprintf("taking %s from prepaid account %s (balance %s) would leave %s", billing.FormatMoney(-amount), id,
 			billing.FormatMoney(a.Balance), billing.FormatMoney(a.Balance+amount))
 		if held > 0 {
@@ -358,6 +364,8 @@ func (s *Server) topup(w http.ResponseWriter, r *http.Request) error {
 	if res.Account == nil { // the key was used before and the account is gone since
 		return notFound("account", id)
 	}
+	s.cfg.Logger.Info("balance adjusted", "account", id, "amount", billing.FormatMoney(amount), "key", in.Key,
+		"note", in.Note, "balance", billing.FormatMoney(res.Account.Balance), "from", r.RemoteAddr)
 	writeJSON(w, http.StatusOK, TopupResult{
 		Account: s.accountView(*res.Account),
 		Topup:   TopupReceipt{Amount: billing.FormatMoney(amount), Key: in.Key, KeyGenerated: generated, Note: in.Note},

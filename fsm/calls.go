@@ -390,7 +390,21 @@ type Topup struct {
 
 func (*Topup) Type() Type { return TypeTopup }
 
-func (c *Topup) apply(s *State) Result {
+// TopupV1 is Topup as builds before the credit rule applied it (type 0x0f):
+// a debit of a postpaid account was not bounded by its credit limit. Logs
+// that hold it replay as they were applied.
+type TopupV1 Topup
+
+func (*TopupV1) Type() Type { return TypeTopupV1 }
+
+func (c *TopupV1) apply(s *State) Result { return (*Topup)(c).applyWith(s, false) }
+
+func (c *Topup) apply(s *State) Result { return c.applyWith(s, true) }
+
+// applyWith applies a top-up; creditRule: a debit may not take what the
+// account can spend (its balance, plus its credit limit when postpaid)
+// below what its calls hold.
+func (c *Topup) applyWith(s *State, creditRule bool) Result {
 	if c.Key == "" || len(c.Key) > 128 {
 		return refuse(CodeInvalid, "key", "an idempotency key of 1-128 characters is required")
 	}
@@ -412,6 +426,10 @@ func (c *Topup) apply(s *State) Result {
 	na.Balance += c.Amount
 	if na.Billing == Prepaid && na.Balance-s.reserved[na.ID] < 0 {
 		return refuse(CodeInsufficientFunds, "amount", "would leave account %s's prepaid balance below what its calls hold", a.ID)
+	}
+	if creditRule && c.Amount < 0 && na.Billing == Postpaid && na.Balance+na.CreditLimit-s.reserved[na.ID] < 0 {
+		return refuse(CodeInsufficientFunds, "amount", "would take account %s past its credit limit of %s: raise credit_limit first",
+			a.ID, billing.FormatMoney(na.CreditLimit))
 	}
 	if na.Balance > billing.MaxAmount {
 		return refuse(CodeInvalid, "amount", "balance would exceed %s", billing.FormatMoney(billing.MaxAmount))

@@ -296,3 +296,24 @@ func TestAdoptCall(t *testing.T) {
 		t.Errorf("xDR node %q, want the adopter n2", r.XDR.Node)
 	}
 }
+
+// A debit never takes a postpaid account past its credit limit (it did
+// before TopupV2: three debits took one to -3,000,000,000.00 with a credit
+// limit of 10); a log written then replays as it was applied.
+func TestPostpaidDebitStopsAtCreditLimit(t *testing.T) {
+	s := callState(t) // 2001: postpaid, credit limit 0.50, balance 0
+	if r := s.ApplyCommand(&Topup{Account: "2001", Amount: -400_000, Key: "d1", Now: t0}); r.Err != nil {
+		t.Fatalf("a debit within the credit limit: %v", r.Err)
+	}
+	r := s.ApplyCommand(&Topup{Account: "2001", Amount: -1_000_000_000_000_000, Key: "d2", Now: t0})
+	if r.Err == nil || r.Err.Code != CodeInsufficientFunds {
+		t.Fatalf("a debit past the credit limit: %v", r.Err)
+	}
+	if a, _ := s.Account("2001"); a.Balance != -400_000 {
+		t.Fatalf("balance %d after a refused debit, want -400000", a.Balance)
+	}
+	mustApply(t, s, &TopupV1{Account: "2001", Amount: -1_000_000_000_000_000, Key: "d3", Now: t0})
+	if a, _ := s.Account("2001"); a.Balance != -1_000_000_000_400_000 {
+		t.Fatalf("a version 1 debit replayed to %d", a.Balance)
+	}
+}

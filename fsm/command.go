@@ -35,7 +35,7 @@ const (
 	TypeStartCall           Type = 0x0c
 	TypeAnswerCall          Type = 0x0d
 	TypeEndCall             Type = 0x0e
-	TypeTopup               Type = 0x0f
+	TypeTopupV1             Type = 0x0f
 	TypeTrimRecords         Type = 0x10
 	TypePutServicePolicy    Type = 0x11
 	TypeDeleteServicePolicy Type = 0x12
@@ -54,6 +54,7 @@ const (
 	TypePutConnection       Type = 0x20
 	TypeInitRealm           Type = 0x21 // credentials.go
 	TypeSecureCredentials   Type = 0x22 // credentials.go
+	TypeTopup               Type = 0x23
 )
 
 // Command is one change to the replicated state.
@@ -78,7 +79,7 @@ var commandTypes = map[Type]func() Command{
 	TypeStartCall:           func() Command { return new(StartCall) },
 	TypeAnswerCall:          func() Command { return new(AnswerCall) },
 	TypeEndCall:             func() Command { return new(EndCall) },
-	TypeTopup:               func() Command { return new(Topup) },
+	TypeTopupV1:             func() Command { return new(TopupV1) },
 	TypeTrimRecords:         func() Command { return new(TrimRecords) },
 	TypePutServicePolicy:    func() Command { return new(PutServicePolicy) },
 	TypeDeleteServicePolicy: func() Command { return new(DeleteServicePolicy) },
@@ -97,6 +98,7 @@ var commandTypes = map[Type]func() Command{
 	TypePutConnection:       func() Command { return new(PutConnection) },
 	TypeInitRealm:           func() Command { return new(InitRealm) },
 	TypeSecureCredentials:   func() Command { return new(SecureCredentials) },
+	TypeTopup:               func() Command { return new(Topup) },
 }
 
 // ErrUnknownType is returned for a command type this version does not know.

@@ -46,7 +46,8 @@ func goldenCommands() map[string]Command {
 			RemoteTarget: "sip:1002@10.0.0.5:5062", RouteSet: []string{"<sip:p1;lr>"}, Ingress: "udp:127.0.0.2:5070",
 			Destination: "10.0.0.5:5062", Transport: "udp", LocalCSeq: 1, RemoteCSeq: 0}}},
 		"end_call":     &EndCall{ID: "a84b4c76e66710@pc33", DisconnectAt: 1700000063000, Cause: 200, CauseText: "BYE", DisconnectedBy: "caller"},
-		"topup":        &Topup{Account: "1001", Amount: 5_000_000, Key: "topup-42", Now: 1700000000000, Note: "card"},
+		"topup":        &TopupV1{Account: "1001", Amount: 5_000_000, Key: "topup-42", Now: 1700000000000, Note: "card"},
+		"topup_v2":     &Topup{Account: "1001", Amount: -5_000_000, Key: "debit-42", Now: 1700000000000, Note: "invoice"},
 		"trim_records": &TrimRecords{MaxXDRs: 1000000, KeepKeysAfter: 1690000000000},
 		"put_service_policy": &PutServicePolicy{Policy: ServicePolicy{ID: "easycall", Redirect: RedirectPolicy{
 			TrustedNetworks: []string{"193.148.210.22", "195.111.134.55", "10.0.0.0/8", "pbx.example.com"}, UntrustedAction: "reject", MaxRedirects: 3}}},

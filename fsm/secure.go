@@ -133,6 +133,9 @@ func LegacyCommand(cmd Command) (Command, error) {
 		cn := c.Connection
 		return &PutConnectionV1{Connection: connectionV1{ID: cn.ID, Vendor: cn.Vendor, Kind: cn.Kind, RemoteIPs: cn.RemoteIPs,
 			Username: cn.Username, Tariff: cn.Tariff, TranslationCLD: cn.TranslationCLD, TranslationCLI: cn.TranslationCLI}}, nil
+	case *Topup:
+		v1 := TopupV1(*c)
+		return &v1, nil
 	case *InitRealm, *SecureCredentials:
 		return nil, tooNew(fmt.Sprintf("%T", cmd))
 	}

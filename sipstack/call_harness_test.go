@@ -212,6 +212,7 @@ type testCall struct {
 	toTag            string
 	contact          string // the switch's Contact from its 2xx
 	extraInviteLines string
+	auth             string // the Proxy-Authorization value of the authenticated INVITE
 }
 
 // invite sends an INVITE from user to cld through server, answers the 407
@@ -255,7 +256,8 @@ func startInvite(t testing.TB, e *endpoint, server, user, pw, cld, sdp, callID, 
 	}
 	c.cseq++
 	c.branch = "z9hG4bK" + sip.GenerateTagN(10)
-	e.send(server, c.inviteText(host, "Proxy-Authorization: "+cred.String()+"\r\n"))
+	c.auth = cred.String()
+	e.send(server, c.inviteText(host, "Proxy-Authorization: "+c.auth+"\r\n"))
 	return c
 }
 
