@@ -311,10 +311,13 @@ func (n *Node) killForClose() {
 // Status is the part of GET /v1/cluster the harness reads; Raw has the
 // whole answer (IP owners and whatever later versions add).
 type Status struct {
-	Version string          `json:"version"`
-	Cluster RaftStatus      `json:"cluster"`
-	Sockets []string        `json:"sip_sockets"`
-	Raw     json.RawMessage `json:"-"`
+	Version string     `json:"version"`
+	Cluster RaftStatus `json:"cluster"`
+	Sockets []string   `json:"sip_sockets"`
+	// ClearPasswords counts records still holding a clear password
+	// (from a build before digest credentials); absent (0) on such builds.
+	ClearPasswords int             `json:"clear_passwords"`
+	Raw            json.RawMessage `json:"-"`
 }
 
 // RaftStatus is one node's view of raft.

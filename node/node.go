@@ -486,12 +486,17 @@ type Status struct {
 	// Members is this node's gossip view: state and metadata of every
 	// member.
 	Members []cluster.Member `json:"members"`
+	// ClearPasswords counts the records that still hold a clear password
+	// (written by a build before digest credentials): the leader replaces
+	// them once every voter runs this build (0 afterwards).
+	ClearPasswords int `json:"clear_passwords"`
 }
 
 // ClusterStatus implements admin.Backend.
 func (n *Node) ClusterStatus() any {
 	return Status{Version: Version, Cluster: n.cluster.Status(), Sockets: n.sip.Sockets(),
-		Addresses: cluster.AddressStatuses(n.owner, n.state), Members: n.gossip.Members()}
+		Addresses: cluster.AddressStatuses(n.owner, n.state), Members: n.gossip.Members(),
+		ClearPasswords: len(n.state.LegacySecrets())}
 }
 
 // WaitSocket waits (up to 10 s) until the SIP socket named name, such as
