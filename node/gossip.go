@@ -173,6 +173,11 @@ func (n *Node) credentialsThroughLog() bool {
 	return everyVoterHas(roleCredentials, n.cluster.Voters(), n.gossip.Members(), n.cfg.NodeID)
 }
 
+// unboundNonces reports whether a voter may run a build that issues
+// nonces bound to nothing: builds before digest credentials do, and
+// every voter announcing roleCredentials says none does.
+func (n *Node) unboundNonces() bool { return !n.credentialsThroughLog() }
+
 // olderVoter reports whether a voter announced, in its last gossip
 // metadata, roles without credentials: it runs a build that stores
 // passwords (a rolling upgrade is under way). A voter not heard of yet

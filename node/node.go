@@ -249,6 +249,7 @@ func (n *Node) sipConfig(reg prometheus.Registerer) sipstack.Config {
 		Dispatch:        disp,
 		NodeAlive:       n.nodeAlive,
 		AdoptThroughLog: n.adoptThroughLog,
+		UnboundNonces:   n.unboundNonces,
 		NodeID:          cfg.NodeID,
 		Logger:          n.log.With("component", "sip"),
 		Metrics:         reg,

@@ -117,6 +117,10 @@ type Config struct {
 	// older node cannot apply the command) an adopter writes nothing and
 	// runs the call, as those versions did. nil: true.
 	AdoptThroughLog func() bool
+	// UnboundNonces reports whether a voter may run a build that issues
+	// digest nonces bound to nothing (a rolling upgrade from one): such
+	// nonces are then accepted (auth.Config.UnboundNonces). nil: never.
+	UnboundNonces func() bool
 
 	// TCPIdleTimeout closes a TCP or TLS connection that has sent nothing
 	// for this long. MaxExpires + 60 s when zero (a registered phone
@@ -242,7 +246,8 @@ func (c Config) authConfig() auth.Config {
 	r := c.Registrar
 	return auth.Config{Realm: r.Realm, Algorithms: r.Algorithms, NonceTTL: r.NonceTTL,
 		FailuresPerMinute: r.AuthFailuresPerMinute, BlockFor: r.AuthBlockFor, AccountGuessesPerMinute: r.AccountGuessesPerMinute,
-		AccountGuessBurst: r.AccountGuessBurst, TrustSourceFor: r.TrustSourceFor, Metrics: c.Metrics, Logger: c.Logger}
+		AccountGuessBurst: r.AccountGuessBurst, TrustSourceFor: r.TrustSourceFor, UnboundNonces: c.UnboundNonces,
+		Metrics: c.Metrics, Logger: c.Logger}
 }
 
 // mainPorts lists the main ports of every transport.

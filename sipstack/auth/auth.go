@@ -161,6 +161,9 @@ func (a *Authenticator) checkDigest(socket string, req *sip.Request, sch Scheme,
 	}
 	nonce, issued, mac := checkNonce(secret, rc.Realm, creds.Nonce, bind, now, rc.NonceTTL)
 	if nonce == nonceInvalid {
+		nonce, issued, mac = a.unboundNonce(secret, creds.Nonce, now)
+	}
+	if nonce == nonceInvalid {
 		// Not ours, or issued to another source, Call-ID or From tag: a
 		// captured header buys nothing. Not counted against the source.
 		a.refused(refusalForeignNonce)
@@ -245,6 +248,22 @@ func (a *Authenticator) checkDigest(socket string, req *sip.Request, sch Scheme,
 	}
 	a.guard.succeeded(creds.Username, src, now)
 	return p, nil
+}
+
+// unboundNonce checks nonce as one bound to nothing, issued by a node of
+// an older build while one may still run (Config.UnboundNonces).
+func (a *Authenticator) unboundNonce(secret []byte, nonce string, now time.Time) (nonceStatus, int64, [nonceMACLen]byte) {
+	if a.cfg.UnboundNonces == nil {
+		return nonceInvalid, 0, [nonceMACLen]byte{}
+	}
+	if a.cfg.UnboundNonces() {
+		a.unboundUntil.Store(now.UnixMilli())
+	}
+	st, issued, mac := checkUnboundNonce(secret, a.cfg.Realm, nonce, now, a.cfg.NonceTTL)
+	if st == nonceInvalid || issued > a.unboundUntil.Load() {
+		return nonceInvalid, 0, mac
+	}
+	return st, issued, mac
 }
 
 // bindingOf is what a nonce for req from src is bound to: the source, and

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,6 +43,15 @@ type Config struct {
 	// TrustSourceFor is how long a source that authenticated for a user
 	// name is exempt from the guard.
 	TrustSourceFor time.Duration
+	// UnboundNonces reports whether a node of the cluster may still issue
+	// nonces bound to nothing: a build before bound nonces, during a
+	// rolling upgrade. A nonce a node of that build issued is then
+	// accepted (as that build accepts it: from any source, for any
+	// request, until its TTL) if it was issued before UnboundNonces last
+	// said true here, so that a phone challenged by an old node and
+	// answering the node that took its address over is not refused. nil:
+	// never (every nonce must be bound).
+	UnboundNonces func() bool
 	// MaxNonces bounds the nonces whose nc this node remembers (ncache.go).
 	MaxNonces int
 	// VendorFailures, when not nil, counts failed digest authentications
@@ -66,15 +76,18 @@ type State interface {
 // accounts and vendors of the replicated state, and counts failures per
 // source. It is safe for concurrent use.
 type Authenticator struct {
-	cfg      Config
-	state    State
-	limiter  *limiter
-	guard    *accountGuard
-	nc       *ncCache
-	nobody   fsm.Credentials // verified against for unknown users
-	failures prometheus.Counter
-	refusals *prometheus.CounterVec
-	log      *slog.Logger
+	cfg     Config
+	state   State
+	limiter *limiter
+	guard   *accountGuard
+	nc      *ncCache
+	nobody  fsm.Credentials // verified against for unknown users
+	// unboundUntil is when (unix ms) Config.UnboundNonces last said true:
+	// unbound nonces issued later are refused.
+	unboundUntil atomic.Int64
+	failures     prometheus.Counter
+	refusals     *prometheus.CounterVec
+	log          *slog.Logger
 }
 
 // Why an authentication was refused: the reason label of

@@ -89,6 +89,25 @@ func MintNonce(secret []byte, realm string, b Binding, now time.Time) string {
 // checkNonce verifies a nonce's MAC for binding b (in constant time) and
 // its age at now. It returns its issue time (unix ms) and MAC too.
 func checkNonce(secret []byte, realm, nonce string, b Binding, now time.Time, ttl time.Duration) (nonceStatus, int64, [nonceMACLen]byte) {
+	return verifyNonce(secret, nonce, now, ttl, func(ts []byte) []byte { return nonceMAC(secret, ts, realm, b) })
+}
+
+// unboundNonceMAC is the MAC of a nonce bound to nothing, as builds
+// before bound nonces issue them: HMAC-SHA256(secret, ts || realm)[:16].
+func unboundNonceMAC(secret []byte, ts []byte, realm string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write(ts)
+	m.Write([]byte(realm))
+	return m.Sum(nil)[:nonceMACLen]
+}
+
+// checkUnboundNonce is checkNonce for a nonce bound to nothing
+// (Config.UnboundNonces).
+func checkUnboundNonce(secret []byte, realm, nonce string, now time.Time, ttl time.Duration) (nonceStatus, int64, [nonceMACLen]byte) {
+	return verifyNonce(secret, nonce, now, ttl, func(ts []byte) []byte { return unboundNonceMAC(secret, ts, realm) })
+}
+
+func verifyNonce(secret []byte, nonce string, now time.Time, ttl time.Duration, macOf func(ts []byte) []byte) (nonceStatus, int64, [nonceMACLen]byte) {
 	var mac [nonceMACLen]byte
 	if len(nonce) != nonceLen || len(secret) == 0 {
 		return nonceInvalid, 0, mac
@@ -98,7 +117,7 @@ func checkNonce(secret []byte, realm, nonce string, b Binding, now time.Time, tt
 	if err != nil || n != nonceRawLen {
 		return nonceInvalid, 0, mac
 	}
-	if !hmac.Equal(raw[8:], nonceMAC(secret, raw[:8], realm, b)) {
+	if !hmac.Equal(raw[8:], macOf(raw[:8])) {
 		return nonceInvalid, 0, mac
 	}
 	copy(mac[:], raw[8:])

@@ -1,0 +1,105 @@
+package auth
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/icholy/digest"
+
+	"github.com/troika-sip/troika/fsm"
+)
+
+// oneAccount is the replicated state with account 1001 alone.
+type oneAccount struct{}
+
+func (oneAccount) NonceSecret() []byte { return testSecret }
+func (oneAccount) Realm() string       { return "troika" }
+func (oneAccount) Account(id string) (fsm.Account, bool) {
+	if id != "1001" {
+		return fsm.Account{}, false
+	}
+	return fsm.Account{ID: "1001", Credentials: fsm.HashCredentials("1001", "troika", "correct horse 1001")}, true
+}
+func (oneAccount) ConnectionForUser(string) (fsm.Connection, fsm.Vendor, bool) {
+	return fsm.Connection{}, fsm.Vendor{}, false
+}
+func (oneAccount) ConnectionForSource(netip.Addr) (fsm.Connection, bool) { return fsm.Connection{}, false }
+func (oneAccount) Vendor(string) (fsm.Vendor, bool)                       { return fsm.Vendor{}, false }
+
+// mintUnboundNonce is a nonce as builds before bound nonces issue them.
+func mintUnboundNonce(now time.Time) string {
+	var raw [nonceRawLen]byte
+	binary.BigEndian.PutUint64(raw[:8], uint64(now.UnixMilli()))
+	copy(raw[8:], unboundNonceMAC(testSecret, raw[:8], "troika"))
+	return base64.RawURLEncoding.EncodeToString(raw[:])
+}
+
+// registerWith is a REGISTER of 1001 from src answering nonce with nc.
+func registerWith(t *testing.T, src, nonce string, nc int) *sip.Request {
+	t.Helper()
+	uri := sip.Uri{Scheme: "sip", Host: "192.0.2.100"}
+	req := sip.NewRequest(sip.REGISTER, uri)
+	req.AppendHeader(sip.NewHeader("Via", "SIP/2.0/UDP "+src+";branch=z9hG4bK-"+nonce[:8]))
+	req.AppendHeader(sip.NewHeader("From", "<sip:1001@192.0.2.100>;tag=f1"))
+	req.AppendHeader(sip.NewHeader("To", "<sip:1001@192.0.2.100>"))
+	req.AppendHeader(sip.NewHeader("Call-ID", "reg-1@phone"))
+	req.AppendHeader(sip.NewHeader("CSeq", "2 REGISTER"))
+	cred, err := digest.Digest(&digest.Challenge{Realm: "troika", Nonce: nonce, Algorithm: "MD5", QOP: []string{"auth"}},
+		digest.Options{Method: "REGISTER", URI: uri.String(), Username: "1001", Password: "correct horse 1001", Count: nc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.AppendHeader(sip.NewHeader("Authorization", cred.String()))
+	req.SetSource(src)
+	return req
+}
+
+// During a rolling upgrade from a build whose nonces are bound to nothing,
+// a phone challenged by an old node may answer the new node that took its
+// address over: its nonce is accepted while an old build may run, and
+// afterwards if issued before then; never when no old build was seen.
+func TestUnboundNoncesDuringUpgrade(t *testing.T) {
+	t0 := time.UnixMilli(1_700_000_000_000)
+	oldRuns := true
+	a, err := New(Config{Realm: "troika", Algorithms: []string{MD5}, NonceTTL: time.Minute,
+		UnboundNonces: func() bool { return oldRuns }}, oneAccount{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	strict, err := New(Config{Realm: "troika", Algorithms: []string{MD5}, NonceTTL: time.Minute}, oneAccount{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := mintUnboundNonce(t0)
+	steps := []struct {
+		name  string
+		a     *Authenticator
+		nonce string
+		nc    int
+		at    time.Time
+		old   bool
+		want  int // 0: accepted
+	}{
+		{"no old build ever: refused", strict, before, 1, t0.Add(time.Second), false, sip.StatusUnauthorized},
+		{"an old build runs: accepted", a, before, 1, t0.Add(time.Second), true, 0},
+		{"upgrade done, issued before: accepted", a, before, 2, t0.Add(2 * time.Second), false, 0},
+		{"issued after the upgrade: refused", a, mintUnboundNonce(t0.Add(1500 * time.Millisecond)), 1, t0.Add(3 * time.Second), false, sip.StatusUnauthorized},
+		{"past its TTL: challenged again", a, before, 3, t0.Add(2 * time.Minute), false, sip.StatusUnauthorized},
+		{"a forged one while an old build runs: refused", a, before[:20] + "AAAAAAAAAAAA", 1, t0.Add(time.Second), true, sip.StatusUnauthorized},
+	}
+	for _, s := range steps {
+		oldRuns = s.old
+		_, r := s.a.Authenticate("udp", registerWith(t, "192.0.2.7:5060", s.nonce, s.nc), WWW, "1001", s.at)
+		got := 0
+		if r != nil {
+			got = r.Code
+		}
+		if got != s.want {
+			t.Errorf("%s: got %d, want %d", s.name, got, s.want)
+		}
+	}
+}
