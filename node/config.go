@@ -83,6 +83,17 @@ type RegistrarConfig struct {
 	MaxContacts    int           `toml:"max_contacts"`
 	NonceTTL       time.Duration `toml:"nonce_ttl"`
 	Algorithms     []string      `toml:"algorithms"`
+	// AuthFailuresPerMinute failed authentications from one source block
+	// it for AuthBlockFor (20, 2 minutes; -1 turns the limit off).
+	AuthFailuresPerMinute int           `toml:"auth_failures_per_minute"`
+	AuthBlockFor          time.Duration `toml:"auth_block_for"`
+	// AccountGuessesPerMinute and AccountGuessBurst bound the failed
+	// authentications of one user name from sources it has not
+	// authenticated from within TrustSourceFor (20, 10, 24 h; -1 turns
+	// the guard off). See docs/SECURITY.md.
+	AccountGuessesPerMinute int           `toml:"account_guesses_per_minute"`
+	AccountGuessBurst       int           `toml:"account_guess_burst"`
+	TrustSourceFor          time.Duration `toml:"trust_source_for"`
 }
 
 // BillingConfig is the [billing] section.
@@ -258,6 +269,14 @@ func (c *Config) Validate() error {
 		return errors.New("registrar.max_contacts: must be 1-100")
 	case r.NonceTTL < 10*time.Second:
 		return errors.New("registrar.nonce_ttl: at least 10s")
+	case r.AuthFailuresPerMinute < -1:
+		return errors.New("registrar.auth_failures_per_minute: a count, or -1 for no limit (default 20)")
+	case r.AuthBlockFor < 0:
+		return errors.New(`registrar.auth_block_for: a duration such as "2m" (the default)`)
+	case r.AccountGuessesPerMinute < -1 || r.AccountGuessBurst < 0:
+		return errors.New("registrar.account_guesses_per_minute and account_guess_burst: counts (defaults 20 and 10), -1 guesses for no guard")
+	case r.TrustSourceFor < 0:
+		return errors.New(`registrar.trust_source_for: a duration such as "24h" (the default)`)
 	}
 	for _, a := range r.Algorithms {
 		if a != "MD5" && a != "SHA-256" {

@@ -71,12 +71,14 @@ token = "0123456789abcdef0123"
 		"days":           base + "[billing]\nidempotency_window = \"7d\"\n",
 		"long calls":     base + "[billing]\nmax_call_duration = \"72h\"\n",
 		"billing typo":   base + "[billing]\nmax_call_duraton = \"1h\"\n",
+		"guesses":        base + "[registrar]\naccount_guesses_per_minute = -5\n",
 	}
 	want := map[string]string{
 		"typo": "registrar.relam", "bad address": "sip.addresses", "short token": "admin.token",
 		"peers w/o self": "cluster.peers", "min > max": "registrar", "bad duration": "nonce_ttl",
 		"xdr retention": "billing.xdr_retention_count", "short window": "billing.idempotency_window",
 		"days": "idempotency_window", "long calls": "billing.max_call_duration", "billing typo": "billing.max_call_duraton",
+		"guesses": "registrar.account_guesses_per_minute",
 	}
 	dir := t.TempDir()
 	for name, text := range cases {

@@ -240,6 +240,12 @@ func (n *Node) sipConfig(reg prometheus.Registerer) sipstack.Config {
 			MaxContacts:    cfg.Registrar.MaxContacts,
 			NonceTTL:       cfg.Registrar.NonceTTL,
 			Algorithms:     cfg.Registrar.Algorithms,
+
+			AuthFailuresPerMinute:   cfg.Registrar.AuthFailuresPerMinute,
+			AuthBlockFor:            cfg.Registrar.AuthBlockFor,
+			AccountGuessesPerMinute: cfg.Registrar.AccountGuessesPerMinute,
+			AccountGuessBurst:       cfg.Registrar.AccountGuessBurst,
+			TrustSourceFor:          cfg.Registrar.TrustSourceFor,
 		},
 		Calls: sipstack.CallConfig{
 			RingTimeout:    cfg.SIP.RingTimeout,
