@@ -73,6 +73,7 @@ func (s *Server) wrap(sock *transport.Socket, h handlerFunc) sipgo.RequestHandle
 			tx.Terminate() // the node running its dialog answers (dispatch_stream.go)
 			return
 		}
+		tx = &refusalCounter{ServerTransaction: tx, m: s.m}
 		defer func() {
 			if p := recover(); p != nil {
 				s.log.Error("SIP handler panicked", "socket", sock.Name, "method", string(req.Method), "panic", p, "stack", string(debug.Stack()))
@@ -84,8 +85,26 @@ func (s *Server) wrap(sock *transport.Socket, h handlerFunc) sipgo.RequestHandle
 	}
 }
 
+// refusalCounter is the transaction handlers get: sipmsg.Respond tells it
+// of the refusal of a malformed request (sipmsg.Reply.Bad), counted in
+// troika_sip_bad_requests_total, whichever part of the switch answers.
+type refusalCounter struct {
+	sip.ServerTransaction
+	m *metrics
+}
+
+func (t *refusalCounter) Refused(bad string) { t.m.badRequests.WithLabelValues(bad).Inc() }
+
+// optionsExtensions are the option tags an OPTIONS' Require may name:
+// what its answer lists in Supported.
+var optionsExtensions = map[string]bool{"path": true}
+
 func (s *Server) handleOptions(sock *transport.Socket, req *sip.Request, tx sip.ServerTransaction) {
 	if r := sipmsg.CheckRequest(req); r != nil {
+		s.reply(tx, req, *r)
+		return
+	}
+	if r := sipmsg.CheckRequire(req, optionsExtensions); r != nil {
 		s.reply(tx, req, *r)
 		return
 	}

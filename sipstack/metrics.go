@@ -3,6 +3,8 @@ package sipstack
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
 
 // knownMethods bounds the "method" label: anything else counts as "other".
@@ -14,6 +16,7 @@ var knownMethods = map[string]bool{
 
 type metrics struct {
 	parseErrors    prometheus.Counter
+	badRequests    *prometheus.CounterVec
 	stackErrors    prometheus.Counter
 	requests       *prometheus.CounterVec
 	openSockets    *prometheus.GaugeVec
@@ -28,8 +31,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		parseErrors: f.NewCounter(prometheus.CounterOpts{
 			Namespace: "troika", Subsystem: "sip", Name: "parse_errors_total",
-			Help: "Received datagrams or stream data that could not be parsed as SIP and were dropped.",
+			Help: "Received datagrams or stream data dropped without an answer: not SIP, a response that cannot be read, or a request that cannot be answered safely (no usable Via, control characters in the headers a response copies).",
 		}),
+		badRequests: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "troika", Subsystem: "sip", Name: "bad_requests_total",
+			Help: "Requests refused as malformed, with 400, 416, 420, 483 or 505, by what was wrong: version, uri_scheme, extension, max_forwards, request_line, missing_header, malformed_header, duplicate_header, content_length, invalid.",
+		}, []string{"reason"}),
 		stackErrors: f.NewCounter(prometheus.CounterOpts{
 			Namespace: "troika", Subsystem: "sip", Name: "stack_errors_total",
 			Help: "Errors reported by the SIP library other than parse errors (logged at debug level).",
@@ -61,6 +68,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	for _, t := range []string{"udp", "tcp", "tls"} {
 		m.openSockets.WithLabelValues(t)
+	}
+	for _, r := range []string{sipmsg.BadVersion, sipmsg.BadURIScheme, sipmsg.BadExtension, sipmsg.BadMaxForwards,
+		sipmsg.BadRequestLine, sipmsg.BadMissingHeader, sipmsg.BadMalformedHeader, sipmsg.BadDuplicateHeader,
+		sipmsg.BadContentLength, sipmsg.BadInvalid} {
+		m.badRequests.WithLabelValues(r)
 	}
 	return m
 }

@@ -375,7 +375,6 @@ func TestMalformedAndOtherMethods(t *testing.T) {
 		{drop(good, "From"), 400, "Missing or malformed From"},
 		{drop(good, "To"), 400, "Missing or malformed To"},
 		{strings.Replace(good, "To: <sip:1001@", "To: \"1001 <sip:1001@", 1), 400, "Missing or malformed To"},
-		{drop(good, "Via"), 400, "Bad Request"}, // answered by sipgo itself
 		{strings.Replace(good, "CSeq: 1 REGISTER", "CSeq: 1 INVITE", 1), 400, "CSeq method does not match the request"},
 		{strings.Replace(good, "To: <sip:1001@", "To: <sip:@", 1), 400, "To URI has no user part"},
 		{strings.Replace(good, "Max-Forwards: 70\r\n", "Require: 100rel\r\n", 1), 420, "Bad Extension"},
@@ -415,14 +414,17 @@ func TestMalformedAndOtherMethods(t *testing.T) {
 		strings.Replace(good, "Call-ID: m1", "Call-ID: m1\nInjected: x", 1), // bare LF inside a header
 		// 40 kB: over sipgo's 32 kB read buffer, truncated, unparseable.
 		strings.Replace(good, "Max-Forwards: 70\r\n", "X-Pad: "+strings.Repeat("a", 40000)+"\r\n", 1),
+		// No Via: an answer could not be addressed (sipgo used to answer
+		// it with a 400 of its own, without one).
+		drop(good, "Via"),
 	}
 	for i, msg := range silent {
 		if res := rawExchange(t, srv, msg, 500*time.Millisecond); res != nil {
 			t.Errorf("silent %d: got %d %s", i, res.StatusCode, res.Reason)
 		}
 	}
-	if got := ts.counter("troika_sip_parse_errors_total") - before; got < 4 {
-		t.Errorf("parse errors counted: %v, want >= 4", got)
+	if got := ts.counter("troika_sip_parse_errors_total") - before; got < float64(len(silent)) {
+		t.Errorf("parse errors counted: %v, want >= %d", got, len(silent))
 	}
 	// sipgo logs each one at Error with the whole datagram: nothing of it
 	// at Info, and at Debug only cut values.

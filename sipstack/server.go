@@ -18,6 +18,7 @@ import (
 	"github.com/troika-sip/troika/sipstack/b2bua"
 	"github.com/troika-sip/troika/sipstack/dispatch"
 	"github.com/troika-sip/troika/sipstack/registrar"
+	"github.com/troika-sip/troika/sipstack/sipmsg"
 	"github.com/troika-sip/troika/sipstack/transport"
 )
 
@@ -299,8 +300,30 @@ func (s *Server) detach(sock *transport.Socket) {
 // caller may list it before runUDP's goroutine starts.
 func (s *Server) newUDP(sock *transport.Socket, pc net.PacketConn) *transport.UDPConn {
 	uc := transport.NewUDPConn(pc, s.cfg.MaxUDPPeers, s.m.udpRecycles.Inc)
+	uc.Screen(func(data []byte, from net.Addr) ([]byte, []byte, net.Addr) { return s.screen(sock, data, from) })
 	sock.Listen(uc)
 	return uc
+}
+
+// screen decides about a datagram of sock before sipgo reads it
+// (sipmsg.ScreenDatagram): most go on to sipgo; malformed requests sipgo
+// would drop or answer itself are refused here and counted.
+func (s *Server) screen(sock *transport.Socket, data []byte, from net.Addr) (pass, reply []byte, to net.Addr) {
+	v := sipmsg.ScreenDatagram(s.parser, data, from.String())
+	switch {
+	case v.Unparseable:
+		s.m.parseErrors.Inc()
+		s.log.Debug("dropped a datagram that cannot be parsed or answered", "socket", sock.Name, "source", from, "bad", v.Bad)
+	case v.Bad != "":
+		s.m.badRequests.WithLabelValues(v.Bad).Inc()
+		s.log.Debug("refused a malformed request", "socket", sock.Name, "source", from, "bad", v.Bad)
+	}
+	if v.Response != nil {
+		if ua, err := net.ResolveUDPAddr("udp", v.Dest); err == nil {
+			return v.Pass, v.Response, ua
+		}
+	}
+	return v.Pass, nil, nil
 }
 
 // runUDP serves a UDP socket until ctx ends, then unlists it.

@@ -94,7 +94,8 @@ func (b *B2BUA) admit(sock *transport.Socket, req *sip.Request, tx sip.ServerTra
 		return nil, destination{}, r, false
 	}
 	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
-		return nil, destination{}, &sipmsg.Reply{Code: sip.StatusTooManyHops, Reason: "Too Many Hops"}, false
+		r := sipmsg.TooManyHops()
+		return nil, destination{}, &r, false
 	}
 	if sch := strings.ToLower(req.Recipient.Scheme); sch != "sip" && sch != "sips" {
 		return nil, destination{}, &sipmsg.Reply{Code: 416, Reason: "Unsupported URI Scheme"}, false

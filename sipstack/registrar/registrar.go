@@ -45,6 +45,9 @@ func (reg *Registrar) register(ctx context.Context, sock *transport.Socket, req 
 		return *r
 	}
 	to := req.To()
+	if sch := strings.ToLower(to.Address.Scheme); sch != "sip" && sch != "sips" {
+		return sipmsg.BadRequest("To must be a SIP or SIPS URI") // the address of record (RFC 4475 §3.3.4)
+	}
 	aor := to.Address.User
 	if aor == "" {
 		return sipmsg.BadRequest("To URI has no user part")

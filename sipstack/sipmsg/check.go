@@ -17,7 +17,8 @@ func EchoSafe(req *sip.Request) bool {
 		switch strings.ToLower(h.Name()) {
 		case "via", "v":
 			v, ok := h.(*sip.ViaHeader)
-			if !ok || !strings.EqualFold(v.ProtocolName, "SIP") || v.ProtocolVersion != "2.0" ||
+			// Any version: a request of another one is answered 505.
+			if !ok || !strings.EqualFold(v.ProtocolName, "SIP") || !IsToken(v.ProtocolVersion) ||
 				!IsToken(v.Transport) || v.Host == "" || strings.ContainsAny(v.Host, " \t;,") {
 				return false
 			}
@@ -71,37 +72,114 @@ func SafeHeaderValue(v string) bool {
 	return true
 }
 
-// CheckRequest returns a 400 reply naming what is missing or malformed
-// among the headers every request needs, or nil.
+// CheckRequest returns the refusal of a request whose start line or
+// basic headers are wrong, or nil: 505 for a SIP version other than 2.0,
+// 416 for a Request-URI that is neither sip: nor sips: (RFC 3261
+// §8.2.2.1), and 400 naming the problem for a Request-URI with headers
+// (§19.1.1), a single-valued header given twice (§7.3.1), a Call-ID, CSeq,
+// From or To missing or malformed, a CSeq of another method, or a display
+// name with characters a token cannot have but no quotes (RFC 4475
+// §3.1.2.15).
 func CheckRequest(req *sip.Request) *Reply {
-	bad := func(reason string) *Reply {
-		return &Reply{Code: sip.StatusBadRequest, Reason: reason, Result: ResultBadRequest}
+	bad := func(label, reason string) *Reply {
+		return &Reply{Code: sip.StatusBadRequest, Reason: reason, Result: ResultBadRequest, Bad: label}
 	}
 	if req.SipVersion != "SIP/2.0" {
-		return &Reply{Code: sip.StatusVersionNotSupported, Reason: "Version Not Supported", Result: ResultBadRequest}
+		return &Reply{Code: sip.StatusVersionNotSupported, Reason: "Version Not Supported", Result: ResultBadRequest, Bad: BadVersion}
+	}
+	if sch := strings.ToLower(req.Recipient.Scheme); sch != "sip" && sch != "sips" {
+		return &Reply{Code: 416, Reason: "Unsupported URI Scheme", Result: ResultBadRequest, Bad: BadURIScheme}
+	}
+	if h := req.Recipient.Headers; h != nil && h.Length() > 0 {
+		return bad(BadRequestLine, "Malformed Request-URI: headers are not allowed")
+	}
+	if name := duplicateHeader(req); name != "" {
+		return bad(BadDuplicateHeader, "Multiple "+name+" headers")
 	}
 	cid := req.CallID()
 	if cid == nil {
-		return bad("Missing Call-ID")
+		return bad(BadMissingHeader, "Missing Call-ID")
 	}
 	if len(cid.Value()) > MaxCallID || !SafeText(cid.Value()) || strings.ContainsAny(cid.Value(), " \t") {
-		return bad("Malformed Call-ID")
+		return bad(BadMalformedHeader, "Malformed Call-ID")
 	}
 	cseq := req.CSeq()
 	if cseq == nil {
-		return bad("Missing or malformed CSeq")
+		return bad(BadMalformedHeader, "Missing or malformed CSeq")
 	}
 	// sipgo keeps the spaces after the first one ("CSeq: 8   REGISTER").
 	if strings.TrimLeft(string(cseq.MethodName), " \t") != string(req.Method) {
-		return bad("CSeq method does not match the request")
+		return bad(BadInvalid, "CSeq method does not match the request")
 	}
 	if req.From() == nil {
-		return bad("Missing or malformed From")
+		return bad(BadMalformedHeader, "Missing or malformed From")
 	}
 	if req.To() == nil {
-		return bad("Missing or malformed To")
+		return bad(BadMalformedHeader, "Missing or malformed To")
+	}
+	for _, name := range [...]string{"From", "To"} {
+		if !displayNameOK(HeaderValues(req, name, name[:1])) {
+			return bad(BadMalformedHeader, "Malformed "+name+": unquoted display name")
+		}
 	}
 	return nil
+}
+
+// singleValued are the headers a request may carry once (RFC 3261 §7.3.1:
+// only comma-separated lists may be split over several header lines), by
+// lower-case name and compact form, with the name written in reasons.
+var singleValued = map[string]string{
+	"call-id": "Call-ID", "i": "Call-ID",
+	"cseq": "CSeq",
+	"from": "From", "f": "From",
+	"to": "To", "t": "To",
+	"max-forwards":   "Max-Forwards",
+	"content-length": "Content-Length", "l": "Content-Length",
+	"content-type": "Content-Type", "c": "Content-Type",
+	"expires": "Expires",
+}
+
+// duplicateHeader returns the name of the first single-valued header seen
+// twice in req, or "".
+func duplicateHeader(req *sip.Request) string {
+	var seen [8]string // few distinct names: a slice search beats a map
+	n := 0
+	for _, h := range req.Headers() {
+		name, ok := singleValued[strings.ToLower(h.Name())]
+		if !ok {
+			continue
+		}
+		for _, s := range seen[:n] {
+			if s == name {
+				return name
+			}
+		}
+		if n < len(seen) {
+			seen[n] = name
+			n++
+		}
+	}
+	return ""
+}
+
+// displayNameOK reports whether the display name of a From or To value
+// (the first of values) is quoted, absent, or tokens separated by white
+// space (RFC 3261 §25.1: display-name = *(token LWS) / quoted-string).
+func displayNameOK(values []string) bool {
+	if len(values) == 0 {
+		return true
+	}
+	v := strings.TrimSpace(values[0])
+	i := strings.IndexByte(v, '<')
+	if strings.HasPrefix(v, "\"") || i <= 0 {
+		return true
+	}
+	for _, t := range strings.Fields(v[:i]) {
+		if !tokenChars(t) {
+			return false
+		}
+	}
+	return true
 }
 
 // HeaderValues returns the values of the headers named by any of names
@@ -143,27 +221,38 @@ func Supports(req *sip.Request, tag string) bool {
 }
 
 // CheckRequire answers 420 Bad Extension listing the option tags of
-// Require not in supported (RFC 3261 §8.2.2.3).
+// Require not in supported (lower case), as the request wrote them (RFC
+// 3261 §8.2.2.3).
 func CheckRequire(req *sip.Request, supported map[string]bool) *Reply {
 	var bad []string
-	for _, t := range OptionTags(req, "Require") {
-		switch {
-		case !IsToken(t):
-			return &Reply{Code: sip.StatusBadRequest, Reason: "Malformed Require", Result: ResultBadRequest}
-		case !supported[t] && len(bad) < 8:
-			bad = append(bad, t)
+	for _, v := range HeaderValues(req, "Require") {
+		for _, t := range strings.Split(v, ",") {
+			t = strings.TrimSpace(t)
+			switch {
+			case t == "":
+			case !IsToken(t):
+				return &Reply{Code: sip.StatusBadRequest, Reason: "Malformed Require", Result: ResultBadRequest, Bad: BadMalformedHeader}
+			case !supported[strings.ToLower(t)] && len(bad) < 8:
+				bad = append(bad, t)
+			}
 		}
 	}
 	if len(bad) == 0 {
 		return nil
 	}
-	return &Reply{Code: sip.StatusBadExtension, Reason: "Bad Extension", Result: ResultBadRequest,
+	return &Reply{Code: sip.StatusBadExtension, Reason: "Bad Extension", Result: ResultBadRequest, Bad: BadExtension,
 		Headers: []sip.Header{sip.NewHeader("Unsupported", strings.Join(bad, ", "))}}
 }
 
-// IsToken reports whether s is an RFC 3261 token (safe to echo).
+// IsToken reports whether s is an RFC 3261 token (safe to echo) of at
+// most 64 bytes.
 func IsToken(s string) bool {
-	if s == "" || len(s) > 64 {
+	return len(s) <= 64 && tokenChars(s)
+}
+
+// tokenChars reports whether s is an RFC 3261 token, of any length.
+func tokenChars(s string) bool {
+	if s == "" {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

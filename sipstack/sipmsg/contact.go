@@ -211,6 +211,10 @@ func ParseContact(s string) (ContactSpec, error) {
 	} else {
 		uriText, params, _ = strings.Cut(rest, ";")
 		params = ";" + params
+		if strings.ContainsAny(uriText, "?,") {
+			// RFC 3261 §20: such a URI must be in < > (RFC 4475 §3.1.2.13).
+			return c, RequestError("Malformed Contact: a URI with headers must be in <>")
+		}
 	}
 	uriText = strings.TrimSpace(uriText)
 	switch {

@@ -38,6 +38,8 @@ func TestParseContact(t *testing.T) {
 		{in: "<sip:10\x0001@h>", err: "invalid characters"},
 		{in: "<sip:@>", err: "no host"},
 		{in: "<garbage>", err: "Malformed Contact URI"},
+		{in: "sip:user@example.com?Route=%3Csip:sip.example.com%3E", err: "must be in <>"},
+		{in: "<sip:user@example.com?Route=%3Csip:sip.example.com%3E>", want: ContactSpec{URI: "sip:user@example.com?Route=%3Csip:sip.example.com%3E", Q: -1}},
 	}
 	for _, c := range cases {
 		got, err := ParseContact(c.in)

@@ -14,7 +14,25 @@ type Reply struct {
 	Reason  string
 	Headers []sip.Header
 	Result  string // REGISTER outcome label
+	// Bad is set on the refusal of a malformed request: what was wrong,
+	// the "reason" label of troika_sip_bad_requests_total (Bad...).
+	Bad string
 }
+
+// Labels of troika_sip_bad_requests_total: what was wrong with a request
+// refused as malformed. A fixed set: never text from the request.
+const (
+	BadVersion         = "version"          // 505: SIP version other than 2.0
+	BadURIScheme       = "uri_scheme"       // 416: Request-URI neither sip: nor sips:
+	BadExtension       = "extension"        // 420: Require names an extension troika lacks
+	BadMaxForwards     = "max_forwards"     // 483: an INVITE with Max-Forwards 0
+	BadRequestLine     = "request_line"     // 400: the Request-Line or Request-URI
+	BadMissingHeader   = "missing_header"   // 400: Call-ID, CSeq, From, To, From tag
+	BadMalformedHeader = "malformed_header" // 400: a header troika reads is malformed
+	BadDuplicateHeader = "duplicate_header" // 400: a single-valued header twice
+	BadContentLength   = "content_length"   // 400: Content-Length and body disagree
+	BadInvalid         = "invalid"          // 400: anything else (CSeq method, Contact rules, ...)
+)
 
 // RetryAfter is the Retry-After of a 503, in seconds.
 const RetryAfter = "5"
@@ -26,7 +44,12 @@ func Forbidden() Reply {
 
 // BadRequest is a 400 naming what is wrong.
 func BadRequest(reason string) Reply {
-	return Reply{Code: sip.StatusBadRequest, Reason: reason, Result: ResultBadRequest}
+	return Reply{Code: sip.StatusBadRequest, Reason: reason, Result: ResultBadRequest, Bad: BadInvalid}
+}
+
+// TooManyHops is the 483 of an INVITE with Max-Forwards 0.
+func TooManyHops() Reply {
+	return Reply{Code: sip.StatusTooManyHops, Reason: "Too Many Hops", Result: ResultBadRequest, Bad: BadMaxForwards}
 }
 
 // Unavailable is a 503 asking to try again after RetryAfter.
@@ -47,7 +70,7 @@ const (
 	ResultForbidden       = "forbidden"         // 403: wrong password, unknown or blocked account, user mismatch
 	ResultRateLimited     = "rate_limited"      // 403 without checking: source over the failure limit
 	ResultTooBrief        = "too_brief"         // 423
-	ResultBadRequest      = "bad_request"       // 400 / 420
+	ResultBadRequest      = "bad_request"       // 400, 416, 420, 505
 	ResultTooManyContacts = "too_many_contacts" // 403 Too Many Contacts
 	ResultStaleCSeq       = "stale_cseq"        // 500: CSeq not above the binding's
 	ResultUnavailable     = "unavailable"       // 503: no nonce secret yet, write failed, overloaded
@@ -67,7 +90,16 @@ const (
 // end with their response, like a stateless registrar's. Retransmissions
 // arriving while a request is still being processed are absorbed by its
 // transaction as before.
+//
+// When r refuses a malformed request (r.Bad) and tx has a Refused method
+// (the SIP server's transactions do: sipstack's wrap), it is told first,
+// to count it.
 func Respond(tx sip.ServerTransaction, req *sip.Request, r Reply) error {
+	if r.Bad != "" {
+		if rec, ok := tx.(interface{ Refused(bad string) }); ok {
+			rec.Refused(r.Bad)
+		}
+	}
 	res := sip.NewResponseFromRequest(req, r.Code, r.Reason, nil)
 	res.SipVersion = "SIP/2.0" // not the request's: it may be what a 505 refuses
 	for _, h := range r.Headers {

@@ -43,6 +43,7 @@ type UDPConn struct {
 	net.PacketConn
 	maxPeers int
 	recycles func()
+	screen   ScreenFunc
 	closed   atomic.Bool
 
 	// Used by the single reader goroutine only; readers run one after the
@@ -57,6 +58,16 @@ type UDPConn struct {
 func NewUDPConn(pc net.PacketConn, maxPeers int, recycles func()) *UDPConn {
 	return &UDPConn{PacketConn: pc, maxPeers: maxPeers, recycles: recycles, peers: map[netip.AddrPort]struct{}{}}
 }
+
+// ScreenFunc decides about a datagram from from before sipgo reads it: it
+// returns the bytes to hand to sipgo (nil: none) and a response to send
+// back at once (nil: none) with its destination. It runs on the socket's
+// reader goroutine.
+type ScreenFunc func(data []byte, from net.Addr) (pass, reply []byte, to net.Addr)
+
+// Screen makes every datagram pass f before sipgo reads it. Call it before
+// the conn is served.
+func (c *UDPConn) Screen(f ScreenFunc) { c.screen = f }
 
 // ReadFrom implements net.PacketConn.
 func (c *UDPConn) ReadFrom(b []byte) (int, net.Addr, error) {
@@ -80,6 +91,16 @@ func (c *UDPConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			}
 			backoff.Wait(nil)
 			continue
+		}
+		if c.screen != nil {
+			pass, reply, to := c.screen(b[:n], addr)
+			if reply != nil && to != nil {
+				c.PacketConn.WriteTo(reply, to) // stateless: a lost answer is asked for again
+			}
+			if pass == nil || len(pass) > len(b) {
+				continue
+			}
+			n = copy(b, pass)
 		}
 		key := peerKey(addr)
 		if _, ok := c.peers[key]; !ok && len(c.peers) >= c.maxPeers {

@@ -15,6 +15,11 @@
 // socket's stack: from the alias's IP and port, with the alias in Via and
 // Contact.
 //
+// Every UDP datagram passes a screen (UDPConn.Screen) before sipgo reads
+// it, which may answer it at once instead; NewParser is sipgo's parser as
+// troika configures it (lazy From, To and Contact, and Via, From and To
+// read with the white space RFC 3261 allows around their separators).
+//
 // sipgo's process-wide settings are set by ConfigureLibrary, once, by the
 // node (see library.go); nothing else here is shared between sockets.
 package transport

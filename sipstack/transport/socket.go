@@ -93,22 +93,6 @@ func NewSocket(transport string, local net.Addr, opts StackOptions) (*Socket, er
 // connections.
 func (sock *Socket) Close() { sock.UA.Close() }
 
-// NewParser returns sipgo's parser without eager parsing of From, To and
-// Contact: with it a malformed Contact makes the whole message unparseable,
-// so it would be dropped instead of answered with 400. Those headers are
-// parsed on access (From, To) or by the registrar (Contact).
-func NewParser() *sip.Parser {
-	hp := sip.HeadersParser{}
-	for k, v := range sip.DefaultHeadersParser() {
-		switch k {
-		case "from", "f", "to", "t", "contact", "m":
-			continue
-		}
-		hp[k] = v
-	}
-	return sip.NewParser(sip.WithHeadersParsers(hp))
-}
-
 // CanonicalIP writes an IP address the way socket names do (an IPv4-mapped
 // IPv6 address as IPv4); anything else is returned as it is.
 func CanonicalIP(s string) string {
