@@ -51,7 +51,7 @@ func FuzzRFC4475(f *testing.F) {
 // 10.0.0.1:5060 through a Server's screen and handlers, and returning the
 // answers: the screen's, then the handler's.
 func rfc4475FuzzHarness(tb testing.TB) (func([]byte) []*sip.Response, *testkit.Store) {
-	ft := newFuzzTarget(tb, newTestState(tb, false), RegistrarConfig{Realm: "troika", AuthFailuresPerMinute: -1}, time.Now())
+	ft := newFuzzTarget(tb, newTestState(tb, false), RegistrarConfig{Realm: "troika", AuthFailuresPerMinute: -1}, time.Now(), nil)
 	s, b := ft.s, ft.s.calls
 	from := &net.UDPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 5060}
 	return func(data []byte) []*sip.Response {

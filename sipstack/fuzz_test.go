@@ -202,7 +202,7 @@ func TestFuzzSeeds(t *testing.T) {
 // and for an INVITE its From tag), and the digest responses made with it
 // (for the message's Request-URI where the harness says so).
 func (f *fuzzTarget) fill(data []byte) []byte {
-	if !bytes.Contains(data, []byte("@")) {
+	if f.placeholders == nil || !bytes.Contains(data, []byte("@")) {
 		return data
 	}
 	b := auth.Binding{Source: fuzzSource}
