@@ -115,3 +115,23 @@ func TestRelayHeaders(t *testing.T) {
 		t.Errorf("relayed %q", got)
 	}
 }
+
+func TestContactRequestURI(t *testing.T) {
+	cases := []struct{ contact, want string }{
+		{"sip:1001@192.0.2.7:5062;transport=udp", "sip:1001@192.0.2.7:5062;transport=udp"},
+		{"sip:user@192.0.2.7?Route=%3Csip:sip.example.com%3E", "sip:user@192.0.2.7"},
+		{"sip:user:secret@192.0.2.7", "sip:user@192.0.2.7"},
+		{"sip:", ""},
+		{"not a uri", ""},
+	}
+	for _, c := range cases {
+		u, err := contactRequestURI(c.contact)
+		got := ""
+		if err == nil {
+			got = u.String()
+		}
+		if got != c.want {
+			t.Errorf("%q: %q (%v), want %q", c.contact, got, err, c.want)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package b2bua
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"slices"
@@ -104,8 +105,8 @@ func (b *B2BUA) deliveryTargets(acct fsm.Account, cld string, now time.Time) []t
 			b.m.forkResults.WithLabelValues("skipped").Inc()
 			continue
 		}
-		var u sip.Uri
-		if err := sip.ParseUri(bn.Contact, &u); err != nil || u.Host == "" {
+		u, err := contactRequestURI(bn.Contact)
+		if err != nil {
 			b.log.Warn("binding's contact cannot be called; skipping it", "account", acct.ID, "contact", bn.Contact, "error", err)
 			b.m.forkResults.WithLabelValues("skipped").Inc()
 			continue
@@ -122,6 +123,22 @@ func (b *B2BUA) deliveryTargets(acct fsm.Account, cld string, now time.Time) []t
 			routes: slices.Clone(bn.Path), desc: bn.Contact + " via " + bn.Ingress})
 	}
 	return out
+}
+
+// contactRequestURI is the Request-URI of a request to a registered
+// contact: the contact's URI without the escaped headers it may carry
+// (RFC 4475 regescrt: "?Route=..."), which a phone must not be able to
+// inject into the switch's requests, and without a password.
+func contactRequestURI(contact string) (sip.Uri, error) {
+	var u sip.Uri
+	if err := sip.ParseUri(contact, &u); err != nil {
+		return u, err
+	}
+	if u.Host == "" {
+		return u, errors.New("no host")
+	}
+	u.Headers, u.Password = nil, ""
+	return u, nil
 }
 
 // calleeURIs returns the From and To the switch uses on a leg towards
