@@ -17,6 +17,10 @@ import (
 
 const token = "test-token-0123456789"
 
+// testPassword passes the password policy for every account, vendor and
+// connection of these tests.
+const testPassword = "Tr0ika-test-pw"
+
 var now = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 
 func newTestAPI(t *testing.T) (*Client, *fsm.State) {
