@@ -98,7 +98,9 @@ func (s *Server) routes() {
 	aliases.route(s, v1, "/aliases")
 	servicePolicies.route(s, v1, "/service-policies")
 	vendors.route(s, v1, "/vendors")
+	v1("POST /vendors", s.putVendor)
 	connections.route(s, v1, "/connections")
+	v1("POST /connections", s.putConnection)
 	v1("POST /connections/{id}/translate", s.translate)
 	v1("GET /registrations", s.listRegistrations)
 	v1("GET /calls", s.listCalls)
@@ -219,9 +221,14 @@ func decode(r *http.Request, v any) error {
 	}
 }
 
-// invalid maps a validation error to a 400 naming the field.
+// invalid maps a validation error to a 400 naming the field (an
+// *httpError keeps its own status).
 func invalid(err error) error {
 	var fe *fsm.FieldError
+	var he *httpError
+	if errors.As(err, &he) {
+		return he
+	}
 	if errors.As(err, &fe) {
 		return badRequest(fe.Field, "%s", fe.Msg)
 	}
@@ -262,16 +269,32 @@ func (s *Server) accountView(a fsm.Account) Account {
 	return accountFromFSM(a, s.state.Reserved(a.ID))
 }
 
+// createAccount creates an account with a password that passes the
+// policy, or a generated one that the answer holds (the only answer that
+// ever shows a password).
 func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) error {
-	a, err := readBody(r, (*Account).toFSM)
-	if err != nil {
+	var in Account
+	if err := decode(r, &in); err != nil {
 		return err
+	}
+	gen, err := generated(&in.Password, in.GeneratePassword, in.ID)
+	if err != nil {
+		return invalid(err)
+	}
+	a, err := in.toFSM()
+	if err == nil {
+		err = CheckPassword(in.Password, a.ID)
+	}
+	if err != nil {
+		return invalid(err)
 	}
 	res, err := s.propose(r, &fsm.CreateAccount{Account: a, Now: s.now()})
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, s.accountView(*res.Account))
+	out := s.accountView(*res.Account)
+	out.Password = gen
+	writeJSON(w, http.StatusCreated, out)
 	return nil
 }
 
@@ -285,7 +308,14 @@ func (s *Server) importAccounts(w http.ResponseWriter, r *http.Request) error {
 	}
 	cmd := &fsm.CreateAccounts{Now: s.now()}
 	for i := range in.Accounts {
+		if in.Accounts[i].GeneratePassword {
+			return badRequest(fmt.Sprintf("accounts[%d].generate_password", i),
+				"not in an import (the answer holds no passwords, and a re-run must send the same ones): give each account its password, or create it with POST /v1/accounts")
+		}
 		a, err := in.Accounts[i].toFSM()
+		if err == nil {
+			err = CheckPassword(in.Accounts[i].Password, a.ID)
+		}
 		if err != nil {
 			var fe *fsm.FieldError
 			if errors.As(err, &fe) {
@@ -302,16 +332,39 @@ func (s *Server) importAccounts(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// updateAccount changes the fields the body has. A new password passes
+// the policy, or is generated and shown in the answer.
 func (s *Server) updateAccount(w http.ResponseWriter, r *http.Request) error {
-	p, err := readBody(r, (*AccountPatch).toFSM)
+	id := r.PathValue("id")
+	var in AccountPatch
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	var pw, gen string
+	if in.Password != nil {
+		pw = *in.Password
+	}
+	gen, err := generated(&pw, in.GeneratePassword, id)
+	if err != nil {
+		return invalid(err)
+	}
+	if in.Password != nil || gen != "" {
+		in.Password = &pw
+	}
+	p, err := in.toFSM()
+	if err == nil && in.Password != nil {
+		err = CheckPassword(pw, id)
+	}
+	if err != nil {
+		return invalid(err)
+	}
+	res, err := s.propose(r, &fsm.UpdateAccount{ID: id, Patch: p})
 	if err != nil {
 		return err
 	}
-	res, err := s.propose(r, &fsm.UpdateAccount{ID: r.PathValue("id"), Patch: p})
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, s.accountView(*res.Account))
+	out := s.accountView(*res.Account)
+	out.Password = gen
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 

@@ -117,7 +117,7 @@ func (n *Node) SeedDemo(ctx context.Context, o DevOptions) ([]DemoAccount, error
 	}
 	passwords := map[string]string{}
 	if n.state.Counts().Accounts == 0 {
-		passwords["1001"], passwords["1002"] = RandomToken(9), RandomToken(9)
+		passwords["1001"], passwords["1002"] = admin.GeneratePassword("1001"), admin.GeneratePassword("1002")
 		now := time.Now().UnixMilli()
 		cmds := []fsm.Command{
 			&fsm.PutTariff{Tariff: fsm.Tariff{ID: "demo", Currency: "USD", Rates: []fsm.Rate{
