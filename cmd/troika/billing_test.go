@@ -64,6 +64,17 @@ func billingNode(t *testing.T) (string, *fsm.State) {
 // runInProc runs the CLI in this process against api and returns what it printed on stdout.
 func runInProc(t *testing.T, api string, args ...string) (string, error) {
 	t.Helper()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(testToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return runRoot(t, append([]string{"--api", api, "--token-file", tokenFile}, args...)...)
+}
+
+// runRoot runs the CLI in this process with args and returns what it
+// printed on stdout.
+func runRoot(t *testing.T, args ...string) (string, error) {
+	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +88,7 @@ func runInProc(t *testing.T, api string, args ...string) (string, error) {
 		out <- string(b)
 	}()
 	cmd := rootCmd()
-	cmd.SetArgs(append([]string{"--api", api, "--token", testToken}, args...))
+	cmd.SetArgs(args)
 	err = cmd.ExecuteContext(context.Background())
 	w.Close()
 	return <-out, err

@@ -19,8 +19,9 @@ import (
 )
 
 var (
-	bannerRE   = regexp.MustCompile(`TROIKA_API=(\S+) TROIKA_TOKEN=(\S+)`)
-	passwordRE = regexp.MustCompile(`account 1001:\s+password (\S+)`)
+	bannerRE    = regexp.MustCompile(`TROIKA_API=(\S+) TROIKA_TOKEN=(\S+)`)
+	passwordRE  = regexp.MustCompile(`account 1001:\s+password (\S+)`)
+	readTokenRE = regexp.MustCompile(`read token:\s+(\S+)`)
 )
 
 // The README's first command, as a newcomer runs it: the dev node on its
@@ -127,6 +128,16 @@ func TestCLIManagesAccountsAndAliases(t *testing.T) {
 	out, err := cliErr(env, "account", "create", "--id", "3002", "--password", sipptest.APIPassword("3002"), "--balance", "1.5.0")
 	if err == nil || !strings.Contains(out, "balance") {
 		t.Fatalf("bad balance accepted or not named:\n%s", out)
+	}
+
+	// The read token the node printed lists, and cannot change anything.
+	read := []string{"TROIKA_API=" + m[1], "TROIKA_TOKEN=" + p.waitOutput(t, readTokenRE, time.Second)[1]}
+	if out, err := cliErr(read, "account", "list"); err != nil || !strings.Contains(out, "3001") {
+		t.Fatalf("account list with the read token: %v\n%s", err, out)
+	}
+	out, err = cliErr(read, "account", "delete", "3001")
+	if err == nil || !strings.Contains(out, "403") || !strings.Contains(out, "this token is read-only") || !strings.Contains(out, "hint: this needs a token of scope admin") {
+		t.Fatalf("account delete with the read token:\n%s", out)
 	}
 
 	cli("alias", "add", "127.0.0.52", "--udp", "5072")
