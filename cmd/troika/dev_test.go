@@ -117,7 +117,8 @@ func TestCLIManagesAccountsAndAliases(t *testing.T) {
 	env := []string{"TROIKA_API=" + m[1], "TROIKA_TOKEN=" + m[2]}
 	cli := func(args ...string) string { return runCLI(t, env, args...) }
 
-	cli("account", "create", "--id", "3001", "--password", sipptest.APIPassword("3001"), "--balance", "1.50", "--tariff-out", "demo")
+	runCLI(t, append(env, "PW3001="+sipptest.APIPassword("3001")), "account", "create", "--id", "3001", "--password-env", "PW3001",
+		"--balance", "1.50", "--tariff-out", "demo")
 	var a struct {
 		ID, Balance string
 		MaxCalls    int `json:"max_calls"`
@@ -125,7 +126,7 @@ func TestCLIManagesAccountsAndAliases(t *testing.T) {
 	if err := json.Unmarshal([]byte(cli("account", "update", "3001", "--max-calls", "2", "-o", "json")), &a); err != nil || a.MaxCalls != 2 || a.Balance != "1.50" {
 		t.Fatalf("updated account %+v %v", a, err)
 	}
-	out, err := cliErr(env, "account", "create", "--id", "3002", "--password", sipptest.APIPassword("3002"), "--balance", "1.5.0")
+	out, err := cliErr(env, "account", "create", "--id", "3002", "--generate-password", "--balance", "1.5.0")
 	if err == nil || !strings.Contains(out, "balance") {
 		t.Fatalf("bad balance accepted or not named:\n%s", out)
 	}

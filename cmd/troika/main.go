@@ -216,9 +216,10 @@ func devCmd() *cobra.Command {
 		Short: "Run a single demo node on loopback (no root, no config)",
 		Long: `Run one node on loopback with demo data: SIP on 127.0.0.1:5060 (UDP and TCP),
 an IP alias 127.0.0.2 with an extra UDP port 5070, the admin API on
-127.0.0.1:8080, a demo tariff and accounts 1001 and 1002. The admin token and
-the accounts' passwords are printed at start. Data lives in a temporary
-directory unless --data is given.`,
+127.0.0.1:8080 (plain HTTP, as it is on loopback), a demo tariff and accounts
+1001 and 1002. An admin token, a read-only token and the accounts' passwords
+are printed at start. Data lives in a temporary directory unless --data is
+given.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDev(cmd.Context(), o) },
 	}
