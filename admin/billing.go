@@ -526,7 +526,11 @@ func (s *Server) listXDRs(w http.ResponseWriter, r *http.Request) error {
 // CSV or JSON lines. It copies them out of the state a page at a time, so
 // the state's lock is never held long and memory stays bounded, and
 // flushes after each page. xDRs filed while it runs are included.
+//
+// An export lasts as long as its data takes to cross: the connection's
+// read and write timeouts do not apply to it.
 func (s *Server) streamXDRs(w http.ResponseWriter, r *http.Request, f fsm.XDRFilter, limit int, format string) {
+	liftDeadlines(w)
 	if format == FormatCSV {
 		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	} else {

@@ -37,8 +37,8 @@ func billingAPI(t *testing.T) (*Client, *fsm.State) {
 		}
 	}
 	for _, a := range []Account{
-		{ID: "1001", Password: "p", Balance: "1.00", TariffOut: "out"},
-		{ID: "1002", Password: "p", Balance: "1.00", TariffOut: "out", TariffIn: "in"},
+		{ID: "1001", Password: testPassword, Balance: "1.00", TariffOut: "out"},
+		{ID: "1002", Password: testPassword, Balance: "1.00", TariffOut: "out", TariffIn: "in"},
 	} {
 		if _, err := c.CreateAccount(ctx, a); err != nil {
 			t.Fatal(err)

@@ -3,6 +3,8 @@ package admin
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,17 +17,90 @@ import (
 
 // Client calls the admin API of one node.
 type Client struct {
-	BaseURL string // e.g. http://127.0.0.1:8080
+	BaseURL string // e.g. https://198.51.100.11:8443, or http://127.0.0.1:8080
 	Token   string
 	HTTP    *http.Client
 }
 
-// NewClient returns a client for the node at base (a URL, or host:port).
+// clientTimeout bounds a request that is not streamed.
+const clientTimeout = 30 * time.Second
+
+// NewClient returns a client for the node at base (a URL, or host:port
+// for http). An https URL is checked against the system's CAs; use
+// NewClientTLS for a node whose certificate another CA signed.
 func NewClient(base, token string) *Client {
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
-	return &Client{BaseURL: strings.TrimRight(base, "/"), Token: token, HTTP: &http.Client{Timeout: 30 * time.Second}}
+	return &Client{BaseURL: strings.TrimRight(base, "/"), Token: token, HTTP: &http.Client{Timeout: clientTimeout}}
+}
+
+// ClientTLS is how a Client checks a node's certificate, and the
+// certificate it shows when the node asks for one.
+type ClientTLS struct {
+	// CAFile holds the CA certificates (PEM) that signed the nodes'
+	// certificates; "": the system's.
+	CAFile string
+	// CertFile and KeyFile are the client's certificate and key (PEM),
+	// for a node that asks for one (admin.tls_client_ca_file).
+	CertFile, KeyFile string
+}
+
+// NewClientTLS returns a client for the node at base over https (a URL,
+// or host:port). The errors name the file that is wrong.
+func NewClientTLS(base, token string, t ClientTLS) (*Client, error) {
+	if !strings.Contains(base, "://") {
+		base = "https://" + base
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme != "https" {
+		return nil, fmt.Errorf("%s is not an https URL, and a CA file or client certificate is only for https: write https://%s", base, u.Host)
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t.CAFile != "" {
+		if conf.RootCAs, err = loadCAs(t.CAFile); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case t.CertFile != "" && t.KeyFile != "":
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate %s and key %s: %w", t.CertFile, t.KeyFile, err)
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	case t.CertFile != "" || t.KeyFile != "":
+		return nil, errors.New("a client certificate needs both its certificate and its key file")
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = conf
+	tr.ForceAttemptHTTP2 = false
+	return &Client{BaseURL: strings.TrimRight(base, "/"), Token: token, HTTP: &http.Client{Timeout: clientTimeout, Transport: tr}}, nil
+}
+
+// connError is a request that got no answer, with what to check.
+func connError(method, path string, err error) error {
+	var unknownCA x509.UnknownAuthorityError
+	var wrongHost x509.HostnameError
+	var alert tls.AlertError
+	var hint string
+	switch {
+	case errors.As(err, &unknownCA):
+		hint = "the node's certificate is not signed by a CA this client trusts: pass the CA's certificate with --ca-file (TROIKA_CA_FILE)"
+	case errors.As(err, &wrongHost):
+		hint = "the node's certificate is not for the address in --api: use a name or address the certificate lists"
+	case errors.As(err, &alert) && (alert == 116 || alert == 42), // certificate_required, bad_certificate
+		strings.Contains(err.Error(), "tls: certificate required"), strings.Contains(err.Error(), "tls: bad certificate"):
+		hint = "the node wants a client certificate signed by its admin.tls_client_ca_file: pass --client-cert and --client-key"
+	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		hint = "the node serves plain http there: use http:// in --api, or turn TLS on (admin.tls_cert_file)"
+	default:
+		hint = "is the node running and is --api right?"
+	}
+	return fmt.Errorf("%s %s: %w (%s)", method, path, err, hint)
 }
 
 // APIError is a non-2xx answer.
@@ -66,7 +141,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w (is the node running and is --api right?)", method, path, err)
+		return connError(method, path, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
@@ -345,7 +420,7 @@ func (c *Client) stream(ctx context.Context, method, path string, in any) (*http
 	hc.Timeout = 0
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w (is the node running and is --api right?)", method, path, err)
+		return nil, connError(method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()

@@ -19,12 +19,15 @@ type Connection struct {
 	Kind      string   `json:"kind"`       // "from_vendor_sip" (the default)
 	RemoteIPs []string `json:"remote_ips"` // addresses and CIDRs the vendor sends from
 	Username  string   `json:"username"`   // digest user name; "": the vendor's
-	// Password of Username (write-only, required with it: only its digest
-	// credentials are stored, so a connection cannot borrow its vendor's).
-	Password    string      `json:"password,omitempty"`
-	HasPassword bool        `json:"has_password"` // read-only
-	Tariff      string      `json:"tariff"`       // the vendor's cost tariff
-	Translation Translation `json:"translation"`
+	// Password is the digest password of Username (write-only: only
+	// its digest credentials are stored; answers leave it out, but for the
+	// one answer to a POST with GeneratePassword, which holds the password
+	// generated). It passes the password policy.
+	Password         string      `json:"password,omitempty"`
+	GeneratePassword bool        `json:"generate_password,omitempty"`
+	HasPassword      bool        `json:"has_password"` // read-only
+	Tariff           string      `json:"tariff"`       // the vendor's cost tariff
+	Translation      Translation `json:"translation"`
 }
 
 // Translation holds a connection's number translation rules: Perl
@@ -74,10 +77,39 @@ func connectionFromFSM(c fsm.Connection) Connection {
 	return out
 }
 
+// connections has its own POST (putConnection): the password policy and
+// generated passwords.
 var connections = resource[Connection, fsm.Connection]{what: "connection", key: "id", all: (*fsm.State).Connections,
-	one: (*fsm.State).Connection, view: connectionFromFSM, in: (*Connection).toFSM,
-	put: func(c fsm.Connection) fsm.Command { return &fsm.PutConnection{Connection: c} },
+	one: (*fsm.State).Connection, view: connectionFromFSM,
 	del: func(id string) fsm.Command { return &fsm.DeleteConnection{ID: id} }}
+
+// putConnection creates or replaces a connection. Its password (with a
+// username only) passes the policy, its id and username being the user
+// names it must not contain, or is generated and shown in the answer.
+func (s *Server) putConnection(w http.ResponseWriter, r *http.Request) error {
+	var in Connection
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	gen, err := credentialPassword(&in.Password, in.GeneratePassword, in.Username, in.ID)
+	if err != nil {
+		return invalid(err)
+	}
+	c, err := in.toFSM()
+	if err == nil && in.Password != "" {
+		err = CheckPassword(in.Password, in.ID, in.Username)
+	}
+	if err != nil {
+		return invalid(err)
+	}
+	if _, err := s.propose(r, &fsm.PutConnection{Connection: c}); err != nil {
+		return err
+	}
+	out := connectionFromFSM(c)
+	out.Password = gen
+	writeJSON(w, http.StatusCreated, out)
+	return nil
+}
 
 // translate runs a connection's rules on the numbers in the body, as the
 // switch would on a call from the vendor, and changes nothing. A rule that

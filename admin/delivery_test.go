@@ -20,7 +20,7 @@ func TestAccountDeliveryFields(t *testing.T) {
 	}
 	static := Incoming{Mode: "static", Host: "55.55.5.6", Port: 5060, Transport: "udp"}
 	fm := []FollowMeTarget{{Target: "1002", TimeoutS: 20}, {Target: "sip:desk@pbx.example.com:5080", TimeoutS: 30}}
-	a, err := c.CreateAccount(ctx, Account{ID: "80032555939", Password: "p", ServicePolicy: "easycall", Incoming: static, FollowMe: fm})
+	a, err := c.CreateAccount(ctx, Account{ID: "80032555939", Password: testPassword, ServicePolicy: "easycall", Incoming: static, FollowMe: fm})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestAccountDeliveryFields(t *testing.T) {
 
 func TestAccountDeliveryBadInputNamesTheFieldAndChangesNothing(t *testing.T) {
 	c, st := newTestAPI(t)
-	if _, err := c.CreateAccount(context.Background(), Account{ID: "1001", Password: "p"}); err != nil {
+	if _, err := c.CreateAccount(context.Background(), Account{ID: "1001", Password: testPassword}); err != nil {
 		t.Fatal(err)
 	}
 	before, _ := st.Account("1001")
@@ -74,17 +74,17 @@ func TestAccountDeliveryBadInputNamesTheFieldAndChangesNothing(t *testing.T) {
 		method, path, body string
 		field              string
 	}{
-		{"POST", "/v1/accounts", `{"id":"2","password":"p","service_policy":"nope"}`, "service_policy"},
-		{"POST", "/v1/accounts", `{"id":"2","password":"p","incoming":{"mode":"redirect"}}`, "incoming.mode"},
-		{"POST", "/v1/accounts", `{"id":"2","password":"p","incoming":{"host":"55.55.5.6","port":5060,"transport":"udp"}}`, "incoming.mode"},
-		{"POST", "/v1/accounts", `{"id":"2","password":"p","incoming":{"mode":"static","port":5060,"transport":"udp"}}`, "incoming.host"},
-		{"POST", "/v1/accounts", `{"id":"2","password":"p","incoming":{"mode":"static","host":"55.55.5.6","port":70000,"transport":"udp"}}`, "incoming.port"},
-		{"POST", "/v1/accounts", `{"id":"2","password":"p","incoming":{"mode":"static","host":"55.55.5.6","port":5060,"transport":"sctp"}}`, "incoming.transport"},
-		{"POST", "/v1/accounts", `{"id":"2","password":"p","incoming":{"mode":"static","host":"55.55.5.6","port":"5060","transport":"udp"}}`, "incoming.port"},
-		{"POST", "/v1/accounts", `{"id":"2","password":"p",` + static + `,"follow_me":[{"target":"1002","timeout_s":0}]}`, "follow_me[0].timeout_s"},
-		{"POST", "/v1/accounts", `{"id":"2","password":"p","follow_me":[{"target":"1002","timeout_s":20},{"target":"","timeout_s":20}]}`, "follow_me[1].target"},
-		{"POST", "/v1/accounts", `{"id":"2","password":"p","follow_me":[{"target":"1002","timeout":20}]}`, "timeout"},
-		{"POST", "/v1/accounts", `{"id":"2","password":"p","follow_me":{"target":"1002","timeout_s":20}}`, "follow_me"},
+		{"POST", "/v1/accounts", `{"id":"2","password":"` + testPassword + `","service_policy":"nope"}`, "service_policy"},
+		{"POST", "/v1/accounts", `{"id":"2","password":"` + testPassword + `","incoming":{"mode":"redirect"}}`, "incoming.mode"},
+		{"POST", "/v1/accounts", `{"id":"2","password":"` + testPassword + `","incoming":{"host":"55.55.5.6","port":5060,"transport":"udp"}}`, "incoming.mode"},
+		{"POST", "/v1/accounts", `{"id":"2","password":"` + testPassword + `","incoming":{"mode":"static","port":5060,"transport":"udp"}}`, "incoming.host"},
+		{"POST", "/v1/accounts", `{"id":"2","password":"` + testPassword + `","incoming":{"mode":"static","host":"55.55.5.6","port":70000,"transport":"udp"}}`, "incoming.port"},
+		{"POST", "/v1/accounts", `{"id":"2","password":"` + testPassword + `","incoming":{"mode":"static","host":"55.55.5.6","port":5060,"transport":"sctp"}}`, "incoming.transport"},
+		{"POST", "/v1/accounts", `{"id":"2","password":"` + testPassword + `","incoming":{"mode":"static","host":"55.55.5.6","port":"5060","transport":"udp"}}`, "incoming.port"},
+		{"POST", "/v1/accounts", `{"id":"2","password":"` + testPassword + `",` + static + `,"follow_me":[{"target":"1002","timeout_s":0}]}`, "follow_me[0].timeout_s"},
+		{"POST", "/v1/accounts", `{"id":"2","password":"` + testPassword + `","follow_me":[{"target":"1002","timeout_s":20},{"target":"","timeout_s":20}]}`, "follow_me[1].target"},
+		{"POST", "/v1/accounts", `{"id":"2","password":"` + testPassword + `","follow_me":[{"target":"1002","timeout":20}]}`, "timeout"},
+		{"POST", "/v1/accounts", `{"id":"2","password":"` + testPassword + `","follow_me":{"target":"1002","timeout_s":20}}`, "follow_me"},
 		{"PATCH", "/v1/accounts/1001", `{"service_policy":"nope"}`, "service_policy"},
 		{"PATCH", "/v1/accounts/1001", `{"incoming":{"mode":"static","host":"55.55.5.6","port":5060}}`, "incoming.transport"},
 		{"PATCH", "/v1/accounts/1001", `{"incoming":{"mode":"registered","host":"55.55.5.6"}}`, "incoming.mode"},

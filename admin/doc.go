@@ -7,11 +7,19 @@
 // it; writes are proposed to the replicated state through the Backend,
 // which forwards them to the leader.
 //
-// By file: server.go has the routes, the bearer-token check, the error
-// format and the accounts' own handlers; resource.go the list, get, put
-// and delete that every stored kind shares; types.go, policy.go,
-// vendors.go and connections.go the JSON shapes and their conversion to
-// and from the fsm's; billing.go top-ups, calls in progress and xDRs;
-// drain.go the streamed drain. client.go (and drain.go's Client.Drain) is
-// the Go client the CLI and tests use.
+// Every request but /healthz and /metrics needs a bearer token; a token's
+// scope is read (GETs under /v1/) or admin (everything). The node serves
+// the API with HTTPServer's timeouts, over TLS (ServerTLS) when configured.
+// The SIP passwords it sets pass a policy (CheckPassword) or are generated
+// (GeneratePassword) and shown once.
+//
+// By file: server.go has the routes, the error format and the accounts'
+// own handlers; auth.go the tokens and their scopes; httpserver.go the
+// http.Server's timeouts and TLS; password.go the password policy and
+// generator; resource.go the list, get, put and delete that every stored
+// kind shares; types.go, policy.go, vendors.go and connections.go the
+// JSON shapes and their conversion to and from the fsm's; billing.go
+// top-ups, calls in progress and xDRs; drain.go the streamed drain.
+// client.go (and drain.go's Client.Drain) is the Go client the CLI and
+// tests use.
 package admin

@@ -108,6 +108,10 @@ func (s *Server) drain(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// The request is read; the answer follows the drain, which waits for
+	// calls up to its timeout (an hour at most) and may be followed by
+	// clients that come and go: no connection timeouts from here.
+	liftDeadlines(w)
 	run, joined, err := dr.Drain(opts)
 	if err != nil {
 		var refused *DrainRefused
@@ -117,16 +121,15 @@ func (s *Server) drain(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if joined {
-		s.cfg.Logger.Info("drain requested while one runs: following it", "remote", r.RemoteAddr)
+		s.cfg.Logger.Info("drain requested while one runs: following it", "remote", r.RemoteAddr, "token", TokenName(r.Context()))
 	} else {
-		s.cfg.Logger.Info("drain requested", "remote", r.RemoteAddr, "timeout", opts.Timeout, "force", opts.Force)
+		s.cfg.Logger.Info("drain requested", "remote", r.RemoteAddr, "token", TokenName(r.Context()), "timeout", opts.Timeout, "force", opts.Force)
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
-	_ = rc.SetWriteDeadline(time.Time{})
 	write := func(line string) {
 		// One line per write: a line break inside a message would be
 		// read as a new line by the client.

@@ -52,7 +52,7 @@ func TestServicePolicyLifecycle(t *testing.T) {
 	}
 
 	// In use by an account: 409, and the policy stays.
-	if _, err := c.CreateAccount(ctx, Account{ID: "80032555939", Password: "p", ServicePolicy: "easycall"}); err != nil {
+	if _, err := c.CreateAccount(ctx, Account{ID: "80032555939", Password: testPassword, ServicePolicy: "easycall"}); err != nil {
 		t.Fatal(err)
 	}
 	err = c.DeleteServicePolicy(ctx, "easycall")

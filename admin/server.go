@@ -2,7 +2,6 @@ package admin
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,17 +25,25 @@ type Backend interface {
 
 // Config configures the API server.
 type Config struct {
-	Token   string       // bearer token required on /v1/
+	// Token, if set, is a bearer token of scope admin (named "token"):
+	// the single token of configurations from before scopes.
+	Token string
+	// Tokens are the bearer tokens with their scopes. Token and Tokens
+	// together must hold at least one token of scope admin.
+	Tokens  []Token
 	Metrics http.Handler // served on /metrics without a token; nil: 404
 	Logger  *slog.Logger
 	Now     func() time.Time
 	// WriteTimeout bounds how long a write waits for the replicated state.
 	WriteTimeout time.Duration
+	// Timeouts bound the connections of the server HTTPServer makes.
+	Timeouts Timeouts
 }
 
 // Server is the admin API's HTTP handler.
 type Server struct {
 	cfg     Config
+	tokens  []tokenEntry
 	state   *fsm.State
 	backend Backend
 	mux     *http.ServeMux
@@ -46,8 +53,16 @@ const maxBody = 8 << 20
 
 // New returns the API handler.
 func New(cfg Config, state *fsm.State, backend Backend) (*Server, error) {
-	if len(cfg.Token) < 16 {
-		return nil, errors.New("admin: the API token must be at least 16 characters")
+	all := cfg.Tokens
+	if cfg.Token != "" {
+		all = append([]Token{{Name: LegacyTokenName, Scope: ScopeAdmin, Secret: cfg.Token}}, all...)
+	}
+	if len(all) == 0 {
+		return nil, fmt.Errorf("admin: the API token must be at least %d characters", MinTokenLength)
+	}
+	tokens, err := newTokenSet(all)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -58,15 +73,19 @@ func New(cfg Config, state *fsm.State, backend Backend) (*Server, error) {
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = 10 * time.Second
 	}
-	s := &Server{cfg: cfg, state: state, backend: backend, mux: http.NewServeMux()}
+	cfg.Timeouts = cfg.Timeouts.withDefaults()
+	s := &Server{cfg: cfg, tokens: tokens, state: state, backend: backend, mux: http.NewServeMux()}
 	s.routes()
 	return s, nil
 }
 
 func (s *Server) routes() {
+	// A GET needs a token of scope read (or admin); any other method
+	// changes something (or, for a translation's dry run, runs rules) and
+	// needs scope admin.
 	v1 := func(pattern string, h handler) {
 		method, path, _ := strings.Cut(pattern, " ")
-		s.mux.Handle(method+" /v1"+path, s.authed(h))
+		s.mux.Handle(method+" /v1"+path, s.authed(needs(method), h))
 	}
 	accounts := resource[Account, fsm.Account]{what: "account", key: "id", all: (*fsm.State).Accounts, one: (*fsm.State).Account,
 		view: s.accountView, del: func(id string) fsm.Command { return &fsm.DeleteAccount{ID: id} }}
@@ -79,7 +98,9 @@ func (s *Server) routes() {
 	aliases.route(s, v1, "/aliases")
 	servicePolicies.route(s, v1, "/service-policies")
 	vendors.route(s, v1, "/vendors")
+	v1("POST /vendors", s.putVendor)
 	connections.route(s, v1, "/connections")
+	v1("POST /connections", s.putConnection)
 	v1("POST /connections/{id}/translate", s.translate)
 	v1("GET /registrations", s.listRegistrations)
 	v1("GET /calls", s.listCalls)
@@ -87,12 +108,13 @@ func (s *Server) routes() {
 	v1("GET /xdrs", s.listXDRs)
 	v1("GET /cluster", s.clusterStatus)
 	v1("POST /cluster/drain", s.drain)
-	// Profiles for the engineer on call (heap, goroutines, CPU), behind the
-	// token like the API.
+	// Profiles for the engineer on call (heap, goroutines, CPU), behind an
+	// admin token. A profile over ?seconds= outlasts the connection's
+	// timeouts: lift them.
 	for _, name := range []string{"heap", "goroutine", "allocs", "block", "mutex", "threadcreate"} {
-		s.mux.Handle("GET /debug/pprof/"+name, s.authedHandler(pprof.Handler(name)))
+		s.mux.Handle("GET /debug/pprof/"+name, s.authedHandler(streamed(pprof.Handler(name))))
 	}
-	s.mux.Handle("GET /debug/pprof/profile", s.authedHandler(http.HandlerFunc(pprof.Profile)))
+	s.mux.Handle("GET /debug/pprof/profile", s.authedHandler(streamed(http.HandlerFunc(pprof.Profile))))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -126,21 +148,20 @@ func fieldMsg(field, msg string) string {
 	return field + ": " + msg
 }
 
-// authedHandler guards a plain handler with the bearer token.
+// authedHandler guards a plain handler with an admin token.
 func (s *Server) authedHandler(h http.Handler) http.Handler {
-	return s.authed(func(w http.ResponseWriter, r *http.Request) error {
+	return s.authed(ScopeAdmin, func(w http.ResponseWriter, r *http.Request) error {
 		h.ServeHTTP(w, r)
 		return nil
 	})
 }
 
-func (s *Server) authed(h func(w http.ResponseWriter, r *http.Request) error) http.Handler {
-	want := []byte("Bearer " + s.cfg.Token)
+// authed guards h with a bearer token of scope need (auth.go) and maps
+// the error h returns to its answer.
+func (s *Server) authed(need Scope, h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="troika"`)
-			writeJSON(w, http.StatusUnauthorized, Error{Error: "missing or wrong bearer token: pass the token the node printed at start (Authorization: Bearer TOKEN, or TROIKA_TOKEN for the CLI)"})
+		r, ok := s.checkToken(w, r, need)
+		if !ok {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
@@ -150,7 +171,7 @@ func (s *Server) authed(h func(w http.ResponseWriter, r *http.Request) error) ht
 		}
 		var he *httpError
 		if !errors.As(err, &he) {
-			s.cfg.Logger.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+			s.cfg.Logger.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "token", TokenName(r.Context()), "error", err)
 			he = &httpError{status: http.StatusServiceUnavailable, body: Error{Error: err.Error()}}
 		}
 		writeJSON(w, he.status, he.body)
@@ -200,9 +221,14 @@ func decode(r *http.Request, v any) error {
 	}
 }
 
-// invalid maps a validation error to a 400 naming the field.
+// invalid maps a validation error to a 400 naming the field (an
+// *httpError keeps its own status).
 func invalid(err error) error {
 	var fe *fsm.FieldError
+	var he *httpError
+	if errors.As(err, &he) {
+		return he
+	}
 	if errors.As(err, &fe) {
 		return badRequest(fe.Field, "%s", fe.Msg)
 	}
@@ -243,16 +269,32 @@ func (s *Server) accountView(a fsm.Account) Account {
 	return accountFromFSM(a, s.state.Reserved(a.ID))
 }
 
+// createAccount creates an account with a password that passes the
+// policy, or a generated one that the answer holds (the only answer that
+// ever shows a password).
 func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) error {
-	a, err := readBody(r, (*Account).toFSM)
-	if err != nil {
+	var in Account
+	if err := decode(r, &in); err != nil {
 		return err
+	}
+	gen, err := generated(&in.Password, in.GeneratePassword, in.ID)
+	if err != nil {
+		return invalid(err)
+	}
+	a, err := in.toFSM()
+	if err == nil {
+		err = CheckPassword(in.Password, a.ID)
+	}
+	if err != nil {
+		return invalid(err)
 	}
 	res, err := s.propose(r, &fsm.CreateAccount{Account: a, Now: s.now()})
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, s.accountView(*res.Account))
+	out := s.accountView(*res.Account)
+	out.Password = gen
+	writeJSON(w, http.StatusCreated, out)
 	return nil
 }
 
@@ -266,7 +308,14 @@ func (s *Server) importAccounts(w http.ResponseWriter, r *http.Request) error {
 	}
 	cmd := &fsm.CreateAccounts{Now: s.now()}
 	for i := range in.Accounts {
+		if in.Accounts[i].GeneratePassword {
+			return badRequest(fmt.Sprintf("accounts[%d].generate_password", i),
+				"not in an import (the answer holds no passwords, and a re-run must send the same ones): give each account its password, or create it with POST /v1/accounts")
+		}
 		a, err := in.Accounts[i].toFSM()
+		if err == nil {
+			err = CheckPassword(in.Accounts[i].Password, a.ID)
+		}
 		if err != nil {
 			var fe *fsm.FieldError
 			if errors.As(err, &fe) {
@@ -283,16 +332,39 @@ func (s *Server) importAccounts(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// updateAccount changes the fields the body has. A new password passes
+// the policy, or is generated and shown in the answer.
 func (s *Server) updateAccount(w http.ResponseWriter, r *http.Request) error {
-	p, err := readBody(r, (*AccountPatch).toFSM)
+	id := r.PathValue("id")
+	var in AccountPatch
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	var pw, gen string
+	if in.Password != nil {
+		pw = *in.Password
+	}
+	gen, err := generated(&pw, in.GeneratePassword, id)
+	if err != nil {
+		return invalid(err)
+	}
+	if in.Password != nil || gen != "" {
+		in.Password = &pw
+	}
+	p, err := in.toFSM()
+	if err == nil && in.Password != nil {
+		err = CheckPassword(pw, id)
+	}
+	if err != nil {
+		return invalid(err)
+	}
+	res, err := s.propose(r, &fsm.UpdateAccount{ID: id, Patch: p})
 	if err != nil {
 		return err
 	}
-	res, err := s.propose(r, &fsm.UpdateAccount{ID: r.PathValue("id"), Patch: p})
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, s.accountView(*res.Account))
+	out := s.accountView(*res.Account)
+	out.Password = gen
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 

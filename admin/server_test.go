@@ -17,6 +17,10 @@ import (
 
 const token = "test-token-0123456789"
 
+// testPassword passes the password policy for every account, vendor and
+// connection of these tests.
+const testPassword = "Tr0ika-test-pw"
+
 var now = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 
 func newTestAPI(t *testing.T) (*Client, *fsm.State) {
@@ -46,17 +50,17 @@ func TestAccountsLifecycle(t *testing.T) {
 	if _, err := c.PutTariff(ctx, Tariff{ID: "std", Currency: "USD", Rates: []Rate{{Prefix: "", PerMinute: "0.10"}}}); err != nil {
 		t.Fatal(err)
 	}
-	a, err := c.CreateAccount(ctx, Account{ID: "1001", Password: "s3cret", Balance: "10.00", TariffOut: "std"})
+	a, err := c.CreateAccount(ctx, Account{ID: "1001", Password: "S3cret-account", Balance: "10.00", TariffOut: "std"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a.Password != "" || a.Balance != "10.00" || a.Billing != "prepaid" || a.Incoming.Mode != "registered" || a.CreatedAt == nil {
 		t.Fatalf("created %+v", a)
 	}
-	if got, _ := st.Account("1001"); got.Balance != 10_000_000 || !reflect.DeepEqual(got.Credentials, testkit.Creds("1001", "s3cret")) {
+	if got, _ := st.Account("1001"); got.Balance != 10_000_000 || !reflect.DeepEqual(got.Credentials, testkit.Creds("1001", "S3cret-account")) {
 		t.Fatalf("stored %+v", got)
 	}
-	_, err = c.CreateAccount(ctx, Account{ID: "1001", Password: "other"})
+	_, err = c.CreateAccount(ctx, Account{ID: "1001", Password: "0ther-Password"})
 	if ae := apiErr(t, err); ae.Status != http.StatusConflict || ae.Field != "id" {
 		t.Fatalf("duplicate: %+v", ae)
 	}
@@ -88,18 +92,18 @@ func TestBadInputNamesTheFieldAndChangesNothing(t *testing.T) {
 		status             int
 		field              string
 	}{
-		{"POST", "/v1/accounts", `{"id":"1","password":"p","max_calls":"x"}`, 400, "max_calls"},
-		{"POST", "/v1/accounts", `{"id":"1","password":"p","colour":"red"}`, 400, "colour"},
-		{"POST", "/v1/accounts", `{"id":"1","password":"p","balance":"1e3"}`, 400, "balance"},
-		{"POST", "/v1/accounts", `{"id":"1","password":"p","billing":"weekly"}`, 400, "billing"},
-		{"POST", "/v1/accounts", `{"id":"bad id","password":"p"}`, 400, "id"},
+		{"POST", "/v1/accounts", `{"id":"1","password":"` + testPassword + `","max_calls":"x"}`, 400, "max_calls"},
+		{"POST", "/v1/accounts", `{"id":"1","password":"` + testPassword + `","colour":"red"}`, 400, "colour"},
+		{"POST", "/v1/accounts", `{"id":"1","password":"` + testPassword + `","balance":"1e3"}`, 400, "balance"},
+		{"POST", "/v1/accounts", `{"id":"1","password":"` + testPassword + `","billing":"weekly"}`, 400, "billing"},
+		{"POST", "/v1/accounts", `{"id":"bad id","password":"` + testPassword + `"}`, 400, "id"},
 		{"POST", "/v1/accounts", `{"id":"1","password":""}`, 400, "password"},
-		{"POST", "/v1/accounts", `{"id":"1","password":"p","tariff_out":"nope"}`, 400, "tariff_out"},
-		{"POST", "/v1/accounts", `{"id":"1","password":"p","incoming":{"mode":"static","host":"h","port":0,"transport":"udp"}}`, 400, "incoming.port"},
-		{"POST", "/v1/accounts", `{"id":"1","password":"p"} {"id":"2"}`, 400, ""},
+		{"POST", "/v1/accounts", `{"id":"1","password":"` + testPassword + `","tariff_out":"nope"}`, 400, "tariff_out"},
+		{"POST", "/v1/accounts", `{"id":"1","password":"` + testPassword + `","incoming":{"mode":"static","host":"h","port":0,"transport":"udp"}}`, 400, "incoming.port"},
+		{"POST", "/v1/accounts", `{"id":"1","password":"` + testPassword + `"} {"id":"2"}`, 400, ""},
 		{"POST", "/v1/accounts", `{"id":`, 400, ""},
 		{"POST", "/v1/accounts", ``, 400, ""},
-		{"POST", "/v1/accounts/import", `{"accounts":[{"id":"7","password":"p"},{"id":"8","password":"p","balance":"x"}]}`, 400, "accounts[1].balance"},
+		{"POST", "/v1/accounts/import", `{"accounts":[{"id":"7","password":"` + testPassword + `"},{"id":"8","password":"` + testPassword + `","balance":"x"}]}`, 400, "accounts[1].balance"},
 		{"POST", "/v1/tariffs", `{"id":"t","currency":"usd","rates":[{"per_minute":"0.1"}]}`, 400, "currency"},
 		{"POST", "/v1/tariffs", `{"id":"t","currency":"USD","rates":[{"per_minute":"-1"}]}`, 400, "rates[0].per_minute"},
 		{"POST", "/v1/tariffs", `{"id":"t","currency":"USD","rates":[{"per_minute":"1","first_interval":-5}]}`, 400, "rates[0].first_interval"},
@@ -129,7 +133,7 @@ func TestTokenRequired(t *testing.T) {
 	c, st := newTestAPI(t)
 	for _, tok := range []string{"", "wrong", token + "x"} {
 		bad := NewClient(c.BaseURL, tok)
-		_, err := bad.CreateAccount(context.Background(), Account{ID: "1", Password: "p"})
+		_, err := bad.CreateAccount(context.Background(), Account{ID: "1", Password: testPassword})
 		if apiErr(t, err).Status != http.StatusUnauthorized {
 			t.Fatalf("token %q: %v", tok, err)
 		}
@@ -166,7 +170,7 @@ func TestImportAndRegistrations(t *testing.T) {
 	ctx := context.Background()
 	var as []Account
 	for _, id := range []string{"u1", "u2", "u3"} {
-		as = append(as, Account{ID: id, Password: "pw" + id})
+		as = append(as, Account{ID: id, Password: testPassword + "-" + id})
 	}
 	if err := c.ImportAccounts(ctx, as); err != nil {
 		t.Fatal(err)

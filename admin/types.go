@@ -13,23 +13,27 @@ import (
 // strings, never as JSON numbers.
 
 // Account is an account as the API shows and accepts it. Password is
-// write-only: responses leave it empty.
+// write-only: answers leave it out, but for the one answer to a create
+// with GeneratePassword, which holds the password generated.
 type Account struct {
-	ID            string           `json:"id"`
-	Password      string           `json:"password,omitempty"`
-	Billing       string           `json:"billing"`
-	Balance       string           `json:"balance"`
-	Reserved      string           `json:"reserved"` // read-only: held by calls in progress; prepaid can spend balance - reserved
-	CreditLimit   string           `json:"credit_limit"`
-	TariffOut     string           `json:"tariff_out"`
-	TariffIn      string           `json:"tariff_in"`
-	ServicePolicy string           `json:"service_policy"`
-	MaxCalls      int              `json:"max_calls"`
-	Incoming      Incoming         `json:"incoming"`
-	FollowMe      []FollowMeTarget `json:"follow_me"`
-	Blocked       bool             `json:"blocked"`
-	MaxContacts   int              `json:"max_contacts"`
-	CreatedAt     *time.Time       `json:"created_at,omitempty"` // read-only
+	ID       string `json:"id"`
+	Password string `json:"password,omitempty"`
+	// GeneratePassword asks the API to generate the password (Password
+	// empty) and return it, once, in its answer.
+	GeneratePassword bool             `json:"generate_password,omitempty"`
+	Billing          string           `json:"billing"`
+	Balance          string           `json:"balance"`
+	Reserved         string           `json:"reserved"` // read-only: held by calls in progress; prepaid can spend balance - reserved
+	CreditLimit      string           `json:"credit_limit"`
+	TariffOut        string           `json:"tariff_out"`
+	TariffIn         string           `json:"tariff_in"`
+	ServicePolicy    string           `json:"service_policy"`
+	MaxCalls         int              `json:"max_calls"`
+	Incoming         Incoming         `json:"incoming"`
+	FollowMe         []FollowMeTarget `json:"follow_me"`
+	Blocked          bool             `json:"blocked"`
+	MaxContacts      int              `json:"max_contacts"`
+	CreatedAt        *time.Time       `json:"created_at,omitempty"` // read-only
 }
 
 // Incoming is an account's incoming-call delivery.
@@ -48,18 +52,21 @@ type FollowMeTarget struct {
 
 // AccountPatch is the body of PATCH /v1/accounts/{id}: absent fields stay.
 type AccountPatch struct {
-	Password      *string           `json:"password"`
-	Billing       *string           `json:"billing"`
-	Balance       *string           `json:"balance"` // refused: see patchToFSM
-	CreditLimit   *string           `json:"credit_limit"`
-	TariffOut     *string           `json:"tariff_out"`
-	TariffIn      *string           `json:"tariff_in"`
-	ServicePolicy *string           `json:"service_policy"`
-	MaxCalls      *int              `json:"max_calls"`
-	Incoming      *Incoming         `json:"incoming"`  // replaces the whole delivery
-	FollowMe      *[]FollowMeTarget `json:"follow_me"` // replaces the list; [] clears it (null leaves it)
-	Blocked       *bool             `json:"blocked"`
-	MaxContacts   *int              `json:"max_contacts"`
+	Password *string `json:"password"`
+	// GeneratePassword sets a new generated password, returned once in
+	// the answer.
+	GeneratePassword bool              `json:"generate_password,omitempty"`
+	Billing          *string           `json:"billing"`
+	Balance          *string           `json:"balance"` // refused: see patchToFSM
+	CreditLimit      *string           `json:"credit_limit"`
+	TariffOut        *string           `json:"tariff_out"`
+	TariffIn         *string           `json:"tariff_in"`
+	ServicePolicy    *string           `json:"service_policy"`
+	MaxCalls         *int              `json:"max_calls"`
+	Incoming         *Incoming         `json:"incoming"`  // replaces the whole delivery
+	FollowMe         *[]FollowMeTarget `json:"follow_me"` // replaces the list; [] clears it (null leaves it)
+	Blocked          *bool             `json:"blocked"`
+	MaxContacts      *int              `json:"max_contacts"`
 }
 
 // AccountImport is the body of POST /v1/accounts/import: created all or

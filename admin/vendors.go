@@ -1,19 +1,29 @@
 package admin
 
-import "github.com/troika-sip/troika/fsm"
+import (
+	"net/http"
+
+	"github.com/troika-sip/troika/fsm"
+)
 
 // Vendors (docs/API.md): carriers that hand calls in.
 
 // Vendor is a vendor as the API shows and accepts it. Password is
-// write-only: answers leave it out and say whether one is set. POST
-// replaces the whole vendor, so send the password again when changing a
-// vendor that has one.
+// write-only: answers leave it out and say whether one is set, but for the
+// one answer to a POST with GeneratePassword, which holds the password
+// generated. POST replaces the whole vendor, so send the password again
+// (or generate a new one) when changing a vendor that has one.
 type Vendor struct {
-	ID          string `json:"id"`
-	Name        string `json:"name"`
-	Username    string `json:"username"` // SIP digest user name for its calls (optional)
-	Password    string `json:"password,omitempty"`
-	HasPassword bool   `json:"has_password"` // read-only
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Username string `json:"username"` // SIP digest user name for its calls (optional)
+	// Password is the digest password of Username, required with it; only
+	// its digest credentials are stored.
+	Password string `json:"password,omitempty"`
+	// GeneratePassword asks the API to generate the password and return
+	// it, once, in its answer.
+	GeneratePassword bool `json:"generate_password,omitempty"`
+	HasPassword      bool `json:"has_password"` // read-only
 }
 
 func (v *Vendor) toFSM() (fsm.Vendor, error) {
@@ -25,6 +35,35 @@ func vendorFromFSM(v fsm.Vendor) Vendor {
 	return Vendor{ID: v.ID, Name: v.Name, Username: v.Username, HasPassword: v.Credentials.Set()}
 }
 
+// vendors has its own POST (putVendor): the password policy and generated
+// passwords.
 var vendors = resource[Vendor, fsm.Vendor]{what: "vendor", key: "id", all: (*fsm.State).Vendors, one: (*fsm.State).Vendor,
-	view: vendorFromFSM, in: (*Vendor).toFSM, put: func(v fsm.Vendor) fsm.Command { return &fsm.PutVendor{Vendor: v} },
-	del: func(id string) fsm.Command { return &fsm.DeleteVendor{ID: id} }}
+	view: vendorFromFSM, del: func(id string) fsm.Command { return &fsm.DeleteVendor{ID: id} }}
+
+// putVendor creates or replaces a vendor. Its password (with a username
+// only) passes the policy, its id and username being the user names it
+// must not contain, or is generated and shown in the answer.
+func (s *Server) putVendor(w http.ResponseWriter, r *http.Request) error {
+	var in Vendor
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	gen, err := credentialPassword(&in.Password, in.GeneratePassword, in.Username, in.ID)
+	if err != nil {
+		return invalid(err)
+	}
+	v, err := in.toFSM()
+	if err == nil && in.Password != "" {
+		err = CheckPassword(in.Password, in.ID, in.Username)
+	}
+	if err != nil {
+		return invalid(err)
+	}
+	if _, err := s.propose(r, &fsm.PutVendor{Vendor: v}); err != nil {
+		return err
+	}
+	out := vendorFromFSM(v)
+	out.Password = gen
+	writeJSON(w, http.StatusCreated, out)
+	return nil
+}

@@ -23,10 +23,10 @@ func vendorAPI(t *testing.T) (*Client, *fsm.State) {
 	if _, err := c.PutTariff(ctx, Tariff{ID: "cost", Currency: "USD", Rates: []Rate{{PerMinute: "0.005"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.CreateAccount(ctx, Account{ID: "44123", Password: "p"}); err != nil {
+	if _, err := c.CreateAccount(ctx, Account{ID: "44123", Password: testPassword}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.PutVendor(ctx, Vendor{ID: "carrier1", Name: "Carrier One", Username: "carrier1", Password: "s3cret"}); err != nil {
+	if _, err := c.PutVendor(ctx, Vendor{ID: "carrier1", Name: "Carrier One", Username: "carrier1", Password: "S3cret-vendor"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.PutConnection(ctx, Connection{ID: "c1", Vendor: "carrier1", RemoteIPs: []string{"203.0.113.0/24"}, Tariff: "cost",
@@ -41,16 +41,16 @@ func vendorAPI(t *testing.T) (*Client, *fsm.State) {
 func TestVendorLifecycle(t *testing.T) {
 	c, st := newTestAPI(t)
 	ctx := context.Background()
-	out, err := c.PutVendor(ctx, Vendor{ID: "carrier1", Name: "Carrier One", Username: "carrier1", Password: "s3cret"})
+	out, err := c.PutVendor(ctx, Vendor{ID: "carrier1", Name: "Carrier One", Username: "carrier1", Password: "S3cret-vendor"})
 	if err != nil || out != (Vendor{ID: "carrier1", Name: "Carrier One", Username: "carrier1", HasPassword: true}) {
 		t.Fatalf("created %+v %v", out, err)
 	}
-	if v, _ := st.Vendor("carrier1"); !reflect.DeepEqual(v.Credentials, testkit.Creds("carrier1", "s3cret")) {
+	if v, _ := st.Vendor("carrier1"); !reflect.DeepEqual(v.Credentials, testkit.Creds("carrier1", "S3cret-vendor")) {
 		t.Fatalf("stored %+v", v)
 	}
 	for _, path := range []string{"/v1/vendors/carrier1", "/v1/vendors"} {
 		status, body := raw(t, c, "GET", path, "")
-		if status != 200 || strings.Contains(string(body), "s3cret") || strings.Contains(string(body), `"password"`) ||
+		if status != 200 || strings.Contains(string(body), "S3cret-vendor") || strings.Contains(string(body), `"password"`) ||
 			!strings.Contains(string(body), `"has_password": true`) {
 			t.Fatalf("GET %s: %d %s", path, status, body)
 		}
@@ -60,10 +60,10 @@ func TestVendorLifecycle(t *testing.T) {
 		t.Fatalf("no credentials: %+v %v", out, err)
 	}
 	// Replace: a new name and password.
-	if out, err := c.PutVendor(ctx, Vendor{ID: "carrier1", Name: "Carrier 1", Username: "carrier1", Password: "n3w"}); err != nil || out.Name != "Carrier 1" {
+	if out, err := c.PutVendor(ctx, Vendor{ID: "carrier1", Name: "Carrier 1", Username: "carrier1", Password: "N3w-vendor-pw"}); err != nil || out.Name != "Carrier 1" {
 		t.Fatalf("replace %+v %v", out, err)
 	}
-	if v, _ := st.Vendor("carrier1"); !reflect.DeepEqual(v.Credentials, testkit.Creds("carrier1", "n3w")) {
+	if v, _ := st.Vendor("carrier1"); !reflect.DeepEqual(v.Credentials, testkit.Creds("carrier1", "N3w-vendor-pw")) {
 		t.Fatalf("replaced password not stored: %+v", v)
 	}
 	list, err := c.Vendors(ctx)
@@ -90,7 +90,7 @@ func TestConnectionLifecycle(t *testing.T) {
 		t.Fatalf("get %+v %v, want %+v", got, err, want)
 	}
 	// By user name only, with CLI rules: remote_ips lists as [].
-	in := Connection{ID: "c2", Vendor: "carrier1", Kind: "from_vendor_sip", Username: "carrier1-b", Password: "b-s3cret", Tariff: "cost",
+	in := Connection{ID: "c2", Vendor: "carrier1", Kind: "from_vendor_sip", Username: "carrier1-b", Password: "B-s3cret-conn", Tariff: "cost",
 		Translation: Translation{CLD: `s/^(?=1)/+/`, CLI: `s/^\+//`}}
 	out, err := c.PutConnection(ctx, in)
 	in.RemoteIPs, in.Password, in.HasPassword = []string{}, "", true
@@ -145,7 +145,7 @@ func TestVendorAndConnectionBadInputNamesTheFieldAndChangesNothing(t *testing.T)
 	}{
 		{"/v1/vendors", `{"id":"v","username":"u"}`, 400, "password", ""},
 		{"/v1/vendors", `{"id":"v","name":"two\nlines"}`, 400, "name", ""},
-		{"/v1/vendors", `{"id":"v","username":"44123","password":"p"}`, 409, "username", "account 44123"},
+		{"/v1/vendors", `{"id":"v","username":"44123","password":"` + testPassword + `"}`, 409, "username", "account 44123"},
 		{"/v1/vendors", `{"id":"v","has_pasword":true}`, 400, "has_pasword", ""},
 		{"/v1/vendors", `{"id":"bad id"}`, 400, "id", ""},
 		{"/v1/connections", `{"id":"x","vendor":"carrier1","remote_ips":["1.2.3"],"tariff":"cost"}`, 400, "remote_ips[0]", `"1.2.3"`},

@@ -39,11 +39,14 @@ export TROIKA_API=http://$ip:8080 TROIKA_TOKEN=$(cat "$work/data/dev-admin-token
 api() { curl -sf -H "Authorization: Bearer $TROIKA_TOKEN" "$@"; }
 
 echo "== accounts: caller (prepaid, balance 1000000.00, demo tariff), callee"
-"$work/troika" account create --id caller --password pwcaller --balance 1000000.00 --tariff-out demo >/dev/null
-"$work/troika" account create --id callee --password pwcallee --balance 0 >/dev/null
+# Passwords that pass the admin API's policy (10+ characters, 3 classes,
+# not containing the user name).
+caller_pw=Bench.pass.A1 callee_pw=Bench.pass.B2
+"$work/troika" account create --id caller --password-env caller_pw --balance 1000000.00 --tariff-out demo >/dev/null
+"$work/troika" account create --id callee --password-env callee_pw --balance 0 >/dev/null
 
 echo "== registering a SIPp callee as 'callee' from $uas_ip:$uas_port"
-printf 'SEQUENTIAL\ncallee;[authentication username=callee password=pwcallee]\n' >"$work/callee.csv"
+printf 'SEQUENTIAL\ncallee;[authentication username=callee password=%s]\n' "$callee_pw" >"$work/callee.csv"
 sipp "$ip:5060" -sf "$shared/sipp/reg_auth.xml" -inf "$work/callee.csv" -i "$uas_ip" -p "$uas_port" -m 1 \
 	-nostdin -timeout 20s -timeout_error >/dev/null 2>&1 || { echo "the callee did not register"; exit 1; }
 sipp -sf "$shared/sipp/uas.xml" -i "$uas_ip" -p "$uas_port" -nostdin >/dev/null 2>&1 &
@@ -53,7 +56,7 @@ sleep 1
 # run RATE: one 8 s SIPp run; prints offered= rate= ok= failed= retrans= elapsed=
 run() {
 	local r=$1 stat=$work/stat.$1.csv
-	timeout 600 sipp "$ip:5060" -sf "$scenario" -s callee -au caller -ap pwcaller -i "$uac_ip" \
+	timeout 600 sipp "$ip:5060" -sf "$scenario" -s callee -au caller -ap "$caller_pw" -i "$uac_ip" \
 		-r "$r" -rp 1000 -m $((r * 8)) -l 20000 -default_behaviors all,-bye \
 		-trace_stat -stf "$stat" -fd 1 -nostdin -timeout 120s >/dev/null 2>&1 || true
 	python3 - "$stat" "$r" <<'PY'

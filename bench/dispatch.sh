@@ -97,7 +97,13 @@ load_accounts() {
   python3 -c "
 for i in range($accounts):
     u = 'u%06d' % i
-    print('%s,pw%s,prepaid,0,demo,demo' % (u, u))" >"$work/accounts.csv"
+    print('%s,Bench.pass.%06d,prepaid,0,demo,demo' % (u, i))" >"$work/accounts.csv"
+  # SIPp's users ($shared/run_sipp.sh reads USERS) with the same passwords.
+  python3 -c "
+print('SEQUENTIAL')
+for i in range($accounts):
+    print('u%06d;[authentication username=u%06d password=Bench.pass.%06d]' % (i, i, i))" >"$work/users.csv"
+  export USERS=$work/users.csv
   "$work/troika" account import --batch 5000 "$work/accounts.csv" 2>&1 | tail -1
 }
 

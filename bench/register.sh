@@ -31,11 +31,17 @@ export TROIKA_API=http://$ip:8080 TROIKA_TOKEN=$(cat "$work/data/dev-admin-token
 # figure, and no more: they are part of the resident memory measured.
 accounts=$bindings
 for r in "$@"; do [ $((r * 8)) -gt "$accounts" ] && accounts=$((r * 8)); done
-echo "== importing $accounts accounts u000000.. (password pw + id)"
+echo "== importing $accounts accounts u000000.. (password Bench.pass.NNNNNN)"
 python3 -c "
 for i in range($accounts):
     u = 'u%06d' % i
-    print('%s,pw%s,prepaid,0,demo,demo' % (u, u))" >"$work/accounts.csv"
+    print('%s,Bench.pass.%06d,prepaid,0,demo,demo' % (u, i))" >"$work/accounts.csv"
+# SIPp's users ($shared/run_sipp.sh reads USERS) with the same passwords.
+python3 -c "
+print('SEQUENTIAL')
+for i in range($accounts):
+    print('u%06d;[authentication username=u%06d password=Bench.pass.%06d]' % (i, i, i))" >"$work/users.csv"
+export USERS=$work/users.csv
 "$work/troika" account import --batch 5000 "$work/accounts.csv" 2>&1 | tail -1
 
 rss() { awk '/VmRSS/ {print $2}' /proc/$pid/status; }

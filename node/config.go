@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/troika-sip/troika/admin"
+	"github.com/troika-sip/troika/fsm"
 )
 
 // Config is a node's configuration file (TOML). deploy/troika.example.toml
@@ -119,10 +122,45 @@ const (
 
 // AdminConfig is the [admin] section.
 type AdminConfig struct {
-	Listen    string `toml:"listen"`
+	Listen string `toml:"listen"`
+	// Token (or TokenFile) is a token of scope admin: the single token of
+	// configurations from before scopes.
+	Token     string `toml:"token"`
+	TokenFile string `toml:"token_file"`
+	// Tokens are named tokens with a scope, read or admin.
+	Tokens []AdminToken `toml:"tokens"`
+	// TLS: the API's certificate chain and key (PEM). Without them the
+	// API is plain HTTP.
+	TLSCertFile string `toml:"tls_cert_file"`
+	TLSKeyFile  string `toml:"tls_key_file"`
+	// TLSClientCAFile, if set, makes every client show a certificate
+	// signed by one of its CAs (PEM).
+	TLSClientCAFile string `toml:"tls_client_ca_file"`
+}
+
+// AdminToken is one entry of admin.tokens.
+type AdminToken struct {
+	Name      string `toml:"name"`
+	Scope     string `toml:"scope"`
 	Token     string `toml:"token"`
 	TokenFile string `toml:"token_file"`
 }
+
+// APITokens are the admin API's tokens: admin.token (scope admin) and
+// admin.tokens.
+func (a AdminConfig) APITokens() []admin.Token {
+	var out []admin.Token
+	if a.Token != "" {
+		out = append(out, admin.Token{Name: admin.LegacyTokenName, Scope: admin.ScopeAdmin, Secret: a.Token})
+	}
+	for _, t := range a.Tokens {
+		out = append(out, admin.Token{Name: t.Name, Scope: admin.Scope(t.Scope), Secret: t.Token})
+	}
+	return out
+}
+
+// TLS reports whether the admin API is served over TLS.
+func (a AdminConfig) TLS() bool { return a.TLSCertFile != "" }
 
 // LoadConfig reads a TOML file. Unknown keys are errors (a typo must not
 // silently fall back to a default); missing keys take defaults.
@@ -210,6 +248,19 @@ func (c *Config) resolveSecrets() error {
 		}
 		c.Admin.Token = strings.TrimSpace(string(b))
 	}
+	for i := range c.Admin.Tokens {
+		t := &c.Admin.Tokens[i]
+		if t.Token != "" && t.TokenFile != "" {
+			return fmt.Errorf("admin.tokens[%d] (%s): token or token_file, not both", i, t.Name)
+		}
+		if t.TokenFile != "" {
+			b, err := os.ReadFile(t.TokenFile)
+			if err != nil {
+				return fmt.Errorf("admin.tokens[%d] (%s).token_file: %w", i, t.Name, err)
+			}
+			t.Token = strings.TrimSpace(string(b))
+		}
+	}
 	return nil
 }
 
@@ -294,11 +345,8 @@ func (c *Config) Validate() error {
 	case b.MaxCallDuration%time.Second != 0:
 		return errors.New("billing.max_call_duration: whole seconds")
 	}
-	if len(c.Admin.Token) < 16 {
-		return errors.New("admin.token (or admin.token_file): required, at least 16 characters (e.g. `openssl rand -hex 24`)")
-	}
-	if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
-		return fmt.Errorf("admin.listen: %w", err)
+	if err := c.Admin.validate(); err != nil {
+		return err
 	}
 	if err := c.validateRaftTiming(); err != nil {
 		return err
@@ -354,4 +402,58 @@ func RandomToken(n int) string {
 	b := make([]byte, n)
 	rand.Read(b) // never fails: crypto/rand crashes the program rather than return weak bytes
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// validate checks the [admin] section: the tokens (at least one of scope
+// admin, each at least 16 characters, names and secrets distinct), the
+// listen address, and the TLS files given together.
+func (a *AdminConfig) validate() error {
+	const gen = "e.g. `openssl rand -hex 24`"
+	if a.Token == "" && len(a.Tokens) == 0 {
+		return fmt.Errorf("admin.token (or admin.token_file, or admin.tokens): required, at least %d characters (%s)", admin.MinTokenLength, gen)
+	}
+	if a.Token != "" && len(a.Token) < admin.MinTokenLength {
+		return fmt.Errorf("admin.token (or admin.token_file): at least %d characters (%s)", admin.MinTokenLength, gen)
+	}
+	names := map[string]bool{}
+	secrets := map[string]string{}
+	if a.Token != "" {
+		secrets[a.Token] = "admin.token"
+	}
+	adminScope := a.Token != ""
+	for i, t := range a.Tokens {
+		key := fmt.Sprintf("admin.tokens[%d]", i)
+		switch {
+		case !fsm.ValidID(t.Name):
+			return fmt.Errorf("%s.name: required: 1-64 letters, digits, '_', '.', '+' or '-' (e.g. \"noc\"); it names the token in logs", key)
+		case t.Name == admin.LegacyTokenName && a.Token != "":
+			return fmt.Errorf("%s.name: %q names admin.token: choose another name", key, t.Name)
+		case names[t.Name]:
+			return fmt.Errorf("%s.name: %q is used by two tokens", key, t.Name)
+		case t.Scope != string(admin.ScopeRead) && t.Scope != string(admin.ScopeAdmin):
+			return fmt.Errorf("%s (%s).scope: %q: use \"read\" (GET endpoints) or \"admin\" (everything)", key, t.Name, t.Scope)
+		case t.Token == "":
+			return fmt.Errorf("%s (%s): token_file (or token) required (%s)", key, t.Name, gen)
+		case len(t.Token) < admin.MinTokenLength:
+			return fmt.Errorf("%s (%s): the token must be at least %d characters (%s)", key, t.Name, admin.MinTokenLength, gen)
+		}
+		if other, ok := secrets[t.Token]; ok {
+			return fmt.Errorf("%s (%s): the same token as %s: give each token its own secret", key, t.Name, other)
+		}
+		names[t.Name], secrets[t.Token] = true, key
+		adminScope = adminScope || t.Scope == string(admin.ScopeAdmin)
+	}
+	if !adminScope {
+		return errors.New(`admin.tokens: no token of scope "admin": nobody could change the switch or drain the node; add one (or admin.token_file)`)
+	}
+	if _, _, err := net.SplitHostPort(a.Listen); err != nil {
+		return fmt.Errorf("admin.listen: %w", err)
+	}
+	switch {
+	case (a.TLSCertFile == "") != (a.TLSKeyFile == ""):
+		return errors.New("admin.tls_cert_file and admin.tls_key_file: give both (PEM files) for TLS, or neither for plain HTTP")
+	case a.TLSClientCAFile != "" && a.TLSCertFile == "":
+		return errors.New("admin.tls_client_ca_file: needs admin.tls_cert_file and admin.tls_key_file (client certificates are checked only over TLS)")
+	}
+	return nil
 }

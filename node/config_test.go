@@ -4,28 +4,32 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/troika-sip/troika/admin"
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/internal/testkit"
 )
 
 // loadExample loads the example configuration file example with its
-// secret files (/etc/troika/cluster.key, /etc/troika/admin.token) written
-// to dir instead.
+// secret files (/etc/troika/cluster.key, /etc/troika/admin.token,
+// /etc/troika/read.token) written to dir instead.
 func loadExample(t *testing.T, dir, example string) (Config, error) {
 	t.Helper()
 	key := filepath.Join(dir, "cluster.key")
 	tok := filepath.Join(dir, "admin.token")
+	read := filepath.Join(dir, "read.token")
 	data, err := os.ReadFile(example)
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := strings.NewReplacer("/etc/troika/cluster.key", key, "/etc/troika/admin.token", tok).Replace(string(data))
+	text := strings.NewReplacer("/etc/troika/cluster.key", key, "/etc/troika/admin.token", tok, "/etc/troika/read.token", read).Replace(string(data))
 	path := filepath.Join(dir, filepath.Base(example))
-	for name, content := range map[string]string{key: "c2VjcmV0LWNsdXN0ZXIta2V5LTAxMjM0NTY3ODkK\n", tok: "0123456789abcdef0123\n", path: text} {
+	for name, content := range map[string]string{key: "c2VjcmV0LWNsdXN0ZXIta2V5LTAxMjM0NTY3ODkK\n", tok: "0123456789abcdef0123\n",
+		read: "read-0123456789abcdef\n", path: text} {
 		if err := os.WriteFile(name, []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -39,8 +43,12 @@ func TestExampleConfigLoads(t *testing.T) {
 		t.Fatalf("the documented example does not load: %v", err)
 	}
 	peers, _ := c.ClusterPeers()
-	if c.NodeID != "sip1" || len(peers) != 3 || c.Registrar.NonceTTL.Minutes() != 5 || c.Admin.Token != "0123456789abcdef0123" {
+	if c.NodeID != "sip1" || len(peers) != 3 || c.Registrar.NonceTTL.Minutes() != 5 {
 		t.Fatalf("loaded %+v", c)
+	}
+	want := []admin.Token{{Name: "ops", Scope: admin.ScopeAdmin, Secret: "0123456789abcdef0123"}, {Name: "noc", Scope: admin.ScopeRead, Secret: "read-0123456789abcdef"}}
+	if got := c.Admin.APITokens(); !slices.Equal(got, want) || !c.Admin.TLS() {
+		t.Fatalf("admin tokens %v, TLS %v", got, c.Admin.TLS())
 	}
 	if c.Billing != (BillingConfig{XDRRetentionCount: 1_000_000, IdempotencyWindow: 7 * 24 * time.Hour, MaxCallDuration: 4 * time.Hour}) {
 		t.Fatalf("billing %+v", c.Billing)
@@ -166,6 +174,94 @@ func TestThreeNodeExampleConfigsLoad(t *testing.T) {
 		}
 		if peers, _ := c.ClusterPeers(); len(peers) != 3 {
 			t.Fatalf("%s: %d peers", p, len(peers))
+		}
+	}
+}
+
+// The [admin] section: tokens with scopes (admin.token keeps meaning an
+// admin token), TLS files given together; errors name the key.
+func TestAdminConfig(t *testing.T) {
+	dir := t.TempDir()
+	nocFile := filepath.Join(dir, "noc.token")
+	os.WriteFile(nocFile, []byte("noc-token-0123456789\n"), 0o600)
+	base := `node_id = "a"
+data_dir = "/tmp/x"
+[cluster]
+bind = "127.0.0.1:7000"
+key = "0123456789abcdef0123"
+bootstrap = true
+[sip]
+addresses = ["127.0.0.1"]
+`
+	load := func(admin string) (Config, error) {
+		path := filepath.Join(dir, "c.toml")
+		os.WriteFile(path, []byte(base+"[admin]\n"+admin), 0o600)
+		return LoadConfig(path)
+	}
+	c, err := load(`tokens = [{name = "noc", scope = "read", token_file = "` + nocFile + `"}, {name = "ops", scope = "admin", token = "ops-token-0123456789"}]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.Admin.APITokens()
+	if len(got) != 2 || got[0] != (admin.Token{Name: "noc", Scope: admin.ScopeRead, Secret: "noc-token-0123456789"}) ||
+		got[1] != (admin.Token{Name: "ops", Scope: admin.ScopeAdmin, Secret: "ops-token-0123456789"}) {
+		t.Fatalf("tokens %+v", got)
+	}
+	c, err = load(`token = "legacy-token-0123456789"`)
+	if err != nil || len(c.Admin.APITokens()) != 1 || c.Admin.APITokens()[0].Scope != admin.ScopeAdmin {
+		t.Fatalf("admin.token alone: %+v %v", c.Admin, err)
+	}
+	if _, err := load(`token = "legacy-token-0123456789"
+tls_cert_file = "/etc/troika/admin.crt"
+tls_key_file = "/etc/troika/admin.key"
+tls_client_ca_file = "/etc/troika/admin-clients.crt"`); err != nil {
+		t.Fatalf("TLS files (checked when the node starts): %v", err)
+	}
+	for admin, want := range map[string]string{
+		``: "admin.token (or admin.token_file, or admin.tokens): required",
+		`tokens = [{name = "noc", scope = "read", token = "noc-token-0123456789"}]`:                                                                  `no token of scope "admin"`,
+		`tokens = [{name = "ops", scope = "write", token = "ops-token-0123456789"}]`:                                                                 `admin.tokens[0] (ops).scope: "write"`,
+		`tokens = [{scope = "admin", token = "ops-token-0123456789"}]`:                                                                               "admin.tokens[0].name: required",
+		`tokens = [{name = "ops", scope = "admin", token = "short"}]`:                                                                                "at least 16 characters",
+		`tokens = [{name = "ops", scope = "admin"}]`:                                                                                                 "admin.tokens[0] (ops): token_file (or token) required",
+		`tokens = [{name = "ops", scope = "admin", token_file = "/nonexistent/ops.token"}]`:                                                          "admin.tokens[0] (ops).token_file",
+		`tokens = [{name = "ops", scope = "admin", token = "ops-token-0123456789", token_file = "` + nocFile + `"}]`:                                 "token or token_file, not both",
+		`tokens = [{name = "ops", scope = "admin", token = "ops-token-0123456789"}, {name = "ops", scope = "read", token = "noc-token-0123456789"}]`: `"ops" is used by two tokens`,
+		`token = "ops-token-0123456789"
+tokens = [{name = "noc", scope = "read", token = "ops-token-0123456789"}]`: "the same token as admin.token",
+		`token = "ops-token-0123456789"
+tokens = [{name = "token", scope = "read", token = "noc-token-0123456789"}]`: `"token" names admin.token`,
+		`tokens = [{name = "ops", scope = "admin", token = "ops-token-0123456789", secret = "x"}]`: "admin.tokens.secret",
+		`token = "ops-token-0123456789"
+tls_cert_file = "/etc/troika/admin.crt"`: "admin.tls_cert_file and admin.tls_key_file",
+		`token = "ops-token-0123456789"
+tls_client_ca_file = "/etc/troika/ca.crt"`: "admin.tls_client_ca_file: needs admin.tls_cert_file",
+	} {
+		if _, err := load(admin); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error with %q", admin, err, want)
+		}
+	}
+}
+
+// The three-node examples load, each with its admin API on a management
+// address over TLS, with a read and an admin token.
+func TestThreeNodeExamplesLoad(t *testing.T) {
+	for i := 1; i <= 3; i++ {
+		dir := t.TempDir()
+		c, err := loadExample(t, dir, fmt.Sprintf("../deploy/three-nodes/sip%d.toml", i))
+		if err != nil {
+			t.Fatalf("sip%d.toml: %v", i, err)
+		}
+		a := c.Admin
+		if !a.TLS() || a.TLSKeyFile == "" || !strings.HasPrefix(a.Listen, "198.51.100.") || strings.HasPrefix(c.SIP.Addresses[0], "198.51.100.") {
+			t.Errorf("sip%d.toml: admin %+v, SIP %v: want TLS on a management address apart from SIP", i, a, c.SIP.Addresses)
+		}
+		scopes := map[admin.Scope]bool{}
+		for _, tok := range a.APITokens() {
+			scopes[tok.Scope] = true
+		}
+		if !scopes[admin.ScopeRead] || !scopes[admin.ScopeAdmin] {
+			t.Errorf("sip%d.toml: tokens %v: want a read and an admin token", i, scopes)
 		}
 	}
 }

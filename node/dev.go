@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/troika-sip/troika/admin"
 	"github.com/troika-sip/troika/fsm"
 )
 
@@ -24,8 +25,13 @@ type DevOptions struct {
 	ClusterBind  string // default 127.0.0.1:0
 }
 
-// DevConfig turns dev options into a node configuration. The admin token
-// is kept in the data directory so it survives restarts with -data.
+// DevReadTokenName names the read-only token of a dev node.
+const DevReadTokenName = "dev-read"
+
+// DevConfig turns dev options into a node configuration: plain HTTP on
+// loopback, an admin token and a read-only one (DevReadTokenName). The
+// tokens are kept in the data directory so they survive restarts with
+// -data.
 func DevConfig(o DevOptions) (Config, error) {
 	if o.SIPAddress == "" {
 		o.SIPAddress = "127.0.0.1"
@@ -39,17 +45,13 @@ func DevConfig(o DevOptions) (Config, error) {
 	if o.ClusterBind == "" {
 		o.ClusterBind = "127.0.0.1:0"
 	}
-	tokenFile := filepath.Join(o.DataDir, "dev-admin-token")
-	token, err := os.ReadFile(tokenFile)
-	if errors.Is(err, os.ErrNotExist) {
-		token = []byte(RandomToken(18))
-		if err := os.MkdirAll(o.DataDir, 0o750); err != nil {
-			return Config{}, err
-		}
-		err = os.WriteFile(tokenFile, token, 0o600)
-	}
+	token, err := devToken(o.DataDir, "dev-admin-token")
 	if err != nil {
-		return Config{}, fmt.Errorf("dev admin token: %w", err)
+		return Config{}, err
+	}
+	readToken, err := devToken(o.DataDir, "dev-read-token")
+	if err != nil {
+		return Config{}, err
 	}
 	c := Config{
 		NodeID:  "dev",
@@ -59,10 +61,39 @@ func DevConfig(o DevOptions) (Config, error) {
 			Addresses: []string{o.SIPAddress}, UDPPorts: []int{o.SIPPort}, TCPPorts: []int{o.SIPPort},
 			ServeAliases: true,
 		},
-		Admin: AdminConfig{Listen: o.AdminListen, Token: strings.TrimSpace(string(token))},
+		Admin: AdminConfig{Listen: o.AdminListen, Token: token,
+			Tokens: []AdminToken{{Name: DevReadTokenName, Scope: string(admin.ScopeRead), Token: readToken}}},
 	}
 	c.applyDefaults()
 	return c, c.Validate()
+}
+
+// devToken reads the token kept in the file name of the data directory,
+// or makes one and keeps it there.
+func devToken(dataDir, name string) (string, error) {
+	file := filepath.Join(dataDir, name)
+	token, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		token = []byte(RandomToken(18))
+		if err := os.MkdirAll(dataDir, 0o750); err != nil {
+			return "", err
+		}
+		err = os.WriteFile(file, token, 0o600)
+	}
+	if err != nil {
+		return "", fmt.Errorf("dev token %s: %w", name, err)
+	}
+	return strings.TrimSpace(string(token)), nil
+}
+
+// DevReadToken is the read-only token of a dev configuration.
+func (c Config) DevReadToken() string {
+	for _, t := range c.Admin.Tokens {
+		if t.Name == DevReadTokenName {
+			return t.Token
+		}
+	}
+	return ""
 }
 
 // DemoAccount is a demo account with its password, for the start banner.
@@ -86,7 +117,7 @@ func (n *Node) SeedDemo(ctx context.Context, o DevOptions) ([]DemoAccount, error
 	}
 	passwords := map[string]string{}
 	if n.state.Counts().Accounts == 0 {
-		passwords["1001"], passwords["1002"] = RandomToken(9), RandomToken(9)
+		passwords["1001"], passwords["1002"] = admin.GeneratePassword("1001"), admin.GeneratePassword("1002")
 		now := time.Now().UnixMilli()
 		cmds := []fsm.Command{
 			&fsm.PutTariff{Tariff: fsm.Tariff{ID: "demo", Currency: "USD", Rates: []fsm.Rate{

@@ -2,11 +2,13 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -262,21 +264,49 @@ func (n *Node) sipConfig(reg prometheus.Registerer) sipstack.Config {
 	}
 }
 
-// newAdminServer makes the admin API and opens admin.listen.
+// newAdminServer makes the admin API and opens admin.listen, over TLS
+// when admin.tls_cert_file is set.
 func (n *Node) newAdminServer(reg *prometheus.Registry) error {
+	ac := n.cfg.Admin
 	api, err := admin.New(admin.Config{
-		Token:   n.cfg.Admin.Token,
+		Tokens:  ac.APITokens(),
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Logger:  n.log.With("component", "admin"),
 	}, n.state, n)
 	if err != nil {
 		return err
 	}
-	if n.adminLn, err = net.Listen("tcp", n.cfg.Admin.Listen); err != nil {
+	var tlsConf *tls.Config
+	if ac.TLS() {
+		if tlsConf, err = admin.ServerTLS(ac.TLSCertFile, ac.TLSKeyFile, ac.TLSClientCAFile); err != nil {
+			return fmt.Errorf("admin.tls_cert_file, admin.tls_key_file, admin.tls_client_ca_file: %w", err)
+		}
+	} else if !loopback(ac.Listen) {
+		n.log.Warn("the admin API is plain HTTP on a non-loopback address: its bearer tokens cross the network in clear; set admin.tls_cert_file and admin.tls_key_file (deploy/runbook.md)",
+			"listen", ac.Listen)
+	}
+	if n.adminLn, err = net.Listen("tcp", ac.Listen); err != nil {
 		return fmt.Errorf("admin.listen: %w", err)
 	}
-	n.admin = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	if tlsConf != nil {
+		n.adminLn = tls.NewListener(n.adminLn, tlsConf)
+	}
+	n.admin = api.HTTPServer()
 	return nil
+}
+
+// loopback reports whether the host of a host:port is a loopback address
+// (or localhost).
+func loopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
 }
 
 // runServers runs the SIP server and the admin API. The SIP server

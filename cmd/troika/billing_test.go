@@ -64,6 +64,25 @@ func billingNode(t *testing.T) (string, *fsm.State) {
 // runInProc runs the CLI in this process against api and returns what it printed on stdout.
 func runInProc(t *testing.T, api string, args ...string) (string, error) {
 	t.Helper()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(testToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return runRoot(t, append([]string{"--api", api, "--token-file", tokenFile}, args...)...)
+}
+
+// runRoot runs the CLI in this process with args and returns what it
+// printed on stdout.
+func runRoot(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	out, _, err := runRootIO(t, strings.NewReader(""), args...)
+	return out, err
+}
+
+// runRootIO runs the CLI in this process with args and stdin, and
+// returns what it printed on stdout and on stderr.
+func runRootIO(t *testing.T, stdin io.Reader, args ...string) (string, string, error) {
+	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -76,11 +95,14 @@ func runInProc(t *testing.T, api string, args ...string) (string, error) {
 		b, _ := io.ReadAll(r)
 		out <- string(b)
 	}()
+	var stderr strings.Builder
 	cmd := rootCmd()
-	cmd.SetArgs(append([]string{"--api", api, "--token", testToken}, args...))
+	cmd.SetArgs(args)
+	cmd.SetIn(stdin)
+	cmd.SetErr(&stderr)
 	err = cmd.ExecuteContext(context.Background())
 	w.Close()
-	return <-out, err
+	return <-out, stderr.String(), err
 }
 
 func balance(st *fsm.State, id string) int64 { a, _ := st.Account(id); return a.Balance }

@@ -186,13 +186,13 @@ func TestClusterKeepsRegistrationsThroughLeaderLossAndRestart(t *testing.T) {
 	for i := range users {
 		id := fmt.Sprintf("u%06d", i)
 		ids = append(ids, id)
-		accounts = append(accounts, admin.Account{ID: id, Password: "pw" + id})
+		accounts = append(accounts, admin.Account{ID: id, Password: sipptest.APIPassword(id)})
 	}
 	if err := follower.client().ImportAccounts(context.Background(), accounts); err != nil {
 		t.Fatal(err)
 	}
 	st := sipptest.Run(t, sipptest.Options{Target: follower.sipIP + ":5060", Scenario: "reg_auth.xml",
-		Inject: sipptest.Users(ids...), Rate: 100, Limit: 50})
+		Inject: sipptest.APIUsers(ids...), Rate: 100, Limit: 50})
 	if st.OK != users || st.Failed != 0 {
 		t.Fatalf("registering through follower %s: %d ok, %d failed\n%s\n%s", follower.id, st.OK, st.Failed, st.Output, st.Errors)
 	}
@@ -211,7 +211,7 @@ func TestClusterKeepsRegistrationsThroughLeaderLossAndRestart(t *testing.T) {
 	}
 	// The survivors keep registering.
 	more := sipptest.Run(t, sipptest.Options{Target: survivors[0].sipIP + ":5060", Scenario: "reg_auth.xml",
-		Inject: sipptest.Users(ids[:20]...), LocalPort: 15071})
+		Inject: sipptest.APIUsers(ids[:20]...), LocalPort: 15071})
 	if more.OK != 20 {
 		t.Fatalf("after the leader's loss: %d ok, %d failed\n%s", more.OK, more.Failed, more.Errors)
 	}

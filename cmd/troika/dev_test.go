@@ -19,8 +19,9 @@ import (
 )
 
 var (
-	bannerRE   = regexp.MustCompile(`TROIKA_API=(\S+) TROIKA_TOKEN=(\S+)`)
-	passwordRE = regexp.MustCompile(`account 1001:\s+password (\S+)`)
+	bannerRE    = regexp.MustCompile(`TROIKA_API=(\S+) TROIKA_TOKEN=(\S+)`)
+	passwordRE  = regexp.MustCompile(`account 1001:\s+password (\S+)`)
+	readTokenRE = regexp.MustCompile(`read token:\s+(\S+)`)
 )
 
 // The README's first command, as a newcomer runs it: the dev node on its
@@ -116,7 +117,8 @@ func TestCLIManagesAccountsAndAliases(t *testing.T) {
 	env := []string{"TROIKA_API=" + m[1], "TROIKA_TOKEN=" + m[2]}
 	cli := func(args ...string) string { return runCLI(t, env, args...) }
 
-	cli("account", "create", "--id", "3001", "--password", "pw3001", "--balance", "1.50", "--tariff-out", "demo")
+	runCLI(t, append(env, "PW3001="+sipptest.APIPassword("3001")), "account", "create", "--id", "3001", "--password-env", "PW3001",
+		"--balance", "1.50", "--tariff-out", "demo")
 	var a struct {
 		ID, Balance string
 		MaxCalls    int `json:"max_calls"`
@@ -124,14 +126,24 @@ func TestCLIManagesAccountsAndAliases(t *testing.T) {
 	if err := json.Unmarshal([]byte(cli("account", "update", "3001", "--max-calls", "2", "-o", "json")), &a); err != nil || a.MaxCalls != 2 || a.Balance != "1.50" {
 		t.Fatalf("updated account %+v %v", a, err)
 	}
-	out, err := cliErr(env, "account", "create", "--id", "3002", "--password", "x", "--balance", "1.5.0")
+	out, err := cliErr(env, "account", "create", "--id", "3002", "--generate-password", "--balance", "1.5.0")
 	if err == nil || !strings.Contains(out, "balance") {
 		t.Fatalf("bad balance accepted or not named:\n%s", out)
 	}
 
+	// The read token the node printed lists, and cannot change anything.
+	read := []string{"TROIKA_API=" + m[1], "TROIKA_TOKEN=" + p.waitOutput(t, readTokenRE, time.Second)[1]}
+	if out, err := cliErr(read, "account", "list"); err != nil || !strings.Contains(out, "3001") {
+		t.Fatalf("account list with the read token: %v\n%s", err, out)
+	}
+	out, err = cliErr(read, "account", "delete", "3001")
+	if err == nil || !strings.Contains(out, "403") || !strings.Contains(out, "this token is read-only") || !strings.Contains(out, "hint: this needs a token of scope admin") {
+		t.Fatalf("account delete with the read token:\n%s", out)
+	}
+
 	cli("alias", "add", "127.0.0.52", "--udp", "5072")
 	waitSocket(t, m[1], m[2], "udp:127.0.0.52:5072", true)
-	st := sipptest.Run(t, sipptest.Options{Target: "127.0.0.52:5072", Scenario: "reg_auth.xml", Inject: sipptest.Users("3001"), LocalIP: "127.0.0.51"})
+	st := sipptest.Run(t, sipptest.Options{Target: "127.0.0.52:5072", Scenario: "reg_auth.xml", Inject: sipptest.APIUsers("3001"), LocalIP: "127.0.0.51"})
 	if st.OK != 1 {
 		t.Fatalf("REGISTER through the new alias: %d ok\n%s", st.OK, st.Errors)
 	}

@@ -7,7 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -24,20 +26,105 @@ func main() {
 	defer stop()
 	if err := rootCmd().ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
-		var ae *admin.APIError
-		if errors.As(err, &ae) && ae.Status == 401 {
-			fmt.Fprintln(os.Stderr, "hint: set TROIKA_TOKEN (or --token) to the token the node printed at start")
+		if hint := errorHint(err); hint != "" {
+			fmt.Fprintln(os.Stderr, "hint:", hint)
 		}
 		os.Exit(1)
 	}
 }
 
-// apiFlags are the flags of every subcommand that talks to a node.
-type apiFlags struct {
-	addr, token, output string
+// errorHint says what to do about an API error the message alone may not
+// explain.
+func errorHint(err error) string {
+	var ae *admin.APIError
+	if !errors.As(err, &ae) {
+		return ""
+	}
+	switch {
+	case ae.Status == http.StatusUnauthorized:
+		return "set TROIKA_TOKEN (or --token-file) to a token of the node: the one it printed at start, or one of its admin.tokens"
+	case ae.Status == http.StatusForbidden && strings.HasPrefix(ae.Msg, "this token is read-only"):
+		return "this needs a token of scope admin: set TROIKA_TOKEN (or --token-file) to one"
+	case ae.Status == http.StatusBadRequest && strings.Contains(ae.Msg, "HTTPS server"):
+		return "the node serves the API over TLS: use https:// in --api (TROIKA_API), with --ca-file (TROIKA_CA_FILE) if a private CA signed its certificate"
+	}
+	return ""
 }
 
-func (f *apiFlags) client() *admin.Client { return admin.NewClient(f.addr, f.token) }
+// apiFlags are the flags of every subcommand that talks to a node. The
+// environment variables they fall back on are read when the command
+// runs, never shown as defaults: a token would appear in every --help.
+type apiFlags struct {
+	addr, token, tokenFile, caFile, clientCert, clientKey, output string
+	c                                                             *admin.Client
+}
+
+// API flags' environment variables and defaults.
+const (
+	envAPI        = "TROIKA_API"
+	envToken      = "TROIKA_TOKEN"
+	envTokenFile  = "TROIKA_TOKEN_FILE"
+	envCAFile     = "TROIKA_CA_FILE"
+	envClientCert = "TROIKA_CLIENT_CERT"
+	envClientKey  = "TROIKA_CLIENT_KEY"
+	defaultAPI    = "http://127.0.0.1:8080"
+)
+
+// usesAPI marks the commands (and their subcommands) that talk to a node.
+const usesAPI = "troika/api"
+
+// client is the API client connect made.
+func (f *apiFlags) client() *admin.Client { return f.c }
+
+// connect makes the client from the flags, or the environment for those
+// not given. A token given on the command line is visible to every user
+// of the host (ps): warn.
+func (f *apiFlags) connect(changed func(flag string) bool, stderr io.Writer) error {
+	pick := func(flag, value, env string) string {
+		if changed(flag) {
+			return value
+		}
+		return os.Getenv(env)
+	}
+	addr := pick("api", f.addr, envAPI)
+	if addr == "" {
+		addr = defaultAPI
+	}
+	// --token, --token-file, TROIKA_TOKEN, TROIKA_TOKEN_FILE: the first given.
+	token, tokenFile := f.token, ""
+	switch {
+	case changed("token"):
+		fmt.Fprintln(stderr, "warning: --token is visible to other users of this host (ps); prefer TROIKA_TOKEN or --token-file")
+	case changed("token-file"):
+		tokenFile = f.tokenFile
+	case os.Getenv(envToken) != "":
+		token = os.Getenv(envToken)
+	default:
+		tokenFile = os.Getenv(envTokenFile)
+	}
+	if tokenFile != "" {
+		b, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return fmt.Errorf("--token-file (TROIKA_TOKEN_FILE): %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	t := admin.ClientTLS{
+		CAFile:   pick("ca-file", f.caFile, envCAFile),
+		CertFile: pick("client-cert", f.clientCert, envClientCert),
+		KeyFile:  pick("client-key", f.clientKey, envClientKey),
+	}
+	if t == (admin.ClientTLS{}) && !strings.HasPrefix(addr, "https://") {
+		f.c = admin.NewClient(addr, token)
+		return nil
+	}
+	c, err := admin.NewClientTLS(addr, token, t)
+	if err != nil {
+		return fmt.Errorf("--api %s: %w (flags --ca-file, --client-cert, --client-key; env %s, %s, %s)", addr, err, envCAFile, envClientCert, envClientKey)
+	}
+	f.c = c
+	return nil
+}
 
 func rootCmd() *cobra.Command {
 	root := &cobra.Command{
@@ -49,20 +136,31 @@ func rootCmd() *cobra.Command {
 	}
 	api := &apiFlags{}
 	pf := root.PersistentFlags()
-	pf.StringVar(&api.addr, "api", envOr("TROIKA_API", "http://127.0.0.1:8080"), "admin API of a node (env TROIKA_API)")
-	pf.StringVar(&api.token, "token", os.Getenv("TROIKA_TOKEN"), "admin API bearer token (env TROIKA_TOKEN)")
+	pf.StringVar(&api.addr, "api", "", "admin API of a node: https://HOST:PORT, or http:// (env TROIKA_API; default "+defaultAPI+")")
+	pf.StringVar(&api.token, "token", "", "admin API bearer token (env TROIKA_TOKEN, preferred: a flag is visible in ps)")
+	pf.StringVar(&api.tokenFile, "token-file", "", "file holding the admin API bearer token (env TROIKA_TOKEN_FILE)")
+	pf.StringVar(&api.caFile, "ca-file", "", "CA certificates (PEM) that signed the node's certificate, for https (env TROIKA_CA_FILE; default the system's)")
+	pf.StringVar(&api.clientCert, "client-cert", "", "client certificate (PEM), for a node that asks for one (env TROIKA_CLIENT_CERT)")
+	pf.StringVar(&api.clientKey, "client-key", "", "the client certificate's key (PEM) (env TROIKA_CLIENT_KEY)")
 	pf.StringVarP(&api.output, "output", "o", "table", "output format: table or json")
+	root.MarkFlagsMutuallyExclusive("token", "token-file")
 
-	root.AddCommand(agentCmd(), devCmd(), accountCmd(api), tariffCmd(api), policyCmd(api), vendorCmd(api), connectionCmd(api),
-		aliasCmd(api), registrationCmd(api), callCmd(api), xdrCmd(api), clusterCmd(api), drainCmd(api))
-	return root
-}
-
-func envOr(key, dflt string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
+	apiCmds := []*cobra.Command{accountCmd(api), tariffCmd(api), policyCmd(api), vendorCmd(api), connectionCmd(api),
+		aliasCmd(api), registrationCmd(api), callCmd(api), xdrCmd(api), clusterCmd(api), drainCmd(api)}
+	for _, c := range apiCmds {
+		c.Annotations = map[string]string{usesAPI: "true"}
 	}
-	return dflt
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		for c := cmd; c != nil; c = c.Parent() {
+			if c.Annotations[usesAPI] != "" {
+				return api.connect(cmd.Flags().Changed, cmd.ErrOrStderr())
+			}
+		}
+		return nil
+	}
+	root.AddCommand(agentCmd(), devCmd())
+	root.AddCommand(apiCmds...)
+	return root
 }
 
 func newLogger(level string) (*slog.Logger, error) {
@@ -118,9 +216,10 @@ func devCmd() *cobra.Command {
 		Short: "Run a single demo node on loopback (no root, no config)",
 		Long: `Run one node on loopback with demo data: SIP on 127.0.0.1:5060 (UDP and TCP),
 an IP alias 127.0.0.2 with an extra UDP port 5070, the admin API on
-127.0.0.1:8080, a demo tariff and accounts 1001 and 1002. The admin token and
-the accounts' passwords are printed at start. Data lives in a temporary
-directory unless --data is given.`,
+127.0.0.1:8080 (plain HTTP, as it is on loopback), a demo tariff and accounts
+1001 and 1002. An admin token, a read-only token and the accounts' passwords
+are printed at start. Data lives in a temporary directory unless --data is
+given.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDev(cmd.Context(), o) },
 	}
@@ -171,6 +270,7 @@ func runDev(ctx context.Context, o node.DevOptions) error {
 	fmt.Fprintf(&b, "  SIP sockets:  %s\n", strings.Join(n.Sockets(), ", "))
 	fmt.Fprintf(&b, "  admin API:    http://%s\n", n.AdminAddr())
 	fmt.Fprintf(&b, "  admin token:  export TROIKA_API=http://%s TROIKA_TOKEN=%s\n", n.AdminAddr(), cfg.Admin.Token)
+	fmt.Fprintf(&b, "  read token:   %s (read-only: GET requests)\n", cfg.DevReadToken())
 	for _, a := range demo {
 		if a.Password == "" {
 			fmt.Fprintf(&b, "  account %s:  password as printed when %s was made (only its digest is stored; "+

@@ -9,6 +9,7 @@ import (
 
 	"github.com/troika-sip/troika/admin"
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/sipptest"
 	"github.com/troika-sip/troika/internal/testkit"
 )
 
@@ -78,7 +79,7 @@ func TestCLIServicePolicies(t *testing.T) {
 	}
 
 	// The seed's account: incoming to the redirect server, under the policy.
-	if _, err := runInProc(t, api, "account", "create", "--id", "80032555939", "--password", "p", "--service-policy", "easycall",
+	if _, err := runInProc(t, api, "account", "create", "--id", "80032555939", "--password-file", passwordFile(t, sipptest.APIPassword("80032555939")), "--service-policy", "easycall",
 		"--incoming-static", "udp:55.55.5.6:5060"); err != nil {
 		t.Fatal(err)
 	}
@@ -104,19 +105,19 @@ func TestCLIServicePolicies(t *testing.T) {
 // checked by a dry run before traffic.
 func TestCLIVendorsAndConnections(t *testing.T) {
 	api, st := policyNode(t)
-	out, err := runInProc(t, api, "vendor", "create", "--id", "carrier1", "--name", "Carrier One", "--username", "carrier1", "--password", "s3cret")
-	if err != nil || !strings.Contains(out, "Carrier One") || strings.Contains(out, "s3cret") {
+	out, err := runInProc(t, api, "vendor", "create", "--id", "carrier1", "--name", "Carrier One", "--username", "carrier1", "--password-file", passwordFile(t, "S3cret-vendor"))
+	if err != nil || !strings.Contains(out, "Carrier One") || strings.Contains(out, "S3cret-vendor") {
 		t.Fatalf("vendor create: %v\n%s", err, out)
 	}
-	if v, _ := st.Vendor("carrier1"); !reflect.DeepEqual(v.Credentials, testkit.Creds("carrier1", "s3cret")) {
+	if v, _ := st.Vendor("carrier1"); !reflect.DeepEqual(v.Credentials, testkit.Creds("carrier1", "S3cret-vendor")) {
 		t.Fatalf("stored %+v", v)
 	}
 	out, err = runInProc(t, api, "-o", "json", "vendor", "list")
-	if err != nil || strings.Contains(out, "s3cret") || !strings.Contains(out, `"has_password": true`) {
+	if err != nil || strings.Contains(out, "S3cret-vendor") || !strings.Contains(out, `"has_password": true`) {
 		t.Fatalf("vendor list: %v\n%s", err, out)
 	}
 	_, err = runInProc(t, api, "vendor", "create", "--id", "v2", "--username", "u2")
-	wantErr(t, err, "400", "password")
+	wantErr(t, err, "SIP password for vendor user u2", "--password-file")
 
 	out, err = runInProc(t, api, "connection", "create", "--id", "carrier1-sip", "--vendor", "carrier1", "--remote-ip", "1.2.3.4",
 		"--remote-ip", "10.0.0.0/8", "--tariff", "cost", "--cld-rules", `s/^00/+/; s/^\+44/44/`)
@@ -188,7 +189,7 @@ func TestCLIVendorsAndConnections(t *testing.T) {
 // Follow-me and incoming delivery from account create and update.
 func TestCLIAccountDelivery(t *testing.T) {
 	api, st := policyNode(t)
-	out, err := runInProc(t, api, "account", "create", "--id", "3001", "--password", "p", "--follow-me", "1002:20",
+	out, err := runInProc(t, api, "account", "create", "--id", "3001", "--password-file", passwordFile(t, sipptest.APIPassword("3001")), "--follow-me", "1002:20",
 		"--follow-me", "sip:desk@pbx.example.com:5080:30")
 	if err != nil || !strings.Contains(out, "FOLLOW_ME") || !strings.Contains(out, "1002:20,sip:desk@pbx.example.com:5080:30") {
 		t.Fatalf("create: %v\n%s", err, out)
