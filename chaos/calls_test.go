@@ -96,8 +96,8 @@ func callSurvives(t *testing.T, what string, fault func(c *Cluster, victim *Node
 		}
 	}
 	for _, a := range []admin.Account{
-		{ID: caller, Password: "pw" + caller, Billing: "prepaid", Balance: "100.00", TariffOut: "out"},
-		{ID: callee, Password: "pw" + callee, Billing: "prepaid", Balance: "10.00", TariffIn: "in"},
+		{ID: caller, Password: sipptest.APIPassword(caller), Billing: "prepaid", Balance: "100.00", TariffOut: "out"},
+		{ID: callee, Password: sipptest.APIPassword(callee), Billing: "prepaid", Balance: "10.00", TariffIn: "in"},
 	} {
 		if _, err := api.CreateAccount(ctx, a); err != nil {
 			t.Fatal(err)
@@ -116,7 +116,7 @@ func callSurvives(t *testing.T, what string, fault func(c *Cluster, victim *Node
 	// UAS then answers on.
 	uasPort := c.localPort()
 	st, err := sipptest.Exec(ctx, t.TempDir(), sipptest.Options{Target: target, Scenario: "reg_auth.xml",
-		Inject: sipptest.Users(callee), LocalIP: c.Client.Addr.String(), LocalPort: uasPort, Netns: c.Client.NS, Timeout: 20 * time.Second})
+		Inject: sipptest.APIUsers(callee), LocalIP: c.Client.Addr.String(), LocalPort: uasPort, Netns: c.Client.NS, Timeout: 20 * time.Second})
 	if err != nil || st.OK != 1 {
 		t.Fatalf("callee REGISTER through %s: %v, %d ok\n%s", target, err, st.OK, st.Errors)
 	}
@@ -137,7 +137,7 @@ func callSurvives(t *testing.T, what string, fault func(c *Cluster, victim *Node
 		before[id] = money(t, a.Balance)
 	}
 
-	uac, err := c.Client.StartSIPp("caller", target, "-sf", scenario(t, "uac_auth.xml"), "-s", callee, "-au", caller, "-ap", "pw"+caller,
+	uac, err := c.Client.StartSIPp("caller", target, "-sf", scenario(t, "uac_auth.xml"), "-s", callee, "-au", caller, "-ap", sipptest.APIPassword(caller),
 		"-i", c.Client.Addr.String(), "-p", strconv.Itoa(c.localPort()), "-m", "1", "-d", strconv.Itoa(int(callPause/time.Millisecond)),
 		"-timeout", "60s", "-timeout_error", "-default_behaviors", "all,-bye")
 	if err != nil {

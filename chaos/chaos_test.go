@@ -58,12 +58,12 @@ func userIDs(n int) []string {
 }
 
 // importUsers creates the accounts through node n's admin API, password
-// "pw"+id (sipptest.Users).
+// sipptest.APIPassword(id) (sipptest.APIUsers).
 func importUsers(t *testing.T, n *Node, ids []string) {
 	t.Helper()
 	accounts := make([]admin.Account, len(ids))
 	for i, id := range ids {
-		accounts[i] = admin.Account{ID: id, Password: "pw" + id}
+		accounts[i] = admin.Account{ID: id, Password: sipptest.APIPassword(id)}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

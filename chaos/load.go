@@ -21,7 +21,7 @@ import (
 type RegisterLoad struct {
 	Name     string        // in the report and the run directory; default load1, load2...
 	Target   string        // host:port, e.g. node.SIPAddr() or a VIP's
-	Users    []string      // account ids, password "pw"+id; SIPp cycles through them
+	Users    []string      // account ids, password sipptest.APIPassword(id); SIPp cycles through them
 	Rate     int           // registrations started per second, default 20
 	Duration time.Duration // how long to keep starting them, default 10 s
 	// Total, when set, is the number of registrations instead of
@@ -102,7 +102,7 @@ func (c *Cluster) StartRegisters(l RegisterLoad) (*Load, error) {
 	opts := sipptest.Options{
 		Target:    l.Target,
 		Scenario:  "reg_auth.xml",
-		Inject:    sipptest.Users(l.Users...),
+		Inject:    sipptest.APIUsers(l.Users...),
 		LocalIP:   l.From.Addr.String(),
 		LocalPort: c.localPort(),
 		Calls:     l.Total,

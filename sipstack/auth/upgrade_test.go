@@ -27,8 +27,10 @@ func (oneAccount) Account(id string) (fsm.Account, bool) {
 func (oneAccount) ConnectionForUser(string) (fsm.Connection, fsm.Vendor, bool) {
 	return fsm.Connection{}, fsm.Vendor{}, false
 }
-func (oneAccount) ConnectionForSource(netip.Addr) (fsm.Connection, bool) { return fsm.Connection{}, false }
-func (oneAccount) Vendor(string) (fsm.Vendor, bool)                       { return fsm.Vendor{}, false }
+func (oneAccount) ConnectionForSource(netip.Addr) (fsm.Connection, bool) {
+	return fsm.Connection{}, false
+}
+func (oneAccount) Vendor(string) (fsm.Vendor, bool) { return fsm.Vendor{}, false }
 
 // mintUnboundNonce is a nonce as builds before bound nonces issue them.
 func mintUnboundNonce(now time.Time) string {
