@@ -211,10 +211,11 @@ func (c *Config) applyDefaults() {
 	def(&c.Registrar.MaxExpires, 7200)
 	def(&c.Registrar.MaxContacts, 10)
 	if len(c.Registrar.Algorithms) == 0 {
-		// MD5 first: many phones (and SIPp) read only the first challenge
-		// and know only MD5. Clients that follow RFC 8760 then pick MD5 too;
-		// put SHA-256 first where every phone supports it.
-		c.Registrar.Algorithms = []string{"MD5", "SHA-256"}
+		// MD5 alone: phones that predate RFC 8760 (libre-based ones such
+		// as baresip 1.0, older firmware) give up on a 401 carrying a
+		// challenge they do not know, even next to an MD5 one; SIPp reads
+		// only the first. Offer SHA-256 where every phone supports it.
+		c.Registrar.Algorithms = []string{"MD5"}
 	}
 	if c.Registrar.NonceTTL == 0 {
 		c.Registrar.NonceTTL = 5 * time.Minute

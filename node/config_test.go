@@ -107,6 +107,11 @@ token = "0123456789abcdef0123"
 		c.Billing.MaxCallDuration != DefaultMaxCallDuration {
 		t.Fatalf("billing defaults %+v", c.Billing)
 	}
+	// Phones that predate RFC 8760 fail on any challenge they do not
+	// know: MD5 alone unless configured.
+	if !slices.Equal(c.Registrar.Algorithms, []string{"MD5"}) {
+		t.Fatalf("default digest algorithms %q, want MD5 alone", c.Registrar.Algorithms)
+	}
 }
 
 // The leader's periodic trim keeps the configured number of xDRs and the

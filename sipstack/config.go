@@ -39,11 +39,10 @@ type RegistrarConfig struct {
 	MaxContacts int
 
 	// Algorithms are the digest algorithms offered, one WWW-Authenticate
-	// each, in order of preference: SHA-256 then MD5 when empty, as RFC
-	// 8760 §2.4 recommends. Credentials using an algorithm not offered are
-	// challenged again (no downgrade). Clients that only read the first
-	// challenge and lack SHA-256 (SIPp 3.6, some older phones) cannot
-	// register with the default: offer MD5 first (or alone) for them.
+	// each, in order of preference: MD5 alone when empty, which every
+	// phone accepts (phones that predate RFC 8760 give up on a 401 with a
+	// challenge they do not know, even next to an MD5 one). Credentials
+	// using an algorithm not offered are challenged again (no downgrade).
 	Algorithms []string
 
 	// NonceTTL is how long a nonce may be used; an older one with otherwise
@@ -164,7 +163,7 @@ const (
 func (c Config) withDefaults() (Config, error) {
 	r := &c.Registrar
 	if len(r.Algorithms) == 0 {
-		r.Algorithms = []string{auth.SHA256, auth.MD5}
+		r.Algorithms = []string{auth.MD5}
 	}
 	setDef(&r.NonceTTL, defaultNonceTTL)
 	ac, err := c.authConfig().Check()

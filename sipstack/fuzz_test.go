@@ -89,7 +89,7 @@ func checkFuzzResponse(t *testing.T, res *sip.Response, data []byte) {
 // or OPTIONS).
 func fuzzHarness(tb testing.TB) func([]byte) *sip.Response {
 	now := time.UnixMilli(1_700_000_000_000)
-	ft := newFuzzTarget(tb, newTestState(tb, false), RegistrarConfig{Realm: "troika", MaxContacts: 5, AuthFailuresPerMinute: -1}, now,
+	ft := newFuzzTarget(tb, newTestState(tb, false), RegistrarConfig{Realm: "troika", MaxContacts: 5, AuthFailuresPerMinute: -1, Algorithms: []string{"SHA-256", "MD5"}}, now,
 		func(nonce, uri string) []string {
 			return []string{"@NONCE@", nonce,
 				"@MD5@", auth.Response(md5.New, "1001", "troika", "pw1001", "REGISTER", "sip:127.0.0.1", nonce, "00000001", "c0ffee", "auth"),

@@ -12,7 +12,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := c.Registrar
-	if len(r.Algorithms) != 2 || r.Algorithms[0] != "SHA-256" || r.Algorithms[1] != "MD5" {
+	if len(r.Algorithms) != 1 || r.Algorithms[0] != "MD5" {
 		t.Errorf("default algorithms %q", r.Algorithms)
 	}
 	if r.DefaultExpires != 3600 || r.MinExpires != 60 || r.MaxExpires != 7200 || r.MaxContacts != 10 || r.NonceTTL != 5*time.Minute {
