@@ -248,7 +248,7 @@ func TestWrongKeyIsRefused(t *testing.T) {
 	}
 
 	// A raft RPC with a huge term would depose the leader if it got in.
-	badLayer := &raftLayer{addr: "127.0.0.1:1", key: bad, conns: make(chan net.Conn), closed: make(chan struct{})}
+	badLayer := &raftLayer{addr: "127.0.0.1:1", dial: plainDial(bad), conns: make(chan net.Conn), closed: make(chan struct{})}
 	badTrans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: badLayer, MaxPool: 1, Timeout: 2 * time.Second, Logger: newHCLog(c.log, "bad-raft")})
 	defer badTrans.Close()
 	var voteResp raft.RequestVoteResponse
@@ -263,7 +263,7 @@ func TestWrongKeyIsRefused(t *testing.T) {
 	}
 
 	// Forwarding with a wrong key.
-	badFwd := newFwdClient(bad, c.log)
+	badFwd := newFwdClient(plainDial(bad), c.log)
 	defer badFwd.close()
 	cmd, err := fsm.Encode(&fsm.CreateAccount{Account: fsm.Account{ID: "mallory", Credentials: testkit.Creds("mallory", "x"), Billing: fsm.Prepaid}, Now: nowMS()})
 	if err != nil {
@@ -316,7 +316,7 @@ func TestWrongKeyIsRefused(t *testing.T) {
 	}
 
 	// The same request with the right key goes through.
-	goodFwd := newFwdClient(c.key, c.log)
+	goodFwd := newFwdClient(plainDial(c.key), c.log)
 	defer goodFwd.close()
 	f, err := goodFwd.call(ctx, ln.Addr(), opApply, cmd)
 	if err != nil || f.code != respOK {

@@ -36,6 +36,10 @@ type Config struct {
 	// Key is the cluster key (at least 16 bytes) every internal
 	// connection proves it knows.
 	Key []byte
+	// TLS, when set, encrypts the cluster port and authenticates both
+	// ends with certificates of the cluster CA (tls.go). Nil: plaintext,
+	// authenticated by the cluster key only.
+	TLS *TLSConfig
 	// Peers is the static voter set, used to bootstrap when this node has
 	// no raft state yet. Every node lists the same peers, itself included.
 	Peers []Peer
@@ -106,6 +110,11 @@ func (c *Config) validate() error {
 	}
 	if len(c.Key) < minKeyLen {
 		errs = append(errs, fmt.Errorf("cluster key: must be at least %d bytes (got %d)", minKeyLen, len(c.Key)))
+	}
+	if c.TLS != nil {
+		if err := c.TLS.check(c.NodeID); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.Bootstrap && len(c.Peers) == 0 && len(c.Join) > 0 {
 		errs = append(errs, errors.New("bootstrap and join: set one, not both (bootstrapping would start a second, separate cluster)"))

@@ -16,9 +16,27 @@
 // HMAC-SHA256(cluster key, challenge || connection type)); the type then
 // selects the handler, the way Consul multiplexes its server port: raft
 // RPCs, write forwarding, or the dispatch link. Forwarding and the
-// dispatch link frame their messages alike (framing.go). The port is
-// authenticated but not encrypted: it belongs on a private cluster
-// network, never on the customer side.
+// dispatch link frame their messages alike (framing.go).
+//
+// TLS. With a TLSConfig (tls.go, port.go; [cluster.tls] in the node's
+// configuration) the port is encrypted and both ends authenticated by
+// certificates: TLS 1.3 (at least 1.2), a client certificate required,
+// each certificate chaining to the cluster CA and naming a node with the
+// URI SAN troika-node:<node_id> (internal/certs); a dialer that knows
+// which node it calls (the raft configuration maps addresses to ids)
+// checks that name too, and a link hello must name the node of its
+// certificate. The server's challenge offers TLS; a TLS client answers
+// with its ClientHello (first byte 0x16, which no connection type is),
+// and once TLS is up the handshake above runs again inside it, so the
+// cluster key is still proven (a certificate from a CA shared with
+// another cluster is not enough). verify_incoming = false also accepts
+// the plaintext handshake, and a node dialing TLS (verify_outgoing) then
+// dials plaintext to a node that offers no TLS: a running plaintext
+// cluster moves to TLS by two rolling restarts (deploy/runbook.md).
+// Refused connections are counted by reason (PortStats) and logged at
+// most once per remote host and reason every 30 s (refuse.go). Without
+// TLS the port is authenticated but not encrypted: a password created
+// through the write path crosses it in clear.
 //
 // Writes. Node.Propose (write.go) applies a command with raft.Apply on the
 // leader, where raft batches the commands of concurrent callers into one

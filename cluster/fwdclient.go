@@ -43,8 +43,8 @@ func (e *linkError) Unwrap() error { return e.err }
 
 // fwdClient keeps one persistent, pipelined connection per remote node.
 type fwdClient struct {
-	key []byte
-	log *slog.Logger
+	dial dialFunc
+	log  *slog.Logger
 
 	mu      sync.Mutex
 	conns   map[string]*fwdConn
@@ -58,8 +58,8 @@ type dialAttempt struct {
 	err  error
 }
 
-func newFwdClient(key []byte, log *slog.Logger) *fwdClient {
-	return &fwdClient{key: key, log: log, conns: map[string]*fwdConn{}, dialing: map[string]*dialAttempt{}}
+func newFwdClient(dial dialFunc, log *slog.Logger) *fwdClient {
+	return &fwdClient{dial: dial, log: log, conns: map[string]*fwdConn{}, dialing: map[string]*dialAttempt{}}
 }
 
 // call sends one request to addr and waits for its response frame.
@@ -104,7 +104,7 @@ func (c *fwdClient) conn(ctx context.Context, addr string) (*fwdConn, error) {
 		if dl, ok := ctx.Deadline(); ok {
 			timeout = max(min(timeout, time.Until(dl)), 10*time.Millisecond)
 		}
-		conn, err := dialAuth(addr, c.key, connForward, timeout)
+		conn, err := c.dial(addr, connForward, timeout)
 
 		c.mu.Lock()
 		delete(c.dialing, addr)

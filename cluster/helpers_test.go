@@ -74,6 +74,14 @@ type testCluster struct {
 	nodes []*testNode
 }
 
+// plainDial dials the plaintext handshake with key, as a node without
+// [cluster.tls] does.
+func plainDial(key []byte) dialFunc {
+	return func(addr string, typ byte, timeout time.Duration) (net.Conn, error) {
+		return dialAuth(addr, key, typ, timeout)
+	}
+}
+
 func newKey(t testing.TB) []byte {
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {

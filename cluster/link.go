@@ -18,8 +18,9 @@ import (
 // Link carries the SIP dispatcher's messages between nodes (sipstack's
 // dispatch frames; docs/ARCHITECTURE.md). It rides the node's cluster port, so it
 // is authenticated like raft and forwarding (a handshake proving the
-// cluster key, connection type 'L') and belongs on the same private
-// network, never on the customer side.
+// cluster key, connection type 'L'; with TLS, certificates too, and a
+// hello must name the node the certificate names) and belongs on the
+// same private network, never on the customer side.
 //
 // Every node keeps one persistent connection to each other raft server
 // (addresses from the raft configuration, looked at every couple of
@@ -299,7 +300,7 @@ func (l *Link) runPeer(p *linkPeer) {
 // the connection breaks or the peer or the link stops. connected reports
 // whether the hello went through; err is why it ended.
 func (l *Link) connectAndWrite(p *linkPeer, addr string) (connected bool, err error) {
-	conn, err := dialAuth(addr, l.n.cfg.Key, connLink, linkDialTimeout)
+	conn, err := l.n.port.dial(addr, connLink, linkDialTimeout)
 	if err != nil {
 		return false, err
 	}
@@ -418,6 +419,9 @@ func (l *Link) serveConn(conn net.Conn) {
 	var hello []byte
 	if err == nil {
 		from, hello, err = decodeHello(body)
+	}
+	if id, ok := peerNodeID(conn); err == nil && ok && id != from {
+		err = fmt.Errorf("the hello says node %q, the peer's certificate names %q", from, id)
 	}
 	if err != nil {
 		l.log.Warn("link: refused a connection", "remote", conn.RemoteAddr().String(), "error", err)

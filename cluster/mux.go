@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -23,10 +24,11 @@ const (
 )
 
 // mux accepts connections on the node's one internal port, authenticates
-// them and hands each to raft or to the forwarding server.
+// them (port.go) and hands each to raft, the forwarding server or the
+// link.
 type mux struct {
 	ln        net.Listener
-	key       []byte
+	auth      *portAuth
 	log       *slog.Logger
 	raft      *raftLayer
 	onForward func(net.Conn) // runs in its own goroutine, owns the conn
@@ -43,10 +45,10 @@ type mux struct {
 	closed bool
 }
 
-func newMux(ln net.Listener, key []byte, advertise string, log *slog.Logger) *mux {
+func newMux(ln net.Listener, auth *portAuth, advertise string, log *slog.Logger) *mux {
 	m := &mux{
 		ln:         ln,
-		key:        key,
+		auth:       auth,
 		log:        log,
 		handshakes: make(chan struct{}, maxHandshakes),
 		closing:    make(chan struct{}),
@@ -54,7 +56,7 @@ func newMux(ln net.Listener, key []byte, advertise string, log *slog.Logger) *mu
 	}
 	m.raft = &raftLayer{
 		addr:   stringAddr(advertise),
-		key:    key,
+		dial:   auth.dial,
 		conns:  make(chan net.Conn),
 		closed: make(chan struct{}),
 	}
@@ -103,7 +105,7 @@ func (m *mux) dispatch(conn net.Conn) {
 	select {
 	case m.handshakes <- struct{}{}:
 	default:
-		m.log.Warn("cluster port: too many unauthenticated connections, dropping one", "remote", conn.RemoteAddr().String())
+		m.auth.refused(conn.RemoteAddr().String(), &refusal{reason: RefusedBusy, err: fmt.Errorf("too many connections in their handshake (%d): dropped this one", maxHandshakes)})
 		_ = conn.Close()
 		return
 	}
@@ -119,12 +121,20 @@ func (m *mux) dispatch(conn net.Conn) {
 	}()
 }
 
-func (m *mux) handle(conn *trackedConn) {
-	typ, err := serverHandshake(conn, m.key, handshakeTimeout)
+func (m *mux) handle(tc *trackedConn) {
+	conn, typ, err := m.auth.accept(tc)
 	<-m.handshakes
 	if err != nil {
-		m.log.Warn("cluster port: refused a connection", "remote", conn.RemoteAddr().String(), "error", err)
-		_ = conn.Close()
+		var r *refusal
+		if !errors.As(err, &r) {
+			r = &refusal{reason: RefusedHandshake, err: err}
+		}
+		select {
+		case <-m.closing: // the mux closed it
+		default:
+			m.auth.refused(tc.RemoteAddr().String(), r)
+		}
+		_ = tc.Close()
 		return
 	}
 	switch typ {
@@ -202,11 +212,14 @@ func (c *trackedConn) Close() error {
 	return c.Conn.Close()
 }
 
+// NetConn is the accepted connection.
+func (c *trackedConn) NetConn() net.Conn { return c.Conn }
+
 // raftLayer is the raft.StreamLayer of the node's port: Accept yields the
 // authenticated raft connections the mux hands over; Dial authenticates.
 type raftLayer struct {
 	addr      stringAddr
-	key       []byte
+	dial      dialFunc
 	conns     chan net.Conn
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -232,8 +245,12 @@ func (l *raftLayer) Close() error {
 func (l *raftLayer) Addr() net.Addr { return l.addr }
 
 func (l *raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return dialAuth(string(address), l.key, connRaft, timeout)
+	return l.dial(string(address), connRaft, timeout)
 }
+
+// dialFunc opens an authenticated connection of a type to a cluster port
+// (portAuth.dial).
+type dialFunc func(addr string, typ byte, timeout time.Duration) (net.Conn, error)
 
 type stringAddr string
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -47,7 +48,11 @@ type Node struct {
 	snaps     *raft.FileSnapshotStore
 	mux       *mux
 	fwd       *fwdClient
+	port      *portAuth // the cluster port's security, both ways
 	advertise string
+	// raftRef is raft for the port's dialers, which may run before
+	// startRaft has set raft.
+	raftRef atomic.Pointer[raft.Raft]
 
 	ctx      context.Context // ends at Shutdown
 	cancel   context.CancelFunc
@@ -101,6 +106,10 @@ func (n *Node) alive() error {
 	}
 	return nil
 }
+
+// PortStats returns the cluster port's counters: connections accepted
+// (TLS, plaintext) and refused by reason.
+func (n *Node) PortStats() PortStats { return n.port.stats() }
 
 // ID returns this node's raft id.
 func (n *Node) ID() string { return n.cfg.NodeID }

@@ -79,6 +79,10 @@ func checkStart(ctx context.Context, cfg *Config, state *fsm.State) error {
 		return errors.New("cluster: start: nil fsm state")
 	}
 	cfg.setDefaults()
+	if cfg.TLS != nil {
+		t := *cfg.TLS // check fills in the leaf: the caller's stays as it was
+		cfg.TLS = &t
+	}
 	if err := cfg.validate(); err != nil {
 		return err
 	}
@@ -138,14 +142,13 @@ func openStores(cfg *Config, log *slog.Logger, undo *undoStack) (*raftboltdb.Bol
 func newNode(cfg Config, log *slog.Logger, state *fsm.State, store *raftboltdb.BoltStore, snaps *raft.FileSnapshotStore, advertise string, undo *undoStack) *Node {
 	ctx, cancel := context.WithCancel(context.Background())
 	undo.push(cancel)
-	return &Node{
+	n := &Node{
 		cfg:         cfg,
 		log:         log,
 		state:       state,
 		fsm:         &raftFSM{state: state, log: log},
 		store:       store,
 		snaps:       snaps,
-		fwd:         newFwdClient(cfg.Key, log),
 		advertise:   advertise,
 		ctx:         ctx,
 		cancel:      cancel,
@@ -154,12 +157,36 @@ func newNode(cfg Config, log *slog.Logger, state *fsm.State, store *raftboltdb.B
 		obsCh:       make(chan raft.Observation, 64),
 		leaderWatch: make(chan struct{}),
 	}
+	n.port = newPortAuth(cfg.Key, cfg.TLS, n.nodeAt, log)
+	n.fwd = newFwdClient(n.port.dial, log)
+	return n
+}
+
+// nodeAt is the node whose cluster port addr is, as the raft
+// configuration (or the static peers) say; "" when neither knows it.
+// A TLS dialer checks that the certificate it is shown names that node.
+func (n *Node) nodeAt(addr string) string {
+	if r := n.raftRef.Load(); r != nil {
+		if f := r.GetConfiguration(); f.Error() == nil {
+			for _, s := range f.Configuration().Servers {
+				if string(s.Address) == addr {
+					return string(s.ID)
+				}
+			}
+		}
+	}
+	for _, p := range n.cfg.Peers {
+		if p.Addr == addr {
+			return p.ID
+		}
+	}
+	return ""
 }
 
 // newTransport puts the mux on the cluster port and raft's network
 // transport on the mux.
 func (n *Node) newTransport(ln net.Listener, undo *undoStack) {
-	n.mux = newMux(ln, n.cfg.Key, n.advertise, n.log)
+	n.mux = newMux(ln, n.port, n.advertise, n.log)
 	n.mux.onForward = n.serveForward
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  n.mux.raft,
@@ -193,6 +220,7 @@ func (n *Node) startRaft(undo *undoStack) (existing bool, err error) {
 		return false, fmt.Errorf("cluster: start raft: %w", err)
 	}
 	n.raft = r
+	n.raftRef.Store(r)
 	undo.push(func() { _ = r.Shutdown().Error() })
 	n.observer = raft.NewObserver(n.obsCh, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {

@@ -15,10 +15,7 @@ import (
 // instead of queueing into a dead socket, and by the reader, which frees
 // the connection.
 func setUserTimeout(c net.Conn, d time.Duration) {
-	if tc, ok := c.(*trackedConn); ok {
-		c = tc.Conn
-	}
-	tcp, ok := c.(*net.TCPConn)
+	tcp, ok := netConn(c).(*net.TCPConn)
 	if !ok {
 		return
 	}

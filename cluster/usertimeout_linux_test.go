@@ -3,6 +3,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"net"
 	"testing"
 	"time"
@@ -10,8 +11,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The link's connections, dialed or accepted (wrapped by the mux), carry
-// the kernel's user timeout, so a silently dead peer is dropped.
+// The link's connections, dialed or accepted (wrapped by the mux, and
+// by TLS), carry the kernel's user timeout, so a silently dead peer is
+// dropped.
 func TestSetUserTimeout(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -28,13 +30,18 @@ func TestSetUserTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer accepted.Close()
-	for name, c := range map[string]net.Conn{"dialed": dialed, "accepted, wrapped": &trackedConn{Conn: accepted}} {
-		setUserTimeout(c, 5*time.Second)
-		tcp := dialed.(*net.TCPConn)
-		if name != "dialed" {
-			tcp = accepted.(*net.TCPConn)
-		}
-		raw, err := tcp.SyscallConn()
+	for i, tc := range []struct {
+		name string
+		c    net.Conn
+		tcp  net.Conn
+	}{
+		{"dialed", dialed, dialed},
+		{"accepted, wrapped", &trackedConn{Conn: accepted}, accepted},
+		{"accepted, under TLS", tls.Server(&prefixConn{Conn: &trackedConn{Conn: accepted}}, &tls.Config{}), accepted},
+	} {
+		want := 5000 + i // each case sets its own value
+		setUserTimeout(tc.c, time.Duration(want)*time.Millisecond)
+		raw, err := tc.tcp.(*net.TCPConn).SyscallConn()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -43,8 +50,8 @@ func TestSetUserTimeout(t *testing.T) {
 		if err := raw.Control(func(fd uintptr) { got, gerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT) }); err != nil {
 			t.Fatal(err)
 		}
-		if gerr != nil || got != 5000 {
-			t.Errorf("%s: TCP_USER_TIMEOUT %d ms (%v), want 5000", name, got, gerr)
+		if gerr != nil || got != want {
+			t.Errorf("%s: TCP_USER_TIMEOUT %d ms (%v), want %d", tc.name, got, gerr, want)
 		}
 	}
 }
