@@ -52,6 +52,10 @@ type ClusterConfig struct {
 	GossipBind      string   `toml:"gossip_bind"`      // default: bind's host, bind's port + 1
 	GossipAdvertise string   `toml:"gossip_advertise"` // default: advertise's (or bind's) host, the gossip port
 	GossipJoin      []string `toml:"gossip_join"`      // default: every peer's (or join) host, port + 1
+
+	// TLS, the [cluster.tls] section, encrypts the cluster port
+	// (clustertls.go).
+	TLS *ClusterTLSConfig `toml:"tls"`
 }
 
 // SIPConfig is the [sip] section.
@@ -279,6 +283,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if _, err := c.ClusterPeers(); err != nil {
+		return err
+	}
+	if err := c.validateClusterTLS(); err != nil {
 		return err
 	}
 	if len(c.Cluster.Peers) == 0 && !c.Cluster.Bootstrap && len(c.Cluster.Join) == 0 {

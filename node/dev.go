@@ -31,7 +31,8 @@ const DevReadTokenName = "dev-read"
 // DevConfig turns dev options into a node configuration: plain HTTP on
 // loopback, an admin token and a read-only one (DevReadTokenName). The
 // tokens are kept in the data directory so they survive restarts with
-// -data.
+// -data; the cluster port runs TLS with a throwaway CA and node
+// certificate made afresh in <data>/dev-tls at every start.
 func DevConfig(o DevOptions) (Config, error) {
 	if o.SIPAddress == "" {
 		o.SIPAddress = "127.0.0.1"
@@ -53,10 +54,14 @@ func DevConfig(o DevOptions) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
+	tls, err := devTLS(filepath.Join(o.DataDir, "dev-tls"), "dev")
+	if err != nil {
+		return Config{}, err
+	}
 	c := Config{
 		NodeID:  "dev",
 		DataDir: o.DataDir,
-		Cluster: ClusterConfig{Bind: o.ClusterBind, Key: RandomToken(32), Bootstrap: true},
+		Cluster: ClusterConfig{Bind: o.ClusterBind, Key: RandomToken(32), Bootstrap: true, TLS: tls},
 		SIP: SIPConfig{
 			Addresses: []string{o.SIPAddress}, UDPPorts: []int{o.SIPPort}, TCPPorts: []int{o.SIPPort},
 			ServeAliases: true,

@@ -86,12 +86,15 @@ func startDispatchNodes(t *testing.T) *dispatchCluster {
 	dc := &dispatchCluster{}
 	dir := t.TempDir()
 	var cfgs []Config
+	tlsDir := filepath.Join(dir, "tls")
+	ca := newTestCA(t, tlsDir)
 	for i, ip := range ips {
 		_, bind, _ := strings.Cut(peers[i], "=")
+		id := fmt.Sprintf("d%d", i+1)
 		cfgs = append(cfgs, Config{
-			NodeID: fmt.Sprintf("d%d", i+1), DataDir: filepath.Join(dir, fmt.Sprintf("d%d", i+1)),
+			NodeID: id, DataDir: filepath.Join(dir, id),
 			Cluster: ClusterConfig{Bind: bind, Key: "dispatch-test-cluster-key-0123456789", Peers: peers,
-				GossipBind: gossip[i], GossipJoin: gossip},
+				GossipBind: gossip[i], GossipJoin: gossip, TLS: writeTestCerts(t, ca, tlsDir, id)},
 			SIP:   SIPConfig{Addresses: []string{ip}, UDPPorts: []int{port}, TCPPorts: []int{}},
 			Admin: AdminConfig{Listen: ip + ":0", Token: "dispatch-test-token-0123456789"},
 		})
@@ -211,7 +214,8 @@ func registerVia(t *testing.T, conn *net.UDPConn, server, cid string) int {
 // Three nodes with the real cluster link and gossip: REGISTERs sent to
 // one node's address with many Call-IDs are processed by all three (their
 // /metrics say so), every answer comes from that address, and the
-// bindings record it as their ingress.
+// bindings record it as their ingress. The cluster ports run TLS
+// ([cluster.tls], certificates from files).
 func TestDispatchThroughClusterLink(t *testing.T) {
 	dc := startDispatchNodes(t)
 	n1 := dc.nodes[0]
@@ -258,6 +262,16 @@ func TestDispatchThroughClusterLink(t *testing.T) {
 	}
 	if got := metric(t, n1, "troika_sip_dispatch_datagrams_total", `target="remote"`); got == 0 {
 		t.Error("n1 dispatched nothing to the others")
+	}
+	// The link, raft and forwarding ran over TLS ([cluster.tls] from
+	// files): no connection was plaintext, none refused.
+	for _, n := range dc.nodes {
+		tlsConns := metric(t, n, "troika_cluster_conns_accepted_total", `transport="tls"`)
+		plain := metric(t, n, "troika_cluster_conns_accepted_total", `transport="plaintext"`)
+		refused := metric(t, n, "troika_cluster_conn_refused_total", `reason="bad_cert"`)
+		if tlsConns == 0 || plain != 0 || refused != 0 {
+			t.Errorf("%s accepted %v TLS and %v plaintext connections, refused %v bad certificates: want TLS only", n.cfg.NodeID, tlsConns, plain, refused)
+		}
 	}
 	bs := n1.state.Bindings("1001", time.Now().UnixMilli())
 	if len(bs) != 1 || bs[0].Ingress != "udp:"+dc.sip[0] || bs[0].Source != conn.LocalAddr().String() {

@@ -76,6 +76,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	if err := n.startRaft(ctx, cs); err != nil {
 		return nil, err
 	}
+	registerPortMetrics(reg, n.cluster)
 	if err := n.startGossip(cs); err != nil {
 		n.cluster.Shutdown()
 		return nil, err
@@ -103,6 +104,7 @@ type clusterSettings struct {
 	key    []byte
 	peers  []Peer
 	gossip GossipAddrs
+	tls    *cluster.TLSConfig // nil: plaintext
 }
 
 func readClusterSettings(cfg Config) (clusterSettings, error) {
@@ -115,6 +117,9 @@ func readClusterSettings(cfg Config) (clusterSettings, error) {
 		return cs, err
 	}
 	if cs.gossip, err = cfg.GossipAddrs(); err != nil {
+		return cs, err
+	}
+	if cs.tls, err = cfg.ClusterTLS(time.Now()); err != nil {
 		return cs, err
 	}
 	return cs, nil
@@ -161,6 +166,7 @@ func (n *Node) startRaft(ctx context.Context, cs clusterSettings) error {
 		BindAddr:      cfg.Cluster.Bind,
 		AdvertiseAddr: cfg.Cluster.Advertise,
 		Key:           cs.key,
+		TLS:           cs.tls,
 		Bootstrap:     cfg.Cluster.Bootstrap,
 		Join:          cfg.Cluster.Join,
 		OnLeader:      n.leaderDuties,
@@ -173,6 +179,7 @@ func (n *Node) startRaft(ctx context.Context, cs clusterSettings) error {
 	for _, p := range cs.peers {
 		ccfg.Peers = append(ccfg.Peers, cluster.Peer{ID: p.ID, Addr: p.Addr})
 	}
+	logClusterTLS(ccfg.Logger, cs.tls, time.Now())
 	var err error
 	if n.cluster, err = cluster.Start(ctx, ccfg, n.state); err != nil {
 		return fmt.Errorf("start cluster: %w", err)
