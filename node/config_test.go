@@ -16,7 +16,8 @@ import (
 
 // loadExample loads the example configuration file example with its
 // secret files (/etc/troika/cluster.key, /etc/troika/admin.token,
-// /etc/troika/read.token) written to dir instead.
+// /etc/troika/read.token) and its cluster certificates (/etc/troika/tls/:
+// a CA and sip1 to sip3, made once per dir) written to dir instead.
 func loadExample(t *testing.T, dir, example string) (Config, error) {
 	t.Helper()
 	key := filepath.Join(dir, "cluster.key")
@@ -26,7 +27,15 @@ func loadExample(t *testing.T, dir, example string) (Config, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := strings.NewReplacer("/etc/troika/cluster.key", key, "/etc/troika/admin.token", tok, "/etc/troika/read.token", read).Replace(string(data))
+	tlsDir := filepath.Join(dir, "tls")
+	if _, err := os.Stat(tlsDir); err != nil {
+		ca := newTestCA(t, tlsDir)
+		for _, id := range []string{"sip1", "sip2", "sip3"} {
+			writeTestCerts(t, ca, tlsDir, id)
+		}
+	}
+	text := strings.NewReplacer("/etc/troika/cluster.key", key, "/etc/troika/admin.token", tok, "/etc/troika/read.token", read,
+		"/etc/troika/tls/", tlsDir+"/").Replace(string(data))
 	path := filepath.Join(dir, filepath.Base(example))
 	for name, content := range map[string]string{key: "c2VjcmV0LWNsdXN0ZXIta2V5LTAxMjM0NTY3ODkK\n", tok: "0123456789abcdef0123\n",
 		read: "read-0123456789abcdef\n", path: text} {
@@ -52,6 +61,9 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 	if c.Billing != (BillingConfig{XDRRetentionCount: 1_000_000, IdempotencyWindow: 7 * 24 * time.Hour, MaxCallDuration: 4 * time.Hour}) {
 		t.Fatalf("billing %+v", c.Billing)
+	}
+	if tc, err := c.ClusterTLS(time.Now()); err != nil || !tc.VerifyIncoming || !tc.VerifyOutgoing {
+		t.Fatalf("the example's [cluster.tls]: %+v, %v", tc, err)
 	}
 }
 
@@ -179,6 +191,9 @@ func TestThreeNodeExampleConfigsLoad(t *testing.T) {
 		}
 		if peers, _ := c.ClusterPeers(); len(peers) != 3 {
 			t.Fatalf("%s: %d peers", p, len(peers))
+		}
+		if tc, err := c.ClusterTLS(time.Now()); err != nil || tc == nil {
+			t.Fatalf("%s: [cluster.tls]: %v", p, err)
 		}
 	}
 }
