@@ -21,6 +21,7 @@ const clusterToken = "cluster-test-token-0123456789"
 
 type testNode struct {
 	id, sipIP, api, config string
+	cluster                string // the cluster port
 	p                      *proc
 }
 
@@ -52,6 +53,7 @@ func threeNodes(t *testing.T) []*testNode {
 	for i := range 3 {
 		n := &testNode{id: fmt.Sprintf("n%d", i+1), sipIP: fmt.Sprintf("127.0.0.4%d", i+1)}
 		n.api = n.sipIP + ":8080"
+		n.cluster = fmt.Sprintf("127.0.0.1:%d", ports[i])
 		n.config = filepath.Join(dir, n.id+".toml")
 		cfg := fmt.Sprintf(`node_id = %q
 data_dir = %q

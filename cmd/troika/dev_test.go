@@ -38,6 +38,9 @@ func TestDevNodeRegistersOnMainAndAlias(t *testing.T) {
 	t.Logf("dev node up in %s", time.Since(began).Round(time.Millisecond))
 	api, token := m[1], m[2]
 	password := p.waitOutput(t, passwordRE, time.Second)[1]
+	if !strings.Contains(p.output(), "cluster port: TLS") {
+		t.Errorf("the dev node's cluster port is not TLS:\n%s", p.output())
+	}
 
 	if got := sipOptions(t, "127.0.0.1:5060"); got != "SIP/2.0 200 OK" {
 		t.Fatalf("OPTIONS: %q", got)

@@ -158,7 +158,7 @@ func rootCmd() *cobra.Command {
 		}
 		return nil
 	}
-	root.AddCommand(agentCmd(), devCmd())
+	root.AddCommand(agentCmd(), devCmd(), certCmd())
 	root.AddCommand(apiCmds...)
 	return root
 }
