@@ -91,7 +91,7 @@ func followerOf(c *Cluster, leader *Node) *Node {
 // Three nodes in their namespaces form one raft cluster; a hundred phones
 // in the client namespace register through node 2's address, over the
 // bridge; every node lists every binding, with the client's address as
-// source.
+// source. The cluster ports run TLS (the harness's certificates).
 func TestClusterInNamespaces(t *testing.T) {
 	sipptest.Need(t)
 	c := newCluster(t, Options{})
@@ -145,6 +145,14 @@ func TestClusterInNamespaces(t *testing.T) {
 	}
 	if d := c.DoubleHolders(); len(d) != 0 {
 		t.Errorf("double holders: %v", d)
+	}
+	// The harness's certificates: the cluster ports ran TLS only.
+	for _, n := range c.Nodes {
+		tlsConns := nodeMetric(t, n, `troika_cluster_conns_accepted_total{transport="tls"}`)
+		plain := nodeMetric(t, n, `troika_cluster_conns_accepted_total{transport="plaintext"}`)
+		if tlsConns == 0 || plain != 0 {
+			t.Errorf("%s accepted %v TLS and %v plaintext cluster connections: want TLS only", n.Name, tlsConns, plain)
+		}
 	}
 }
 

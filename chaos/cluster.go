@@ -58,6 +58,12 @@ type Options struct {
 	// Sysctls are set in every node namespace before the nodes start,
 	// e.g. {"net.ipv4.ip_nonlocal_bind": "1"}.
 	Sysctls map[string]string
+	// PlaintextCluster leaves [cluster.tls] out of the generated
+	// configurations: the cluster port runs without TLS. By default each
+	// node gets a certificate of the run's CA (RUN_DIR/tls) and requires
+	// TLS both ways; Config can change the switches, or delete
+	// "cluster.tls" for one node (a binary that knows no TLS).
+	PlaintextCluster bool
 	// NoStart builds the network and writes the configurations but starts
 	// no node: call Node.Start, or use the namespaces by hand.
 	NoStart bool
@@ -85,6 +91,7 @@ type Cluster struct {
 	Client *Host        // the phones' namespace
 	Dir    string       // the run directory: configs, data, logs, SIPp files, report
 	Token  string       // the admin API token of every node
+	TLSDir string       // the run's CA and node certificates: ca.pem, nN.pem, nN-key.pem
 
 	clusterKey string
 	lock       *os.File
@@ -174,6 +181,9 @@ func New(t testing.TB, opts Options) *Cluster {
 	c.event("", "setup", fmt.Sprintf("run %s, subnet %s, run directory %s", c.ID, c.Subnet, c.Dir))
 	if err := c.buildNetwork(); err != nil {
 		t.Fatalf("chaos: building the network: %v", err)
+	}
+	if err := c.makeCerts(); err != nil {
+		t.Fatalf("chaos: certificates: %v", err)
 	}
 	for _, n := range c.Nodes {
 		if err := os.MkdirAll(n.DataDir, 0o700); err != nil {

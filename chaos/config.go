@@ -5,10 +5,15 @@ package chaos
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/troika-sip/troika/internal/certs"
 )
 
 // TOML is a node's configuration file as nested maps: only the keys set
@@ -103,7 +108,35 @@ func (c *Cluster) baseConfig(n *Node) TOML {
 	cfg.Set("sip.addresses", []string{n.Addr.String()})
 	cfg.Set("admin.listen", n.APIAddr())
 	cfg.Set("admin.token", c.Token)
+	if !c.opts.PlaintextCluster {
+		cfg.Set("cluster.tls.ca_file", filepath.Join(c.TLSDir, certs.CACertFile))
+		cfg.Set("cluster.tls.cert_file", filepath.Join(c.TLSDir, certs.NodeCertFile(n.Name)))
+		cfg.Set("cluster.tls.key_file", filepath.Join(c.TLSDir, certs.NodeKeyFile(n.Name)))
+	}
 	return cfg
+}
+
+// makeCerts makes the run's cluster CA and a certificate for each node
+// (naming it, with its address) in RUN_DIR/tls, as `troika cert` would.
+func (c *Cluster) makeCerts() error {
+	c.TLSDir = filepath.Join(c.Dir, "tls")
+	ca, err := certs.NewCA("chaos "+c.ID+" CA", time.Now(), 7*24*time.Hour)
+	if err != nil {
+		return err
+	}
+	if err := certs.WriteCA(c.TLSDir, ca, false); err != nil {
+		return err
+	}
+	for _, n := range c.Nodes {
+		is, err := ca.IssueNode(certs.NodeRequest{NodeID: n.Name, IPs: []net.IP{n.Addr.AsSlice()}})
+		if err != nil {
+			return err
+		}
+		if _, _, err := certs.WriteNode(c.TLSDir, n.Name, is, false); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeConfig (re)writes node n's configuration file from the generated

@@ -35,8 +35,11 @@
 // Each node runs `ip netns exec NS troika agent --config FILE`, with a
 // generated TOML configuration: static peers (cluster link on :7000), SIP
 // on the node's address (:5060), the admin API on the node's address
-// (:8080), a shared cluster key and admin token. Options.Config can change
-// or add any key. Logs go to RUN_DIR/nN.log (appended across restarts).
+// (:8080), a shared cluster key and admin token, and TLS on the cluster
+// port ([cluster.tls], both ways) with a CA and node certificates the
+// harness makes in RUN_DIR/tls (Options.PlaintextCluster leaves TLS out).
+// Options.Config can change or add any key. Logs go to RUN_DIR/nN.log
+// (appended across restarts).
 //
 // # Faults
 //

@@ -19,7 +19,7 @@ import (
 // namespace (reg_auth.xml: REGISTER, 401, REGISTER with digest, 200). One
 // SIPp "call" is one registration.
 type RegisterLoad struct {
-	Name     string        // in the report and the run directory; default load1, load2...
+	Name     string        // in the report and the run directory; default load1, load2... (a name used before gets -2, -3...)
 	Target   string        // host:port, e.g. node.SIPAddr() or a VIP's
 	Users    []string      // account ids, password sipptest.APIPassword(id); SIPp cycles through them
 	Rate     int           // registrations started per second, default 20
@@ -92,6 +92,11 @@ func (c *Cluster) StartRegisters(l RegisterLoad) (*Load, error) {
 	if l.Name == "" {
 		l.Name = fmt.Sprintf("load%d", len(c.loads)+1)
 	}
+	// A name used before gets a suffix: each load has its own directory
+	// (its statistics file would otherwise be the earlier load's).
+	for base, k := l.Name, 2; c.loadNamed(l.Name); k++ {
+		l.Name = fmt.Sprintf("%s-%d", base, k)
+	}
 	c.mu.Unlock()
 	dir := filepath.Join(c.Dir, "sipp-"+l.Name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -129,6 +134,16 @@ func (c *Cluster) StartRegisters(l RegisterLoad) (*Load, error) {
 		c.event(l.From.Name, "load-end", fmt.Sprintf("%s: %d ok, %d failed, %d retransmissions", l.Name, st.OK, st.Failed, st.Retrans))
 	}()
 	return ld, nil
+}
+
+// loadNamed reports whether a load called name was started; c.mu held.
+func (c *Cluster) loadNamed(name string) bool {
+	for _, ld := range c.loads {
+		if ld.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Progress returns how many REGISTERs SIPp has counted as successful so
