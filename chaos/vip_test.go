@@ -115,15 +115,22 @@ func sipAddr(a netip.Addr, port int) string { return net.JoinHostPort(a.String()
 // setupVIP starts the cluster, imports users and adds the alias, and
 // waits until the virtual IP and the alias are each held by one node.
 func setupVIP(t *testing.T, users int) (c *Cluster, vip, alias netip.Addr, ids []string) {
-	return setupVIPWith(t, users, troikaBin)
+	return setupVIPWith(t, users, troikaBin, nil)
 }
 
-// setupVIPWith is setupVIP with the nodes running binary.
-func setupVIPWith(t *testing.T, users int, binary string) (c *Cluster, vip, alias netip.Addr, ids []string) {
+// setupVIPWith is setupVIP with the nodes running binary, and their
+// configurations changed by config too (when not nil), at every start.
+func setupVIPWith(t *testing.T, users int, binary string, config func(n *Node, cfg TOML)) (c *Cluster, vip, alias netip.Addr, ids []string) {
 	t.Helper()
 	NeedRoot(t)
 	o := vipOptions()
 	o.Binary = binary
+	if vipConfig := o.Config; config != nil {
+		o.Config = func(n *Node, cfg TOML) {
+			vipConfig(n, cfg)
+			config(n, cfg)
+		}
+	}
 	c = New(t, o)
 	vip, alias = vipAddr(c.Nodes[0].Addr), aliasAddr(c.Nodes[0].Addr)
 	if _, err := c.WaitLeader(10 * time.Second); err != nil {
