@@ -35,8 +35,9 @@
 // cluster moves to TLS by two rolling restarts (deploy/runbook.md).
 // Refused connections are counted by reason (PortStats) and logged at
 // most once per remote host and reason every 30 s (refuse.go). Without
-// TLS the port is authenticated but not encrypted: a password created
-// through the write path crosses it in clear.
+// TLS the port is authenticated but not encrypted: an account's digest
+// credentials (as good as its password to a SIP attacker) cross it in
+// clear with every write that carries them.
 //
 // Writes. Node.Propose (write.go) applies a command with raft.Apply on the
 // leader, where raft batches the commands of concurrent callers into one
