@@ -91,7 +91,7 @@ func TestUpgradeFromEarlierBuild(t *testing.T) {
 	}
 
 	requireTLS.Store(true)
-	rollUnderLoad(t, c, vip, alias, ids, "restart requiring TLS", "", func(n *Node) (string, []string, error) {
+	rollUnderLoad(t, c, vip, alias, ids, "TLS-requiring restart", "", func(n *Node) (string, []string, error) {
 		from := time.Now()
 		if err := n.Stop(15 * time.Second); err != nil {
 			return "", nil, err
