@@ -9,13 +9,24 @@ import (
 
 // BenchmarkProposeConcurrent measures Register proposals per second on a
 // 3-node loopback cluster (real TCP, BoltDB fsync) with many concurrent
-// proposers, through the leader and through a follower. Each proposal is a
-// REGISTER of one of 4 phones of one of 256 accounts (new Call-ID each
-// time), so bindings per account stay realistic.
+// proposers, through the leader and through a follower, with the cluster
+// port in plaintext and with TLS. Each proposal is a REGISTER of one of 4
+// phones of one of 256 accounts (new Call-ID each time), so bindings per
+// account stay realistic.
 //
 //	go test ./cluster -run '^$' -bench ProposeConcurrent -benchtime 20000x
 func BenchmarkProposeConcurrent(b *testing.B) {
-	c, ctx, leader := newLedCluster(b, nil, time.Hour)
+	pki := newTestPKI(b)
+	for _, tr := range []struct {
+		name string
+		tune func(*Config)
+	}{{"plaintext", nil}, {"tls", pki.withTLS(b, true, true)}} {
+		b.Run("port="+tr.name, func(b *testing.B) { benchPropose(b, tr.tune) })
+	}
+}
+
+func benchPropose(b *testing.B, tune func(*Config)) {
+	c, ctx, leader := newLedCluster(b, tune, time.Hour)
 	const nAORs = 256
 	aors := createAccounts(ctx, b, c.nodes[leader].node, "bench", nAORs)
 	var seq atomic.Int64
