@@ -3,9 +3,10 @@ package cluster
 import (
 	"log/slog"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/troika-sip/troika/internal/logthrottle"
 )
 
 // Why the cluster port refused a connection: the reason label of
@@ -101,23 +102,13 @@ const (
 // one per remote host and reason every refusalLogEvery: a misconfigured
 // node redialing in a loop, or a scan, cannot flood the log.
 type refusalLog struct {
-	log   *slog.Logger
-	now   func() time.Time
-	every time.Duration
-
-	mu   sync.Mutex
-	seen map[refusalKey]*refusalSeen
-}
-
-type refusalKey struct{ host, reason string }
-
-type refusalSeen struct {
-	at         time.Time
-	suppressed int
+	log  *slog.Logger
+	now  func() time.Time
+	gate *logthrottle.Gate
 }
 
 func newRefusalLog(log *slog.Logger) *refusalLog {
-	return &refusalLog{log: log, now: time.Now, every: refusalLogEvery, seen: map[refusalKey]*refusalSeen{}}
+	return &refusalLog{log: log, now: time.Now, gate: logthrottle.New(refusalLogEvery, refusalLogHosts)}
 }
 
 // note logs (or counts, when logged recently) a refusal of a connection
@@ -127,35 +118,10 @@ func (l *refusalLog) note(remote string, r *refusal) {
 	if err != nil {
 		host = remote
 	}
-	now := l.now()
-	l.mu.Lock()
-	k := refusalKey{host, r.reason}
-	s := l.seen[k]
-	if s == nil {
-		if len(l.seen) >= refusalLogHosts {
-			for key, v := range l.seen {
-				if now.Sub(v.at) >= l.every && v.suppressed == 0 {
-					delete(l.seen, key)
-				}
-			}
-		}
-		if len(l.seen) >= refusalLogHosts {
-			k.host = "*"
-			s = l.seen[k]
-		}
-	}
-	if s != nil && now.Sub(s.at) < l.every {
-		s.suppressed++
-		l.mu.Unlock()
+	ok, suppressed := l.gate.Allow(logthrottle.Key{Who: host, What: r.reason}, l.now())
+	if !ok {
 		return
 	}
-	suppressed := 0
-	if s == nil {
-		l.seen[k] = &refusalSeen{at: now}
-	} else {
-		suppressed, s.at, s.suppressed = s.suppressed, now, 0
-	}
-	l.mu.Unlock()
 	attrs := []any{"remote", remote, "reason", r.reason, "error", r.err.Error()}
 	if r.peer != "" {
 		attrs = append(attrs, "peer_node", r.peer)
@@ -163,6 +129,6 @@ func (l *refusalLog) note(remote string, r *refusal) {
 	if suppressed > 0 {
 		attrs = append(attrs, "not_logged_since_last", suppressed)
 	}
-	attrs = append(attrs, "next_log_for_this_host_and_reason_after", l.every)
+	attrs = append(attrs, "next_log_for_this_host_and_reason_after", l.gate.Every())
 	l.log.Warn("cluster port: refused a connection", attrs...)
 }

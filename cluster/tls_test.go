@@ -409,8 +409,8 @@ func TestRefusalLogRateLimit(t *testing.T) {
 	for i := range 2 * refusalLogHosts {
 		l.note(net.JoinHostPort(net.IPv4(10, 0, byte(i>>8), byte(i)).String(), "1"), r)
 	}
-	if len(l.seen) > refusalLogHosts+numRefusalReasons {
-		t.Fatalf("%d hosts remembered, bound %d", len(l.seen), refusalLogHosts)
+	if n := l.gate.Len(); n > refusalLogHosts+numRefusalReasons {
+		t.Fatalf("%d hosts remembered, bound %d", n, refusalLogHosts)
 	}
 	if got := len(tap.lines("refused a connection")) - before; got > refusalLogHosts+1 {
 		t.Fatalf("%d lines for %d hosts", got, 2*refusalLogHosts)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/internal/testkit"
 	"github.com/troika-sip/troika/sipstack/b2bua"
@@ -128,6 +129,17 @@ func TestCallThroughAlias(t *testing.T) {
 	waitNoCalls(t, ts)
 	if ts.counter("troika_sip_calls_answered_total") != 1 || ts.counter("troika_sip_calls_ended_total", "by", "caller") != 1 {
 		t.Errorf("metrics: answered %v", ts.counter("troika_sip_calls_answered_total"))
+	}
+	// The operator follows the call at INFO.
+	id := "call_id=" + c.callID
+	for _, want := range [][]string{
+		{"level=INFO", "msg=\"call started\"", id, "account=2001", "cld=2002", "callee=2002"},
+		{"level=INFO", "msg=\"call answered\"", id},
+		{"level=INFO", "msg=\"call ended\"", id, "cause=200", "by=caller", "amount=" + billing.FormatMoney(x.Amount)},
+	} {
+		if ts.logLines(want...) != 1 {
+			t.Errorf("no log line with %q", want)
+		}
 	}
 }
 

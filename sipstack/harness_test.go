@@ -156,6 +156,21 @@ func startServer(t testing.TB, st *fsm.State, mod func(*Config)) *testServer {
 	return ts
 }
 
+// logLines counts the server's log lines holding every one of substr.
+func (ts *testServer) logLines(substr ...string) int {
+	n := 0
+line:
+	for _, l := range strings.Split(ts.logs.String(), "\n") {
+		for _, s := range substr {
+			if !strings.Contains(l, s) {
+				continue line
+			}
+		}
+		n++
+	}
+	return n
+}
+
 func runServer(t testing.TB, s *Server) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())

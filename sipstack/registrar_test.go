@@ -1,6 +1,7 @@
 package sipstack
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -523,5 +524,34 @@ func TestRetransmittedRegister(t *testing.T) {
 	}
 	if ts.counter("troika_sip_register_total", "result", "retransmission") != 1 {
 		t.Errorf("retransmission not counted: unauthorized=%v ok=%v", ts.counter("troika_sip_register_total", "result", "unauthorized"), ts.counter("troika_sip_register_total", "result", "ok"))
+	}
+}
+
+// An operator sees every change of bindings at INFO, and refusals too,
+// but a flood of refusals from one source costs one line per result and
+// period, the next line counting those not logged.
+func TestRegisterOutcomesAreLogged(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, nil, func(c *Config) { c.Registrar.AuthFailuresPerMinute = 5 })
+	srv := ts.addr(t, "udp", ts.ip)
+	good := newPhone(t, "UDP", srv, "1001", "pw1001")
+	wantStatus(t, good.register([]string{"<sip:1001@10.0.0.1>"}), 200, "OK")
+	bad := newPhone(t, "UDP", srv, "1001", "guess")
+	for range 30 {
+		bad.register([]string{"<sip:1001@10.0.0.1>"})
+	}
+	lines := ts.logLines
+	if n := lines("level=INFO", "msg=registered", "aor=1001", "contacts=1", "expires=3600", "socket=udp:"); n != 1 {
+		t.Errorf("%d INFO lines for the registration, want 1:\n%s", n, ts.logs.String())
+	}
+	forbidden, limited := lines("REGISTER refused", "result=forbidden"), lines("REGISTER refused", "result=rate_limited")
+	if forbidden != 1 || limited != 1 {
+		t.Errorf("30 refusals from one source logged %d (forbidden) + %d (rate_limited) lines, want 1 + 1", forbidden, limited)
+	}
+	held := int(ts.counter("troika_sip_register_total", "result", "rate_limited")) - 1
+	ts.clock.Advance(11 * time.Second)
+	bad.register([]string{"<sip:1001@10.0.0.1>"})
+	if n := lines("REGISTER refused", "result=rate_limited", fmt.Sprintf("not_logged_since_last=%d ", held)); held < 20 || n != 1 {
+		t.Errorf("the line after the period does not count the %d rate-limited refusals not logged:\n%s", held, ts.logs.String())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
@@ -53,7 +54,7 @@ func (c *call) connect(f *fork) {
 	}
 	c.observeSetup()
 	b.m.callsAnswered.Inc()
-	c.log.Debug("call answered", "callee_leg", f.tgt.desc, "max_duration", c.maxDur)
+	c.log.Info("call answered", "callee_leg", f.tgt.desc, "max_duration", c.maxDur)
 	b.calls.goCall(func() { c.afterAnswer(f, connectAt, mono, ok) })
 }
 
@@ -206,8 +207,8 @@ func (c *call) end(at time.Time, cause int, text, by string) {
 		case res.Err != nil:
 			c.log.Error("EndCall refused by the state machine", "cause", cause, "by", by, "error", res.Err)
 		case res.XDR != nil:
-			c.log.Debug("call ended", "cause", cause, "by", by, "duration", res.XDR.Duration, "amount", res.XDR.Amount,
-				"xdr", res.XDR.Seq)
+			c.log.Info("call ended", "cause", cause, "cause_text", text, "by", by, "duration", res.XDR.Duration,
+				"amount", billing.FormatMoney(res.XDR.Amount), "xdr", res.XDR.Seq)
 		}
 		c.unfile()
 	})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/logthrottle"
 	"github.com/troika-sip/troika/sipstack/auth"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
 	"github.com/troika-sip/troika/sipstack/transport"
@@ -93,6 +94,8 @@ type B2BUA struct {
 	log     *slog.Logger
 	calls   *callTable
 	rules   rulesCache // compiled translation rules (vendor.go)
+	// refusals gates the "call refused" lines (logRefusal).
+	refusals *logthrottle.Gate
 
 	// ctx ends when the SIP server stops: calls still ringing fail (503)
 	// and no new transaction starts.
@@ -104,13 +107,22 @@ type B2BUA struct {
 	stopWrites context.CancelFunc
 }
 
+const (
+	// refusalLogEvery: a source is logged at most once per status code
+	// in this time; the next line counts the refusals not logged.
+	refusalLogEvery = 10 * time.Second
+	// refusalLogSources bounds the sources remembered for that.
+	refusalLogSources = 4096
+)
+
 // New returns a B2BUA. ctx ends when the SIP server stops.
 func New(ctx context.Context, cfg Config, state *fsm.State, store Store, a *auth.Authenticator, sockets Sockets, router Router) (*B2BUA, error) {
 	if state == nil || store == nil || a == nil || sockets == nil || router == nil || cfg.Metrics == nil || cfg.Logger == nil || cfg.Now == nil {
 		return nil, errors.New("b2bua: state, store, authenticator, sockets, router, metrics, logger and clock are required")
 	}
 	b := &B2BUA{cfg: cfg, state: state, store: store, auth: a, sockets: sockets, router: router, m: cfg.Metrics,
-		log: cfg.Logger, ctx: ctx, rules: rulesCache{m: map[string]*billing.Rules{}}}
+		log: cfg.Logger, ctx: ctx, rules: rulesCache{m: map[string]*billing.Rules{}},
+		refusals: logthrottle.New(refusalLogEvery, refusalLogSources)}
 	b.writes, b.stopWrites = context.WithCancel(context.WithoutCancel(ctx))
 	b.calls = newCallTable(cfg.Calls.MaxCalls, func(p any) {
 		b.log.Error("call goroutine panicked", "panic", p, "stack", string(debug.Stack()))

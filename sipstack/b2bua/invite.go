@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/logthrottle"
 	"github.com/troika-sip/troika/internal/retry"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
 	"github.com/troika-sip/troika/sipstack/transport"
@@ -64,10 +67,43 @@ func (b *B2BUA) HandleInvite(sock *transport.Socket, req *sip.Request, tx sip.Se
 		if authed {
 			b.m.callFailed(r.Code)
 		}
+		b.logRefusal(sock, req, *r, authed)
 		b.reply(tx, req, *r)
 		return
 	}
 	c.run(dest)
+}
+
+// logRefusal logs an initial INVITE's refusal at INFO, but at most one
+// line per source and status code every refusalLogEvery (the next one
+// counts those not logged): a flood of bad INVITEs costs a few lines. A
+// digest challenge is a step of the protocol, logged at DEBUG.
+func (b *B2BUA) logRefusal(sock *transport.Socket, req *sip.Request, r sipmsg.Reply, authed bool) {
+	callID, from := "", ""
+	if h := req.CallID(); h != nil {
+		callID = h.Value()
+	}
+	if h := req.From(); h != nil {
+		from = h.Address.User
+	}
+	args := []any{"call_id", callID, "from", from, "cld", req.Recipient.User, "code", r.Code,
+		"reason", r.Reason, "authenticated", authed, "source", req.Source(), "socket", sock.Name}
+	if r.Result == sipmsg.ResultUnauthorized || r.Result == sipmsg.ResultStale {
+		b.log.Debug("call challenged", args...)
+		return
+	}
+	src := req.Source()
+	if ap, err := netip.ParseAddrPort(src); err == nil {
+		src = ap.Addr().String()
+	}
+	ok, suppressed := b.refusals.Allow(logthrottle.Key{Who: src, What: strconv.Itoa(r.Code)}, b.cfg.Now())
+	if !ok {
+		return
+	}
+	if suppressed > 0 {
+		args = append(args, "not_logged_since_last", suppressed, "period", b.refusals.Every())
+	}
+	b.log.Info("call refused", args...)
 }
 
 // Drain makes this node refuse new calls (on) or take them again (off):
@@ -205,7 +241,7 @@ func (b *B2BUA) admit(sock *transport.Socket, req *sip.Request, tx sip.ServerTra
 	vendorResult(VendorAccepted)
 	c.maxDur = call.MaxDuration
 	b.m.callsStarted.Inc()
-	c.log.Debug("call started", "callee", dest.callee.ID, "max_duration", call.MaxDuration)
+	c.log.Info("call started", "callee", dest.callee.ID, "max_duration", call.MaxDuration, "source", req.Source(), "socket", sock.Name)
 	return c, dest, nil, true
 }
 

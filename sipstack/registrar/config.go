@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/logthrottle"
 	"github.com/troika-sip/troika/sipstack/auth"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
@@ -55,7 +56,16 @@ type Registrar struct {
 	results     *prometheus.CounterVec
 	proposeTime prometheus.Histogram
 	log         *slog.Logger
+	refusals    *logthrottle.Gate // of the "REGISTER refused" lines
 }
+
+const (
+	// refusalLogEvery: a source is logged at most once per result in
+	// this time; the next line counts the refusals not logged.
+	refusalLogEvery = 10 * time.Second
+	// refusalLogSources bounds the sources remembered for that.
+	refusalLogSources = 4096
+)
 
 // results lists every outcome, pre-created on the metric.
 var results = []string{sipmsg.ResultOK, sipmsg.ResultQuery, sipmsg.ResultRetransmission, sipmsg.ResultUnauthorized,
@@ -76,11 +86,12 @@ func New(cfg Config, state Bindings, store Store, a *auth.Authenticator) (*Regis
 	}
 	f := promauto.With(cfg.Metrics)
 	reg := &Registrar{
-		cfg:   cfg,
-		state: state,
-		store: store,
-		auth:  a,
-		slots: make(chan struct{}, cfg.MaxInFlight),
+		cfg:      cfg,
+		state:    state,
+		store:    store,
+		auth:     a,
+		slots:    make(chan struct{}, cfg.MaxInFlight),
+		refusals: logthrottle.New(refusalLogEvery, refusalLogSources),
 		results: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "troika", Subsystem: "sip", Name: "register_total",
 			Help: "REGISTER requests by result.",

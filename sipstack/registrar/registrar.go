@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/logthrottle"
 	"github.com/troika-sip/troika/sipstack/auth"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
 	"github.com/troika-sip/troika/sipstack/transport"
@@ -22,20 +24,66 @@ var supportedExtensions = map[string]bool{"path": true}
 // Handle decides the answer to a REGISTER received on sock and counts it.
 // ctx bounds the replicated write (with ProposeTimeout).
 func (reg *Registrar) Handle(ctx context.Context, sock *transport.Socket, req *sip.Request) sipmsg.Reply {
-	r := reg.register(ctx, sock, req)
+	var cmd *fsm.Register
+	r := reg.register(ctx, sock, req, &cmd)
 	reg.results.WithLabelValues(r.Result).Inc()
-	if reg.log.Enabled(ctx, slog.LevelDebug) {
-		to := ""
-		if h := req.To(); h != nil {
-			to = h.Address.User
-		}
-		reg.log.Debug("REGISTER", "socket", sock.Name, "source", req.Source(), "aor", to, "code", r.Code, "result", r.Result)
-	}
+	reg.logOutcome(ctx, sock, req, r, cmd)
 	return r
 }
 
-// register decides the answer to one REGISTER received on sock.
-func (reg *Registrar) register(ctx context.Context, sock *transport.Socket, req *sip.Request) sipmsg.Reply {
+// logOutcome logs a REGISTER's outcome: a change of bindings at INFO; a
+// refusal at INFO too, but at most one line per source and result every
+// refusalLogEvery (an attacker's flood costs a few lines, with the count
+// of the others); the steps of the protocol (challenges, queries,
+// retransmissions) at DEBUG.
+func (reg *Registrar) logOutcome(ctx context.Context, sock *transport.Socket, req *sip.Request, r sipmsg.Reply, cmd *fsm.Register) {
+	aor := ""
+	if h := req.To(); h != nil {
+		aor = h.Address.User
+	}
+	switch {
+	case r.Result == sipmsg.ResultOK && cmd != nil:
+		added, removed := 0, 0
+		expires, ua := int64(0), ""
+		for _, b := range cmd.Bindings {
+			ua = b.UserAgent
+			if b.ExpiresAt > cmd.Now {
+				added++
+				expires = max(expires, (b.ExpiresAt-cmd.Now+500)/1000)
+			} else {
+				removed++
+			}
+		}
+		msg := "registered"
+		if added == 0 {
+			msg = "unregistered"
+		}
+		reg.log.Info(msg, "aor", aor, "contacts", added, "removed", removed, "wildcard", cmd.Wildcard, "expires", expires,
+			"source", req.Source(), "socket", sock.Name, "user_agent", ua)
+	case r.Code < 300 || r.Result == sipmsg.ResultUnauthorized || r.Result == sipmsg.ResultStale:
+		if reg.log.Enabled(ctx, slog.LevelDebug) {
+			reg.log.Debug("REGISTER", "aor", aor, "code", r.Code, "result", r.Result, "source", req.Source(), "socket", sock.Name)
+		}
+	default:
+		src := req.Source()
+		if ap, err := netip.ParseAddrPort(src); err == nil {
+			src = ap.Addr().String()
+		}
+		ok, suppressed := reg.refusals.Allow(logthrottle.Key{Who: src, What: r.Result}, reg.cfg.Now())
+		if !ok {
+			return
+		}
+		args := []any{"aor", aor, "code", r.Code, "reason", r.Reason, "result", r.Result, "source", req.Source(), "socket", sock.Name}
+		if suppressed > 0 {
+			args = append(args, "not_logged_since_last", suppressed, "period", reg.refusals.Every())
+		}
+		reg.log.Info("REGISTER refused", args...)
+	}
+}
+
+// register decides the answer to one REGISTER received on sock; when it
+// writes bindings it sets *wrote to the command.
+func (reg *Registrar) register(ctx context.Context, sock *transport.Socket, req *sip.Request, wrote **fsm.Register) sipmsg.Reply {
 	now := reg.cfg.Now()
 	rc := &reg.cfg
 	if r := sipmsg.CheckRequest(req); r != nil {
@@ -99,6 +147,7 @@ func (reg *Registrar) register(ctx context.Context, sock *transport.Socket, req 
 		reg.log.Error("REGISTER refused by the state machine", "aor", aor, "error", res.Err)
 		return sipmsg.Reply{Code: sip.StatusInternalServerError, Reason: "Server Internal Error", Result: sipmsg.ResultError}
 	}
+	*wrote = cmd
 	return reg.okReply(req, res.Bindings, now, sipmsg.ResultOK)
 }
 
