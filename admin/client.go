@@ -342,6 +342,17 @@ func (c *Client) ClusterStatus(ctx context.Context) (json.RawMessage, error) {
 	return get[json.RawMessage](ctx, c, "/v1/cluster")
 }
 
+// LogLevel reads the node's log level.
+func (c *Client) LogLevel(ctx context.Context) (LogLevel, error) {
+	return get[LogLevel](ctx, c, "/v1/log-level")
+}
+
+// SetLogLevel sets the node's log level (debug, info, warn, error) until
+// it restarts.
+func (c *Client) SetLogLevel(ctx context.Context, level string) (LogLevel, error) {
+	return send[LogLevel](ctx, c, http.MethodPut, "/v1/log-level", LogLevel{Level: level})
+}
+
 // Topup adds in.Amount to (negative: takes it from) an account's balance.
 // Set in.Key and reuse it when retrying after an error: a top-up is
 // applied at most once per key and account.

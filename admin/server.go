@@ -38,6 +38,9 @@ type Config struct {
 	WriteTimeout time.Duration
 	// Timeouts bound the connections of the server HTTPServer makes.
 	Timeouts Timeouts
+	// Level, when set, is the node's log level, read and set by
+	// /v1/log-level.
+	Level *slog.LevelVar
 }
 
 // Server is the admin API's HTTP handler.
@@ -108,6 +111,8 @@ func (s *Server) routes() {
 	v1("GET /xdrs", s.listXDRs)
 	v1("GET /cluster", s.clusterStatus)
 	v1("POST /cluster/drain", s.drain)
+	v1("GET /log-level", s.logLevel)
+	v1("PUT /log-level", s.setLogLevel)
 	// Profiles for the engineer on call (heap, goroutines, CPU), behind an
 	// admin token. A profile over ?seconds= outlasts the connection's
 	// timeouts: lift them.

@@ -102,6 +102,7 @@ func (c *Cluster) baseConfig(n *Node) TOML {
 	cfg.Set("node_id", n.Name)
 	cfg.Set("data_dir", n.DataDir)
 	cfg.Set("log_level", c.opts.LogLevel)
+	cfg.Set("log_format", "text") // the run directory's logs are read by people
 	cfg.Set("cluster.bind", n.ClusterAddr())
 	cfg.Set("cluster.key", c.clusterKey)
 	cfg.Set("cluster.peers", peers)

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -20,14 +21,20 @@ import (
 // Config is a node's configuration file (TOML). deploy/troika.example.toml
 // documents every key.
 type Config struct {
-	NodeID    string          `toml:"node_id"`
-	DataDir   string          `toml:"data_dir"`
-	LogLevel  string          `toml:"log_level"`
+	NodeID   string `toml:"node_id"`
+	DataDir  string `toml:"data_dir"`
+	LogLevel string `toml:"log_level"`
+	// LogFormat is "json" (the default: one object per line, for a log
+	// collector) or "text" (key=value, for a person reading it).
+	LogFormat string          `toml:"log_format"`
 	Cluster   ClusterConfig   `toml:"cluster"`
 	SIP       SIPConfig       `toml:"sip"`
 	Registrar RegistrarConfig `toml:"registrar"`
 	Admin     AdminConfig     `toml:"admin"`
 	Billing   BillingConfig   `toml:"billing"`
+	// LogLevelVar, when set, is the level of the node's logger (NewLogger):
+	// the admin API's /v1/log-level reads and sets it.
+	LogLevelVar *slog.LevelVar `toml:"-"`
 	// VIP, when the [vip] section is present, makes the node manage the
 	// cluster's virtual IPs and IP aliases (vip.go).
 	VIP *VIPConfig `toml:"vip"`
@@ -200,6 +207,9 @@ func (c *Config) applyDefaults() {
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
+	if c.LogFormat == "" {
+		c.LogFormat = "json"
+	}
 	if len(c.SIP.UDPPorts) == 0 && len(c.SIP.TCPPorts) == 0 && len(c.SIP.TLSPorts) == 0 {
 		c.SIP.UDPPorts, c.SIP.TCPPorts = []int{5060}, []int{5060}
 	}
@@ -278,6 +288,12 @@ func (c *Config) Validate() error {
 		return errors.New("data_dir: required (e.g. /var/lib/troika)")
 	case c.Cluster.Bind == "":
 		return errors.New("cluster.bind: required (host:port for the internal link, e.g. 10.0.0.1:7000)")
+	}
+	if _, err := ParseLogLevel(c.LogLevel); err != nil {
+		return fmt.Errorf("log_level: %w", err)
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		return fmt.Errorf("log_format: %q is not json or text", c.LogFormat)
 	}
 	if _, err := c.ClusterKey(); err != nil {
 		return err

@@ -23,6 +23,7 @@ type DevOptions struct {
 	AliasUDPPort int    // the alias's extra UDP port, default 5070
 	AdminListen  string // default 127.0.0.1:8080
 	ClusterBind  string // default 127.0.0.1:0
+	LogLevel     string // debug, info (the default), warn or error
 }
 
 // DevReadTokenName names the read-only token of a dev node.
@@ -59,9 +60,11 @@ func DevConfig(o DevOptions) (Config, error) {
 		return Config{}, err
 	}
 	c := Config{
-		NodeID:  "dev",
-		DataDir: o.DataDir,
-		Cluster: ClusterConfig{Bind: o.ClusterBind, Key: RandomToken(32), Bootstrap: true, TLS: tls},
+		NodeID:    "dev",
+		DataDir:   o.DataDir,
+		LogLevel:  o.LogLevel,
+		LogFormat: "text",
+		Cluster:   ClusterConfig{Bind: o.ClusterBind, Key: RandomToken(32), Bootstrap: true, TLS: tls},
 		SIP: SIPConfig{
 			Addresses: []string{o.SIPAddress}, UDPPorts: []int{o.SIPPort}, TCPPorts: []int{o.SIPPort},
 			ServeAliases: true,

@@ -279,6 +279,7 @@ func (n *Node) newAdminServer(reg *prometheus.Registry) error {
 		Tokens:  ac.APITokens(),
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Logger:  n.log.With("component", "admin"),
+		Level:   n.cfg.LogLevelVar,
 	}, n.state, n)
 	if err != nil {
 		return err

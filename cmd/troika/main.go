@@ -146,7 +146,7 @@ func rootCmd() *cobra.Command {
 	root.MarkFlagsMutuallyExclusive("token", "token-file")
 
 	apiCmds := []*cobra.Command{accountCmd(api), tariffCmd(api), policyCmd(api), vendorCmd(api), connectionCmd(api),
-		aliasCmd(api), registrationCmd(api), callCmd(api), xdrCmd(api), clusterCmd(api), drainCmd(api)}
+		aliasCmd(api), registrationCmd(api), callCmd(api), xdrCmd(api), clusterCmd(api), drainCmd(api), logLevelCmd(api)}
 	for _, c := range apiCmds {
 		c.Annotations = map[string]string{usesAPI: "true"}
 	}
@@ -163,12 +163,43 @@ func rootCmd() *cobra.Command {
 	return root
 }
 
-func newLogger(level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log level %q: use debug, info, warn or error", level)
+// newLogger returns the process's logger, writing to stderr in format at
+// level, and the level's variable (which the admin API and SIGHUP change).
+func newLogger(level, format string) (*slog.Logger, *slog.LevelVar, error) {
+	l, err := node.ParseLogLevel(level)
+	if err != nil {
+		return nil, nil, fmt.Errorf("log level: %w", err)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+	v := new(slog.LevelVar)
+	v.Set(l)
+	log, err := node.NewLogger(os.Stderr, format, v)
+	return log, v, err
+}
+
+// reloadLogLevelOnHUP sets the log level from the configuration file at
+// path on every SIGHUP, until ctx ends.
+func reloadLogLevelOnHUP(ctx context.Context, path string, level *slog.LevelVar, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			cfg, err := node.LoadConfig(path)
+			if err != nil {
+				log.Error("SIGHUP: configuration not reloaded; the log level stays", "file", path, "error", err, "level", level.Level())
+				continue
+			}
+			l, _ := node.ParseLogLevel(cfg.LogLevel)
+			before := level.Level()
+			level.Set(l)
+			log.Warn("SIGHUP: log level reloaded from the configuration file", "file", path, "from", before, "to", l)
+		}
+	}()
 }
 
 func agentCmd() *cobra.Command {
@@ -191,10 +222,12 @@ func agentCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			log, err := newLogger(cfg.LogLevel)
+			log, level, err := newLogger(cfg.LogLevel, cfg.LogFormat)
 			if err != nil {
 				return err
 			}
+			cfg.LogLevelVar = level
+			reloadLogLevelOnHUP(cmd.Context(), configPath, level, log)
 			node.ConfigureProcess(log)
 			n, err := node.Start(cmd.Context(), cfg, log)
 			if err != nil {
@@ -235,10 +268,14 @@ func addDevFlags(cmd *cobra.Command, o *node.DevOptions) {
 	f.StringVar(&o.AliasAddress, "alias", "127.0.0.2", `demo IP alias ("" for none)`)
 	f.IntVar(&o.AliasUDPPort, "alias-udp-port", 5070, "the demo alias's extra UDP port")
 	f.StringVar(&o.AdminListen, "admin", "127.0.0.1:8080", "admin API listen address")
+	f.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error (`troika log-level` changes it while the node runs)")
 }
 
 func runDev(ctx context.Context, o node.DevOptions) error {
-	log, _ := newLogger("info")
+	log, level, err := newLogger(o.LogLevel, "text")
+	if err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
 	if o.DataDir == "" {
 		dir, err := os.MkdirTemp("", "troika-dev-")
 		if err != nil {
@@ -251,6 +288,7 @@ func runDev(ctx context.Context, o node.DevOptions) error {
 	if err != nil {
 		return err
 	}
+	cfg.LogLevelVar = level
 	node.ConfigureProcess(log)
 	n, err := node.Start(ctx, cfg, log)
 	if err != nil {
