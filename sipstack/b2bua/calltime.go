@@ -141,9 +141,10 @@ func (b *B2BUA) quotaThroughLog() bool {
 
 // startCommand is the command that starts a call: StartCall with a
 // chunk when the cluster reserves by chunks, else the version every
-// build applies (fsm.StartCallV1), which reserves the whole call.
+// build applies (fsm.StartCallV1), which reserves the whole call (as a
+// chunk as long as the longest call would).
 func (b *B2BUA) startCommand(c *fsm.StartCall) fsm.Command {
-	if b.cfg.Calls.ReserveChunkSeconds > 0 && b.quotaThroughLog() {
+	if chunk := b.cfg.Calls.ReserveChunkSeconds; chunk > 0 && chunk < b.cfg.Calls.MaxCallSeconds && b.quotaThroughLog() {
 		cp := *c
 		cp.Chunk = b.cfg.Calls.ReserveChunkSeconds
 		return &cp
