@@ -22,13 +22,13 @@ import (
 //     when its money runs out.
 //
 // The adopted call has no INVITE transaction: it only answers in-dialog
-// requests, relays them, extends and cuts the call as its paid time says,
-// and ends it with EndCall. Before it runs a call, the adopter moves it to itself in
-// the state (AdoptCall, applied only while the call is still its old
-// node's): of two nodes adopting one call only the first carries it on,
-// and a node that comes back does not take back a call adopted meanwhile
-// (it claims its own calls through the log too, so a replica that has not
-// caught up yet cannot mislead it).
+// requests, relays them, extends and cuts the call as its paid time
+// says, and ends it with EndCall. Before it runs a call, the adopter
+// moves it to itself in the state (AdoptCall, applied only while the call
+// is still its old node's): of two nodes adopting one call only the first
+// carries it on, and a node that comes back does not take back a call
+// adopted meanwhile (it claims its own calls through the log too, so a
+// replica that has not caught up yet cannot mislead it).
 // A call whose node is still up (Config.NodeAlive) is never adopted.
 
 // errCallElsewhere: the call of an in-dialog request runs on another node

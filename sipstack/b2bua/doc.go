@@ -42,9 +42,9 @@
 //
 // Timestamps written to the fsm, and the paid time, come from
 // Config.Now (a test's clock re-arms the timers when it jumps:
-// Config.ClockJumps); the other timers use the monotonic clock. Answered calls live in the cluster state with both
-// legs' dialog state, so another node adopts them when their node stops
-// (adopt.go).
+// Config.ClockJumps); the other timers use the monotonic clock. Answered
+// calls live in the cluster state with both legs' dialog state, so
+// another node adopts them when their node stops (adopt.go).
 //
 // The B2BUA sends from the node's sockets and relays through the
 // dispatcher, through the Sockets and Router interfaces it declares; the
