@@ -110,6 +110,15 @@ type Call struct {
 	Vendor        string       `json:"vendor"`
 	Connection    string       `json:"connection"`
 	Redirects     []Redirect   `json:"redirects"`
+	Quota         *CallQuota   `json:"quota"` // null: the call reserved its whole length at setup
+}
+
+// CallQuota is how a call reserves its money a chunk of call time at a
+// time (billing.reserve_chunk).
+type CallQuota struct {
+	Chunk      int  `json:"chunk"`      // seconds each reservation pays for
+	Extensions int  `json:"extensions"` // chunks reserved after the first
+	Final      bool `json:"final"`      // the money paid for no whole chunk more: the call is cut at max_duration
 }
 
 // CallCharge is one account's billing session in a call in progress.
@@ -257,7 +266,7 @@ func redirectsFromFSM(rs []fsm.Redirect) []Redirect {
 	return out
 }
 
-func callFromFSM(c fsm.Call, now int64) Call {
+func callFromFSM(c fsm.Call, q *fsm.CallQuota, now int64) Call {
 	out := Call{
 		ID: c.ID, Direction: c.Direction, Account: c.Account, CLI: c.CLI, CLD: c.CLD, CLDTranslated: c.CLDTranslated,
 		Parties: slices.Clone(c.Parties), Charges: make([]CallCharge, len(c.Charges)), MaxDuration: c.MaxDuration,
@@ -266,6 +275,9 @@ func callFromFSM(c fsm.Call, now int64) Call {
 	}
 	if out.Parties == nil {
 		out.Parties = []string{}
+	}
+	if q != nil {
+		out.Quota = &CallQuota{Chunk: q.Chunk, Extensions: q.Extensions, Final: q.Final}
 	}
 	if c.ConnectAt != 0 && now > c.ConnectAt {
 		out.Duration = int((now - c.ConnectAt) / 1000)
@@ -431,7 +443,7 @@ func (s *Server) listCalls(w http.ResponseWriter, r *http.Request) error {
 	out := []Call{}
 	for _, c := range s.state.Calls() {
 		if q["account"] == "" || c.Account == q["account"] || slices.Contains(c.Parties, q["account"]) {
-			out = append(out, callFromFSM(c, now))
+			out = append(out, callFromFSM(c, s.callQuota(c.ID), now))
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -443,7 +455,15 @@ func (s *Server) getCall(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return notFound("call in progress", r.PathValue("id"))
 	}
-	writeJSON(w, http.StatusOK, callFromFSM(c, s.now()))
+	writeJSON(w, http.StatusOK, callFromFSM(c, s.callQuota(c.ID), s.now()))
+	return nil
+}
+
+// callQuota is the quota of a call reserved by chunks, nil for another.
+func (s *Server) callQuota(id string) *fsm.CallQuota {
+	if q, ok := s.state.CallQuota(id); ok {
+		return &q
+	}
 	return nil
 }
 

@@ -233,6 +233,27 @@ func TestCallsInProgress(t *testing.T) {
 	}
 }
 
+// A call reserved by chunks shows its quota: the chunk, how many more
+// were reserved, and whether the money ran short; its charges hold a
+// chunk's worth.
+func TestCallInProgressShowsItsQuota(t *testing.T) {
+	c, st := billingAPI(t)
+	sc := startCall("q1", "1001", "1002", now.Add(-30*time.Second))
+	sc.Chunk = 60
+	testkit.MustApply(t, st, sc)
+	testkit.MustApply(t, st, &fsm.AnswerCall{ID: "q1", ConnectAt: now.Add(-20 * time.Second).UnixMilli()})
+	testkit.MustApply(t, st, &fsm.ExtendCall{ID: "q1", Seq: 1})
+	got, err := c.Call(context.Background(), "q1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 0.01 + 120 s at 0.001/s; the callee's 2 minutes of incoming at 0.02.
+	if got.Quota == nil || *got.Quota != (CallQuota{Chunk: 60, Extensions: 1}) || got.MaxDuration != 120 ||
+		got.Charges[0].Reserved != "0.13" || got.Charges[1].Reserved != "0.04" {
+		t.Fatalf("call %+v, quota %+v", got, got.Quota)
+	}
+}
+
 // endedCalls files xDRs through the state machine: n answered calls that
 // last 61.4 s each (ids 1..n), alternately 1001->1002 and 1002->1001, one
 // second apart, then a cancelled call whose cause text needs CSV quoting.

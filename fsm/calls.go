@@ -123,11 +123,12 @@ type XDR struct {
 }
 
 // StartCall authorizes a call and reserves money for each charge: for a
-// prepaid account as much as its available balance buys up to MaxSeconds;
-// for a postpaid one as much as its credit limit allows. Everything is
-// decided here, in Apply, from the replicated balances, so concurrent calls
-// of one account can never overspend it. Applying it again for a call that
-// exists returns the call unchanged.
+// prepaid account as much as its available balance buys up to MaxSeconds
+// (with Chunk, up to Chunk seconds: a quota, quota.go); for a postpaid one
+// as much as its credit limit allows. Everything is decided here, in
+// Apply, from the replicated balances, so concurrent calls of one account
+// can never overspend it. Applying it again for a call that exists returns
+// the call unchanged.
 type StartCall struct {
 	ID            string
 	Direction     string
@@ -142,6 +143,12 @@ type StartCall struct {
 	Vendor        string
 	Connection    string
 	VendorTariff  string
+	// Chunk is the seconds of call time each reservation of the call pays
+	// for: at setup, the first Chunk seconds after the answer (connect fee
+	// included); ExtendCall adds a chunk at a time. 0: the call reserves
+	// what the money buys up to MaxSeconds at setup and is never extended
+	// (as StartCallV1).
+	Chunk int
 }
 
 func (*StartCall) Type() Type { return TypeStartCall }
@@ -164,6 +171,14 @@ func (c *StartCall) apply(s *State) Result {
 	if c.ID == "" || c.MaxSeconds <= 0 {
 		return refuse(CodeInvalid, "id", "a call needs an id and a positive MaxSeconds")
 	}
+	if c.Chunk < 0 {
+		return refuse(CodeInvalid, "chunk", "cannot be negative")
+	}
+	// What each charge reserves now: the first chunk, or the whole call.
+	reserveFor := c.MaxSeconds
+	if c.Chunk > 0 {
+		reserveFor = min(c.Chunk, c.MaxSeconds)
+	}
 	call := &Call{
 		ID: c.ID, Direction: c.Direction, Account: c.Account, CLI: c.CLI, CLD: c.CLD, CLDTranslated: c.CLDTranslated,
 		SetupAt: c.Now, Node: c.Node, Vendor: c.Vendor, Connection: c.Connection, VendorTariff: c.VendorTariff,
@@ -183,7 +198,7 @@ func (c *StartCall) apply(s *State) Result {
 	}
 	held := map[string]int64{} // reservations of this call per account, for accounts charged twice
 	for i, req := range c.Charges {
-		ch, charged, r := s.authorizeCharge(req, fmt.Sprintf("charges[%d]", i), c.MaxSeconds, -held[req.Account], false)
+		ch, charged, r := s.authorizeCharge(req, fmt.Sprintf("charges[%d]", i), reserveFor, -held[req.Account], false)
 		if r.Err != nil {
 			return r
 		}
@@ -198,6 +213,9 @@ func (c *StartCall) apply(s *State) Result {
 		call.MaxDuration = min(call.MaxDuration, ch.MaxDuration)
 	}
 	s.calls[c.ID] = call
+	if c.Chunk > 0 {
+		s.quotas[c.ID] = &CallQuota{Chunk: c.Chunk, MaxSeconds: c.MaxSeconds, Final: call.MaxDuration < reserveFor}
+	}
 	for _, ch := range call.Charges {
 		s.reserved[ch.Account] += ch.Reserved
 	}
@@ -341,6 +359,13 @@ func (c *EndCall) apply(s *State) Result {
 			x.VendorCost = toBillingRate(*call.VendorRate).Charge(duration)
 		}
 	}
+	// A call reserved by chunks is cut at its MaxDuration: no charge pays
+	// past it, even one that holds more (a partial last chunk of another
+	// charge set the call's end).
+	billable := duration
+	if _, quota := s.quotas[c.ID]; quota {
+		billable = min(duration, call.MaxDuration)
+	}
 	for _, ch := range call.Charges {
 		s.reserved[ch.Account] -= ch.Reserved
 		if s.reserved[ch.Account] == 0 {
@@ -350,7 +375,7 @@ func (c *EndCall) apply(s *State) Result {
 		if call.ConnectAt != 0 {
 			// The switch cuts a call at MaxDuration; seconds past it are
 			// its own lateness, never the customer's debt.
-			d := min(duration, ch.MaxDuration)
+			d := min(billable, ch.MaxDuration)
 			r := toBillingRate(ch.Rate)
 			xc.Seconds = r.ChargedSeconds(d)
 			xc.Amount = min(r.Charge(d), ch.Reserved)
@@ -371,6 +396,7 @@ func (c *EndCall) apply(s *State) Result {
 		}
 	}
 	delete(s.calls, c.ID)
+	delete(s.quotas, c.ID)
 	s.xdrs.add(x)
 	s.xdrByCall[x.CallID] = x.Seq
 	cp := x.clone()

@@ -32,7 +32,7 @@ const (
 	TypePutTariff           Type = 0x09
 	TypeDeleteTariff        Type = 0x0a
 	TypeCreateAccountsV1    Type = 0x0b // legacy.go
-	TypeStartCall           Type = 0x0c
+	TypeStartCallV1         Type = 0x0c // quota.go
 	TypeAnswerCall          Type = 0x0d
 	TypeEndCall             Type = 0x0e
 	TypeTopupV1             Type = 0x0f
@@ -55,6 +55,8 @@ const (
 	TypeInitRealm           Type = 0x21 // credentials.go
 	TypeSecureCredentials   Type = 0x22 // credentials.go
 	TypeTopup               Type = 0x23
+	TypeStartCall           Type = 0x24
+	TypeExtendCall          Type = 0x25 // quota.go
 )
 
 // Command is one change to the replicated state.
@@ -76,7 +78,7 @@ var commandTypes = map[Type]func() Command{
 	TypePutTariff:           func() Command { return new(PutTariff) },
 	TypeDeleteTariff:        func() Command { return new(DeleteTariff) },
 	TypeCreateAccountsV1:    func() Command { return new(CreateAccountsV1) },
-	TypeStartCall:           func() Command { return new(StartCall) },
+	TypeStartCallV1:         func() Command { return new(StartCallV1) },
 	TypeAnswerCall:          func() Command { return new(AnswerCall) },
 	TypeEndCall:             func() Command { return new(EndCall) },
 	TypeTopupV1:             func() Command { return new(TopupV1) },
@@ -99,6 +101,8 @@ var commandTypes = map[Type]func() Command{
 	TypeInitRealm:           func() Command { return new(InitRealm) },
 	TypeSecureCredentials:   func() Command { return new(SecureCredentials) },
 	TypeTopup:               func() Command { return new(Topup) },
+	TypeStartCall:           func() Command { return new(StartCall) },
+	TypeExtendCall:          func() Command { return new(ExtendCall) },
 }
 
 // ErrUnknownType is returned for a command type this version does not know.
@@ -213,7 +217,7 @@ type Result struct {
 	Bindings []Binding // Register: the AOR's bindings after the change
 	Purged   int       // PurgeExpired: how many bindings were removed
 	Account  *Account  // CreateAccount, UpdateAccount, Topup: the account as stored
-	Call     *Call     // StartCall, AnswerCall: the call as stored
+	Call     *Call     // StartCall, AnswerCall, RedirectCall, AdoptCall, ExtendCall: the call as stored
 	XDR      *XDR      // EndCall: the call's record
 }
 

@@ -5,7 +5,8 @@
 // trust), vendors and their connections, registration bindings, the
 // digest-nonce secret, calls in progress with their billing sessions
 // (money reserved per charge, the answered dialog's legs, the redirect
-// records of RedirectCall), finished calls' xDRs (bounded by TrimRecords,
+// records of RedirectCall) and, for calls reserved a chunk of call time
+// at a time, their quotas (ExtendCall: quota.go), finished calls' xDRs (bounded by TrimRecords,
 // with the idempotency keys of money transactions such as Topup), and the
 // ownership map of the managed addresses (AssignAddresses, with epochs).
 // Its methods read it from any goroutine, returning copies.

@@ -26,7 +26,8 @@ var decisionPattern = regexp.MustCompile(`^[a-z][a-z_]{0,63}$`)
 // target's user part as the number). Its reservation is computed here
 // exactly like StartCall's (blocked, max_calls for an account not yet in
 // the call, rate by longest prefix, what the available balance or credit
-// buys up to MaxSeconds) and the call's MaxDuration becomes the shortest
+// buys up to MaxSeconds, or for a call reserved by chunks up to its first
+// chunk: quota.go) and the call's MaxDuration becomes the shortest
 // of its charges'. That charge stays pending while its leg is tried: the
 // next RedirectCall of the call releases it first (its leg failed), while
 // an answer keeps it and EndCall debits it like any other charge. So at
@@ -84,6 +85,13 @@ func (c *RedirectCall) apply(s *State) Result {
 		freed = &ch
 		next.Charges = next.Charges[:len(next.Charges)-1]
 	}
+	// A call reserved by chunks reserves its first chunk for the
+	// redirected leg too (it is not answered: it has no other yet).
+	q := s.quotas[c.ID]
+	maxSeconds, reserveFor := c.MaxSeconds, c.MaxSeconds
+	if q != nil {
+		maxSeconds, reserveFor = q.MaxSeconds, min(q.Chunk, q.MaxSeconds)
+	}
 	var added *Charge
 	newParty := false
 	if c.Charge != nil {
@@ -91,7 +99,7 @@ func (c *RedirectCall) apply(s *State) Result {
 		if freed != nil && freed.Account == c.Charge.Account {
 			own = freed.Reserved
 		}
-		ch, charged, r := s.authorizeCharge(*c.Charge, "charge", c.MaxSeconds, own, slices.Contains(next.Parties, c.Charge.Account))
+		ch, charged, r := s.authorizeCharge(*c.Charge, "charge", reserveFor, own, slices.Contains(next.Parties, c.Charge.Account))
 		if r.Err != nil {
 			return r
 		}
@@ -106,7 +114,7 @@ func (c *RedirectCall) apply(s *State) Result {
 	}
 	switch {
 	case freed != nil:
-		next.MaxDuration = c.MaxSeconds
+		next.MaxDuration = maxSeconds
 		for _, ch := range next.Charges {
 			next.MaxDuration = min(next.MaxDuration, ch.MaxDuration)
 		}
@@ -126,6 +134,11 @@ func (c *RedirectCall) apply(s *State) Result {
 	}
 	if newParty {
 		s.activeCalls[c.Charge.Account]++
+	}
+	if q != nil && (freed != nil || added != nil) {
+		nq := *q
+		nq.Final = next.MaxDuration < reserveFor
+		s.quotas[c.ID] = &nq
 	}
 	s.calls[c.ID] = &next
 	return callResult(&next)

@@ -24,11 +24,25 @@ import (
 // format; each keeps its golden file and restore test for good.
 const snapshotMagic = "TROIKA-SNAPSHOT\x00"
 
-// snapshotVersion is the format this build writes. It reads every format
-// in readableVersions: format 1 stored clear passwords (legacy.go).
-const snapshotVersion = 2
+// snapshotVersion is the newest format this build writes. It reads every
+// format in readableVersions: format 1 stored clear passwords (legacy.go);
+// format 3 is format 2 with calls reserved by chunks (recCallQuota). A
+// snapshot without such calls is written as format 2, byte for byte what
+// builds before quota reservations wrote, so that their nodes still
+// restore it during a rolling upgrade (no call is reserved by chunks
+// before every voter applies the quota commands).
+const snapshotVersion = 3
 
-var readableVersions = map[byte]bool{1: true, 2: true}
+var readableVersions = map[byte]bool{1: true, 2: true, 3: true}
+
+// version is the format of the snapshot: the oldest that holds its
+// records.
+func (sn *Snapshot) version() byte {
+	if len(sn.quotas) > 0 {
+		return 3
+	}
+	return 2
+}
 
 type recordType byte
 
@@ -49,6 +63,7 @@ const (
 	recVendor       recordType = 0x0e
 	recConnection   recordType = 0x0f
 	recRealm        recordType = 0x10
+	recCallQuota    recordType = 0x11 // format 3: a call reserved by chunks, and its quota (quota.go)
 	recAssignment   recordType = 0x19 // ownership.go; numbered like its command
 	recAddrEpoch    recordType = 0x1a
 	recEnd          recordType = 0xff
@@ -66,6 +81,12 @@ type txKeyRecord struct {
 	At  int64
 }
 
+// quotaCallRecord is a call reserved by chunks with its quota.
+type quotaCallRecord struct {
+	Call  *Call
+	Quota *CallQuota
+}
+
 // Snapshot is a point-in-time view of the state, cheap to take: it shares
 // the state's immutable records.
 type Snapshot struct {
@@ -76,6 +97,7 @@ type Snapshot struct {
 	nonceSecret []byte
 	realm       string
 	calls       []*Call
+	quotas      map[string]*CallQuota // by call ID
 	xdrs        []*XDR
 	xdrSeq      uint64
 	txKeys      []txKeyRecord
@@ -102,6 +124,7 @@ func (s *State) Snapshot() *Snapshot {
 		nonceSecret: s.nonceSecret,
 		realm:       s.realm,
 		calls:       slices.Collect(maps.Values(s.calls)),
+		quotas:      maps.Clone(s.quotas),
 		xdrs:        slices.Clone(s.xdrs.live()),
 		xdrSeq:      s.xdrSeq,
 		txKeys:      txKeyRecords(s.txKeys),
@@ -156,7 +179,7 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	cw := &countingWriter{w: bufio.NewWriterSize(w, 64<<10)}
 	sw := &snapshotWriter{w: cw}
 	sw.raw([]byte(snapshotMagic))
-	sw.raw([]byte{snapshotVersion})
+	sw.raw([]byte{sn.version()})
 	var end snapshotEnd
 	end.Accounts = writeAll(sw, recAccount, sn.accounts)
 	end.Tariffs = writeAll(sw, recTariff, sn.tariffs)
@@ -170,7 +193,14 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	if sn.realm != "" {
 		sw.record(recRealm, sn.realm)
 	}
-	end.Calls = writeAll(sw, recCall, sn.calls)
+	for _, c := range sn.calls {
+		if q, ok := sn.quotas[c.ID]; ok {
+			sw.record(recCallQuota, &quotaCallRecord{Call: c, Quota: q})
+		} else {
+			sw.record(recCall, c)
+		}
+	}
+	end.Calls = len(sn.calls)
 	end.XDRs = writeAll(sw, recXDR, sn.xdrs)
 	end.TxKeys = writeAll(sw, recTxKey, sn.txKeys)
 	sw.record(recXDRSeq, sn.xdrSeq)
@@ -264,6 +294,7 @@ var restorers = map[recordType]func(*restore, []byte) error{
 	recBinding:      decoded("binding", restoreBinding),
 	recNonceSecret:  decoded("nonce secret", restoreNonceSecret),
 	recCall:         decoded("call", restoreCall),
+	recCallQuota:    decoded("call with a quota", restoreQuotaCall),
 	recXDR:          decoded("xdr", restoreXDR),
 	recTxKey:        decoded("transaction key", restoreTxKey),
 	recXDRSeq:       decoded("xdr sequence", restoreXDRSeq),
@@ -330,6 +361,14 @@ func restoreCall(r *restore, c *Call) error {
 	}
 	r.got.Calls++
 	return nil
+}
+
+func restoreQuotaCall(r *restore, qc *quotaCallRecord) error {
+	if qc.Call == nil || qc.Quota == nil {
+		return errors.New("a call with a quota lacks one of them")
+	}
+	r.s.quotas[qc.Call.ID] = qc.Quota
+	return restoreCall(r, qc.Call)
 }
 
 func restoreXDR(r *restore, x *XDR) error {
@@ -440,6 +479,7 @@ func (s *State) replace(fresh *State) {
 	s.nonceSecret = fresh.nonceSecret
 	s.realm = fresh.realm
 	s.calls = fresh.calls
+	s.quotas = fresh.quotas
 	s.reserved = fresh.reserved
 	s.activeCalls = fresh.activeCalls
 	s.xdrs = fresh.xdrs

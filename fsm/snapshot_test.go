@@ -159,6 +159,43 @@ func snapshotFixtureV2(t testing.TB) *State {
 	return s
 }
 
+// snapshotFixtureV3 is snapshotFixtureV2 with calls reserved by chunks:
+// one answered and extended twice, one whose money ran short of its
+// second chunk (final), and one ringing with a redirected leg's charge:
+// every record kind a version 3 snapshot carries.
+// testdata/golden/snapshot_v3.hex pins its snapshot. Do not change it: a
+// new format gets a fixture of its own.
+func snapshotFixtureV3(t testing.TB) *State {
+	t.Helper()
+	s := snapshotFixtureV2(t)
+	do := func(c Command) { mustApply(t, s, c) }
+	legs := []Leg{{Role: "caller", CallID: "quota-1@h", LocalTag: "lt", RemoteTag: "rt", LocalURI: "<sip:1002@127.0.0.2>",
+		RemoteURI: "<sip:1001@127.0.0.2>", RemoteTarget: "sip:1001@10.0.0.5:5062", Ingress: "udp:127.0.0.2:5070",
+		Destination: "10.0.0.5:5062", Transport: "udp", LocalCSeq: 1, RemoteCSeq: 2}}
+
+	q1 := start("quota-1@h", "1001", "1002")
+	q1.Chunk, q1.Now = 60, t0+300
+	do(q1)
+	do(&AnswerCall{ID: "quota-1@h", ConnectAt: t0 + 1_300, Legs: legs})
+	do(&ExtendCall{ID: "quota-1@h", Seq: 1})
+	do(&ExtendCall{ID: "quota-1@h", Seq: 2})
+
+	// 3001 has 1.00: 0.01 + 600 s at 0.06/min is 0.61, and the rest buys
+	// 390 s of the second chunk.
+	q2 := offnet("quota-2@h", "3001", "555")
+	q2.Chunk, q2.Now, q2.Node = 600, t0+400, "sip2"
+	do(q2)
+	do(&AnswerCall{ID: "quota-2@h", ConnectAt: t0 + 2_400})
+	do(&ExtendCall{ID: "quota-2@h", Seq: 1})
+
+	q3 := start("quota-3@h", "2001", "1002")
+	q3.Chunk, q3.Now, q3.Node = 120, t0+500, "sip3"
+	do(q3)
+	do(&RedirectCall{ID: "quota-3@h", Index: 0, Target: "sip:4420123@198.51.100.9", Decision: billing.DecisionNewAuth,
+		Charge: &ChargeRequest{Account: "1002", Role: RoleOutgoing, Number: "4420123"}, MaxSeconds: 14400})
+	return s
+}
+
 // stateContents is everything a State holds, for comparing two of them.
 type stateContents struct {
 	Accounts    map[string]*Account
@@ -172,6 +209,7 @@ type stateContents struct {
 	NonceSecret []byte
 	Realm       string
 	Calls       map[string]*Call
+	Quotas      map[string]*CallQuota
 	Reserved    map[string]int64
 	ActiveCalls map[string]int
 	XDRs        []*XDR
@@ -188,7 +226,7 @@ func contentsOf(s *State) stateContents {
 	return stateContents{
 		Accounts: s.accounts, Tariffs: s.tariffs, Aliases: s.aliases, Policies: s.policies, Vendors: s.vendors,
 		Connections: s.connections, Bindings: s.bindings, NBindings: s.nBindings, NonceSecret: s.nonceSecret, Realm: s.realm,
-		Calls: s.calls, Reserved: s.reserved, ActiveCalls: s.activeCalls, XDRs: s.xdrs.live(), XDRByCall: s.xdrByCall,
+		Calls: s.calls, Quotas: s.quotas, Reserved: s.reserved, ActiveCalls: s.activeCalls, XDRs: s.xdrs.live(), XDRByCall: s.xdrByCall,
 		XDRSeq: s.xdrSeq, TxKeys: s.txKeys, Assignments: s.own.assignments, AddrEpoch: s.own.epoch,
 	}
 }
@@ -218,11 +256,12 @@ func restored(t testing.TB, data []byte) *State {
 // The fixture holds every record kind, more than one of most, so a test
 // of it covers the whole format.
 func TestSnapshotFixtureCoversEveryRecord(t *testing.T) {
-	c := contentsOf(snapshotFixtureV2(t))
+	c := contentsOf(snapshotFixtureV3(t))
 	counts := map[string]int{
 		"accounts": len(c.Accounts), "tariffs": len(c.Tariffs), "aliases": len(c.Aliases), "aors": len(c.Bindings),
 		"calls": len(c.Calls), "xdrs": len(c.XDRs), "tx keys": len(c.TxKeys), "policies": len(c.Policies),
 		"vendors": len(c.Vendors), "connections": len(c.Connections), "assignments": len(c.Assignments),
+		"quotas": len(c.Quotas),
 	}
 	for kind, n := range counts {
 		if n < 2 {
@@ -253,7 +292,7 @@ func TestSnapshotFixtureCoversEveryRecord(t *testing.T) {
 // Two snapshots of one state are the same bytes, and so is the snapshot of
 // a state restored from one.
 func TestSnapshotDeterministic(t *testing.T) {
-	s := snapshotFixtureV2(t)
+	s := snapshotFixtureV3(t)
 	first := snapshotBytes(t, s)
 	for i := 0; i < 5; i++ {
 		if again := snapshotBytes(t, s); !bytes.Equal(again, first) {
@@ -272,7 +311,7 @@ func TestSnapshotDeterministic(t *testing.T) {
 // WriteTo sorts and writes while Apply goes on (run with -race): the bytes
 // are those of the state when Snapshot was called.
 func TestSnapshotWritesWhileApplying(t *testing.T) {
-	s := snapshotFixtureV2(t)
+	s := snapshotFixtureV3(t)
 	want := snapshotBytes(t, s)
 	snap := s.Snapshot()
 	done := make(chan struct{})
@@ -319,29 +358,36 @@ func readGoldenSnapshot(t *testing.T, version int) []byte {
 	return data
 }
 
-// TestSnapshotGoldenWrites pins the current format: the fixture's snapshot
-// is exactly the golden file. With a new format, point it at that format's
-// fixture; the old golden stays and keeps its restore test.
+// TestSnapshotGoldenWrites pins the formats this build writes: each
+// fixture's snapshot is exactly its golden file. A state without calls
+// reserved by chunks is written as format 2, as the build before wrote it
+// (snapshotVersion); format 3 adds them. With a new format, add its
+// fixture here; the old goldens stay and keep their restore tests.
 func TestSnapshotGoldenWrites(t *testing.T) {
-	if snapshotVersion != 2 {
+	if snapshotVersion != 3 {
 		t.Fatalf("snapshot version %d has no fixture: add one and its golden file", snapshotVersion)
 	}
-	data := snapshotBytes(t, snapshotFixtureV2(t))
-	path := goldenSnapshotPath(snapshotVersion)
-	if _, err := os.Stat(path); *update && errors.Is(err, fs.ErrNotExist) {
-		if err := os.WriteFile(path, []byte(hex.EncodeToString(data)+"\n"), 0o644); err != nil {
-			t.Fatal(err)
+	for version, fixture := range map[int]func(testing.TB) *State{2: snapshotFixtureV2, 3: snapshotFixtureV3} {
+		data := snapshotBytes(t, fixture(t))
+		if got := int(data[len(snapshotMagic)]); got != version {
+			t.Errorf("fixture v%d written as format %d", version, got)
 		}
-	}
-	want := readGoldenSnapshot(t, snapshotVersion)
-	if !bytes.Equal(data, want) {
-		at := 0
-		for at < min(len(data), len(want)) && data[at] == want[at] {
-			at++
+		path := goldenSnapshotPath(version)
+		if _, err := os.Stat(path); *update && errors.Is(err, fs.ErrNotExist) {
+			if err := os.WriteFile(path, []byte(hex.EncodeToString(data)+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
-		t.Fatalf("the snapshot encoding changed: %d bytes, want %d; first difference at byte %d:\n got %x\nwant %x\n"+
-			"A changed record body needs a new record type (keep the old restorer), never a rewritten golden file.",
-			len(data), len(want), at, data[at:min(at+32, len(data))], want[at:min(at+32, len(want))])
+		want := readGoldenSnapshot(t, version)
+		if !bytes.Equal(data, want) {
+			at := 0
+			for at < min(len(data), len(want)) && data[at] == want[at] {
+				at++
+			}
+			t.Fatalf("the v%d snapshot encoding changed: %d bytes, want %d; first difference at byte %d:\n got %x\nwant %x\n"+
+				"A changed record body needs a new record type (keep the old restorer), never a rewritten golden file.",
+				version, len(data), len(want), at, data[at:min(at+32, len(data))], want[at:min(at+32, len(want))])
+		}
 	}
 }
 
@@ -373,6 +419,19 @@ func TestSnapshotGoldenV2Restores(t *testing.T) {
 	r := restored(t, readGoldenSnapshot(t, 2))
 	if got, want := contentsOf(r), contentsOf(snapshotFixtureV2(t)); !reflect.DeepEqual(got, want) {
 		t.Fatalf("restored v2 golden:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// TestSnapshotGoldenV3Restores: a version 3 snapshot restores to exactly
+// the state it was written from, its calls' quotas and the money they
+// hold included. It stays forever, like the v1 and v2 tests.
+func TestSnapshotGoldenV3Restores(t *testing.T) {
+	r := restored(t, readGoldenSnapshot(t, 3))
+	if got, want := contentsOf(r), contentsOf(snapshotFixtureV3(t)); !reflect.DeepEqual(got, want) {
+		t.Fatalf("restored v3 golden:\n got %+v\nwant %+v", got, want)
+	}
+	if q, ok := r.CallQuota("quota-1@h"); !ok || q.Extensions != 2 || q.Chunk != 60 || q.Final {
+		t.Fatalf("quota-1@h restored with quota %+v %v", q, ok)
 	}
 }
 

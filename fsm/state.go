@@ -25,13 +25,14 @@ type State struct {
 	realm       string        // of the stored credentials (InitRealm)
 	aliasWatch  chan struct{} // closed and replaced when aliases change
 
-	calls       map[string]*Call  // in progress, by ID
-	reserved    map[string]int64  // per account: money held by its calls (derived from calls)
-	activeCalls map[string]int    // per account: calls it takes part in (derived from calls)
-	xdrs        xdrLog            // finished calls, oldest first
-	xdrByCall   map[string]uint64 // call ID -> xDR seq, for idempotent EndCall
-	xdrSeq      uint64            // last xDR seq issued
-	txKeys      map[string]int64  // idempotency keys of money transactions -> when applied
+	calls       map[string]*Call      // in progress, by ID
+	quotas      map[string]*CallQuota // calls reserved by chunks, by call ID (quota.go)
+	reserved    map[string]int64      // per account: money held by its calls (derived from calls)
+	activeCalls map[string]int        // per account: calls it takes part in (derived from calls)
+	xdrs        xdrLog                // finished calls, oldest first
+	xdrByCall   map[string]uint64     // call ID -> xDR seq, for idempotent EndCall
+	xdrSeq      uint64                // last xDR seq issued
+	txKeys      map[string]int64      // idempotency keys of money transactions -> when applied
 
 	own ownership // who holds each managed address (ownership.go)
 }
@@ -48,6 +49,7 @@ func New() *State {
 		bindings:    map[string][]*Binding{},
 		aliasWatch:  make(chan struct{}),
 		calls:       map[string]*Call{},
+		quotas:      map[string]*CallQuota{},
 		reserved:    map[string]int64{},
 		activeCalls: map[string]int{},
 		xdrByCall:   map[string]uint64{},
@@ -215,6 +217,18 @@ func (s *State) Calls() []Call {
 		return out[i].ID < out[j].ID
 	})
 	return out
+}
+
+// CallQuota returns how a call in progress reserves its money by chunks;
+// false for a call that reserved its whole length at setup (or none).
+func (s *State) CallQuota(callID string) (CallQuota, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	q, ok := s.quotas[callID]
+	if !ok {
+		return CallQuota{}, false
+	}
+	return *q, true
 }
 
 // Reserved returns the money the account's calls in progress hold.

@@ -121,6 +121,11 @@ type BillingConfig struct {
 	// MaxCallDuration is the longest call the switch allows, whatever the
 	// balance.
 	MaxCallDuration time.Duration `toml:"max_call_duration"`
+	// ReserveChunk is how much call time a call reserves at a time (its
+	// first chunk at setup, the next before one runs out), so that many
+	// calls of one account share its balance. Equal to MaxCallDuration: a
+	// call reserves all it may use at setup.
+	ReserveChunk time.Duration `toml:"reserve_chunk"`
 }
 
 // Defaults and bounds of the [billing] section.
@@ -128,6 +133,7 @@ const (
 	DefaultXDRRetention      = 1_000_000
 	DefaultIdempotencyWindow = 7 * 24 * time.Hour
 	DefaultMaxCallDuration   = 4 * time.Hour
+	DefaultReserveChunk      = 5 * time.Minute
 	maxXDRRetention          = 100_000_000
 )
 
@@ -243,6 +249,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Billing.MaxCallDuration == 0 {
 		c.Billing.MaxCallDuration = DefaultMaxCallDuration
+	}
+	if c.Billing.ReserveChunk == 0 {
+		c.Billing.ReserveChunk = min(DefaultReserveChunk, c.Billing.MaxCallDuration)
 	}
 	c.applyRaftTimingDefaults()
 	c.applyVIPDefaults()
@@ -368,6 +377,8 @@ func (c *Config) Validate() error {
 		return errors.New(`billing.max_call_duration: must be between "1m" and "48h" (default "4h")`)
 	case b.MaxCallDuration%time.Second != 0:
 		return errors.New("billing.max_call_duration: whole seconds")
+	case b.ReserveChunk < 10*time.Second || b.ReserveChunk > b.MaxCallDuration || b.ReserveChunk%time.Second != 0:
+		return errors.New(`billing.reserve_chunk: whole seconds between "10s" and billing.max_call_duration (default "5m")`)
 	}
 	if err := c.Admin.validate(); err != nil {
 		return err

@@ -59,7 +59,8 @@ func TestExampleConfigLoads(t *testing.T) {
 	if got := c.Admin.APITokens(); !slices.Equal(got, want) || !c.Admin.TLS() {
 		t.Fatalf("admin tokens %v, TLS %v", got, c.Admin.TLS())
 	}
-	if c.Billing != (BillingConfig{XDRRetentionCount: 1_000_000, IdempotencyWindow: 7 * 24 * time.Hour, MaxCallDuration: 4 * time.Hour}) {
+	if c.Billing != (BillingConfig{XDRRetentionCount: 1_000_000, IdempotencyWindow: 7 * 24 * time.Hour, MaxCallDuration: 4 * time.Hour,
+		ReserveChunk: 5 * time.Minute}) {
 		t.Fatalf("billing %+v", c.Billing)
 	}
 	if tc, err := c.ClusterTLS(time.Now()); err != nil || !tc.VerifyIncoming || !tc.VerifyOutgoing {
@@ -92,13 +93,16 @@ token = "0123456789abcdef0123"
 		"long calls":     base + "[billing]\nmax_call_duration = \"72h\"\n",
 		"billing typo":   base + "[billing]\nmax_call_duraton = \"1h\"\n",
 		"guesses":        base + "[registrar]\naccount_guesses_per_minute = -5\n",
+		"tiny chunk":     base + "[billing]\nreserve_chunk = \"5s\"\n",
+		"chunk > max":    base + "[billing]\nmax_call_duration = \"1h\"\nreserve_chunk = \"2h\"\n",
 	}
 	want := map[string]string{
 		"typo": "registrar.relam", "bad address": "sip.addresses", "short token": "admin.token",
 		"peers w/o self": "cluster.peers", "min > max": "registrar", "bad duration": "nonce_ttl",
 		"xdr retention": "billing.xdr_retention_count", "short window": "billing.idempotency_window",
 		"days": "idempotency_window", "long calls": "billing.max_call_duration", "billing typo": "billing.max_call_duraton",
-		"guesses": "registrar.account_guesses_per_minute",
+		"guesses":    "registrar.account_guesses_per_minute",
+		"tiny chunk": "billing.reserve_chunk", "chunk > max": "billing.reserve_chunk",
 	}
 	dir := t.TempDir()
 	for name, text := range cases {
@@ -116,7 +120,7 @@ token = "0123456789abcdef0123"
 		t.Fatalf("base config: %v", err)
 	}
 	if c.Billing.XDRRetentionCount != DefaultXDRRetention || c.Billing.IdempotencyWindow != DefaultIdempotencyWindow ||
-		c.Billing.MaxCallDuration != DefaultMaxCallDuration {
+		c.Billing.MaxCallDuration != DefaultMaxCallDuration || c.Billing.ReserveChunk != DefaultReserveChunk {
 		t.Fatalf("billing defaults %+v", c.Billing)
 	}
 	// Phones that predate RFC 8760 fail on any challenge they do not

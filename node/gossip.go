@@ -108,7 +108,7 @@ func (c *Config) GossipAddrs() (GossipAddrs, error) {
 
 // meta is this node's gossip metadata.
 func (n *Node) meta(health string) cluster.NodeMeta {
-	m := cluster.NodeMeta{Version: Version, Roles: []string{"dispatcher", "processor", roleAdoptCall, roleCredentials}, Health: health, Addrs: n.cfg.VIP != nil}
+	m := cluster.NodeMeta{Version: Version, Roles: []string{"dispatcher", "processor", roleAdoptCall, roleCredentials, roleQuota}, Health: health, Addrs: n.cfg.VIP != nil}
 	if n.dispatch != nil {
 		m.Roles = append(m.Roles, roleDispatch)
 	}
@@ -203,6 +203,21 @@ func (n *Node) adoptThroughLog() bool {
 		return false
 	}
 	return everyVoterHas(roleAdoptCall, n.cluster.Voters(), n.gossip.Members(), n.cfg.NodeID)
+}
+
+// roleQuota in a node's gossip roles: its fsm applies the commands of
+// quota reservations (StartCall with a chunk, ExtendCall).
+const roleQuota = "quota1"
+
+// quotaThroughLog reports whether every voter's fsm applies the quota
+// commands, as the voters last said in gossip
+// (sipstack.Config.QuotaThroughLog): until then calls reserve their
+// whole length at setup, in the StartCall every version applies.
+func (n *Node) quotaThroughLog() bool {
+	if n.gossip == nil {
+		return false
+	}
+	return everyVoterHas(roleQuota, n.cluster.Voters(), n.gossip.Members(), n.cfg.NodeID)
 }
 
 // everyVoterHas reports whether each voter announced role in its last

@@ -80,8 +80,14 @@ const reapGrace = 2 * time.Minute
 // reapStaleCalls ends calls no node ended: a call still ringing long after
 // the ring timeout, or answered and past the longest time its reservation
 // pays for. Their node stopped without ending them (killed, or a lost
-// write). The xDR says so; an answered call is charged up to the time it
-// was authorized for, which is when it ended at the latest.
+// write) and no node adopted them. The xDR says so; an answered call is
+// charged up to the time it was authorized for, which is when it ended at
+// the latest, and the rest of its reservation is released. A call
+// reserved by chunks pays only through its last chunk (the node running
+// it reserves the next one before that runs out, and an adopter goes on
+// doing so), so a call whose node vanished is ended, and its money
+// released, within a chunk and reapGrace, not at the longest call the
+// switch allows.
 func (n *Node) reapStaleCalls(ctx context.Context, now time.Time) {
 	for _, c := range staleCalls(n.state.Calls(), now, n.cfg.SIP.RingTimeout) {
 		res, err := n.cluster.Propose(ctx, c)

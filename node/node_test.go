@@ -55,3 +55,41 @@ func TestEveryVoterHas(t *testing.T) {
 		}
 	}
 }
+
+// A call reserved by chunks whose node vanished without anyone adopting
+// it holds a chunk, not its whole balance, and the leader's reaper ends
+// it a little after that chunk ran out: charged the chunk, nothing left
+// reserved, the rest of the balance free for the account's other calls.
+func TestReapReleasesAnOrphanedChunk(t *testing.T) {
+	st := fsm.New()
+	apply := func(c fsm.Command) fsm.Result {
+		t.Helper()
+		res := st.ApplyCommand(c)
+		if res.Err != nil {
+			t.Fatalf("%T: %v", c, res.Err)
+		}
+		return res
+	}
+	apply(&fsm.PutTariff{Tariff: fsm.Tariff{ID: "t", Currency: "USD", Rates: []fsm.Rate{{PerMinute: 600_000, FirstInterval: 1, NextInterval: 1}}}})
+	apply(&fsm.CreateAccount{Now: 1, Account: fsm.Account{ID: "a", Credentials: fsm.HashCredentials("a", "troika", "pw"),
+		Billing: fsm.Prepaid, Balance: 60_000_000, TariffOut: "t"}}) // 100 minutes
+	connect := time.UnixMilli(1_700_000_000_000)
+	apply(&fsm.StartCall{ID: "orphan", Direction: fsm.DirOutgoing, Account: "a", CLD: "555", MaxSeconds: 14400,
+		Now: connect.UnixMilli(), Node: "gone", Chunk: 300,
+		Charges: []fsm.ChargeRequest{{Account: "a", Role: fsm.RoleOutgoing, Number: "555"}}})
+	apply(&fsm.AnswerCall{ID: "orphan", ConnectAt: connect.UnixMilli()})
+	if held := st.Reserved("a"); held != 3_000_000 {
+		t.Fatalf("the call holds %d, want its 5-minute chunk (3000000)", held)
+	}
+	if got := staleCalls(st.Calls(), connect.Add(300*time.Second+reapGrace), time.Minute); len(got) != 0 {
+		t.Fatalf("reaped at the end of its chunk + grace: %+v", got)
+	}
+	got := staleCalls(st.Calls(), connect.Add(300*time.Second+reapGrace+time.Second), time.Minute)
+	if len(got) != 1 {
+		t.Fatalf("stale calls %+v, want the orphan", got)
+	}
+	x := apply(got[0]).XDR
+	if a, _ := st.Account("a"); x.Amount != 3_000_000 || a.Balance != 57_000_000 || st.Reserved("a") != 0 || x.DisconnectedBy != "system" {
+		t.Fatalf("reaped: xDR %+v, balance %d, reserved %d", x, a.Balance, st.Reserved("a"))
+	}
+}

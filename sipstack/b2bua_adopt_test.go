@@ -27,11 +27,19 @@ func nodeOn(t *testing.T, st *fsm.State, clock *testkit.Clock, node, ip string, 
 // nodeWith is nodeOn with alive as Config.NodeAlive.
 func nodeWith(t *testing.T, st *fsm.State, clock *testkit.Clock, node, ip string, port int, alive func(string) bool) (s *Server, stop func()) {
 	t.Helper()
-	s, err := New(Config{
+	return runNode(t, st, Config{
 		Addresses: []string{ip}, UDPPorts: []int{port}, Registrar: RegistrarConfig{Realm: "troika"},
 		NodeID: node, Logger: slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}), nil)),
-		Metrics: prometheus.NewRegistry(), NodeAlive: alive, Now: clock.Now,
-	}, st, testkit.NewStore(st))
+		Metrics: prometheus.NewRegistry(), NodeAlive: alive, Now: clock.Now, ClockJumps: clock.Jumps,
+	})
+}
+
+// runNode runs a Server configured by cfg over st (the cluster's
+// replicated state) until stop, or the end of the test.
+func runNode(t *testing.T, st *fsm.State, cfg Config) (s *Server, stop func()) {
+	t.Helper()
+	node := cfg.NodeID
+	s, err := New(cfg, st, testkit.NewStore(st))
 	if err != nil {
 		t.Fatal(err)
 	}

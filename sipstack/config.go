@@ -116,6 +116,12 @@ type Config struct {
 	// older node cannot apply the command) an adopter writes nothing and
 	// runs the call, as those versions did. nil: true.
 	AdoptThroughLog func() bool
+	// QuotaThroughLog reports whether every voter applies the commands of
+	// quota reservations (fsm.StartCall with a chunk, fsm.ExtendCall):
+	// calls then reserve Calls.ReserveChunkSeconds at a time. While it is
+	// false (a rolling upgrade from a version without them) calls reserve
+	// their whole length at setup, as those versions did. nil: true.
+	QuotaThroughLog func() bool
 	// UnboundNonces reports whether a voter may run a build that issues
 	// digest nonces bound to nothing (a rolling upgrade from one): such
 	// nonces are then accepted (auth.Config.UnboundNonces). nil: never.
@@ -138,6 +144,10 @@ type Config struct {
 	Logger  *slog.Logger          // slog.Default() when nil
 	Metrics prometheus.Registerer // a private registry when nil
 	Now     func() time.Time      // time.Now when nil
+	// ClockJumps, when not nil, returns a channel closed when Now next
+	// jumps forward (tests: testkit.Clock.Jumps); answered calls re-arm
+	// their timers then.
+	ClockJumps func() <-chan struct{}
 }
 
 const (

@@ -137,7 +137,7 @@ func startDispatchClusterTCP(t *testing.T, st *fsm.State, tcp bool, ids ...strin
 			Addresses: []string{ip}, UDPPorts: []int{0}, TCPPorts: tcpPorts, Registrar: RegistrarConfig{Realm: "troika", Algorithms: []string{"SHA-256", "MD5"}},
 			Dispatch: DispatchConfig{Enabled: true, Peers: memPeers{h: hub, self: id}},
 			NodeID:   id, Logger: slog.New(slog.NewTextHandler(io.MultiWriter(ts.logs, testWriter{t}), &slog.HandlerOptions{Level: testLogLevel()})),
-			Metrics: ts.reg, Now: ts.clock.Now,
+			Metrics: ts.reg, Now: ts.clock.Now, ClockJumps: ts.clock.Jumps,
 		}, st, store)
 		if err != nil {
 			t.Fatal(err)

@@ -137,11 +137,12 @@ func startServer(t testing.TB, st *fsm.State, mod func(*Config)) *testServer {
 		TCPPorts:  []int{0},
 		// Both algorithms, SHA-256 first (RFC 8760's order): the tests
 		// answer the SHA-256 challenge, and MD5 where they say so.
-		Registrar: RegistrarConfig{Realm: "troika", Algorithms: []string{"SHA-256", "MD5"}},
-		NodeID:    "test",
-		Logger:    slog.New(slog.NewTextHandler(io.MultiWriter(logs, testWriter{t}), &slog.HandlerOptions{Level: level})),
-		Metrics:   ts.reg,
-		Now:       ts.clock.Now,
+		Registrar:  RegistrarConfig{Realm: "troika", Algorithms: []string{"SHA-256", "MD5"}},
+		NodeID:     "test",
+		Logger:     slog.New(slog.NewTextHandler(io.MultiWriter(logs, testWriter{t}), &slog.HandlerOptions{Level: level})),
+		Metrics:    ts.reg,
+		Now:        ts.clock.Now,
+		ClockJumps: ts.clock.Jumps,
 	}
 	if mod != nil {
 		mod(&cfg)

@@ -18,7 +18,7 @@ func TestConfigDefaults(t *testing.T) {
 	if r.DefaultExpires != 3600 || r.MinExpires != 60 || r.MaxExpires != 7200 || r.MaxContacts != 10 || r.NonceTTL != 5*time.Minute {
 		t.Errorf("defaults: %+v", r)
 	}
-	if cc := c.Calls; cc.RingTimeout != 60*time.Second || cc.MaxCallSeconds != 14400 || cc.MaxCalls != 10000 || cc.ProposeTimeout != 5*time.Second || cc.AckTimeout != 32*time.Second {
+	if cc := c.Calls; cc.RingTimeout != 60*time.Second || cc.MaxCallSeconds != 14400 || cc.MaxCalls != 10000 || cc.ProposeTimeout != 5*time.Second || cc.AckTimeout != 32*time.Second || cc.ReserveChunkSeconds != 0 {
 		t.Errorf("call defaults: %+v", cc)
 	}
 	bad := map[string]func(*Config){
@@ -34,6 +34,7 @@ func TestConfigDefaults(t *testing.T) {
 		"min above max":    func(c *Config) { c.Registrar.MinExpires, c.Registrar.MaxExpires = 100, 50 },
 		"negative ring":    func(c *Config) { c.Calls.RingTimeout = -time.Second },
 		"call too long":    func(c *Config) { c.Calls.MaxCallSeconds = 8 * 24 * 3600 },
+		"negative chunk":   func(c *Config) { c.Calls.ReserveChunkSeconds = -60 },
 		"default below min": func(c *Config) {
 			c.Registrar.MinExpires, c.Registrar.DefaultExpires = 100, 50
 		},

@@ -108,8 +108,9 @@ func New(cfg Config, state *fsm.State, store Store) (*Server, error) {
 		return nil, err
 	}
 	s.calls, err = b2bua.New(s.baseCtx, b2bua.Config{Calls: cfg.Calls, Delivery: cfg.Delivery, NodeID: cfg.NodeID,
-		NodeAlive: cfg.NodeAlive, AdoptThroughLog: cfg.AdoptThroughLog, Addresses: cfg.Addresses, Ports: cfg.mainPorts(),
-		Now: cfg.Now, Logger: log, Metrics: callMetrics, Panics: m.stackErrors}, state, store, s.auth, s, s.disp)
+		NodeAlive: cfg.NodeAlive, AdoptThroughLog: cfg.AdoptThroughLog, QuotaThroughLog: cfg.QuotaThroughLog,
+		Addresses: cfg.Addresses, Ports: cfg.mainPorts(), Now: cfg.Now, ClockJumps: cfg.ClockJumps, Logger: log,
+		Metrics: callMetrics, Panics: m.stackErrors}, state, store, s.auth, s, s.disp)
 	if err != nil {
 		return nil, err
 	}

@@ -33,15 +33,42 @@ type sippResult struct {
 // and a message log, from dir.
 func runSIPp(t *testing.T, timeout time.Duration, args ...string) sippResult {
 	t.Helper()
+	return startSIPp(t, timeout, args...)()
+}
+
+// startSIPp starts SIPp as runSIPp does, in the background; the func
+// returned waits for it to end (bounded by timeout) and returns what it
+// saw. Call it from the test's goroutine.
+func startSIPp(t *testing.T, timeout time.Duration, args ...string) (wait func() sippResult) {
+	t.Helper()
 	dir := t.TempDir()
 	stat, msgs := filepath.Join(dir, "stat.csv"), filepath.Join(dir, "messages.log")
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
 	args = append(args, "-nostdin", "-timeout", strconv.Itoa(int(timeout.Seconds())-2)+"s", "-timeout_error",
 		"-trace_stat", "-stf", stat, "-fd", "1", "-trace_msg", "-message_file", msgs,
 		"-trace_err", "-error_file", filepath.Join(dir, "errors.log"))
-	cmd := exec.CommandContext(ctx, "sipp", args...)
-	out, err := cmd.CombinedOutput()
+	type ran struct {
+		out []byte
+		err error
+	}
+	done := make(chan ran, 1)
+	go func() {
+		out, err := exec.CommandContext(ctx, "sipp", args...).CombinedOutput()
+		done <- ran{out, err}
+	}()
+	t.Cleanup(cancel)
+	return func() sippResult {
+		t.Helper()
+		r := <-done
+		cancel()
+		return sippOutcome(t, dir, args, r.out, r.err)
+	}
+}
+
+// sippOutcome reads the statistics and message log SIPp left in dir.
+func sippOutcome(t *testing.T, dir string, args []string, out []byte, err error) sippResult {
+	t.Helper()
+	stat, msgs := filepath.Join(dir, "stat.csv"), filepath.Join(dir, "messages.log")
 	m, _ := os.ReadFile(msgs)
 	r := sippResult{messages: string(m), output: string(out)}
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -141,14 +142,40 @@ func Holds(t testing.TB, d time.Duration, what string, cond func() bool) {
 }
 
 // Clock is the wall clock shifted by an adjustable offset: hand Now to
-// the code under test and Advance it instead of sleeping.
-type Clock struct{ off atomic.Int64 }
+// the code under test and Advance it instead of sleeping. Code that
+// waits for a time of Now re-arms its timers when the clock jumps
+// (Jumps).
+type Clock struct {
+	off atomic.Int64
+
+	mu     sync.Mutex
+	jumped chan struct{} // closed at the next Advance; nil until Jumps asks
+}
 
 // Now is time.Now plus the offset.
 func (c *Clock) Now() time.Time { return time.Now().Add(time.Duration(c.off.Load())) }
 
 // Advance moves the clock forward by d.
-func (c *Clock) Advance(d time.Duration) { c.off.Add(int64(d)) }
+func (c *Clock) Advance(d time.Duration) {
+	c.off.Add(int64(d))
+	c.mu.Lock()
+	if c.jumped != nil {
+		close(c.jumped)
+		c.jumped = nil
+	}
+	c.mu.Unlock()
+}
+
+// Jumps returns a channel closed at the next Advance (the B2BUA's
+// Config.ClockJumps).
+func (c *Clock) Jumps() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.jumped == nil {
+		c.jumped = make(chan struct{})
+	}
+	return c.jumped
+}
 
 // Metric sums the counters and gauges called name in g whose labels
 // include labels (name, value pairs).

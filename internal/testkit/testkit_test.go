@@ -67,3 +67,30 @@ func TestBinaryIsBuiltOnceAndShared(t *testing.T) {
 		t.Fatalf("second call rebuilt: %s (%s) vs %s (%s)", a, fa.ModTime(), b, fb.ModTime())
 	}
 }
+
+// Advance moves Now and closes the channel Jumps gave before it; a new
+// one waits for the next jump.
+func TestClockJumps(t *testing.T) {
+	var c Clock
+	before := c.Now()
+	jumps := c.Jumps()
+	select {
+	case <-jumps:
+		t.Fatal("jumped before Advance")
+	default:
+	}
+	c.Advance(time.Hour)
+	select {
+	case <-jumps:
+	default:
+		t.Fatal("Advance did not close the channel")
+	}
+	if d := c.Now().Sub(before); d < time.Hour {
+		t.Fatalf("Now moved %s, want an hour", d)
+	}
+	select {
+	case <-c.Jumps():
+		t.Fatal("the next jump's channel is closed already")
+	default:
+	}
+}

@@ -17,17 +17,18 @@ import (
 //   - when an in-dialog request (BYE, re-INVITE, ...) matches no dialog of
 //     its own but matches an answered call in the fsm, and
 //   - when AdoptOrphans finds answered calls of nodes that are gone, to
-//     re-arm their maximum-duration timers (prepaid calls must still be cut
-//     when their money runs out).
+//     watch their paid time (calltime.go): a call reserved by chunks is
+//     extended by its adopter as by its node, and every call is still cut
+//     when its money runs out.
 //
 // The adopted call has no INVITE transaction: it only answers in-dialog
-// requests, relays them, cuts the call at its maximum duration and ends it
-// with EndCall. Before it runs a call, the adopter moves it to itself in
-// the state (AdoptCall, applied only while the call is still its old
-// node's): of two nodes adopting one call only the first carries it on,
-// and a node that comes back does not take back a call adopted meanwhile
-// (it claims its own calls through the log too, so a replica that has not
-// caught up yet cannot mislead it).
+// requests, relays them, extends and cuts the call as its paid time
+// says, and ends it with EndCall. Before it runs a call, the adopter
+// moves it to itself in the state (AdoptCall, applied only while the call
+// is still its old node's): of two nodes adopting one call only the first
+// carries it on, and a node that comes back does not take back a call
+// adopted meanwhile (it claims its own calls through the log too, so a
+// replica that has not caught up yet cannot mislead it).
 // A call whose node is still up (Config.NodeAlive) is never adopted.
 
 // errCallElsewhere: the call of an in-dialog request runs on another node
@@ -207,26 +208,14 @@ func (b *B2BUA) adopt(fc fsm.Call, why string) (*call, error) {
 		b.releaseCall()
 		return nil, fmt.Errorf("callee leg %s is already running here", callee.callID)
 	}
-	deadline := time.UnixMilli(fc.ConnectAt).Add(time.Duration(fc.MaxDuration) * time.Second)
-	c.log.Info("adopted a call from another node", "why", why, "connected", time.UnixMilli(fc.ConnectAt).UTC(),
-		"cut_at", deadline.UTC())
+	connect := time.UnixMilli(fc.ConnectAt)
+	c.log.Info("adopted a call from another node", "why", why, "connected", connect.UTC(),
+		"paid_until", connect.Add(time.Duration(fc.MaxDuration)*time.Second).UTC())
 	b.m.callsAdopted.Inc()
-	b.calls.goCall(func() { c.superviseAdopted(b.cfg.Now, deadline) })
+	// It goes on extending the call's reservation, chunk by chunk, and
+	// cuts it when the money runs out.
+	b.calls.goCall(func() { c.watchPaidTime(connect) })
 	return c, nil
-}
-
-// superviseAdopted cuts an adopted call at its maximum duration.
-func (c *call) superviseAdopted(now func() time.Time, deadline time.Time) {
-	t := time.NewTimer(max(deadline.Sub(now()), 0))
-	defer t.Stop()
-	select {
-	case <-c.ending:
-	case <-c.b.calls.stop:
-		c.log.Info("node stopping: leaving the adopted call in the cluster state")
-	case <-t.C:
-		c.log.Debug("maximum duration reached; hanging up", "max_duration", c.maxDur)
-		c.hangup(ByTimer, sip.StatusOK, "Maximum Duration", nil)
-	}
 }
 
 // adoptedCSeqGap is added to the local CSeq a leg had at the answer: the

@@ -28,7 +28,7 @@ func (c *call) connect(f *fork) {
 	c.answered = true
 	c.acks[ackKey{c.caller, c.inv.CSeq().SeqNo}] = c.ackCh
 	c.mu.Unlock()
-	connectAt, mono := b.cfg.Now(), time.Now()
+	connectAt := b.cfg.Now()
 	cancelled, err := c.respond(ok)
 	if cancelled || err != nil {
 		// The caller gave up as the callee answered.
@@ -55,13 +55,14 @@ func (c *call) connect(f *fork) {
 	c.observeSetup()
 	b.m.callsAnswered.Inc()
 	c.log.Info("call answered", "callee_leg", f.tgt.desc, "max_duration", c.maxDur)
-	b.calls.goCall(func() { c.afterAnswer(f, connectAt, mono, ok) })
+	b.calls.goCall(func() { c.afterAnswer(f, connectAt, ok) })
 }
 
-// afterAnswer records the answer, retransmits the 2xx until the caller's
-// ACK (RFC 3261 §13.3.1.4), and cuts the call at its maximum duration.
-// An answered call that no ACK confirms within AckTimeout is hung up.
-func (c *call) afterAnswer(f *fork, connectAt, mono time.Time, ok *sip.Response) {
+// afterAnswer records the answer, has the call's paid time watched
+// (calltime.go), and retransmits the 2xx until the caller's ACK (RFC 3261
+// §13.3.1.4). An answered call that no ACK confirms within AckTimeout is
+// hung up.
+func (c *call) afterAnswer(f *fork, connectAt time.Time, ok *sip.Response) {
 	if !c.proposeAnswer(f, connectAt) {
 		close(c.answerDone)
 		c.hangup(BySystem, sip.StatusInternalServerError, "Call Not Recorded", nil)
@@ -75,8 +76,7 @@ func (c *call) afterAnswer(f *fork, connectAt, mono time.Time, ok *sip.Response)
 		c.hangup(ByCallee, sip.StatusOK, "", f.leg)
 		return
 	}
-	maxT := time.NewTimer(time.Until(mono.Add(time.Duration(c.maxDur) * time.Second)))
-	defer maxT.Stop()
+	c.b.calls.goCall(func() { c.watchPaidTime(connectAt) })
 	ackWait := time.NewTimer(c.b.cfg.Calls.AckTimeout)
 	defer ackWait.Stop()
 	interval := sip.T1
@@ -95,8 +95,7 @@ func (c *call) afterAnswer(f *fork, connectAt, mono time.Time, ok *sip.Response)
 		case <-c.ending:
 			return
 		case <-c.b.calls.stop:
-			c.log.Info("node stopping: leaving the answered call in the cluster state")
-			return
+			return // watchPaidTime says so
 		case ack := <-c.ackCh:
 			acked(ack)
 		case ack := <-txAcks:
@@ -108,10 +107,6 @@ func (c *call) afterAnswer(f *fork, connectAt, mono time.Time, ok *sip.Response)
 		case <-ackWaitC:
 			c.log.Warn("caller never ACKed the 200; hanging up")
 			c.hangup(BySystem, sip.StatusRequestTimeout, "No ACK", nil)
-			return
-		case <-maxT.C:
-			c.log.Debug("maximum duration reached; hanging up", "max_duration", c.maxDur)
-			c.hangup(ByTimer, sip.StatusOK, "Maximum Duration", nil)
 			return
 		}
 	}

@@ -36,13 +36,24 @@ type Config struct {
 	// adopter writes nothing and runs the call, as those versions did.
 	// nil: true.
 	AdoptThroughLog func() bool
+	// QuotaThroughLog reports whether every voter applies the commands of
+	// quota reservations (fsm.StartCall with a chunk, fsm.ExtendCall):
+	// calls then reserve Calls.ReserveChunkSeconds at a time. While it is
+	// false (a rolling upgrade from a version without them) calls reserve
+	// their whole length at setup, as those versions did, and none is
+	// extended. nil: true.
+	QuotaThroughLog func() bool
 	// Addresses and Ports are the switch's main addresses and their ports
 	// (every transport): a 3xx to one of them is a loop.
 	Addresses []string
 	Ports     []int
 	Now       func() time.Time
-	Logger    *slog.Logger
-	Metrics   *Metrics // NewMetrics'
+	// ClockJumps, when not nil, returns a channel closed when Now next
+	// jumps forward (a test's clock: testkit.Clock.Jumps); answered calls
+	// re-arm their timers then. nil: Now runs as time does.
+	ClockJumps func() <-chan struct{}
+	Logger     *slog.Logger
+	Metrics    *Metrics // NewMetrics'
 	// Panics, when not nil, counts the panics of call goroutines (each
 	// ends only its goroutine).
 	Panics prometheus.Counter

@@ -33,7 +33,7 @@ type call struct {
 	offer       []byte       // the caller's SDP; nil: the offer comes in the 2xx (late offer)
 	relayed     []sip.Header // headers copied to the callee legs
 	maxForwards uint32
-	maxDur      int // seconds the reservation pays for
+	maxDur      int // seconds the reservation paid for at setup (logs; the paid time is read from the state: calltime.go)
 
 	events     chan forkEvent
 	setupDone  chan struct{}

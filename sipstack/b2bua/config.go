@@ -18,9 +18,19 @@ type CallConfig struct {
 
 	// MaxCallSeconds is the longest call the switch allows (StartCall's
 	// MaxSeconds). Prepaid calls are cut earlier when their reservation
-	// runs out. A prepaid call reserves what its balance buys up to this
-	// length, so it also bounds the money one call holds. 14400 when zero.
+	// runs out. Without ReserveChunkSeconds a prepaid call reserves what
+	// its balance buys up to this length, so it also bounds the money one
+	// call holds. 14400 when zero.
 	MaxCallSeconds int
+
+	// ReserveChunkSeconds is how much call time a call reserves at a
+	// time: at setup its first chunk (connect fee included), then, before
+	// a chunk runs out, the next (fsm.ExtendCall), so that many calls of
+	// one account share its balance. When the money cannot pay a whole
+	// chunk the call gets what it can pay for and is cut there. 0: a call
+	// reserves what the money buys up to MaxCallSeconds at setup (then one
+	// prepaid call can hold a whole balance).
+	ReserveChunkSeconds int
 
 	// MaxCalls bounds the calls in progress (ringing or answered) on this
 	// node; further INVITEs get 503 with Retry-After. 10000 when zero.
@@ -63,8 +73,8 @@ func (cc CallConfig) WithDefaults() (CallConfig, error) {
 		cc.AckTimeout = 64 * sip.T1
 	}
 	switch {
-	case cc.RingTimeout < 0 || cc.MaxCallSeconds < 0 || cc.MaxCalls < 0 || cc.ProposeTimeout < 0 || cc.AckTimeout < 0:
-		return cc, errors.New("calls: timeouts, max call seconds and max calls cannot be negative")
+	case cc.RingTimeout < 0 || cc.MaxCallSeconds < 0 || cc.MaxCalls < 0 || cc.ProposeTimeout < 0 || cc.AckTimeout < 0 || cc.ReserveChunkSeconds < 0:
+		return cc, errors.New("calls: timeouts, max call seconds, reserve chunk and max calls cannot be negative")
 	case cc.MaxCallSeconds > 7*24*3600:
 		return cc, fmt.Errorf("calls max call seconds %d: at most a week", cc.MaxCallSeconds)
 	}

@@ -24,21 +24,27 @@
 //	                call.go, fork.go
 //	call.connect    200 to the caller, ACK to the callee, AnswerCall with
 //	                both legs' dialog state, 2xx retransmission until the
-//	                caller's ACK, max-duration timer from the reservation
+//	                caller's ACK; answer.go
+//	watchPaidTime   the call's paid time: the next chunk reserved
+//	                (ExtendCall) before the current one runs out, the call
+//	                cut when its money pays for no more; calltime.go
 //	call.hangup     BYE the other leg(s) and EndCall: exactly once per
 //	                call, whoever ends it (a BYE from either side, the
 //	                timer, a missing ACK)
 //
 // In-dialog requests are matched by Call-ID and tags (callTable,
 // calltable.go): re-INVITE, UPDATE and INFO are relayed to the other leg
-// (relay.go), anything unknown gets 481. Billing is all in the fsm: StartCall reserves, EndCall
-// debits and files the xDR; the B2BUA only measures time and reports how
-// the call ended.
+// (relay.go), anything unknown gets 481. Billing is all in the fsm:
+// StartCall reserves (the whole call, or with Calls.ReserveChunkSeconds
+// its first chunk), ExtendCall reserves the next chunk, EndCall debits
+// and files the xDR; the B2BUA only measures time, asks for chunks and
+// reports how the call ended.
 //
-// Timestamps written to the fsm come from Config.Now; timers use the
-// monotonic clock. Answered calls live in the cluster state with both
-// legs' dialog state, so another node adopts them when their node stops
-// (adopt.go).
+// Timestamps written to the fsm, and the paid time, come from
+// Config.Now (a test's clock re-arms the timers when it jumps:
+// Config.ClockJumps); the other timers use the monotonic clock. Answered
+// calls live in the cluster state with both legs' dialog state, so
+// another node adopts them when their node stops (adopt.go).
 //
 // The B2BUA sends from the node's sockets and relays through the
 // dispatcher, through the Sockets and Router interfaces it declares; the

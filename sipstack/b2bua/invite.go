@@ -248,7 +248,7 @@ func (b *B2BUA) admit(sock *transport.Socket, req *sip.Request, tx sip.ServerTra
 // startCall proposes StartCall and maps a refusal to the caller's answer.
 func (b *B2BUA) startCall(cmd *fsm.StartCall, log *slog.Logger) (fsm.Call, *sipmsg.Reply) {
 	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.Calls.ProposeTimeout)
-	res, err := b.store.Propose(ctx, cmd)
+	res, err := b.store.Propose(ctx, b.startCommand(cmd))
 	cancel()
 	if err != nil {
 		log.Warn("StartCall not written: replicated write failed", "error", err)

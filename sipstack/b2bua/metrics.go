@@ -21,6 +21,7 @@ type Metrics struct {
 	callsActive    prometheus.Gauge
 	callSetup      prometheus.Histogram
 	callWriteFails *prometheus.CounterVec // replicated writes of calls given up, by step
+	extensions     *prometheus.CounterVec // ExtendCall attempts of calls reserved by chunks, by result (calltime.go)
 	forkResults    *prometheus.CounterVec // callee legs, by outcome
 	vendorCalls    *prometheus.CounterVec // calls from vendors, by outcome (vendor.go)
 	redirects      *prometheus.CounterVec // 3xx targets and follow-me entries, by decision (redirect.go)
@@ -63,6 +64,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "troika", Subsystem: "sip", Name: "call_write_failures_total",
 			Help: "Replicated writes of calls that failed after their retries (start, answer, end); an end failure leaves a call open.",
 		}, []string{"step"}),
+		extensions: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "troika", Subsystem: "sip", Name: "call_extensions_total",
+			Help: "Next chunks asked for by answered calls reserved by chunks, by result: extended (a whole chunk), " +
+				"final (the money paid part of one, or none: the call is cut at what it paid for), refused, failed (not written).",
+		}, []string{"result"}),
 		forkResults: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "troika", Subsystem: "sip", Name: "callee_legs_total",
 			Help: "INVITEs sent to callees, by outcome (answered, failed, redirected, cancelled, late_answer, skipped, error).",
@@ -79,6 +85,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	for _, by := range []string{ByCaller, ByCallee, ByTimer, BySystem} {
 		m.callsEnded.WithLabelValues(by)
+	}
+	for _, r := range []string{extensionExtended, extensionFinal, extensionRefused, extensionFailed} {
+		m.extensions.WithLabelValues(r)
 	}
 	for _, r := range vendorResults {
 		m.vendorCalls.WithLabelValues(r)

@@ -3,6 +3,7 @@ package b2bua
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -132,6 +133,17 @@ func TestContactRequestURI(t *testing.T) {
 		}
 		if got != c.want {
 			t.Errorf("%q: %q (%v), want %q", c.contact, got, err, c.want)
+		}
+	}
+}
+
+// A call asks for its next chunk a quarter of a chunk before its paid
+// time runs out, at least a second and at most 30 s before.
+func TestExtendLead(t *testing.T) {
+	for chunk, want := range map[int]time.Duration{2: time.Second, 10: 2500 * time.Millisecond, 60: 15 * time.Second,
+		300: 30 * time.Second, 3600: 30 * time.Second} {
+		if got := extendLead(chunk); got != want {
+			t.Errorf("chunk %d s: asks %s before, want %s", chunk, got, want)
 		}
 	}
 }

@@ -219,7 +219,7 @@ func (b *B2BUA) recordRefusedVendorCall(req *sip.Request, vr *vendorRoute, trans
 		MaxSeconds: b.cfg.Calls.MaxCallSeconds, Now: now.UnixMilli(), Node: b.cfg.NodeID,
 		Vendor: vr.vendor.ID, Connection: vr.conn.ID}
 	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.Calls.ProposeTimeout)
-	res, err := b.store.Propose(ctx, cmd)
+	res, err := b.store.Propose(ctx, b.startCommand(cmd))
 	cancel()
 	switch {
 	case err != nil:
