@@ -350,6 +350,7 @@ func (s *Server) topup(w http.ResponseWriter, r *http.Request) error {
 	if in.Key == "" {
 		in.Key, generated = "auto-"+randomHex(16), true
 	}
+	before, _ := s.state.Account(id)
 	res, err := s.propose(r, &fsm.Topup{Account: id, Amount: amount, Key: topupKey(id, in.Key), Now: s.now(), Note: in.Note})
 	if res.Err != nil && res.Err.Code == fsm.CodeInsufficientFunds {
 		a, _ := s.state.Account(id)
@@ -376,8 +377,9 @@ func (s *Server) topup(w http.ResponseWriter, r *http.Request) error {
 	if res.Account == nil { // the key was used before and the account is gone since
 		return notFound("account", id)
 	}
-	s.cfg.Logger.Info("balance adjusted", "account", id, "amount", billing.FormatMoney(amount), "key", in.Key,
-		"note", in.Note, "balance", billing.FormatMoney(res.Account.Balance), "from", r.RemoteAddr)
+	s.cfg.Logger.Info("audit: balance adjusted", "account", id, "amount", billing.FormatMoney(amount), "key", in.Key,
+		"note", in.Note, "balance_before", billing.FormatMoney(before.Balance), "balance_after", billing.FormatMoney(res.Account.Balance),
+		"token", TokenName(r.Context()), "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusOK, TopupResult{
 		Account: s.accountView(*res.Account),
 		Topup:   TopupReceipt{Amount: billing.FormatMoney(amount), Key: in.Key, KeyGenerated: generated, Note: in.Note},

@@ -236,6 +236,13 @@ func (c *Client) DeleteAccount(ctx context.Context, id string) error {
 	return del(ctx, c, item(accountsPath, id))
 }
 
+// ForceDeleteAccount deletes an account even when it holds a balance,
+// registered contacts or calls in progress (DeleteAccount refuses those
+// with 409): its money is lost; the node logs what it held.
+func (c *Client) ForceDeleteAccount(ctx context.Context, id string) error {
+	return del(ctx, c, item(accountsPath, id)+"?force=true")
+}
+
 // PutTariff creates or replaces a tariff.
 func (c *Client) PutTariff(ctx context.Context, t Tariff) (Tariff, error) {
 	return post[Tariff](ctx, c, tariffsPath, t)

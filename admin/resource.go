@@ -21,6 +21,9 @@ type resource[A, F any] struct {
 	in  func(*A) (F, error)
 	put func(F) fsm.Command
 	del func(key string) fsm.Command
+	// delGuard, when set, may refuse a DELETE (an error) before it is
+	// written, and returns what to log once it is.
+	delGuard func(s *Server, key string, r *http.Request) ([]any, error)
 }
 
 // handler is an API handler: an error it returns becomes the answer
@@ -72,8 +75,19 @@ func (rs resource[A, F]) create(s *Server, w http.ResponseWriter, r *http.Reques
 }
 
 func (rs resource[A, F]) delete(s *Server, w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.propose(r, rs.del(r.PathValue(rs.key))); err != nil {
+	key := r.PathValue(rs.key)
+	var logged []any
+	if rs.delGuard != nil {
+		var err error
+		if logged, err = rs.delGuard(s, key, r); err != nil {
+			return err
+		}
+	}
+	if _, err := s.propose(r, rs.del(key)); err != nil {
 		return err
+	}
+	if logged != nil {
+		s.cfg.Logger.Info("audit: "+rs.what+" deleted", append(logged, "token", TokenName(r.Context()), "remote", r.RemoteAddr)...)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -91,7 +91,7 @@ func (s *Server) routes() {
 		s.mux.Handle(method+" /v1"+path, s.authed(needs(method), h))
 	}
 	accounts := resource[Account, fsm.Account]{what: "account", key: "id", all: (*fsm.State).Accounts, one: (*fsm.State).Account,
-		view: s.accountView, del: func(id string) fsm.Command { return &fsm.DeleteAccount{ID: id} }}
+		view: s.accountView, del: func(id string) fsm.Command { return &fsm.DeleteAccount{ID: id} }, delGuard: accountDeleteGuard}
 	accounts.route(s, v1, "/accounts")
 	v1("POST /accounts", s.createAccount)
 	v1("POST /accounts/import", s.importAccounts)
@@ -170,6 +170,11 @@ func (s *Server) authed(need Scope, h handler) http.Handler {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		if r.Method != http.MethodGet {
+			rec := &statusRecorder{ResponseWriter: w}
+			defer func() { s.audit(r, rec.status) }()
+			w = rec
+		}
 		err := h(w, r)
 		if err == nil {
 			return
@@ -182,6 +187,42 @@ func (s *Server) authed(need Scope, h handler) http.Handler {
 		writeJSON(w, he.status, he.body)
 	})
 }
+
+// audit logs a request that may change something (any method but GET):
+// who (the token's name), what (method and path; never the body, which
+// may hold a password) and how it ended (the status). Money handlers log
+// the balance before and after on their own line.
+func (s *Server) audit(r *http.Request, status int) {
+	if status == 0 {
+		status = http.StatusOK
+	}
+	s.cfg.Logger.Info("audit: admin API write", "token", TokenName(r.Context()), "method", r.Method, "path", r.URL.Path,
+		"query", r.URL.RawQuery, "status", status, "remote", r.RemoteAddr)
+}
+
+// statusRecorder remembers the status a handler answered with.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusRecorder) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusRecorder) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection (flushing a
+// drain's progress, lifting deadlines).
+func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

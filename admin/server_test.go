@@ -77,7 +77,14 @@ func TestAccountsLifecycle(t *testing.T) {
 	if err := c.DeleteTariff(ctx, "std"); apiErr(t, err).Status != http.StatusConflict {
 		t.Fatalf("deleting a used tariff: %v", err)
 	}
-	if err := c.DeleteAccount(ctx, "1001"); err != nil {
+	// It holds 10.00: deleting it needs force.
+	if err := c.DeleteAccount(ctx, "1001"); apiErr(t, err).Status != http.StatusConflict || !strings.Contains(err.Error(), "10.00") {
+		t.Fatalf("deleting an account holding money: %v", err)
+	}
+	if _, err := c.Account(ctx, "1001"); err != nil {
+		t.Fatalf("a refused delete deleted: %v", err)
+	}
+	if err := c.ForceDeleteAccount(ctx, "1001"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Account(ctx, "1001"); !IsNotFound(err) {

@@ -121,7 +121,7 @@ func TestCertCLIAndTLSCluster(t *testing.T) {
 	}
 	testkit.WaitFor(t, 5*time.Second, "the refusal counted and logged", func() bool {
 		return scrape(t, leader, `troika_cluster_conn_refused_total{reason="plaintext"}`) == 1 &&
-			strings.Contains(leader.p.output(), "refused a connection") && strings.Contains(leader.p.output(), "reason=plaintext")
+			strings.Contains(leader.p.output(), "refused a connection") && strings.Contains(leader.p.output(), `"reason":"plaintext"`)
 	})
 }
 

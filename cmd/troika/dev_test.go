@@ -155,7 +155,11 @@ func TestCLIManagesAccountsAndAliases(t *testing.T) {
 	}
 	cli("alias", "delete", "127.0.0.52")
 	waitSocket(t, m[1], m[2], "udp:127.0.0.52:5072", false)
-	cli("account", "delete", "3001")
+	// 3001 has a registered phone: deleting it needs --force.
+	if out, err := cliErr(env, "account", "delete", "3001"); err == nil || !strings.Contains(out, "registered contact") || !strings.Contains(out, "--force") {
+		t.Fatalf("deleting an account with a registered phone:\n%s", out)
+	}
+	cli("account", "delete", "3001", "--force")
 	if out, err := cliErr(env, "account", "get", "3001"); err == nil || !strings.Contains(out, "404") {
 		t.Fatalf("deleted account still there:\n%s", out)
 	}

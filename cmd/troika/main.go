@@ -29,7 +29,7 @@ func main() {
 		if hint := errorHint(err); hint != "" {
 			fmt.Fprintln(os.Stderr, "hint:", hint)
 		}
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }
 
@@ -160,6 +160,8 @@ func rootCmd() *cobra.Command {
 	}
 	root.AddCommand(agentCmd(), devCmd(), certCmd())
 	root.AddCommand(apiCmds...)
+	root.Long = root.Short + "\n\n" + exitCodesHelp
+	strictCommands(root)
 	return root
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -182,14 +183,30 @@ API with --generate-password (printed once). It must be ` + admin.PasswordRule +
 		ac.get("Show an account", (*admin.Client).Account),
 		ac.list("List accounts", (*admin.Client).Accounts),
 		update,
-		ac.delete("ID", "Delete an account and its registrations", (*admin.Client).DeleteAccount),
+		accountDeleteCmd(ac),
 		importCmd(api), topupCmd(api))
+	return cmd
+}
+
+// accountDeleteCmd is `account delete ID [--force]`: an account holding
+// money, registered phones or calls is deleted only with --force.
+func accountDeleteCmd(ac resourceCmds[admin.Account]) *cobra.Command {
+	var force bool
+	cmd := ac.delete("ID", "Delete an account and its registrations (--force when it holds money, phones or calls)",
+		func(c *admin.Client, ctx context.Context, id string) error {
+			if force {
+				return c.ForceDeleteAccount(ctx, id)
+			}
+			return c.DeleteAccount(ctx, id)
+		})
+	cmd.Flags().BoolVar(&force, "force", false, "delete even when the account holds a balance (lost), registered contacts or calls in progress")
 	return cmd
 }
 
 // importCmd bulk-creates accounts from CSV lines id,password[,billing,balance,tariff_out,tariff_in].
 func importCmd(api *apiFlags) *cobra.Command {
 	var batch int
+	var header bool
 	cmd := &cobra.Command{
 		Use:   "import FILE.csv",
 		Short: "Create many accounts from a CSV file (id,password[,billing,balance,tariff_out,tariff_in]; - for stdin)",
@@ -199,7 +216,8 @@ each line is checked as it is read, and from the first that is not, nothing more
 is sent and every such line is listed. Accounts are sent in batches; each batch is
 created all or none. Re-running an import after a failure is safe: accounts
 identical to existing ones are accepted unchanged. Progress is printed after
-every batch. Keep the file private: it holds passwords.`,
+every batch. Keep the file private: it holds passwords. A first line naming
+the columns (id,password,...) is refused unless --header says to skip it.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var in io.Reader = os.Stdin
@@ -249,6 +267,14 @@ every batch. Keep the file private: it holds passwords.`,
 					return fmt.Errorf("%w (%d accounts imported before it)", err, done)
 				}
 				line, _ = r.FieldPos(0)
+				if header {
+					header = false
+					continue
+				}
+				if done == 0 && len(pending) == 0 && len(bad) == 0 && len(rec) >= 2 &&
+					strings.EqualFold(strings.TrimSpace(rec[0]), "id") && strings.EqualFold(strings.TrimSpace(rec[1]), "password") {
+					return fmt.Errorf("line %d looks like a header (%s): pass --header to skip it, or remove it", line, strings.Join(rec, ","))
+				}
 				if len(rec) < 2 {
 					return fmt.Errorf("line %d: need at least id,password", line)
 				}
@@ -282,6 +308,7 @@ every batch. Keep the file private: it holds passwords.`,
 		},
 	}
 	cmd.Flags().IntVar(&batch, "batch", 2000, "accounts per request (at most 5000)")
+	cmd.Flags().BoolVar(&header, "header", false, "the first line names the columns: skip it")
 	return cmd
 }
 

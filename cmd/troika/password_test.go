@@ -152,6 +152,23 @@ func TestCLIImportChecksPasswords(t *testing.T) {
 	os.WriteFile(csv, []byte("6005,Import-pass-5\n44123,Import-pass-6\n"), 0o600) // 44123 exists with another password
 	_, err = runInProc(t, api, "account", "import", csv)
 	wantErr(t, err, "line 2 (account 44123)", "409")
+
+	// A header line is not an account named "id".
+	os.WriteFile(csv, []byte("id,password,billing\n6007,Import-pass-7,prepaid\n"), 0o600)
+	_, err = runInProc(t, api, "account", "import", csv)
+	wantErr(t, err, "line 1 looks like a header", "--header")
+	if _, ok := st.Account("6007"); ok {
+		t.Fatal("an import refused for its header created an account")
+	}
+	if _, err := runInProc(t, api, "account", "import", "--header", csv); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := st.Account("id"); ok {
+		t.Fatal("the header line was imported as account \"id\"")
+	}
+	if _, ok := st.Account("6007"); !ok {
+		t.Fatal("the account after the header was not imported")
+	}
 }
 
 // With no password flag on a terminal, account create asks twice without
