@@ -492,3 +492,34 @@ func (r *recordCounter) xdrs() int {
 	}
 	return r.records
 }
+
+// DropRegistrations removes an account's bindings (with contact != "",
+// the one with that contact URI).
+func (c *Client) DropRegistrations(ctx context.Context, account, contact string) (DropResult, error) {
+	path := "/v1/registrations/" + url.PathEscape(account)
+	if contact != "" {
+		path += "?contact=" + url.QueryEscape(contact)
+	}
+	return send[DropResult](ctx, c, http.MethodDelete, path, nil)
+}
+
+// HangupCall ends an answered call run by the node c talks to, and
+// returns its xDR (zero when the node has not applied the end yet).
+func (c *Client) HangupCall(ctx context.Context, id string) (XDR, error) {
+	return send[XDR](ctx, c, http.MethodDelete, item(callsPath, id), nil)
+}
+
+// AuthBlocks lists what the node's authentication blocks.
+func (c *Client) AuthBlocks(ctx context.Context) (AuthBlocks, error) {
+	return get[AuthBlocks](ctx, c, "/v1/auth/blocks")
+}
+
+// UnblockSource lifts the node's block of a source address.
+func (c *Client) UnblockSource(ctx context.Context, ip string) error {
+	return del(ctx, c, "/v1/auth/blocks/sources/"+url.PathEscape(ip))
+}
+
+// UnthrottleUser refills a user name's guesses on the node.
+func (c *Client) UnthrottleUser(ctx context.Context, user string) error {
+	return del(ctx, c, "/v1/auth/blocks/users/"+url.PathEscape(user))
+}

@@ -34,3 +34,12 @@ func (s *Server) AdoptOrphans() int { return s.calls.AdoptOrphans() }
 // ForgetMoved drops the answered calls another node ended or carries on
 // (b2bua.B2BUA.ForgetMoved). It returns how many it dropped.
 func (s *Server) ForgetMoved() int { return s.calls.ForgetMoved() }
+
+// HangupCall ends an answered call this node runs (b2bua.B2BUA.HangupCall).
+func (s *Server) HangupCall(callID string) error { return s.calls.HangupCall(callID) }
+
+// ErrCallNotHere and ErrCallNotAnswered are HangupCall's refusals.
+var (
+	ErrCallNotHere     = b2bua.ErrCallNotHere
+	ErrCallNotAnswered = b2bua.ErrCallNotAnswered
+)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -761,4 +762,46 @@ func TestNoAckHangsUp(t *testing.T) {
 		t.Errorf("xDR %+v", x)
 	}
 	waitNoCalls(t, ts)
+}
+
+// The engineer on call hangs up an answered call: both legs get a BYE,
+// the xDR says the operator ended it. A ringing call, or one this node
+// does not run, is refused and left alone.
+func TestOperatorHangsUpACall(t *testing.T) {
+	t.Parallel()
+	st := callState(t, 100_000_000)
+	ts := startServer(t, st, nil)
+	callee := newEndpoint(t, "127.0.0.1")
+	bind(t, st, "2002", "sip:2002@"+callee.addr, callee.addr, "udp:"+ts.addr(t, "udp", ts.ip))
+	caller := newEndpoint(t, "127.0.0.1")
+	c := invite(t, caller, ts.addr(t, "udp", ts.ip), "2001", "pw2001", "2002", testSDP)
+	req, from := callee.request("INVITE")
+	if err := ts.HangupCall(c.callID); !errors.Is(err, ErrCallNotAnswered) {
+		t.Fatalf("hanging up a ringing call: %v", err)
+	}
+	if err := ts.HangupCall("no-such-call"); !errors.Is(err, ErrCallNotHere) {
+		t.Fatalf("hanging up an unknown call: %v", err)
+	}
+	callee.reply(req, from, 200, "OK", "bobtag", calleeSDP)
+	wantStatus(t, c.final(5*time.Second, nil), 200, "OK")
+	c.ack()
+	callee.request("ACK")
+	testkit.WaitFor(t, 5*time.Second, "answer recorded", func() bool { call, ok := st.Call(c.callID); return ok && call.ConnectAt != 0 })
+
+	done := make(chan error, 1)
+	go func() { done <- ts.HangupCall(c.callID) }()
+	answerBye(t, callee)
+	byeCaller, byeFrom := caller.request("BYE")
+	caller.reply(byeCaller, byeFrom, 200, "OK", "", "")
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	x := xdrFor(t, st, c.callID)
+	if x.DisconnectedBy != b2bua.ByOperator || x.Cause != 200 || x.CauseText != "Hung up by the operator" {
+		t.Errorf("xDR %+v", x)
+	}
+	waitNoCalls(t, ts)
+	if ts.counter("troika_sip_calls_ended_total", "by", "operator") != 1 {
+		t.Errorf("calls ended by the operator: %v", ts.counter("troika_sip_calls_ended_total", "by", "operator"))
+	}
 }

@@ -69,7 +69,7 @@ default). Use your own reference, such as an invoice number, as the key.`,
 }
 
 func callCmd(api *apiFlags) *cobra.Command {
-	cmd := &cobra.Command{Use: "call", Short: "Show calls in progress"}
+	cmd := &cobra.Command{Use: "call", Short: "Show calls in progress; hang one up"}
 	cmd.AddCommand(listByAccount(api, "List calls in progress", "only calls this account takes part in",
 		table[admin.Call]{
 			header: []string{"ID", "DIRECTION", "ACCOUNT", "CLI", "CLD", "STATE", "DURATION", "MAX", "RESERVED", "NODE"},
@@ -80,7 +80,7 @@ func callCmd(api *apiFlags) *cobra.Command {
 				}
 				add(c.ID, c.Direction, c.Account, dash(c.CLI), dash(c.CLD), state, seconds(c.Duration), seconds(c.MaxDuration), reservedTotal(c), c.Node)
 			},
-		}, (*admin.Client).Calls))
+		}, (*admin.Client).Calls), callHangupCmd(api))
 	return cmd
 }
 

@@ -153,6 +153,53 @@ func TestCLIManagesAccountsAndAliases(t *testing.T) {
 	if out := cli("registration", "list", "--account", "3001"); !strings.Contains(out, "udp:127.0.0.52:5072") {
 		t.Fatalf("binding through the alias:\n%s", out)
 	}
+	// The operator drops the binding: the phone is gone until it
+	// registers again.
+	if out := cli("registration", "drop", "3001"); !strings.Contains(out, "1 registration(s) of 3001 dropped") {
+		t.Fatalf("registration drop:\n%s", out)
+	}
+	if out := cli("registration", "list", "--account", "3001"); strings.Contains(out, "udp:127.0.0.52:5072") {
+		t.Fatalf("the dropped binding is still listed:\n%s", out)
+	}
+	// A source that keeps failing is blocked (the default limit is 20 a
+	// minute): guesses spread over three user names, so that no one user
+	// name's guard (10 at once) stops them first. The operator sees the
+	// block and lifts it.
+	reg := func(from string, inject []string, calls int) sipptest.Stats {
+		return sipptest.Run(t, sipptest.Options{Target: "127.0.0.52:5072", Scenario: "reg_auth.xml", Inject: inject, Calls: calls, LocalIP: from})
+	}
+	guess := func(users ...string) []string {
+		var out []string
+		for _, u := range users {
+			out = append(out, u+";[authentication username="+u+" password=not-the-password]")
+		}
+		return out
+	}
+	reg("127.0.0.53", guess("3001", "1001", "1002"), 22)
+	if out := cli("auth", "blocks"); !regexpMatch(`(?m)^source\s+127\.0\.0\.53\s`, out) || regexpMatch(`(?m)^user\s`, out) {
+		t.Fatalf("auth blocks after 22 wrong passwords from 127.0.0.53:\n%s", out)
+	}
+	if st := reg("127.0.0.53", sipptest.APIUsers("3001"), 1); st.OK != 0 {
+		t.Fatalf("a blocked source registered: %d ok", st.OK)
+	}
+	cli("auth", "unblock", "--source", "127.0.0.53")
+	if st := reg("127.0.0.53", sipptest.APIUsers("3001"), 1); st.OK != 1 {
+		t.Fatalf("after unblocking the source: %d ok\n%s", st.OK, st.Errors)
+	}
+	// Guesses at one user name from another address use up its guard:
+	// a new address of that user waits (503) until the operator refills it.
+	reg("127.0.0.54", guess("3001"), 12)
+	if out := cli("auth", "blocks"); !regexpMatch(`(?m)^user\s+3001\s`, out) {
+		t.Fatalf("auth blocks after 12 wrong passwords for 3001:\n%s", out)
+	}
+	if st := reg("127.0.0.55", sipptest.APIUsers("3001"), 1); st.OK != 0 {
+		t.Fatalf("a throttled user name registered from a new address: %d ok", st.OK)
+	}
+	cli("auth", "unblock", "--user", "3001")
+	if st := reg("127.0.0.55", sipptest.APIUsers("3001"), 1); st.OK != 1 {
+		t.Fatalf("after refilling the user name's guesses: %d ok\n%s", st.OK, st.Errors)
+	}
+
 	cli("alias", "delete", "127.0.0.52")
 	waitSocket(t, m[1], m[2], "udp:127.0.0.52:5072", false)
 	// 3001 has a registered phone: deleting it needs --force.

@@ -146,7 +146,7 @@ func rootCmd() *cobra.Command {
 	root.MarkFlagsMutuallyExclusive("token", "token-file")
 
 	apiCmds := []*cobra.Command{accountCmd(api), tariffCmd(api), policyCmd(api), vendorCmd(api), connectionCmd(api),
-		aliasCmd(api), registrationCmd(api), callCmd(api), xdrCmd(api), clusterCmd(api), drainCmd(api), logLevelCmd(api)}
+		aliasCmd(api), registrationCmd(api), callCmd(api), xdrCmd(api), clusterCmd(api), drainCmd(api), logLevelCmd(api), authCmd(api)}
 	for _, c := range apiCmds {
 		c.Annotations = map[string]string{usesAPI: "true"}
 	}

@@ -468,6 +468,6 @@ func registrationCmd(api *apiFlags) *cobra.Command {
 			row: func(add func(...any), r admin.Registration) {
 				add(r.Account, r.Contact, r.Source, r.Ingress, r.Expires, r.UserAgent)
 			},
-		}, (*admin.Client).Registrations))
+		}, (*admin.Client).Registrations), registrationDropCmd(api))
 	return cmd
 }

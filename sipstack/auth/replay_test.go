@@ -116,3 +116,39 @@ func TestSameURI(t *testing.T) {
 		}
 	}
 }
+
+// The engineer on call sees what this node blocks, and lifts a block.
+func TestBlocksListedAndLifted(t *testing.T) {
+	a, err := New(Config{Realm: "troika", Algorithms: []string{MD5}, NonceTTL: time.Minute, FailuresPerMinute: 2, BlockFor: time.Minute,
+		AccountGuessesPerMinute: 6, AccountGuessBurst: 2}, oneAccount{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1_700_000_000, 0)
+	bad := netip.MustParseAddr("198.51.100.7")
+	for range 3 {
+		a.limiter.Fail(bad, t0)
+	}
+	for i := range 3 {
+		a.guard.failed("1001", netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}), t0)
+	}
+	srcs, users := a.Blocks(t0)
+	if len(srcs) != 1 || srcs[0].Source != "198.51.100.7" || !srcs[0].Until.Equal(t0.Add(time.Minute)) {
+		t.Errorf("blocked sources %+v", srcs)
+	}
+	if len(users) != 1 || users[0].User != "1001" || !users[0].RetryAt.After(t0) {
+		t.Errorf("throttled users %+v", users)
+	}
+	if !a.UnblockSource(bad) || a.limiter.Blocked(bad, t0) || a.UnblockSource(bad) {
+		t.Error("unblocking a source")
+	}
+	if !a.UnthrottleUser("1001", t0) || a.UnthrottleUser("1001", t0) {
+		t.Error("unthrottling a user name")
+	}
+	if ok, _ := a.guard.allow("1001", netip.MustParseAddr("203.0.113.99"), t0); !ok {
+		t.Error("an unthrottled user name still waits")
+	}
+	if srcs, users := a.Blocks(t0); len(srcs) != 0 || len(users) != 0 {
+		t.Errorf("after lifting: %+v %+v", srcs, users)
+	}
+}

@@ -21,6 +21,8 @@ const (
 	ByCallee = "callee"
 	ByTimer  = "timer"
 	BySystem = "system"
+	// ByOperator: hung up through the admin API (HangupCall).
+	ByOperator = "operator"
 )
 
 // legRef is what a Call-ID leads to: a call and one of its dialogs.

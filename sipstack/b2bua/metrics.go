@@ -83,7 +83,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Targets of callee legs' 3xx answers, and follow-me entries, by what the B2BUA decided (trusted, new_call_authorization, rejected, loop, follow_me, ...).",
 		}, []string{"decision"}),
 	}
-	for _, by := range []string{ByCaller, ByCallee, ByTimer, BySystem} {
+	for _, by := range []string{ByCaller, ByCallee, ByTimer, BySystem, ByOperator} {
 		m.callsEnded.WithLabelValues(by)
 	}
 	for _, r := range []string{extensionExtended, extensionFinal, extensionRefused, extensionFailed} {
