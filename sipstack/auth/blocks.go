@@ -32,7 +32,9 @@ func (a *Authenticator) UnblockSource(ip netip.Addr) bool { return a.limiter.unb
 
 // UnthrottleUser refills user's guesses on this node. It reports whether
 // user was throttled at now.
-func (a *Authenticator) UnthrottleUser(user string, now time.Time) bool { return a.guard.reset(user, now) }
+func (a *Authenticator) UnthrottleUser(user string, now time.Time) bool {
+	return a.guard.reset(user, now)
+}
 
 func (l *limiter) list(now time.Time) []BlockedSource {
 	l.mu.Lock()
