@@ -144,8 +144,13 @@ func phoneCalls(t *testing.T, c *admin.Client, tc phoneCase) {
 
 	// Two xDRs, charged by the demo tariff (0.01 to connect, then
 	// 0.02/min per second after 5 free seconds, on each side).
-	xdrs, err := c.XDRs(ctx, admin.XDRQuery{Account: tc.caller})
-	if err != nil || len(xdrs) != 2 {
+	// The switch files a call's xDR as it passes the BYE on: it is there a
+	// moment after the callee hears it.
+	var xdrs []admin.XDR
+	if !testkit.Eventually(5*time.Second, func() bool {
+		xdrs, err = c.XDRs(ctx, admin.XDRQuery{Account: tc.caller})
+		return err == nil && len(xdrs) >= 2
+	}) || len(xdrs) != 2 {
 		t.Fatalf("xDRs of %s: %d (%v), want 2: %+v", tc.caller, len(xdrs), err, xdrs)
 	}
 	slices.SortFunc(xdrs, func(x, y admin.XDR) int { return cmp.Compare(x.ID, y.ID) })

@@ -481,11 +481,13 @@ func (p *Phone) Stop() {
 }
 
 func (p *Phone) cleanup() {
-	select {
-	case <-p.exited:
-	default:
-		p.cmd.Process.Kill()
-		<-p.exited
+	if p.cmd != nil && p.cmd.Process != nil { // it started
+		select {
+		case <-p.exited:
+		default:
+			p.cmd.Process.Kill()
+			<-p.exited
+		}
 	}
 	if p.conn != nil {
 		p.conn.Close()
