@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -114,8 +115,9 @@ func registerPortMetrics(reg prometheus.Registerer, c *cluster.Node) {
 // devTLS makes a throwaway cluster CA and a certificate for node id in
 // dir (replacing those of an earlier run) and returns the [cluster.tls]
 // section that uses them: `troika dev` encrypts its cluster port like a
-// production node.
-func devTLS(dir, id string) (*ClusterTLSConfig, error) {
+// production node. The certificate names loopback, localhost and sipIPs
+// besides: the dev node's SIP TLS sockets show it too.
+func devTLS(dir, id string, sipIPs ...net.IP) (*ClusterTLSConfig, error) {
 	ca, err := certs.NewCA("troika dev CA (throwaway)", time.Now(), certs.CAValidity)
 	if err != nil {
 		return nil, fmt.Errorf("dev TLS: %w", err)
@@ -123,7 +125,13 @@ func devTLS(dir, id string) (*ClusterTLSConfig, error) {
 	if err := certs.WriteCA(dir, ca, true); err != nil {
 		return nil, fmt.Errorf("dev TLS: %w", err)
 	}
-	is, err := ca.IssueNode(certs.NodeRequest{NodeID: id, IPs: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, DNSNames: []string{"localhost"}})
+	ips := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	for _, ip := range sipIPs {
+		if !slices.ContainsFunc(ips, ip.Equal) {
+			ips = append(ips, ip)
+		}
+	}
+	is, err := ca.IssueNode(certs.NodeRequest{NodeID: id, IPs: ips, DNSNames: []string{"localhost"}})
 	if err != nil {
 		return nil, fmt.Errorf("dev TLS: %w", err)
 	}

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/x509"
 	"net"
 	"os"
 	"path/filepath"
@@ -129,5 +130,38 @@ func TestDevConfigTLS(t *testing.T) {
 	// A restart with the same data directory makes them afresh.
 	if _, err := DevConfig(DevOptions{DataDir: dir}); err != nil {
 		t.Fatalf("second start: %v", err)
+	}
+}
+
+// `troika dev --sip-tls-port` serves SIP over TLS on the main address and
+// the alias with the dev node's certificate, which names both addresses
+// and chains to the dev CA; a port it cannot use is refused naming the
+// flag.
+func TestDevConfigSIPTLS(t *testing.T) {
+	dir := t.TempDir()
+	c, err := DevConfig(DevOptions{DataDir: dir, SIPAddress: "127.0.0.81", AliasAddress: "127.0.0.82", SIPTLSPort: 5061})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.SIP.TLSPorts) != 1 || c.SIP.TLSPorts[0] != 5061 || c.SIP.TLSCert != c.Cluster.TLS.CertFile || c.SIP.TLSKey != c.Cluster.TLS.KeyFile {
+		t.Fatalf("dev SIP TLS: ports %v cert %q key %q", c.SIP.TLSPorts, c.SIP.TLSCert, c.SIP.TLSKey)
+	}
+	tc, err := c.ClusterTLS(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, host := range []string{"127.0.0.81", "127.0.0.82", "127.0.0.1", "localhost"} {
+		if _, err := tc.Certificate.Leaf.Verify(x509.VerifyOptions{DNSName: host, Roots: tc.CAs}); err != nil {
+			t.Errorf("the dev certificate for %s: %v", host, err)
+		}
+	}
+	if c, err := DevConfig(DevOptions{DataDir: t.TempDir()}); err != nil || len(c.SIP.TLSPorts) != 0 {
+		t.Errorf("without SIPTLSPort: TLS ports %v, %v", c.SIP.TLSPorts, err)
+	}
+	for _, o := range []DevOptions{{SIPTLSPort: -1}, {SIPTLSPort: 70000}, {SIPPort: 5070, SIPTLSPort: 5070}} {
+		o.DataDir = t.TempDir()
+		if _, err := DevConfig(o); err == nil || !strings.Contains(err.Error(), "--sip-tls-port") {
+			t.Errorf("%+v: %v, want an error naming --sip-tls-port", o, err)
+		}
 	}
 }

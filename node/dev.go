@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +25,10 @@ type DevOptions struct {
 	AdminListen  string // default 127.0.0.1:8080
 	ClusterBind  string // default 127.0.0.1:0
 	LogLevel     string // debug, info (the default), warn or error
+	// SIPTLSPort is SIP over TLS on the main address and the alias, with
+	// the dev node's certificate (DevConfig); 0: no TLS socket (the
+	// CLI's default is 5061).
+	SIPTLSPort int
 }
 
 // DevReadTokenName names the read-only token of a dev node.
@@ -33,7 +38,8 @@ const DevReadTokenName = "dev-read"
 // loopback, an admin token and a read-only one (DevReadTokenName). The
 // tokens are kept in the data directory so they survive restarts with
 // -data; the cluster port runs TLS with a throwaway CA and node
-// certificate made afresh in <data>/dev-tls at every start.
+// certificate made afresh in <data>/dev-tls at every start, and the SIP
+// TLS sockets (SIPTLSPort) show that certificate too.
 func DevConfig(o DevOptions) (Config, error) {
 	if o.SIPAddress == "" {
 		o.SIPAddress = "127.0.0.1"
@@ -47,6 +53,12 @@ func DevConfig(o DevOptions) (Config, error) {
 	if o.ClusterBind == "" {
 		o.ClusterBind = "127.0.0.1:0"
 	}
+	switch {
+	case o.SIPTLSPort < 0 || o.SIPTLSPort > 65535:
+		return Config{}, fmt.Errorf("SIP TLS port (--sip-tls-port) %d: give a port from 1 to 65535, or 0 for no TLS socket", o.SIPTLSPort)
+	case o.SIPTLSPort != 0 && o.SIPTLSPort == o.SIPPort:
+		return Config{}, fmt.Errorf("SIP TLS port (--sip-tls-port) %d: SIP over TCP uses it already (--sip-port): give another one, e.g. %d", o.SIPTLSPort, o.SIPPort+1)
+	}
 	token, err := devToken(o.DataDir, "dev-admin-token")
 	if err != nil {
 		return Config{}, err
@@ -55,7 +67,13 @@ func DevConfig(o DevOptions) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
-	tls, err := devTLS(filepath.Join(o.DataDir, "dev-tls"), "dev")
+	var sipIPs []net.IP
+	for _, a := range []string{o.SIPAddress, o.AliasAddress} {
+		if ip := net.ParseIP(a); ip != nil {
+			sipIPs = append(sipIPs, ip)
+		}
+	}
+	tls, err := devTLS(filepath.Join(o.DataDir, "dev-tls"), "dev", sipIPs...)
 	if err != nil {
 		return Config{}, err
 	}
@@ -71,6 +89,9 @@ func DevConfig(o DevOptions) (Config, error) {
 		},
 		Admin: AdminConfig{Listen: o.AdminListen, Token: token,
 			Tokens: []AdminToken{{Name: DevReadTokenName, Scope: string(admin.ScopeRead), Token: readToken}}},
+	}
+	if o.SIPTLSPort != 0 {
+		c.SIP.TLSPorts, c.SIP.TLSCert, c.SIP.TLSKey = []int{o.SIPTLSPort}, tls.CertFile, tls.KeyFile
 	}
 	c.applyDefaults()
 	return c, c.Validate()

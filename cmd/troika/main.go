@@ -249,8 +249,9 @@ func devCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a single demo node on loopback (no root, no config)",
-		Long: `Run one node on loopback with demo data: SIP on 127.0.0.1:5060 (UDP and TCP),
-an IP alias 127.0.0.2 with an extra UDP port 5070, the admin API on
+		Long: `Run one node on loopback with demo data: SIP on 127.0.0.1:5060 (UDP and TCP)
+and 5061 (TLS, with a certificate made at start, its path printed), an IP
+alias 127.0.0.2 on the same ports and an extra UDP port 5070, the admin API on
 127.0.0.1:8080 (plain HTTP, as it is on loopback), a demo tariff and accounts
 1001 and 1002. An admin token, a read-only token and the accounts' passwords
 are printed at start. Data lives in a temporary directory unless --data is
@@ -271,6 +272,7 @@ func addDevFlags(cmd *cobra.Command, o *node.DevOptions) {
 	f.IntVar(&o.AliasUDPPort, "alias-udp-port", 5070, "the demo alias's extra UDP port")
 	f.StringVar(&o.AdminListen, "admin", "127.0.0.1:8080", "admin API listen address")
 	f.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error (`troika log-level` changes it while the node runs)")
+	f.IntVar(&o.SIPTLSPort, "sip-tls-port", 5061, "SIP over TLS on the main address and the alias, with a generated certificate (0: none)")
 }
 
 func runDev(ctx context.Context, o node.DevOptions) error {
@@ -301,13 +303,23 @@ func runDev(ctx context.Context, o node.DevOptions) error {
 		return err
 	}
 	if o.AliasAddress != "" {
-		if err := n.WaitSocket(ctx, fmt.Sprintf("udp:%s:%d", o.AliasAddress, o.AliasUDPPort)); err != nil {
-			return err
+		want := []string{fmt.Sprintf("udp:%s:%d", o.AliasAddress, o.AliasUDPPort)}
+		if o.SIPTLSPort != 0 {
+			want = append(want, fmt.Sprintf("tls:%s:%d", o.AliasAddress, o.SIPTLSPort))
+		}
+		for _, s := range want {
+			if err := n.WaitSocket(ctx, s); err != nil {
+				return err
+			}
 		}
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\ntroika dev node is up (data in %s)\n", o.DataDir)
 	fmt.Fprintf(&b, "  SIP sockets:  %s\n", strings.Join(n.Sockets(), ", "))
+	if len(cfg.SIP.TLSPorts) > 0 {
+		fmt.Fprintf(&b, "  TLS cert:     %s (signed by the throwaway CA %s; both made afresh at every start)\n",
+			cfg.SIP.TLSCert, cfg.Cluster.TLS.CAFile)
+	}
 	fmt.Fprintf(&b, "  admin API:    http://%s\n", n.AdminAddr())
 	fmt.Fprintf(&b, "  admin token:  export TROIKA_API=http://%s TROIKA_TOKEN=%s\n", n.AdminAddr(), cfg.Admin.Token)
 	fmt.Fprintf(&b, "  read token:   %s (read-only: GET requests)\n", cfg.DevReadToken())

@@ -33,7 +33,7 @@ func Need(t testing.TB) {
 // Options describe one SIPp run.
 type Options struct {
 	Target    string   // host:port of the switch
-	Scenario  string   // a file in scenarios/, e.g. "reg_auth.xml"
+	Scenario  string   // a file in scenarios/, e.g. "reg_auth.xml", or a path (with a '/') to another
 	Inject    []string // injection file lines after SEQUENTIAL
 	LocalIP   string   // default 127.0.0.1
 	LocalPort int      // 0: SIPp picks
@@ -120,11 +120,17 @@ func Run(t testing.TB, o Options) Stats {
 // o.Timeout passes or ctx is done. A SIPp exit code for failed calls is not
 // an error: callers check Stats.
 func Exec(ctx context.Context, dir string, o Options) (Stats, error) {
-	scen, err := scenarios.ReadFile("scenarios/" + o.Scenario)
+	var scen []byte
+	var err error
+	if strings.Contains(o.Scenario, "/") {
+		scen, err = os.ReadFile(o.Scenario)
+	} else {
+		scen, err = scenarios.ReadFile("scenarios/" + o.Scenario)
+	}
 	if err != nil {
 		return Stats{}, fmt.Errorf("sipptest: %w", err)
 	}
-	sf := filepath.Join(dir, o.Scenario)
+	sf := filepath.Join(dir, filepath.Base(o.Scenario))
 	if err := os.WriteFile(sf, scen, 0o600); err != nil {
 		return Stats{}, err
 	}
