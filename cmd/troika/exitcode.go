@@ -38,8 +38,8 @@ func (e usageError) Unwrap() error { return e.err }
 func exitCode(err error) int {
 	var ue usageError
 	var ae *admin.APIError
-	var ne net.Error
 	var oe *net.OpError
+	var de *net.DNSError
 	switch {
 	case errors.As(err, &ue) || isCobraUsage(err):
 		return exitUsage
@@ -56,7 +56,7 @@ func exitCode(err error) int {
 		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
 			return exitInvalid
 		}
-	case errors.As(err, &oe), errors.As(err, &ne), errors.Is(err, context.DeadlineExceeded):
+	case errors.As(err, &oe), errors.As(err, &de), errors.Is(err, context.DeadlineExceeded):
 		return exitUnavailable
 	}
 	return exitError

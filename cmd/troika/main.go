@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -206,7 +207,7 @@ func reloadLogLevelOnHUP(ctx context.Context, path string, level *slog.LevelVar,
 
 func agentCmd() *cobra.Command {
 	var configPath string
-	var dev bool
+	var dev, check bool
 	var devOpts node.DevOptions
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -224,6 +225,17 @@ func agentCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if check {
+				lines, err := cfg.Check(time.Now())
+				if err != nil {
+					return fmt.Errorf("%s: %w", configPath, err)
+				}
+				for _, l := range lines {
+					fmt.Fprintln(cmd.OutOrStdout(), l)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: configuration OK (nothing was started)\n", configPath)
+				return nil
+			}
 			log, level, err := newLogger(cfg.LogLevel, cfg.LogFormat)
 			if err != nil {
 				return err
@@ -239,6 +251,7 @@ func agentCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&configPath, "config", "c", "", "configuration file (TOML)")
+	cmd.Flags().BoolVar(&check, "check", false, "check the configuration and its files, print what the node would do (addresses it would take, peers, ports), start nothing")
 	cmd.Flags().BoolVar(&dev, "dev", false, "run a single demo node (same as `troika dev`)")
 	addDevFlags(cmd, &devOpts)
 	return cmd
