@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -110,9 +111,11 @@ func (r *wireRelay) count(needle []byte) (found, total int) {
 // does: its password stays on that node (hashed into digest credentials
 // before the write), and the credentials cross the wire three times
 // (forwarded to the leader, replicated to two followers). With [cluster.tls]
-// neither the credentials, the password nor the cluster key appear in the
-// captured cluster traffic; the same cluster without TLS shows the
-// credentials in clear, so the capture does see them.
+// and the admin API on TLS neither the credentials, the password, the
+// admin token nor the cluster key appear in the captured cluster and admin
+// traffic; the same cluster without TLS shows the credentials in clear on
+// the cluster port and the token and password on the admin API, so the
+// capture does see them.
 func TestNodeCaptureNoSecretsOnTheWire(t *testing.T) {
 	for _, withTLS := range []bool{false, true} {
 		t.Run(map[bool]string{false: "plaintext", true: "tls"}[withTLS], func(t *testing.T) {
@@ -144,6 +147,13 @@ func TestNodeCaptureNoSecretsOnTheWire(t *testing.T) {
 				}
 				cfgs = append(cfgs, cfg)
 			}
+			os.MkdirAll(filepath.Join(dir, "admin-tls"), 0o700)
+			adminFiles := testkit.WriteTLSFiles(t, filepath.Join(dir, "admin-tls"), "127.0.0.1")
+			if withTLS {
+				for i := range cfgs {
+					cfgs[i].Admin.TLSCertFile, cfgs[i].Admin.TLSKeyFile = adminFiles.Cert, adminFiles.Key
+				}
+			}
 			nodes, _ := startNodes(t, cfgs)
 			var follower *Node
 			testkit.WaitFor(t, 20*time.Second, "a leader", func() bool {
@@ -158,7 +168,15 @@ func TestNodeCaptureNoSecretsOnTheWire(t *testing.T) {
 			password := "Capture-Me-" + RandomToken(6)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			cl := admin.NewClient(follower.AdminAddr(), "capture-test-token-0123456789")
+			const token = "capture-test-token-0123456789"
+			adminRelay := startRelay(t, follower.AdminAddr())
+			cl := admin.NewClient(adminRelay.ln.Addr().String(), token)
+			if withTLS {
+				var err error
+				if cl, err = admin.NewClientTLS("https://"+adminRelay.ln.Addr().String(), token, admin.ClientTLS{CAFile: adminFiles.CA}); err != nil {
+					t.Fatal(err)
+				}
+			}
 			if _, err := cl.CreateAccount(ctx, admin.Account{ID: "wiretap", Password: password}); err != nil {
 				t.Fatal(err)
 			}
@@ -191,8 +209,19 @@ func TestNodeCaptureNoSecretsOnTheWire(t *testing.T) {
 			case !withTLS && (md5 < 3 || sha < 3):
 				t.Errorf("without TLS the credentials were seen %d and %d times, want at least 3 each: the capture does not see the traffic", md5, sha)
 			}
+			apiPW, apiTotal := adminRelay.count([]byte(password))
+			apiToken, _ := adminRelay.count([]byte(token))
+			t.Logf("%d bytes of admin API traffic captured: the password seen %d times, the token %d times", apiTotal, apiPW, apiToken)
+			switch {
+			case apiTotal == 0:
+				t.Error("the admin relay captured nothing")
+			case withTLS && apiPW+apiToken != 0:
+				t.Errorf("over TLS the admin API showed the password %d times, the token %d times", apiPW, apiToken)
+			case !withTLS && (apiPW == 0 || apiToken == 0):
+				t.Errorf("over plain HTTP the capture saw the password %d times, the token %d times: it does not see the traffic", apiPW, apiToken)
+			}
 			for _, n := range nodes {
-				if got := metric(t, n, "troika_cluster_conns_accepted_total", `transport="tls"`) > 0; got != withTLS {
+				if got := n.cluster.PortStats().AcceptedTLS > 0; got != withTLS {
 					t.Errorf("%s: TLS connections accepted: %v, want %v", n.cfg.NodeID, got, withTLS)
 				}
 			}
