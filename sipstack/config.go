@@ -103,6 +103,11 @@ type Config struct {
 	// Delivery tunes what happens beyond the called account's own
 	// delivery: 3xx redirects and follow-me (b2bua_redirect.go).
 	Delivery DeliveryConfig
+	// Keepalive pings the bindings of the sockets this node holds, to keep
+	// their NAT pinholes open and find phones that are gone
+	// (sipstack/keepalive); its Interval zero turns it off. Logger,
+	// Metrics and Now are the Server's.
+	Keepalive KeepaliveConfig
 	// Dispatch turns on the dispatcher role and reaches the other nodes
 	// (dispatch.go).
 	Dispatch DispatchConfig

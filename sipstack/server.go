@@ -17,6 +17,7 @@ import (
 	"github.com/troika-sip/troika/sipstack/auth"
 	"github.com/troika-sip/troika/sipstack/b2bua"
 	"github.com/troika-sip/troika/sipstack/dispatch"
+	"github.com/troika-sip/troika/sipstack/keepalive"
 	"github.com/troika-sip/troika/sipstack/registrar"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
 	"github.com/troika-sip/troika/sipstack/transport"
@@ -43,6 +44,7 @@ type Server struct {
 	gate    gate                 // handlers running
 	calls   *b2bua.B2BUA         // the calls of this node
 	disp    *dispatch.Dispatcher // dispatcher and relay sockets
+	keep    *keepalive.Pinger    // NAT keepalive of the bindings of the sockets held here
 
 	baseCtx    context.Context // cancelled when Run ends: aborts Propose calls
 	cancelBase context.CancelFunc
@@ -113,6 +115,11 @@ func New(cfg Config, state *fsm.State, store Store) (*Server, error) {
 		Metrics: callMetrics, Panics: m.stackErrors}, state, store, s.auth, s, s.disp)
 	if err != nil {
 		return nil, err
+	}
+	kc := cfg.Keepalive
+	kc.Logger, kc.Metrics, kc.Now = log, cfg.Metrics, cfg.Now
+	if s.keep, err = keepalive.New(kc, s, state, store, func() string { return s.disp.NewCallID("") }); err != nil {
+		return nil, fmt.Errorf("registrar keepalive: %w", err)
 	}
 	s.sipLog = slog.New(transport.NewQuietHandler(log.Handler(), m.parseErrors, m.stackErrors)).With("component", "sipgo")
 	if cfg.TLSCert != "" || cfg.TLSKey != "" {
@@ -190,6 +197,11 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	close(s.ready)
 	s.log.Info("SIP sockets open", "sockets", s.Sockets())
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.keep.Run(runCtx)
+	}()
 
 	retry := time.NewTicker(s.cfg.AliasRetry)
 	defer retry.Stop()

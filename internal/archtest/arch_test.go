@@ -21,7 +21,7 @@ var layers = [][]string{
 	{"node"},
 	{"chaos"},
 	{"admin", "sipstack"},
-	{"sipstack/b2bua", "sipstack/registrar", "sipstack/dispatch"},
+	{"sipstack/b2bua", "sipstack/registrar", "sipstack/dispatch", "sipstack/keepalive"},
 	{"sipstack/auth", "sipstack/transport"},
 	{"sipstack/sipmsg", "cluster"},
 	{"fsm"},
