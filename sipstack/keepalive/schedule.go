@@ -90,11 +90,11 @@ func plan(cs []candidate, now time.Time, limit int) (picked []int, deferred int)
 type outcome int
 
 const (
-	outcomeOK        outcome = iota // a final response, whatever its code: the phone is there
-	outcomeTimeout                  // no final response in time
-	outcomeNoFlow                   // TCP/TLS: the phone's connection is gone, nothing can reach it
-	outcomeSendError                // this node could not send it (socket gone, bad contact): says nothing of the phone
-	outcomeRegistered               // not a ping: the phone registered (again)
+	outcomeOK         outcome = iota // a final response, whatever its code: the phone is there
+	outcomeTimeout                   // no final response in time
+	outcomeNoFlow                    // TCP/TLS: the phone's connection is gone, nothing can reach it
+	outcomeSendError                 // this node could not send it (socket gone, bad contact): says nothing of the phone
+	outcomeRegistered                // not a ping: the phone registered (again)
 )
 
 // label is the outcome's "result" label of troika_sip_keepalive_total.
