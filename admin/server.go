@@ -41,6 +41,20 @@ type Config struct {
 	// Level, when set, is the node's log level, read and set by
 	// /v1/log-level.
 	Level *slog.LevelVar
+	// Keepalive, if set, tells GET /v1/registrations what the NAT
+	// keepalive knows of each binding: one KeepaliveView per binding, in
+	// order.
+	Keepalive func([]fsm.Binding) []KeepaliveView
+}
+
+// KeepaliveView is what a node knows of a binding's NAT keepalive
+// (sipstack/keepalive): which node pings it, and, when that is this
+// node, whether the phone answers.
+type KeepaliveView struct {
+	Node      string    // the node that pings it ("" unknown, or keepalive off)
+	Known     bool      // this node pings it: Reachable and LastSeen are set
+	Reachable bool      // it answers (or registered since it stopped)
+	LastSeen  time.Time // its last answer or REGISTER
 }
 
 // Server is the admin API's HTTP handler.
@@ -438,6 +452,13 @@ func (s *Server) listRegistrations(w http.ResponseWriter, r *http.Request) error
 	out := make([]Registration, 0, len(bs))
 	for _, b := range bs {
 		out = append(out, registrationFromFSM(b, now))
+	}
+	if s.cfg.Keepalive != nil {
+		for i, k := range s.cfg.Keepalive(bs) {
+			if i < len(out) {
+				out[i].withKeepalive(k)
+			}
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

@@ -122,6 +122,21 @@ type Registration struct {
 	UserAgent string    `json:"user_agent,omitempty"`
 	Path      []string  `json:"path,omitempty"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// KeepaliveNode is the node that pings the binding (the one holding
+	// its ingress socket). Reachable and LastSeen are that node's view:
+	// set only in its own answer, since nothing is replicated per ping.
+	KeepaliveNode string     `json:"keepalive_node,omitempty"`
+	Reachable     *bool      `json:"reachable,omitempty"`
+	LastSeen      *time.Time `json:"last_seen,omitempty"`
+}
+
+// withKeepalive adds what the NAT keepalive knows of the binding.
+func (r *Registration) withKeepalive(k KeepaliveView) {
+	r.KeepaliveNode = k.Node
+	if k.Known {
+		reachable, seen := k.Reachable, k.LastSeen.UTC()
+		r.Reachable, r.LastSeen = &reachable, &seen
+	}
 }
 
 // Error is the body of every 4xx/5xx answer.

@@ -108,6 +108,14 @@ type RegistrarConfig struct {
 	AccountGuessesPerMinute int           `toml:"account_guesses_per_minute"`
 	AccountGuessBurst       int           `toml:"account_guess_burst"`
 	TrustSourceFor          time.Duration `toml:"trust_source_for"`
+	// NAT keepalive (keepalive.go, docs/keepalive.md): OPTIONS to every
+	// binding from the socket it registered through, by the node
+	// holding that socket. KeepaliveInterval "0" turns it off.
+	KeepaliveInterval          *time.Duration `toml:"keepalive_interval"`
+	KeepaliveTimeout           time.Duration  `toml:"keepalive_timeout"`
+	KeepaliveFailures          int            `toml:"keepalive_failures"`
+	KeepaliveRemoveUnreachable bool           `toml:"keepalive_remove_unreachable"`
+	KeepaliveMaxPerSecond      int            `toml:"keepalive_max_per_second"`
 }
 
 // BillingConfig is the [billing] section.
@@ -240,6 +248,7 @@ func (c *Config) applyDefaults() {
 	if c.Registrar.NonceTTL == 0 {
 		c.Registrar.NonceTTL = 5 * time.Minute
 	}
+	c.applyKeepaliveDefaults()
 	if c.Admin.Listen == "" {
 		c.Admin.Listen = "127.0.0.1:8080"
 	}
@@ -366,6 +375,9 @@ func (c *Config) Validate() error {
 		if a != "MD5" && a != "SHA-256" {
 			return fmt.Errorf("registrar.algorithms: %q is not MD5 or SHA-256", a)
 		}
+	}
+	if err := c.validateKeepalive(); err != nil {
+		return err
 	}
 	b := c.Billing
 	switch {

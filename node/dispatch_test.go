@@ -76,6 +76,13 @@ type dispatchCluster struct {
 
 func startDispatchNodes(t *testing.T) *dispatchCluster {
 	t.Helper()
+	return startDispatchNodesWith(t, nil)
+}
+
+// startDispatchNodesWith is startDispatchNodes with each node's
+// configuration changed by mod.
+func startDispatchNodesWith(t *testing.T, mod func(*Config)) *dispatchCluster {
+	t.Helper()
 	ips := []string{"127.0.0.61", "127.0.0.62", "127.0.0.63"}
 	port := commonFreeUDPPort(t, ips)
 	var peers, gossip []string
@@ -98,6 +105,9 @@ func startDispatchNodes(t *testing.T) *dispatchCluster {
 			SIP:   SIPConfig{Addresses: []string{ip}, UDPPorts: []int{port}, TCPPorts: []int{}},
 			Admin: AdminConfig{Listen: ip + ":0", Token: "dispatch-test-token-0123456789"},
 		})
+		if mod != nil {
+			mod(&cfgs[len(cfgs)-1])
+		}
 		dc.sip = append(dc.sip, net.JoinHostPort(ip, strconv.Itoa(port)))
 	}
 	dc.nodes, _ = startNodes(t, cfgs)

@@ -262,6 +262,7 @@ func (n *Node) sipConfig(reg prometheus.Registerer) sipstack.Config {
 			ReserveChunkSeconds: int(cfg.Billing.ReserveChunk / time.Second),
 			MaxCalls:            cfg.SIP.MaxCalls,
 		},
+		Keepalive:       cfg.keepaliveConfig(),
 		Dispatch:        disp,
 		NodeAlive:       n.nodeAlive,
 		AdoptThroughLog: n.adoptThroughLog,
@@ -278,10 +279,11 @@ func (n *Node) sipConfig(reg prometheus.Registerer) sipstack.Config {
 func (n *Node) newAdminServer(reg *prometheus.Registry) error {
 	ac := n.cfg.Admin
 	api, err := admin.New(admin.Config{
-		Tokens:  ac.APITokens(),
-		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Logger:  n.log.With("component", "admin"),
-		Level:   n.cfg.LogLevelVar,
+		Tokens:    ac.APITokens(),
+		Metrics:   promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Logger:    n.log.With("component", "admin"),
+		Level:     n.cfg.LogLevelVar,
+		Keepalive: n.keepaliveViews,
 	}, n.state, n)
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -146,7 +147,7 @@ func TestKeepaliveFromAliasSocket(t *testing.T) {
 
 // startSIPpUAS runs a SIPp server scenario on ip:port; stop ends it (and
 // the test's end does).
-func startSIPpUAS(t *testing.T, scenario, ip string, port int) (log func() string, stop func()) {
+func startSIPpUAS(t testing.TB, scenario, ip string, port int) (log func() string, stop func()) {
 	t.Helper()
 	msgs := filepath.Join(t.TempDir(), "messages.log")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -435,4 +436,78 @@ func readStreamRequest(t *testing.T, c net.Conn, r *bufio.Reader) *sip.Request {
 		t.Fatalf("got %q, want a request", head.String())
 	}
 	return req
+}
+
+// BenchmarkKeepalivePings measures what the keepalive costs the node
+// that pings: rounds of OPTIONS to 2,000 bindings, all answered by a SIPp
+// phone, and the process's CPU time per ping (user and system, the
+// SIPp process excluded).
+func BenchmarkKeepalivePings(b *testing.B) {
+	sipptest.Need(b)
+	const n = 2000
+	st := newTestState(b, false)
+	ts := startServer(b, st, func(c *Config) {
+		c.Keepalive = KeepaliveConfig{Interval: testKeepalive, Timeout: testKeepalive, Tick: 10 * time.Millisecond, MaxPerSecond: 1 << 20}
+	})
+	server := ts.addr(b, "udp", ts.ip)
+	phoneIP := testIP()
+	phonePort := freePort(b, phoneIP)
+	phone := net.JoinHostPort(phoneIP, strconv.Itoa(phonePort))
+	now := ts.clock.Now().UnixMilli()
+	for i := range n {
+		id := strconv.Itoa(100000 + i)
+		testkit.MustApply(b, st, &fsm.CreateAccount{Now: 1, Account: fsm.Account{ID: id, Credentials: testkit.Creds(id, "pw"), Billing: fsm.Prepaid}})
+		testkit.MustApply(b, st, &fsm.Register{AOR: id, CallID: "bench-" + id, CSeq: 1, Now: now, Bindings: []fsm.Binding{{
+			Contact: "sip:" + id + "@" + phone, Source: phone, Transport: "udp", Ingress: "udp:" + server, ExpiresAt: now + 3600_000, Q: -1}}})
+	}
+	startSIPpUAS(b, "testdata/options_uas.xml", phoneIP, phonePort)
+	ts.clock.Advance(5 * time.Second)
+	testkit.WaitFor(b, 10*time.Second, "the keepalive to know the bindings", func() bool {
+		return ts.counter("troika_sip_keepalive_bindings") == n
+	})
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	count := func(name string, labels ...string) float64 { return ts.counter(name, labels...) }
+	// state reads the pings started so far and those waiting, from one
+	// gathering of the metrics (polling them costs CPU too).
+	state := func() (started, pending float64) {
+		mfs, _ := ts.reg.Gather()
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				switch mf.GetName() {
+				case "troika_sip_keepalive_total":
+					started += m.GetCounter().GetValue()
+				case "troika_sip_keepalive_pending":
+					pending = m.GetGauge().GetValue()
+				}
+			}
+		}
+		return started + pending, pending
+	}
+	b.ResetTimer()
+	first, _ := state()
+	start, wall := cpu(), time.Now()
+	for range b.N {
+		// An interval in steps of a second, as time passes: each step
+		// pings the bindings whose phase it crosses (a thirtieth of them),
+		// and the next waits for their answers.
+		for range 30 {
+			before, _ := state()
+			ts.clock.Advance(time.Second)
+			if !testkit.Eventually(10*time.Second, func() bool { s, p := state(); return s > before && p == 0 }) {
+				b.Fatalf("pings unanswered after 10 s: pending %v, ok %v", count("troika_sip_keepalive_pending"), count("troika_sip_keepalive_total", "result", "ok"))
+			}
+		}
+	}
+	used, took := cpu()-start, time.Since(wall)
+	last, _ := state()
+	pings := last - first
+	b.ReportMetric(float64(used.Microseconds())/pings, "cpu-µs/ping")
+	b.ReportMetric(pings/took.Seconds(), "pings/s")
+	if f := ts.counter("troika_sip_keepalive_total", "result", "timeout"); f != 0 {
+		b.Errorf("%v pings unanswered", f)
+	}
 }

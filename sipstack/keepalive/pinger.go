@@ -141,16 +141,18 @@ func (p *Pinger) tick(ctx context.Context) {
 		p.refresh(now)
 		p.lastRefresh = now
 	}
-	for _, e := range p.entries {
+	// Only due bindings become candidates: a tick looks at every entry
+	// but allocates for the few it may ping.
+	var ids []string
+	var cs []candidate
+	for id, e := range p.entries {
 		if e.flight != nil && !now.Before(e.flight.deadline) {
 			p.land(e, outcomeTimeout, now)
 		}
-	}
-	ids := make([]string, 0, len(p.entries))
-	cs := make([]candidate, 0, len(p.entries))
-	for id, e := range p.entries {
-		ids = append(ids, id)
-		cs = append(cs, candidate{due: dueAt(e.last, e.phase, p.cfg.Interval), busy: e.flight != nil})
+		if due := dueAt(e.last, e.phase, p.cfg.Interval); e.flight == nil && !due.After(now) {
+			ids = append(ids, id)
+			cs = append(cs, candidate{due: due})
+		}
 	}
 	picked, deferred := plan(cs, now, min(p.perTick, p.maxOut-p.outstanding))
 	if deferred > 0 {
