@@ -169,8 +169,8 @@ func (p *Pinger) tick(ctx context.Context) {
 }
 
 // refresh reads the bindings this node pings from the replicated state:
-// new ones get an entry (first pinged at their phase in the next
-// interval), re-registered ones count as heard from, and those gone
+// new ones get an entry (firstSlot says when they are first pinged),
+// re-registered ones count as heard from, and those gone
 // (expired, removed, or registered through a socket this node no longer
 // holds) are forgotten.
 func (p *Pinger) refresh(now time.Time) {
@@ -190,7 +190,7 @@ func (p *Pinger) refresh(now time.Time) {
 		switch {
 		case e == nil:
 			e = &entry{b: b, phase: phaseOf(id, p.cfg.Interval), lastSeen: time.UnixMilli(b.UpdatedAt)}
-			e.last = slotOf(now, e.phase, p.cfg.Interval)
+			e.last = firstSlot(now, e.lastSeen, e.phase, p.cfg.Interval)
 			p.entries[id] = e
 		case b.UpdatedAt != e.b.UpdatedAt || b.Ingress != e.b.Ingress || b.Source != e.b.Source:
 			e.b = b

@@ -57,6 +57,17 @@ func slotOf(t time.Time, phase, interval time.Duration) int64 {
 	return k
 }
 
+// firstSlot is the slot a binding first seen at now counts as pinged in:
+// it is first pinged at its phase in the next slot. A binding registered
+// within the last interval is first pinged a whole interval after its
+// REGISTER, which has just opened the pinhole (and a phone busy
+// registering, or a test phone waiting for its first call, is not
+// disturbed); one registered earlier (seen after a restart, or after its
+// socket moved here) at its next phase, so its pings go on.
+func firstSlot(now, registered time.Time, phase, interval time.Duration) int64 {
+	return max(slotOf(now, phase, interval), slotOf(registered.Add(interval), phase, interval))
+}
+
 // dueAt is when a binding last pinged (or first seen) in slot last is
 // due again: the start of the next slot.
 func dueAt(last int64, phase, interval time.Duration) time.Time {

@@ -108,6 +108,33 @@ func TestPhasesSpreadOverTheInterval(t *testing.T) {
 	}
 }
 
+// When a binding new to this node is first pinged: a whole interval
+// after a fresh REGISTER, at its next phase otherwise.
+func TestFirstPing(t *testing.T) {
+	const iv = 30 * time.Second
+	at := func(s float64) time.Time { return time.Unix(1000, 0).Add(time.Duration(s * float64(time.Second))) }
+	ph := phaseOf("x", iv)
+	base := slotOf(at(0), ph, iv)
+	boundary := dueAt(base-1, ph, iv) // the start of the slot of at(0)
+	cases := []struct {
+		name            string
+		now, registered time.Time
+		min, max        time.Time // the first ping falls in [min, max)
+	}{
+		{"registered just now", at(0), at(0), at(30), at(60)},
+		{"registered 20 s ago", at(0), at(-20), at(10), at(40)},
+		{"registered long ago (a restart, an address move)", at(0), at(-3600), at(0), at(30)},
+		{"registered 30 s ago exactly", at(0), at(-30), at(0), at(30)},
+	}
+	for _, c := range cases {
+		first := dueAt(firstSlot(c.now, c.registered, ph, iv), ph, iv)
+		if first.Before(c.min) || !first.Before(c.max) {
+			t.Errorf("%s: first ping %v after now, want within [%v, %v) (phase %v, slot start %v)", c.name, first.Sub(c.now),
+				c.min.Sub(c.now), c.max.Sub(c.now), ph, boundary.Sub(at(0)))
+		}
+	}
+}
+
 func TestPlan(t *testing.T) {
 	now := time.Unix(1000, 0)
 	ago := func(s int) time.Time { return now.Add(-time.Duration(s) * time.Second) }
