@@ -35,6 +35,7 @@ type Pinger struct {
 	wg sync.WaitGroup // pings and removals in progress
 
 	mu          sync.Mutex
+	runCtx      context.Context   // Run's: removals end with it
 	entries     map[string]*entry // by bindingID
 	lastRefresh time.Time
 	outstanding int // pings waiting for an answer
@@ -89,6 +90,9 @@ func (p *Pinger) Run(ctx context.Context) {
 	}
 	p.log.Info("NAT keepalive: pinging the bindings of the sockets this node holds", "interval", p.cfg.Interval,
 		"timeout", p.cfg.Timeout, "failures", p.cfg.Failures, "remove_unreachable", p.cfg.RemoveUnreachable)
+	p.mu.Lock()
+	p.runCtx = ctx
+	p.mu.Unlock()
 	t := time.NewTicker(p.cfg.Tick)
 	defer t.Stop()
 	for {
@@ -288,11 +292,12 @@ func (p *Pinger) apply(e *entry, o outcome) {
 		p.log.Info("registered phone unreachable: it stopped answering the NAT keepalive", "account", b.AOR,
 			"contact", b.Contact, "ingress", b.Ingress, "source", b.Source, "unanswered", e.reach.failures,
 			"last_seen", e.lastSeen.UTC().Format(time.RFC3339))
-		if p.cfg.RemoveUnreachable {
+		if p.cfg.RemoveUnreachable && p.runCtx != nil {
+			ctx := p.runCtx
 			p.wg.Add(1)
 			go func() {
 				defer p.wg.Done()
-				p.remove(b)
+				p.remove(ctx, b)
 			}()
 		}
 	case becameReachable:
@@ -312,7 +317,7 @@ func (p *Pinger) apply(e *entry, o outcome) {
 // A phone that registered again meanwhile keeps its binding: a refresh
 // with that Call-ID has taken the CSeq (the state machine refuses this
 // one as stale), and one with another Call-ID is seen here first.
-func (p *Pinger) remove(b fsm.Binding) {
+func (p *Pinger) remove(ctx context.Context, b fsm.Binding) {
 	now := p.cfg.Now().UnixMilli()
 	id := bindingID(b)
 	current := false
@@ -326,7 +331,7 @@ func (p *Pinger) remove(b fsm.Binding) {
 	}
 	gone := b
 	gone.ExpiresAt = now
-	ctx, cancel := context.WithTimeout(context.Background(), removeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, removeTimeout)
 	defer cancel()
 	res, err := p.store.Propose(ctx, &fsm.Register{AOR: b.AOR, CallID: b.CallID, CSeq: b.CSeq + 1, Now: now, Bindings: []fsm.Binding{gone}})
 	if err == nil && res.Err != nil {
