@@ -49,7 +49,7 @@ echo "== registering a SIPp callee as 'callee' from $uas_ip:$uas_port"
 printf 'SEQUENTIAL\ncallee;[authentication username=callee password=%s]\n' "$callee_pw" >"$work/callee.csv"
 sipp "$ip:5060" -sf "$shared/sipp/reg_auth.xml" -inf "$work/callee.csv" -i "$uas_ip" -p "$uas_port" -m 1 \
 	-nostdin -timeout 20s -timeout_error >/dev/null 2>&1 || { echo "the callee did not register"; exit 1; }
-sipp -sf "$shared/sipp/uas.xml" -i "$uas_ip" -p "$uas_port" -nostdin >/dev/null 2>&1 &
+sipp -sf "$shared/sipp/uas.xml" -i "$uas_ip" -p "$uas_port" -aa -nostdin >/dev/null 2>&1 & # -aa: answer the keepalive OPTIONS
 uas=$!
 sleep 1
 

@@ -20,6 +20,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/baresiptest"
 	"github.com/troika-sip/troika/internal/sipptest"
 	"github.com/troika-sip/troika/internal/testkit"
 	"github.com/troika-sip/troika/sipstack/dispatch"
@@ -512,5 +513,60 @@ func BenchmarkKeepalivePings(b *testing.B) {
 	b.ReportMetric(pings/took.Seconds(), "pings/s")
 	if f := ts.counter("troika_sip_keepalive_total", "result", "timeout"); f != 0 {
 		b.Errorf("%v pings unanswered", f)
+	}
+}
+
+// Debian's baresip, registered through an alias's extra port over UDP
+// and over TCP, answers the keepalive; its own SIP trace shows the
+// OPTIONS coming from the alias socket (over its own connection, on TCP)
+// and its answer going back there.
+func TestKeepaliveBaresip(t *testing.T) {
+	baresiptest.Need(t)
+	t.Parallel()
+	for _, network := range []string{"udp", "tcp"} {
+		t.Run(network, func(t *testing.T) {
+			t.Parallel()
+			st := newTestState(t, false)
+			aliasIP := testIP()
+			port := freePort(t, aliasIP)
+			testkit.MustApply(t, st, &fsm.PutAlias{Alias: fsm.Alias{IP: aliasIP, Ports: fsm.AliasPorts{UDP: []int{port}, TCP: []int{port}}}})
+			ts := startServer(t, st, func(c *Config) {
+				c.ServeAliases = true
+				c.Registrar.Algorithms = []string{"MD5"}
+				c.Keepalive = keepaliveConfig(3, false)
+			})
+			alias := net.JoinHostPort(aliasIP, strconv.Itoa(port))
+			testkit.WaitFor(t, 5*time.Second, "the alias socket", func() bool { return contains(ts.Sockets(), network+":"+alias) })
+
+			phone := baresiptest.Start(t, baresiptest.Options{Name: "keepalive-" + network, LocalIP: testIP()})
+			phone.Register(baresiptest.Account{User: "1001", Password: "pw1001", Server: alias, Transport: network})
+			b := st1001(t, ts)
+			if b.Ingress != network+":"+alias {
+				t.Fatalf("binding %+v, want it through %s:%s", b, network, alias)
+			}
+			nextPing(t, ts, 1)
+			testkit.WaitFor(t, 10*time.Second, "baresip's answer counted", func() bool {
+				return ts.counter("troika_sip_keepalive_total", "result", "ok") == 1
+			})
+			var got, answered bool
+			for _, m := range phone.Trace() {
+				switch {
+				case m.Method() == "OPTIONS":
+					got = true
+					if m.Src != alias || m.Dst != b.Source {
+						t.Errorf("baresip got the OPTIONS %s, want it from the alias socket %s to %s", m, alias, b.Source)
+					}
+				case m.Method() == "" && m.CSeq() == "1 OPTIONS":
+					answered = true
+					t.Logf("baresip answered %s", m)
+				}
+			}
+			if !got || !answered {
+				t.Errorf("baresip's trace: OPTIONS received %v, answered %v\n%s", got, answered, tail(phone.Log(), 3000))
+			}
+			if s, ok := ts.KeepaliveStatus(b); !ok || !s.Reachable {
+				t.Errorf("status %+v %v", s, ok)
+			}
+		})
 	}
 }
