@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/internal/baresiptest"
@@ -568,5 +570,44 @@ func TestKeepaliveBaresip(t *testing.T) {
 				t.Errorf("status %+v %v", s, ok)
 			}
 		})
+	}
+}
+
+// A node that stops while a ping waits for its answer says nothing about
+// the phone: no timeout, no unreachable phone, no removal.
+func TestKeepaliveStopIsNotAFailure(t *testing.T) {
+	t.Parallel()
+	ip := testIP()
+	st := newTestState(t, false)
+	ts := &testServer{ip: ip, st: st, store: testkit.NewStore(st), reg: prometheus.NewRegistry(), clock: &testkit.Clock{}, logs: &syncBuffer{}}
+	s, err := New(Config{Addresses: []string{ip}, UDPPorts: []int{0}, Registrar: RegistrarConfig{Realm: "troika"},
+		Keepalive: keepaliveConfig(1, true), NodeID: "test", Metrics: ts.reg, Now: ts.clock.Now,
+		Logger: slog.New(slog.NewTextHandler(ts.logs, nil))}, st, ts.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.Server = s
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	<-s.Ready()
+	server := ts.addr(t, "udp", ip)
+	phone := newUDPPhone(t, server) // never answers OPTIONS
+	contact := "Contact: <sip:1001@" + phone.conn.LocalAddr().String() + ">\r\nExpires: 600\r\n"
+	chal := exchangeIgnoringPings(t, phone, rawRegister(server, "1001", "stop@phone", 1, "UDP", contact))
+	wantStatus(t, exchangeIgnoringPings(t, phone, rawRegister(server, "1001", "stop@phone", 2, "UDP", contact+rawAuth(t, chal, "MD5", "sip:"+server, "1001", "pw1001"))), 200, "")
+	nextPing(t, ts, 1)
+	testkit.WaitFor(t, 5*time.Second, "a ping waiting for an answer", func() bool {
+		return ts.counter("troika_sip_keepalive_pending") == 1
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := ts.counter("troika_sip_keepalive_total", "result", "timeout") + ts.counter("troika_sip_keepalive_unreachable"); n != 0 {
+		t.Errorf("stopping counted %v timeouts or unreachable phones", n)
+	}
+	if len(st1001All(ts)) != 1 || strings.Contains(ts.logs.String(), "phone unreachable") || strings.Contains(ts.logs.String(), "removing") {
+		t.Errorf("stopping marked or removed the phone:\n%s", ts.logs.String())
 	}
 }

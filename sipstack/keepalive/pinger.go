@@ -98,12 +98,17 @@ func (p *Pinger) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			// The pings in flight end without an outcome: the node is
+			// stopping, not the phones.
 			p.mu.Lock()
 			for _, e := range p.entries {
 				if e.flight != nil {
 					e.flight.cancel()
+					e.flight = nil
+					p.outstanding--
 				}
 			}
+			p.m.pending.Set(float64(p.outstanding))
 			p.mu.Unlock()
 			p.wg.Wait()
 			return
@@ -255,8 +260,8 @@ func (p *Pinger) start(ctx context.Context, id string, e *entry, now time.Time) 
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		cur := p.entries[id]
-		if cur == nil || cur.flight != f {
-			return // timed out on the clock already, or forgotten
+		if cur == nil || cur.flight != f || ctx.Err() != nil {
+			return // timed out on the clock already, forgotten, or the node is stopping (Run clears it)
 		}
 		if err != nil && o != outcomeTimeout {
 			p.log.Debug("NAT keepalive: ping failed", "account", cur.b.AOR, "contact", cur.b.Contact, "error", err)
