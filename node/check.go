@@ -74,6 +74,7 @@ func (c *Config) Check(now time.Time) ([]string, error) {
 		add("  and the IP aliases of the replicated state, on the addresses this node holds")
 	}
 	add("registrar: realm %q, digest %s", c.Registrar.Realm, strings.Join(c.Registrar.Algorithms, ", "))
+	add("%s", c.keepaliveSummary())
 
 	if v := c.VIP; v != nil {
 		iface := v.Interface

@@ -2,6 +2,7 @@ package node
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/troika-sip/troika/admin"
@@ -67,6 +68,20 @@ func (c *Config) keepaliveConfig() sipstack.KeepaliveConfig {
 	}
 	return sipstack.KeepaliveConfig{Interval: *r.KeepaliveInterval, Timeout: r.KeepaliveTimeout, Failures: r.KeepaliveFailures,
 		RemoveUnreachable: r.KeepaliveRemoveUnreachable, MaxPerSecond: r.KeepaliveMaxPerSecond}
+}
+
+// keepaliveSummary says what the keepalive does, for troika agent --check.
+func (c *Config) keepaliveSummary() string {
+	k := c.keepaliveConfig()
+	if k.Interval == 0 {
+		return "NAT keepalive: off (registrar.keepalive_interval = \"0\")"
+	}
+	remove := "kept"
+	if k.RemoveUnreachable {
+		remove = "removed"
+	}
+	return fmt.Sprintf("NAT keepalive: OPTIONS every %s to the phones registered through the addresses this node holds, "+
+		"unreachable after %d unanswered (%s each), then %s; at most %d a second", k.Interval, k.Failures, k.Timeout, remove, k.MaxPerSecond)
 }
 
 // keepaliveViews tells the admin API, for each binding, which node pings

@@ -75,6 +75,9 @@ token = "0123456789abcdef0123"
 		if c.name == "set" && (k.Failures != 5 || !k.RemoveUnreachable || k.MaxPerSecond != DefaultKeepaliveMaxPerSecond) {
 			t.Errorf("set: %+v", k)
 		}
+		if sum := cfg.keepaliveSummary(); (k.Interval == 0) != strings.Contains(sum, "off") {
+			t.Errorf("%s: troika agent --check says %q", c.name, sum)
+		}
 	}
 }
 
