@@ -151,14 +151,17 @@ func (p *Pinger) tick(ctx context.Context) {
 		p.lastRefresh = now
 	}
 	// Only due bindings become candidates: a tick looks at every entry
-	// but allocates for the few it may ping.
+	// but allocates for the few it may ping. A binding whose socket this
+	// node has stopped holding since the last refresh waits for it (and
+	// is then forgotten): the new holder pings it.
+	held := p.heldSockets()
 	var ids []string
 	var cs []candidate
 	for id, e := range p.entries {
 		if e.flight != nil && !now.Before(e.flight.deadline) {
 			p.land(e, outcomeTimeout, now)
 		}
-		if due := dueAt(e.last, e.phase, p.cfg.Interval); e.flight == nil && !due.After(now) {
+		if due := dueAt(e.last, e.phase, p.cfg.Interval); e.flight == nil && !due.After(now) && held[e.b.Ingress] {
 			ids = append(ids, id)
 			cs = append(cs, candidate{due: due})
 		}
@@ -183,10 +186,7 @@ func (p *Pinger) tick(ctx context.Context) {
 // (expired, removed, or registered through a socket this node no longer
 // holds) are forgotten.
 func (p *Pinger) refresh(now time.Time) {
-	held := map[string]bool{}
-	for _, name := range p.sockets.Sockets() {
-		held[name] = true
-	}
+	held := p.heldSockets()
 	ms := now.UnixMilli()
 	seen := make(map[string]bool, len(p.entries))
 	for _, b := range p.state.AllBindings(ms) {
@@ -225,6 +225,15 @@ func (p *Pinger) refresh(now time.Time) {
 	p.m.bindings.Set(float64(len(p.entries)))
 	p.m.unreachable.Set(float64(p.unreachable))
 	p.m.pending.Set(float64(p.outstanding))
+}
+
+// heldSockets is the set of the sockets this node holds now.
+func (p *Pinger) heldSockets() map[string]bool {
+	held := map[string]bool{}
+	for _, name := range p.sockets.Sockets() {
+		held[name] = true
+	}
+	return held
 }
 
 // start sends one ping of e (under p.mu).
