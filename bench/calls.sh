@@ -31,7 +31,7 @@ trap cleanup EXIT
 
 echo "== building troika"
 (cd "$top" && go build -o "$work/troika" ./cmd/troika)
-"$work/troika" dev --data "$work/data" --sip-address "$ip" --alias "" --admin "$ip:8080" >"$work/node.out" 2>"$work/node.log" &
+"$work/troika" dev --data "$work/data" --sip-address "$ip" --alias "" --admin "$ip:8080" --keepalive 0 >"$work/node.out" 2>"$work/node.log" &
 pid=$!
 for _ in $(seq 100); do grep -q "dev node is up" "$work/node.out" 2>/dev/null && break; sleep 0.1; done
 grep -q "dev node is up" "$work/node.out" || { echo "the node did not start:"; cat "$work/node.log"; exit 1; }

@@ -70,6 +70,8 @@ addresses = ["${ips[$i]}"]
 udp_ports = [5060]
 tcp_ports = []
 dispatch = $dispatch
+[registrar]
+keepalive_interval = "0" # SIPp's phones answer no OPTIONS; the anchors send none
 [admin]
 listen = "${ips[$i]}:8080"
 token = "$token"

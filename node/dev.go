@@ -25,6 +25,9 @@ type DevOptions struct {
 	AdminListen  string // default 127.0.0.1:8080
 	ClusterBind  string // default 127.0.0.1:0
 	LogLevel     string // debug, info (the default), warn or error
+	// Keepalive is the NAT keepalive's interval (registrar.keepalive_interval);
+	// nil: the default, 0: off.
+	Keepalive *time.Duration
 	// SIPTLSPort is SIP over TLS on the main address and the alias, with
 	// the dev node's certificate (DevConfig); 0: no TLS socket (the
 	// CLI's default is 5061).
@@ -82,6 +85,7 @@ func DevConfig(o DevOptions) (Config, error) {
 		DataDir:   o.DataDir,
 		LogLevel:  o.LogLevel,
 		LogFormat: "text",
+		Registrar: RegistrarConfig{KeepaliveInterval: o.Keepalive},
 		Cluster:   ClusterConfig{Bind: o.ClusterBind, Key: RandomToken(32), Bootstrap: true, TLS: tls},
 		SIP: SIPConfig{
 			Addresses: []string{o.SIPAddress}, UDPPorts: []int{o.SIPPort}, TCPPorts: []int{o.SIPPort},

@@ -179,6 +179,27 @@ func newLogger(level, format string) (*slog.Logger, *slog.LevelVar, error) {
 	return log, v, err
 }
 
+// durationPtr is a flag setting a *time.Duration only when given.
+type durationPtr struct{ p **time.Duration }
+
+func (d durationPtr) String() string {
+	if d.p == nil || *d.p == nil {
+		return ""
+	}
+	return (**d.p).String()
+}
+
+func (d durationPtr) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d.p = &v
+	return nil
+}
+
+func (durationPtr) Type() string { return "duration" }
+
 // reloadLogLevelOnHUP sets the log level from the configuration file at
 // path on every SIGHUP, until ctx ends.
 func reloadLogLevelOnHUP(ctx context.Context, path string, level *slog.LevelVar, log *slog.Logger) {
@@ -284,6 +305,7 @@ func addDevFlags(cmd *cobra.Command, o *node.DevOptions) {
 	f.StringVar(&o.AliasAddress, "alias", "127.0.0.2", `demo IP alias ("" for none)`)
 	f.IntVar(&o.AliasUDPPort, "alias-udp-port", 5070, "the demo alias's extra UDP port")
 	f.StringVar(&o.AdminListen, "admin", "127.0.0.1:8080", "admin API listen address")
+	f.Var(durationPtr{&o.Keepalive}, "keepalive", "NAT keepalive interval: OPTIONS to every registered phone this often (0 turns it off; default 30s)")
 	f.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error (`troika log-level` changes it while the node runs)")
 	f.IntVar(&o.SIPTLSPort, "sip-tls-port", 5061, "SIP over TLS on the main address and the alias, with a generated certificate (0: none)")
 }
