@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -162,6 +163,30 @@ func TestDevConfigSIPTLS(t *testing.T) {
 		o.DataDir = t.TempDir()
 		if _, err := DevConfig(o); err == nil || !strings.Contains(err.Error(), "--sip-tls-port") {
 			t.Errorf("%+v: %v, want an error naming --sip-tls-port", o, err)
+		}
+	}
+}
+
+// troika dev offers MD5 alone unless --algorithms says otherwise; a
+// wrong name is refused naming the key.
+func TestDevConfigAlgorithms(t *testing.T) {
+	for _, c := range []struct {
+		in, want []string
+		err      string
+	}{
+		{nil, []string{"MD5"}, ""},
+		{[]string{"SHA-256", "MD5"}, []string{"SHA-256", "MD5"}, ""},
+		{[]string{"SHA-512"}, nil, "registrar.algorithms"},
+	} {
+		cfg, err := DevConfig(DevOptions{DataDir: t.TempDir(), Algorithms: c.in})
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%q: %v, want an error naming %s", c.in, err, c.err)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(cfg.Registrar.Algorithms, c.want) {
+			t.Errorf("%q: %q, %v; want %q", c.in, cfg.Registrar.Algorithms, err, c.want)
 		}
 	}
 }

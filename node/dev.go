@@ -28,6 +28,9 @@ type DevOptions struct {
 	// Keepalive is the NAT keepalive's interval (registrar.keepalive_interval);
 	// nil: the default, 0: off.
 	Keepalive *time.Duration
+	// Algorithms are the digest algorithms offered (registrar.algorithms);
+	// empty: MD5 alone.
+	Algorithms []string
 	// SIPTLSPort is SIP over TLS on the main address and the alias, with
 	// the dev node's certificate (DevConfig); 0: no TLS socket (the
 	// CLI's default is 5061).
@@ -85,7 +88,7 @@ func DevConfig(o DevOptions) (Config, error) {
 		DataDir:   o.DataDir,
 		LogLevel:  o.LogLevel,
 		LogFormat: "text",
-		Registrar: RegistrarConfig{KeepaliveInterval: o.Keepalive},
+		Registrar: RegistrarConfig{KeepaliveInterval: o.Keepalive, Algorithms: o.Algorithms},
 		Cluster:   ClusterConfig{Bind: o.ClusterBind, Key: RandomToken(32), Bootstrap: true, TLS: tls},
 		SIP: SIPConfig{
 			Addresses: []string{o.SIPAddress}, UDPPorts: []int{o.SIPPort}, TCPPorts: []int{o.SIPPort},

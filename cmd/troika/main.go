@@ -305,6 +305,7 @@ func addDevFlags(cmd *cobra.Command, o *node.DevOptions) {
 	f.StringVar(&o.AliasAddress, "alias", "127.0.0.2", `demo IP alias ("" for none)`)
 	f.IntVar(&o.AliasUDPPort, "alias-udp-port", 5070, "the demo alias's extra UDP port")
 	f.StringVar(&o.AdminListen, "admin", "127.0.0.1:8080", "admin API listen address")
+	f.StringSliceVar(&o.Algorithms, "algorithms", nil, `digest algorithms offered, in order: MD5 (the default, which every phone accepts), SHA-256, or "SHA-256,MD5"`)
 	f.Var(durationPtr{&o.Keepalive}, "keepalive", "NAT keepalive interval: OPTIONS to every registered phone this often (0 turns it off; default 30s)")
 	f.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error (`troika log-level` changes it while the node runs)")
 	f.IntVar(&o.SIPTLSPort, "sip-tls-port", 5061, "SIP over TLS on the main address and the alias, with a generated certificate (0: none)")
