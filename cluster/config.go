@@ -8,6 +8,8 @@ import (
 	"net"
 	"regexp"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Peer is one voter of a static cluster definition.
@@ -56,6 +58,9 @@ type Config struct {
 	OnLeader func(ctx context.Context)
 	// Logger receives the package's and raft's logs. Default: slog.Default().
 	Logger *slog.Logger
+	// Metrics is where the raft and address metrics are registered
+	// (metrics.go). Default: a registry of the node's own, read by nobody.
+	Metrics prometheus.Registerer
 
 	// Raft tuning; zero means the default in parentheses.
 	SnapshotThreshold  uint64        // (8192) new log entries before a snapshot
@@ -82,6 +87,9 @@ var nodeIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$`)
 func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = prometheus.NewRegistry()
 	}
 	setDefault(&c.SnapshotThreshold, defaultSnapshotThreshold)
 	setDefault(&c.SnapshotInterval, defaultSnapshotInterval)

@@ -82,10 +82,49 @@ type GossipConfig struct {
 // It must stay under memberlist's 512-byte limit.
 type NodeMeta struct {
 	Version string   `json:"v"`
+	Commit  string   `json:"c,omitempty"` // the commit it was built from (12 characters, "+modified" for a changed tree)
 	Roles   []string `json:"r,omitempty"`
 	Load    int      `json:"l"`           // calls in progress
 	Health  string   `json:"h"`           // HealthStarting, HealthOK, HealthDraining
 	Addrs   bool     `json:"a,omitempty"` // manages virtual and alias addresses ([vip] configured)
+	// CommitIndex and AppliedIndex are its raft commit and applied
+	// indexes when it last published its metadata (every few seconds):
+	// the leader's commit index is what readiness measures a follower's
+	// lag against.
+	CommitIndex  uint64 `json:"ci,omitempty"`
+	AppliedIndex uint64 `json:"ai,omitempty"`
+	// Held lists the addresses it holds now, and HeldCount counts them:
+	// the list stops short (HeldCount > len(Held)) when they would not
+	// fit in the metadata. HeldListed says it announces them (a build
+	// before it does not).
+	Held       []string `json:"ha,omitempty"`
+	HeldCount  int      `json:"hc,omitempty"`
+	HeldListed bool     `json:"hl,omitempty"`
+}
+
+// SetHeld sets the addresses m says are held (and their count), cut
+// short as needed for the whole metadata to fit memberlist's limit.
+func (m *NodeMeta) SetHeld(held []string) {
+	m.Held, m.HeldCount, m.HeldListed = slices.Clone(held), len(held), true
+	for len(m.Held) > 0 {
+		if b, err := json.Marshal(m); err == nil && len(b) <= memberlist.MetaMaxSize {
+			return
+		}
+		m.Held = m.Held[:len(m.Held)-1]
+	}
+}
+
+// Holds reports whether the member's metadata says it holds ip, and
+// whether the metadata can tell: it names ip, or lists every address the
+// member holds, or the member manages no addresses.
+func (m NodeMeta) Holds(ip string) (holds, known bool) {
+	switch {
+	case slices.Contains(m.Held, ip):
+		return true, true
+	case !m.Addrs:
+		return false, true
+	}
+	return false, m.HeldListed && m.HeldCount <= len(m.Held)
 }
 
 // Node health values in NodeMeta.
@@ -96,13 +135,14 @@ const (
 	HealthLeaving  = "leaving" // set just before a graceful Leave
 )
 
-// A member's state as this node's memberlist sees it. (memberlist does
-// not report suspicion through its API: a suspect member is alive until
-// declared dead.)
+// A member's state as this node's memberlist sees it. A suspect member is
+// alive (Member.Suspect says it is suspected) until memberlist declares it
+// dead.
 const (
-	MemberAlive = "alive"
-	MemberDead  = "dead"
-	MemberLeft  = "left" // left gracefully: its last metadata said HealthLeaving
+	MemberAlive   = "alive"
+	MemberDead    = "dead"
+	MemberLeft    = "left"    // left gracefully: its last metadata said HealthLeaving
+	MemberSuspect = "suspect" // Member.Status of an alive member under suspicion
 )
 
 // Member is one member of the gossip cluster.
@@ -111,11 +151,28 @@ type Member struct {
 	Addr  string    `json:"addr"`
 	State string    `json:"state"` // alive, dead, left
 	Since time.Time `json:"since"` // when this node saw it enter that state
-	Meta  NodeMeta  `json:"meta"`
+	// Suspect: alive, but this node's probes of it are failing: its
+	// memberlist suspects it (dead unless it answers within the
+	// suspicion timeout), or none of its direct probes has been answered
+	// for a few probe rounds, at least suspectAfterMin (it may answer only
+	// through the other members).
+	Suspect bool     `json:"suspect,omitempty"`
+	Meta    NodeMeta `json:"meta"`
+}
+
+// Status is the member's state for operators: alive, suspect, dead or
+// left.
+func (m Member) Status() string {
+	if m.State == MemberAlive && m.Suspect {
+		return MemberSuspect
+	}
+	return m.State
 }
 
 type memberView struct {
 	Member
+	lastAck     time.Time // the last answer to one of this node's direct probes
+	suspectedAt time.Time // when this node's memberlist last suspected it
 }
 
 // Gossip tuning defaults (see Gossip).
@@ -190,7 +247,8 @@ func StartGossip(cfg GossipConfig) (*Gossip, error) {
 	mc.SecretKey = key
 	mc.Delegate = (*gossipDelegate)(g)
 	mc.Events = (*gossipEvents)(g)
-	mc.Logger = log.New(&memberlistLog{log: g.log}, "", 0)
+	mc.Ping = (*gossipPing)(g)
+	mc.Logger = log.New(&memberlistLog{log: g.log, suspect: g.suspect}, "", 0)
 	// Fast failure detection for a handful of nodes on one LAN.
 	mc.ProbeInterval = cfg.ProbeInterval
 	mc.ProbeTimeout = cfg.ProbeTimeout
@@ -292,15 +350,45 @@ func encodeMeta(m NodeMeta) ([]byte, error) {
 // Members returns every member this node has seen (itself included),
 // with its state, ordered by id.
 func (g *Gossip) Members() []Member {
+	now := time.Now()
 	g.mu.Lock()
+	alive := 0
+	for _, m := range g.members {
+		if m.State == MemberAlive && m.ID != g.self {
+			alive++
+		}
+	}
 	out := make([]Member, 0, len(g.members))
 	for _, m := range g.members {
-		out = append(out, m.Member)
+		mm := m.Member
+		mm.Suspect = m.ID != g.self && m.State == MemberAlive && g.suspected(m, alive, now)
+		out = append(out, mm)
 	}
 	g.mu.Unlock()
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
+
+// suspected reports whether an alive member is under suspicion at now
+// (Member.Suspect): suspected by this node's memberlist since its last
+// direct answer, or not answering direct probes for longer than a few
+// probe rounds over the others alive (memberlist probes them in turn),
+// and at least suspectAfterMin. g.mu is held.
+func (g *Gossip) suspected(m *memberView, others int, now time.Time) bool {
+	heard := m.lastAck
+	if m.Since.After(heard) {
+		heard = m.Since // alive since: a new member has not been probed yet
+	}
+	if !m.suspectedAt.IsZero() && !m.suspectedAt.Before(heard) {
+		return true
+	}
+	window := max(time.Duration(2*max(others, 1)+2)*g.cfg.ProbeInterval, suspectAfterMin)
+	return now.Sub(heard) > window
+}
+
+// suspectAfterMin bounds from below how long direct probes of an alive
+// member may go unanswered before it is shown suspect.
+const suspectAfterMin = time.Second
 
 // Changed returns a channel closed at the next membership or metadata
 // change.
@@ -365,6 +453,7 @@ func (g *Gossip) update(n *memberlist.Node, state string) {
 	}
 	if state != prev {
 		m.State, m.Since = state, time.Now()
+		m.suspectedAt = time.Time{}
 		if n.Name != g.self {
 			lvl := slog.LevelInfo
 			if state == MemberDead {
@@ -375,6 +464,34 @@ func (g *Gossip) update(n *memberlist.Node, state string) {
 	}
 	close(g.watch)
 	g.watch = make(chan struct{})
+}
+
+// acked records an answer to a direct probe of member name (memberlist's
+// PingDelegate): it is not suspect.
+func (g *Gossip) acked(name string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if m, ok := g.members[name]; ok {
+		m.lastAck = time.Now()
+	}
+}
+
+// suspect records that this node's memberlist suspects member name (it
+// logs it: its API does not say).
+func (g *Gossip) suspect(name string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if m, ok := g.members[name]; ok {
+		m.suspectedAt = time.Now() // not a change for Changed: nothing acts on suspicion, Members shows it
+	}
+}
+
+// gossipPing receives the answers to this node's direct probes.
+type gossipPing Gossip
+
+func (p *gossipPing) AckPayload() []byte { return nil }
+func (p *gossipPing) NotifyPingComplete(other *memberlist.Node, _ time.Duration, _ []byte) {
+	(*Gossip)(p).acked(other.Name)
 }
 
 // gossipEvents receives memberlist's events (called with memberlist's
@@ -405,7 +522,10 @@ func (d *gossipDelegate) MergeRemoteState(buf []byte, join bool)     {}
 
 // memberlistLog turns memberlist's "[LEVEL] memberlist: ..." lines into
 // slog records.
-type memberlistLog struct{ log *slog.Logger }
+type memberlistLog struct {
+	log     *slog.Logger
+	suspect func(member string) // called for "Suspect NAME has failed, no acks received"
+}
 
 func (w *memberlistLog) Write(p []byte) (int, error) {
 	sc := bufio.NewScanner(strings.NewReader(string(p)))
@@ -427,9 +547,25 @@ func (w *memberlistLog) Write(p []byte) (int, error) {
 			strings.Contains(line, "connection refused")) {
 			lvl = slog.LevelDebug
 		}
-		w.log.Log(context.Background(), lvl, strings.TrimPrefix(line, "memberlist: "))
+		line = strings.TrimPrefix(line, "memberlist: ")
+		if name, ok := suspectLine(line); ok && w.suspect != nil {
+			w.suspect(name)
+		}
+		w.log.Log(context.Background(), lvl, line)
 	}
 	return len(p), nil
 }
 
 var _ io.Writer = (*memberlistLog)(nil)
+
+// suspectLine reads the member's name from memberlist's log line of a
+// failed probe ("Suspect n2 has failed, no acks received"), the only
+// place memberlist says it suspects a member.
+func suspectLine(line string) (string, bool) {
+	rest, ok := strings.CutPrefix(line, "Suspect ")
+	if !ok {
+		return "", false
+	}
+	name, _, ok := strings.Cut(rest, " has failed")
+	return name, ok && name != ""
+}

@@ -49,6 +49,7 @@ type Node struct {
 	mux       *mux
 	fwd       *fwdClient
 	port      *portAuth // the cluster port's security, both ways
+	metrics   *metrics
 	advertise string
 	// raftRef is raft for the port's dialers, which may run before
 	// startRaft has set raft.

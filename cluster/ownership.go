@@ -112,6 +112,10 @@ type Owner struct {
 	wasFresh  bool
 	lastStep  time.Time
 	lastClean time.Time
+	// unheldSince: the addresses assigned here but not held after the
+	// last pass, since when; unheldAt: when that pass ran.
+	unheldSince map[string]time.Time
+	unheldAt    time.Time
 	// backoff: ip -> no new attempt to take it before (acquireBackoff
 	// after a failure). Not a retry.Backoff: the loop must not block on
 	// one address, and it goes by the pass's now.
@@ -127,6 +131,8 @@ type Owner struct {
 	lossGen  uint64 // bumped at every loss of contact
 	status   map[string]string
 	heldView map[string]time.Time // ip -> held since, for Status
+	// unheldView: ip -> assigned here but not held since, for Status
+	unheldView map[string]time.Time
 }
 
 type holding struct {
@@ -209,6 +215,7 @@ func NewOwner(cfg OwnerConfig, node *Node, state *fsm.State, gossip *Gossip) (*O
 		}
 		o.vips[ip.String()] = netip.PrefixFrom(ip, p.Bits())
 	}
+	node.metrics.owner.Store(o)
 	return o, nil
 }
 

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -70,7 +71,33 @@ func (o *Owner) step(ctx context.Context, now time.Time) {
 	if now.Sub(o.lastClean) >= cleanEvery {
 		o.cleanStale(now)
 	}
+	o.countUnheld(now, want)
 	o.publish(status)
+}
+
+// countUnheld follows the addresses assigned here but not held after this
+// pass: troika_address_unheld_seconds_total counts the time from one pass
+// to the next for those that were so after the previous pass, and
+// unheldSince (AddressStatuses, readiness) says since when.
+func (o *Owner) countUnheld(now time.Time, want map[string]fsm.Assignment) {
+	if dt := now.Sub(o.unheldAt); !o.unheldAt.IsZero() && dt > 0 {
+		for ip := range o.unheldSince {
+			o.node.metrics.unheld.WithLabelValues(ip).Add(dt.Seconds())
+		}
+	}
+	o.unheldAt = now
+	next := map[string]time.Time{}
+	for ip := range want {
+		if o.held[ip] != nil {
+			continue
+		}
+		since, ok := o.unheldSince[ip]
+		if !ok {
+			since = now
+		}
+		next[ip] = since
+	}
+	o.unheldSince = next
 }
 
 // followContact follows this node's contact with a leader. A loss of
@@ -256,6 +283,7 @@ func (o *Owner) publish(status map[string]string) {
 	for ip, h := range o.held {
 		o.heldView[ip] = h.since
 	}
+	o.unheldView = maps.Clone(o.unheldSince)
 }
 
 // barrier proposes an AddressBarrier and, once this node's replica has

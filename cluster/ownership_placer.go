@@ -140,6 +140,7 @@ func (o *Owner) place(ctx context.Context, start time.Time) error {
 	}
 	for _, c := range changes {
 		o.log.Info("ownership: assignment", "change", c.String(), "nodes", view)
+		o.node.metrics.countFailover(c, nodes[c.From])
 	}
 	return nil
 }

@@ -16,7 +16,11 @@ type AddressStatus struct {
 	AssignedAt *time.Time `json:"assigned_at"` // when the leader assigned it
 	HeldByMe   bool       `json:"held_by_me"`  // this node holds it now
 	HeldSince  *time.Time `json:"held_since,omitempty"`
-	State      string     `json:"state,omitempty"` // this node's reason to hold it or not
+	// UnheldSince: assigned to this node but not held by it since then
+	// (the handover wait after a move, no contact with a leader, a
+	// failure to add it).
+	UnheldSince *time.Time `json:"unheld_since,omitempty"`
+	State       string     `json:"state,omitempty"` // this node's reason to hold it or not
 }
 
 // AddressStatuses lists the managed addresses: the virtual IPs, the
@@ -56,6 +60,10 @@ func AddressStatuses(o *Owner, state *fsm.State) []AddressStatus {
 		}
 		for ip, why := range o.status {
 			get(ip).State = why
+		}
+		for ip, since := range o.unheldView {
+			t := since.UTC()
+			get(ip).UnheldSince = &t
 		}
 		o.mu.Unlock()
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -24,6 +25,7 @@ type raftFSM struct {
 	state    *fsm.State
 	log      *slog.Logger
 	restores atomic.Int64 // snapshots restored (tests)
+	metrics  *metrics     // nil in tests that make a raftFSM alone
 
 	mu      sync.Mutex
 	applied uint64        // last log index applied (0 until the first after a restore)
@@ -75,7 +77,11 @@ func (f *raftFSM) apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
+	start := time.Now()
 	res, err := f.state.Apply(l.Data)
+	if f.metrics != nil {
+		f.metrics.fsmApply.Observe(time.Since(start).Seconds())
+	}
 	if err != nil {
 		return f.undecodable(l, err)
 	}
@@ -121,7 +127,7 @@ func (f *raftFSM) undecodable(l *raft.Log, err error) any {
 }
 
 func (f *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
-	return &fsmSnapshot{snap: f.state.Snapshot()}, nil
+	return &fsmSnapshot{snap: f.state.Snapshot(), metrics: f.metrics}, nil
 }
 
 func (f *raftFSM) Restore(rc io.ReadCloser) error {
@@ -130,20 +136,30 @@ func (f *raftFSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("restore fsm from raft snapshot: %w", err)
 	}
 	f.restores.Add(1)
+	if f.metrics != nil {
+		f.metrics.restores.Inc()
+	}
 	return nil
 }
 
 type fsmSnapshot struct {
-	snap *fsm.Snapshot
+	snap    *fsm.Snapshot
+	metrics *metrics // nil: not measured
 }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := s.snap.WriteTo(sink); err != nil {
+	start := time.Now()
+	size, err := s.snap.WriteTo(sink)
+	if err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("persist snapshot %s: %w", sink.ID(), err)
 	}
 	if err := sink.Close(); err != nil {
 		return fmt.Errorf("persist snapshot %s: close: %w", sink.ID(), err)
+	}
+	if s.metrics != nil {
+		s.metrics.snapshotTime.Observe(time.Since(start).Seconds())
+		s.metrics.snapshotBytes.Set(float64(size))
 	}
 	return nil
 }

@@ -157,6 +157,8 @@ func newNode(cfg Config, log *slog.Logger, state *fsm.State, store *raftboltdb.B
 		obsCh:       make(chan raft.Observation, 64),
 		leaderWatch: make(chan struct{}),
 	}
+	n.metrics = newMetrics(cfg.Metrics, n)
+	n.fsm.metrics = n.metrics
 	n.port = newPortAuth(cfg.Key, cfg.TLS, n.nodeAt, log)
 	n.fwd = newFwdClient(n.port.dial, log)
 	return n

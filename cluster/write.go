@@ -43,7 +43,18 @@ func (n *Node) Propose(ctx context.Context, cmd fsm.Command) (fsm.Result, error)
 	if err != nil {
 		return fsm.Result{}, fmt.Errorf("cluster: propose: %w", err)
 	}
-	return n.do(ctx, fmt.Sprintf("propose command %#x", data[0]), opApplyTrusted, data)
+	return n.proposeTimed(ctx, opApplyTrusted, data)
+}
+
+// proposeTimed runs a proposal and records how long it took when it got a
+// result (troika_raft_apply_seconds).
+func (n *Node) proposeTimed(ctx context.Context, op byte, data []byte) (fsm.Result, error) {
+	start := time.Now()
+	res, err := n.do(ctx, fmt.Sprintf("propose command %#x", data[0]), op, data)
+	if err == nil {
+		n.metrics.apply.Observe(time.Since(start).Seconds())
+	}
+	return res, err
 }
 
 // ProposeEncoded is Propose for a command already encoded by fsm.Encode.
@@ -52,7 +63,7 @@ func (n *Node) ProposeEncoded(ctx context.Context, data []byte) (fsm.Result, err
 	if len(data) == 0 {
 		return fsm.Result{}, errors.New("cluster: propose: empty command")
 	}
-	return n.do(ctx, fmt.Sprintf("propose command %#x", data[0]), opApply, data)
+	return n.proposeTimed(ctx, opApply, data)
 }
 
 // AddVoter adds (or updates the address of) a voting member. It works from

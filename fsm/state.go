@@ -178,6 +178,14 @@ func (s *State) BindingCount() int {
 	return s.nBindings
 }
 
+// XDRSeq returns the sequence number of the last xDR the state filed:
+// how many xDRs the cluster has written, trimmed ones included.
+func (s *State) XDRSeq() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.xdrSeq
+}
+
 // NonceSecret returns the cluster's digest-nonce secret, nil until the first
 // leader has stored one.
 func (s *State) NonceSecret() []byte {

@@ -218,6 +218,7 @@ func (a *Authenticator) checkDigest(socket string, req *sip.Request, sch Scheme,
 				"source", src.String(), "socket", socket)
 		}
 		if a.limiter.Fail(src, now) {
+			a.blocks.Inc()
 			a.log.Warn("source blocked after repeated failed authentications", "source", src.String(),
 				"for", rc.BlockFor, "socket", socket, "method", string(req.Method))
 		}

@@ -87,6 +87,7 @@ type Authenticator struct {
 	unboundUntil atomic.Int64
 	failures     prometheus.Counter
 	refusals     *prometheus.CounterVec
+	blocks       prometheus.Counter
 	log          *slog.Logger
 }
 
@@ -171,8 +172,16 @@ func New(cfg Config, state State) (*Authenticator, error) {
 			Namespace: "troika", Subsystem: "sip", Name: "auth_refusals_total",
 			Help: "Digest authentications refused, by reason (wrong_password, foreign_nonce, uri_mismatch, replay, throttled, rate_limited).",
 		}, []string{"reason"}),
+		blocks: f.NewCounter(prometheus.CounterOpts{
+			Namespace: "troika", Subsystem: "sip", Name: "auth_blocks_total",
+			Help: "Source addresses (IPv6: /64 prefixes) this node blocked after too many failed authentications (registrar.auth_failures_per_minute); their requests get 403 for registrar.auth_block_for.",
+		}),
 		log: cfg.Logger,
 	}
+	f.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "troika", Subsystem: "sip", Name: "auth_blocked_sources",
+		Help: "Source addresses (IPv6: /64 prefixes) blocked on this node now by the failed-authentication limit.",
+	}, func() float64 { return float64(len(a.limiter.list(time.Now()))) })
 	for _, r := range refusalReasons {
 		a.refusals.WithLabelValues(r)
 	}
