@@ -20,6 +20,16 @@ type Client struct {
 	BaseURL string // e.g. https://198.51.100.11:8443, or http://127.0.0.1:8080
 	Token   string
 	HTTP    *http.Client
+	// Stale, when set, is called for an answer that carries StaleHeader:
+	// the node knew no raft leader, so what it read may lag the cluster.
+	Stale func(method, path string)
+}
+
+// checkStale calls c.Stale when resp is marked stale.
+func (c *Client) checkStale(method, path string, resp *http.Response) {
+	if c.Stale != nil && resp.Header.Get(StaleHeader) == "true" {
+		c.Stale(method, path)
+	}
 }
 
 // clientTimeout bounds a request that is not streamed.
@@ -144,6 +154,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		return connError(method, path, err)
 	}
 	defer resp.Body.Close()
+	c.checkStale(method, path, resp)
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
 	if err != nil {
 		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
@@ -344,6 +355,11 @@ func (c *Client) Registrations(ctx context.Context, account string) ([]Registrat
 	return get[[]Registration](ctx, c, withAccount("/v1/registrations", account))
 }
 
+// Status reads GET /v1/status, the status page's overview.
+func (c *Client) Status(ctx context.Context) (Overview, error) {
+	return get[Overview](ctx, c, "/v1/status")
+}
+
 // ClusterStatus returns GET /v1/cluster as raw JSON.
 func (c *Client) ClusterStatus(ctx context.Context) (json.RawMessage, error) {
 	return get[json.RawMessage](ctx, c, "/v1/cluster")
@@ -440,6 +456,7 @@ func (c *Client) stream(ctx context.Context, method, path string, in any) (*http
 	if err != nil {
 		return nil, connError(method, path, err)
 	}
+	c.checkStale(method, path, resp)
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))

@@ -139,9 +139,10 @@ func (s *Server) routes() {
 		s.mux.Handle("GET /debug/pprof/"+name, s.authedHandler(streamed(pprof.Handler(name))))
 	}
 	s.mux.Handle("GET /debug/pprof/profile", s.authedHandler(streamed(http.HandlerFunc(pprof.Profile))))
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	v1("GET /status", s.overview)
+	s.mux.HandleFunc("GET /{$}", s.statusPage)
 	if s.cfg.Metrics != nil {
 		s.mux.Handle("GET /metrics", s.cfg.Metrics)
 	}
@@ -194,6 +195,7 @@ func (s *Server) authed(need Scope, h handler) http.Handler {
 			defer func() { s.audit(r, rec.status) }()
 			w = rec
 		}
+		s.markStale(w, r)
 		err := h(w, r)
 		if err == nil {
 			return

@@ -157,7 +157,7 @@ func TestTokenRequired(t *testing.T) {
 // that names the API's description, docs/API.md, without a token.
 func TestUnknownEndpointNamesTheAPIDoc(t *testing.T) {
 	c, _ := newTestAPI(t)
-	for _, tc := range []struct{ method, path string }{{"GET", "/"}, {"GET", "/v1/nothing"}, {"PUT", "/v1/accounts"}} {
+	for _, tc := range []struct{ method, path string }{{"GET", "/nothing"}, {"GET", "/v1/nothing"}, {"PUT", "/v1/accounts"}, {"POST", "/"}} {
 		req, _ := http.NewRequest(tc.method, c.BaseURL+tc.path, nil)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {

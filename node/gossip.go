@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/troika-sip/troika/cluster"
@@ -108,30 +109,64 @@ func (c *Config) GossipAddrs() (GossipAddrs, error) {
 
 // meta is this node's gossip metadata.
 func (n *Node) meta(health string) cluster.NodeMeta {
-	m := cluster.NodeMeta{Version: Version, Roles: []string{"dispatcher", "processor", roleAdoptCall, roleCredentials, roleQuota}, Health: health, Addrs: n.cfg.VIP != nil}
+	b := Build()
+	m := cluster.NodeMeta{Version: b.Version, Roles: []string{"dispatcher", "processor", roleAdoptCall, roleCredentials, roleQuota}, Health: health, Addrs: n.cfg.VIP != nil}
+	if b.Commit != "" {
+		m.Commit = b.ShortCommit()
+	}
+	if n.cluster != nil {
+		idx := n.cluster.Indexes()
+		m.CommitIndex, m.AppliedIndex = idx.Commit, idx.Applied
+	}
 	if n.dispatch != nil {
 		m.Roles = append(m.Roles, roleDispatch)
 	}
 	if n.sip != nil {
 		m.Load = n.sip.ActiveCalls()
 	}
+	if n.owner != nil {
+		m.SetHeld(n.owner.Held()) // last: cut short to fit
+	}
 	return m
 }
 
-// metaLoop keeps the gossiped load current.
+// Metadata is published every metaEvery (load, raft indexes), and at
+// once when the addresses this node holds change (checked every
+// metaHeldCheck).
+const (
+	metaEvery     = 2 * time.Second
+	metaHeldCheck = 100 * time.Millisecond
+)
+
+// metaLoop keeps the gossiped load, indexes and held addresses current.
 func (n *Node) metaLoop(ctx context.Context) {
-	t := time.NewTicker(2 * time.Second)
+	t := time.NewTicker(metaHeldCheck)
 	defer t.Stop()
+	last := time.Now()
+	held := n.heldKey()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := n.publishMeta(); err != nil {
-				n.log.Debug("gossip: updating this node's metadata failed", "error", err)
-			}
+		}
+		now, h := time.Now(), n.heldKey()
+		if h == held && now.Sub(last) < metaEvery {
+			continue
+		}
+		last, held = now, h
+		if err := n.publishMeta(); err != nil {
+			n.log.Debug("gossip: updating this node's metadata failed", "error", err)
 		}
 	}
+}
+
+// heldKey names the set of addresses this node holds now.
+func (n *Node) heldKey() string {
+	if n.owner == nil {
+		return ""
+	}
+	return strings.Join(n.owner.Held(), " ")
 }
 
 // publishMeta gossips this node's current metadata.

@@ -23,8 +23,10 @@ import (
 	"github.com/troika-sip/troika/sipstack"
 )
 
-// Version is the build's version, set by the linker.
-var Version = "dev"
+// Version is the build's release version, set by the linker (-X
+// github.com/troika-sip/troika/node.Version=1.4.0); empty: the main
+// module's version the toolchain recorded, else "dev" (Build).
+var Version string
 
 // Node is one running troika node.
 type Node struct {
@@ -54,6 +56,9 @@ type Node struct {
 	// dispatch is the dispatcher's cluster side (dispatch.go); nil when
 	// this node does not dispatch.
 	dispatch *dispatch
+
+	metrics   *prometheus.Registry // what /metrics serves
+	failovers failoverLog          // recent moves of addresses (status.go)
 }
 
 // Start brings a node up: the cluster first (so the state is replayed),
@@ -73,6 +78,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	reg := newMetricsRegistry()
+	n.metrics = reg
+	n.registerStatusMetrics(reg)
 	if err := n.startRaft(ctx, cs); err != nil {
 		return nil, err
 	}
@@ -92,7 +99,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	n.startLoops(ctx)
 	close(n.ready)
-	log.Info("node started", "node", cfg.NodeID, "version", Version, "sip", n.sip.Sockets(),
+	log.Info("node started", "node", cfg.NodeID, "version", Build().String(), "sip", n.sip.Sockets(),
 		"admin", n.adminLn.Addr().String(), "gossip", n.gossip.Addr(), "state", n.state.Counts().String())
 	go n.stopWhenDone(ctx, sipErr)
 	return n, nil
@@ -171,6 +178,7 @@ func (n *Node) startRaft(ctx context.Context, cs clusterSettings) error {
 		Join:          cfg.Cluster.Join,
 		OnLeader:      n.leaderDuties,
 		Logger:        n.log.With("component", "cluster"),
+		Metrics:       n.metrics,
 
 		HeartbeatTimeout:   cfg.Cluster.HeartbeatTimeout,
 		ElectionTimeout:    cfg.Cluster.ElectionTimeout,
@@ -374,6 +382,7 @@ func (n *Node) startLoops(ctx context.Context) {
 	}
 	go n.metaLoop(ctx)
 	go n.adoptLoop(ctx)
+	go n.watchFailovers(ctx)
 	if n.dispatch != nil {
 		go n.processorsLoop(ctx)
 	}
@@ -525,9 +534,19 @@ var (
 
 // Status is GET /v1/cluster.
 type Status struct {
-	Version string         `json:"version"`
-	Cluster cluster.Status `json:"cluster"`
-	Sockets []string       `json:"sip_sockets"`
+	Version string `json:"version"`
+	Commit  string `json:"commit"` // short commit, "unknown" when not known (Build)
+	// Stale: this node knows no raft leader, so what it reports may lag
+	// the cluster (reads then carry admin.StaleHeader).
+	Stale bool `json:"stale"`
+	// Quorum: whether, as this node sees it, a leader is known and a
+	// majority of the voters is alive (`troika cluster status` exits 5
+	// otherwise).
+	Quorum Quorum `json:"quorum"`
+	// Ready is this node's readiness (GET /readyz).
+	Ready   admin.Readiness `json:"ready"`
+	Cluster cluster.Status  `json:"cluster"`
+	Sockets []string        `json:"sip_sockets"`
 	// Addresses are the managed addresses (virtual IPs and aliases): who
 	// the ownership map assigns each to, its epoch, and whether this node
 	// holds it.
@@ -543,8 +562,10 @@ type Status struct {
 
 // ClusterStatus implements admin.Backend.
 func (n *Node) ClusterStatus() any {
-	return Status{Version: Version, Cluster: n.cluster.Status(), Sockets: n.sip.Sockets(),
-		Addresses: cluster.AddressStatuses(n.owner, n.state), Members: n.gossip.Members(),
+	b := Build()
+	cs, members := n.cluster.Status(), n.gossip.Members()
+	return Status{Version: b.Version, Commit: b.ShortCommit(), Stale: cs.LeaderID == "", Quorum: n.quorum(members), Ready: n.Ready(),
+		Cluster: cs, Sockets: n.sip.Sockets(), Addresses: cluster.AddressStatuses(n.owner, n.state), Members: members,
 		ClearPasswords: len(n.state.LegacySecrets())}
 }
 

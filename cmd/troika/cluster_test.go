@@ -37,7 +37,8 @@ func freeTCPPort(t *testing.T, ip string) int {
 
 // threeNodes writes the configuration of a static three-node cluster on
 // loopback: cluster links on 127.0.0.1, SIP on 127.0.0.4N:5060, the admin
-// API on 127.0.0.4N:8080.
+// API on 127.0.0.4N and a free port (not a fixed one, which another run of
+// these tests on the same host could answer on).
 func threeNodes(t *testing.T) []*testNode {
 	var nodes []*testNode
 	var peers []string
@@ -52,7 +53,7 @@ func threeNodes(t *testing.T) []*testNode {
 	dir := t.TempDir()
 	for i := range 3 {
 		n := &testNode{id: fmt.Sprintf("n%d", i+1), sipIP: fmt.Sprintf("127.0.0.4%d", i+1)}
-		n.api = n.sipIP + ":8080"
+		n.api = fmt.Sprintf("%s:%d", n.sipIP, freeTCPPort(t, n.sipIP))
 		n.cluster = fmt.Sprintf("127.0.0.1:%d", ports[i])
 		n.config = filepath.Join(dir, n.id+".toml")
 		cfg := fmt.Sprintf(`node_id = %q

@@ -37,12 +37,15 @@ func (e usageError) Unwrap() error { return e.err }
 // exitCode maps an error of a command to the exit status.
 func exitCode(err error) int {
 	var ue usageError
+	var nq noQuorumError
 	var ae *admin.APIError
 	var oe *net.OpError
 	var de *net.DNSError
 	switch {
 	case errors.As(err, &ue) || isCobraUsage(err):
 		return exitUsage
+	case errors.As(err, &nq):
+		return exitUnavailable
 	case errors.As(err, &ae):
 		switch ae.Status {
 		case http.StatusNotFound:

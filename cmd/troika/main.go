@@ -117,6 +117,7 @@ func (f *apiFlags) connect(changed func(flag string) bool, stderr io.Writer) err
 	}
 	if t == (admin.ClientTLS{}) && !strings.HasPrefix(addr, "https://") {
 		f.c = admin.NewClient(addr, token)
+		f.c.Stale = staleWarning(addr, stderr)
 		return nil
 	}
 	c, err := admin.NewClientTLS(addr, token, t)
@@ -124,7 +125,20 @@ func (f *apiFlags) connect(changed func(flag string) bool, stderr io.Writer) err
 		return fmt.Errorf("--api %s: %w (flags --ca-file, --client-cert, --client-key; env %s, %s, %s)", addr, err, envCAFile, envClientCert, envClientKey)
 	}
 	f.c = c
+	f.c.Stale = staleWarning(addr, stderr)
 	return nil
+}
+
+// staleWarning warns once, on stderr, that the node answered while it
+// knew no raft leader.
+func staleWarning(addr string, stderr io.Writer) func(method, path string) {
+	warned := false
+	return func(method, path string) {
+		if !warned {
+			warned = true
+			fmt.Fprintf(stderr, "warning: %s knows no raft leader (no quorum, or it is cut off): its answer may be stale\n", addr)
+		}
+	}
 }
 
 func rootCmd() *cobra.Command {
@@ -133,8 +147,9 @@ func rootCmd() *cobra.Command {
 		Short:         "troika: a clustered high-availability SIP softswitch",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       node.Version,
+		Version:       node.Build().String(),
 	}
+	root.SetVersionTemplate("troika {{.Version}}\n")
 	api := &apiFlags{}
 	pf := root.PersistentFlags()
 	pf.StringVar(&api.addr, "api", "", "admin API of a node: https://HOST:PORT, or http:// (env TROIKA_API; default "+defaultAPI+")")
@@ -359,6 +374,7 @@ func runDev(ctx context.Context, o node.DevOptions) error {
 	fmt.Fprintf(&b, "  admin API:    http://%s\n", n.AdminAddr())
 	fmt.Fprintf(&b, "  admin token:  export TROIKA_API=http://%s TROIKA_TOKEN=%s\n", n.AdminAddr(), cfg.Admin.Token)
 	fmt.Fprintf(&b, "  read token:   %s (read-only: GET requests)\n", cfg.DevReadToken())
+	fmt.Fprintf(&b, "  status page:  http://%s/ (paste the read token into it)\n", n.AdminAddr())
 	for _, a := range demo {
 		if a.Password == "" {
 			fmt.Fprintf(&b, "  account %s:  password as printed when %s was made (only its digest is stored; "+
