@@ -132,6 +132,8 @@ func (s *Server) routes() {
 	v1("POST /cluster/drain", s.drain)
 	v1("GET /log-level", s.logLevel)
 	v1("PUT /log-level", s.setLogLevel)
+	s.snapshotRoutes(v1) // snapshot.go
+	s.raftRoutes(v1)     // raft.go
 	// Profiles for the engineer on call (heap, goroutines, CPU), behind an
 	// admin token. A profile over ?seconds= outlasts the connection's
 	// timeouts: lift them.
@@ -183,13 +185,16 @@ func (s *Server) authedHandler(h http.Handler) http.Handler {
 
 // authed guards h with a bearer token of scope need (auth.go) and maps
 // the error h returns to its answer.
-func (s *Server) authed(need Scope, h handler) http.Handler {
+func (s *Server) authed(need Scope, h handler) http.Handler { return s.authedLimit(need, maxBody, h) }
+
+// authedLimit is authed for a request body of up to limit bytes.
+func (s *Server) authedLimit(need Scope, limit int64, h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r, ok := s.checkToken(w, r, need)
 		if !ok {
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		if r.Method != http.MethodGet {
 			rec := &statusRecorder{ResponseWriter: w}
 			defer func() { s.audit(r, rec.status) }()

@@ -20,6 +20,9 @@ const (
 	opApply        byte = 0x01 // body: an encoded fsm command; ok body: fsm.EncodeResult
 	opAddVoter     byte = 0x02 // body: id, addr (uvarint-prefixed strings)
 	opRemoveServer byte = 0x03 // body: id
+	// opTransferLeadership: body: id, addr: hand leadership to that voter
+	// (snapshot.go: raft restores a backup on the leader).
+	opTransferLeadership byte = 0x04
 
 	// opApplyTrusted never goes on the wire: a command encoded by this
 	// binary, applied without the leader's decode check when this node

@@ -259,7 +259,8 @@ func (n *Node) bootstrapOrJoin(existing bool) (join bool, err error) {
 	case len(cfg.Join) > 0:
 		return true, nil
 	default:
-		n.log.Info("cluster: no raft state, no peers and nothing to join: waiting for a member to add this node", "addr", n.advertise)
+		n.log.Warn("cluster: no raft state, no peers and nothing to join: waiting for a member to add this node: "+
+			"run `troika operator raft add-voter "+cfg.NodeID+" "+n.advertise+"` against any member", "addr", n.advertise)
 	}
 	return false, nil
 }

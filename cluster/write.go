@@ -305,6 +305,16 @@ func (n *Node) leaderDo(ctx context.Context, op byte, body []byte) (fsm.Result, 
 		}
 		n.log.Info("cluster: server removed", "id", id)
 		return fsm.Result{}, 0, nil
+	case opTransferLeadership:
+		id, rest, err := readString(body)
+		if err != nil {
+			return fsm.Result{}, 0, errors.New("transfer leadership: malformed request")
+		}
+		addr, _, err := readString(rest)
+		if err != nil {
+			return fsm.Result{}, 0, errors.New("transfer leadership: malformed request")
+		}
+		return fsm.Result{}, 0, n.transferTo(ctx, id, addr)
 	default:
 		return fsm.Result{}, 0, fmt.Errorf("unknown forwarded op %#x (is the sender a newer version?)", op)
 	}
@@ -389,7 +399,7 @@ read:
 			}
 			break
 		}
-		if f.code != opApply && f.code != opAddVoter && f.code != opRemoveServer {
+		if f.code != opApply && f.code != opAddVoter && f.code != opRemoveServer && f.code != opTransferLeadership {
 			n.log.Warn("cluster: forwarding link: closing connection after an unknown op", "remote", remote, "op", f.code)
 			break
 		}

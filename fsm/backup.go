@@ -138,17 +138,27 @@ func backupErr(kind BackupErrorKind, err error, format string, args ...any) *Bac
 	return &BackupError{Kind: kind, Msg: fmt.Sprintf(format, args...), Err: err}
 }
 
+// EncodeBackupHeader returns the first two lines of a backup file with
+// header h.
+func EncodeBackupHeader(h BackupHeader) ([]byte, error) {
+	line, err := json.Marshal(h)
+	if err != nil {
+		return nil, fmt.Errorf("backup header: %w", err)
+	}
+	head := fmt.Appendf(nil, "%s%d\n%s\n", backupMagic, BackupFormat, line)
+	if len(head) > maxBackupHeader {
+		return nil, fmt.Errorf("backup header of %d bytes is over %d", len(head), maxBackupHeader)
+	}
+	return head, nil
+}
+
 // WriteBackup writes a backup file: h, whose Size and SHA256 must be
 // those of body, then body. It checks both as it copies: a mismatch is
 // an error, and w then holds a file no reader accepts.
 func WriteBackup(w io.Writer, h BackupHeader, body io.Reader) (int64, error) {
-	line, err := json.Marshal(h)
+	head, err := EncodeBackupHeader(h)
 	if err != nil {
-		return 0, fmt.Errorf("backup header: %w", err)
-	}
-	head := fmt.Appendf(nil, "%s%d\n%s\n", backupMagic, BackupFormat, line)
-	if len(head) > maxBackupHeader {
-		return 0, fmt.Errorf("backup header of %d bytes is over %d", len(head), maxBackupHeader)
+		return 0, err
 	}
 	n, err := w.Write(head)
 	total := int64(n)
@@ -166,6 +176,35 @@ func WriteBackup(w io.Writer, h BackupHeader, body io.Reader) (int64, error) {
 			m, sum.Sum(nil), h.Size, h.SHA256)
 	}
 	return total, nil
+}
+
+// DescribeSnapshot reads a whole snapshot and returns the header of a
+// backup of it, with the fields the snapshot gives (its format, size,
+// checksum, realm and counts): the caller adds the raft index and term,
+// the members, the node, the time and the version. The snapshot must
+// decode.
+func DescribeSnapshot(r io.Reader) (BackupHeader, error) {
+	var h BackupHeader
+	sum := sha256.New()
+	counted := &countingWriter{w: sum}
+	br := bufio.NewReaderSize(io.TeeReader(r, counted), 64<<10)
+	head, err := br.Peek(len(snapshotMagic) + 1)
+	if err != nil {
+		return h, fmt.Errorf("describe snapshot: %w", err)
+	}
+	st := New()
+	if err := st.Restore(br); err != nil {
+		return h, fmt.Errorf("describe snapshot: %w", err)
+	}
+	if _, err := io.Copy(io.Discard, br); err != nil {
+		return h, fmt.Errorf("describe snapshot: %w", err)
+	}
+	h.SnapshotFormat = int(head[len(snapshotMagic)])
+	h.Size = counted.n
+	h.SHA256 = hex.EncodeToString(sum.Sum(nil))
+	h.Realm = st.Realm()
+	h.Counts = BackupCountsOf(st)
+	return h, nil
 }
 
 // MarshalBackup returns the backup file of st: h with the body's format,
@@ -269,8 +308,15 @@ func ReadBackup(r io.Reader, progress func(done, total int64)) (BackupHeader, *S
 	if err != nil {
 		return h, nil, err
 	}
+	st, err := ReadBackupBody(br, h, progress)
+	return h, st, err
+}
+
+// ReadBackupBody reads the rest of a backup file whose header
+// ReadBackupHeader read from r, as ReadBackup does.
+func ReadBackupBody(r *bufio.Reader, h BackupHeader, progress func(done, total int64)) (*State, error) {
 	sum := sha256.New()
-	body := &bodyReader{r: br, left: h.Size, total: h.Size, sum: sum, progress: progress}
+	body := &bodyReader{r: r, left: h.Size, total: h.Size, sum: sum, progress: progress}
 	st := New()
 	decodeErr := st.Restore(body)
 	// Read what the decoder left (it stops at the end record), so that
@@ -282,28 +328,28 @@ func ReadBackup(r io.Reader, progress func(done, total int64)) (BackupHeader, *S
 	read := h.Size - body.left
 	switch {
 	case body.left > 0:
-		return h, nil, backupErr(BackupTruncated, body.readErr,
+		return nil, backupErr(BackupTruncated, body.readErr,
 			"the file is truncated: its body ends after %d of %d bytes (an interrupted copy or download?); use a complete copy", read, h.Size)
 	case hex.EncodeToString(sum.Sum(nil)) != h.SHA256:
-		return h, nil, backupErr(BackupCorrupt, nil, "checksum mismatch: the body's SHA-256 is %x, the header says %s: "+
+		return nil, backupErr(BackupCorrupt, nil, "checksum mismatch: the body's SHA-256 is %x, the header says %s: "+
 			"the file is damaged; use another copy", sum.Sum(nil), h.SHA256)
 	}
-	if extra, _ := br.Peek(1); len(extra) > 0 {
-		return h, nil, backupErr(BackupCorrupt, nil, "the file goes on after its %d-byte body: it is damaged (two files joined?); use another copy", h.Size)
+	if extra, _ := r.Peek(1); len(extra) > 0 {
+		return nil, backupErr(BackupCorrupt, nil, "the file goes on after its %d-byte body: it is damaged (two files joined?); use another copy", h.Size)
 	}
 	if decodeErr != nil {
-		return h, nil, backupErr(BackupCorrupt, decodeErr, "the body does not decode although its checksum matches (%v): "+
+		return nil, backupErr(BackupCorrupt, decodeErr, "the body does not decode although its checksum matches (%v): "+
 			"the file was not written by `troika snapshot save`", decodeErr)
 	}
 	// Restore checked the records against the snapshot's own end record;
 	// the header must describe the same state.
 	if got := BackupCountsOf(st); got != h.Counts {
-		return h, nil, backupErr(BackupCorrupt, nil, "the header's counts (%s) are not the body's (%s): the header was edited; use another copy", h.Counts, got)
+		return nil, backupErr(BackupCorrupt, nil, "the header's counts (%s) are not the body's (%s): the header was edited; use another copy", h.Counts, got)
 	}
 	if st.Realm() != h.Realm {
-		return h, nil, backupErr(BackupCorrupt, nil, "the header names realm %q, the body holds %q: the header was edited; use another copy", h.Realm, st.Realm())
+		return nil, backupErr(BackupCorrupt, nil, "the header names realm %q, the body holds %q: the header was edited; use another copy", h.Realm, st.Realm())
 	}
-	return h, st, nil
+	return st, nil
 }
 
 // bodyReader reads a backup's body: at most its size, hashed as read.

@@ -208,3 +208,24 @@ func TestKeepClusterParts(t *testing.T) {
 		t.Fatal("the composed state does not survive a snapshot")
 	}
 }
+
+// DescribeSnapshot gives the body's fields of the header that
+// MarshalBackup writes for the same state.
+func TestDescribeSnapshot(t *testing.T) {
+	golden := readGoldenBackup(t)
+	want, err := ReadBackupHeader(bufio.NewReader(bytes.NewReader(golden)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DescribeSnapshot(bytes.NewReader(snapshotBytes(t, snapshotFixtureV3(t))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.SnapshotFormat != want.SnapshotFormat || got.Size != want.Size || got.SHA256 != want.SHA256 ||
+		got.Realm != want.Realm || got.Counts != want.Counts {
+		t.Fatalf("described %+v, want the golden header's body fields %+v", got, want)
+	}
+	if _, err := DescribeSnapshot(bytes.NewReader(golden[:40])); err == nil {
+		t.Fatal("a snapshot that does not decode was described")
+	}
+}

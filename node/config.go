@@ -49,6 +49,10 @@ type ClusterConfig struct {
 	Peers     []string `toml:"peers"`
 	Bootstrap bool     `toml:"bootstrap"`
 	Join      []string `toml:"join"`
+	// AwaitAdd: this node joins a running cluster when an operator adds
+	// it (`troika operator raft add-voter`), as the replacement of a dead
+	// server does.
+	AwaitAdd bool `toml:"await_add"`
 
 	// Raft timing (timing.go has the defaults, tuned for failover on a LAN).
 	HeartbeatTimeout   time.Duration `toml:"heartbeat_timeout"`
@@ -81,7 +85,7 @@ type SIPConfig struct {
 	// Dispatch: this node's dispatcher hands the UDP datagrams of the
 	// addresses it holds to the processing node of their Call-ID
 	// (dispatch.go). Default: on when the cluster has more than one node
-	// (cluster.peers lists several, or cluster.join is set).
+	// (cluster.peers lists several, or cluster.join or await_add is set).
 	Dispatch *bool `toml:"dispatch"`
 	// DispatchQueue bounds the frames waiting for one peer on the
 	// dispatch link. Default 4096.
@@ -322,8 +326,11 @@ func (c *Config) Validate() error {
 	if err := c.validateClusterTLS(); err != nil {
 		return err
 	}
-	if len(c.Cluster.Peers) == 0 && !c.Cluster.Bootstrap && len(c.Cluster.Join) == 0 {
-		return errors.New("cluster: set peers (static cluster), join (add to a running cluster) or bootstrap = true (a single node)")
+	if err := c.validateAwaitAdd(); err != nil {
+		return err
+	}
+	if len(c.Cluster.Peers) == 0 && !c.Cluster.Bootstrap && len(c.Cluster.Join) == 0 && !c.Cluster.AwaitAdd {
+		return errors.New("cluster: set peers (static cluster), join (add to a running cluster), await_add = true (added by an operator) or bootstrap = true (a single node)")
 	}
 	if len(c.SIP.Addresses) == 0 {
 		return errors.New("sip.addresses: at least one address (the node's or the cluster's virtual IP)")

@@ -34,7 +34,7 @@ func (c *Config) DispatchEnabled() bool {
 		return *c.SIP.Dispatch
 	}
 	peers, _ := c.ClusterPeers()
-	return len(peers) > 1 || len(c.Cluster.Join) > 0
+	return len(peers) > 1 || len(c.Cluster.Join) > 0 || c.Cluster.AwaitAdd
 }
 
 // dispatch implements sipstack.Peers.

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,6 +51,7 @@ type Node struct {
 	ownerRuns  bool          // the owner's loop was started (by Start, before it returns)
 
 	drain     drainer            // planned stop (drain.go)
+	restoring sync.Mutex         // held while a backup is restored (snapshot.go)
 	startedAt time.Time          // when Start began
 	stopSIP   context.CancelFunc // stops the SIP server (after announceLeaving)
 

@@ -162,7 +162,8 @@ func rootCmd() *cobra.Command {
 	root.MarkFlagsMutuallyExclusive("token", "token-file")
 
 	apiCmds := []*cobra.Command{accountCmd(api), tariffCmd(api), policyCmd(api), vendorCmd(api), connectionCmd(api),
-		aliasCmd(api), registrationCmd(api), callCmd(api), xdrCmd(api), clusterCmd(api), drainCmd(api), logLevelCmd(api), authCmd(api)}
+		aliasCmd(api), registrationCmd(api), callCmd(api), xdrCmd(api), clusterCmd(api), drainCmd(api), logLevelCmd(api), authCmd(api),
+		operatorCmd(api)}
 	for _, c := range apiCmds {
 		c.Annotations = map[string]string{usesAPI: "true"}
 	}
@@ -174,7 +175,7 @@ func rootCmd() *cobra.Command {
 		}
 		return nil
 	}
-	root.AddCommand(agentCmd(), devCmd(), certCmd())
+	root.AddCommand(agentCmd(), devCmd(), certCmd(), snapshotCmd(api))
 	root.AddCommand(apiCmds...)
 	root.Long = root.Short + "\n\n" + exitCodesHelp
 	strictCommands(root)
