@@ -192,6 +192,8 @@ func DescribeSnapshot(r io.Reader) (BackupHeader, error) {
 	if err != nil {
 		return h, fmt.Errorf("describe snapshot: %w", err)
 	}
+	// Peek's bytes are the buffer's: keep the format before reading on.
+	h.SnapshotFormat = int(head[len(snapshotMagic)])
 	st := New()
 	if err := st.Restore(br); err != nil {
 		return h, fmt.Errorf("describe snapshot: %w", err)
@@ -199,7 +201,6 @@ func DescribeSnapshot(r io.Reader) (BackupHeader, error) {
 	if _, err := io.Copy(io.Discard, br); err != nil {
 		return h, fmt.Errorf("describe snapshot: %w", err)
 	}
-	h.SnapshotFormat = int(head[len(snapshotMagic)])
 	h.Size = counted.n
 	h.SHA256 = hex.EncodeToString(sum.Sum(nil))
 	h.Realm = st.Realm()

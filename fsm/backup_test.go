@@ -229,3 +229,23 @@ func TestDescribeSnapshot(t *testing.T) {
 		t.Fatal("a snapshot that does not decode was described")
 	}
 }
+
+// A snapshot larger than the reader's buffers keeps its format (the
+// first bytes are long gone when the last record is read).
+func TestDescribeLargeSnapshot(t *testing.T) {
+	s := New()
+	cmd := &CreateAccounts{Now: 1}
+	for i := range 2000 {
+		id := "acct" + strings.Repeat("0", 4) + string(rune('a'+i%26)) + hex.EncodeToString([]byte{byte(i >> 8), byte(i)})
+		cmd.Accounts = append(cmd.Accounts, Account{ID: id, Billing: Prepaid, Credentials: HashCredentials(id, "troika", "Pw-long-enough-1")})
+	}
+	mustApply(t, s, cmd)
+	data := snapshotBytes(t, s)
+	if len(data) < 128<<10 {
+		t.Fatalf("the snapshot is %d bytes: make it larger than the buffers", len(data))
+	}
+	h, err := DescribeSnapshot(bytes.NewReader(data))
+	if err != nil || h.SnapshotFormat != 2 || h.Size != int64(len(data)) || h.Counts.Accounts != 2000 {
+		t.Fatalf("described %+v, %v", h, err)
+	}
+}

@@ -106,7 +106,7 @@ func (v voterSet) describe() string {
 		survives = fmt.Sprintf("so the cluster survives %d failures", tolerates)
 	}
 	s := fmt.Sprintf("voters now: %s (%d; a quorum is %d, %s)", strings.Join(v.ids, ", "), len(v.ids), q, survives)
-	if len(v.ids)%2 == 0 {
+	if len(v.ids)%2 == 0 && len(v.ids) >= 4 {
 		s += fmt.Sprintf(". With an even number of voters the cluster survives no more failures than with %d: add another server or remove one", len(v.ids)-1)
 	}
 	return s

@@ -256,6 +256,7 @@ func printBackupHeader(out io.Writer, file string, h fsm.BackupHeader) error {
 // second (and at the end), for transfers long enough to need one.
 type progress struct {
 	out   io.Writer
+	now   func() time.Time
 	start time.Time
 	what  string
 	total int64 // -1: unknown
@@ -266,25 +267,25 @@ type progress struct {
 }
 
 func newProgress(out io.Writer, start time.Time, what string, total int64) *progress {
-	return &progress{out: out, start: start, what: what, total: total, last: time.Now()}
+	return &progress{out: out, now: time.Now, start: start, what: what, total: total, last: time.Now()}
 }
 
 func (p *progress) update(n int64) {
 	p.n = n
-	if time.Since(p.last) < time.Second {
-		return
+	if now := p.now(); now.Sub(p.last) >= time.Second {
+		p.last = now
+		p.shown = true
+		p.print()
 	}
-	p.last = time.Now()
-	p.shown = true
-	p.print()
 }
 
 func (p *progress) print() {
+	at := p.now().Sub(p.start).Seconds()
 	if p.total > 0 {
-		fmt.Fprintf(p.out, "%6.1fs  %s %d%% (%s of %s)\n", time.Since(p.start).Seconds(), p.what, p.n*100/p.total, bytesText(p.n), bytesText(p.total))
+		fmt.Fprintf(p.out, "%6.1fs  %s %d%% (%s of %s)\n", at, p.what, p.n*100/p.total, bytesText(p.n), bytesText(p.total))
 		return
 	}
-	fmt.Fprintf(p.out, "%6.1fs  %s %s\n", time.Since(p.start).Seconds(), p.what, bytesText(p.n))
+	fmt.Fprintf(p.out, "%6.1fs  %s %s\n", at, p.what, bytesText(p.n))
 }
 
 // done ends a transfer of n bytes.
