@@ -381,7 +381,7 @@ func TestSnapshotRestoresAWipedCluster(t *testing.T) {
 
 	// The restored credentials answer the cluster's challenges: phones
 	// register again (through another node).
-	st := sipptest.Run(t, sipptest.Options{Target: nodes[1].sip, Scenario: "reg_auth.xml", Inject: sipptest.APIUsers(ids[phones:phones+40]...), Rate: 100})
+	st := sipptest.Run(t, sipptest.Options{Target: nodes[1].sip, Scenario: "reg_auth.xml", Inject: sipptest.APIUsers(ids[phones : phones+40]...), Rate: 100})
 	if st.OK != 40 || st.Failed != 0 {
 		t.Fatalf("REGISTER with restored credentials: %d ok, %d failed\n%s", st.OK, st.Failed, st.Errors)
 	}
