@@ -81,8 +81,10 @@ func (n *Node) latestSnapshot() (*raft.SnapshotMeta, io.ReadCloser, error) {
 // before the call (BackupSnapshot).
 func (n *Node) catchUp(ctx context.Context) error {
 	if n.IsLeader() {
-		if err := waitFuture(ctx, n.raft.Barrier(enqueueTimeout(ctx))); err != nil {
-			return fmt.Errorf("cluster: barrier before a backup: %w", err)
+		bctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
+		defer cancel()
+		if err := waitFuture(bctx, n.raft.Barrier(enqueueTimeout(bctx))); err != nil {
+			return fmt.Errorf("%w: as the leader it could not commit a barrier with a quorum of the voters (%v)", ErrNotCurrent, err)
 		}
 		return nil
 	}

@@ -112,6 +112,17 @@ func (v voterSet) describe() string {
 	return s
 }
 
+// aliveText says which of some voters are alive: "only n1 is alive".
+func aliveText(up []string) string {
+	switch len(up) {
+	case 0:
+		return "none is alive"
+	case 1:
+		return "only " + up[0] + " is alive"
+	}
+	return "only " + strings.Join(up, ", ") + " are alive"
+}
+
 func list(ids []string) string {
 	if len(ids) == 0 {
 		return "none"
@@ -147,18 +158,18 @@ func (n *Node) RemovePeer(ctx context.Context, id string, force bool) (string, e
 	case target.Suffrage == "voter" && len(after.ids) == 0:
 		return "", &admin.Refused{Status: http.StatusConflict, Msg: fmt.Sprintf("%s is the cluster's only voter: removing it would leave no cluster", id)}
 	case !force && len(voters.up()) < voters.quorum():
-		return "", &admin.Refused{Status: http.StatusConflict, Msg: fmt.Sprintf("the cluster has no quorum: of the voters %s only %s are alive, "+
+		return "", &admin.Refused{Status: http.StatusConflict, Msg: fmt.Sprintf("the cluster has no quorum: of the voters %s, %s, "+
 			"and raft needs %d of them to change its members. Bring a server back first (a node that lost its data dir rejoins "+
-			"under a new node_id: see \"Replace a dead server\" in deploy/runbook.md)", list(voters.ids), list(voters.up()), voters.quorum())}
+			"under a new node_id: see \"Replace a dead server\" in deploy/runbook.md)", list(voters.ids), aliveText(voters.up()), voters.quorum())}
+	case !force && target.Suffrage == "voter" && len(after.up()) < after.quorum():
+		return "", &admin.Refused{Status: http.StatusConflict, Msg: fmt.Sprintf("removing %s leaves the voters %s, of which %s: "+
+			"fewer than the %d a quorum needs, so the cluster would stop writing (REGISTERs and new calls get 503) until another is back. "+
+			"Bring a server back or add its replacement first (add-voter); --force removes it anyway", id, list(after.ids), aliveText(after.up()), after.quorum())}
 	case !force && target.Gossip == cluster.MemberAlive:
 		return "", &admin.Refused{Status: http.StatusConflict, Msg: fmt.Sprintf("%s is alive (gossip): it is running. Stop it first with "+
 			"`troika drain --api <its admin API>` (a drained node leaves the cluster by itself), or, when it is dead and gossip has not "+
 			"noticed yet, wait a few seconds (`troika operator raft list-peers` shows it dead). --force removes it anyway: it stops "+
 			"taking part in raft and keeps running outside the cluster, with no address and no writes", id)}
-	case !force && target.Suffrage == "voter" && len(after.up()) < after.quorum():
-		return "", &admin.Refused{Status: http.StatusConflict, Msg: fmt.Sprintf("removing %s leaves the voters %s, of which only %s are alive: "+
-			"fewer than the %d a quorum needs, so the cluster would stop writing (REGISTERs and new calls get 503) until another is back. "+
-			"Bring a server back or add its replacement first (add-voter); --force removes it anyway", id, list(after.ids), list(after.up()), after.quorum())}
 	}
 	if err := n.cluster.RemoveServer(ctx, id); err != nil {
 		return "", fmt.Errorf("remove %s: %w. Check `troika operator raft list-peers`: it is safe to retry", id, err)

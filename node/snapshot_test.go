@@ -122,3 +122,56 @@ func TestRestoreOfALargeBackup(t *testing.T) {
 		t.Fatalf("saved header %+v, state %+v", h, st.Counts())
 	}
 }
+
+// A follower's backup holds every write acknowledged before it was asked
+// for (it catches up with the leader first). Without a quorum the
+// follower cannot show its replica is current: a save is refused, with
+// what to do, and --stale saves the replica as it is.
+func TestSaveOnAFollower(t *testing.T) {
+	tc := startTestCluster(t)
+	leader := tc.waitLeader(t, tc.nodes...)
+	follower := tc.others(leader)[0]
+	ctx := context.Background()
+	viaLeader := admin.NewClient(leader.AdminAddr(), drainTestToken)
+	viaFollower := admin.NewClient(follower.AdminAddr(), drainTestToken)
+	save := func(stale bool) (fsm.BackupHeader, *fsm.State, error) {
+		body, _, err := viaFollower.SaveSnapshot(ctx, stale)
+		if err != nil {
+			return fsm.BackupHeader{}, nil, err
+		}
+		defer body.Close()
+		return fsm.ReadBackup(body, nil)
+	}
+	for i := range 10 {
+		id := fmt.Sprintf("f%03d", i)
+		if _, err := viaLeader.CreateAccount(ctx, admin.Account{ID: id, Password: "Follower-Backup-Pw-" + fmt.Sprint(i*7919), Balance: "1.50"}); err != nil {
+			t.Fatal(err)
+		}
+		h, st, err := save(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := st.Account(id); !ok || h.TakenOn != follower.cfg.NodeID || h.Counts.Accounts != i+1 {
+			t.Fatalf("a backup from %s right after account %s was created holds %s (taken on %s)", follower.cfg.NodeID, id, h.Counts, h.TakenOn)
+		}
+	}
+
+	for _, n := range tc.others(follower) {
+		for i, m := range tc.nodes {
+			if m == n {
+				tc.cancel[i]()
+				n.Wait()
+			}
+		}
+	}
+	_, _, err := save(false)
+	var ae *admin.APIError
+	if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || !strings.Contains(ae.Msg, "may be behind the cluster") ||
+		!strings.Contains(ae.Msg, "--stale") {
+		t.Fatalf("a save without a quorum: %v; want a 503 that suggests --stale", err)
+	}
+	h, st, err := save(true)
+	if err != nil || st.Counts().Accounts != 10 || h.Counts.Accounts != 10 {
+		t.Fatalf("a stale save without a quorum: %+v, %v", h, err)
+	}
+}

@@ -439,8 +439,10 @@ func TestReplaceADeadServer(t *testing.T) {
 		t.Fatalf("list-peers does not show n3 dead:\n%s", out)
 	}
 
-	// A live node is not removed; an unknown one neither.
-	wantRefused(t, env, []string{"remove-peer n2 refused, nothing changed", "n2 is alive", "troika drain"}, "operator", "raft", "remove-peer", "n2")
+	// Removing a live node while n3 is down would leave no quorum: refused.
+	// An unknown node is not removed either.
+	wantRefused(t, env, []string{"remove-peer n2 refused, nothing changed", "removing n2 leaves the voters n1, n3, of which only n1 is alive: " +
+		"fewer than the 2 a quorum needs, so the cluster would stop writing"}, "operator", "raft", "remove-peer", "n2")
 	wantRefused(t, env, []string{`"n9" is not a member`, "n1, n2, n3"}, "operator", "raft", "remove-peer", "n9")
 	out = runCLI(t, env, "operator", "raft", "remove-peer", "n3")
 	if !strings.Contains(out, "removed n3 ("+n3.cluster+") from the raft configuration; voters now: n1, n2 (2; a quorum is 2, "+
@@ -449,8 +451,8 @@ func TestReplaceADeadServer(t *testing.T) {
 	}
 	t.Logf("troika operator raft remove-peer n3:\n%s", out)
 	// With n3 gone, removing n2 would leave n1 alone, which is a quorum
-	// of one: it is refused because n2 is alive, not for the quorum.
-	wantRefused(t, env, []string{"n2 is alive"}, "operator", "raft", "remove-peer", "n2")
+	// of one: it is refused because n2 is alive.
+	wantRefused(t, env, []string{"n2 is alive", "troika drain"}, "operator", "raft", "remove-peer", "n2")
 
 	// The replacement: a new id, a new data dir, added by the operator.
 	n4 := newOpNode(t, dir, "n4")
