@@ -142,9 +142,19 @@ func runCLIResult(env []string, args ...string) (string, error) {
 // holding each of want.
 func wantRefused(t *testing.T, env []string, want []string, args ...string) {
 	t.Helper()
+	wantExit(t, env, 0, want, args...)
+}
+
+// wantExit is wantRefused with exit status code (0: any failure).
+func wantExit(t *testing.T, env []string, code int, want []string, args ...string) {
+	t.Helper()
 	out, err := runCLIResult(env, args...)
-	if err == nil {
-		t.Fatalf("troika %v succeeded, want it refused:\n%s", args, out)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		t.Fatalf("troika %v: %v, want it refused:\n%s", args, err, out)
+	}
+	if code != 0 && ee.ExitCode() != code {
+		t.Fatalf("troika %v exited %d, want %d:\n%s", args, ee.ExitCode(), code, out)
 	}
 	for _, w := range want {
 		if !strings.Contains(out, w) {
@@ -341,10 +351,10 @@ func TestSnapshotRestoresAWipedCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		if b.cli != "" {
-			wantRefused(t, env, []string{f + " refused, nothing was sent", b.cli}, "snapshot", "restore", f)
-			wantRefused(t, nil, []string{b.cli}, "snapshot", "inspect", f)
+			wantExit(t, env, exitInvalid, []string{f + " refused, nothing was sent", b.cli}, "snapshot", "restore", f)
+			wantExit(t, nil, exitInvalid, []string{b.cli}, "snapshot", "inspect", f)
 		} else {
-			wantRefused(t, env, []string{"restore refused, nothing changed", b.node}, "snapshot", "restore", f)
+			wantExit(t, env, exitInvalid, []string{"restore refused, nothing changed", b.node}, "snapshot", "restore", f)
 		}
 		_, err := client.RestoreSnapshot(context.Background(), bytes.NewReader(b.data), int64(len(b.data)), true, nil)
 		var ae *admin.APIError
@@ -391,7 +401,7 @@ func TestSnapshotRestoresAWipedCluster(t *testing.T) {
 
 	// Now the cluster holds data: a restore needs --force, and nothing
 	// changes without it.
-	wantRefused(t, env, []string{"restore refused, nothing changed", "this cluster holds data", "--force"}, "snapshot", "restore", file)
+	wantExit(t, env, exitConflict, []string{"restore refused, nothing changed", "this cluster holds data", "--force"}, "snapshot", "restore", file)
 	waitBindings(t, nodes[0].testNode, phones+40)
 	out = runCLI(t, env, "snapshot", "restore", "--force", file)
 	if !strings.Contains(out, "restored: ") {
@@ -441,9 +451,9 @@ func TestReplaceADeadServer(t *testing.T) {
 
 	// Removing a live node while n3 is down would leave no quorum: refused.
 	// An unknown node is not removed either.
-	wantRefused(t, env, []string{"remove-peer n2 refused, nothing changed", "removing n2 leaves the voters n1, n3, of which only n1 is alive: " +
+	wantExit(t, env, exitConflict, []string{"remove-peer n2 refused, nothing changed", "removing n2 leaves the voters n1, n3, of which only n1 is alive: " +
 		"fewer than the 2 a quorum needs, so the cluster would stop writing"}, "operator", "raft", "remove-peer", "n2")
-	wantRefused(t, env, []string{`"n9" is not a member`, "n1, n2, n3"}, "operator", "raft", "remove-peer", "n9")
+	wantExit(t, env, exitNotFound, []string{`"n9" is not a member`, "n1, n2, n3"}, "operator", "raft", "remove-peer", "n9")
 	out = runCLI(t, env, "operator", "raft", "remove-peer", "n3")
 	if !strings.Contains(out, "removed n3 ("+n3.cluster+") from the raft configuration; voters now: n1, n2 (2; a quorum is 2, "+
 		"so the cluster writes only while all of them are up: it survives no further failure)") || strings.Contains(out, "\nn3 ") {
@@ -457,7 +467,7 @@ func TestReplaceADeadServer(t *testing.T) {
 	// The replacement: a new id, a new data dir, added by the operator.
 	n4 := newOpNode(t, dir, "n4")
 	n4.writeConfig(t, "await_add = true", []string{n1.gossip, n2.gossip})
-	wantRefused(t, env, []string{"add-voter n4 refused, nothing changed", "no troika node of this cluster answers at " + n4.cluster,
+	wantExit(t, env, exitConflict, []string{"add-voter n4 refused, nothing changed", "no troika node of this cluster answers at " + n4.cluster,
 		"start the new node first"}, "operator", "raft", "add-voter", "n4", n4.cluster)
 	n4.start(t)
 	wantRefused(t, env, []string{n1.cluster + " is n1's address", "remove n1 first"}, "operator", "raft", "add-voter", "n5", n1.cluster)

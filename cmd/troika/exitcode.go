@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/troika-sip/troika/admin"
+	"github.com/troika-sip/troika/fsm"
 )
 
 // Exit statuses of the troika command, for scripts (troika --help lists
@@ -41,11 +42,14 @@ func exitCode(err error) int {
 	var ae *admin.APIError
 	var oe *net.OpError
 	var de *net.DNSError
+	var be *fsm.BackupError
 	switch {
 	case errors.As(err, &ue) || isCobraUsage(err):
 		return exitUsage
 	case errors.As(err, &nq):
 		return exitUnavailable
+	case errors.As(err, &be): // a backup file the command refused itself
+		return exitInvalid
 	case errors.As(err, &ae):
 		switch ae.Status {
 		case http.StatusNotFound:

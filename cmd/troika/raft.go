@@ -58,7 +58,7 @@ func listPeersCmd(api *apiFlags) *cobra.Command {
 func raftRefused(what string, err error) error {
 	var ae *admin.APIError
 	if errors.As(err, &ae) && (ae.Status == http.StatusConflict || ae.Status == http.StatusNotFound || ae.Status == http.StatusBadRequest) {
-		return fmt.Errorf("%s refused, nothing changed: %s", what, ae.Msg)
+		return answerError{fmt.Sprintf("%s refused, nothing changed: %s", what, ae.Msg), err}
 	}
 	return err
 }

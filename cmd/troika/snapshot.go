@@ -67,7 +67,7 @@ recent it is).`,
 			if err != nil {
 				var ae *admin.APIError
 				if errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable {
-					return fmt.Errorf("save refused: %s", ae.Msg)
+					return answerError{"save refused: " + ae.Msg, err}
 				}
 				return err
 			}
@@ -95,7 +95,7 @@ recent it is).`,
 			}
 			h, err := checkBackupFile(out, start, partial)
 			if err != nil {
-				return fmt.Errorf("the node sent a backup that does not check (%w); nothing was written to %s: try again, or save from another node", err, file)
+				return fmt.Errorf("the node sent a backup that does not check (%v); nothing was written to %s: try again, or save from another node", err, file)
 			}
 			if err := os.Rename(partial, file); err != nil {
 				return err
@@ -159,8 +159,8 @@ current state first.`,
 				var ae *admin.APIError
 				var re *admin.RestoreError
 				switch {
-				case errors.As(err, &ae) && ae.Status/100 == 4:
-					return fmt.Errorf("restore refused, nothing changed: %s", strings.TrimPrefix(ae.Msg, "backup refused, nothing changed: "))
+				case errors.As(err, &ae) && ae.Status/100 == 4 && ae.Status != http.StatusUnauthorized && ae.Status != http.StatusForbidden:
+					return answerError{"restore refused, nothing changed: " + strings.TrimPrefix(ae.Msg, "backup refused, nothing changed: "), err}
 				case errors.As(err, &re):
 					return fmt.Errorf("restore stopped: %s", re.Msg)
 				}
@@ -205,6 +205,16 @@ no node. -o json prints the header as JSON.`,
 		},
 	}
 }
+
+// answerError is an error of the node told in the command's words; it
+// keeps the node's answer for the exit status.
+type answerError struct {
+	msg string
+	err error
+}
+
+func (e answerError) Error() string { return e.msg }
+func (e answerError) Unwrap() error { return e.err }
 
 // checkBackupFile reads and checks a whole backup file, with progress.
 func checkBackupFile(out io.Writer, start time.Time, file string) (fsm.BackupHeader, error) {
