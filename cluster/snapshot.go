@@ -242,3 +242,7 @@ func (n *Node) Probe(addr string, timeout time.Duration) error {
 	}
 	return c.Close()
 }
+
+// Member reports whether this node is in the latest raft configuration it
+// knows (not while it waits to be added, nor once removed).
+func (n *Node) Member() bool { return n.alive() == nil && n.isMember() }

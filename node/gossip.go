@@ -173,7 +173,13 @@ func (n *Node) heldKey() string {
 func (n *Node) publishMeta() error {
 	n.drain.metaMu.Lock()
 	defer n.drain.metaMu.Unlock()
-	return n.gossip.SetMeta(n.meta(n.drain.health()))
+	health := n.drain.health()
+	if health == cluster.HealthOK && !n.cluster.Member() {
+		// Not in the raft configuration (waiting to be added, or
+		// removed): no state to serve with, so no SIP dispatched to it.
+		health = cluster.HealthStarting
+	}
+	return n.gossip.SetMeta(n.meta(health))
 }
 
 // nodeAlive reports whether another node is up and runs its calls: alive

@@ -214,6 +214,37 @@ func waitData(t *testing.T, n *testNode, want clusterData) {
 	}
 }
 
+// waitHealth waits until node n's gossip shows member id with health.
+func waitHealth(t *testing.T, n *opNode, id, health string) {
+	t.Helper()
+	var got string
+	if !testkit.Eventually(20*time.Second, func() bool {
+		raw, err := n.client().ClusterStatus(context.Background())
+		if err != nil {
+			return false
+		}
+		var st struct {
+			Members []struct {
+				ID   string `json:"id"`
+				Meta struct {
+					Health string `json:"h"`
+				} `json:"meta"`
+			} `json:"members"`
+		}
+		if json.Unmarshal(raw, &st) != nil {
+			return false
+		}
+		for _, m := range st.Members {
+			if m.ID == id {
+				got = m.Meta.Health
+			}
+		}
+		return got == health
+	}) {
+		t.Fatalf("node %s sees %s's health %q, want %q", n.id, id, got, health)
+	}
+}
+
 // seed creates a tariff and accounts with various balances (imports and
 // top-ups) through node n, and registers the first phones of them with
 // SIPp through sip.
@@ -474,6 +505,9 @@ func TestReplaceADeadServer(t *testing.T) {
 	wantExit(t, env, exitConflict, []string{"add-voter n4 refused, nothing changed", "no troika node of this cluster answers at " + n4.cluster,
 		"start the new node first"}, "operator", "raft", "add-voter", "n4", n4.cluster)
 	n4.start(t)
+	// Until it is added it has no state to serve with: the others see
+	// it starting, and dispatch no SIP to it.
+	waitHealth(t, n1, "n4", "starting")
 	wantRefused(t, env, []string{n1.cluster + " is n1's address", "remove n1 first"}, "operator", "raft", "add-voter", "n5", n1.cluster)
 	out = runCLI(t, env, "operator", "raft", "add-voter", "n4", n4.cluster)
 	if !strings.Contains(out, "added n4 at "+n4.cluster+" as a voter; voters now: n1, n2, n4 (3; a quorum is 2, so the cluster survives 1 failure)") {
@@ -486,6 +520,7 @@ func TestReplaceADeadServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitData(t, n4.testNode, want)
+	waitHealth(t, n1, "n4", "ok")
 	t.Logf("n4 shows the cluster's %d accounts and %d bindings %s after add-voter", len(want.Accounts), len(want.Bindings), time.Since(start).Round(time.Millisecond))
 
 	// It serves: phones register through it.
