@@ -103,8 +103,8 @@ func (s *Server) snapshots() (Snapshots, error) {
 	return sn, nil
 }
 
-// flagParam reads an optional boolean query parameter; the request may
-// have no other.
+// flagParams reads optional boolean query parameters; the request may
+// have no others.
 func flagParams(r *http.Request, names ...string) (map[string]bool, error) {
 	q := r.URL.Query()
 	out := map[string]bool{}

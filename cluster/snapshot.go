@@ -127,8 +127,16 @@ func (n *Node) catchUp(ctx context.Context) error {
 // sends it to the other voters, and the restore is done once a majority
 // has installed it and committed an entry after it. index is the raft
 // index the backup was taken at (the restored state gets a later one).
-// progress is told each step. When ctx ends first, the restore goes on.
-func (n *Node) RestoreBackup(ctx context.Context, r io.Reader, size int64, index uint64, progress func(string)) (uint64, error) {
+// progress is told each step. When ctx ends first, the restore goes on;
+// finished is called once raft is done with r (at once when the restore
+// did not start), whatever RestoreBackup returned.
+func (n *Node) RestoreBackup(ctx context.Context, r io.Reader, size int64, index uint64, progress func(string), finished func()) (uint64, error) {
+	started := false
+	defer func() {
+		if !started {
+			finished()
+		}
+	}()
 	if err := n.alive(); err != nil {
 		return 0, err
 	}
@@ -138,9 +146,15 @@ func (n *Node) RestoreBackup(ctx context.Context, r io.Reader, size int64, index
 	start := time.Now()
 	progress(fmt.Sprintf("restoring on %s (the leader): writing the state to raft's snapshot store, then sending it to the other voters", n.cfg.NodeID))
 	done := make(chan error, 1)
+	started = true
 	go func() {
+		defer finished()
 		meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Index: index, Term: n.raft.CurrentTerm(), Size: size}
-		done <- n.raft.Restore(meta, r, maxApplyEnqueue)
+		err := n.raft.Restore(meta, r, maxApplyEnqueue)
+		if err != nil && ctx.Err() != nil {
+			n.log.Error("cluster: a restore nobody waits for any more failed", "error", err)
+		}
+		done <- err
 	}()
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()

@@ -184,11 +184,14 @@ func backupRefused(err error) error {
 }
 
 // restoreRun is a checked backup ready to replace the cluster's state.
+// Its work file and the node's restore lock are released when raft is
+// done with them (Run), or at Close when it did not run.
 type restoreRun struct {
 	n    *Node
 	h    fsm.BackupHeader
 	f    *os.File
 	size int64
+	ran  bool
 	once sync.Once
 }
 
@@ -202,7 +205,8 @@ func (rs *restoreRun) Run(ctx context.Context, progress func(string)) (string, e
 	if _, err := rs.f.Seek(0, io.SeekStart); err != nil {
 		return "", fmt.Errorf("restore: %w", err)
 	}
-	index, err := n.cluster.RestoreBackup(ctx, bufio.NewReaderSize(rs.f, 64<<10), rs.size, rs.h.RaftIndex, progress)
+	rs.ran = true
+	index, err := n.cluster.RestoreBackup(ctx, bufio.NewReaderSize(rs.f, 64<<10), rs.size, rs.h.RaftIndex, progress, rs.release)
 	if err != nil {
 		return "", err
 	}
@@ -217,13 +221,21 @@ func (rs *restoreRun) Run(ctx context.Context, progress func(string)) (string, e
 	return summary, nil
 }
 
-// Close removes the work file and lets the next restore run.
+// Close releases a restore that did not run; one that ran is released
+// when raft is done with it, which may be after its client went away.
 func (rs *restoreRun) Close() error {
+	if !rs.ran {
+		rs.release()
+	}
+	return nil
+}
+
+// release removes the work file and lets the next restore run.
+func (rs *restoreRun) release() {
 	rs.once.Do(func() {
 		rs.removeFile()
 		rs.n.restoring.Unlock()
 	})
-	return nil
 }
 
 func (rs *restoreRun) removeFile() {
