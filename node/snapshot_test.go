@@ -79,7 +79,23 @@ func TestRestoreOfALargeBackup(t *testing.T) {
 		t.Fatalf("restore with a read token: %v, want 403", err)
 	}
 
+	if peers, err := read.RaftPeers(ctx); err != nil || len(peers) != 1 || peers[0].ID != "snap" || !peers[0].Leader {
+		t.Fatalf("the raft peers with a read token: %+v, %v", peers, err)
+	}
+	if _, err := read.RemovePeer(ctx, admin.RemovePeerRequest{ID: "snap"}); !errors.As(err, &ae) || ae.Status != http.StatusForbidden {
+		t.Fatalf("remove-peer with a read token: %v, want 403", err)
+	}
 	c := admin.NewClient(n.AdminAddr(), ops)
+	if err := c.Do(ctx, http.MethodPost, "/v1/snapshot/save?stale=maybe", nil, nil); !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || ae.Field != "stale" {
+		t.Fatalf("save?stale=maybe: %v, want a 400 naming stale", err)
+	}
+	if err := c.Do(ctx, http.MethodPost, "/v1/snapshot/restore?force=true&fast=1", nil, nil); !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || ae.Field != "fast" {
+		t.Fatalf("restore?fast=1: %v, want a 400 naming fast", err)
+	}
+	if _, err := c.RemovePeer(ctx, admin.RemovePeerRequest{ID: "snap", Force: true}); !errors.As(err, &ae) || ae.Status != http.StatusConflict ||
+		!strings.Contains(ae.Msg, "only voter") {
+		t.Fatalf("removing the only voter, forced: %v, want a 409", err)
+	}
 	var lines []string
 	start := time.Now()
 	summary, err := c.RestoreSnapshot(ctx, bytes.NewReader(data), int64(len(data)), false, func(l string) { lines = append(lines, l) })
