@@ -520,8 +520,9 @@ func TestReplaceADeadServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitData(t, n4.testNode, want)
-	waitHealth(t, n1, "n4", "ok")
 	t.Logf("n4 shows the cluster's %d accounts and %d bindings %s after add-voter", len(want.Accounts), len(want.Bindings), time.Since(start).Round(time.Millisecond))
+	waitHealth(t, n1, "n4", "ok")
+	t.Logf("n1 sees n4 healthy (SIP is dispatched to it) %s after add-voter", time.Since(start).Round(time.Millisecond))
 
 	// It serves: phones register through it.
 	st := sipptest.Run(t, sipptest.Options{Target: n4.sip, Scenario: "reg_auth.xml", Inject: sipptest.APIUsers(ids[30:50]...), Rate: 100})
