@@ -30,7 +30,8 @@ type RaftPeer struct {
 	Suffrage string `json:"suffrage"` // voter, nonvoter or staging
 	Leader   bool   `json:"leader"`
 	// Gossip is the member's state as the node asked sees it: alive,
-	// dead, left, or unknown (never heard of).
+	// suspect (alive, but its probes fail), dead, left, or unknown (never
+	// heard of).
 	Gossip  string `json:"gossip"`
 	Version string `json:"version,omitempty"` // from gossip
 }

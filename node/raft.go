@@ -42,7 +42,7 @@ func (n *Node) RaftPeers(context.Context) ([]admin.RaftPeer, error) {
 	for _, s := range servers {
 		p := admin.RaftPeer{ID: s.ID, Addr: s.Addr, Suffrage: strings.ToLower(s.Suffrage), Leader: s.Leader, Gossip: "unknown"}
 		if m, ok := members[s.ID]; ok {
-			p.Gossip, p.Version = m.State, m.Meta.Version
+			p.Gossip, p.Version = m.Status(), m.Meta.Version
 		}
 		if s.ID == n.cfg.NodeID {
 			p.Gossip, p.Version = cluster.MemberAlive, Version
@@ -50,6 +50,12 @@ func (n *Node) RaftPeers(context.Context) ([]admin.RaftPeer, error) {
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// running reports whether gossip says the member runs: alive, or alive
+// but suspected.
+func running(p admin.RaftPeer) bool {
+	return p.Gossip == cluster.MemberAlive || p.Gossip == cluster.MemberSuspect
 }
 
 // voterSet is the voters of a configuration and which of them are alive.
@@ -63,7 +69,7 @@ func votersOf(peers []admin.RaftPeer) voterSet {
 	for _, p := range peers {
 		if p.Suffrage == "voter" {
 			v.ids = append(v.ids, p.ID)
-			v.alive[p.ID] = p.Gossip == cluster.MemberAlive
+			v.alive[p.ID] = running(p)
 		}
 	}
 	return v
@@ -165,11 +171,11 @@ func (n *Node) RemovePeer(ctx context.Context, id string, force bool) (string, e
 		return "", &admin.Refused{Status: http.StatusConflict, Msg: fmt.Sprintf("removing %s leaves the voters %s, of which %s: "+
 			"fewer than the %d a quorum needs, so the cluster would stop writing (REGISTERs and new calls get 503) until another is back. "+
 			"Bring a server back or add its replacement first (add-voter); --force removes it anyway", id, list(after.ids), aliveText(after.up()), after.quorum())}
-	case !force && target.Gossip == cluster.MemberAlive:
-		return "", &admin.Refused{Status: http.StatusConflict, Msg: fmt.Sprintf("%s is alive (gossip): it is running. Stop it first with "+
+	case !force && running(target):
+		return "", &admin.Refused{Status: http.StatusConflict, Msg: fmt.Sprintf("%s is %s (gossip): it is running. Stop it first with "+
 			"`troika drain --api <its admin API>` (a drained node leaves the cluster by itself), or, when it is dead and gossip has not "+
 			"noticed yet, wait a few seconds (`troika operator raft list-peers` shows it dead). --force removes it anyway: it stops "+
-			"taking part in raft and keeps running outside the cluster, with no address and no writes", id)}
+			"taking part in raft and keeps running outside the cluster, with no address and no writes", id, target.Gossip)}
 	}
 	if err := n.cluster.RemoveServer(ctx, id); err != nil {
 		return "", fmt.Errorf("remove %s: %w. Check `troika operator raft list-peers`: it is safe to retry", id, err)
@@ -178,7 +184,7 @@ func (n *Node) RemovePeer(ctx context.Context, id string, force bool) (string, e
 	if target.Leader {
 		msg += fmt.Sprintf(". %s led the cluster: it stepped down and the others elect a leader", id)
 	}
-	if target.Gossip == cluster.MemberAlive {
+	if running(target) {
 		msg += fmt.Sprintf(". %s still runs outside the cluster: stop it, and empty its data_dir before it ever joins again", id)
 	}
 	if target.Suffrage == "voter" {

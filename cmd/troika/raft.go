@@ -42,7 +42,7 @@ func peersTable(api *apiFlags, peers []admin.RaftPeer) error {
 func listPeersCmd(api *apiFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list-peers",
-		Short: "List the raft members with their gossip state (alive, dead, left, unknown)",
+		Short: "List the raft members with their gossip state (alive, suspect, dead, left, unknown)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			peers, err := api.client().RaftPeers(cmd.Context())
