@@ -194,6 +194,9 @@ func Run(ctx context.Context, t T, cfg Config) *Outcome {
 	if err := x.work.finish(); err != nil {
 		t.Errorf("chaos: ending the workload: %v", err)
 	}
+	if ctx.Err() != nil {
+		t.Fatalf("chaos: %s: interrupted; the cleanup stops every process and deletes the namespaces", sc.Name)
+	}
 	if err := x.settle(); err != nil {
 		t.Errorf("chaos: the cluster did not settle after the workload: %v", err)
 	}

@@ -126,8 +126,9 @@ func (c *Cluster) StartRegisters(l RegisterLoad) (*Load, error) {
 		Netns:     l.From.NS,
 		StatEvery: l.StatEvery,
 		// Abort failed registrations quietly: SIPp's default BYE for an
-		// aborted "call" is noise to a registrar.
-		Extra: []string{"-default_behaviors", "all,-bye"},
+		// aborted "call" is noise to a registrar. Answer the switch's
+		// NAT keepalive (OPTIONS), as phones do (-aa).
+		Extra: []string{"-default_behaviors", "all,-bye", "-aa"},
 	}
 	if l.LogAcks {
 		opts.Scenario = "reg_auth_ack.xml"

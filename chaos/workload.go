@@ -31,6 +31,7 @@ type workload struct {
 	afterFaults []CallLoad
 
 	stop     context.CancelFunc // ends the top-ups, the balance watch and the progress lines
+	ended    chan struct{}      // closed when finish returns
 	bgDone   sync.WaitGroup
 	stopOnce sync.Once
 
@@ -164,6 +165,17 @@ func (x *Experiment) startWorkload() *workload {
 			}
 		}()
 	}
+	// A run cut short (Ctrl-C) ends every SIPp at once.
+	w.ended = make(chan struct{})
+	go func() {
+		select {
+		case <-x.ctx.Done():
+			for _, ld := range w.loads() {
+				ld.cancel()
+			}
+		case <-w.ended:
+		}
+	}()
 	ctx, cancel := context.WithCancel(x.ctx)
 	w.stop = cancel
 	for _, f := range []func(context.Context){w.runTopups, w.watchBalances, w.printProgress} {
@@ -186,6 +198,9 @@ func (w *workload) startAfterFaults() {
 }
 
 func (w *workload) startCalls(l CallLoad) (*Load, error) {
+	if err := w.x.ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s not started: %w", l.Name, err)
+	}
 	ld, err := w.x.C.StartCalls(l)
 	if err != nil {
 		return nil, err
@@ -220,7 +235,7 @@ func (w *workload) startCallee(account, scenario string) (*calleeRun, error) {
 		return nil, fmt.Errorf("REGISTER through %s: %v, %d ok\n%s", w.x.VIP, err, st.OK, st.Errors)
 	}
 	cr.Registered = true
-	cr.UAS, err = c.Client.StartSIPp("uas-"+account, "-sf", scenario, "-i", c.Client.Addr.String(), "-p", strconv.Itoa(cr.Port),
+	cr.UAS, err = c.Client.StartSIPp("uas-"+account, "-sf", scenario, "-i", c.Client.Addr.String(), "-p", strconv.Itoa(cr.Port), "-aa",
 		"-timeout", strconv.Itoa(int((w.x.cfg.Duration+5*time.Minute)/time.Second))+"s")
 	if err != nil {
 		return nil, err
@@ -443,6 +458,7 @@ func holdersText(h []string) string {
 // answer and the end of every call, then stops the callees and the
 // watchers.
 func (w *workload) finish() error {
+	defer close(w.ended)
 	var errs []error
 	for _, ld := range w.regLoads {
 		ld.Wait()
@@ -458,7 +474,10 @@ func (w *workload) finish() error {
 	w.bgDone.Wait()
 
 	// Every top-up answered: sent again with its key until it is.
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	if err := w.x.ctx.Err(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(w.x.ctx, 45*time.Second)
 	defer cancel()
 	for _, rec := range w.pendingTopups() {
 		w.sendTopup(ctx, rec)
@@ -503,6 +522,9 @@ func (w *workload) waitCallsEnded(timeout time.Duration) error {
 		if len(up) == 0 {
 			w.x.Logf("no call in progress on any node")
 			return nil
+		}
+		if err := w.x.ctx.Err(); err != nil {
+			return err
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("calls still in progress %s after the loads ended: %s", timeout, strings.Join(up[:min(len(up), 5)], "; "))
