@@ -305,9 +305,25 @@ func (x *Experiment) checkBank(ctx context.Context) Finding {
 		problem(v.Account, "%s: %s read %s's balance %s with %s reserved during the run: a prepaid balance below zero or holding more than it has",
 			v.At.Format("15:04:05.000"), v.Node, v.Account, billing.FormatMoney(v.Balance), billing.FormatMoney(v.Reserved))
 	}
+	// No call of the workload lasts a minute: one cut at
+	// max_call_duration outlived its caller's hang-up (a BYE the switch
+	// lost or refused), and was charged for the time after it.
+	var outlived []string
+	if ref != nil {
+		for _, xd := range ref.xdrs {
+			if xd.CauseText == "Maximum Duration" {
+				outlived = append(outlived, fmt.Sprintf("call %s of %s ran %d s to max_call_duration and was charged %s: its caller had hung up (see RUN_DIR/sipp-*/errors.log)",
+					xd.CallID, xd.Account, xd.Duration, xd.Amount))
+			}
+		}
+	}
 	f.Subjects = slices.Sorted(maps.Keys(bad))
 	facts := fmt.Sprintf("%d accounts, %d xDRs (%d calls answered by SIPp's callers, %d cut for want of credit), %d top-ups applied (%d sent again with their key), %d refused, %d balance samples",
 		len(moneyAccounts)+x.cfg.Phones, xdrCount, len(answered), cutForCredit, applied, replayed, refused, samples)
+	if len(outlived) > 0 {
+		facts += fmt.Sprintf("; WARNING: %d calls charged past their caller's hang-up", len(outlived))
+		f.Details = append(f.Details, outlived...)
+	}
 	if len(f.Subjects) == 0 {
 		f.OK = true
 		f.Summary = "money conserved to the micro-unit on every node: " + facts + "; no prepaid balance below zero; one xDR per call; nothing left reserved"

@@ -6,8 +6,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -530,7 +532,8 @@ func (w *workload) waitCallsEnded(timeout time.Duration) error {
 			return fmt.Errorf("calls still in progress %s after the loads ended: %s", timeout, strings.Join(up[:min(len(up), 5)], "; "))
 		}
 		if time.Since(lastLog) > 10*time.Second {
-			w.x.Logf("waiting for %d calls to end (the switch cuts a call whose caller gave up at max_call_duration, 1 minute)", len(ids))
+			w.x.Logf("waiting for %d calls to end (the switch cuts a call whose caller gave up at max_call_duration, 1 minute): %s",
+				len(ids), strings.Join(slices.Sorted(maps.Keys(ids)), ", "))
 			lastLog = time.Now()
 		}
 		time.Sleep(500 * time.Millisecond)
