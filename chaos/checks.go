@@ -81,7 +81,8 @@ func contactHostPort(contact string) string {
 // checkSet: every binding the registrar acknowledged (a 200 to the
 // phone, logged by SIPp; every REGISTER asks for 3600 s, longer than any
 // run, so none has expired) is listed by every node once the cluster has
-// settled. It waits up to 20 s for the nodes to agree.
+// settled (every node caught up). It waits up to 10 s for the nodes to
+// agree.
 func (x *Experiment) checkSet(ctx context.Context) Finding {
 	f := Finding{Checker: CheckSet}
 	want := map[string]bool{}
@@ -103,7 +104,7 @@ func (x *Experiment) checkSet(ctx context.Context) Finding {
 		}
 	}
 	missing := map[string][]string{} // node -> binding keys
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		clear(missing)
 		for _, n := range x.C.Nodes {
