@@ -176,7 +176,7 @@ func Run(ctx context.Context, t T, cfg Config) *Outcome {
 
 	x.work = x.startWorkload()
 	warm, window := x.schedule()
-	x.C.Mark("workload steady")
+	x.C.Mark("workload started")
 	if err := x.work.waitWarm(warm); err != nil {
 		t.Fatalf("chaos: the workload did not get going before the faults: %v (node logs in %s)", err, x.C.Dir)
 	}
