@@ -321,13 +321,14 @@ func (x *Experiment) checkBank(ctx context.Context) Finding {
 	f.Subjects = slices.Sorted(maps.Keys(bad))
 	facts := fmt.Sprintf("%d accounts, %d xDRs (%d calls answered by SIPp's callers, %d cut for want of credit), %d top-ups applied (%d sent again with their key), %d refused, %d balance samples",
 		len(moneyAccounts)+x.cfg.Phones, xdrCount, len(answered), cutForCredit, applied, replayed, refused, samples)
+	warning := ""
 	if len(outlived) > 0 {
-		facts += fmt.Sprintf("; WARNING: %d calls charged past their caller's hang-up", len(outlived))
+		warning = fmt.Sprintf("; WARNING: %d calls charged past their caller's hang-up (details)", len(outlived))
 		f.Details = append(f.Details, outlived...)
 	}
 	if len(f.Subjects) == 0 {
 		f.OK = true
-		f.Summary = "money conserved to the micro-unit on every node: " + facts + "; no prepaid balance below zero; one xDR per call; nothing left reserved"
+		f.Summary = "money conserved to the micro-unit on every node: " + facts + "; no prepaid balance below zero; one xDR per call; nothing left reserved" + warning
 		w.mu.Lock()
 		for _, a := range moneyAccounts {
 			if low, ok := w.lowest[a.ID]; ok && ref != nil {
@@ -338,7 +339,7 @@ func (x *Experiment) checkBank(ctx context.Context) Finding {
 		w.mu.Unlock()
 		return f
 	}
-	f.Summary = fmt.Sprintf("money is off (%s): %s", strings.Join(f.Subjects[:min(len(f.Subjects), 8)], ", "), facts)
+	f.Summary = fmt.Sprintf("money is off (%s): %s%s", strings.Join(f.Subjects[:min(len(f.Subjects), 8)], ", "), facts, warning)
 	if len(f.Details) > 40 {
 		f.Details = append(f.Details[:40], fmt.Sprintf("... and %d more", len(f.Details)-40))
 	}

@@ -308,13 +308,13 @@ func (c *Cluster) ReportSVG() string {
 	labelRows := 4.0
 	for i, e := range marks {
 		ly := y + 10 + float64(i%int(labelRows))*12
-		who := e.Host
+		label := e.Host + " " + e.Kind
 		if e.Kind == "mark" {
-			who = e.Detail
+			label = e.Detail
 		} else if strings.HasPrefix(e.Kind, "addr") {
-			who += " " + e.Detail
+			label += " " + e.Detail
 		}
-		fmt.Fprintf(&body, `<text x="%.1f" y="%.1f" font-size="10" fill="#b71c1c">%s %s</text>`+"\n", x(e.At)+2, ly, html.EscapeString(who), html.EscapeString(e.Kind))
+		fmt.Fprintf(&body, `<text x="%.1f" y="%.1f" font-size="10" fill="#b71c1c">%s</text>`+"\n", x(e.At)+2, ly, html.EscapeString(label))
 	}
 	y += labelRows*12 + 10
 	top := y
