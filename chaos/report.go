@@ -314,7 +314,11 @@ func (c *Cluster) ReportSVG() string {
 		} else if strings.HasPrefix(e.Kind, "addr") {
 			label += " " + e.Detail
 		}
-		fmt.Fprintf(&body, `<text x="%.1f" y="%.1f" font-size="10" fill="#b71c1c">%s</text>`+"\n", x(e.At)+2, ly, html.EscapeString(label))
+		lx, anchor := x(e.At)+2, "start"
+		if lx > left+width-150 { // near the right edge: the label ends at its line
+			lx, anchor = x(e.At)-2, "end"
+		}
+		fmt.Fprintf(&body, `<text x="%.1f" y="%.1f" font-size="10" fill="#b71c1c" text-anchor="%s">%s</text>`+"\n", lx, ly, anchor, html.EscapeString(label))
 	}
 	y += labelRows*12 + 10
 	top := y
