@@ -176,10 +176,17 @@ func (x *Experiment) startWorkload() *workload {
 				ld.cancel()
 			}
 		case <-w.ended:
+		case <-x.C.bgDone():
 		}
 	}()
 	ctx, cancel := context.WithCancel(x.ctx)
 	w.stop = cancel
+	// A run that ends before finish (a fatal failure) stops the top-ups,
+	// the watch and the progress lines before the cluster goes.
+	x.t.Cleanup(func() {
+		w.stopOnce.Do(w.stop)
+		w.bgDone.Wait()
+	})
 	for _, f := range []func(context.Context){w.runTopups, w.watchBalances, w.printProgress} {
 		w.bgDone.Add(1)
 		go func() {
