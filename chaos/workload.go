@@ -95,6 +95,16 @@ type balanceViolation struct {
 func (x *Experiment) startWorkload() *workload {
 	w := &workload{x: x, lowest: map[string]int64{}}
 	c, d := x.C, x.cfg.Duration
+	ctx, cancel := context.WithCancel(x.ctx)
+	w.stop = cancel
+	// A run that ends before finish (a fatal failure) stops the top-ups,
+	// the watch, the progress lines and the late callers before the
+	// cluster goes.
+	x.t.Cleanup(func() {
+		w.stopOnce.Do(w.stop)
+		w.bgDone.Wait()
+		w.lateCalls.Wait()
+	})
 	uas, err := SIPpScenario("uas.xml")
 	if err != nil {
 		x.t.Fatalf("chaos: %v", err)
@@ -160,10 +170,13 @@ func (x *Experiment) startWorkload() *workload {
 		w.lateCalls.Add(1)
 		go func() {
 			defer w.lateCalls.Done()
-			if x.Sleep(d/2) == nil {
-				if _, err := w.startCalls(second); err != nil {
-					x.t.Errorf("chaos: %v", err)
-				}
+			select {
+			case <-time.After(d / 2):
+			case <-ctx.Done():
+				return // the run ended early, or the workload did
+			}
+			if _, err := w.startCalls(second); err != nil {
+				x.t.Errorf("chaos: %v", err)
 			}
 		}()
 	}
@@ -179,14 +192,7 @@ func (x *Experiment) startWorkload() *workload {
 		case <-x.C.bgDone():
 		}
 	}()
-	ctx, cancel := context.WithCancel(x.ctx)
-	w.stop = cancel
-	// A run that ends before finish (a fatal failure) stops the top-ups,
-	// the watch and the progress lines before the cluster goes.
-	x.t.Cleanup(func() {
-		w.stopOnce.Do(w.stop)
-		w.bgDone.Wait()
-	})
+
 	for _, f := range []func(context.Context){w.runTopups, w.watchBalances, w.printProgress} {
 		w.bgDone.Add(1)
 		go func() {
