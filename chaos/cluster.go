@@ -81,7 +81,7 @@ type Options struct {
 // Cluster is a troika cluster in network namespaces, with a client
 // namespace for phones.
 type Cluster struct {
-	t    testing.TB
+	t    T
 	opts Options
 
 	ID     string       // run id, e.g. "tk3fa9c1": the prefix of every name
@@ -103,9 +103,15 @@ type Cluster struct {
 	nextPort  int
 	closed    bool
 	sampler   *sampler
+	bgCtx     context.Context // ends at Close: the background watchers stop
 	bgCancel  context.CancelFunc
 	bgWG      sync.WaitGroup
 	namespace []string // every namespace made, for Close
+
+	leaderWatch bool           // WatchLeader runs
+	leaders     []LeaderSample // its samples
+	findings    []Finding      // the checkers' results, for the report
+	sections    []ReportSection
 }
 
 // Event is one entry of the run's timeline: a fault, a node's start or
@@ -132,8 +138,9 @@ func NeedRoot(t testing.TB) {
 
 // New builds the network, writes the configurations, starts the nodes
 // and waits until they agree on a leader (unless Options.NoStart). It
-// registers Close with t.Cleanup; any failure is fatal to the test.
-func New(t testing.TB, opts Options) *Cluster {
+// registers Close with t.Cleanup; any failure is fatal to the test (or,
+// with a Runner, to the run).
+func New(t T, opts Options) *Cluster {
 	t.Helper()
 	if opts.Binary == "" {
 		t.Fatal("chaos: Options.Binary is required (testkit.Binary)")
@@ -194,7 +201,7 @@ func New(t testing.TB, opts Options) *Cluster {
 		}
 	}
 	bg, cancel := context.WithCancel(context.Background())
-	c.bgCancel = cancel
+	c.bgCtx, c.bgCancel = bg, cancel
 	if err := c.startSampler(bg); err != nil {
 		t.Fatalf("chaos: address sampler: %v", err)
 	}
@@ -314,6 +321,9 @@ func (c *Cluster) Events() []Event {
 	defer c.mu.Unlock()
 	return append([]Event(nil), c.events...)
 }
+
+// bgDone is closed at Close: background watchers stop.
+func (c *Cluster) bgDone() <-chan struct{} { return c.bgCtx.Done() }
 
 // Since is the time since the cluster was built: the x axis of the report.
 func (c *Cluster) Since(t time.Time) time.Duration { return t.Sub(c.started) }

@@ -76,10 +76,72 @@
 // # Workloads and report
 //
 // Cluster.StartRegisters runs SIPp in the client namespace: a steady
-// REGISTER load at a rate for a duration, with SIPp's counters every 200 ms.
-// Close writes report.txt and report.html (an SVG timeline of faults,
-// address ownership, node process state and REGISTER successes and failures
-// per second) into the run directory.
+// REGISTER load at a rate for a duration, with SIPp's counters every 200 ms
+// (RegisterLoad.LogAcks also logs every registration the registrar
+// acknowledged). Cluster.StartCalls runs SIPp callers of one account
+// (several calls at once, held for a while or left to the switch to cut),
+// their message log naming every answered call. Cluster.WatchLeader
+// records who leads every 250 ms. Close writes report.txt and report.html
+// (an SVG timeline of faults, node process state, the leader, address
+// ownership and each load's successes and failures per second, under the
+// checkers' verdicts when there are some) into the run directory.
+//
+// # Experiments and the chaos command
+//
+// Run (experiment.go) is one scenario under a mixed workload, then four
+// checkers; `go run ./chaos/cmd/chaos -scenario NAME -duration D [-seed N]
+// [-report DIR]` runs scenarios from the command line (as root) and writes
+// a report per scenario. Scenarios (scenarios.go): partition-leader,
+// partition-holder, asymmetric (the leader hears nobody, the others hear
+// it), kill-leader, kill-holder, pause-leader (SIGSTOP longer than the
+// address lease), flapping (a random node cut off for 2-4 s every few
+// seconds, from the seed), full-restart (every node SIGKILLed, then
+// started) and rolling-upgrade (the cluster starts on an earlier build,
+// -old-binary or -from-rev, default .ci/run's previous=, and each node is
+// restarted on this one).
+//
+// The workload (workload.go, accounts.go), for the whole duration: 500
+// phones registering and refreshing through the virtual IP and through
+// the alias's extra port; two SIPp callees registered through the
+// virtual IP; prepaid callers with several calls at once on one balance
+// each: short calls, long calls that need two extensions of their 10 s
+// chunks (billing.reserve_chunk = "10s", max_call_duration = "1m"), and
+// two poor callers whose 0.60 runs out under three calls (cut by the
+// switch, Out of Credit); top-ups every 700 ms through any node with
+// idempotency keys, retried with the same key after an error and each sent
+// once more after its answer, as a client that lost it would, some of them
+// debits. A watch reads every balance once a second.
+//
+// The checkers (checks.go), each able to fail:
+//
+//   - set: every binding the registrar acknowledged (SIPp logged the 200)
+//     is listed by every node after the heal;
+//   - bank: on every node each balance is its opening balance plus the
+//     top-ups applied less what its xDRs charged (so balances + charges -
+//     top-ups is constant), to the micro-unit; one xDR per answered call
+//     and never two for a call id; no prepaid balance below zero or
+//     holding more than it has, at the end or in any sample; nothing left
+//     reserved, no call left in progress; every node agrees;
+//   - single holder: no 50 ms sample shows an address in two namespaces;
+//   - availability: per fault, the time to the first successful REGISTER
+//     through the virtual IP and through the alias (from the repair when
+//     every node was down) and the transactions failed until the next
+//     fault; it fails beyond Config.MaxRecovery (10 s).
+//
+// Each checker has a deliberately broken build to fail against, behind a
+// build tag, its sabotage a few lines compiled out of every normal build:
+// chaosbroken_set (fsm/chaosbroken_set.go: the bindings of accounts whose
+// id hashes to 0 mod 1000 are acknowledged and never stored),
+// chaosbroken_bank (fsm/chaosbroken_bank.go: a top-up sent again with its
+// key moves the money again) and chaosbroken_holder
+// (cluster/chaosbroken_holder.go: a holder ignores its lease).
+// TestCheckersCatchBrokenBuilds builds each (testkit.BinaryWithTags) and
+// shows its checker failing; `-tags chaosbroken_bank` runs the command
+// on one.
+//
+// Outside tests the harness takes a Runner instead of a *testing.T
+// (runner.go): progress lines on stdout, failures recorded, cleanups run
+// when the run ends.
 //
 // # Teardown
 //

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,12 +37,19 @@ type RegisterLoad struct {
 	StatEvery time.Duration
 	// From is where SIPp runs, default the client namespace.
 	From *Host
+	// LogAcks records every registration the registrar acknowledged (a
+	// 200) in RUN_DIR/sipp-NAME/acks.log, one "registered USER" line
+	// each: Load.Acked reads it.
+	LogAcks bool
 }
 
-// Load is a SIPp run in progress.
+// Load is a SIPp run in progress: REGISTERs (StartRegisters) or calls
+// (StartCalls).
 type Load struct {
 	RegisterLoad
+	Kind   string // what SIPp counts: "REGISTER" or "call"
 	Dir    string // SIPp's files: stat.csv, errors.log
+	Port   int    // SIPp's local port: the phones' contacts
 	Start  time.Time
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -51,6 +59,7 @@ type Load struct {
 // LoadResult is what a load saw.
 type LoadResult struct {
 	Name, Target string
+	Kind         string // "REGISTER" or "call"
 	Start, End   time.Time
 	sipptest.Stats
 	Dir string
@@ -102,14 +111,13 @@ func (c *Cluster) StartRegisters(l RegisterLoad) (*Load, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ld := &Load{RegisterLoad: l, Dir: dir, Start: time.Now(), cancel: cancel, done: make(chan struct{})}
+	ld := &Load{RegisterLoad: l, Kind: "REGISTER", Dir: dir, Port: c.localPort(), Start: time.Now(), done: make(chan struct{})}
 	opts := sipptest.Options{
 		Target:    l.Target,
 		Scenario:  "reg_auth.xml",
 		Inject:    sipptest.APIUsers(l.Users...),
 		LocalIP:   l.From.Addr.String(),
-		LocalPort: c.localPort(),
+		LocalPort: ld.Port,
 		Calls:     l.Total,
 		Rate:      l.Rate,
 		Limit:     l.Concurrency,
@@ -118,22 +126,172 @@ func (c *Cluster) StartRegisters(l RegisterLoad) (*Load, error) {
 		Netns:     l.From.NS,
 		StatEvery: l.StatEvery,
 		// Abort failed registrations quietly: SIPp's default BYE for an
-		// aborted "call" is noise to a registrar.
-		Extra: []string{"-default_behaviors", "all,-bye"},
+		// aborted "call" is noise to a registrar. Answer the switch's
+		// NAT keepalive (OPTIONS), as phones do (-aa).
+		Extra: []string{"-default_behaviors", "all,-bye", "-aa"},
 	}
+	if l.LogAcks {
+		opts.Scenario = "reg_auth_ack.xml"
+		opts.Extra = append(opts.Extra, "-trace_logs", "-log_file", filepath.Join(dir, "acks.log"))
+	}
+	c.run(ld, opts, fmt.Sprintf("%s: %d REGISTERs at %d/s to %s", l.Name, l.Total, l.Rate, l.Target))
+	return ld, nil
+}
+
+// run starts SIPp for the load in the background and records it.
+func (c *Cluster) run(ld *Load, opts sipptest.Options, what string) {
 	c.mu.Lock()
 	c.loads = append(c.loads, ld)
 	c.mu.Unlock()
-	c.event(l.From.Name, "load", fmt.Sprintf("%s: %d REGISTERs at %d/s to %s", l.Name, l.Total, l.Rate, l.Target))
+	c.event(ld.From.Name, "load", what)
+	ctx, cancel := context.WithCancel(context.Background())
+	ld.cancel = cancel
 	go func() {
 		defer close(ld.done)
-		st, err := sipptest.Exec(ctx, dir, opts)
-		r := &LoadResult{Name: l.Name, Target: l.Target, Start: ld.Start, End: time.Now(), Stats: st, Dir: dir, Err: err}
-		r.Failures = failureCauses(filepath.Join(dir, "errors.log"))
+		st, err := sipptest.Exec(ctx, ld.Dir, opts)
+		r := &LoadResult{Name: ld.Name, Target: ld.Target, Kind: ld.Kind, Start: ld.Start, End: time.Now(), Stats: st, Dir: ld.Dir, Err: err}
+		r.Failures = failureCauses(filepath.Join(ld.Dir, "errors.log"))
 		ld.res = r
-		c.event(l.From.Name, "load-end", fmt.Sprintf("%s: %d ok, %d failed, %d retransmissions", l.Name, st.OK, st.Failed, st.Retrans))
+		c.event(ld.From.Name, "load-end", fmt.Sprintf("%s: %d ok, %d failed, %d retransmissions", ld.Name, st.OK, st.Failed, st.Retrans))
 	}()
+}
+
+// Acked returns the users whose registration the registrar acknowledged
+// (a 200) so far, for a load started with LogAcks.
+func (l *Load) Acked() (map[string]bool, error) {
+	data, err := os.ReadFile(filepath.Join(l.Dir, "acks.log"))
+	if err != nil {
+		return nil, fmt.Errorf("load %s: its acknowledgements: %w", l.Name, err)
+	}
+	out := map[string]bool{}
+	for _, line := range strings.Split(string(data), "\n") {
+		if user, ok := strings.CutPrefix(strings.TrimSpace(line), "registered "); ok && user != "" {
+			out[user] = true
+		}
+	}
+	return out, nil
+}
+
+// CallLoad describes SIPp callers of one account in a host's namespace
+// (sipstack/testdata/uac_auth.xml: INVITE, 407, INVITE with digest, 200,
+// ACK, hold, BYE; or uac_auth_cut.xml, which waits for the switch's BYE).
+// One SIPp "call" is one call; its message log (messages.log) names every
+// call's Call-ID.
+type CallLoad struct {
+	Name     string // in the report and the run directory
+	Target   string // host:port
+	Caller   string // the account calling: digest user, password sipptest.APIPassword
+	Callee   string // the number called (-s)
+	Scenario string // path of the SIPp scenario file
+	Hold     time.Duration
+	Calls    int           // calls in all (-m), default 1
+	Parallel int           // calls at once (-l), default 1
+	Every    time.Duration // one call started every Every at most, default 1 s
+	// Timeout ends SIPp (calls still up fail), default 2 minutes.
+	Timeout   time.Duration
+	StatEvery time.Duration // default 200 ms
+	From      *Host         // default the client namespace
+}
+
+// StartCalls starts SIPp callers in the background.
+func (c *Cluster) StartCalls(l CallLoad) (*Load, error) {
+	if l.Target == "" || l.Caller == "" || l.Callee == "" || l.Scenario == "" {
+		return nil, fmt.Errorf("StartCalls: Target, Caller, Callee and Scenario are required")
+	}
+	l.Calls, l.Parallel = max(l.Calls, 1), max(l.Parallel, 1)
+	if l.Every == 0 {
+		l.Every = time.Second
+	}
+	if l.Timeout == 0 {
+		l.Timeout = 2 * time.Minute
+	}
+	if l.StatEvery == 0 {
+		l.StatEvery = 200 * time.Millisecond
+	}
+	if l.From == nil {
+		l.From = c.Client
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("StartCalls: cluster closed")
+	}
+	for base, k := l.Name, 2; l.Name == "" || c.loadNamed(l.Name); k++ {
+		l.Name = fmt.Sprintf("%s-%d", base, k)
+	}
+	c.mu.Unlock()
+	dir := filepath.Join(c.Dir, "sipp-"+l.Name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	ld := &Load{RegisterLoad: RegisterLoad{Name: l.Name, Target: l.Target, StatEvery: l.StatEvery, From: l.From},
+		Kind: "call", Dir: dir, Port: c.localPort(), Start: time.Now(), done: make(chan struct{})}
+	opts := sipptest.Options{
+		Target: l.Target, Scenario: l.Scenario, LocalIP: l.From.Addr.String(), LocalPort: ld.Port,
+		Calls: l.Calls, Rate: 1, Limit: l.Parallel, Timeout: l.Timeout, Netns: l.From.NS, StatEvery: l.StatEvery,
+		Extra: []string{"-s", l.Callee, "-au", l.Caller, "-ap", sipptest.APIPassword(l.Caller),
+			"-d", strconv.FormatInt(l.Hold.Milliseconds(), 10), "-rp", strconv.FormatInt(l.Every.Milliseconds(), 10),
+			"-default_behaviors", "all,-bye", "-trace_msg", "-message_file", filepath.Join(dir, "messages.log")},
+	}
+	c.run(ld, opts, fmt.Sprintf("%s: %d calls of %s to %s, %d at once, held %s, through %s", l.Name, l.Calls, l.Caller, l.Callee, l.Parallel, l.Hold, l.Target))
 	return ld, nil
+}
+
+// AnsweredCalls returns the Call-IDs of the calls SIPp saw answered (a 200
+// to its INVITE), from its message log: a load of StartCalls.
+func (l *Load) AnsweredCalls() ([]string, error) {
+	data, err := os.ReadFile(filepath.Join(l.Dir, "messages.log"))
+	if err != nil {
+		return nil, fmt.Errorf("load %s: its message log: %w", l.Name, err)
+	}
+	return answeredCallIDs(string(data)), nil
+}
+
+// answeredCallIDs reads a SIPp message log: the Call-IDs of received 200
+// responses to an INVITE, each once, in order.
+func answeredCallIDs(log string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, block := range strings.Split(log, "\n----------") {
+		if !strings.Contains(block, "message received") {
+			continue
+		}
+		status, callID, inviteCSeq := false, "", false
+		for _, line := range strings.Split(block, "\n") {
+			line = strings.TrimSpace(line)
+			switch {
+			case strings.HasPrefix(line, "SIP/2.0 200"):
+				status = true
+			case hasHeader(line, "call-id", "i"):
+				callID = headerValue(line)
+			case hasHeader(line, "cseq"):
+				inviteCSeq = strings.HasSuffix(strings.ToUpper(headerValue(line)), " INVITE")
+			}
+		}
+		if status && inviteCSeq && callID != "" && !seen[callID] {
+			seen[callID] = true
+			out = append(out, callID)
+		}
+	}
+	return out
+}
+
+func hasHeader(line string, names ...string) bool {
+	name, _, ok := strings.Cut(line, ":")
+	if !ok {
+		return false
+	}
+	for _, n := range names {
+		if strings.EqualFold(strings.TrimSpace(name), n) {
+			return true
+		}
+	}
+	return false
+}
+
+func headerValue(line string) string {
+	_, v, _ := strings.Cut(line, ":")
+	return strings.TrimSpace(v)
 }
 
 // loadNamed reports whether a load called name was started; c.mu held.

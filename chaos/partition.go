@@ -32,18 +32,32 @@ type iptRule struct {
 // traffic that a node sends from another source address (a virtual IP it
 // holds) to a peer is not cut. Heal deletes exactly these rules.
 func (c *Cluster) Partition(side ...*Node) (*Partition, error) {
+	return c.partition(side, true, " | ")
+}
+
+// PartitionInbound cuts one direction only: the given nodes hear nothing
+// from the other nodes (iptables INPUT DROP rules in their namespaces),
+// while what they send still arrives. An asymmetric split: a leader cut
+// off this way still reaches its followers but never hears their
+// answers. Heal deletes the rules.
+func (c *Cluster) PartitionInbound(side ...*Node) (*Partition, error) {
+	return c.partition(side, false, " <- (dropped) ")
+}
+
+func (c *Cluster) partition(side []*Node, both bool, sep string) (*Partition, error) {
 	if len(side) == 0 {
 		return nil, errors.New("Partition: no node given")
 	}
 	others := c.Others(side...)
-	p := &Partition{c: c, side: names(side), label: names(side) + " | " + names(others)}
+	p := &Partition{c: c, side: names(side), label: names(side) + sep + names(others)}
 	for _, n := range side {
 		for _, o := range others {
 			a := o.Addr.String()
-			for _, spec := range [][]string{
-				{"INPUT", "-s", a, "-j", "DROP"},
-				{"OUTPUT", "-d", a, "-j", "DROP"},
-			} {
+			specs := [][]string{{"INPUT", "-s", a, "-j", "DROP"}}
+			if both {
+				specs = append(specs, []string{"OUTPUT", "-d", a, "-j", "DROP"})
+			}
+			for _, spec := range specs {
 				if _, err := run(context.Background(), "ip", append([]string{"netns", "exec", n.NS, "iptables", "-w", "-I"}, spec...)...); err != nil {
 					return p, errors.Join(err, p.Heal())
 				}

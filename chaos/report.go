@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -17,17 +18,80 @@ import (
 // faultKinds are the events the report measures recovery from.
 var faultKinds = map[string]bool{"kill": true, "stop": true, "pause": true, "resume": true, "partition": true, "heal": true, "swap": true}
 
+// ReportSection is a titled block of lines the report prints after the
+// checkers' findings.
+type ReportSection struct {
+	Title string
+	Lines []string
+}
+
+// SetFindings puts the checkers' verdicts at the top of the report.
+func (c *Cluster) SetFindings(fs []Finding) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.findings = slices.Clone(fs)
+}
+
+// AddSection adds a section to the report.
+func (c *Cluster) AddSection(s ReportSection) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sections = append(c.sections, s)
+}
+
+// KeepRunDir keeps the run directory at Close, as Options.Keep does.
+func (c *Cluster) KeepRunDir() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.opts.Keep = true
+}
+
+func (c *Cluster) reportParts() ([]Finding, []ReportSection) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.findings), slices.Clone(c.sections)
+}
+
 // WriteReport writes report.txt and report.html (with an SVG timeline)
 // into the run directory. Close calls it; a test may call it earlier.
 func (c *Cluster) WriteReport() error {
-	txt := c.ReportText()
-	if err := os.WriteFile(filepath.Join(c.Dir, "report.txt"), []byte(txt), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(c.Dir, "report.txt"), []byte(c.ReportText()), 0o644); err != nil {
 		return err
 	}
-	page := "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>troika chaos " + c.ID + "</title>" +
-		"<style>body{font-family:sans-serif;margin:1em}pre{font-size:12px}</style></head><body>\n<h2>troika chaos run " + c.ID + "</h2>\n" +
-		c.ReportSVG() + "\n<pre>" + html.EscapeString(txt) + "</pre>\n</body></html>\n"
-	return os.WriteFile(filepath.Join(c.Dir, "report.html"), []byte(page), 0o644)
+	return os.WriteFile(filepath.Join(c.Dir, "report.html"), []byte(c.ReportHTML()), 0o644)
+}
+
+// ReportHTML is the report as one self-contained HTML page: the checkers'
+// verdicts, the SVG timeline and the text summary, with no external
+// resource.
+func (c *Cluster) ReportHTML() string {
+	var b strings.Builder
+	b.WriteString("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>troika chaos " + c.ID + "</title>\n" +
+		"<style>body{font-family:sans-serif;margin:1em}pre{font-size:12px}table{border-collapse:collapse;margin-bottom:1em}" +
+		"td,th{border:1px solid #ccc;padding:3px 8px;vertical-align:top;font-size:13px;text-align:left}" +
+		".pass{background:#e8f5e9;color:#1b5e20;font-weight:bold}.fail{background:#ffebee;color:#b71c1c;font-weight:bold}" +
+		"details{font-size:12px;margin-top:3px}</style></head><body>\n<h2>troika chaos run " + c.ID + "</h2>\n")
+	if findings, _ := c.reportParts(); len(findings) > 0 {
+		b.WriteString("<table><tr><th>checker</th><th>verdict</th><th>what it found</th></tr>\n")
+		for _, f := range findings {
+			cls, verdict := "pass", "PASS"
+			if !f.OK {
+				cls, verdict = "fail", "FAIL"
+			}
+			fmt.Fprintf(&b, "<tr><td>%s</td><td class=\"%s\">%s</td><td>%s", html.EscapeString(f.Checker), cls, verdict, html.EscapeString(f.Summary))
+			if len(f.Details) > 0 {
+				b.WriteString("<details><summary>details</summary><ul>")
+				for _, d := range f.Details {
+					b.WriteString("<li>" + html.EscapeString(d) + "</li>")
+				}
+				b.WriteString("</ul></details>")
+			}
+			b.WriteString("</td></tr>\n")
+		}
+		b.WriteString("</table>\n")
+	}
+	b.WriteString(c.ReportSVG() + "\n<pre>" + html.EscapeString(c.ReportText()) + "</pre>\n</body></html>\n")
+	return b.String()
 }
 
 func (c *Cluster) rel(t time.Time) string { return fmt.Sprintf("%+8.3fs", t.Sub(c.started).Seconds()) }
@@ -44,6 +108,26 @@ func (c *Cluster) ReportText() string {
 	fmt.Fprintf(&b, "troika chaos run %s: subnet %s, %d nodes, %.1f s, run directory %s\n\n", c.ID, c.Subnet, len(c.Nodes), end.Sub(c.started).Seconds(), c.Dir)
 	for _, h := range c.Hosts() {
 		fmt.Fprintf(&b, "  %-7s %-15s namespace %s\n", h.Name, h.Addr, h.NS)
+	}
+	findings, sections := c.reportParts()
+	if len(findings) > 0 {
+		b.WriteString("\nCheckers:\n")
+		for _, f := range findings {
+			verdict := "PASS"
+			if !f.OK {
+				verdict = "FAIL"
+			}
+			fmt.Fprintf(&b, "  %s %-13s %s\n", verdict, f.Checker, f.Summary)
+			for _, d := range f.Details {
+				fmt.Fprintf(&b, "         %s\n", d)
+			}
+		}
+	}
+	for _, s := range sections {
+		fmt.Fprintf(&b, "\n%s:\n", s.Title)
+		for _, l := range s.Lines {
+			fmt.Fprintf(&b, "  %s\n", l)
+		}
 	}
 	b.WriteString("\nEvents (seconds since setup):\n")
 	for _, e := range events {
@@ -79,13 +163,13 @@ func (c *Cluster) ReportText() string {
 		for _, r := range loads {
 			fmt.Fprintf(&b, "  %s  %s..%s\n", r.Summary(), strings.TrimSpace(c.rel(r.Start)), strings.TrimSpace(c.rel(r.End)))
 		}
-		b.WriteString("\nFaults (first successful REGISTER after the fault, within one statistics period; failures in the next 30 s):\n")
+		b.WriteString("\nFaults (first success after the fault, within one statistics period; failures in the next 30 s):\n")
 		for _, e := range events {
 			if !faultKinds[e.Kind] {
 				continue
 			}
 			for _, r := range loads {
-				if e.At.Before(r.Start) || e.At.After(r.End) {
+				if e.At.Before(r.Start) || e.At.After(r.End) || r.Kind == "call" {
 					continue
 				}
 				first := "none"
@@ -224,13 +308,17 @@ func (c *Cluster) ReportSVG() string {
 	labelRows := 4.0
 	for i, e := range marks {
 		ly := y + 10 + float64(i%int(labelRows))*12
-		who := e.Host
+		label := e.Host + " " + e.Kind
 		if e.Kind == "mark" {
-			who = e.Detail
+			label = e.Detail
 		} else if strings.HasPrefix(e.Kind, "addr") {
-			who += " " + e.Detail
+			label += " " + e.Detail
 		}
-		fmt.Fprintf(&body, `<text x="%.1f" y="%.1f" font-size="10" fill="#b71c1c">%s %s</text>`+"\n", x(e.At)+2, ly, html.EscapeString(who), html.EscapeString(e.Kind))
+		lx, anchor := x(e.At)+2, "start"
+		if lx > left+width-150 { // near the right edge: the label ends at its line
+			lx, anchor = x(e.At)-2, "end"
+		}
+		fmt.Fprintf(&body, `<text x="%.1f" y="%.1f" font-size="10" fill="#b71c1c" text-anchor="%s">%s</text>`+"\n", lx, ly, anchor, html.EscapeString(label))
 	}
 	y += labelRows*12 + 10
 	top := y
@@ -257,6 +345,26 @@ func (c *Cluster) ReportSVG() string {
 			rect(x(s.from), x(s.to), ry+lane*0.6, lane*0.4, "#d32f2f", fmt.Sprintf("%s partitioned %s..%s", n.Name, c.rel(s.from), c.rel(s.to)))
 		}
 	}
+	if leaders := c.LeaderTimeline(); len(leaders) > 0 {
+		ry := row("leader")
+		for i := 0; i < len(leaders); {
+			s := leaders[i]
+			j := i + 1
+			for j < len(leaders) && leaders[j].Leader == s.Leader && leaders[j].Term == s.Term {
+				j++
+			}
+			to := t1
+			if j < len(leaders) {
+				to = leaders[j].At
+			}
+			fill, title := "#e0e0e0", "no leader answered"
+			if s.Leader != "" {
+				fill, title = c.hostColor(s.Leader), fmt.Sprintf("%s leads (term %d)", s.Leader, s.Term)
+			}
+			rect(x(s.At), x(to), ry+2, lane-4, fill, fmt.Sprintf("%s %s..%s", title, c.rel(s.At), c.rel(to)))
+			i = j
+		}
+	}
 	y += 6
 	dups := mergeDups(CheckSingleHolder(rounds), rounds)
 	for _, a := range WatchedAddrs(rounds) {
@@ -279,8 +387,11 @@ func (c *Cluster) ReportSVG() string {
 			peak = max(peak, v[0], v[1])
 		}
 		const h = 40.0
-		fmt.Fprintf(&body, `<text x="4" y="%.1f" font-size="11">%s</text>`+"\n", y+h, html.EscapeString(r.Name+" REGISTER/s"))
+		fmt.Fprintf(&body, `<text x="4" y="%.1f" font-size="11">%s</text>`+"\n", y+h, html.EscapeString(r.Name+" "+r.Kind+"s/s"))
 		fmt.Fprintf(&body, `<text x="4" y="%.1f" font-size="9" fill="#555">peak %d/s; %s</text>`+"\n", y+h+12, peak, html.EscapeString(r.Target))
+		if r.OK+r.Failed == 0 {
+			fmt.Fprintf(&body, `<text x="%.1f" y="%.1f" font-size="10" fill="#555">no %s ended</text>`+"\n", left+4, y+h-4, html.EscapeString(r.Kind))
+		}
 		mid := y + h
 		fmt.Fprintf(&body, `<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#999"/>`+"\n", left, left+width, mid, mid)
 		secs := make([]int, 0, len(per))
@@ -313,7 +424,7 @@ func (c *Cluster) ReportSVG() string {
 		fmt.Fprintf(&body, `<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#ccc"/><text x="%.1f" y="%.1f" font-size="10" text-anchor="middle">%gs</text>`+"\n", tx, tx, top-4, y, tx, y+12, s)
 	}
 	y += 30
-	legend := `<text x="4" y="%.1f" font-size="10">process: <tspan fill="#43a047">running</tspan> <tspan fill="#a5d6a7">starting</tspan> <tspan fill="#fb8c00">paused</tspan> <tspan fill="#c0b000">stopping</tspan> <tspan fill="#9e9e9e">down</tspan> <tspan fill="#d32f2f">partitioned</tspan>; addresses coloured by holder: %s; <tspan fill="#ff1744">double holder</tspan></text>`
+	legend := `<text x="4" y="%.1f" font-size="10">process: <tspan fill="#43a047">running</tspan> <tspan fill="#a5d6a7">starting</tspan> <tspan fill="#fb8c00">paused</tspan> <tspan fill="#c0b000">stopping</tspan> <tspan fill="#9e9e9e">down</tspan> <tspan fill="#d32f2f">partitioned</tspan>; addresses and leader coloured by node: %s; <tspan fill="#ff1744">double holder</tspan></text>`
 	var hl []string
 	for _, n := range c.Nodes {
 		hl = append(hl, fmt.Sprintf(`<tspan fill="%s">%s</tspan>`, c.hostColor(n.Name), n.Name))

@@ -45,6 +45,7 @@ func TestUpgradeFromEarlierBuild(t *testing.T) {
 		switch {
 		case n.Binary == old:
 			cfg.Delete("cluster.tls") // it would refuse the unknown keys
+			cfg.Delete("log_format")
 		case !requireTLS.Load():
 			cfg.Set("cluster.tls.verify_incoming", false)
 			cfg.Set("cluster.tls.verify_outgoing", true)

@@ -207,6 +207,7 @@ func (o *Owner) stepAddress(ctx context.Context, pass *holderPass, ip string, a 
 		Assigned: assigned, SeenAt: o.seen[ip].at, Leader: pass.leader, Contact: pass.contact,
 		Synced: pass.synced, Held: h != nil, Now: pass.now,
 	})
+	d = ignoreLease(d, assigned, h != nil) // a deliberately broken build only: chaosbroken_holder.go
 	if pass.draining {
 		d.Reason = "this node is draining: it holds no address"
 	}

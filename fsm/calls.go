@@ -434,7 +434,7 @@ func (c *Topup) applyWith(s *State, creditRule bool) Result {
 	if c.Key == "" || len(c.Key) > 128 {
 		return refuse(CodeInvalid, "key", "an idempotency key of 1-128 characters is required")
 	}
-	if _, done := s.txKeys[c.Key]; done {
+	if _, done := s.txKeys[c.Key]; done && !reappliesTopup() { // the hook: a deliberately broken build only, chaosbroken_bank.go
 		a, _ := s.accounts[c.Account]
 		if a == nil {
 			return Result{}

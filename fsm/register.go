@@ -44,6 +44,9 @@ func (c *Register) apply(s *State) Result {
 		return Result{Bindings: []Binding{}}
 	}
 	for i := range c.Bindings {
+		if dropsBinding(c.AOR) {
+			continue // a deliberately broken build only: chaosbroken_set.go
+		}
 		u := c.Bindings[i].clone()
 		u.AOR, u.CallID, u.CSeq, u.UpdatedAt = c.AOR, c.CallID, c.CSeq, c.Now
 		k := u.key()

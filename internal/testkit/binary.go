@@ -78,6 +78,18 @@ func Binary(flags ...string) (string, error) {
 	return bin, nil
 }
 
+// BinaryWithTags is Binary built with the given build tags (go build
+// -tags=a,b), e.g. one of the deliberately broken builds the chaos
+// checkers are tested against (chaosbroken_set, chaosbroken_bank,
+// chaosbroken_holder: chaos/broken_test.go). Each set of tags and flags is
+// built and cached on its own; no tags is Binary(flags...).
+func BinaryWithTags(tags []string, flags ...string) (string, error) {
+	if len(tags) == 0 {
+		return Binary(flags...)
+	}
+	return Binary(append([]string{"-tags=" + strings.Join(tags, ",")}, flags...)...)
+}
+
 // moduleRoot finds the directory of go.mod above the working directory.
 func moduleRoot() (string, error) {
 	dir, err := os.Getwd()

@@ -4,7 +4,8 @@
 // Holds), an adjustable clock, Prometheus readings, and the troika binary
 // built once per test run (Binary).
 //
-// Only tests import it.
+// Only tests import it, and the chaos harness and command (tools that
+// drive real processes, never part of the troika binary).
 package testkit
 
 import (
