@@ -347,6 +347,14 @@ func TestPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%s caught up %.3f s after the heal", leader.Name, time.Since(healed).Seconds())
+	// Cut off, it said it was out of step (and took no dispatched SIP)
+	// until it caught up after the heal.
+	testkit.WaitFor(t, 10*time.Second, leader.Name+" in step again", func() bool {
+		log, _ := os.ReadFile(leader.LogPath)
+		out := strings.Index(string(log), "out of step: no raft leader")
+		back := strings.LastIndex(string(log), "in step again")
+		return out >= 0 && back > out
+	})
 	res := steady.Wait()
 	t.Log(res.Summary())
 	if first, ok := res.FirstOKAfter(cut); ok {

@@ -151,7 +151,7 @@ func (n *Node) metaLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		now, h := time.Now(), n.heldKey()
-		if h == held && now.Sub(last) < metaEvery {
+		if h == held && now.Sub(last) < metaEvery && !n.updateInStep() {
 			continue
 		}
 		last, held = now, h
@@ -174,9 +174,10 @@ func (n *Node) publishMeta() error {
 	n.drain.metaMu.Lock()
 	defer n.drain.metaMu.Unlock()
 	health := n.drain.health()
-	if health == cluster.HealthOK && !n.cluster.Member() {
+	if health == cluster.HealthOK && (!n.cluster.Member() || n.outOfStep.Load()) {
 		// Not in the raft configuration (waiting to be added, or
-		// removed): no state to serve with, so no SIP dispatched to it.
+		// removed), or cut off from the leader and not caught up since
+		// (instep.go): no state to serve with, so no SIP dispatched to it.
 		health = cluster.HealthStarting
 	}
 	return n.gossip.SetMeta(n.meta(health))

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,7 +51,9 @@ type Node struct {
 	ownerDone  chan struct{} // closed when the owner's loop has given up its addresses
 	ownerRuns  bool          // the owner's loop was started (by Start, before it returns)
 
-	drain     drainer            // planned stop (drain.go)
+	drain drainer // planned stop (drain.go)
+	// outOfStep: this node's state copy may lag the cluster's (instep.go).
+	outOfStep atomic.Bool
 	restoring sync.Mutex         // held while a backup is restored (snapshot.go)
 	startedAt time.Time          // when Start began
 	stopSIP   context.CancelFunc // stops the SIP server (after announceLeaving)
