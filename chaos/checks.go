@@ -309,26 +309,20 @@ func (x *Experiment) checkBank(ctx context.Context) Finding {
 	// No call of the workload lasts a minute: one cut at
 	// max_call_duration outlived its caller's hang-up (a BYE the switch
 	// lost or refused), and was charged for the time after it.
-	var outlived []string
 	if ref != nil {
 		for _, xd := range ref.xdrs {
 			if xd.CauseText == "Maximum Duration" {
-				outlived = append(outlived, fmt.Sprintf("call %s of %s ran %d s to max_call_duration and was charged %s: its caller had hung up (see RUN_DIR/sipp-*/errors.log)",
-					xd.CallID, xd.Account, xd.Duration, xd.Amount))
+				problem(xd.Account, "call %s of %s ran %d s to max_call_duration and was charged %s: its caller had hung up (see RUN_DIR/sipp-*/errors.log)",
+					xd.CallID, xd.Account, xd.Duration, xd.Amount)
 			}
 		}
 	}
 	f.Subjects = slices.Sorted(maps.Keys(bad))
 	facts := fmt.Sprintf("%d accounts, %d xDRs (%d calls answered by SIPp's callers, %d cut for want of credit), %d top-ups applied (%d sent again with their key), %d refused, %d balance samples",
 		len(moneyAccounts)+x.cfg.Phones, xdrCount, len(answered), cutForCredit, applied, replayed, refused, samples)
-	warning := ""
-	if len(outlived) > 0 {
-		warning = fmt.Sprintf("; WARNING: %d calls charged past their caller's hang-up (details)", len(outlived))
-		f.Details = append(f.Details, outlived...)
-	}
 	if len(f.Subjects) == 0 {
 		f.OK = true
-		f.Summary = "money conserved to the micro-unit on every node: " + facts + "; no prepaid balance below zero; one xDR per call; nothing left reserved" + warning
+		f.Summary = "money conserved to the micro-unit on every node: " + facts + "; no prepaid balance below zero; one xDR per call; nothing left reserved; no call charged past its caller's hang-up"
 		w.mu.Lock()
 		for _, a := range moneyAccounts {
 			if low, ok := w.lowest[a.ID]; ok && ref != nil {
@@ -339,7 +333,7 @@ func (x *Experiment) checkBank(ctx context.Context) Finding {
 		w.mu.Unlock()
 		return f
 	}
-	f.Summary = fmt.Sprintf("money is off (%s): %s%s", strings.Join(f.Subjects[:min(len(f.Subjects), 8)], ", "), facts, warning)
+	f.Summary = fmt.Sprintf("money is off (%s): %s", strings.Join(f.Subjects[:min(len(f.Subjects), 8)], ", "), facts)
 	if len(f.Details) > 40 {
 		f.Details = append(f.Details[:40], fmt.Sprintf("... and %d more", len(f.Details)-40))
 	}
