@@ -537,42 +537,7 @@ var (
 	ErrMembersUnknown = errors.New("not every node of the cluster has been heard of yet; try again in a few seconds")
 )
 
-// Status is GET /v1/cluster.
-type Status struct {
-	Version string `json:"version"`
-	Commit  string `json:"commit"` // short commit, "unknown" when not known (Build)
-	// Stale: this node knows no raft leader, so what it reports may lag
-	// the cluster (reads then carry admin.StaleHeader).
-	Stale bool `json:"stale"`
-	// Quorum: whether, as this node sees it, a leader is known and a
-	// majority of the voters is alive (`troika cluster status` exits 5
-	// otherwise).
-	Quorum Quorum `json:"quorum"`
-	// Ready is this node's readiness (GET /readyz).
-	Ready   admin.Readiness `json:"ready"`
-	Cluster cluster.Status  `json:"cluster"`
-	Sockets []string        `json:"sip_sockets"`
-	// Addresses are the managed addresses (virtual IPs and aliases): who
-	// the ownership map assigns each to, its epoch, and whether this node
-	// holds it.
-	Addresses []cluster.AddressStatus `json:"addresses"`
-	// Members is this node's gossip view: state and metadata of every
-	// member.
-	Members []cluster.Member `json:"members"`
-	// ClearPasswords counts the records that still hold a clear password
-	// (written by a build before digest credentials): the leader replaces
-	// them once every voter runs this build (0 afterwards).
-	ClearPasswords int `json:"clear_passwords"`
-}
 
-// ClusterStatus implements admin.Backend.
-func (n *Node) ClusterStatus() any {
-	b := Build()
-	cs, members := n.cluster.Status(), n.gossip.Members()
-	return Status{Version: b.Version, Commit: b.ShortCommit(), Stale: cs.LeaderID == "", Quorum: n.quorum(members), Ready: n.Ready(),
-		Cluster: cs, Sockets: n.sip.Sockets(), Addresses: cluster.AddressStatuses(n.owner, n.state), Members: members,
-		ClearPasswords: len(n.state.LegacySecrets())}
-}
 
 // WaitSocket waits (up to 10 s) until the SIP socket named name, such as
 // "udp:127.0.0.2:5070", is open.
