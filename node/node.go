@@ -537,8 +537,6 @@ var (
 	ErrMembersUnknown = errors.New("not every node of the cluster has been heard of yet; try again in a few seconds")
 )
 
-
-
 // WaitSocket waits (up to 10 s) until the SIP socket named name, such as
 // "udp:127.0.0.2:5070", is open.
 func (n *Node) WaitSocket(ctx context.Context, name string) error {
