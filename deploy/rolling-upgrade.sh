@@ -79,6 +79,12 @@ ready() {
   curl "${args[@]}" "$url"
 }
 
+# in_service ID: ID sees every node of the list alive and in service in
+# gossip (a drain refuses to start otherwise).
+in_service() {
+  status "$1" 2>/dev/null | field "all(any(m['id'] == i and m['state'] == 'alive' and m['meta'].get('h') == 'ok' for m in d['members']) for i in '${ids[*]}'.split())" | grep -qx True
+}
+
 n=0
 for id in "${order[@]}"; do
   n=$((n + 1))
@@ -87,6 +93,13 @@ for id in "${order[@]}"; do
     say "$step: already runs $new_version, skipped"
     continue
   fi
+  waited=0
+  until in_service "$id"; do
+    [ $waited -ge "$ready_timeout" ] &&
+      die "$step: not every node is in service as $id sees it after ${ready_timeout}s: check \`troika --api ${api[$id]} cluster status\`"
+    sleep 1
+    waited=$((waited + 1))
+  done
   say "$step: draining (its addresses and leadership move to the others)"
   "$troika" --api "${api[$id]}" drain --timeout "$drain_timeout" | sed "s/^/    /" ||
     die "$step: the drain failed (above): the node is back in service on its old build; fix what it says and run this again"

@@ -107,6 +107,9 @@ func (n *Node) Ready() admin.Readiness {
 		}
 	}
 	ok, detail := caughtUp(leaderID != "", idx, leaderCommit)
+	if ok && n.outOfStep.Load() {
+		ok, detail = false, detail+"; out of step since it lost its leader, back in step at the next check (instep.go)"
+	}
 	check(admin.CheckCaughtUp, ok, "%s", detail)
 
 	if n.owner == nil {

@@ -103,6 +103,15 @@ func (n *testNode) client() *admin.Client { return admin.NewClient(n.api, cluste
 
 // status is the part of GET /v1/cluster the test reads.
 type status struct {
+	Ready struct {
+		Ready bool `json:"ready"`
+	} `json:"ready"`
+	Members []struct {
+		ID   string `json:"id"`
+		Meta struct {
+			Health string `json:"h"`
+		} `json:"meta"`
+	} `json:"members"`
 	Cluster struct {
 		NodeID   string `json:"node_id"`
 		State    string `json:"state"`
@@ -123,7 +132,8 @@ func (n *testNode) status(t *testing.T) (status, error) {
 }
 
 // waitLeader waits until every given node names the same leader among
-// them, and returns it.
+// them, is ready (caught up, in service) and sees the others in service
+// in gossip, and returns the leader.
 func waitLeader(t *testing.T, nodes []*testNode) *testNode {
 	t.Helper()
 	var leader *testNode
@@ -131,7 +141,18 @@ func waitLeader(t *testing.T, nodes []*testNode) *testNode {
 		id := ""
 		for _, n := range nodes {
 			s, err := n.status(t)
-			if err != nil || s.Cluster.LeaderID == "" || (id != "" && s.Cluster.LeaderID != id) {
+			if err != nil || !s.Ready.Ready || s.Cluster.LeaderID == "" || (id != "" && s.Cluster.LeaderID != id) {
+				return false
+			}
+			inService := 0
+			for _, m := range s.Members {
+				for _, o := range nodes {
+					if m.ID == o.id && m.Meta.Health == "ok" {
+						inService++
+					}
+				}
+			}
+			if inService != len(nodes) {
 				return false
 			}
 			id = s.Cluster.LeaderID
@@ -145,7 +166,7 @@ func waitLeader(t *testing.T, nodes []*testNode) *testNode {
 		return false
 	})
 	if !agreed {
-		t.Fatal("the nodes did not agree on a leader within 30 s")
+		t.Fatal("the nodes did not agree on a leader and get ready within 30 s")
 	}
 	return leader
 }
