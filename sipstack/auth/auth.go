@@ -330,9 +330,19 @@ func (a *Authenticator) vendorUser(name string, vendors bool) (fsm.Connection, f
 }
 
 // challenge is a 401 or 407 offering every configured algorithm with one
-// fresh nonce.
+// fresh nonce. While a node of an older build may run (a rolling
+// upgrade), the nonce is bound to nothing, as that build issues them, so
+// that a phone answering the old node that took its address over is not
+// refused; it is bound again as soon as every voter runs a build that
+// binds nonces.
 func (a *Authenticator) challenge(sch Scheme, secret []byte, b Binding, now time.Time, stale bool) sipmsg.Reply {
-	nonce := MintNonce(secret, a.cfg.Realm, b, now)
+	var nonce string
+	if a.cfg.UnboundNonces != nil && a.cfg.UnboundNonces() {
+		a.unboundUntil.Store(now.UnixMilli())
+		nonce = mintUnboundNonce(secret, a.cfg.Realm, now)
+	} else {
+		nonce = MintNonce(secret, a.cfg.Realm, b, now)
+	}
 	var hdrs []sip.Header
 	for _, c := range challenges(a.cfg.Realm, nonce, stale, a.cfg.Algorithms) {
 		hdrs = append(hdrs, sip.NewHeader(sch.challenge, c))

@@ -101,6 +101,15 @@ func unboundNonceMAC(secret []byte, ts []byte, realm string) []byte {
 	return m.Sum(nil)[:nonceMACLen]
 }
 
+// mintUnboundNonce returns a nonce bound to nothing, as builds before
+// bound nonces issue and verify them (Config.UnboundNonces).
+func mintUnboundNonce(secret []byte, realm string, now time.Time) string {
+	var raw [nonceRawLen]byte
+	binary.BigEndian.PutUint64(raw[:8], uint64(now.UnixMilli()))
+	copy(raw[8:], unboundNonceMAC(secret, raw[:8], realm))
+	return base64.RawURLEncoding.EncodeToString(raw[:])
+}
+
 // checkUnboundNonce is checkNonce for a nonce bound to nothing
 // (Config.UnboundNonces).
 func checkUnboundNonce(secret []byte, realm, nonce string, now time.Time, ttl time.Duration) (nonceStatus, int64, [nonceMACLen]byte) {

@@ -1,8 +1,6 @@
 package auth
 
 import (
-	"encoding/base64"
-	"encoding/binary"
 	"net/netip"
 	"testing"
 	"time"
@@ -11,6 +9,7 @@ import (
 	"github.com/icholy/digest"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
 
 // oneAccount is the replicated state with account 1001 alone.
@@ -32,13 +31,8 @@ func (oneAccount) ConnectionForSource(netip.Addr) (fsm.Connection, bool) {
 }
 func (oneAccount) Vendor(string) (fsm.Vendor, bool) { return fsm.Vendor{}, false }
 
-// mintUnboundNonce is a nonce as builds before bound nonces issue them.
-func mintUnboundNonce(now time.Time) string {
-	var raw [nonceRawLen]byte
-	binary.BigEndian.PutUint64(raw[:8], uint64(now.UnixMilli()))
-	copy(raw[8:], unboundNonceMAC(testSecret, raw[:8], "troika"))
-	return base64.RawURLEncoding.EncodeToString(raw[:])
-}
+// oldNonce is a nonce as builds before bound nonces issue them.
+func oldNonce(now time.Time) string { return mintUnboundNonce(testSecret, "troika", now) }
 
 // registerWith is a REGISTER of 1001 from src answering nonce with nc.
 func registerWith(t *testing.T, src, nonce string, nc int) *sip.Request {
@@ -76,7 +70,7 @@ func TestUnboundNoncesDuringUpgrade(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := mintUnboundNonce(t0)
+	before := oldNonce(t0)
 	steps := []struct {
 		name  string
 		a     *Authenticator
@@ -89,7 +83,7 @@ func TestUnboundNoncesDuringUpgrade(t *testing.T) {
 		{"no old build ever: refused", strict, before, 1, t0.Add(time.Second), false, sip.StatusUnauthorized},
 		{"an old build runs: accepted", a, before, 1, t0.Add(time.Second), true, 0},
 		{"upgrade done, issued before: accepted", a, before, 2, t0.Add(2 * time.Second), false, 0},
-		{"issued after the upgrade: refused", a, mintUnboundNonce(t0.Add(1500 * time.Millisecond)), 1, t0.Add(3 * time.Second), false, sip.StatusUnauthorized},
+		{"issued after the upgrade: refused", a, oldNonce(t0.Add(1500 * time.Millisecond)), 1, t0.Add(3 * time.Second), false, sip.StatusUnauthorized},
 		{"past its TTL: challenged again", a, before, 3, t0.Add(2 * time.Minute), false, sip.StatusUnauthorized},
 		{"a forged one while an old build runs: refused", a, before[:20] + "AAAAAAAAAAAA", 1, t0.Add(time.Second), true, sip.StatusUnauthorized},
 	}
@@ -103,5 +97,57 @@ func TestUnboundNoncesDuringUpgrade(t *testing.T) {
 		if got != s.want {
 			t.Errorf("%s: got %d, want %d", s.name, got, s.want)
 		}
+	}
+}
+
+// While an old build may run, a challenge carries a nonce that build can
+// verify (bound to nothing): a phone challenged by a new node and answering
+// an old one is not refused. Once every voter binds nonces, challenges are
+// bound again.
+func TestChallengesDuringUpgradeAreVerifiableByTheOldBuild(t *testing.T) {
+	t0 := time.UnixMilli(1_700_000_000_000)
+	oldRuns := true
+	a, err := New(Config{Realm: "troika", Algorithms: []string{MD5}, NonceTTL: time.Minute,
+		UnboundNonces: func() bool { return oldRuns }}, oneAccount{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonceOf := func(r *sipmsg.Reply) string {
+		t.Helper()
+		if r == nil || r.Code != sip.StatusUnauthorized || len(r.Headers) == 0 {
+			t.Fatalf("want a 401 challenge, got %+v", r)
+		}
+		ch, err := digest.ParseChallenge(r.Headers[0].Value())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ch.Nonce
+	}
+	unsigned := func(src string) *sip.Request {
+		req := registerWith(t, src, oldNonce(t0), 1)
+		req.RemoveHeader("Authorization")
+		return req
+	}
+
+	_, r := a.Authenticate("udp", unsigned("192.0.2.7:5060"), WWW, "1001", t0)
+	during := nonceOf(r)
+	if st, _, _ := checkUnboundNonce(testSecret, "troika", during, t0, time.Minute); st != nonceValid {
+		t.Fatalf("a challenge during the upgrade: the old build finds its nonce %v, want valid", st)
+	}
+	if _, r := a.Authenticate("udp", registerWith(t, "192.0.2.7:5060", during, 1), WWW, "1001", t0.Add(time.Second)); r != nil {
+		t.Fatalf("answering a challenge of the upgrade: got %d, want accepted", r.Code)
+	}
+
+	oldRuns = false
+	_, r = a.Authenticate("udp", unsigned("192.0.2.7:5060"), WWW, "1001", t0.Add(2*time.Second))
+	after := nonceOf(r)
+	if st, _, _ := checkUnboundNonce(testSecret, "troika", after, t0.Add(2*time.Second), time.Minute); st != nonceInvalid {
+		t.Fatalf("a challenge after the upgrade is %v as an unbound nonce, want bound (invalid unbound)", st)
+	}
+	if _, r := a.Authenticate("udp", registerWith(t, "192.0.2.8:5060", after, 1), WWW, "1001", t0.Add(3*time.Second)); r == nil {
+		t.Fatal("a bound nonce answered from another source was accepted")
+	}
+	if _, r := a.Authenticate("udp", registerWith(t, "192.0.2.7:5060", after, 1), WWW, "1001", t0.Add(3*time.Second)); r != nil {
+		t.Fatalf("a bound nonce answered from its source: got %d, want accepted", r.Code)
 	}
 }
