@@ -447,6 +447,13 @@ func (c *Client) stream(ctx context.Context, method, path string, in any) (*http
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	return c.streamRequest(req, path)
+}
+
+// streamRequest sends req without the client's timeout (its context
+// bounds it) and returns the answer when it is a 2xx, whose body the
+// caller closes, or the API's error. path names the request in errors.
+func (c *Client) streamRequest(req *http.Request, path string) (*http.Response, error) {
 	hc := http.Client{}
 	if c.HTTP != nil {
 		hc = *c.HTTP
@@ -454,9 +461,9 @@ func (c *Client) stream(ctx context.Context, method, path string, in any) (*http
 	hc.Timeout = 0
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, connError(method, path, err)
+		return nil, connError(req.Method, path, err)
 	}
-	c.checkStale(method, path, resp)
+	c.checkStale(req.Method, path, resp)
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))

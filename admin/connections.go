@@ -77,39 +77,16 @@ func connectionFromFSM(c fsm.Connection) Connection {
 	return out
 }
 
-// connections has its own POST (putConnection): the password policy and
-// generated passwords.
-var connections = resource[Connection, fsm.Connection]{what: "connection", key: "id", all: (*fsm.State).Connections,
-	one: (*fsm.State).Connection, view: connectionFromFSM,
-	del: func(id string) fsm.Command { return &fsm.DeleteConnection{ID: id} }}
-
-// putConnection creates or replaces a connection. Its password (with a
-// username only) passes the policy, its id and username being the user
-// names it must not contain, or is generated and shown in the answer.
-func (s *Server) putConnection(w http.ResponseWriter, r *http.Request) error {
-	var in Connection
-	if err := decode(r, &in); err != nil {
-		return err
-	}
-	gen, err := credentialPassword(&in.Password, in.GeneratePassword, in.Username, in.ID)
-	if err != nil {
-		return invalid(err)
-	}
-	c, err := in.toFSM()
-	if err == nil && in.Password != "" {
-		err = CheckPassword(in.Password, in.ID, in.Username)
-	}
-	if err != nil {
-		return invalid(err)
-	}
-	if _, err := s.propose(r, &fsm.PutConnection{Connection: c}); err != nil {
-		return err
-	}
-	out := connectionFromFSM(c)
-	out.Password = gen
-	writeJSON(w, http.StatusCreated, out)
-	return nil
+func (c *Connection) passwordFields() passwordFields {
+	return passwordFields{id: c.ID, username: c.Username, password: &c.Password, generate: c.GeneratePassword}
 }
+
+// connections: a connection's password (with a username only) passes the
+// policy or is generated (createWithPassword).
+var connections = resource[Connection, fsm.Connection]{what: "connection", key: "id", all: (*fsm.State).Connections,
+	one: (*fsm.State).Connection, view: connectionFromFSM, in: (*Connection).toFSM,
+	put: func(c fsm.Connection) fsm.Command { return &fsm.PutConnection{Connection: c} }, password: (*Connection).passwordFields,
+	del: func(id string) fsm.Command { return &fsm.DeleteConnection{ID: id} }}
 
 // translate runs a connection's rules on the numbers in the body, as the
 // switch would on a call from the vendor, and changes nothing. A rule that

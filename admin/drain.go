@@ -1,13 +1,9 @@
 package admin
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
-	"strings"
 	"time"
 )
 
@@ -33,11 +29,9 @@ const (
 	maxDrainTimeout     = time.Hour
 )
 
-// Final-line prefixes of a drain's progress stream.
-const (
-	drainedPrefix    = "drained: "
-	drainErrorPrefix = "error: "
-)
+// drainedPrefix begins the final line of a drain's progress stream
+// (progress.go) when the node has left the cluster.
+const drainedPrefix = "drained: "
 
 // DrainRequest is the body of POST /v1/cluster/drain (it may be empty).
 type DrainRequest struct {
@@ -125,19 +119,7 @@ func (s *Server) drain(w http.ResponseWriter, r *http.Request) error {
 	} else {
 		s.cfg.Logger.Info("drain requested", "remote", r.RemoteAddr, "token", TokenName(r.Context()), "timeout", opts.Timeout, "force", opts.Force)
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	write := func(line string) {
-		// One line per write: a line break inside a message would be
-		// read as a new line by the client.
-		line = strings.ReplaceAll(line, "\n", " ")
-		if _, err := io.WriteString(w, line+"\n"); err == nil {
-			_ = rc.Flush()
-		}
-	}
+	write := startProgress(w)
 	if joined {
 		write("already draining: following the drain in progress (its timeout and force apply, not this request's)")
 	}
@@ -146,11 +128,20 @@ func (s *Server) drain(w http.ResponseWriter, r *http.Request) error {
 	case r.Context().Err() != nil:
 		s.cfg.Logger.Info("drain client went away; the drain goes on", "remote", r.RemoteAddr)
 	case err != nil:
-		write(drainErrorPrefix + err.Error())
+		write(progressErrorPrefix + err.Error())
 	default:
 		write(drainedPrefix + summary)
 	}
 	return nil
+}
+
+// drainProgress reads a drain's progress stream.
+var drainProgress = progressStream{
+	what:       "drain",
+	donePrefix: drainedPrefix,
+	stopped:    func(msg string) error { return &DrainError{Msg: msg} },
+	leftHint:   "it goes on on the node: run drain again to follow it",
+	cutHint:    "the node may have stopped; check `troika cluster status` on another node",
 }
 
 // DrainError is a drain that stopped; Msg is the node's message.
@@ -168,26 +159,5 @@ func (c *Client) Drain(ctx context.Context, in DrainRequest, line func(string)) 
 		return "", err
 	}
 	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for sc.Scan() {
-		l := sc.Text()
-		if s, ok := strings.CutPrefix(l, drainedPrefix); ok {
-			return s, nil
-		}
-		if m, ok := strings.CutPrefix(l, drainErrorPrefix); ok {
-			return "", &DrainError{Msg: m}
-		}
-		if line != nil {
-			line(l)
-		}
-	}
-	err = sc.Err()
-	if err == nil {
-		err = io.ErrUnexpectedEOF
-	}
-	if ctx.Err() != nil {
-		return "", fmt.Errorf("stopped following the drain (%w); it goes on on the node: run drain again to follow it", ctx.Err())
-	}
-	return "", fmt.Errorf("the connection ended before the drain finished (%v): the node may have stopped; check `troika cluster status` on another node", err)
+	return drainProgress.follow(ctx, resp.Body, line)
 }

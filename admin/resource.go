@@ -20,7 +20,11 @@ type resource[A, F any] struct {
 	// that stores it. Nil: POST is the resource's own handler.
 	in  func(*A) (F, error)
 	put func(F) fsm.Command
-	del func(key string) fsm.Command
+	// password, when set, gives the digest password fields of a body
+	// (and of an answer): POST then checks or generates the password
+	// (createWithPassword).
+	password func(*A) passwordFields
+	del      func(key string) fsm.Command
 	// delGuard, when set, may refuse a DELETE (an error) before it is
 	// written, and returns what to log once it is.
 	delGuard func(s *Server, key string, r *http.Request) ([]any, error)
@@ -37,7 +41,10 @@ func (rs resource[A, F]) route(s *Server, v1 func(pattern string, h handler), pa
 	v1("GET "+path, func(w http.ResponseWriter, r *http.Request) error { return rs.list(s, w) })
 	v1("GET "+one, func(w http.ResponseWriter, r *http.Request) error { return rs.get(s, w, r) })
 	v1("DELETE "+one, func(w http.ResponseWriter, r *http.Request) error { return rs.delete(s, w, r) })
-	if rs.put != nil {
+	switch {
+	case rs.put != nil && rs.password != nil:
+		v1("POST "+path, func(w http.ResponseWriter, r *http.Request) error { return rs.createWithPassword(s, w, r) })
+	case rs.put != nil:
 		v1("POST "+path, func(w http.ResponseWriter, r *http.Request) error { return rs.create(s, w, r) })
 	}
 }
@@ -71,6 +78,44 @@ func (rs resource[A, F]) create(s *Server, w http.ResponseWriter, r *http.Reques
 		return err
 	}
 	writeJSON(w, http.StatusCreated, rs.view(f))
+	return nil
+}
+
+// passwordFields are the digest password fields of a vendor's or a
+// connection's body.
+type passwordFields struct {
+	id, username string
+	password     *string
+	generate     bool
+}
+
+// createWithPassword is create for a resource with a digest password: its
+// password (with a username only) passes the policy, its id and username
+// being the user names it must not contain, or is generated and shown in
+// the answer (the only answer that shows a password).
+func (rs resource[A, F]) createWithPassword(s *Server, w http.ResponseWriter, r *http.Request) error {
+	var in A
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	pf := rs.password(&in)
+	gen, err := credentialPassword(pf.password, pf.generate, pf.username, pf.id)
+	if err != nil {
+		return invalid(err)
+	}
+	f, err := rs.in(&in)
+	if err == nil && *pf.password != "" {
+		err = CheckPassword(*pf.password, pf.id, pf.username)
+	}
+	if err != nil {
+		return invalid(err)
+	}
+	if _, err := s.propose(r, rs.put(f)); err != nil {
+		return err
+	}
+	out := rs.view(f)
+	*rs.password(&out).password = gen
+	writeJSON(w, http.StatusCreated, out)
 	return nil
 }
 

@@ -1,13 +1,11 @@
 package admin
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -193,23 +191,13 @@ func (s *Server) restoreSnapshot(w http.ResponseWriter, r *http.Request) error {
 	s.cfg.Logger.Warn("snapshot restore: replacing the replicated state with a backup", "token", TokenName(r.Context()),
 		"remote", r.RemoteAddr, "force", flags["force"], "backup_raft_index", h.RaftIndex, "backup_taken_on", h.TakenOn,
 		"backup_created_at", h.CreatedAt, "counts", h.Counts.String())
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	write := func(line string) {
-		line = strings.ReplaceAll(line, "\n", " ")
-		if _, err := io.WriteString(w, line+"\n"); err == nil {
-			_ = rc.Flush()
-		}
-	}
+	write := startProgress(w)
 	write(fmt.Sprintf("received and checked the backup in %s: taken on %s at raft index %d, %s, troika %s, realm %q: %s",
 		time.Since(start).Round(time.Millisecond), dash(h.TakenOn), h.RaftIndex, h.CreatedAt.UTC().Format(time.RFC3339), h.TroikaVersion, h.Realm, h.Counts))
 	summary, err := rs.Run(ctx, write)
 	if err != nil {
 		s.cfg.Logger.Error("snapshot restore failed", "error", err)
-		write(drainErrorPrefix + err.Error())
+		write(progressErrorPrefix + err.Error())
 		return nil
 	}
 	s.cfg.Logger.Warn("snapshot restore done", "summary", summary, "took", time.Since(start).Round(time.Millisecond))
@@ -222,6 +210,15 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// restoreProgress reads a restore's progress stream.
+var restoreProgress = progressStream{
+	what:       "restore",
+	donePrefix: restoredPrefix,
+	stopped:    func(msg string) error { return &RestoreError{Msg: msg} },
+	leftHint:   "once the node has checked the file, the restore goes on: check `troika cluster status`",
+	cutHint:    "check `troika cluster status` on each node before trying again",
 }
 
 // RestoreError is a restore that stopped after its checks passed; Msg is
@@ -268,52 +265,10 @@ func (c *Client) RestoreSnapshot(ctx context.Context, body io.Reader, size int64
 	req.ContentLength = size
 	req.Header.Set("Authorization", "Bearer "+c.Token)
 	req.Header.Set("Content-Type", BackupContentType)
-	resp, err := c.streamRequest(req)
+	resp, err := c.streamRequest(req, req.URL.Path)
 	if err != nil {
 		return "", err
 	}
 	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for sc.Scan() {
-		l := sc.Text()
-		if s, ok := strings.CutPrefix(l, restoredPrefix); ok {
-			return s, nil
-		}
-		if m, ok := strings.CutPrefix(l, drainErrorPrefix); ok {
-			return "", &RestoreError{Msg: m}
-		}
-		if line != nil {
-			line(l)
-		}
-	}
-	err = sc.Err()
-	if err == nil {
-		err = io.ErrUnexpectedEOF
-	}
-	if ctx.Err() != nil {
-		return "", fmt.Errorf("stopped following the restore (%w); once the node has checked the file, the restore goes on: check `troika cluster status`", ctx.Err())
-	}
-	return "", fmt.Errorf("the connection ended before the restore finished (%v): check `troika cluster status` on each node before trying again", err)
-}
-
-// streamRequest sends req without the client's timeout (ctx bounds it)
-// and returns the answer when it is a 2xx.
-func (c *Client) streamRequest(req *http.Request) (*http.Response, error) {
-	hc := http.Client{}
-	if c.HTTP != nil {
-		hc = *c.HTTP
-	}
-	hc.Timeout = 0
-	resp, err := hc.Do(req)
-	if err != nil {
-		u, _ := url.Parse(req.URL.String())
-		return nil, connError(req.Method, u.Path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		defer resp.Body.Close()
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		return nil, apiError(resp.StatusCode, data)
-	}
-	return resp, nil
+	return restoreProgress.follow(ctx, resp.Body, line)
 }

@@ -1,8 +1,6 @@
 package admin
 
 import (
-	"net/http"
-
 	"github.com/troika-sip/troika/fsm"
 )
 
@@ -35,35 +33,12 @@ func vendorFromFSM(v fsm.Vendor) Vendor {
 	return Vendor{ID: v.ID, Name: v.Name, Username: v.Username, HasPassword: v.Credentials.Set()}
 }
 
-// vendors has its own POST (putVendor): the password policy and generated
-// passwords.
-var vendors = resource[Vendor, fsm.Vendor]{what: "vendor", key: "id", all: (*fsm.State).Vendors, one: (*fsm.State).Vendor,
-	view: vendorFromFSM, del: func(id string) fsm.Command { return &fsm.DeleteVendor{ID: id} }}
-
-// putVendor creates or replaces a vendor. Its password (with a username
-// only) passes the policy, its id and username being the user names it
-// must not contain, or is generated and shown in the answer.
-func (s *Server) putVendor(w http.ResponseWriter, r *http.Request) error {
-	var in Vendor
-	if err := decode(r, &in); err != nil {
-		return err
-	}
-	gen, err := credentialPassword(&in.Password, in.GeneratePassword, in.Username, in.ID)
-	if err != nil {
-		return invalid(err)
-	}
-	v, err := in.toFSM()
-	if err == nil && in.Password != "" {
-		err = CheckPassword(in.Password, in.ID, in.Username)
-	}
-	if err != nil {
-		return invalid(err)
-	}
-	if _, err := s.propose(r, &fsm.PutVendor{Vendor: v}); err != nil {
-		return err
-	}
-	out := vendorFromFSM(v)
-	out.Password = gen
-	writeJSON(w, http.StatusCreated, out)
-	return nil
+func (v *Vendor) passwordFields() passwordFields {
+	return passwordFields{id: v.ID, username: v.Username, password: &v.Password, generate: v.GeneratePassword}
 }
+
+// vendors: a vendor's password (with a username only) passes the policy
+// or is generated (createWithPassword).
+var vendors = resource[Vendor, fsm.Vendor]{what: "vendor", key: "id", all: (*fsm.State).Vendors, one: (*fsm.State).Vendor,
+	view: vendorFromFSM, in: (*Vendor).toFSM, put: func(v fsm.Vendor) fsm.Command { return &fsm.PutVendor{Vendor: v} },
+	password: (*Vendor).passwordFields, del: func(id string) fsm.Command { return &fsm.DeleteVendor{ID: id} }}

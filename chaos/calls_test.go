@@ -15,6 +15,7 @@ import (
 	"github.com/troika-sip/troika/admin"
 	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/internal/sipptest"
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
 // callPause is how long the SIPp caller holds the call after its ACK
@@ -29,15 +30,6 @@ func scenario(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-func money(t *testing.T, s string) int64 {
-	t.Helper()
-	v, err := billing.ParseMoney(s)
-	if err != nil {
-		t.Fatalf("money %q: %v", s, err)
-	}
-	return v
 }
 
 // A call in progress whose processing node is SIGKILLed: a SIPp caller
@@ -134,7 +126,7 @@ func callSurvives(t *testing.T, what string, fault func(c *Cluster, victim *Node
 		if err != nil {
 			t.Fatal(err)
 		}
-		before[id] = money(t, a.Balance)
+		before[id] = testkit.Money(t, a.Balance)
 	}
 
 	uac, err := c.Client.StartSIPp("caller", target, "-sf", scenario(t, "uac_auth.xml"), "-s", callee, "-au", caller, "-ap", sipptest.APIPassword(caller),
@@ -222,10 +214,10 @@ func callSurvives(t *testing.T, what string, fault func(c *Cluster, victim *Node
 	var sum int64
 	drop := map[string]int64{}
 	for _, ch := range x.Charges {
-		sum += money(t, ch.Amount)
-		drop[ch.Account] += money(t, ch.Amount)
+		sum += testkit.Money(t, ch.Amount)
+		drop[ch.Account] += testkit.Money(t, ch.Amount)
 	}
-	if sum != money(t, x.Amount) || sum <= 0 {
+	if sum != testkit.Money(t, x.Amount) || sum <= 0 {
 		t.Errorf("xDR amount %s, charges sum to %s", x.Amount, billing.FormatMoney(sum))
 	}
 	// Balances, calls and reservations on every survivor.
@@ -236,16 +228,16 @@ func callSurvives(t *testing.T, what string, fault func(c *Cluster, victim *Node
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := before[id] - money(t, a.Balance)
+			d := before[id] - testkit.Money(t, a.Balance)
 			total += d
 			if d != drop[id] {
 				t.Errorf("%s: %s's balance dropped by %s, its xDR charge is %s", n.Name, id, billing.FormatMoney(d), billing.FormatMoney(drop[id]))
 			}
-			if r := money(t, a.Reserved); r != 0 {
+			if r := testkit.Money(t, a.Reserved); r != 0 {
 				t.Errorf("%s: %s still has %s reserved", n.Name, id, a.Reserved)
 			}
 		}
-		if total != money(t, x.Amount) {
+		if total != testkit.Money(t, x.Amount) {
 			t.Errorf("%s: balances dropped by %s in all, the xDR says %s", n.Name, billing.FormatMoney(total), x.Amount)
 		}
 		for deadline := time.Now().Add(5 * time.Second); ; {

@@ -3,15 +3,13 @@
 package chaos
 
 import (
-	"bufio"
 	"context"
 	"net/http"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/troika-sip/troika/internal/sipptest"
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
 // nodeMetric reads one sample of a node's GET /metrics (through its
@@ -29,15 +27,7 @@ func nodeMetric(t *testing.T, n *Node, sample string) float64 {
 		t.Fatalf("%s: GET /metrics: %v", n.Name, err)
 	}
 	defer res.Body.Close()
-	sc := bufio.NewScanner(res.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
-	}
-	return 0
+	return testkit.ParseMetrics(res.Body)[sample]
 }
 
 // The dispatcher (docs/ARCHITECTURE.md): a steady REGISTER load sent to the

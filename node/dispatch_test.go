@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bufio"
 	"context"
 	"crypto/md5"
 	"encoding/hex"
@@ -166,19 +165,10 @@ func metric(t *testing.T, n *Node, name, labels string) float64 {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	sc := bufio.NewScanner(res.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	want := name
 	if labels != "" {
-		want += "{" + labels + "}"
+		name += "{" + labels + "}"
 	}
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), want+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
-	}
-	return 0
+	return testkit.ParseMetrics(res.Body)[name]
 }
 
 var nonceRe = regexp.MustCompile(`nonce="([^"]+)"`)

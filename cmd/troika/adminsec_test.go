@@ -88,25 +88,11 @@ func TestAgentAdminAPIOverTLS(t *testing.T) {
 	os.WriteFile(noc, []byte(nocToken+"\n"), 0o600)
 	apiAddr := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t, "127.0.0.1"))
 	config := filepath.Join(dir, "troika.toml")
-	cfg := fmt.Sprintf(`node_id = "tls1"
-data_dir = %q
-log_level = "info"
-[cluster]
-bind = "127.0.0.1:%d"
-gossip_bind = "127.0.0.1:%d"
-key = "c2hhcmVkLWNsdXN0ZXIta2V5LWZvci10ZXN0cw=="
-bootstrap = true
-[sip]
-addresses = ["127.0.0.61"]
-[admin]
-listen = %q
-tokens = [{name = "ops", scope = "admin", token_file = %q}, {name = "noc", scope = "read", token_file = %q}]
+	soloConfig{id: "tls1", dataDir: filepath.Join(dir, "data"), logLevel: "info", sipIP: "127.0.0.61", api: apiAddr,
+		admin: fmt.Sprintf(`tokens = [{name = "ops", scope = "admin", token_file = %q}, {name = "noc", scope = "read", token_file = %q}]
 tls_cert_file = %q
 tls_key_file = %q
-`, filepath.Join(dir, "data"), freeTCPPort(t, "127.0.0.1"), freeTCPPort(t, "127.0.0.1"), apiAddr, ops, noc, files.Cert, files.Key)
-	if err := os.WriteFile(config, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+`, ops, noc, files.Cert, files.Key)}.write(t, config)
 	p := startProc(t, "agent", "--config", config)
 	c, err := admin.NewClientTLS(apiAddr, nocToken, admin.ClientTLS{CAFile: files.CA})
 	if err != nil {

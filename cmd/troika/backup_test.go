@@ -26,19 +26,6 @@ import (
 // "Replace a dead server") on clusters of troika processes on 127.0.0.1,
 // with free ports for every socket (so they run beside other tests).
 
-// opNode is a node of such a cluster.
-type opNode struct {
-	*testNode
-	dataDir, gossip, sip string // sip: host:port of its SIP socket (UDP and TCP)
-}
-
-func (n *opNode) sipPort() int {
-	_, p, _ := net.SplitHostPort(n.sip)
-	var port int
-	fmt.Sscan(p, &port)
-	return port
-}
-
 // freeSIPPort is a port free for both UDP and TCP on 127.0.0.1.
 func freeSIPPort(t *testing.T) int {
 	t.Helper()
@@ -59,83 +46,19 @@ func freeSIPPort(t *testing.T) int {
 	return 0
 }
 
-// newOpNode picks the ports of a node; writeConfig writes its file.
-func newOpNode(t *testing.T, dir, id string) *opNode {
-	n := &opNode{testNode: &testNode{id: id, sipIP: "127.0.0.1"}}
-	n.api = fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t, "127.0.0.1"))
-	n.cluster = fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t, "127.0.0.1"))
-	n.gossip = fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t, "127.0.0.1"))
-	n.sip = fmt.Sprintf("127.0.0.1:%d", freeSIPPort(t))
-	n.dataDir = filepath.Join(dir, id)
-	n.config = filepath.Join(dir, id+".toml")
-	return n
-}
-
-// writeConfig writes n's configuration; membership holds the [cluster]
-// lines that say how it gets into a cluster (peers, or await_add).
-func (n *opNode) writeConfig(t *testing.T, membership string, gossipJoin []string) {
-	t.Helper()
-	cfg := fmt.Sprintf(`node_id = %q
-data_dir = %q
-log_level = "warn"
-[cluster]
-bind = %q
-key = "c2hhcmVkLWNsdXN0ZXIta2V5LWZvci10ZXN0cw=="
-%s
-gossip_bind = %q
-gossip_join = [%s]
-[sip]
-addresses = ["127.0.0.1"]
-udp_ports = [%d]
-tcp_ports = [%d]
-[admin]
-listen = %q
-token = %q
-`, n.id, n.dataDir, n.cluster, membership, n.gossip, quoted(gossipJoin), n.sipPort(), n.sipPort(), n.api, clusterToken)
-	if err := os.WriteFile(n.config, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func quoted(ss []string) string {
-	q := make([]string, len(ss))
-	for i, s := range ss {
-		q[i] = fmt.Sprintf("%q", s)
-	}
-	return strings.Join(q, ", ")
+// newOpNode picks the ports of node id, all on 127.0.0.1.
+func newOpNode(t *testing.T, dir, id string) *testNode {
+	return newTestNode(t, dir, id, "127.0.0.1", freeSIPPort(t))
 }
 
 // opCluster writes the configurations of a static cluster of the given
 // nodes.
-func opCluster(t *testing.T, dir string, ids ...string) []*opNode {
-	var nodes []*opNode
-	var peers, gossip []string
+func opCluster(t *testing.T, dir string, ids ...string) []*testNode {
+	var nodes []*testNode
 	for _, id := range ids {
-		n := newOpNode(t, dir, id)
-		nodes = append(nodes, n)
-		peers = append(peers, id+"="+n.cluster)
-		gossip = append(gossip, n.gossip)
+		nodes = append(nodes, newOpNode(t, dir, id))
 	}
-	for _, n := range nodes {
-		n.writeConfig(t, "peers = ["+quoted(peers)+"]", gossip)
-	}
-	return nodes
-}
-
-func testNodes(nodes ...*opNode) []*testNode {
-	out := make([]*testNode, len(nodes))
-	for i, n := range nodes {
-		out[i] = n.testNode
-	}
-	return out
-}
-
-// runCLIResult runs the troika CLI and returns its output and error.
-func runCLIResult(env []string, args ...string) (string, error) {
-	cmd := exec.Command(troikaBin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	return staticCluster(t, nodes...)
 }
 
 // wantRefused runs the CLI and checks that it fails with a message
@@ -148,7 +71,7 @@ func wantRefused(t *testing.T, env []string, want []string, args ...string) {
 // wantExit is wantRefused with exit status code (0: any failure).
 func wantExit(t *testing.T, env []string, code int, want []string, args ...string) {
 	t.Helper()
-	out, err := runCLIResult(env, args...)
+	out, err := cliErr(env, args...)
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) {
 		t.Fatalf("troika %v: %v, want it refused:\n%s", args, err, out)
@@ -215,23 +138,12 @@ func waitData(t *testing.T, n *testNode, want clusterData) {
 }
 
 // waitHealth waits until node n's gossip shows member id with health.
-func waitHealth(t *testing.T, n *opNode, id, health string) {
+func waitHealth(t *testing.T, n *testNode, id, health string) {
 	t.Helper()
 	var got string
 	if !testkit.Eventually(20*time.Second, func() bool {
-		raw, err := n.client().ClusterStatus(context.Background())
+		st, err := n.status(t)
 		if err != nil {
-			return false
-		}
-		var st struct {
-			Members []struct {
-				ID   string `json:"id"`
-				Meta struct {
-					Health string `json:"h"`
-				} `json:"meta"`
-			} `json:"members"`
-		}
-		if json.Unmarshal(raw, &st) != nil {
 			return false
 		}
 		for _, m := range st.Members {
@@ -296,22 +208,14 @@ func TestSnapshotRestoresAWipedCluster(t *testing.T) {
 	sipptest.Need(t)
 	dir := t.TempDir()
 	nodes := opCluster(t, dir, "n1", "n2", "n3")
-	for _, n := range nodes {
-		n.start(t)
-	}
-	leader := waitLeader(t, testNodes(nodes...))
-	var follower *opNode
-	for _, n := range nodes {
-		if n.testNode != leader {
-			follower = n
-		}
-	}
+	leader := startCluster(t, nodes)
+	follower := others(nodes, leader)[0]
 	const accounts, phones = 240, 120
-	ids := seed(t, follower.testNode, nodes[0].sip, accounts, phones)
+	ids := seed(t, follower, nodes[0].sip(), accounts, phones)
 	for _, n := range nodes {
-		waitBindings(t, n.testNode, phones)
+		waitBindings(t, n, phones)
 	}
-	before, err := dataOf(t, follower.testNode)
+	before, err := dataOf(t, follower)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +223,7 @@ func TestSnapshotRestoresAWipedCluster(t *testing.T) {
 		t.Fatalf("seeded %d accounts, %d bindings, u00007's balance %s", len(before.Accounts), len(before.Bindings), before.Accounts[7].Balance)
 	}
 
-	env := []string{"TROIKA_API=http://" + follower.api, "TROIKA_TOKEN=" + clusterToken}
+	env := follower.cliEnv()
 	file := filepath.Join(dir, "cluster.backup")
 	out := runCLI(t, env, "snapshot", "save", file)
 	if !regexp.MustCompile(`(?s)^saved .*cluster.backup \(.* taken on ` + follower.id + ` at raft index \d+ .*realm "troika"\n  240 accounts, 1 tariff, .*120 bindings, 0 calls in progress, 0 xDRs\n  sha256 [0-9a-f]{64}\n`).MatchString(out) {
@@ -344,11 +248,8 @@ func TestSnapshotRestoresAWipedCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, n := range nodes {
-		n.start(t)
-	}
-	waitLeader(t, testNodes(nodes...))
-	empty, err := dataOf(t, nodes[2].testNode)
+	startCluster(t, nodes)
+	empty, err := dataOf(t, nodes[2])
 	if err != nil || len(empty.Accounts) != 0 || len(empty.Bindings) != 0 {
 		t.Fatalf("the fresh cluster holds %d accounts, %d bindings (%v)", len(empty.Accounts), len(empty.Bindings), err)
 	}
@@ -398,7 +299,7 @@ func TestSnapshotRestoresAWipedCluster(t *testing.T) {
 		}
 	}
 	for _, n := range nodes {
-		if d, err := dataOf(t, n.testNode); err != nil || len(d.Accounts)+len(d.Tariffs)+len(d.Bindings) != 0 {
+		if d, err := dataOf(t, n); err != nil || len(d.Accounts)+len(d.Tariffs)+len(d.Bindings) != 0 {
 			t.Fatalf("after the refusals node %s holds %d accounts, %d tariffs, %d bindings (%v)", n.id, len(d.Accounts), len(d.Tariffs), len(d.Bindings), err)
 		}
 	}
@@ -408,7 +309,7 @@ func TestSnapshotRestoresAWipedCluster(t *testing.T) {
 	if s, _ := target.status(t); s.Cluster.State == "leader" {
 		target = nodes[1]
 	}
-	env = []string{"TROIKA_API=http://" + target.api, "TROIKA_TOKEN=" + clusterToken}
+	env = target.cliEnv()
 	start := time.Now()
 	out = runCLI(t, env, "snapshot", "restore", file)
 	took := time.Since(start)
@@ -419,31 +320,31 @@ func TestSnapshotRestoresAWipedCluster(t *testing.T) {
 		}
 	}
 	for _, n := range nodes {
-		waitData(t, n.testNode, before)
+		waitData(t, n, before)
 	}
 	t.Logf("restored %d accounts and %d bindings into a fresh cluster in %s (the CLI's check, upload and restore):\n%s",
 		accounts, phones, took.Round(time.Millisecond), out)
 
 	// The restored credentials answer the cluster's challenges: phones
 	// register again (through another node).
-	st := sipptest.Run(t, sipptest.Options{Target: nodes[1].sip, Scenario: "reg_auth.xml", Inject: sipptest.APIUsers(ids[phones : phones+40]...), Rate: 100})
+	st := sipptest.Run(t, sipptest.Options{Target: nodes[1].sip(), Scenario: "reg_auth.xml", Inject: sipptest.APIUsers(ids[phones : phones+40]...), Rate: 100})
 	if st.OK != 40 || st.Failed != 0 {
 		t.Fatalf("REGISTER with restored credentials: %d ok, %d failed\n%s", st.OK, st.Failed, st.Errors)
 	}
 	for _, n := range nodes {
-		waitBindings(t, n.testNode, phones+40)
+		waitBindings(t, n, phones+40)
 	}
 
 	// Now the cluster holds data: a restore needs --force, and nothing
 	// changes without it.
 	wantExit(t, env, exitConflict, []string{"restore refused, nothing changed", "this cluster holds data", "--force"}, "snapshot", "restore", file)
-	waitBindings(t, nodes[0].testNode, phones+40)
+	waitBindings(t, nodes[0], phones+40)
 	out = runCLI(t, env, "snapshot", "restore", "--force", file)
 	if !strings.Contains(out, "restored: ") {
 		t.Fatalf("restore --force:\n%s", out)
 	}
 	for _, n := range nodes {
-		waitData(t, n.testNode, before) // the 40 later bindings are gone again
+		waitData(t, n, before) // the 40 later bindings are gone again
 	}
 }
 
@@ -459,23 +360,20 @@ func TestReplaceADeadServer(t *testing.T) {
 	sipptest.Need(t)
 	dir := t.TempDir()
 	nodes := opCluster(t, dir, "n1", "n2", "n3")
+	startCluster(t, nodes)
+	ids := seed(t, nodes[0], nodes[0].sip(), 60, 30)
 	for _, n := range nodes {
-		n.start(t)
-	}
-	waitLeader(t, testNodes(nodes...))
-	ids := seed(t, nodes[0].testNode, nodes[0].sip, 60, 30)
-	for _, n := range nodes {
-		waitBindings(t, n.testNode, 30)
+		waitBindings(t, n, 30)
 	}
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
-	env := []string{"TROIKA_API=http://" + n1.api, "TROIKA_TOKEN=" + clusterToken}
+	env := n1.cliEnv()
 
 	// n3 dies for good.
 	n3.p.kill()
 	if err := os.RemoveAll(n3.dataDir); err != nil {
 		t.Fatal(err)
 	}
-	waitLeader(t, testNodes(n1, n2))
+	waitLeader(t, []*testNode{n1, n2})
 	var out string
 	if !testkit.Eventually(20*time.Second, func() bool {
 		out = runCLI(t, env, "operator", "raft", "list-peers")
@@ -515,35 +413,35 @@ func TestReplaceADeadServer(t *testing.T) {
 	}
 	t.Logf("troika operator raft add-voter n4 %s:\n%s", n4.cluster, out)
 	start := time.Now()
-	want, err := dataOf(t, n1.testNode)
+	want, err := dataOf(t, n1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitData(t, n4.testNode, want)
+	waitData(t, n4, want)
 	t.Logf("n4 shows the cluster's %d accounts and %d bindings %s after add-voter", len(want.Accounts), len(want.Bindings), time.Since(start).Round(time.Millisecond))
 	waitHealth(t, n1, "n4", "ok")
 	t.Logf("n1 sees n4 healthy (SIP is dispatched to it) %s after add-voter", time.Since(start).Round(time.Millisecond))
 
 	// It serves: phones register through it.
-	st := sipptest.Run(t, sipptest.Options{Target: n4.sip, Scenario: "reg_auth.xml", Inject: sipptest.APIUsers(ids[30:50]...), Rate: 100})
+	st := sipptest.Run(t, sipptest.Options{Target: n4.sip(), Scenario: "reg_auth.xml", Inject: sipptest.APIUsers(ids[30:50]...), Rate: 100})
 	if st.OK != 20 || st.Failed != 0 {
 		t.Fatalf("REGISTER through the replacement: %d ok, %d failed\n%s", st.OK, st.Failed, st.Errors)
 	}
-	for _, n := range []*opNode{n1, n2, n4} {
-		waitBindings(t, n.testNode, 50)
+	for _, n := range []*testNode{n1, n2, n4} {
+		waitBindings(t, n, 50)
 	}
 
 	// It votes: with n1 killed, n2 and n4 are a quorum.
 	n1.p.kill()
-	waitLeader(t, testNodes(n2, n4))
-	st = sipptest.Run(t, sipptest.Options{Target: n2.sip, Scenario: "reg_auth.xml", Inject: sipptest.APIUsers(ids[50:60]...), Rate: 100})
+	waitLeader(t, []*testNode{n2, n4})
+	st = sipptest.Run(t, sipptest.Options{Target: n2.sip(), Scenario: "reg_auth.xml", Inject: sipptest.APIUsers(ids[50:60]...), Rate: 100})
 	if st.OK != 10 || st.Failed != 0 {
 		t.Fatalf("REGISTER with n1 down: %d ok, %d failed\n%s", st.OK, st.Failed, st.Errors)
 	}
-	for _, n := range []*opNode{n2, n4} {
-		waitBindings(t, n.testNode, 60)
+	for _, n := range []*testNode{n2, n4} {
+		waitBindings(t, n, 60)
 	}
-	env4 := []string{"TROIKA_API=http://" + n4.api, "TROIKA_TOKEN=" + clusterToken}
+	env4 := n4.cliEnv()
 	if !testkit.Eventually(20*time.Second, func() bool {
 		out = runCLI(t, env4, "operator", "raft", "list-peers")
 		return regexp.MustCompile(`(?m)^n4 +127\.0\.0\.1:\d+ +voter +(leader|follower) +alive `).MatchString(out) &&

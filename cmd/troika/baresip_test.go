@@ -168,7 +168,7 @@ func phoneCalls(t *testing.T, c *admin.Client, tc phoneCase) {
 		var total int64
 		roles := map[string]string{}
 		for _, ch := range x.Charges {
-			amount := mustMoney(t, ch.Amount)
+			amount := testkit.Money(t, ch.Amount)
 			if amount != wantAmount || ch.Seconds != max(0, x.Duration-5) {
 				t.Errorf("xDR %d: %s pays %s for %d s, want %s for %d s of a %d s call", i+1, ch.Account, ch.Amount, ch.Seconds,
 					billing.FormatMoney(wantAmount), max(0, x.Duration-5), x.Duration)
@@ -180,7 +180,7 @@ func phoneCalls(t *testing.T, c *admin.Client, tc phoneCase) {
 		if len(x.Charges) != 2 || roles[tc.caller] == "" || roles[tc.callee] == "" || roles[tc.caller] == roles[tc.callee] {
 			t.Errorf("xDR %d: charges %+v, want one for %s and one for %s", i+1, x.Charges, tc.caller, tc.callee)
 		}
-		if mustMoney(t, x.Amount) != total {
+		if testkit.Money(t, x.Amount) != total {
 			t.Errorf("xDR %d: amount %s, its charges sum to %s", i+1, x.Amount, billing.FormatMoney(total))
 		}
 		t.Logf("xDR %d: %s -> %s, %d s (held %s), %s each side, total %s", i+1, x.CLI, x.CLD, x.Duration,
@@ -194,7 +194,7 @@ func phoneCalls(t *testing.T, c *admin.Client, tc phoneCase) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := mustMoney(t, acct.Balance); got != before[id]-paid[id] || mustMoney(t, acct.Reserved) != 0 {
+		if got := testkit.Money(t, acct.Balance); got != before[id]-paid[id] || testkit.Money(t, acct.Reserved) != 0 {
 			t.Errorf("%s: balance %s reserved %s; want %s - %s = %s, nothing reserved", id, acct.Balance, acct.Reserved,
 				billing.FormatMoney(before[id]), billing.FormatMoney(paid[id]), billing.FormatMoney(before[id]-paid[id]))
 		}
@@ -308,14 +308,5 @@ func apiBalance(t *testing.T, c *admin.Client, id string) int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return mustMoney(t, a.Balance)
-}
-
-func mustMoney(t *testing.T, s string) int64 {
-	t.Helper()
-	v, err := billing.ParseMoney(s)
-	if err != nil {
-		t.Fatalf("amount %q: %v", s, err)
-	}
-	return v
+	return testkit.Money(t, a.Balance)
 }

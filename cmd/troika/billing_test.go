@@ -64,11 +64,8 @@ func billingNode(t *testing.T) (string, *fsm.State) {
 // runInProc runs the CLI in this process against api and returns what it printed on stdout.
 func runInProc(t *testing.T, api string, args ...string) (string, error) {
 	t.Helper()
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokenFile, []byte(testToken+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return runRoot(t, append([]string{"--api", api, "--token-file", tokenFile}, args...)...)
+	out, _, err := runInProcIO(t, api, strings.NewReader(""), args...)
+	return out, err
 }
 
 // runRoot runs the CLI in this process with args and returns what it

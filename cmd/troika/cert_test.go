@@ -1,15 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,25 +13,6 @@ import (
 	"github.com/troika-sip/troika/admin"
 	"github.com/troika-sip/troika/internal/testkit"
 )
-
-// scrape reads one sample of a node's GET /metrics; 0 when absent.
-func scrape(t *testing.T, n *testNode, sample string) float64 {
-	t.Helper()
-	res, err := http.Get("http://" + n.api + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	sc := bufio.NewScanner(res.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
-	}
-	return 0
-}
 
 // The runbook's certificates, made with `troika cert`, give three troika
 // processes a TLS cluster port: they elect a leader, an account created
@@ -69,20 +46,12 @@ func TestCertCLIAndTLSCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := runCLIErr(t, "cert", "create-ca", "--dir", caDir); err == nil {
+	if _, err := cliErr(nil, "cert", "create-ca", "--dir", caDir); err == nil {
 		t.Fatal("create-ca replaced an existing CA without --force")
 	}
 
-	for _, n := range nodes {
-		n.start(t)
-	}
-	leader := waitLeader(t, nodes)
-	var follower *testNode
-	for _, n := range nodes {
-		if n != leader {
-			follower = n
-		}
-	}
+	leader := startCluster(t, nodes)
+	follower := others(nodes, leader)[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if _, err := follower.client().CreateAccount(ctx, admin.Account{ID: "tls1", Password: "Pw-over-TLS-4711"}); err != nil {
@@ -95,8 +64,8 @@ func TestCertCLIAndTLSCluster(t *testing.T) {
 		})
 	}
 	for _, n := range nodes {
-		tlsConns := scrape(t, n, `troika_cluster_conns_accepted_total{transport="tls"}`)
-		plain := scrape(t, n, `troika_cluster_conns_accepted_total{transport="plaintext"}`)
+		m := metricsOf(t, n.api)
+		tlsConns, plain := m[`troika_cluster_conns_accepted_total{transport="tls"}`], m[`troika_cluster_conns_accepted_total{transport="plaintext"}`]
 		if tlsConns == 0 || plain != 0 {
 			t.Errorf("%s accepted %v TLS and %v plaintext cluster connections: want TLS only", n.id, tlsConns, plain)
 		}
@@ -120,14 +89,7 @@ func TestCertCLIAndTLSCluster(t *testing.T) {
 		t.Fatalf("answer to a plaintext dialer: %#x, %v: want 0x02 (TLS required)", ack, err)
 	}
 	testkit.WaitFor(t, 5*time.Second, "the refusal counted and logged", func() bool {
-		return scrape(t, leader, `troika_cluster_conn_refused_total{reason="plaintext"}`) == 1 &&
+		return metricsOf(t, leader.api)[`troika_cluster_conn_refused_total{reason="plaintext"}`] == 1 &&
 			strings.Contains(leader.p.output(), "refused a connection") && strings.Contains(leader.p.output(), `"reason":"plaintext"`)
 	})
-}
-
-// runCLIErr runs the binary and returns its output and error.
-func runCLIErr(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	out, err := exec.Command(troikaBin, args...).CombinedOutput()
-	return string(out), err
 }

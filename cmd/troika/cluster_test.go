@@ -19,10 +19,20 @@ import (
 
 const clusterToken = "cluster-test-token-0123456789"
 
+// clusterKey is the cluster key of the agents these tests configure.
+const clusterKey = "c2hhcmVkLWNsdXN0ZXIta2V5LWZvci10ZXN0cw=="
+
+// testNode is a troika agent of a test cluster: its cluster port, gossip
+// and admin API on free ports (not fixed ones, which another run of these
+// tests on the same host could answer on), SIP on sipIP:sipPort (UDP and
+// TCP).
 type testNode struct {
-	id, sipIP, api, config string
-	cluster                string // the cluster port
-	p                      *proc
+	id, config, dataDir string
+	api                 string // the admin API's host:port, on sipIP
+	cluster, gossip     string // host:port of the cluster port and of gossip, on 127.0.0.1
+	sipIP               string
+	sipPort             int
+	p                   *proc
 }
 
 func freeTCPPort(t *testing.T, ip string) int {
@@ -35,49 +45,109 @@ func freeTCPPort(t *testing.T, ip string) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// threeNodes writes the configuration of a static three-node cluster on
-// loopback: cluster links on 127.0.0.1, SIP on 127.0.0.4N:5060, the admin
-// API on 127.0.0.4N and a free port (not a fixed one, which another run of
-// these tests on the same host could answer on).
-func threeNodes(t *testing.T) []*testNode {
-	var nodes []*testNode
-	var peers []string
-	ports, gossip := make([]int, 3), make([]string, 3)
-	for i := range 3 {
-		ports[i] = freeTCPPort(t, "127.0.0.1")
-		peers = append(peers, fmt.Sprintf("%q", fmt.Sprintf("n%d=127.0.0.1:%d", i+1, ports[i])))
-		// Gossip defaults to the cluster port + 1, which another node's
-		// random port may hold: pick free ones.
-		gossip[i] = fmt.Sprintf("%q", fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t, "127.0.0.1")))
-	}
-	dir := t.TempDir()
-	for i := range 3 {
-		n := &testNode{id: fmt.Sprintf("n%d", i+1), sipIP: fmt.Sprintf("127.0.0.4%d", i+1)}
-		n.api = fmt.Sprintf("%s:%d", n.sipIP, freeTCPPort(t, n.sipIP))
-		n.cluster = fmt.Sprintf("127.0.0.1:%d", ports[i])
-		n.config = filepath.Join(dir, n.id+".toml")
-		cfg := fmt.Sprintf(`node_id = %q
+// newTestNode picks the ports of node id, whose data directory and
+// configuration file are in dir; writeConfig writes the file.
+func newTestNode(t *testing.T, dir, id, sipIP string, sipPort int) *testNode {
+	n := &testNode{id: id, sipIP: sipIP, sipPort: sipPort}
+	n.api = fmt.Sprintf("%s:%d", sipIP, freeTCPPort(t, sipIP))
+	// Gossip defaults to the cluster port + 1, which another node's
+	// random port may hold: pick free ones.
+	n.cluster = fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t, "127.0.0.1"))
+	n.gossip = fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t, "127.0.0.1"))
+	n.dataDir = filepath.Join(dir, id)
+	n.config = filepath.Join(dir, id+".toml")
+	return n
+}
+
+// sip is the host:port of n's SIP sockets.
+func (n *testNode) sip() string { return fmt.Sprintf("%s:%d", n.sipIP, n.sipPort) }
+
+// writeConfig writes n's configuration; membership holds the [cluster]
+// lines that say how it gets into a cluster (peers, or await_add).
+func (n *testNode) writeConfig(t *testing.T, membership string, gossipJoin []string) {
+	t.Helper()
+	cfg := fmt.Sprintf(`node_id = %q
 data_dir = %q
 log_level = "warn"
 [cluster]
+bind = %q
+key = %q
+%s
+gossip_bind = %q
+gossip_join = [%s]
+[sip]
+addresses = [%q]
+udp_ports = [%d]
+tcp_ports = [%d]
+[admin]
+listen = %q
+token = %q
+`, n.id, n.dataDir, n.cluster, clusterKey, membership, n.gossip, quoted(gossipJoin), n.sipIP, n.sipPort, n.sipPort, n.api, clusterToken)
+	if err := os.WriteFile(n.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func quoted(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return strings.Join(q, ", ")
+}
+
+// soloConfig is the configuration of an agent that bootstraps a cluster
+// of its own, its cluster port and gossip on free ports of 127.0.0.1.
+type soloConfig struct {
+	id, dataDir, logLevel string
+	sipIP, api            string // SIP's address, the admin API's host:port
+	admin                 string // the lines of [admin] after listen
+}
+
+func (c soloConfig) write(t *testing.T, path string) {
+	t.Helper()
+	cfg := fmt.Sprintf(`node_id = %q
+data_dir = %q
+log_level = %q
+[cluster]
 bind = "127.0.0.1:%d"
-key = "c2hhcmVkLWNsdXN0ZXIta2V5LWZvci10ZXN0cw=="
-peers = [%s, %s, %s]
-gossip_bind = %s
-gossip_join = [%s, %s, %s]
+gossip_bind = "127.0.0.1:%d"
+key = %q
+bootstrap = true
 [sip]
 addresses = [%q]
 [admin]
 listen = %q
-token = %q
-`, n.id, filepath.Join(dir, n.id), ports[i], peers[0], peers[1], peers[2], gossip[i], gossip[0], gossip[1], gossip[2],
-			n.sipIP, n.api, clusterToken)
-		if err := os.WriteFile(n.config, []byte(cfg), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		nodes = append(nodes, n)
+`, c.id, c.dataDir, c.logLevel, freeTCPPort(t, "127.0.0.1"), freeTCPPort(t, "127.0.0.1"), clusterKey, c.sipIP, c.api) + c.admin
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// staticCluster writes the configurations of nodes as a static cluster:
+// each lists all of them as its peers, and joins their gossip.
+func staticCluster(t *testing.T, nodes ...*testNode) []*testNode {
+	var peers, gossip []string
+	for _, n := range nodes {
+		peers = append(peers, n.id+"="+n.cluster)
+		gossip = append(gossip, n.gossip)
+	}
+	for _, n := range nodes {
+		n.writeConfig(t, "peers = ["+quoted(peers)+"]", gossip)
 	}
 	return nodes
+}
+
+// threeNodes writes the configuration of a static three-node cluster on
+// loopback: n1 to n3, SIP on 127.0.0.4N:5060 and the admin API on
+// 127.0.0.4N.
+func threeNodes(t *testing.T) []*testNode {
+	dir := t.TempDir()
+	var nodes []*testNode
+	for i := range 3 {
+		nodes = append(nodes, newTestNode(t, dir, fmt.Sprintf("n%d", i+1), fmt.Sprintf("127.0.0.4%d", i+1), 5060))
+	}
+	return staticCluster(t, nodes...)
 }
 
 // start runs the node and waits until its admin API answers (it opens
@@ -97,6 +167,32 @@ func (n *testNode) start(t *testing.T) {
 		}
 	}
 	t.Fatalf("node %s: admin API not up within 30 s:\n%s", n.id, n.p.output())
+}
+
+// startCluster starts nodes and returns their leader once they are
+// ready (waitLeader).
+func startCluster(t *testing.T, nodes []*testNode) *testNode {
+	t.Helper()
+	for _, n := range nodes {
+		n.start(t)
+	}
+	return waitLeader(t, nodes)
+}
+
+// others is nodes but n.
+func others(nodes []*testNode, n *testNode) []*testNode {
+	var out []*testNode
+	for _, o := range nodes {
+		if o != n {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// cliEnv is the environment of a CLI command run against n.
+func (n *testNode) cliEnv() []string {
+	return []string{"TROIKA_API=http://" + n.api, "TROIKA_TOKEN=" + clusterToken}
 }
 
 func (n *testNode) client() *admin.Client { return admin.NewClient(n.api, clusterToken) }
@@ -193,17 +289,8 @@ func waitBindings(t *testing.T, n *testNode, want int) {
 func TestClusterKeepsRegistrationsThroughLeaderLossAndRestart(t *testing.T) {
 	sipptest.Need(t)
 	nodes := threeNodes(t)
-	for _, n := range nodes {
-		n.start(t)
-	}
-	leader := waitLeader(t, nodes)
-	var follower *testNode
-	for _, n := range nodes {
-		if n != leader {
-			follower = n
-			break
-		}
-	}
+	leader := startCluster(t, nodes)
+	follower := others(nodes, leader)[0]
 	const users = 300
 	var accounts []admin.Account
 	var ids []string
@@ -215,26 +302,21 @@ func TestClusterKeepsRegistrationsThroughLeaderLossAndRestart(t *testing.T) {
 	if err := follower.client().ImportAccounts(context.Background(), accounts); err != nil {
 		t.Fatal(err)
 	}
-	st := sipptest.Run(t, sipptest.Options{Target: follower.sipIP + ":5060", Scenario: "reg_auth.xml",
+	st := sipptest.Run(t, sipptest.Options{Target: follower.sip(), Scenario: "reg_auth.xml",
 		Inject: sipptest.APIUsers(ids...), Rate: 100, Limit: 50})
 	if st.OK != users || st.Failed != 0 {
 		t.Fatalf("registering through follower %s: %d ok, %d failed\n%s\n%s", follower.id, st.OK, st.Failed, st.Output, st.Errors)
 	}
 
 	leader.p.kill() // SIGKILL
-	var survivors []*testNode
-	for _, n := range nodes {
-		if n != leader {
-			survivors = append(survivors, n)
-		}
-	}
+	survivors := others(nodes, leader)
 	newLeader := waitLeader(t, survivors)
 	t.Logf("leader %s killed; %s leads now", leader.id, newLeader.id)
 	for _, n := range survivors {
 		waitBindings(t, n, users)
 	}
 	// The survivors keep registering.
-	more := sipptest.Run(t, sipptest.Options{Target: survivors[0].sipIP + ":5060", Scenario: "reg_auth.xml",
+	more := sipptest.Run(t, sipptest.Options{Target: survivors[0].sip(), Scenario: "reg_auth.xml",
 		Inject: sipptest.APIUsers(ids[:20]...), LocalPort: 15071})
 	if more.OK != 20 {
 		t.Fatalf("after the leader's loss: %d ok, %d failed\n%s", more.OK, more.Failed, more.Errors)
@@ -246,17 +328,14 @@ func TestClusterKeepsRegistrationsThroughLeaderLossAndRestart(t *testing.T) {
 	for _, n := range nodes {
 		n.p.kill()
 	}
-	for _, n := range nodes {
-		n.start(t)
-	}
-	last := waitLeader(t, nodes)
+	last := startCluster(t, nodes)
 	for _, n := range nodes {
 		waitBindings(t, n, users+20)
 	}
 
 	// `troika cluster status` shows the leader and the three members alive
 	// and healthy, as any node sees them.
-	env := []string{"TROIKA_API=http://" + nodes[0].api, "TROIKA_TOKEN=" + clusterToken}
+	env := nodes[0].cliEnv()
 	var out, missing string
 	if !testkit.Eventually(30*time.Second, func() bool { // gossip settles after the restart of all three
 		out = runCLI(t, env, "cluster", "status")

@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -23,6 +23,17 @@ var (
 	passwordRE  = regexp.MustCompile(`account 1001:\s+password (\S+)`)
 	readTokenRE = regexp.MustCompile(`read token:\s+(\S+)`)
 )
+
+// startDevNode runs `troika dev` of bin with SIP on ip (no alias, no SIP
+// over TLS) and the admin API on a free port of ip, and returns the
+// process, the API's host:port and the admin token once the node is up.
+func startDevNode(t *testing.T, bin, ip string) (p *proc, api, token string) {
+	t.Helper()
+	api = fmt.Sprintf("%s:%d", ip, freeTCPPort(t, ip))
+	p = startProcBin(t, bin, "dev", "--data", t.TempDir(), "--sip-address", ip, "--alias", "", "--sip-tls-port", "0", "--admin", api)
+	token = p.waitOutput(t, bannerRE, 30*time.Second)[2]
+	return p, api, token
+}
 
 // The README's first command, as a newcomer runs it: the dev node on its
 // default addresses answers OPTIONS, registers 1001 through the main
@@ -175,30 +186,30 @@ func TestCLIManagesAccountsAndAliases(t *testing.T) {
 		}
 		return out
 	}
+	// refusedUntilUnblocked: 3001 with its password cannot register from
+	// an address until `troika auth unblock` with flags lifts the block.
+	refusedUntilUnblocked := func(from, blocked string, flags ...string) {
+		t.Helper()
+		if st := reg(from, sipptest.APIUsers("3001"), 1); st.OK != 0 {
+			t.Fatalf("%s registered: %d ok", blocked, st.OK)
+		}
+		cli(append([]string{"auth", "unblock"}, flags...)...)
+		if st := reg(from, sipptest.APIUsers("3001"), 1); st.OK != 1 {
+			t.Fatalf("after troika auth unblock %s: %d ok\n%s", strings.Join(flags, " "), st.OK, st.Errors)
+		}
+	}
 	reg("127.0.0.53", guess("3001", "1001", "1002"), 22)
 	if out := cli("auth", "blocks"); !regexpMatch(`(?m)^source\s+127\.0\.0\.53\s`, out) || regexpMatch(`(?m)^user\s`, out) {
 		t.Fatalf("auth blocks after 22 wrong passwords from 127.0.0.53:\n%s", out)
 	}
-	if st := reg("127.0.0.53", sipptest.APIUsers("3001"), 1); st.OK != 0 {
-		t.Fatalf("a blocked source registered: %d ok", st.OK)
-	}
-	cli("auth", "unblock", "--source", "127.0.0.53")
-	if st := reg("127.0.0.53", sipptest.APIUsers("3001"), 1); st.OK != 1 {
-		t.Fatalf("after unblocking the source: %d ok\n%s", st.OK, st.Errors)
-	}
+	refusedUntilUnblocked("127.0.0.53", "a blocked source", "--source", "127.0.0.53")
 	// Guesses at one user name from another address use up its guard:
 	// a new address of that user waits (503) until the operator refills it.
 	reg("127.0.0.54", guess("3001"), 12)
 	if out := cli("auth", "blocks"); !regexpMatch(`(?m)^user\s+3001\s`, out) {
 		t.Fatalf("auth blocks after 12 wrong passwords for 3001:\n%s", out)
 	}
-	if st := reg("127.0.0.55", sipptest.APIUsers("3001"), 1); st.OK != 0 {
-		t.Fatalf("a throttled user name registered from a new address: %d ok", st.OK)
-	}
-	cli("auth", "unblock", "--user", "3001")
-	if st := reg("127.0.0.55", sipptest.APIUsers("3001"), 1); st.OK != 1 {
-		t.Fatalf("after refilling the user name's guesses: %d ok\n%s", st.OK, st.Errors)
-	}
+	refusedUntilUnblocked("127.0.0.55", "a throttled user name from a new address", "--user", "3001")
 
 	cli("alias", "delete", "127.0.0.52")
 	waitSocket(t, m[1], m[2], "udp:127.0.0.52:5072", false)
@@ -211,13 +222,6 @@ func TestCLIManagesAccountsAndAliases(t *testing.T) {
 		t.Fatalf("deleted account still there:\n%s", out)
 	}
 	p.stop(t)
-}
-
-func cliErr(env []string, args ...string) (string, error) {
-	cmd := exec.Command(troikaBin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
 }
 
 // waitSocket waits until the node does (or does not) list a SIP socket.

@@ -12,10 +12,7 @@ import (
 // lose the raft quorum): the CLI exits non-zero and says what to do.
 func TestCLIDrain(t *testing.T) {
 	nodes := threeNodes(t)
-	for _, n := range nodes {
-		n.start(t)
-	}
-	leader := waitLeader(t, nodes)
+	leader := startCluster(t, nodes)
 	env := []string{"TROIKA_TOKEN=" + clusterToken}
 	out, err := cliErr(env, "drain", "--api", leader.api, "--timeout", "30s")
 	if err != nil {
@@ -36,12 +33,7 @@ func TestCLIDrain(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("the drained agent still runs 20 s after the drain:\n%s", leader.p.output())
 	}
-	var rest []*testNode
-	for _, n := range nodes {
-		if n != leader {
-			rest = append(rest, n)
-		}
-	}
+	rest := others(nodes, leader)
 	waitLeader(t, rest)
 
 	out, err = cliErr(env, "drain", "--api", rest[0].api)

@@ -63,7 +63,7 @@ func check(rd admin.Readiness, name string) admin.ReadyCheck {
 func clusterStatus(t *testing.T, n *testNode) (stdout, stderr string, code int) {
 	t.Helper()
 	cmd := exec.Command(troikaBin, "cluster", "status")
-	cmd.Env = append(os.Environ(), "TROIKA_API=http://"+n.api, "TROIKA_TOKEN="+clusterToken)
+	cmd.Env = append(os.Environ(), n.cliEnv()...)
 	var out, errOut strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
@@ -88,10 +88,7 @@ func clusterStatus(t *testing.T, n *testNode) (stdout, stderr string, code int) 
 // the node is ready again and the status exits 0.
 func TestHealthReadinessAndQuorum(t *testing.T) {
 	nodes := threeNodes(t)
-	for _, n := range nodes {
-		n.start(t)
-	}
-	leader := waitLeader(t, nodes)
+	leader := startCluster(t, nodes)
 	for _, n := range nodes {
 		var rd admin.Readiness
 		var code int
@@ -186,7 +183,7 @@ func TestHealthReadinessAndQuorum(t *testing.T) {
 	}
 	// Other reads answer, with a warning.
 	list := exec.Command(troikaBin, "account", "list")
-	list.Env = append(os.Environ(), "TROIKA_API=http://"+lone.api, "TROIKA_TOKEN="+clusterToken)
+	list.Env = append(os.Environ(), lone.cliEnv()...)
 	var listErr strings.Builder
 	list.Stderr = &listErr
 	if err := list.Run(); err != nil || !strings.Contains(listErr.String(), "knows no raft leader (no quorum, or it is cut off): its answer may be stale") {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -26,23 +25,8 @@ func TestAgentLogsJSONAndChangesLevel(t *testing.T) {
 	apiAddr := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t, "127.0.0.1"))
 	config := filepath.Join(dir, "troika.toml")
 	write := func(level string) {
-		cfg := fmt.Sprintf(`node_id = "log1"
-data_dir = %q
-log_level = %q
-[cluster]
-bind = "127.0.0.1:%d"
-gossip_bind = "127.0.0.1:%d"
-key = "c2hhcmVkLWNsdXN0ZXIta2V5LWZvci10ZXN0cw=="
-bootstrap = true
-[sip]
-addresses = ["127.0.0.62"]
-[admin]
-listen = %q
-token = %q
-`, filepath.Join(dir, "data"), level, freeTCPPort(t, "127.0.0.1"), freeTCPPort(t, "127.0.0.1"), apiAddr, token)
-		if err := os.WriteFile(config, []byte(cfg), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		soloConfig{id: "log1", dataDir: filepath.Join(dir, "data"), logLevel: level, sipIP: "127.0.0.62", api: apiAddr,
+			admin: fmt.Sprintf("token = %q\n", token)}.write(t, config)
 	}
 	write("info")
 	p := startProc(t, "agent", "--config", config)

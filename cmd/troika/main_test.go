@@ -149,15 +149,23 @@ func sipOptions(t *testing.T, target string) string {
 	return ""
 }
 
-func runCLI(t *testing.T, env []string, args ...string) string {
-	t.Helper()
+// cliErr runs the troika CLI with env added to this process's
+// environment, and returns its output (stdout and stderr) and error.
+func cliErr(env []string, args ...string) (string, error) {
 	cmd := exec.Command(troikaBin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// runCLI is cliErr for a command that must succeed.
+func runCLI(t *testing.T, env []string, args ...string) string {
+	t.Helper()
+	out, err := cliErr(env, args...)
 	if err != nil {
 		t.Fatalf("troika %v: %v\n%s", args, err, out)
 	}
-	return string(out)
+	return out
 }
 
 func newClient(addr, token string) *admin.Client { return admin.NewClient(addr, token) }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/http"
@@ -25,23 +24,7 @@ func metricsOf(t *testing.T, addr string) map[string]float64 {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(res.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
-			out[line[:i]] = v
-		}
-	}
-	return out
+	return testkit.ParseMetrics(res.Body)
 }
 
 // The metrics around SIPp runs on a dev node: 20 phones register, 1001
@@ -54,9 +37,7 @@ func metricsOf(t *testing.T, addr string) map[string]float64 {
 func TestMetricsMoveWithTraffic(t *testing.T) {
 	sipptest.Need(t)
 	const ip = "127.0.0.54"
-	api := fmt.Sprintf("%s:%d", ip, freeTCPPort(t, ip))
-	p := startProc(t, "dev", "--data", t.TempDir(), "--sip-address", ip, "--alias", "", "--sip-tls-port", "0", "--admin", api)
-	token := p.waitOutput(t, bannerRE, 30*time.Second)[2]
+	p, api, token := startDevNode(t, troikaBin, ip)
 	pw1001 := p.waitOutput(t, passwordRE, time.Second)[1]
 	pw1002 := p.waitOutput(t, password1002RE, time.Second)[1]
 	c := newClient(api, token)

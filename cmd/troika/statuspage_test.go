@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -22,9 +21,7 @@ func TestStatusPageOfADevNode(t *testing.T) {
 	sipptest.Need(t)
 	browsertest.Need(t)
 	const ip = "127.0.0.53"
-	admin := fmt.Sprintf("%s:%d", ip, freeTCPPort(t, ip))
-	p := startProc(t, "dev", "--data", t.TempDir(), "--sip-address", ip, "--alias", "", "--sip-tls-port", "0", "--admin", admin)
-	p.waitOutput(t, bannerRE, 30*time.Second)
+	p, admin, _ := startDevNode(t, troikaBin, ip)
 	readToken := p.waitOutput(t, readTokenRE, time.Second)[1]
 	password := p.waitOutput(t, passwordRE, time.Second)[1]
 

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -35,9 +34,7 @@ func TestVersionStampedEverywhere(t *testing.T) {
 	}
 
 	const ip = "127.0.0.55"
-	api := fmt.Sprintf("%s:%d", ip, freeTCPPort(t, ip))
-	p := startProcBin(t, bin, "dev", "--data", t.TempDir(), "--sip-address", ip, "--alias", "", "--sip-tls-port", "0", "--admin", api)
-	token := p.waitOutput(t, bannerRE, 30*time.Second)[2]
+	_, api, token := startDevNode(t, bin, ip)
 	c := newClient(api, token)
 
 	res, err := http.Get("http://" + api + "/healthz")

@@ -1,7 +1,7 @@
 // Package testkit holds what troika's tests share: a write path that
 // applies commands to a local fsm.State as a one-node cluster would
 // (Store), MustApply, waiting on a condition with a deadline (WaitFor,
-// Holds), an adjustable clock, Prometheus readings, and the troika binary
+// Holds), an adjustable clock, Prometheus readings (Metric, ParseMetrics), and the troika binary
 // built once per test run (Binary).
 //
 // Only tests import it, and the chaos harness and command (tools that
@@ -9,9 +9,13 @@
 package testkit
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net/netip"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,6 +23,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
 )
 
@@ -206,6 +211,30 @@ func Metric(g prometheus.Gatherer, name string, labels ...string) float64 {
 	return total
 }
 
+// ParseMetrics reads a Prometheus text exposition (a GET /metrics answer)
+// and returns every sample's value by its name and labels as printed,
+// such as troika_sip_register_total{result="ok"}; a sample absent reads
+// as 0.
+func ParseMetrics(r io.Reader) map[string]float64 {
+	out := map[string]float64{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out
+}
+
 // SDP offers and answers of the call tests: a caller's audio offer
 // (PCMU, PCMA) and a callee's answer (PCMU).
 const (
@@ -236,6 +265,17 @@ func (r *Resolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr,
 
 // Realm is the digest realm of the tests' SIP servers.
 const Realm = "troika"
+
+// Money parses a decimal amount of money, such as the API shows, into
+// micro-units.
+func Money(t testing.TB, s string) int64 {
+	t.Helper()
+	v, err := billing.ParseMoney(s)
+	if err != nil {
+		t.Fatalf("money %q: %v", s, err)
+	}
+	return v
+}
 
 // Creds are the stored credentials of user's password in Realm.
 func Creds(user, password string) fsm.Credentials { return fsm.HashCredentials(user, Realm, password) }
