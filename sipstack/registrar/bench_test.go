@@ -2,8 +2,8 @@ package registrar
 
 import (
 	"context"
-	"fmt"
 	"crypto/md5"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
