@@ -2,7 +2,11 @@ package fsm
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"testing"
+	"time"
 )
 
 // Benchmarks of the replicated state machine's hot paths: what every
@@ -124,4 +128,62 @@ func BenchmarkBilledCall(b *testing.B) {
 		}
 		i++
 	}
+}
+
+// BenchmarkSnapshot: a snapshot of a state holding N accounts and N
+// bindings (N from BENCH_SNAPSHOT_SIZE, 100,000 by default) written to a
+// file and restored from it, as raft persists one and a new node installs
+// it. bench/run.sh runs it at its memory figure's size:
+//
+//	BENCH_SNAPSHOT_SIZE=1000000 go test ./fsm -run '^$' -bench '^BenchmarkSnapshot$' -benchtime 1x
+func BenchmarkSnapshot(b *testing.B) {
+	n := 100_000
+	if v := os.Getenv("BENCH_SNAPSHOT_SIZE"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			b.Fatalf("BENCH_SNAPSHOT_SIZE=%q", v)
+		}
+	}
+	s := benchState(b, n)
+	for i := range n {
+		if r := s.ApplyCommand(benchRegister(i, 1, t0)); r.Err != nil {
+			b.Fatal(r.Err)
+		}
+	}
+	path := filepath.Join(b.TempDir(), "snapshot")
+	var write, restore time.Duration
+	var size int64
+	for b.Loop() {
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		if size, err = s.Snapshot().WriteTo(f); err != nil {
+			b.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			b.Fatal(err)
+		}
+		write += time.Since(start)
+		f.Close()
+		fresh := New()
+		start = time.Now()
+		f, err = os.Open(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := fresh.Restore(f); err != nil {
+			b.Fatal(err)
+		}
+		restore += time.Since(start)
+		f.Close()
+		if c := fresh.Counts(); c.Accounts != n || c.Bindings != n {
+			b.Fatalf("restored %+v", c)
+		}
+	}
+	b.ReportMetric(float64(n), "bindings")
+	b.ReportMetric(float64(size)/1e6, "snapshot-MB")
+	b.ReportMetric(float64(write.Milliseconds())/float64(b.N), "write-ms")
+	b.ReportMetric(float64(restore.Milliseconds())/float64(b.N), "restore-ms")
 }

@@ -17,7 +17,7 @@ const module = "github.com/troika-sip/troika"
 // packages of lower layers only (none of its own layer, none above);
 // internal/* are tools any package may import.
 var layers = [][]string{
-	{"cmd/troika"},
+	{"cmd/troika", "bench/sipload"},
 	{"node"},
 	{"chaos"},
 	{"admin", "sipstack"},
