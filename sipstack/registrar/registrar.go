@@ -31,6 +31,15 @@ func (reg *Registrar) Handle(ctx context.Context, sock *transport.Socket, req *s
 	return r
 }
 
+// Shed is the answer to a REGISTER turned away unread because the node
+// has more than it can take (503 with Retry-After), counted.
+func (reg *Registrar) Shed() sipmsg.Reply {
+	reg.results.WithLabelValues(sipmsg.ResultOverloaded).Inc()
+	r := sipmsg.Unavailable("Service Unavailable")
+	r.Result = sipmsg.ResultOverloaded
+	return r
+}
+
 // logOutcome logs a REGISTER's outcome: a change of bindings at INFO; a
 // refusal at INFO too, but at most one line per source and result every
 // refusalLogEvery (an attacker's flood costs a few lines, with the count
