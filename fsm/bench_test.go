@@ -1,9 +1,11 @@
 package fsm
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -15,7 +17,7 @@ import (
 //	go test ./fsm -run '^$' -bench . -benchmem
 
 // benchState is a state with n prepaid accounts u000000.. on tariff "std".
-func benchState(b *testing.B, n int) *State {
+func benchState(b testing.TB, n int) *State {
 	b.Helper()
 	s := New()
 	mustApply(b, s, &PutTariff{Tariff: Tariff{ID: "std", Currency: "USD", Rates: []Rate{
@@ -186,4 +188,51 @@ func BenchmarkSnapshot(b *testing.B) {
 	b.ReportMetric(float64(size)/1e6, "snapshot-MB")
 	b.ReportMetric(float64(write.Milliseconds())/float64(b.N), "write-ms")
 	b.ReportMetric(float64(restore.Milliseconds())/float64(b.N), "restore-ms")
+}
+
+// BenchmarkStateSize: the live heap a state takes per account with one
+// binding (N of each, N from BENCH_SNAPSHOT_SIZE, 100,000 by default), as
+// commands leave it and as a snapshot restores it.
+func BenchmarkStateSize(b *testing.B) {
+	n := 100_000
+	if v := os.Getenv("BENCH_SNAPSHOT_SIZE"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			b.Fatalf("BENCH_SNAPSHOT_SIZE=%q", v)
+		}
+	}
+	live := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	for b.Loop() {
+		before := live()
+		s := benchState(b, n)
+		for i := range n {
+			enc, err := Encode(benchRegister(i, 1, t0))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if r, err := s.Apply(enc); err != nil || r.Err != nil {
+				b.Fatal(err, r.Err)
+			}
+		}
+		applied := live()
+		var buf bytes.Buffer
+		if _, err := s.Snapshot().WriteTo(&buf); err != nil {
+			b.Fatal(err)
+		}
+		s = nil
+		restored := New()
+		if err := restored.Restore(&buf); err != nil {
+			b.Fatal(err)
+		}
+		buf = bytes.Buffer{}
+		after := live()
+		b.ReportMetric(float64(applied-before)/float64(n), "B/applied")
+		b.ReportMetric(float64(after-before)/float64(n), "B/restored")
+		runtime.KeepAlive(restored)
+	}
 }

@@ -45,7 +45,8 @@ func (c *Register) apply(s *State) Result {
 	}
 	for i := range c.Bindings {
 		u := c.Bindings[i].clone()
-		u.AOR, u.CallID, u.CSeq, u.UpdatedAt = c.AOR, c.CallID, c.CSeq, c.Now
+		u.AOR, u.CallID, u.CSeq, u.UpdatedAt = acct.ID, c.CallID, c.CSeq, c.Now
+		s.internBinding(&u)
 		k := u.key()
 		idx := -1
 		for j, b := range next {
