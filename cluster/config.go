@@ -69,6 +69,11 @@ type Config struct {
 	HeartbeatTimeout   time.Duration // (1s)
 	ElectionTimeout    time.Duration // (1s)
 	LeaderLeaseTimeout time.Duration // (500ms)
+	// CommitLinger: the leader starts a log write no sooner than this after
+	// the start of the previous one, so that proposals arriving meanwhile
+	// share its disk transaction and fsync (linger.go). (2ms); negative:
+	// write at once.
+	CommitLinger time.Duration
 }
 
 const (
@@ -78,6 +83,7 @@ const (
 	defaultHeartbeatTimeout   = time.Second
 	defaultElectionTimeout    = time.Second
 	defaultLeaderLeaseTimeout = 500 * time.Millisecond
+	defaultCommitLinger       = 2 * time.Millisecond
 
 	minKeyLen = 16
 )
@@ -96,6 +102,7 @@ func (c *Config) setDefaults() {
 	setDefault(&c.TrailingLogs, defaultTrailingLogs)
 	setDefault(&c.HeartbeatTimeout, defaultHeartbeatTimeout)
 	setDefault(&c.ElectionTimeout, defaultElectionTimeout)
+	setDefault(&c.CommitLinger, defaultCommitLinger)
 	if c.LeaderLeaseTimeout == 0 {
 		c.LeaderLeaseTimeout = defaultLeaderLeaseTimeout
 		if c.LeaderLeaseTimeout > c.HeartbeatTimeout {

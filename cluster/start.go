@@ -213,7 +213,11 @@ func (n *Node) startRaft(undo *undoStack) (existing bool, err error) {
 	}
 	// Replication reads recent entries back from the log store: serve them
 	// from memory.
-	logs, err := raft.NewLogCache(logCacheSize, n.store)
+	lingering := &lingerStore{LogStore: n.store, linger: n.cfg.CommitLinger, leads: func() bool {
+		r := n.raftRef.Load()
+		return r != nil && r.State() == raft.Leader
+	}}
+	logs, err := raft.NewLogCache(logCacheSize, lingering)
 	if err != nil {
 		return false, fmt.Errorf("cluster: log cache: %w", err)
 	}

@@ -38,6 +38,7 @@ func (s *State) createAccount(acct Account, now int64) Result {
 	if r := s.checkAccountRefs(&a); r.Err != nil {
 		return r
 	}
+	s.internAccount(&a)
 	s.accounts[a.ID] = &a
 	return accountResult(&a)
 }
@@ -102,6 +103,7 @@ func (s *State) createAccounts(accts []Account, now int64) Result {
 		fresh = append(fresh, &a)
 	}
 	for _, a := range fresh {
+		s.internAccount(a)
 		s.accounts[a.ID] = a
 	}
 	return Result{}
@@ -198,6 +200,7 @@ func (s *State) updateAccount(id string, p AccountPatch) Result {
 	if r := s.checkAccountRefs(&a); r.Err != nil {
 		return r
 	}
+	s.internAccount(&a)
 	s.accounts[a.ID] = &a
 	return accountResult(&a)
 }

@@ -199,6 +199,7 @@ func (c *PutConnectionV1) apply(s *State) Result {
 
 func restoreAccountV1(r *restore, a *accountV1) error {
 	cur := a.current()
+	r.s.internAccount(&cur)
 	return store(r.s.accounts, &cur, &r.got.Accounts)
 }
 

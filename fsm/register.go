@@ -48,7 +48,8 @@ func (c *Register) apply(s *State) Result {
 			continue // a deliberately broken build only: chaosbroken_set.go
 		}
 		u := c.Bindings[i].clone()
-		u.AOR, u.CallID, u.CSeq, u.UpdatedAt = c.AOR, c.CallID, c.CSeq, c.Now
+		u.AOR, u.CallID, u.CSeq, u.UpdatedAt = acct.ID, c.CallID, c.CSeq, c.Now
+		s.internBinding(&u)
 		k := u.key()
 		idx := -1
 		for j, b := range next {

@@ -325,7 +325,10 @@ func store[T interface{ id() string }](m map[string]T, v T, count *int) error {
 	return nil
 }
 
-func restoreAccount(r *restore, a *Account) error { return store(r.s.accounts, a, &r.got.Accounts) }
+func restoreAccount(r *restore, a *Account) error {
+	r.s.internAccount(a)
+	return store(r.s.accounts, a, &r.got.Accounts)
+}
 
 func restoreTariff(r *restore, t *Tariff) error { return store(r.s.tariffs, t, &r.got.Tariffs) }
 
@@ -333,6 +336,7 @@ func restoreAlias(r *restore, a *Alias) error { return store(r.s.aliases, a, &r.
 
 // restoreBinding appends: an AOR's bindings come in their stored order.
 func restoreBinding(r *restore, b *Binding) error {
+	r.s.internBinding(b)
 	r.s.bindings[b.AOR] = append(r.s.bindings[b.AOR], b)
 	r.s.nBindings++
 	r.got.Bindings++
@@ -486,6 +490,7 @@ func (s *State) replace(fresh *State) {
 	s.xdrByCall = fresh.xdrByCall
 	s.xdrSeq = fresh.xdrSeq
 	s.txKeys = fresh.txKeys
+	s.strs = fresh.strs
 	s.aliasesChanged()
 	s.own.assignments = fresh.own.assignments
 	s.own.epoch = fresh.own.epoch

@@ -33,6 +33,7 @@ type State struct {
 	xdrByCall   map[string]uint64     // call ID -> xDR seq, for idempotent EndCall
 	xdrSeq      uint64                // last xDR seq issued
 	txKeys      map[string]int64      // idempotency keys of money transactions -> when applied
+	strs        map[string]string     // interned values of stored records (intern.go)
 
 	own ownership // who holds each managed address (ownership.go)
 }
@@ -54,6 +55,7 @@ func New() *State {
 		activeCalls: map[string]int{},
 		xdrByCall:   map[string]uint64{},
 		txKeys:      map[string]int64{},
+		strs:        map[string]string{},
 		own:         newOwnership(),
 	}
 }

@@ -157,6 +157,7 @@ func (s *Server) openManaged(in ingress) error {
 		if err != nil {
 			return err
 		}
+		s.sizeBuffers(pc)
 		if s.cfg.Dispatch.Enabled {
 			// The dispatcher reads it; this node's stack for it is a
 			// relay socket like any other node's (dispatch.go).
@@ -288,5 +289,21 @@ func (s *Server) CloseAddress(ip string) {
 	s.mu.Unlock()
 	for _, in := range open {
 		s.closeManaged(in)
+	}
+}
+
+// sizeBuffers asks the kernel for UDPSocketBuffer bytes of receive and
+// send buffer on pc. A refusal is logged: the socket works with the
+// default.
+func (s *Server) sizeBuffers(pc net.PacketConn) {
+	uc, ok := pc.(*net.UDPConn)
+	if !ok || s.cfg.UDPSocketBuffer < 0 {
+		return
+	}
+	for what, set := range map[string]func(int) error{"receive": uc.SetReadBuffer, "send": uc.SetWriteBuffer} {
+		if err := set(s.cfg.UDPSocketBuffer); err != nil {
+			s.log.Warn("could not size a UDP socket's buffer", "socket", pc.LocalAddr().String(), "buffer", what,
+				"bytes", s.cfg.UDPSocketBuffer, "error", err)
+		}
 	}
 }

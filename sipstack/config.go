@@ -73,6 +73,14 @@ type RegistrarConfig struct {
 	// MaxInFlight bounds the REGISTERs being processed at once by one
 	// Server; more get 503 with Retry-After at once. 4096 when zero.
 	MaxInFlight int
+
+	// ShedAfter is the target wait of a REGISTER over UDP for a worker
+	// (register_udp.go): while waits stay above it (even the shortest for
+	// 100 ms), one without credentials that waited longer is answered 503
+	// with Retry-After unread (one with credentials, past five times as
+	// long). The node sheds what it cannot take and keeps its response
+	// time for the rest. 20 ms when zero; negative never sheds.
+	ShedAfter time.Duration
 }
 
 // Config configures a Server.
@@ -144,6 +152,14 @@ type Config struct {
 	// past it the socket's reader is restarted, which forgets them.
 	// 65536 when zero.
 	MaxUDPPeers int
+	// UDPSocketBuffer is the receive and send buffer asked of the kernel
+	// for each UDP socket this node opens (capped by net.core.rmem_max and
+	// wmem_max): a burst of datagrams waits there instead of being
+	// dropped, which a phone would only notice by retransmitting 500 ms
+	// later. 2 MiB when zero; negative leaves the kernel's default
+	// (net.core.rmem_default, 208 KiB on most systems: a few hundred
+	// REGISTERs).
+	UDPSocketBuffer int
 
 	NodeID  string
 	Logger  *slog.Logger          // slog.Default() when nil
@@ -169,9 +185,11 @@ const (
 	defaultTrustSourceFor    = 24 * time.Hour
 	defaultProposeTimeout    = 5 * time.Second
 	defaultMaxInFlight       = 4096
+	defaultShedAfter         = 20 * time.Millisecond
 	defaultAliasRetry        = 5 * time.Second
 	defaultMaxConns          = 10000
 	defaultMaxUDPPeers       = 65536
+	defaultUDPSocketBuffer   = 2 << 20
 )
 
 // withDefaults fills zero values and checks the result.
@@ -197,6 +215,7 @@ func (c Config) withDefaults() (Config, error) {
 	setDef(&r.TrustSourceFor, defaultTrustSourceFor)
 	setDef(&r.ProposeTimeout, defaultProposeTimeout)
 	setDef(&r.MaxInFlight, defaultMaxInFlight)
+	setDef(&r.ShedAfter, defaultShedAfter)
 	switch {
 	case r.MinExpires < 1:
 		return c, fmt.Errorf("registrar min expires %d: must be at least 1 s", r.MinExpires)
@@ -214,6 +233,7 @@ func (c Config) withDefaults() (Config, error) {
 	setDef(&c.TCPIdleTimeout, time.Duration(r.MaxExpires)*time.Second+time.Minute)
 	setDef(&c.MaxConnsPerSocket, defaultMaxConns)
 	setDef(&c.MaxUDPPeers, defaultMaxUDPPeers)
+	setDef(&c.UDPSocketBuffer, defaultUDPSocketBuffer)
 
 	if len(c.Addresses) == 0 {
 		return c, errors.New("sip addresses: at least one IP address is required")

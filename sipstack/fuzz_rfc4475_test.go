@@ -56,7 +56,18 @@ func rfc4475FuzzHarness(tb testing.TB) (func([]byte) []*sip.Response, *testkit.S
 	from := &net.UDPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 5060}
 	return func(data []byte) []*sip.Response {
 		var out []*sip.Response
-		pass, reply, to := s.screen(ft.sock, slices.Clone(data), from)
+		sent := &capturedConn{}
+		pass, reply, to := s.screen(ft.sock, sent, slices.Clone(data), from)
+		for len(s.regs.queue) > 0 { // a REGISTER taken by the workers: answered here
+			s.regs.answer(<-s.regs.queue)
+		}
+		for _, d := range sent.take() {
+			m, err := sip.ParseMessage(d)
+			if err != nil {
+				tb.Fatalf("the REGISTER workers' answer does not parse: %v\n%q\nrequest %q", err, d, data)
+			}
+			out = append(out, m.(*sip.Response))
+		}
 		if reply != nil {
 			if to == nil {
 				tb.Fatalf("an answer without a destination to %q", data)

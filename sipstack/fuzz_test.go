@@ -6,11 +6,14 @@ import (
 	"crypto/sha256"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -220,4 +223,27 @@ func (f *fuzzTarget) fill(data []byte) []byte {
 	}
 	nonce := auth.MintNonce(testSecret, "troika", b, f.now)
 	return []byte(strings.NewReplacer(f.placeholders(nonce, uri)...).Replace(string(data)))
+}
+
+// capturedConn is a PacketConn that keeps what is written to it (the
+// answers of the REGISTER workers, register_udp.go) and reads nothing.
+type capturedConn struct {
+	net.PacketConn
+	mu   sync.Mutex
+	sent [][]byte
+}
+
+func (c *capturedConn) WriteTo(p []byte, _ net.Addr) (int, error) {
+	c.mu.Lock()
+	c.sent = append(c.sent, slices.Clone(p))
+	c.mu.Unlock()
+	return len(p), nil
+}
+
+func (c *capturedConn) take() [][]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.sent
+	c.sent = nil
+	return out
 }

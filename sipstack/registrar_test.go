@@ -536,13 +536,16 @@ func TestRegisterOutcomesAreLogged(t *testing.T) {
 	srv := ts.addr(t, "udp", ts.ip)
 	good := newPhone(t, "UDP", srv, "1001", "pw1001")
 	wantStatus(t, good.register([]string{"<sip:1001@10.0.0.1>"}), 200, "OK")
+	// Refreshes of the same contact are routine: DEBUG only.
+	wantStatus(t, good.register([]string{"<sip:1001@10.0.0.1>"}), 200, "OK")
+	wantStatus(t, newPhone(t, "UDP", srv, "1001", "pw1001").register([]string{"<sip:1001@10.0.0.1>"}), 200, "OK")
 	bad := newPhone(t, "UDP", srv, "1001", "guess")
 	for range 30 {
 		bad.register([]string{"<sip:1001@10.0.0.1>"})
 	}
 	lines := ts.logLines
 	if n := lines("level=INFO", "msg=registered", "aor=1001", "contacts=1", "expires=3600", "socket=udp:"); n != 1 {
-		t.Errorf("%d INFO lines for the registration, want 1:\n%s", n, ts.logs.String())
+		t.Errorf("%d INFO lines for the registration and its two refreshes, want 1:\n%s", n, ts.logs.String())
 	}
 	forbidden, limited := lines("REGISTER refused", "result=forbidden"), lines("REGISTER refused", "result=rate_limited")
 	if forbidden != 1 || limited != 1 {

@@ -41,6 +41,7 @@ type Server struct {
 	tlsConf *tls.Config
 	auth    *auth.Authenticator
 	reg     *registrar.Registrar
+	regs    *regPool             // REGISTERs over UDP (register_udp.go)
 	gate    gate                 // handlers running
 	calls   *b2bua.B2BUA         // the calls of this node
 	disp    *dispatch.Dispatcher // dispatcher and relay sockets
@@ -106,6 +107,7 @@ func New(cfg Config, state *fsm.State, store Store) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.regs = newRegPool(s)
 	if s.disp, err = dispatch.New(cfg.Dispatch, cfg.NodeID, s, cfg.Metrics, log); err != nil {
 		return nil, err
 	}
@@ -185,6 +187,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	s.disp.Start(runCtx)
 	defer s.shutdown(cancel)
+	s.regs.start(runCtx)
 
 	for _, in := range s.mainIngresses() {
 		if err := s.openManaged(in); err != nil {
@@ -313,16 +316,21 @@ func (s *Server) detach(sock *transport.Socket) {
 // caller may list it before runUDP's goroutine starts.
 func (s *Server) newUDP(sock *transport.Socket, pc net.PacketConn) *transport.UDPConn {
 	uc := transport.NewUDPConn(pc, s.cfg.MaxUDPPeers, s.m.udpRecycles.Inc)
-	uc.Screen(func(data []byte, from net.Addr) ([]byte, []byte, net.Addr) { return s.screen(sock, data, from) })
+	uc.Screen(func(data []byte, from net.Addr) ([]byte, []byte, net.Addr) { return s.screen(sock, uc, data, from) })
 	sock.Listen(uc)
 	return uc
 }
 
-// screen decides about a datagram of sock before sipgo reads it
-// (sipmsg.ScreenDatagram): most go on to sipgo; malformed requests sipgo
-// would drop or answer itself are refused here and counted.
-func (s *Server) screen(sock *transport.Socket, data []byte, from net.Addr) (pass, reply []byte, to net.Addr) {
+// screen decides about a datagram of sock (read from uc) before sipgo
+// reads it (sipmsg.ScreenDatagram): most go on to sipgo; malformed
+// requests sipgo would drop or answer itself are refused here and
+// counted; REGISTERs go to the registrar's workers (register_udp.go).
+func (s *Server) screen(sock *transport.Socket, uc net.PacketConn, data []byte, from net.Addr) (pass, reply []byte, to net.Addr) {
 	v := sipmsg.ScreenDatagram(s.parser, data, from.String())
+	if v.Req != nil && v.Req.Method == sip.REGISTER && sock.Transport == "udp" {
+		s.regs.take(sock, uc, v.Req, v.TxKey, from)
+		return nil, nil, nil
+	}
 	switch {
 	case v.Unparseable:
 		s.m.parseErrors.Inc()

@@ -17,7 +17,7 @@ const module = "github.com/troika-sip/troika"
 // packages of lower layers only (none of its own layer, none above);
 // internal/* are tools any package may import.
 var layers = [][]string{
-	{"cmd/troika", "chaos/cmd/chaos"},
+	{"cmd/troika", "chaos/cmd/chaos", "bench/sipload"},
 	{"node"},
 	{"chaos"},
 	{"admin", "sipstack"},

@@ -2,7 +2,6 @@ package auth
 
 import (
 	"errors"
-	"hash/fnv"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -159,7 +158,7 @@ func (a *Authenticator) checkDigest(socket string, req *sip.Request, sch Scheme,
 		r := a.challenge(sch, secret, bind, now, false)
 		return Principal{}, &r
 	}
-	nonce, issued, mac := checkNonce(secret, rc.Realm, creds.Nonce, bind, now, rc.NonceTTL)
+	nonce, issued, mac := a.macs.check(secret, rc.Realm, creds.Nonce, bind, now, rc.NonceTTL)
 	if nonce == nonceInvalid {
 		nonce, issued, mac = a.unboundNonce(secret, creds.Nonce, now)
 	}
@@ -205,7 +204,7 @@ func (a *Authenticator) checkDigest(socket string, req *sip.Request, sch Scheme,
 		known = false
 		ha1, _ = a.nobody.HA1(alg, "", "")
 	}
-	verified := creds.verify(digestHash(alg), string(req.Method), ha1)
+	verified := creds.verify(alg, string(req.Method), ha1)
 	if !verified || !known || (user != "" && creds.Username != user) {
 		a.failures.Inc()
 		a.refused(refusalWrongPassword)
@@ -289,17 +288,23 @@ func bindingOf(req *sip.Request, src netip.Addr) Binding {
 }
 
 // requestKey identifies a request among the uses of one nonce: its
-// Call-ID and CSeq (a retransmission has both).
+// Call-ID and CSeq (a retransmission has both), hashed with FNV-1a.
 func requestKey(req *sip.Request) uint64 {
-	h := fnv.New64a()
+	const offset, prime = 14695981039346656037, 1099511628211
+	h := uint64(offset)
 	if cid := req.CallID(); cid != nil {
-		h.Write([]byte(cid.Value()))
+		v := cid.Value()
+		for i := 0; i < len(v); i++ {
+			h = (h ^ uint64(v[i])) * prime
+		}
 	}
 	if cs := req.CSeq(); cs != nil {
-		h.Write([]byte{0})
-		h.Write([]byte(strconv.FormatUint(uint64(cs.SeqNo), 10)))
+		var b [24]byte // a 0 byte, then the number in decimal
+		for _, c := range strconv.AppendUint(b[:1], uint64(cs.SeqNo), 10) {
+			h = (h ^ uint64(c)) * prime
+		}
 	}
-	return h.Sum64()
+	return h
 }
 
 // sameURI reports whether the digest uri names the Request-URI (RFC 7616
@@ -341,7 +346,7 @@ func (a *Authenticator) challenge(sch Scheme, secret []byte, b Binding, now time
 		a.unboundUntil.Store(now.UnixMilli())
 		nonce = mintUnboundNonce(secret, a.cfg.Realm, now)
 	} else {
-		nonce = MintNonce(secret, a.cfg.Realm, b, now)
+		nonce = a.macs.mint(secret, a.cfg.Realm, b, now)
 	}
 	var hdrs []sip.Header
 	for _, c := range challenges(a.cfg.Realm, nonce, stale, a.cfg.Algorithms) {

@@ -4,6 +4,8 @@ import (
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"strings"
 	"testing"
@@ -114,13 +116,13 @@ func TestDigestResponseVectors(t *testing.T) {
 		if msg := cr.wellFormed(); msg != "" {
 			t.Fatalf("%s: %s", c.name, msg)
 		}
-		if !cr.verify(digestHash(cr.Algorithm), c.method, ha1Of(cr, c.pass)) {
+		if !cr.verify(cr.offered([]string{MD5, SHA256}), c.method, ha1Of(cr, c.pass)) {
 			t.Errorf("%s: verify refused the RFC's own response", c.name)
 		}
-		if cr.verify(digestHash(cr.Algorithm), c.method, ha1Of(cr, c.pass+"x")) {
+		if cr.verify(cr.offered([]string{MD5, SHA256}), c.method, ha1Of(cr, c.pass+"x")) {
 			t.Errorf("%s: verify accepted a wrong password", c.name)
 		}
-		if cr.verify(digestHash(cr.Algorithm), "POST", ha1Of(cr, c.pass)) {
+		if cr.verify(cr.offered([]string{MD5, SHA256}), "POST", ha1Of(cr, c.pass)) {
 			t.Errorf("%s: verify accepted another method", c.name)
 		}
 	}
@@ -149,20 +151,20 @@ func TestDigestAgainstClient(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !c.verify(digestHash(c.Algorithm), "REGISTER", ha1Of(c, "pw1001")) {
+			if !c.verify(c.offered([]string{MD5, SHA256}), "REGISTER", ha1Of(c, "pw1001")) {
 				t.Errorf("%s nc=%d: client credentials refused: %s", chal.Algorithm, nc, cred)
 			}
 			// Change nc or cnonce without recomputing: refused.
 			c2 := *c
 			c2.nc = "00000099"
-			if c2.verify(digestHash(c.Algorithm), "REGISTER", ha1Of(c, "pw1001")) {
+			if c2.verify(c.offered([]string{MD5, SHA256}), "REGISTER", ha1Of(c, "pw1001")) {
 				t.Errorf("%s: a different nc verified", chal.Algorithm)
 			}
 			c3 := *c
 			cc := *c.Credentials
 			cc.Cnonce = "forged"
 			c3.Credentials = &cc
-			if c3.verify(digestHash(c.Algorithm), "REGISTER", ha1Of(c, "pw1001")) {
+			if c3.verify(c.offered([]string{MD5, SHA256}), "REGISTER", ha1Of(c, "pw1001")) {
 				t.Errorf("%s: a different cnonce verified", chal.Algorithm)
 			}
 		}
@@ -276,4 +278,29 @@ func TestAuthLimiter(t *testing.T) {
 // ha1Of is the HA1 (hex) of password for the user and realm of c.
 func ha1Of(c *credentials, password string) string {
 	return hashJoin(digestHash(c.Algorithm)(), c.Username, c.Realm, password)
+}
+
+// challenges are written as github.com/icholy/digest writes them, and
+// requestKey is FNV-1a of the Call-ID, a 0 byte and the CSeq number.
+func TestChallengeFormat(t *testing.T) {
+	for _, stale := range []bool{false, true} {
+		got := challenges("troika", "AAABjN2xJ0B9cHr2c3bWq8Ug0Y3e5Hq1", stale, []string{SHA256, MD5})
+		for i, alg := range []string{SHA256, MD5} {
+			want := (&digest.Challenge{Realm: "troika", Nonce: "AAABjN2xJ0B9cHr2c3bWq8Ug0Y3e5Hq1", Stale: stale, Algorithm: alg, QOP: []string{"auth"}}).String()
+			if got[i] != want {
+				t.Errorf("challenge %s stale=%v:\n got %s\nwant %s", alg, stale, got[i], want)
+			}
+		}
+	}
+	for _, nc := range []int{1, 0xa, 0x1f3, 0xffffffff} {
+		if got, want := formatNC(nc), fmt.Sprintf("%08x", nc); got != want {
+			t.Errorf("nc %d: %q, want %q", nc, got, want)
+		}
+	}
+	req := registerWith(t, "192.0.2.7:5060", oldNonce(time.UnixMilli(1_700_000_000_000)), 1)
+	h := fnv.New64a()
+	h.Write([]byte("reg-1@phone\x002"))
+	if got := requestKey(req); got != h.Sum64() {
+		t.Errorf("requestKey %x, want FNV-1a %x", got, h.Sum64())
+	}
 }

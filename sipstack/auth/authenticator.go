@@ -81,6 +81,7 @@ type Authenticator struct {
 	limiter *limiter
 	guard   *accountGuard
 	nc      *ncCache
+	macs    macPool         // HMAC states for nonces
 	nobody  fsm.Credentials // verified against for unknown users
 	// unboundUntil is when (unix ms) Config.UnboundNonces last said true:
 	// unbound nonces issued later are refused.

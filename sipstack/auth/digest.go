@@ -60,6 +60,31 @@ func responseFromHA1(newHash func() hash.Hash, ha1, method, uri, nonce, nc, cnon
 	return hashJoin(h, ha1, nonce, nc, cnonce, qop, ha2)
 }
 
+// hexDigest is the lowercase hex digest, with alg (MD5 or SHA-256), of
+// parts joined by ':': what digest hashes, without allocating but the
+// result.
+func hexDigest(alg string, parts ...string) string {
+	var stack [512]byte
+	buf := stack[:0]
+	for i, p := range parts {
+		if i > 0 {
+			buf = append(buf, ':')
+		}
+		buf = append(buf, p...)
+	}
+	var sum [sha256.Size]byte
+	n := md5.Size
+	if alg == SHA256 {
+		sum, n = sha256.Sum256(buf), sha256.Size
+	} else {
+		m := md5.Sum(buf)
+		copy(sum[:], m[:])
+	}
+	var out [2 * sha256.Size]byte
+	hex.Encode(out[:], sum[:n])
+	return string(out[:2*n])
+}
+
 // credentials are the parts of a digest Authorization header the
 // registrar checks.
 type credentials struct {
@@ -82,7 +107,7 @@ func findCredentials(values []string, realm string) (*credentials, error) {
 		if !digest.IsDigest(v) {
 			continue
 		}
-		c, err := digest.ParseCredentials(v)
+		c, err := parseCredentials(v)
 		if err != nil {
 			bad = true
 			continue
@@ -90,12 +115,26 @@ func findCredentials(values []string, realm string) (*credentials, error) {
 		if c.Realm != realm {
 			continue
 		}
-		return &credentials{Credentials: c, nc: fmt.Sprintf("%08x", c.Nc)}, nil
+		return &credentials{Credentials: c, nc: formatNC(c.Nc)}, nil
 	}
 	if bad {
 		return nil, errBadCredentials
 	}
 	return nil, errNoCredentials
+}
+
+// formatNC writes nc as the 8 hex digits a client hashes.
+func formatNC(nc int) string {
+	if nc < 0 || nc > 0xffffffff {
+		return fmt.Sprintf("%08x", nc)
+	}
+	const digits = "0123456789abcdef"
+	var b [8]byte
+	for i := 7; i >= 0; i-- {
+		b[i] = digits[nc&0xf]
+		nc >>= 4
+	}
+	return string(b[:])
 }
 
 // wellFormed reports what is wrong with credentials before any check of
@@ -116,10 +155,10 @@ func (c *credentials) wellFormed() string {
 	return ""
 }
 
-// verify checks the response hash against the HA1 (hex) of the user's
-// password in constant time.
-func (c *credentials) verify(newHash func() hash.Hash, method, ha1 string) bool {
-	want := responseFromHA1(newHash, ha1, method, c.URI, c.Nonce, c.nc, c.Cnonce, c.QOP)
+// verify checks the response hash, with algorithm alg (MD5 or SHA-256),
+// against the HA1 (hex) of the user's password in constant time.
+func (c *credentials) verify(alg, method, ha1 string) bool {
+	want := hexDigest(alg, ha1, c.Nonce, c.nc, c.Cnonce, c.QOP, hexDigest(alg, method, c.URI))
 	got := strings.ToLower(c.Response)
 	return subtle.ConstantTimeCompare([]byte(want), []byte(got)) == 1
 }
@@ -141,11 +180,27 @@ func (c *credentials) offered(algs []string) string {
 
 // challenges returns the WWW-Authenticate values offering algs, in order,
 // with one nonce. RFC 8760 §2.4 asks for the preferred algorithm first.
+// They are written as github.com/icholy/digest writes a Challenge (the
+// tests compare): the realm (Config.Check) and the nonce (base64url) need
+// no escaping.
 func challenges(realm, nonce string, stale bool, algs []string) []string {
 	out := make([]string, 0, len(algs))
+	var b strings.Builder
 	for _, alg := range algs {
-		ch := digest.Challenge{Realm: realm, Nonce: nonce, Stale: stale, Algorithm: alg, QOP: []string{"auth"}}
-		out = append(out, ch.String())
+		b.Reset()
+		b.Grow(64 + len(realm) + len(nonce))
+		b.WriteString(`Digest realm="`)
+		b.WriteString(realm)
+		b.WriteString(`", nonce="`)
+		b.WriteString(nonce)
+		b.WriteByte('"')
+		if stale {
+			b.WriteString(", stale=true")
+		}
+		b.WriteString(", algorithm=")
+		b.WriteString(alg)
+		b.WriteString(`, qop="auth"`)
+		out = append(out, b.String())
 	}
 	return out
 }

@@ -1,11 +1,14 @@
 package auth
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"hash"
 	"net/netip"
+	"sync"
 	"time"
 )
 
@@ -69,32 +72,79 @@ func (b Binding) append(dst []byte) []byte {
 	return append(dst, b.FromTag...)
 }
 
-func nonceMAC(secret []byte, ts []byte, realm string, b Binding) []byte {
-	m := hmac.New(sha256.New, secret)
-	m.Write(ts)
-	m.Write([]byte(realm))
-	m.Write([]byte{0})
-	m.Write(b.append(make([]byte, 0, 64)))
-	return m.Sum(nil)[:nonceMACLen]
+// macPool keeps HMAC states keyed with the nonce secret for reuse: making
+// one costs more than the MAC itself. The zero value is ready; a nil
+// *macPool makes a new state each time.
+type macPool struct{ p sync.Pool }
+
+type macState struct {
+	key []byte
+	h   hash.Hash
+	buf []byte // the MAC's input
+	sum []byte
+}
+
+// get returns a state for secret, reset.
+func (mp *macPool) get(secret []byte) *macState {
+	var ms *macState
+	if mp != nil {
+		ms, _ = mp.p.Get().(*macState)
+	}
+	if ms == nil || !bytes.Equal(ms.key, secret) {
+		ms = &macState{key: bytes.Clone(secret), buf: make([]byte, 0, 128), sum: make([]byte, 0, sha256.Size)}
+		ms.h = hmac.New(sha256.New, ms.key)
+	}
+	ms.h.Reset()
+	return ms
+}
+
+func (mp *macPool) put(ms *macState) {
+	if mp != nil {
+		mp.p.Put(ms)
+	}
+}
+
+// nonceMAC is the MAC of a nonce issued at ts for binding b, into mac.
+func (mp *macPool) nonceMAC(secret []byte, ts []byte, realm string, b Binding, mac *[nonceMACLen]byte) {
+	ms := mp.get(secret)
+	ms.buf = append(ms.buf[:0], ts...)
+	ms.buf = append(ms.buf, realm...)
+	ms.buf = append(ms.buf, 0)
+	ms.buf = b.append(ms.buf)
+	ms.h.Write(ms.buf)
+	ms.sum = ms.h.Sum(ms.sum[:0])
+	copy(mac[:], ms.sum)
+	mp.put(ms)
 }
 
 // MintNonce returns a nonce issued at now for a request with binding b.
 func MintNonce(secret []byte, realm string, b Binding, now time.Time) string {
+	return (*macPool)(nil).mint(secret, realm, b, now)
+}
+
+func (mp *macPool) mint(secret []byte, realm string, b Binding, now time.Time) string {
 	var raw [nonceRawLen]byte
 	binary.BigEndian.PutUint64(raw[:8], uint64(now.UnixMilli()))
-	copy(raw[8:], nonceMAC(secret, raw[:8], realm, b))
+	var mac [nonceMACLen]byte
+	mp.nonceMAC(secret, raw[:8], realm, b, &mac)
+	copy(raw[8:], mac[:])
 	return base64.RawURLEncoding.EncodeToString(raw[:])
 }
 
 // checkNonce verifies a nonce's MAC for binding b (in constant time) and
 // its age at now. It returns its issue time (unix ms) and MAC too.
 func checkNonce(secret []byte, realm, nonce string, b Binding, now time.Time, ttl time.Duration) (nonceStatus, int64, [nonceMACLen]byte) {
-	return verifyNonce(secret, nonce, now, ttl, func(ts []byte) []byte { return nonceMAC(secret, ts, realm, b) })
+	return (*macPool)(nil).check(secret, realm, nonce, b, now, ttl)
+}
+
+func (mp *macPool) check(secret []byte, realm, nonce string, b Binding, now time.Time, ttl time.Duration) (nonceStatus, int64, [nonceMACLen]byte) {
+	return verifyNonce(secret, nonce, now, ttl, func(ts []byte, mac *[nonceMACLen]byte) { mp.nonceMAC(secret, ts, realm, b, mac) })
 }
 
 // unboundNonceMAC is the MAC of a nonce bound to nothing, as builds
 // before bound nonces issue them: HMAC-SHA256(secret, ts || realm)[:16].
 func unboundNonceMAC(secret []byte, ts []byte, realm string) []byte {
+	// Rare (a rolling upgrade): not worth a pool.
 	m := hmac.New(sha256.New, secret)
 	m.Write(ts)
 	m.Write([]byte(realm))
@@ -113,10 +163,10 @@ func mintUnboundNonce(secret []byte, realm string, now time.Time) string {
 // checkUnboundNonce is checkNonce for a nonce bound to nothing
 // (Config.UnboundNonces).
 func checkUnboundNonce(secret []byte, realm, nonce string, now time.Time, ttl time.Duration) (nonceStatus, int64, [nonceMACLen]byte) {
-	return verifyNonce(secret, nonce, now, ttl, func(ts []byte) []byte { return unboundNonceMAC(secret, ts, realm) })
+	return verifyNonce(secret, nonce, now, ttl, func(ts []byte, mac *[nonceMACLen]byte) { copy(mac[:], unboundNonceMAC(secret, ts, realm)) })
 }
 
-func verifyNonce(secret []byte, nonce string, now time.Time, ttl time.Duration, macOf func(ts []byte) []byte) (nonceStatus, int64, [nonceMACLen]byte) {
+func verifyNonce(secret []byte, nonce string, now time.Time, ttl time.Duration, macOf func(ts []byte, mac *[nonceMACLen]byte)) (nonceStatus, int64, [nonceMACLen]byte) {
 	var mac [nonceMACLen]byte
 	if len(nonce) != nonceLen || len(secret) == 0 {
 		return nonceInvalid, 0, mac
@@ -126,7 +176,9 @@ func verifyNonce(secret []byte, nonce string, now time.Time, ttl time.Duration, 
 	if err != nil || n != nonceRawLen {
 		return nonceInvalid, 0, mac
 	}
-	if !hmac.Equal(raw[8:], macOf(raw[:8])) {
+	var want [nonceMACLen]byte
+	macOf(raw[:8], &want)
+	if !hmac.Equal(raw[8:], want[:]) {
 		return nonceInvalid, 0, mac
 	}
 	copy(mac[:], raw[8:])

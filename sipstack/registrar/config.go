@@ -71,7 +71,7 @@ const (
 var results = []string{sipmsg.ResultOK, sipmsg.ResultQuery, sipmsg.ResultRetransmission, sipmsg.ResultUnauthorized,
 	sipmsg.ResultStale, sipmsg.ResultForbidden, sipmsg.ResultRateLimited, sipmsg.ResultTooBrief, sipmsg.ResultBadRequest,
 	sipmsg.ResultTooManyContacts, sipmsg.ResultStaleCSeq, sipmsg.ResultUnavailable, sipmsg.ResultError, sipmsg.ResultReplayed,
-	sipmsg.ResultThrottled}
+	sipmsg.ResultThrottled, sipmsg.ResultOverloaded}
 
 // New returns a Registrar that reads bindings from state, writes them
 // through store and authenticates with a.

@@ -24,24 +24,46 @@ var supportedExtensions = map[string]bool{"path": true}
 // Handle decides the answer to a REGISTER received on sock and counts it.
 // ctx bounds the replicated write (with ProposeTimeout).
 func (reg *Registrar) Handle(ctx context.Context, sock *transport.Socket, req *sip.Request) sipmsg.Reply {
-	var cmd *fsm.Register
-	r := reg.register(ctx, sock, req, &cmd)
+	var w written
+	r := reg.register(ctx, sock, req, &w)
 	reg.results.WithLabelValues(r.Result).Inc()
-	reg.logOutcome(ctx, sock, req, r, cmd)
+	reg.logOutcome(ctx, sock, req, r, w)
 	return r
 }
 
-// logOutcome logs a REGISTER's outcome: a change of bindings at INFO; a
-// refusal at INFO too, but at most one line per source and result every
-// refusalLogEvery (an attacker's flood costs a few lines, with the count
-// of the others); the steps of the protocol (challenges, queries,
-// retransmissions) at DEBUG.
-func (reg *Registrar) logOutcome(ctx context.Context, sock *transport.Socket, req *sip.Request, r sipmsg.Reply, cmd *fsm.Register) {
+// written is what a REGISTER wrote: its command, and whether it changed
+// the AOR's set of contacts (a refresh of the same ones does not).
+type written struct {
+	cmd     *fsm.Register
+	changed bool
+}
+
+// Shed is the answer to a REGISTER turned away unread because the node
+// has more than it can take (503 with Retry-After), counted.
+func (reg *Registrar) Shed() sipmsg.Reply {
+	reg.results.WithLabelValues(sipmsg.ResultOverloaded).Inc()
+	r := sipmsg.Unavailable("Service Unavailable")
+	r.Result = sipmsg.ResultOverloaded
+	return r
+}
+
+// logOutcome logs a REGISTER's outcome: a change of the set of contacts
+// at INFO; a refusal at INFO too, but at most one line per source and
+// result every refusalLogEvery (an attacker's flood costs a few lines,
+// with the count of the others); the steps of the protocol (challenges,
+// queries, retransmissions) and the refreshes of the same contacts, which
+// every phone sends every few minutes, at DEBUG.
+func (reg *Registrar) logOutcome(ctx context.Context, sock *transport.Socket, req *sip.Request, r sipmsg.Reply, w written) {
+	cmd := w.cmd
 	aor := ""
 	if h := req.To(); h != nil {
 		aor = h.Address.User
 	}
 	switch {
+	case r.Result == sipmsg.ResultOK && cmd != nil && !w.changed:
+		if reg.log.Enabled(ctx, slog.LevelDebug) {
+			reg.log.Debug("registration refreshed", "aor", aor, "contacts", len(cmd.Bindings), "source", req.Source(), "socket", sock.Name)
+		}
 	case r.Result == sipmsg.ResultOK && cmd != nil:
 		added, removed := 0, 0
 		expires, ua := int64(0), ""
@@ -82,8 +104,8 @@ func (reg *Registrar) logOutcome(ctx context.Context, sock *transport.Socket, re
 }
 
 // register decides the answer to one REGISTER received on sock; when it
-// writes bindings it sets *wrote to the command.
-func (reg *Registrar) register(ctx context.Context, sock *transport.Socket, req *sip.Request, wrote **fsm.Register) sipmsg.Reply {
+// writes bindings it says what in *wrote.
+func (reg *Registrar) register(ctx context.Context, sock *transport.Socket, req *sip.Request, wrote *written) sipmsg.Reply {
 	now := reg.cfg.Now()
 	rc := &reg.cfg
 	if r := sipmsg.CheckRequest(req); r != nil {
@@ -114,7 +136,8 @@ func (reg *Registrar) register(ctx context.Context, sock *transport.Socket, req 
 		return *r
 	}
 
-	if current := reg.state.Bindings(aor, now.UnixMilli()); isRetransmission(cmd, current) {
+	current := reg.state.Bindings(aor, now.UnixMilli())
+	if isRetransmission(cmd, current) {
 		// Already applied: a retransmission whose 200 was lost (the
 		// transaction ended with its response; see reply).
 		return reg.okReply(req, current, now, sipmsg.ResultRetransmission)
@@ -147,8 +170,29 @@ func (reg *Registrar) register(ctx context.Context, sock *transport.Socket, req 
 		reg.log.Error("REGISTER refused by the state machine", "aor", aor, "error", res.Err)
 		return sipmsg.Reply{Code: sip.StatusInternalServerError, Reason: "Server Internal Error", Result: sipmsg.ResultError}
 	}
-	*wrote = cmd
+	*wrote = written{cmd: cmd, changed: !sameContacts(current, res.Bindings)}
 	return reg.okReply(req, res.Bindings, now, sipmsg.ResultOK)
+}
+
+// sameContacts reports whether a and b hold the same contacts (instance
+// and reg-id, or contact URI), whatever their expiry.
+func sameContacts(a, b []fsm.Binding) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		found := false
+		for j := range b {
+			if a[i].Instance == b[j].Instance && a[i].RegID == b[j].RegID && (a[i].Instance != "" || a[i].Contact == b[j].Contact) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 // isRetransmission reports whether cmd has already been applied: every

@@ -14,7 +14,8 @@ import (
 // cannot parse back once re-serialized.
 func EchoSafe(req *sip.Request) bool {
 	for _, h := range req.Headers() {
-		switch strings.ToLower(h.Name()) {
+		var buf [32]byte
+		switch string(lowerASCII(buf[:0], h.Name())) {
 		case "via", "v":
 			v, ok := h.(*sip.ViaHeader)
 			// Any version: a request of another one is answered 505.
@@ -145,7 +146,8 @@ func duplicateHeader(req *sip.Request) string {
 	var seen [8]string // few distinct names: a slice search beats a map
 	n := 0
 	for _, h := range req.Headers() {
-		name, ok := singleValued[strings.ToLower(h.Name())]
+		var buf [32]byte
+		name, ok := singleValued[string(lowerASCII(buf[:0], h.Name()))]
 		if !ok {
 			continue
 		}
@@ -160,6 +162,19 @@ func duplicateHeader(req *sip.Request) string {
 		}
 	}
 	return ""
+}
+
+// lowerASCII appends name in ASCII lower case to b (a header name: a
+// stack buffer, so that comparing or looking it up allocates nothing).
+func lowerASCII(b []byte, name string) []byte {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return b
 }
 
 // displayNameOK reports whether the display name of a From or To value

@@ -77,6 +77,7 @@ const (
 	ResultError           = "error"             // 500: unexpected
 	ResultReplayed        = "replayed"          // 401 stale=true: digest credentials used again (an nc already used)
 	ResultThrottled       = "throttled"         // 503: the user name's guesses are used up
+	ResultOverloaded      = "overloaded"        // 503: shed unread, the node had more than it could take (sipstack's UDP REGISTER queue)
 )
 
 // Respond sends r as the final response to req and ends the transaction at
@@ -100,13 +101,18 @@ func Respond(tx sip.ServerTransaction, req *sip.Request, r Reply) error {
 			rec.Refused(r.Bad)
 		}
 	}
+	err := tx.Respond(Response(req, r))
+	tx.Terminate()
+	return err
+}
+
+// Response is the response r to req, as Respond sends it.
+func Response(req *sip.Request, r Reply) *sip.Response {
 	res := sip.NewResponseFromRequest(req, r.Code, r.Reason, nil)
 	res.SipVersion = "SIP/2.0" // not the request's: it may be what a 505 refuses
 	for _, h := range r.Headers {
 		res.AppendHeader(h)
 	}
 	res.AppendHeader(sip.NewHeader("Server", ServerName))
-	err := tx.Respond(res)
-	tx.Terminate()
-	return err
+	return res
 }

@@ -44,6 +44,11 @@ type Verdict struct {
 	// Unparseable: dropped without an answer, as not a SIP message, a
 	// response sipgo cannot read, or a request without a safe answer.
 	Unparseable bool
+	// Req is the request passed on, as parsed (source and transport
+	// not set), with its server transaction key TxKey: whoever takes it
+	// need not parse it again. nil for anything else.
+	Req   *sip.Request
+	TxKey string
 }
 
 // maxSalvageLines bounds the header lines examined in a datagram that
@@ -72,8 +77,8 @@ func ScreenDatagram(p *sip.Parser, data []byte, src string) Verdict {
 	if !ok {
 		return Verdict{Pass: data} // responses: sipgo matches them (or counts a stray one)
 	}
-	if _, err := sip.ServerTxKeyMake(req); err == nil {
-		return Verdict{Pass: data}
+	if key, err := sip.ServerTxKeyMake(req); err == nil {
+		return Verdict{Pass: data, Req: req, TxKey: key}
 	}
 	// sipgo could not make a transaction of it.
 	if req.Via() == nil || req.IsAck() {
@@ -101,13 +106,13 @@ func answer(req *sip.Request, src string, r Reply) Verdict {
 		res.AppendHeader(h)
 	}
 	res.AppendHeader(sip.NewHeader("Server", ServerName))
-	return Verdict{Response: []byte(res.String()), Dest: responseDest(req, src), Bad: r.Bad}
+	return Verdict{Response: []byte(res.String()), Dest: ResponseDest(req, src), Bad: r.Bad}
 }
 
-// responseDest is where sipgo sends a response to a UDP request from src:
+// ResponseDest is where sipgo sends a response to a UDP request from src:
 // the source IP, at the top Via's port (5060 when it has none), or at the
 // source port when the Via asks for rport.
-func responseDest(req *sip.Request, src string) string {
+func ResponseDest(req *sip.Request, src string) string {
 	host, port, err := net.SplitHostPort(src)
 	if err != nil {
 		return src
