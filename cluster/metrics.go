@@ -6,7 +6,8 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/troika-sip/troika/internal/metric"
 )
 
 // The cluster's Prometheus metrics: raft (leadership, term, indexes, the
@@ -37,42 +38,30 @@ const (
 var latencyBuckets = []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5}
 
 func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
-	f := promauto.With(reg)
+	raftMetrics, addressMetrics := metric.New(reg, "raft"), metric.New(reg, "address")
 	m := &metrics{
-		apply: f.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "troika", Subsystem: "raft", Name: "apply_seconds",
-			Help:    "Time from a proposal made on this node (forwarded to the leader when this node does not lead) to its result: committed by a quorum and applied. Failed proposals are not observed.",
-			Buckets: latencyBuckets,
-		}),
-		fsmApply: f.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "troika", Subsystem: "raft", Name: "fsm_apply_seconds",
-			Help:    "Time to apply one committed log entry to this node's replica of the state.",
-			Buckets: []float64{.00001, .00005, .0001, .0005, .001, .005, .01, .05, .1},
-		}),
-		snapshotTime: f.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "troika", Subsystem: "raft", Name: "snapshot_persist_seconds",
-			Help:    "Time to write a raft snapshot of the state to disk.",
-			Buckets: []float64{.01, .05, .1, .5, 1, 2, 5, 10, 30, 60},
-		}),
-		snapshotBytes: f.NewGauge(prometheus.GaugeOpts{
-			Namespace: "troika", Subsystem: "raft", Name: "snapshot_last_bytes",
-			Help: "Size of the last raft snapshot this node wrote (0 until it writes one).",
-		}),
-		restores: f.NewCounter(prometheus.CounterOpts{
-			Namespace: "troika", Subsystem: "raft", Name: "snapshot_restores_total",
-			Help: "Raft snapshots restored into this node's replica (at start, or sent by the leader to a node too far behind).",
-		}),
-		failovers: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "troika", Subsystem: "address", Name: "failovers_total",
-			Help: "Addresses moved from one node to another by this node's placement while it led, by address and reason (failed: the holder died or was unreachable; draining: it stopped in a planned way). Summed over the nodes: every move once.",
-		}, []string{"address", "reason"}),
-		unheld: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "troika", Subsystem: "address", Name: "unheld_seconds_total",
-			Help: "Seconds during which the ownership map named this node for the address but this node did not hold it (the handover wait after a move, no contact with a leader, a failure to add it).",
-		}, []string{"address"}),
+		apply: raftMetrics.Histogram("apply_seconds",
+			"Time from a proposal made on this node (forwarded to the leader when this node does not lead) to its result: committed by a quorum and applied. Failed proposals are not observed.",
+			latencyBuckets),
+		fsmApply: raftMetrics.Histogram("fsm_apply_seconds",
+			"Time to apply one committed log entry to this node's replica of the state.",
+			[]float64{.00001, .00005, .0001, .0005, .001, .005, .01, .05, .1}),
+		snapshotTime: raftMetrics.Histogram("snapshot_persist_seconds",
+			"Time to write a raft snapshot of the state to disk.",
+			[]float64{.01, .05, .1, .5, 1, 2, 5, 10, 30, 60}),
+		snapshotBytes: raftMetrics.Gauge("snapshot_last_bytes",
+			"Size of the last raft snapshot this node wrote (0 until it writes one)."),
+		restores: raftMetrics.Counter("snapshot_restores_total",
+			"Raft snapshots restored into this node's replica (at start, or sent by the leader to a node too far behind)."),
+		failovers: addressMetrics.CounterVec("failovers_total",
+			"Addresses moved from one node to another by this node's placement while it led, by address and reason (failed: the holder died or was unreachable; draining: it stopped in a planned way). Summed over the nodes: every move once.",
+			"address", "reason"),
+		unheld: addressMetrics.CounterVec("unheld_seconds_total",
+			"Seconds during which the ownership map named this node for the address but this node did not hold it (the handover wait after a move, no contact with a leader, a failure to add it).",
+			"address"),
 	}
 	gauge := func(name, help string, v func(r *raft.Raft) float64) {
-		f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "troika", Subsystem: "raft", Name: name, Help: help}, func() float64 {
+		raftMetrics.GaugeFunc(name, help, func() float64 {
 			r := n.raftRef.Load()
 			if r == nil || n.alive() != nil {
 				return 0

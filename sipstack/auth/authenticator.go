@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/metric"
 )
 
 // Config configures an Authenticator.
@@ -157,7 +157,7 @@ func New(cfg Config, state State) (*Authenticator, error) {
 	if cfg.AccountGuessBurst <= 0 {
 		cfg.AccountGuessBurst = max(cfg.AccountGuessesPerMinute, 1)
 	}
-	f := promauto.With(cfg.Metrics)
+	f := metric.New(cfg.Metrics, "sip")
 	a := &Authenticator{
 		cfg:     cfg,
 		state:   state,
@@ -165,27 +165,19 @@ func New(cfg Config, state State) (*Authenticator, error) {
 		guard:   newAccountGuard(cfg.AccountGuessesPerMinute, cfg.AccountGuessBurst, cfg.TrustSourceFor),
 		nc:      newNCCache(cfg.MaxNonces, cfg.NonceTTL.Milliseconds()),
 		nobody:  fsm.HashCredentials("\x00", cfg.Realm, "\x00"),
-		failures: f.NewCounter(prometheus.CounterOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "auth_failures_total",
-			Help: "Digest authentications that failed (wrong password, unknown or blocked account, user mismatch).",
-		}),
-		refusals: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "auth_refusals_total",
-			Help: "Digest authentications refused, by reason (wrong_password, foreign_nonce, uri_mismatch, replay, throttled, rate_limited).",
-		}, []string{"reason"}),
-		blocks: f.NewCounter(prometheus.CounterOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "auth_blocks_total",
-			Help: "Source addresses (IPv6: /64 prefixes) this node blocked after too many failed authentications (registrar.auth_failures_per_minute); their requests get 403 for registrar.auth_block_for.",
-		}),
+		failures: f.Counter("auth_failures_total",
+			"Digest authentications that failed (wrong password, unknown or blocked account, user mismatch)."),
+		refusals: f.CounterVec("auth_refusals_total",
+			"Digest authentications refused, by reason (wrong_password, foreign_nonce, uri_mismatch, replay, throttled, rate_limited).",
+			"reason"),
+		blocks: f.Counter("auth_blocks_total",
+			"Source addresses (IPv6: /64 prefixes) this node blocked after too many failed authentications (registrar.auth_failures_per_minute); their requests get 403 for registrar.auth_block_for."),
 		log: cfg.Logger,
 	}
-	f.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: "troika", Subsystem: "sip", Name: "auth_blocked_sources",
-		Help: "Source addresses (IPv6: /64 prefixes) blocked on this node now by the failed-authentication limit.",
-	}, func() float64 { return float64(len(a.limiter.list(time.Now()))) })
-	for _, r := range refusalReasons {
-		a.refusals.WithLabelValues(r)
-	}
+	f.GaugeFunc("auth_blocked_sources",
+		"Source addresses (IPv6: /64 prefixes) blocked on this node now by the failed-authentication limit.",
+		func() float64 { return float64(len(a.limiter.list(time.Now()))) })
+	metric.Zero(a.refusals.WithLabelValues, refusalReasons...)
 	return a, nil
 }
 

@@ -4,9 +4,9 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/troika-sip/troika/billing"
+	"github.com/troika-sip/troika/internal/metric"
 )
 
 // Metrics are the B2BUA's Prometheus metrics. NewMetrics registers them;
@@ -29,72 +29,47 @@ type Metrics struct {
 
 // NewMetrics registers the B2BUA's metrics with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
-	f := promauto.With(reg)
+	f, troika := metric.New(reg, "sip"), metric.New(reg, "")
 	m := &Metrics{
-		callsStarted: f.NewCounter(prometheus.CounterOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "calls_started_total",
-			Help: "Calls authorized and reserved (StartCall accepted).",
-		}),
-		callsAdopted: f.NewCounter(prometheus.CounterOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "calls_adopted_total",
-			Help: "Answered calls of a stopped node this node took over from the cluster state.",
-		}),
-		callsAnswered: f.NewCounter(prometheus.CounterOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "calls_answered_total",
-			Help: "Calls answered by a callee and connected to the caller.",
-		}),
-		callsFailed: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "calls_failed_total",
-			Help: "Authenticated INVITEs that ended without an answer, by the final status sent to the caller (402, 404, 480, 486, 487, ...).",
-		}, []string{"code"}),
-		callsEnded: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "calls_ended_total",
-			Help: "Answered calls that ended, by who ended them (caller, callee, timer, system).",
-		}, []string{"by"}),
-		callsActive: f.NewGauge(prometheus.GaugeOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "calls_in_progress",
-			Help: "Calls in progress on this node (ringing or answered).",
-		}),
-		callSetup: f.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "call_setup_seconds",
-			Help:    "Post-dial delay: from the authenticated INVITE to the first ringing (18x) or answer relayed to the caller.",
-			Buckets: []float64{.002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10},
-		}),
-		callWriteFails: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "call_write_failures_total",
-			Help: "Replicated writes of calls that failed after their retries (start, answer, end); an end failure leaves a call open.",
-		}, []string{"step"}),
-		extensions: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "call_extensions_total",
-			Help: "Next chunks asked for by answered calls reserved by chunks, by result: extended (a whole chunk), " +
+		callsStarted: f.Counter("calls_started_total",
+			"Calls authorized and reserved (StartCall accepted)."),
+		callsAdopted: f.Counter("calls_adopted_total",
+			"Answered calls of a stopped node this node took over from the cluster state."),
+		callsAnswered: f.Counter("calls_answered_total",
+			"Calls answered by a callee and connected to the caller."),
+		callsFailed: f.CounterVec("calls_failed_total",
+			"Authenticated INVITEs that ended without an answer, by the final status sent to the caller (402, 404, 480, 486, 487, ...).",
+			"code"),
+		callsEnded: f.CounterVec("calls_ended_total",
+			"Answered calls that ended, by who ended them (caller, callee, timer, system).",
+			"by"),
+		callsActive: f.Gauge("calls_in_progress",
+			"Calls in progress on this node (ringing or answered)."),
+		callSetup: f.Histogram("call_setup_seconds",
+			"Post-dial delay: from the authenticated INVITE to the first ringing (18x) or answer relayed to the caller.",
+			[]float64{.002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10}),
+		callWriteFails: f.CounterVec("call_write_failures_total",
+			"Replicated writes of calls that failed after their retries (start, answer, end); an end failure leaves a call open.",
+			"step"),
+		extensions: f.CounterVec("call_extensions_total",
+			"Next chunks asked for by answered calls reserved by chunks, by result: extended (a whole chunk), "+
 				"final (the money paid part of one, or none: the call is cut at what it paid for), refused, failed (not written).",
-		}, []string{"result"}),
-		forkResults: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "callee_legs_total",
-			Help: "INVITEs sent to callees, by outcome (answered, failed, redirected, cancelled, late_answer, skipped, error).",
-		}, []string{"result"}),
-		vendorCalls: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "troika", Name: "vendor_calls_total",
-			Help: "Initial INVITEs from vendor connections (by source address or vendor digest user name), by outcome " +
+			"result"),
+		forkResults: f.CounterVec("callee_legs_total",
+			"INVITEs sent to callees, by outcome (answered, failed, redirected, cancelled, late_answer, skipped, error).",
+			"result"),
+		vendorCalls: troika.CounterVec("vendor_calls_total",
+			"Initial INVITEs from vendor connections (by source address or vendor digest user name), by outcome "+
 				"(accepted, not_account, rule_timeout, rule_error, refused, unavailable, auth_failed).",
-		}, []string{"result"}),
-		redirects: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "troika", Name: "redirect_decisions_total",
-			Help: "Targets of callee legs' 3xx answers, and follow-me entries, by what the B2BUA decided (trusted, new_call_authorization, rejected, loop, follow_me, ...).",
-		}, []string{"decision"}),
+			"result"),
+		redirects: troika.CounterVec("redirect_decisions_total",
+			"Targets of callee legs' 3xx answers, and follow-me entries, by what the B2BUA decided (trusted, new_call_authorization, rejected, loop, follow_me, ...).",
+			"decision"),
 	}
-	for _, by := range []string{ByCaller, ByCallee, ByTimer, BySystem, ByOperator} {
-		m.callsEnded.WithLabelValues(by)
-	}
-	for _, r := range []string{extensionExtended, extensionFinal, extensionRefused, extensionFailed} {
-		m.extensions.WithLabelValues(r)
-	}
-	for _, r := range vendorResults {
-		m.vendorCalls.WithLabelValues(r)
-	}
-	for _, d := range redirectDecisions {
-		m.redirects.WithLabelValues(d)
-	}
+	metric.Zero(m.callsEnded.WithLabelValues, ByCaller, ByCallee, ByTimer, BySystem, ByOperator)
+	metric.Zero(m.extensions.WithLabelValues, extensionExtended, extensionFinal, extensionRefused, extensionFailed)
+	metric.Zero(m.vendorCalls.WithLabelValues, vendorResults...)
+	metric.Zero(m.redirects.WithLabelValues, redirectDecisions...)
 	return m
 }
 

@@ -4,7 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/troika-sip/troika/internal/metric"
 )
 
 // Reasons a dispatched datagram or frame was dropped, the "reason" label
@@ -45,54 +46,41 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
-	f := promauto.With(reg)
-	datagrams := f.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "troika", Subsystem: "sip", Name: "dispatch_datagrams_total",
-		Help: "Datagrams read from this node's real UDP sockets, by where they were processed (local: this node; remote: sent to another node over the cluster link).",
-	}, []string{"target"})
-	sent := f.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "troika", Subsystem: "sip", Name: "dispatch_sent_total",
-		Help: "Datagrams this node's stacks sent, by path (local: out of a real socket held here; remote: to the node holding it), and datagrams other nodes' stacks sent out of this node's sockets (relayed).",
-	}, []string{"via"})
-	forwarded := f.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "troika", Subsystem: "sip", Name: "dispatch_forwarded_total",
-		Help: "Messages this node passed to the node running their dialog, by reason (stream: received on this node's TCP/TLS socket for a dialog of another node; call_node: an in-dialog request, ACK or CANCEL for a call another live node runs, after membership changed).",
-	}, []string{"reason"})
-	relay := f.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: "troika", Subsystem: "sip", Name: "dispatch_relay_seconds",
-		Help:    "Time from one node to the other of a relayed datagram (in: read by the dispatcher to delivered to the processing stack; out: written by the processing stack to sent by the dispatcher). Across hosts it includes their clock difference.",
-		Buckets: []float64{.00005, .0001, .0002, .0005, .001, .002, .005, .01, .02, .05, .1, .5},
-	}, []string{"direction"})
+	f := metric.New(reg, "sip")
+	datagrams := f.CounterVec("dispatch_datagrams_total",
+		"Datagrams read from this node's real UDP sockets, by where they were processed (local: this node; remote: sent to another node over the cluster link).",
+		"target")
+	sent := f.CounterVec("dispatch_sent_total",
+		"Datagrams this node's stacks sent, by path (local: out of a real socket held here; remote: to the node holding it), and datagrams other nodes' stacks sent out of this node's sockets (relayed).",
+		"via")
+	forwarded := f.CounterVec("dispatch_forwarded_total",
+		"Messages this node passed to the node running their dialog, by reason (stream: received on this node's TCP/TLS socket for a dialog of another node; call_node: an in-dialog request, ACK or CANCEL for a call another live node runs, after membership changed).",
+		"reason")
+	relay := f.HistogramVec("dispatch_relay_seconds",
+		"Time from one node to the other of a relayed datagram (in: read by the dispatcher to delivered to the processing stack; out: written by the processing stack to sent by the dispatcher). Across hosts it includes their clock difference.",
+		[]float64{.00005, .0001, .0002, .0005, .001, .002, .005, .01, .02, .05, .1, .5},
+		"direction")
 	m := &metrics{
 		datagramsLocal:  datagrams.WithLabelValues("local"),
 		datagramsRemote: datagrams.WithLabelValues("remote"),
-		linkRefused: f.NewCounter(prometheus.CounterOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "dispatch_link_refused_total",
-			Help: "Frames the cluster link did not take (its queue to that node full, or the node not connected): a datagram received is then processed here; one to send is lost (retransmitted by its transaction).",
-		}),
+		linkRefused: f.Counter("dispatch_link_refused_total",
+			"Frames the cluster link did not take (its queue to that node full, or the node not connected): a datagram received is then processed here; one to send is lost (retransmitted by its transaction)."),
 		streamForwarded: forwarded.WithLabelValues("stream"),
 		callForwarded:   forwarded.WithLabelValues("call_node"),
 		sentLocal:       sent.WithLabelValues("local"),
 		sentRemote:      sent.WithLabelValues("remote"),
 		sentRelayed:     sent.WithLabelValues("relayed"),
-		drops: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "dispatch_drops_total",
-			Help: "Dispatched datagrams dropped, by reason (relay_queue, bad_frame, no_relay, no_socket, no_holder, write_error, stream_busy).",
-		}, []string{"reason"}),
+		drops: f.CounterVec("dispatch_drops_total",
+			"Dispatched datagrams dropped, by reason (relay_queue, bad_frame, no_relay, no_socket, no_holder, write_error, stream_busy).",
+			"reason"),
 		relayIn:  relay.WithLabelValues(latIn),
 		relayOut: relay.WithLabelValues(latOut),
-		realSockets: f.NewGauge(prometheus.GaugeOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "dispatch_real_sockets",
-			Help: "Real UDP sockets this node's dispatcher reads.",
-		}),
-		relaySockets: f.NewGauge(prometheus.GaugeOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "dispatch_relay_sockets",
-			Help: "Relay sockets (one sipgo stack per ingress socket of the cluster) on this node.",
-		}),
+		realSockets: f.Gauge("dispatch_real_sockets",
+			"Real UDP sockets this node's dispatcher reads."),
+		relaySockets: f.Gauge("dispatch_relay_sockets",
+			"Relay sockets (one sipgo stack per ingress socket of the cluster) on this node."),
 	}
-	for _, r := range dropReasons {
-		m.drops.WithLabelValues(r)
-	}
+	metric.Zero(m.drops.WithLabelValues, dropReasons...)
 	return m
 }
 

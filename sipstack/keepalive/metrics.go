@@ -2,7 +2,8 @@ package keepalive
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/troika-sip/troika/internal/metric"
 )
 
 // Values of the "result" label of troika_sip_keepalive_total.
@@ -22,35 +23,22 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
-	f := promauto.With(reg)
+	f := metric.New(reg, "sip")
 	m := &metrics{
-		pings: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "keepalive_total",
-			Help: "NAT keepalive OPTIONS sent to registered phones, by result: ok (any final response), timeout (none in time), error (the phone's TCP/TLS connection is gone, or it could not be sent).",
-		}, []string{"result"}),
-		deferred: f.NewCounter(prometheus.CounterOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "keepalive_deferred_total",
-			Help: "Keepalive pings that were due but waited for a later tick: more were due than keepalive_max_per_second allows.",
-		}),
-		removed: f.NewCounter(prometheus.CounterOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "keepalive_removed_total",
-			Help: "Unreachable bindings this node removed (registrar.keepalive_remove_unreachable).",
-		}),
-		bindings: f.NewGauge(prometheus.GaugeOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "keepalive_bindings",
-			Help: "Bindings this node pings: those registered through a socket it holds.",
-		}),
-		unreachable: f.NewGauge(prometheus.GaugeOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "keepalive_unreachable",
-			Help: "Bindings this node pings that stopped answering (registrar.keepalive_failures pings in a row unanswered).",
-		}),
-		pending: f.NewGauge(prometheus.GaugeOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "keepalive_pending",
-			Help: "Keepalive pings of this node waiting for an answer.",
-		}),
+		pings: f.CounterVec("keepalive_total",
+			"NAT keepalive OPTIONS sent to registered phones, by result: ok (any final response), timeout (none in time), error (the phone's TCP/TLS connection is gone, or it could not be sent).",
+			"result"),
+		deferred: f.Counter("keepalive_deferred_total",
+			"Keepalive pings that were due but waited for a later tick: more were due than keepalive_max_per_second allows."),
+		removed: f.Counter("keepalive_removed_total",
+			"Unreachable bindings this node removed (registrar.keepalive_remove_unreachable)."),
+		bindings: f.Gauge("keepalive_bindings",
+			"Bindings this node pings: those registered through a socket it holds."),
+		unreachable: f.Gauge("keepalive_unreachable",
+			"Bindings this node pings that stopped answering (registrar.keepalive_failures pings in a row unanswered)."),
+		pending: f.Gauge("keepalive_pending",
+			"Keepalive pings of this node waiting for an answer."),
 	}
-	for _, r := range []string{resultOK, resultTimeout, resultError} {
-		m.pings.WithLabelValues(r)
-	}
+	metric.Zero(m.pings.WithLabelValues, resultOK, resultTimeout, resultError)
 	return m
 }

@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/internal/logthrottle"
+	"github.com/troika-sip/troika/internal/metric"
 	"github.com/troika-sip/troika/sipstack/auth"
 	"github.com/troika-sip/troika/sipstack/sipmsg"
 )
@@ -84,7 +84,7 @@ func New(cfg Config, state Bindings, store Store, a *auth.Authenticator) (*Regis
 	case cfg.MaxInFlight < 1 || cfg.ProposeTimeout <= 0 || cfg.Metrics == nil || cfg.Logger == nil || cfg.Now == nil:
 		return nil, errors.New("registrar: max in flight, propose timeout, metrics, logger and clock are required")
 	}
-	f := promauto.With(cfg.Metrics)
+	f := metric.New(cfg.Metrics, "sip")
 	reg := &Registrar{
 		cfg:      cfg,
 		state:    state,
@@ -92,19 +92,14 @@ func New(cfg Config, state Bindings, store Store, a *auth.Authenticator) (*Regis
 		auth:     a,
 		slots:    make(chan struct{}, cfg.MaxInFlight),
 		refusals: logthrottle.New(refusalLogEvery, refusalLogSources),
-		results: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "register_total",
-			Help: "REGISTER requests by result.",
-		}, []string{"result"}),
-		proposeTime: f.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "troika", Subsystem: "sip", Name: "register_propose_seconds",
-			Help:    "Time to replicate one REGISTER's bindings.",
-			Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
-		}),
+		results: f.CounterVec("register_total",
+			"REGISTER requests by result.",
+			"result"),
+		proposeTime: f.Histogram("register_propose_seconds",
+			"Time to replicate one REGISTER's bindings.",
+			[]float64{.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5}),
 		log: cfg.Logger,
 	}
-	for _, r := range results {
-		reg.results.WithLabelValues(r)
-	}
+	metric.Zero(reg.results.WithLabelValues, results...)
 	return reg, nil
 }
