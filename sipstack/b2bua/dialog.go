@@ -138,11 +138,8 @@ var errSocketGone = errors.New("the leg's socket is not open on this node")
 
 // buildRequest turns spec into a request leaving from spec.sock: Via and
 // Contact carry that socket's address, and for UDP the datagram leaves
-// from it (Laddr). For TCP and TLS, Laddr names only the IP: sipgo then
-// reuses the connection the phone opened (found by its source address,
-// spec.dest) and only dials a new one, from that IP, when there is none.
-// (With the listener's port in Laddr sipgo would pick whichever accepted
-// connection was filed last under the listener's address.)
+// from it; for TCP and TLS sipgo reuses the connection the phone opened
+// (transport.Socket.Laddr).
 func (b *B2BUA) buildRequest(spec reqSpec) (*sip.Request, *transport.Socket, error) {
 	sock := b.sockets.Named(spec.sock)
 	if sock == nil {
@@ -153,11 +150,7 @@ func (b *B2BUA) buildRequest(spec reqSpec) (*sip.Request, *transport.Socket, err
 	if branch == "" {
 		branch = sip.GenerateBranchN(16)
 	}
-	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: sip.NetworkToUpper(sock.Transport),
-		Host: transport.URIHost(sock.IP), Port: sock.Port, Params: sip.NewParams()}
-	via.Params.Add("branch", branch)
-	via.Params.Add("rport", "")
-	req.AppendHeader(via)
+	req.AppendHeader(sock.Via(branch))
 	mf := sip.MaxForwardsHeader(70)
 	if spec.maxForwards > 0 {
 		mf = sip.MaxForwardsHeader(spec.maxForwards)
@@ -183,10 +176,7 @@ func (b *B2BUA) buildRequest(spec reqSpec) (*sip.Request, *transport.Socket, err
 	req.AppendHeader(sip.NewHeader("User-Agent", sipmsg.ServerName))
 	req.SetTransport(sip.NetworkToUpper(spec.transport))
 	req.SetDestination(spec.dest)
-	req.Laddr = sip.Addr{IP: net.ParseIP(sock.IP)}
-	if sock.Transport == "udp" || sock.Relay {
-		req.Laddr.Port = sock.Port
-	}
+	req.Laddr = sock.Laddr()
 	if sock.Relay && sock.Transport != "udp" {
 		// A stream relay: its stack carries the leg as datagrams to the
 		// node holding the stream (dispatch_stream.go); Via stays TCP/TLS.
@@ -207,19 +197,11 @@ func (b *B2BUA) do(sock *transport.Socket, req *sip.Request) (*sip.Response, err
 		return nil, fmt.Errorf("send %s: %w", req.Method, err)
 	}
 	defer tx.Terminate()
-	for {
-		select {
-		case res := <-tx.Responses():
-			if res.IsProvisional() {
-				continue
-			}
-			return res, nil
-		case <-tx.Done():
-			return nil, fmt.Errorf("%s: %w", req.Method, tx.Err())
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%s: %w", req.Method, ctx.Err())
-		}
+	res, err := transport.FinalResponse(ctx, tx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", req.Method, err)
 	}
+	return res, nil
 }
 
 // sendAck writes an ACK (no transaction) through sock.

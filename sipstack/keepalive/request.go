@@ -16,9 +16,8 @@ import (
 // options builds the OPTIONS that pings b from sock: to b's contact, sent
 // to the address its REGISTER came from (the NAT's public side), through
 // its Path, with Via and From naming sock. For UDP it leaves from sock
-// itself (Laddr). For TCP and TLS Laddr names only the IP, so sipgo finds
-// the phone's own connection by its source address (as the B2BUA's legs
-// do, b2bua.buildRequest).
+// itself; for TCP and TLS sipgo finds the phone's own connection by its
+// source address (transport.Socket.Laddr, as the B2BUA's legs do).
 func options(b fsm.Binding, sock *transport.Socket, callID string) (*sip.Request, error) {
 	var ruri sip.Uri
 	if err := sip.ParseUri(b.Contact, &ruri); err != nil {
@@ -33,11 +32,7 @@ func options(b fsm.Binding, sock *transport.Socket, callID string) (*sip.Request
 	}
 	host := transport.URIHost(sock.IP)
 	req := sip.NewRequest(sip.OPTIONS, ruri)
-	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: sip.NetworkToUpper(sock.Transport),
-		Host: host, Port: sock.Port, Params: sip.NewParams()}
-	via.Params.Add("branch", sip.GenerateBranchN(16))
-	via.Params.Add("rport", "")
-	req.AppendHeader(via)
+	req.AppendHeader(sock.Via(sip.GenerateBranchN(16)))
 	mf := sip.MaxForwardsHeader(70)
 	req.AppendHeader(&mf)
 	for _, r := range b.Path {
@@ -55,10 +50,7 @@ func options(b fsm.Binding, sock *transport.Socket, callID string) (*sip.Request
 	req.AppendHeader(sip.NewHeader("User-Agent", sipmsg.ServerName))
 	req.SetTransport(sip.NetworkToUpper(b.Transport))
 	req.SetDestination(b.Source)
-	req.Laddr = sip.Addr{IP: net.ParseIP(sock.IP)}
-	if sock.Transport == "udp" || sock.Relay {
-		req.Laddr.Port = sock.Port
-	}
+	req.Laddr = sock.Laddr()
 	req.SetBody(nil)
 	return req, nil
 }
@@ -87,21 +79,11 @@ func send(ctx context.Context, sock *transport.Socket, req *sip.Request) (outcom
 		return failed, fmt.Errorf("send OPTIONS: %w", err)
 	}
 	defer tx.Terminate()
-	for {
-		select {
-		case res := <-tx.Responses():
-			if res.IsProvisional() {
-				continue
-			}
-			return outcomeOK, nil
-		case <-tx.Done():
-			err := tx.Err()
-			if errors.Is(err, sip.ErrTransactionTransport) {
-				return failed, fmt.Errorf("OPTIONS: %w", err)
-			}
-			return outcomeTimeout, err
-		case <-ctx.Done():
-			return outcomeTimeout, ctx.Err()
+	if _, err := transport.FinalResponse(ctx, tx); err != nil {
+		if errors.Is(err, sip.ErrTransactionTransport) {
+			return failed, fmt.Errorf("OPTIONS: %w", err)
 		}
+		return outcomeTimeout, err
 	}
+	return outcomeOK, nil
 }

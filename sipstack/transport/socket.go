@@ -1,7 +1,9 @@
 package transport
 
 import (
+	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -121,6 +123,55 @@ func (sock *Socket) Contact() *sip.ContactHeader {
 	}
 	return &sip.ContactHeader{Address: u}
 }
+
+// Via is the Via of a request sent from sock with the given branch,
+// asking for rport (RFC 3581).
+func (sock *Socket) Via(branch string) *sip.ViaHeader {
+	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: sip.NetworkToUpper(sock.Transport),
+		Host: URIHost(sock.IP), Port: sock.Port, Params: sip.NewParams()}
+	via.Params.Add("branch", branch)
+	via.Params.Add("rport", "")
+	return via
+}
+
+// Laddr is the local address of a request sent from sock
+// (sip.Request.Laddr): for UDP, and for a relay socket, the socket itself,
+// so the datagram leaves from it. For TCP and TLS only the IP: sipgo then
+// reuses the connection the peer opened (found by the request's
+// destination) and only dials a new one, from that IP, when there is none.
+// (With the listener's port sipgo would pick whichever accepted connection
+// was filed last under the listener's address.)
+func (sock *Socket) Laddr() sip.Addr {
+	a := sip.Addr{IP: net.ParseIP(sock.IP)}
+	if sock.Transport == "udp" || sock.Relay {
+		a.Port = sock.Port
+	}
+	return a
+}
+
+// FinalResponse waits for the final response of tx, a non-INVITE client
+// transaction, skipping provisional ones. Without one it says why: tx's
+// error (a timeout, sip.ErrTransactionTransport, ...) or ctx's.
+func FinalResponse(ctx context.Context, tx sip.ClientTransaction) (*sip.Response, error) {
+	for {
+		select {
+		case res := <-tx.Responses():
+			if res.IsProvisional() {
+				continue
+			}
+			return res, nil
+		case <-tx.Done():
+			if err := tx.Err(); err != nil {
+				return nil, err
+			}
+			return nil, errNoFinalResponse
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+var errNoFinalResponse = errors.New("transaction ended without a final response")
 
 // URIHost writes an IP address as a URI or Via host: IPv6 in brackets.
 func URIHost(ip string) string {
