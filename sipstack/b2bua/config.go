@@ -1,6 +1,7 @@
 package b2bua
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -57,21 +58,11 @@ const (
 
 // WithDefaults fills zero values and checks the result.
 func (cc CallConfig) WithDefaults() (CallConfig, error) {
-	if cc.RingTimeout == 0 {
-		cc.RingTimeout = defaultRingTimeout
-	}
-	if cc.MaxCallSeconds == 0 {
-		cc.MaxCallSeconds = defaultMaxCallSeconds
-	}
-	if cc.MaxCalls == 0 {
-		cc.MaxCalls = defaultMaxCalls
-	}
-	if cc.ProposeTimeout == 0 {
-		cc.ProposeTimeout = defaultProposeTimeout
-	}
-	if cc.AckTimeout == 0 {
-		cc.AckTimeout = 64 * sip.T1
-	}
+	cc.RingTimeout = cmp.Or(cc.RingTimeout, defaultRingTimeout)
+	cc.MaxCallSeconds = cmp.Or(cc.MaxCallSeconds, defaultMaxCallSeconds)
+	cc.MaxCalls = cmp.Or(cc.MaxCalls, defaultMaxCalls)
+	cc.ProposeTimeout = cmp.Or(cc.ProposeTimeout, defaultProposeTimeout)
+	cc.AckTimeout = cmp.Or(cc.AckTimeout, 64*sip.T1)
 	switch {
 	case cc.RingTimeout < 0 || cc.MaxCallSeconds < 0 || cc.MaxCalls < 0 || cc.ProposeTimeout < 0 || cc.AckTimeout < 0 || cc.ReserveChunkSeconds < 0:
 		return cc, errors.New("calls: timeouts, max call seconds, reserve chunk and max calls cannot be negative")

@@ -1,6 +1,7 @@
 package keepalive
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -61,24 +62,14 @@ func (c Config) WithDefaults() (Config, error) {
 	if c.Interval == 0 {
 		return c, nil
 	}
-	if c.Timeout == 0 {
-		c.Timeout = min(DefaultTimeout, c.Interval)
-	}
+	c.Timeout = cmp.Or(c.Timeout, min(DefaultTimeout, c.Interval))
 	if c.Timeout > c.Interval {
 		return c, fmt.Errorf("keepalive timeout %s: longer than the interval %s", c.Timeout, c.Interval)
 	}
-	if c.Failures == 0 {
-		c.Failures = DefaultFailures
-	}
-	if c.MaxPerSecond == 0 {
-		c.MaxPerSecond = DefaultMaxPerSecond
-	}
-	if c.Tick == 0 {
-		c.Tick = defaultTick
-	}
-	if c.Refresh == 0 {
-		c.Refresh = min(defaultRefresh, c.Interval)
-	}
+	c.Failures = cmp.Or(c.Failures, DefaultFailures)
+	c.MaxPerSecond = cmp.Or(c.MaxPerSecond, DefaultMaxPerSecond)
+	c.Tick = cmp.Or(c.Tick, defaultTick)
+	c.Refresh = cmp.Or(c.Refresh, min(defaultRefresh, c.Interval))
 	if c.Logger == nil || c.Metrics == nil || c.Now == nil {
 		return c, errors.New("keepalive: Logger, Metrics and Now are required")
 	}
