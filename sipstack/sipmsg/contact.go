@@ -38,41 +38,25 @@ func (e RequestError) Error() string { return string(e) }
 // SplitList splits a header value into its comma-separated elements,
 // ignoring commas inside quotes and < >. Empty elements are dropped.
 func SplitList(v string) []string {
-	var out []string
-	inQuote, inAngle, escaped := false, false, false
-	start := 0
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		switch {
-		case escaped:
-			escaped = false
-		case inQuote && c == '\\':
-			escaped = true
-		case c == '"':
-			inQuote = !inQuote
-		case inQuote:
-		case c == '<':
-			inAngle = true
-		case c == '>':
-			inAngle = false
-		case c == ',' && !inAngle:
-			if s := strings.TrimSpace(v[start:i]); s != "" {
-				out = append(out, s)
-			}
-			start = i + 1
+	elems := splitUnquoted(v, ',', true)
+	out := elems[:0]
+	for _, e := range elems {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
 		}
-	}
-	if s := strings.TrimSpace(v[start:]); s != "" {
-		out = append(out, s)
 	}
 	return out
 }
 
 // splitParams splits ";a=1;b;c="x;y"" into its parameters, ignoring
 // semicolons inside quotes.
-func splitParams(s string) []string {
+func splitParams(s string) []string { return splitUnquoted(s, ';', false) }
+
+// splitUnquoted splits s at every sep outside quotes (a backslash escapes
+// the next character within them) and, with angles, outside < >.
+func splitUnquoted(s string, sep byte, angles bool) []string {
 	var out []string
-	inQuote, escaped := false, false
+	inQuote, inAngle, escaped := false, false, false
 	start := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -83,7 +67,12 @@ func splitParams(s string) []string {
 			escaped = true
 		case c == '"':
 			inQuote = !inQuote
-		case c == ';' && !inQuote:
+		case inQuote:
+		case angles && c == '<':
+			inAngle = true
+		case angles && c == '>':
+			inAngle = false
+		case c == sep && !inAngle:
 			out = append(out, s[start:i])
 			start = i + 1
 		}
