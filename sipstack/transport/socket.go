@@ -1,9 +1,7 @@
 package transport
 
 import (
-	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -148,30 +146,6 @@ func (sock *Socket) Laddr() sip.Addr {
 	}
 	return a
 }
-
-// FinalResponse waits for the final response of tx, a non-INVITE client
-// transaction, skipping provisional ones. Without one it says why: tx's
-// error (a timeout, sip.ErrTransactionTransport, ...) or ctx's.
-func FinalResponse(ctx context.Context, tx sip.ClientTransaction) (*sip.Response, error) {
-	for {
-		select {
-		case res := <-tx.Responses():
-			if res.IsProvisional() {
-				continue
-			}
-			return res, nil
-		case <-tx.Done():
-			if err := tx.Err(); err != nil {
-				return nil, err
-			}
-			return nil, errNoFinalResponse
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-}
-
-var errNoFinalResponse = errors.New("transaction ended without a final response")
 
 // URIHost writes an IP address as a URI or Via host: IPv6 in brackets.
 func URIHost(ip string) string {
