@@ -322,21 +322,7 @@ func rawExchange(t testing.TB, server, msg string, wait time.Duration) *sip.Resp
 		t.Fatal(err)
 	}
 	defer c.Close()
-	msg = strings.ReplaceAll(msg, "@LOCAL@", c.LocalAddr().String())
-	if _, err := c.Write([]byte(msg)); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 65536)
-	c.SetReadDeadline(time.Now().Add(wait))
-	n, err := c.Read(buf)
-	if err != nil {
-		return nil
-	}
-	m, err := sip.ParseMessage(buf[:n])
-	if err != nil {
-		t.Fatalf("unparseable response %q: %v", buf[:n], err)
-	}
-	return m.(*sip.Response)
+	return datagramExchange(t, c, msg, wait)
 }
 
 // rawUDPFrom is rawExchange from a given local address.
@@ -349,12 +335,26 @@ func rawUDPFrom(t testing.TB, local, server, msg string) *sip.Response {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	return datagramExchange(t, c, msg, 3*time.Second)
+}
+
+// datagramExchange sends msg (@LOCAL@ replaced by c's address) on the
+// connected datagram socket c and reads the response.
+func datagramExchange(t testing.TB, c net.Conn, msg string, wait time.Duration) *sip.Response {
+	t.Helper()
 	msg = strings.ReplaceAll(msg, "@LOCAL@", c.LocalAddr().String())
 	if _, err := c.Write([]byte(msg)); err != nil {
 		t.Fatal(err)
 	}
+	return readDatagram(t, c, wait)
+}
+
+// readDatagram reads one response from the datagram socket c, or nil if
+// none comes within wait; a datagram that does not parse fails the test.
+func readDatagram(t testing.TB, c net.Conn, wait time.Duration) *sip.Response {
+	t.Helper()
 	buf := make([]byte, 65536)
-	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	c.SetReadDeadline(time.Now().Add(wait))
 	n, err := c.Read(buf)
 	if err != nil {
 		return nil
@@ -436,8 +436,9 @@ func rawAuth(t testing.TB, res *sip.Response, alg, uri, user, password string) s
 	return ""
 }
 
-func header(res *sip.Response, name string) string {
-	if h := res.GetHeader(name); h != nil {
+// header is the value of a message's header name ("" if it has none).
+func header(m interface{ GetHeader(string) sip.Header }, name string) string {
+	if h := m.GetHeader(name); h != nil {
 		return h.Value()
 	}
 	return ""
