@@ -153,16 +153,11 @@ func TestPrepaidCut(t *testing.T) {
 	const bal = 3*1_000_000 + 500_000
 	addAccount(t, st, fsm.Account{ID: "4001", Credentials: testkit.Creds("4001", "pw4001"), Billing: fsm.Prepaid, Balance: bal, TariffOut: "p"})
 	addAccount(t, st, fsm.Account{ID: "4002", Credentials: testkit.Creds("4002", "pw4002"), Billing: fsm.Prepaid})
-	ts := startServer(t, st, nil)
-	srv := ts.addr(t, "udp", ts.ip)
-	callee := newEndpoint(t, "127.0.0.1")
-	bind(t, st, "4002", "sip:4002@"+callee.addr, callee.addr, "udp:"+srv)
+	ts, srv, callee := serveCallee(t, st, "4002", nil)
 	caller := newEndpoint(t, "127.0.0.1")
 
 	c := invite(t, caller, srv, "4001", "pw4001", "4002", testSDP)
-	req, from := callee.request("INVITE")
-	callee.reply(req, from, 200, "OK", "cut", calleeSDP)
-	wantStatus(t, c.final(5*time.Second, nil), 200, "OK")
+	req, _ := answer(t, c, callee, "cut")
 	c.ack()
 	if call, ok := st.Call(c.callID); !ok || call.MaxDuration != 3 || st.Reserved("4001") != bal {
 		t.Fatalf("call %+v reserved %d", call, st.Reserved("4001"))
@@ -199,15 +194,10 @@ func TestPrepaidCut(t *testing.T) {
 func TestInDialogRelay(t *testing.T) {
 	t.Parallel()
 	st := callState(t, 100_000_000)
-	ts := startServer(t, st, nil)
-	srv := ts.addr(t, "udp", ts.ip)
-	callee := newEndpoint(t, "127.0.0.1")
-	bind(t, st, "2002", "sip:2002@"+callee.addr, callee.addr, "udp:"+srv)
+	ts, srv, callee := serveCallee(t, st, "2002", nil)
 	caller := newEndpoint(t, "127.0.0.1")
 	c := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
-	inv, from := callee.request("INVITE")
-	callee.reply(inv, from, 200, "OK", "bob", calleeSDP)
-	wantStatus(t, c.final(5*time.Second, nil), 200, "OK")
+	inv, from := answer(t, c, callee, "bob")
 	// Until the caller ACKs, the switch retransmits its 200 (RFC 3261
 	// §13.3.1.4), and the callee, whose 2xx was ACKed, hears nothing.
 	if r := caller.wait("200 retransmission", 5*time.Second, isResponse("INVITE", true)).msg.(*sip.Response); r.StatusCode != 200 {
@@ -244,7 +234,7 @@ func TestInDialogRelay(t *testing.T) {
 		srv, callee.addr, inv.To().Value()+";tag=bob", inv.From().Value(), inv.CallID().Value())
 	callee.send(from.String(), info)
 	got, gotFrom := caller.request("INFO")
-	if got.CallID().Value() != c.callID || !strings.Contains(string(got.Body()), "Signal=5") || header2(got, "Content-Type") != "application/dtmf-relay" {
+	if got.CallID().Value() != c.callID || !strings.Contains(string(got.Body()), "Signal=5") || header(got, "Content-Type") != "application/dtmf-relay" {
 		t.Errorf("INFO to the caller: %s", got)
 	}
 	caller.reply(got, gotFrom, 200, "OK", "", "")
@@ -274,13 +264,6 @@ func TestInDialogRelay(t *testing.T) {
 	waitNoCalls(t, ts)
 }
 
-func header2(m interface{ GetHeader(string) sip.Header }, name string) string {
-	if h := m.GetHeader(name); h != nil {
-		return h.Value()
-	}
-	return ""
-}
-
 // Calls that end without an answer: each gets the right final status, an
 // xDR with that cause when the call was started, and no charge.
 func TestCallFailures(t *testing.T) {
@@ -290,10 +273,7 @@ func TestCallFailures(t *testing.T) {
 		st := callState(t, bal)
 		putTariff(t, st, "uk", fsm.Rate{Prefix: "44", PerMinute: 1, FirstInterval: 1, NextInterval: 1})
 		addAccount(t, st, fsm.Account{ID: "2003", Credentials: testkit.Creds("2003", "pw2003"), Billing: fsm.Prepaid, Balance: bal, TariffOut: "uk"})
-		ts := startServer(t, st, mod)
-		srv := ts.addr(t, "udp", ts.ip)
-		callee := newEndpoint(t, "127.0.0.1")
-		bind(t, st, "2002", "sip:2002@"+callee.addr, callee.addr, "udp:"+srv)
+		ts, srv, callee := serveCallee(t, st, "2002", mod)
 		return ts, srv, callee, newEndpoint(t, "127.0.0.1")
 	}
 	noCharge := func(t *testing.T, ts *testServer, callID string, cause int, by string) {
@@ -697,14 +677,12 @@ func TestShutdownWithCalls(t *testing.T) {
 	bind(t, st, "2002", "sip:2002@"+callee.addr, callee.addr, "udp:"+srv)
 
 	answered := invite(t, newEndpoint(t, "127.0.0.1"), srv, "2001", "pw2001", "2002", testSDP)
-	req, from := callee.request("INVITE")
-	callee.reply(req, from, 200, "OK", "a", calleeSDP)
-	wantStatus(t, answered.final(5*time.Second, nil), 200, "OK")
+	answer(t, answered, callee, "a")
 	answered.ack()
 	testkit.WaitFor(t, 5*time.Second, "answer recorded", func() bool { c, ok := st.Call(answered.callID); return ok && c.ConnectAt != 0 })
 
 	ringing := invite(t, newEndpoint(t, "127.0.0.1"), srv, "2005", "pw2005", "2002", testSDP)
-	req, from = callee.request("INVITE")
+	req, from := callee.request("INVITE")
 	callee.reply(req, from, 180, "Ringing", "r", "")
 	testkit.WaitFor(t, 5*time.Second, "ringing call started", func() bool { _, ok := st.Call(ringing.callID); return ok })
 
@@ -732,15 +710,10 @@ func TestShutdownWithCalls(t *testing.T) {
 func TestNoAckHangsUp(t *testing.T) {
 	t.Parallel()
 	st := callState(t, 100_000_000)
-	ts := startServer(t, st, func(c *Config) { c.Calls.AckTimeout = 1500 * time.Millisecond })
-	srv := ts.addr(t, "udp", ts.ip)
-	callee := newEndpoint(t, "127.0.0.1")
-	bind(t, st, "2002", "sip:2002@"+callee.addr, callee.addr, "udp:"+srv)
+	ts, srv, callee := serveCallee(t, st, "2002", func(c *Config) { c.Calls.AckTimeout = 1500 * time.Millisecond })
 	caller := newEndpoint(t, "127.0.0.1")
 	c := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
-	req, from := callee.request("INVITE")
-	callee.reply(req, from, 200, "OK", "n", calleeSDP)
-	wantStatus(t, c.final(5*time.Second, nil), 200, "OK")
+	answer(t, c, callee, "n")
 	callee.request("ACK")
 	retrans := 0
 	for {
@@ -770,11 +743,9 @@ func TestNoAckHangsUp(t *testing.T) {
 func TestOperatorHangsUpACall(t *testing.T) {
 	t.Parallel()
 	st := callState(t, 100_000_000)
-	ts := startServer(t, st, nil)
-	callee := newEndpoint(t, "127.0.0.1")
-	bind(t, st, "2002", "sip:2002@"+callee.addr, callee.addr, "udp:"+ts.addr(t, "udp", ts.ip))
+	ts, srv, callee := serveCallee(t, st, "2002", nil)
 	caller := newEndpoint(t, "127.0.0.1")
-	c := invite(t, caller, ts.addr(t, "udp", ts.ip), "2001", "pw2001", "2002", testSDP)
+	c := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
 	req, from := callee.request("INVITE")
 	if err := ts.HangupCall(c.callID); !errors.Is(err, ErrCallNotAnswered) {
 		t.Fatalf("hanging up a ringing call: %v", err)
