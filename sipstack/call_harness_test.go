@@ -161,6 +161,14 @@ func isResponse(method string, final bool) func(sip.Message) bool {
 	}
 }
 
+// isStatus matches a response with the status code.
+func isStatus(code int) func(sip.Message) bool {
+	return func(m sip.Message) bool {
+		r, ok := m.(*sip.Response)
+		return ok && r.StatusCode == code
+	}
+}
+
 func (e *endpoint) request(method string) (*sip.Request, *net.UDPAddr) {
 	e.t.Helper()
 	p := e.wait(method, 10*time.Second, isRequest(method))
@@ -175,6 +183,17 @@ func (e *endpoint) reply(req *sip.Request, from *net.UDPAddr, code int, reason, 
 		contact = "<sip:" + e.addr + ">"
 	}
 	e.send(from.String(), responseText(req, code, reason, toTag, contact, body, extra...))
+}
+
+// answerCancel takes the CANCEL of req (received from `from`) and
+// answers it 200 and req 487 with the To tag toTag; it returns the CANCEL
+// and where it came from.
+func (e *endpoint) answerCancel(req *sip.Request, from *net.UDPAddr, toTag string) (*sip.Request, *net.UDPAddr) {
+	e.t.Helper()
+	cancel, cfrom := e.request("CANCEL")
+	e.reply(cancel, cfrom, 200, "OK", "", "")
+	e.reply(req, from, 487, "Request Terminated", toTag, "")
+	return cancel, cfrom
 }
 
 // responseText is a response to req with raw header lines: contact (if

@@ -2,14 +2,11 @@ package sipstack
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -297,54 +294,45 @@ func TestCallFailures(t *testing.T) {
 		c := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
 		req, from := callee.request("INVITE")
 		callee.reply(req, from, 180, "Ringing", "b1", "")
-		caller.wait("180", 5*time.Second, func(m sip.Message) bool {
-			r, ok := m.(*sip.Response)
-			return ok && r.StatusCode == 180
-		})
+		caller.wait("180", 5*time.Second, isStatus(180))
 		c.cancel()
 		if r := caller.wait("200 to CANCEL", 5*time.Second, isResponse("CANCEL", true)).msg.(*sip.Response); r.StatusCode != 200 {
 			t.Errorf("CANCEL answered %d", r.StatusCode)
 		}
 		wantStatus(t, c.final(5*time.Second, nil), 487, "")
-		cancel, cfrom := callee.request("CANCEL")
+		cancel, cfrom := callee.answerCancel(req, from, "b1")
 		if cfrom.String() != srv || cancel.CallID().Value() != req.CallID().Value() || cancel.Via().Params.GetOr("branch", "") != req.Via().Params.GetOr("branch", "x") {
 			t.Errorf("CANCEL to the callee: %s", cancel)
 		}
-		callee.reply(cancel, cfrom, 200, "OK", "", "")
-		callee.reply(req, from, 487, "Request Terminated", "b1", "")
 		callee.request("ACK")
 		noCharge(t, ts, c.callID, 487, b2bua.ByCaller)
 	})
-	t.Run("busy", func(t *testing.T) {
-		t.Parallel()
-		ts, srv, callee, caller := setup(t, nil)
-		c := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
-		req, from := callee.request("INVITE")
-		callee.reply(req, from, 486, "Busy Here", "b1", "")
-		wantStatus(t, c.final(5*time.Second, nil), 486, "Busy Here")
-		if ack, _ := callee.request("ACK"); ack.CallID().Value() != req.CallID().Value() {
-			t.Errorf("ACK of the 486: %s", ack)
-		}
-		noCharge(t, ts, c.callID, 486, b2bua.ByCallee)
-	})
-	t.Run("decline", func(t *testing.T) {
-		t.Parallel()
-		ts, srv, callee, caller := setup(t, nil)
-		c := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
-		req, from := callee.request("INVITE")
-		callee.reply(req, from, 603, "Decline", "b1", "")
-		wantStatus(t, c.final(5*time.Second, nil), 603, "Decline")
-		noCharge(t, ts, c.callID, 603, b2bua.ByCallee)
-	})
+	// The callee refuses: the caller gets its answer, the callee an ACK.
+	for _, refusal := range []struct {
+		name   string
+		code   int
+		reason string
+	}{{"busy", 486, "Busy Here"}, {"decline", 603, "Decline"}} {
+		t.Run(refusal.name, func(t *testing.T) {
+			t.Parallel()
+			ts, srv, callee, caller := setup(t, nil)
+			c := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
+			req, from := callee.request("INVITE")
+			callee.reply(req, from, refusal.code, refusal.reason, "b1", "")
+			wantStatus(t, c.final(5*time.Second, nil), refusal.code, refusal.reason)
+			if ack, _ := callee.request("ACK"); ack.CallID().Value() != req.CallID().Value() {
+				t.Errorf("ACK of the %d: %s", refusal.code, ack)
+			}
+			noCharge(t, ts, c.callID, refusal.code, b2bua.ByCallee)
+		})
+	}
 	t.Run("ring timeout", func(t *testing.T) {
 		t.Parallel()
 		ts, srv, callee, caller := setup(t, func(c *Config) { c.Calls.RingTimeout = 500 * time.Millisecond })
 		c := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
 		req, from := callee.request("INVITE")
 		callee.reply(req, from, 180, "Ringing", "b1", "")
-		cancel, cfrom := callee.request("CANCEL")
-		callee.reply(cancel, cfrom, 200, "OK", "", "")
-		callee.reply(req, from, 487, "Request Terminated", "b1", "")
+		callee.answerCancel(req, from, "b1")
 		wantStatus(t, c.final(5*time.Second, nil), 408, "")
 		noCharge(t, ts, c.callID, 408, b2bua.ByTimer)
 	})
@@ -519,7 +507,7 @@ func TestForking(t *testing.T) {
 			}
 			a.reply(ra, fa, 180, "Ringing", "ta", "")
 			b.reply(rb, fb, 180, "Ringing", "tb", "")
-			c.e.wait("180", 5*time.Second, func(m sip.Message) bool { r, ok := m.(*sip.Response); return ok && r.StatusCode == 180 })
+			c.e.wait("180", 5*time.Second, isStatus(180))
 			a.reply(ra, fa, 200, "OK", "ta", calleeSDP)
 			wantStatus(t, c.final(5*time.Second, nil), 200, "OK")
 			c.ack()
@@ -619,40 +607,6 @@ func TestCallToTCPPhone(t *testing.T) {
 		t.Errorf("xDR %+v", x)
 	}
 	waitNoCalls(t, ts)
-}
-
-// readStreamMessage reads one SIP message from a stream.
-func readStreamMessage(t testing.TB, r *bufio.Reader) sip.Message {
-	t.Helper()
-	var head bytes.Buffer
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatalf("read: %v (got %q)", err, head.String())
-		}
-		if head.Len() == 0 && strings.TrimSpace(line) == "" {
-			continue // keep-alive CRLF
-		}
-		head.WriteString(line)
-		if line == "\r\n" {
-			break
-		}
-	}
-	n := 0
-	for _, l := range strings.Split(head.String(), "\r\n") {
-		if name, v, ok := strings.Cut(l, ":"); ok && (strings.EqualFold(name, "Content-Length") || strings.EqualFold(name, "l")) {
-			n, _ = strconv.Atoi(strings.TrimSpace(v))
-		}
-	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
-		t.Fatal(err)
-	}
-	m, err := sip.ParseMessage(append(head.Bytes(), body...))
-	if err != nil {
-		t.Fatalf("unparseable %q: %v", head.String(), err)
-	}
-	return m
 }
 
 // Stopping the server: a ringing call is ended (xDR, nothing reserved);

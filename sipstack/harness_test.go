@@ -375,27 +375,46 @@ func streamExchange(t testing.TB, c net.Conn, msg string) *sip.Response {
 		t.Fatal(err)
 	}
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	r := bufio.NewReader(c)
+	m := readStreamMessage(t, bufio.NewReader(c))
+	res, ok := m.(*sip.Response)
+	if !ok {
+		t.Fatalf("got %q, want a response", m.String())
+	}
+	return res
+}
+
+// readStreamMessage reads one SIP message from a stream.
+func readStreamMessage(t testing.TB, r *bufio.Reader) sip.Message {
+	t.Helper()
 	var head bytes.Buffer
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
-			t.Fatalf("read response: %v (got %q)", err, head.String())
+			t.Fatalf("read: %v (got %q)", err, head.String())
+		}
+		if head.Len() == 0 && strings.TrimSpace(line) == "" {
+			continue // keep-alive CRLF
 		}
 		head.WriteString(line)
 		if line == "\r\n" {
 			break
 		}
 	}
-	m, err := sip.ParseMessage(head.Bytes())
+	n := 0
+	for _, l := range strings.Split(head.String(), "\r\n") {
+		if name, v, ok := strings.Cut(l, ":"); ok && (strings.EqualFold(name, "Content-Length") || strings.EqualFold(name, "l")) {
+			n, _ = strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		t.Fatal(err)
+	}
+	m, err := sip.ParseMessage(append(head.Bytes(), body...))
 	if err != nil {
-		t.Fatalf("unparseable response %q: %v", head.String(), err)
+		t.Fatalf("unparseable %q: %v", head.String(), err)
 	}
-	res := m.(*sip.Response)
-	if cl := res.ContentLength(); cl != nil && *cl > 0 {
-		io.CopyN(io.Discard, r, int64(*cl))
-	}
-	return res
+	return m
 }
 
 // rawRegister returns a REGISTER text for user with the given extra

@@ -2,7 +2,6 @@ package sipstack
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -405,27 +404,10 @@ func TestKeepaliveOverStreams(t *testing.T) {
 func readStreamRequest(t *testing.T, c net.Conn, r *bufio.Reader) *sip.Request {
 	t.Helper()
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	var head bytes.Buffer
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatalf("read request: %v (got %q)", err, head.String())
-		}
-		if head.Len() == 0 && line == "\r\n" {
-			continue // a keep-alive
-		}
-		head.WriteString(line)
-		if line == "\r\n" {
-			break
-		}
-	}
-	m, err := sip.ParseMessage(head.Bytes())
-	if err != nil {
-		t.Fatalf("unparseable request %q: %v", head.String(), err)
-	}
+	m := readStreamMessage(t, r)
 	req, ok := m.(*sip.Request)
 	if !ok {
-		t.Fatalf("got %q, want a request", head.String())
+		t.Fatalf("got %q, want a request", m.String())
 	}
 	return req
 }

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emiago/sipgo/sip"
-
 	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/internal/sipptest"
@@ -529,9 +527,7 @@ func TestSIPpFollowMe(t *testing.T) {
 		c := invite(t, newEndpoint(t, testIP()), srv, "2001", "pw2001", "2002", testSDP)
 		req, from := phone.request("INVITE")
 		phone.reply(req, from, 180, "Ringing", "ph", "")
-		cancel, cfrom := phone.request("CANCEL") // its ring time is over
-		phone.reply(cancel, cfrom, 200, "OK", "", "")
-		phone.reply(req, from, 487, "Request Terminated", "ph", "")
+		phone.answerCancel(req, from, "ph") // its ring time is over
 		wantStatus(t, c.final(10*time.Second, nil), 200, "")
 		c.ack()
 		c.bye(t)
@@ -569,15 +565,10 @@ func TestRedirectCancel(t *testing.T) {
 	redirect(rs, "Contact: <sip:1@"+pbxEnd.addr+">")
 	preq, pfrom := pbxEnd.request("INVITE")
 	pbxEnd.reply(preq, pfrom, 180, "Ringing", "p", "")
-	c.e.wait("180", 5*time.Second, func(m sip.Message) bool {
-		r, ok := m.(*sip.Response)
-		return ok && r.StatusCode == 180
-	})
+	c.e.wait("180", 5*time.Second, isStatus(180))
 	c.cancel()
 	wantStatus(t, c.final(5*time.Second, nil), 487, "")
-	cancel, cfrom := pbxEnd.request("CANCEL")
-	pbxEnd.reply(cancel, cfrom, 200, "OK", "", "")
-	pbxEnd.reply(preq, pfrom, 487, "Request Terminated", "p", "")
+	pbxEnd.answerCancel(preq, pfrom, "p")
 	x := xdrFor(t, e.st, c.callID)
 	if x.Cause != 487 || len(x.Redirects) != 1 || x.Redirects[0].Decision != billing.DecisionTrusted {
 		t.Errorf("xDR %+v", x)
