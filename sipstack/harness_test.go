@@ -481,6 +481,15 @@ func wantStatus(t testing.TB, res *sip.Response, code int, reason string) {
 	}
 }
 
+// wantRetryLater checks for a 503 that says when to try again.
+func wantRetryLater(t testing.TB, res *sip.Response) {
+	t.Helper()
+	wantStatus(t, res, 503, "")
+	if header(res, "Retry-After") == "" {
+		t.Errorf("503 without Retry-After")
+	}
+}
+
 func contextWithCancel(t testing.TB) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
