@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -336,26 +335,30 @@ func TestCallFailures(t *testing.T) {
 		wantStatus(t, c.final(5*time.Second, nil), 408, "")
 		noCharge(t, ts, c.callID, 408, b2bua.ByTimer)
 	})
-	t.Run("no bindings", func(t *testing.T) {
-		t.Parallel()
-		ts, srv, _, caller := setup(t, nil)
-		addAccount(t, ts.st, fsm.Account{ID: "2009", Credentials: testkit.Creds("2009", "pw2009"), Billing: fsm.Prepaid})
-		c := invite(t, caller, srv, "2001", "pw2001", "2009", testSDP)
-		wantStatus(t, c.final(5*time.Second, nil), 480, "")
-		noCharge(t, ts, c.callID, 480, b2bua.BySystem)
-	})
-	t.Run("binding on another node's socket", func(t *testing.T) {
-		t.Parallel()
-		ts, srv, _, caller := setup(t, nil)
-		addAccount(t, ts.st, fsm.Account{ID: "2009", Credentials: testkit.Creds("2009", "pw2009"), Billing: fsm.Prepaid})
-		bind(t, ts.st, "2009", "sip:2009@127.0.0.1:5999", "127.0.0.1:5999", "udp:192.0.2.1:5060")
-		c := invite(t, caller, srv, "2001", "pw2001", "2009", testSDP)
-		wantStatus(t, c.final(5*time.Second, nil), 480, "")
-		noCharge(t, ts, c.callID, 480, b2bua.BySystem)
-		if !strings.Contains(ts.logs.String(), "not open on this node") {
-			t.Errorf("skipped binding not logged")
-		}
-	})
+	// 2009 has no binding this node can reach: 480.
+	for _, unreachable := range []struct {
+		name    string
+		ingress string // of 2009's binding; "": none
+		logged  string // what the server logs about it
+	}{
+		{"no bindings", "", ""},
+		{"binding on another node's socket", "udp:192.0.2.1:5060", "not open on this node"},
+	} {
+		t.Run(unreachable.name, func(t *testing.T) {
+			t.Parallel()
+			ts, srv, _, caller := setup(t, nil)
+			addAccount(t, ts.st, fsm.Account{ID: "2009", Credentials: testkit.Creds("2009", "pw2009"), Billing: fsm.Prepaid})
+			if unreachable.ingress != "" {
+				bind(t, ts.st, "2009", "sip:2009@127.0.0.1:5999", "127.0.0.1:5999", unreachable.ingress)
+			}
+			c := invite(t, caller, srv, "2001", "pw2001", "2009", testSDP)
+			wantStatus(t, c.final(5*time.Second, nil), 480, "")
+			noCharge(t, ts, c.callID, 480, b2bua.BySystem)
+			if !strings.Contains(ts.logs.String(), unreachable.logged) {
+				t.Errorf("skipped binding not logged (%q)", unreachable.logged)
+			}
+		})
+	}
 
 	// Refusals before any reservation: no xDR, nothing held.
 	refused := func(t *testing.T, ts *testServer, c *testCall, code int, reason string) {
@@ -543,18 +546,10 @@ func TestCallToTCPPhone(t *testing.T) {
 	st := callState(t, 100_000_000)
 	ts := startServer(t, st, nil)
 	tcpSrv := ts.addr(t, "tcp", ts.ip)
-	conn, err := net.Dial("tcp", tcpSrv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dial(t, "tcp", tcpSrv)
 	// Another connection to the same socket, accepted later: sipgo files
 	// it under the listener's address too.
-	other, err := net.Dial("tcp", tcpSrv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := dial(t, "tcp", tcpSrv)
 	extra := "Contact: <sip:2002@" + conn.LocalAddr().String() + ";transport=tcp>\r\n"
 	chal := streamExchange(t, conn, rawRegister(tcpSrv, "2002", "tcpreg", 1, "TCP", extra))
 	wantStatus(t, streamExchange(t, conn, rawRegister(tcpSrv, "2002", "tcpreg", 2, "TCP",

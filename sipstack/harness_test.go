@@ -313,6 +313,17 @@ func (p *phone) register(contacts []string, hdrs ...sip.Header) *sip.Response {
 	return p.do(p.request(contacts, append(hdrs, p.authorization(res))...))
 }
 
+// dial connects to address over network until the test ends.
+func dial(t testing.TB, network, address string) net.Conn {
+	t.Helper()
+	c, err := net.Dial(network, address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // rawExchange sends one message over UDP (from a fresh socket) and returns
 // the response, or nil if none comes within wait.
 func rawExchange(t testing.TB, server, msg string, wait time.Duration) *sip.Response {

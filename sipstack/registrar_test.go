@@ -470,11 +470,7 @@ func TestRetransmittedRegister(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, nil, nil)
 	srv := ts.addr(t, "udp", ts.ip)
-	c, err := net.Dial("udp", srv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dial(t, "udp", srv)
 	send := func(msg string) *sip.Response {
 		t.Helper()
 		if _, err := c.Write([]byte(strings.ReplaceAll(msg, "@LOCAL@", c.LocalAddr().String()))); err != nil {

@@ -223,21 +223,12 @@ func TestTCPLimits(t *testing.T) {
 	srv := ts.addr(t, "tcp", ts.ip)
 	var conns []net.Conn
 	for i := 0; i < 2; i++ {
-		c, err := net.Dial("tcp", srv)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		conns = append(conns, c)
+		conns = append(conns, dial(t, "tcp", srv))
 	}
 	// The first two are served.
 	res := streamExchange(t, conns[0], strings.ReplaceAll(options(srv, "tcp1"), "SIP/2.0/UDP", "SIP/2.0/TCP"))
 	wantStatus(t, res, 200, "OK")
-	third, err := net.Dial("tcp", srv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer third.Close()
+	third := dial(t, "tcp", srv)
 	third.SetReadDeadline(time.Now().Add(3 * time.Second))
 	if _, err := third.Read(make([]byte, 1)); err != io.EOF {
 		t.Errorf("third connection: read %v, want EOF", err)
@@ -251,11 +242,7 @@ func TestTCPLimits(t *testing.T) {
 		}
 	}
 	// Room again.
-	c, err := net.Dial("tcp", srv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dial(t, "tcp", srv)
 	wantStatus(t, streamExchange(t, c, strings.ReplaceAll(options(srv, "tcp2"), "SIP/2.0/UDP", "SIP/2.0/TCP")), 200, "OK")
 }
 
