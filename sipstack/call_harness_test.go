@@ -185,6 +185,13 @@ func (e *endpoint) reply(req *sip.Request, from *net.UDPAddr, code int, reason, 
 	e.send(from.String(), responseText(req, code, reason, toTag, contact, body, extra...))
 }
 
+// cancelled CANCELs the pending INVITE and waits for its 487.
+func (c *testCall) cancelled(t testing.TB) {
+	t.Helper()
+	c.cancel()
+	wantStatus(t, c.final(5*time.Second, nil), 487, "")
+}
+
 // answerCancel takes the CANCEL of req (received from `from`) and
 // answers it 200 and req 487 with the To tag toTag; it returns the CANCEL
 // and where it came from.

@@ -360,6 +360,14 @@ func TestCallFailures(t *testing.T) {
 		})
 	}
 
+	// callFrom adds the prepaid caller id (password "pw"+id, tariff t1)
+	// with balance and has it call 2002 from a new endpoint.
+	callFrom := func(t *testing.T, ts *testServer, srv, id string, balance int64) *testCall {
+		t.Helper()
+		addAccount(t, ts.st, fsm.Account{ID: id, Credentials: testkit.Creds(id, "pw"+id), Billing: fsm.Prepaid, Balance: balance, TariffOut: "t1"})
+		return invite(t, newEndpoint(t, "127.0.0.1"), srv, id, "pw"+id, "2002", testSDP)
+	}
+
 	// Refusals before any reservation: no xDR, nothing held.
 	refused := func(t *testing.T, ts *testServer, c *testCall, code int, reason string) {
 		t.Helper()
@@ -384,9 +392,8 @@ func TestCallFailures(t *testing.T) {
 	})
 	t.Run("insufficient funds", func(t *testing.T) {
 		t.Parallel()
-		ts, srv, _, caller := setup(t, nil)
-		addAccount(t, ts.st, fsm.Account{ID: "2004", Credentials: testkit.Creds("2004", "pw2004"), Billing: fsm.Prepaid, Balance: 999_999, TariffOut: "t1"})
-		refused(t, ts, invite(t, caller, srv, "2004", "pw2004", "2002", testSDP), 402, "Payment Required")
+		ts, srv, _, _ := setup(t, nil)
+		refused(t, ts, callFrom(t, ts, srv, "2004", 999_999), 402, "Payment Required")
 		if ts.counter("troika_sip_calls_failed_total", "code", "402") != 1 {
 			t.Errorf("402 not counted")
 		}
@@ -397,18 +404,15 @@ func TestCallFailures(t *testing.T) {
 		one := 1
 		testkit.MustApply(t, ts.st, &fsm.UpdateAccount{ID: "2002", Patch: fsm.AccountPatch{MaxCalls: &one}})
 		testkit.MustApply(t, ts.st, &fsm.UpdateAccount{ID: "2001", Patch: fsm.AccountPatch{MaxCalls: &one}})
-		addAccount(t, ts.st, fsm.Account{ID: "2006", Credentials: testkit.Creds("2006", "pw2006"), Billing: fsm.Prepaid, Balance: bal, TariffOut: "t1"})
 		first := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
 		req, from := callee.request("INVITE")
 		callee.reply(req, from, 180, "Ringing", "b1", "")
 		// The callee is busy with one call: 486.
-		c := invite(t, newEndpoint(t, "127.0.0.1"), srv, "2006", "pw2006", "2002", testSDP)
-		wantStatus(t, c.final(5*time.Second, nil), 486, "Busy Here")
+		wantStatus(t, callFrom(t, ts, srv, "2006", bal).final(5*time.Second, nil), 486, "Busy Here")
 		// The caller is at its own limit: 403.
-		c = invite(t, newEndpoint(t, "127.0.0.1"), srv, "2001", "pw2001", "2002", testSDP)
+		c := invite(t, newEndpoint(t, "127.0.0.1"), srv, "2001", "pw2001", "2002", testSDP)
 		wantStatus(t, c.final(5*time.Second, nil), 403, "Too Many Calls")
-		first.cancel()
-		wantStatus(t, first.final(5*time.Second, nil), 487, "")
+		first.cancelled(t)
 		waitNoCalls(t, ts)
 	})
 	t.Run("write failure", func(t *testing.T) {
@@ -425,11 +429,8 @@ func TestCallFailures(t *testing.T) {
 		ts, srv, callee, caller := setup(t, func(c *Config) { c.Calls.MaxCalls = 1 })
 		first := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
 		callee.request("INVITE")
-		addAccount(t, ts.st, fsm.Account{ID: "2007", Credentials: testkit.Creds("2007", "pw2007"), Billing: fsm.Prepaid, Balance: bal, TariffOut: "t1"})
-		c := invite(t, newEndpoint(t, "127.0.0.1"), srv, "2007", "pw2007", "2002", testSDP)
-		wantRetryLater(t, c.final(5*time.Second, nil))
-		first.cancel()
-		wantStatus(t, first.final(5*time.Second, nil), 487, "")
+		wantRetryLater(t, callFrom(t, ts, srv, "2007", bal).final(5*time.Second, nil))
+		first.cancelled(t)
 		waitNoCalls(t, ts)
 	})
 	t.Run("header injection", func(t *testing.T) {

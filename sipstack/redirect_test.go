@@ -566,8 +566,7 @@ func TestRedirectCancel(t *testing.T) {
 	preq, pfrom := pbxEnd.request("INVITE")
 	pbxEnd.reply(preq, pfrom, 180, "Ringing", "p", "")
 	c.e.wait("180", 5*time.Second, isStatus(180))
-	c.cancel()
-	wantStatus(t, c.final(5*time.Second, nil), 487, "")
+	c.cancelled(t)
 	pbxEnd.answerCancel(preq, pfrom, "p")
 	x := xdrFor(t, e.st, c.callID)
 	if x.Cause != 487 || len(x.Redirects) != 1 || x.Redirects[0].Decision != billing.DecisionTrusted {
