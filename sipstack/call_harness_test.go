@@ -185,13 +185,6 @@ func (e *endpoint) reply(req *sip.Request, from *net.UDPAddr, code int, reason, 
 	e.send(from.String(), responseText(req, code, reason, toTag, contact, body, extra...))
 }
 
-// cancelled CANCELs the pending INVITE and waits for its 487.
-func (c *testCall) cancelled(t testing.TB) {
-	t.Helper()
-	c.cancel()
-	wantStatus(t, c.final(5*time.Second, nil), 487, "")
-}
-
 // answerCancel takes the CANCEL of req (received from `from`) and
 // answers it 200 and req 487 with the To tag toTag; it returns the CANCEL
 // and where it came from.
@@ -375,6 +368,13 @@ func (c *testCall) cancel() {
 	c.e.send(c.server, fmt.Sprintf("CANCEL %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=%s;rport\r\n"+
 		"From: \"Alice\" <sip:%s@x>;tag=%s\r\nTo: <%s>\r\nCall-ID: %s\r\nCSeq: %d CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
 		c.ruri, c.e.addr, c.branch, c.user, c.fromTag, c.ruri, c.callID, c.cseq))
+}
+
+// cancelled CANCELs the pending INVITE and waits for its 487.
+func (c *testCall) cancelled(t testing.TB) {
+	t.Helper()
+	c.cancel()
+	wantStatus(t, c.final(5*time.Second, nil), 487, "")
 }
 
 // answer has callee take c's INVITE and answer it 200 with calleeSDP
