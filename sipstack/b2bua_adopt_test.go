@@ -71,9 +71,7 @@ func runNode(t *testing.T, st *fsm.State, cfg Config) (s *Server, stop func()) {
 func answeredCall(t *testing.T, st *fsm.State, server string, caller, callee *endpoint) (*testCall, string) {
 	t.Helper()
 	c := invite(t, caller, server, "2001", "pw2001", "2002", testSDP)
-	req, from := callee.request("INVITE")
-	callee.reply(req, from, 200, "OK", "bob", calleeSDP)
-	wantStatus(t, c.final(5*time.Second, nil), 200, "OK")
+	req, _ := answer(t, c, callee, "bob")
 	c.ack()
 	callee.request("ACK")
 	testkit.WaitFor(t, 5*time.Second, "the answer in the state", func() bool { fc, ok := st.Call(c.callID); return ok && fc.ConnectAt != 0 })

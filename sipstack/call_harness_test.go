@@ -52,6 +52,17 @@ func bind(t testing.TB, st *fsm.State, aor, contact, source, ingress string) {
 			Ingress: ingress, ExpiresAt: now + 3600_000, Q: -1}}})
 }
 
+// serveCallee starts a server on st (mod applied to its config) and
+// binds aor to a raw UDP callee through the server's UDP socket srv.
+func serveCallee(t *testing.T, st *fsm.State, aor string, mod func(*Config)) (ts *testServer, srv string, callee *endpoint) {
+	t.Helper()
+	ts = startServer(t, st, mod)
+	srv = ts.addr(t, "udp", ts.ip)
+	callee = newEndpoint(t, "127.0.0.1")
+	bind(t, st, aor, "sip:"+aor+"@"+callee.addr, callee.addr, "udp:"+srv)
+	return ts, srv, callee
+}
+
 // endpoint is a phone on a UDP socket: it sends raw messages and hands
 // out what it receives, with the source address.
 type endpoint struct {
@@ -113,19 +124,11 @@ func (e *endpoint) send(to, msg string) {
 // wait returns the next packet that match accepts (others are dropped).
 func (e *endpoint) wait(what string, d time.Duration, match func(sip.Message) bool) packet {
 	e.t.Helper()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for {
-		select {
-		case p := <-e.in:
-			if match(p.msg) {
-				return p
-			}
-		case <-timer.C:
-			e.t.Fatalf("%s: timed out waiting for %s", e.addr, what)
-			return packet{}
-		}
+	p, ok := e.maybe(d, match)
+	if !ok {
+		e.t.Fatalf("%s: timed out waiting for %s", e.addr, what)
 	}
+	return p
 }
 
 // maybe is wait without failing: ok false when nothing matched in d.
@@ -158,6 +161,14 @@ func isResponse(method string, final bool) func(sip.Message) bool {
 	}
 }
 
+// isStatus matches a response with the status code.
+func isStatus(code int) func(sip.Message) bool {
+	return func(m sip.Message) bool {
+		r, ok := m.(*sip.Response)
+		return ok && r.StatusCode == code
+	}
+}
+
 func (e *endpoint) request(method string) (*sip.Request, *net.UDPAddr) {
 	e.t.Helper()
 	p := e.wait(method, 10*time.Second, isRequest(method))
@@ -172,6 +183,17 @@ func (e *endpoint) reply(req *sip.Request, from *net.UDPAddr, code int, reason, 
 		contact = "<sip:" + e.addr + ">"
 	}
 	e.send(from.String(), responseText(req, code, reason, toTag, contact, body, extra...))
+}
+
+// answerCancel takes the CANCEL of req (received from `from`) and
+// answers it 200 and req 487 with the To tag toTag; it returns the CANCEL
+// and where it came from.
+func (e *endpoint) answerCancel(req *sip.Request, from *net.UDPAddr, toTag string) (*sip.Request, *net.UDPAddr) {
+	e.t.Helper()
+	cancel, cfrom := e.request("CANCEL")
+	e.reply(cancel, cfrom, 200, "OK", "", "")
+	e.reply(req, from, 487, "Request Terminated", toTag, "")
+	return cancel, cfrom
 }
 
 // responseText is a response to req with raw header lines: contact (if
@@ -346,6 +368,23 @@ func (c *testCall) cancel() {
 	c.e.send(c.server, fmt.Sprintf("CANCEL %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=%s;rport\r\n"+
 		"From: \"Alice\" <sip:%s@x>;tag=%s\r\nTo: <%s>\r\nCall-ID: %s\r\nCSeq: %d CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
 		c.ruri, c.e.addr, c.branch, c.user, c.fromTag, c.ruri, c.callID, c.cseq))
+}
+
+// cancelled CANCELs the pending INVITE and waits for its 487.
+func (c *testCall) cancelled(t testing.TB) {
+	t.Helper()
+	c.cancel()
+	wantStatus(t, c.final(5*time.Second, nil), 487, "")
+}
+
+// answer has callee take c's INVITE and answer it 200 with calleeSDP
+// and the To tag toTag; it returns the INVITE once the caller has the 200.
+func answer(t testing.TB, c *testCall, callee *endpoint, toTag string) (*sip.Request, *net.UDPAddr) {
+	t.Helper()
+	req, from := callee.request("INVITE")
+	callee.reply(req, from, 200, "OK", toTag, calleeSDP)
+	wantStatus(t, c.final(5*time.Second, nil), 200, "OK")
+	return req, from
 }
 
 // answerBye answers a BYE received by an endpoint.

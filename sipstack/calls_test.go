@@ -2,14 +2,10 @@ package sipstack
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -153,16 +149,11 @@ func TestPrepaidCut(t *testing.T) {
 	const bal = 3*1_000_000 + 500_000
 	addAccount(t, st, fsm.Account{ID: "4001", Credentials: testkit.Creds("4001", "pw4001"), Billing: fsm.Prepaid, Balance: bal, TariffOut: "p"})
 	addAccount(t, st, fsm.Account{ID: "4002", Credentials: testkit.Creds("4002", "pw4002"), Billing: fsm.Prepaid})
-	ts := startServer(t, st, nil)
-	srv := ts.addr(t, "udp", ts.ip)
-	callee := newEndpoint(t, "127.0.0.1")
-	bind(t, st, "4002", "sip:4002@"+callee.addr, callee.addr, "udp:"+srv)
+	ts, srv, callee := serveCallee(t, st, "4002", nil)
 	caller := newEndpoint(t, "127.0.0.1")
 
 	c := invite(t, caller, srv, "4001", "pw4001", "4002", testSDP)
-	req, from := callee.request("INVITE")
-	callee.reply(req, from, 200, "OK", "cut", calleeSDP)
-	wantStatus(t, c.final(5*time.Second, nil), 200, "OK")
+	req, _ := answer(t, c, callee, "cut")
 	c.ack()
 	if call, ok := st.Call(c.callID); !ok || call.MaxDuration != 3 || st.Reserved("4001") != bal {
 		t.Fatalf("call %+v reserved %d", call, st.Reserved("4001"))
@@ -199,15 +190,10 @@ func TestPrepaidCut(t *testing.T) {
 func TestInDialogRelay(t *testing.T) {
 	t.Parallel()
 	st := callState(t, 100_000_000)
-	ts := startServer(t, st, nil)
-	srv := ts.addr(t, "udp", ts.ip)
-	callee := newEndpoint(t, "127.0.0.1")
-	bind(t, st, "2002", "sip:2002@"+callee.addr, callee.addr, "udp:"+srv)
+	ts, srv, callee := serveCallee(t, st, "2002", nil)
 	caller := newEndpoint(t, "127.0.0.1")
 	c := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
-	inv, from := callee.request("INVITE")
-	callee.reply(inv, from, 200, "OK", "bob", calleeSDP)
-	wantStatus(t, c.final(5*time.Second, nil), 200, "OK")
+	inv, from := answer(t, c, callee, "bob")
 	// Until the caller ACKs, the switch retransmits its 200 (RFC 3261
 	// §13.3.1.4), and the callee, whose 2xx was ACKed, hears nothing.
 	if r := caller.wait("200 retransmission", 5*time.Second, isResponse("INVITE", true)).msg.(*sip.Response); r.StatusCode != 200 {
@@ -244,7 +230,7 @@ func TestInDialogRelay(t *testing.T) {
 		srv, callee.addr, inv.To().Value()+";tag=bob", inv.From().Value(), inv.CallID().Value())
 	callee.send(from.String(), info)
 	got, gotFrom := caller.request("INFO")
-	if got.CallID().Value() != c.callID || !strings.Contains(string(got.Body()), "Signal=5") || header2(got, "Content-Type") != "application/dtmf-relay" {
+	if got.CallID().Value() != c.callID || !strings.Contains(string(got.Body()), "Signal=5") || header(got, "Content-Type") != "application/dtmf-relay" {
 		t.Errorf("INFO to the caller: %s", got)
 	}
 	caller.reply(got, gotFrom, 200, "OK", "", "")
@@ -274,13 +260,6 @@ func TestInDialogRelay(t *testing.T) {
 	waitNoCalls(t, ts)
 }
 
-func header2(m interface{ GetHeader(string) sip.Header }, name string) string {
-	if h := m.GetHeader(name); h != nil {
-		return h.Value()
-	}
-	return ""
-}
-
 // Calls that end without an answer: each gets the right final status, an
 // xDR with that cause when the call was started, and no charge.
 func TestCallFailures(t *testing.T) {
@@ -290,10 +269,7 @@ func TestCallFailures(t *testing.T) {
 		st := callState(t, bal)
 		putTariff(t, st, "uk", fsm.Rate{Prefix: "44", PerMinute: 1, FirstInterval: 1, NextInterval: 1})
 		addAccount(t, st, fsm.Account{ID: "2003", Credentials: testkit.Creds("2003", "pw2003"), Billing: fsm.Prepaid, Balance: bal, TariffOut: "uk"})
-		ts := startServer(t, st, mod)
-		srv := ts.addr(t, "udp", ts.ip)
-		callee := newEndpoint(t, "127.0.0.1")
-		bind(t, st, "2002", "sip:2002@"+callee.addr, callee.addr, "udp:"+srv)
+		ts, srv, callee := serveCallee(t, st, "2002", mod)
 		return ts, srv, callee, newEndpoint(t, "127.0.0.1")
 	}
 	noCharge := func(t *testing.T, ts *testServer, callID string, cause int, by string) {
@@ -317,77 +293,80 @@ func TestCallFailures(t *testing.T) {
 		c := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
 		req, from := callee.request("INVITE")
 		callee.reply(req, from, 180, "Ringing", "b1", "")
-		caller.wait("180", 5*time.Second, func(m sip.Message) bool {
-			r, ok := m.(*sip.Response)
-			return ok && r.StatusCode == 180
-		})
+		caller.wait("180", 5*time.Second, isStatus(180))
 		c.cancel()
 		if r := caller.wait("200 to CANCEL", 5*time.Second, isResponse("CANCEL", true)).msg.(*sip.Response); r.StatusCode != 200 {
 			t.Errorf("CANCEL answered %d", r.StatusCode)
 		}
 		wantStatus(t, c.final(5*time.Second, nil), 487, "")
-		cancel, cfrom := callee.request("CANCEL")
+		cancel, cfrom := callee.answerCancel(req, from, "b1")
 		if cfrom.String() != srv || cancel.CallID().Value() != req.CallID().Value() || cancel.Via().Params.GetOr("branch", "") != req.Via().Params.GetOr("branch", "x") {
 			t.Errorf("CANCEL to the callee: %s", cancel)
 		}
-		callee.reply(cancel, cfrom, 200, "OK", "", "")
-		callee.reply(req, from, 487, "Request Terminated", "b1", "")
 		callee.request("ACK")
 		noCharge(t, ts, c.callID, 487, b2bua.ByCaller)
 	})
-	t.Run("busy", func(t *testing.T) {
-		t.Parallel()
-		ts, srv, callee, caller := setup(t, nil)
-		c := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
-		req, from := callee.request("INVITE")
-		callee.reply(req, from, 486, "Busy Here", "b1", "")
-		wantStatus(t, c.final(5*time.Second, nil), 486, "Busy Here")
-		if ack, _ := callee.request("ACK"); ack.CallID().Value() != req.CallID().Value() {
-			t.Errorf("ACK of the 486: %s", ack)
-		}
-		noCharge(t, ts, c.callID, 486, b2bua.ByCallee)
-	})
-	t.Run("decline", func(t *testing.T) {
-		t.Parallel()
-		ts, srv, callee, caller := setup(t, nil)
-		c := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
-		req, from := callee.request("INVITE")
-		callee.reply(req, from, 603, "Decline", "b1", "")
-		wantStatus(t, c.final(5*time.Second, nil), 603, "Decline")
-		noCharge(t, ts, c.callID, 603, b2bua.ByCallee)
-	})
+	// The callee refuses: the caller gets its answer, the callee an ACK.
+	for _, refusal := range []struct {
+		name   string
+		code   int
+		reason string
+	}{{"busy", 486, "Busy Here"}, {"decline", 603, "Decline"}} {
+		t.Run(refusal.name, func(t *testing.T) {
+			t.Parallel()
+			ts, srv, callee, caller := setup(t, nil)
+			c := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
+			req, from := callee.request("INVITE")
+			callee.reply(req, from, refusal.code, refusal.reason, "b1", "")
+			wantStatus(t, c.final(5*time.Second, nil), refusal.code, refusal.reason)
+			if ack, _ := callee.request("ACK"); ack.CallID().Value() != req.CallID().Value() {
+				t.Errorf("ACK of the %d: %s", refusal.code, ack)
+			}
+			noCharge(t, ts, c.callID, refusal.code, b2bua.ByCallee)
+		})
+	}
 	t.Run("ring timeout", func(t *testing.T) {
 		t.Parallel()
 		ts, srv, callee, caller := setup(t, func(c *Config) { c.Calls.RingTimeout = 500 * time.Millisecond })
 		c := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
 		req, from := callee.request("INVITE")
 		callee.reply(req, from, 180, "Ringing", "b1", "")
-		cancel, cfrom := callee.request("CANCEL")
-		callee.reply(cancel, cfrom, 200, "OK", "", "")
-		callee.reply(req, from, 487, "Request Terminated", "b1", "")
+		callee.answerCancel(req, from, "b1")
 		wantStatus(t, c.final(5*time.Second, nil), 408, "")
 		noCharge(t, ts, c.callID, 408, b2bua.ByTimer)
 	})
-	t.Run("no bindings", func(t *testing.T) {
-		t.Parallel()
-		ts, srv, _, caller := setup(t, nil)
-		addAccount(t, ts.st, fsm.Account{ID: "2009", Credentials: testkit.Creds("2009", "pw2009"), Billing: fsm.Prepaid})
-		c := invite(t, caller, srv, "2001", "pw2001", "2009", testSDP)
-		wantStatus(t, c.final(5*time.Second, nil), 480, "")
-		noCharge(t, ts, c.callID, 480, b2bua.BySystem)
-	})
-	t.Run("binding on another node's socket", func(t *testing.T) {
-		t.Parallel()
-		ts, srv, _, caller := setup(t, nil)
-		addAccount(t, ts.st, fsm.Account{ID: "2009", Credentials: testkit.Creds("2009", "pw2009"), Billing: fsm.Prepaid})
-		bind(t, ts.st, "2009", "sip:2009@127.0.0.1:5999", "127.0.0.1:5999", "udp:192.0.2.1:5060")
-		c := invite(t, caller, srv, "2001", "pw2001", "2009", testSDP)
-		wantStatus(t, c.final(5*time.Second, nil), 480, "")
-		noCharge(t, ts, c.callID, 480, b2bua.BySystem)
-		if !strings.Contains(ts.logs.String(), "not open on this node") {
-			t.Errorf("skipped binding not logged")
-		}
-	})
+	// 2009 has no binding this node can reach: 480.
+	for _, unreachable := range []struct {
+		name    string
+		ingress string // of 2009's binding; "": none
+		logged  string // what the server logs about it
+	}{
+		{"no bindings", "", ""},
+		{"binding on another node's socket", "udp:192.0.2.1:5060", "not open on this node"},
+	} {
+		t.Run(unreachable.name, func(t *testing.T) {
+			t.Parallel()
+			ts, srv, _, caller := setup(t, nil)
+			addAccount(t, ts.st, fsm.Account{ID: "2009", Credentials: testkit.Creds("2009", "pw2009"), Billing: fsm.Prepaid})
+			if unreachable.ingress != "" {
+				bind(t, ts.st, "2009", "sip:2009@127.0.0.1:5999", "127.0.0.1:5999", unreachable.ingress)
+			}
+			c := invite(t, caller, srv, "2001", "pw2001", "2009", testSDP)
+			wantStatus(t, c.final(5*time.Second, nil), 480, "")
+			noCharge(t, ts, c.callID, 480, b2bua.BySystem)
+			if !strings.Contains(ts.logs.String(), unreachable.logged) {
+				t.Errorf("skipped binding not logged (%q)", unreachable.logged)
+			}
+		})
+	}
+
+	// callFrom adds the prepaid caller id (password "pw"+id, tariff t1)
+	// with balance and has it call 2002 from a new endpoint.
+	callFrom := func(t *testing.T, ts *testServer, srv, id string, balance int64) *testCall {
+		t.Helper()
+		addAccount(t, ts.st, fsm.Account{ID: id, Credentials: testkit.Creds(id, "pw"+id), Billing: fsm.Prepaid, Balance: balance, TariffOut: "t1"})
+		return invite(t, newEndpoint(t, "127.0.0.1"), srv, id, "pw"+id, "2002", testSDP)
+	}
 
 	// Refusals before any reservation: no xDR, nothing held.
 	refused := func(t *testing.T, ts *testServer, c *testCall, code int, reason string) {
@@ -413,9 +392,8 @@ func TestCallFailures(t *testing.T) {
 	})
 	t.Run("insufficient funds", func(t *testing.T) {
 		t.Parallel()
-		ts, srv, _, caller := setup(t, nil)
-		addAccount(t, ts.st, fsm.Account{ID: "2004", Credentials: testkit.Creds("2004", "pw2004"), Billing: fsm.Prepaid, Balance: 999_999, TariffOut: "t1"})
-		refused(t, ts, invite(t, caller, srv, "2004", "pw2004", "2002", testSDP), 402, "Payment Required")
+		ts, srv, _, _ := setup(t, nil)
+		refused(t, ts, callFrom(t, ts, srv, "2004", 999_999), 402, "Payment Required")
 		if ts.counter("troika_sip_calls_failed_total", "code", "402") != 1 {
 			t.Errorf("402 not counted")
 		}
@@ -426,18 +404,15 @@ func TestCallFailures(t *testing.T) {
 		one := 1
 		testkit.MustApply(t, ts.st, &fsm.UpdateAccount{ID: "2002", Patch: fsm.AccountPatch{MaxCalls: &one}})
 		testkit.MustApply(t, ts.st, &fsm.UpdateAccount{ID: "2001", Patch: fsm.AccountPatch{MaxCalls: &one}})
-		addAccount(t, ts.st, fsm.Account{ID: "2006", Credentials: testkit.Creds("2006", "pw2006"), Billing: fsm.Prepaid, Balance: bal, TariffOut: "t1"})
 		first := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
 		req, from := callee.request("INVITE")
 		callee.reply(req, from, 180, "Ringing", "b1", "")
 		// The callee is busy with one call: 486.
-		c := invite(t, newEndpoint(t, "127.0.0.1"), srv, "2006", "pw2006", "2002", testSDP)
-		wantStatus(t, c.final(5*time.Second, nil), 486, "Busy Here")
+		wantStatus(t, callFrom(t, ts, srv, "2006", bal).final(5*time.Second, nil), 486, "Busy Here")
 		// The caller is at its own limit: 403.
-		c = invite(t, newEndpoint(t, "127.0.0.1"), srv, "2001", "pw2001", "2002", testSDP)
+		c := invite(t, newEndpoint(t, "127.0.0.1"), srv, "2001", "pw2001", "2002", testSDP)
 		wantStatus(t, c.final(5*time.Second, nil), 403, "Too Many Calls")
-		first.cancel()
-		wantStatus(t, first.final(5*time.Second, nil), 487, "")
+		first.cancelled(t)
 		waitNoCalls(t, ts)
 	})
 	t.Run("write failure", func(t *testing.T) {
@@ -445,11 +420,7 @@ func TestCallFailures(t *testing.T) {
 		ts, srv, _, caller := setup(t, nil)
 		ts.store.Fail.Store(true)
 		c := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
-		res := c.final(5*time.Second, nil)
-		wantStatus(t, res, 503, "")
-		if header(res, "Retry-After") == "" {
-			t.Errorf("503 without Retry-After")
-		}
+		wantRetryLater(t, c.final(5*time.Second, nil))
 		ts.store.Fail.Store(false)
 		waitNoCalls(t, ts)
 	})
@@ -458,15 +429,8 @@ func TestCallFailures(t *testing.T) {
 		ts, srv, callee, caller := setup(t, func(c *Config) { c.Calls.MaxCalls = 1 })
 		first := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
 		callee.request("INVITE")
-		addAccount(t, ts.st, fsm.Account{ID: "2007", Credentials: testkit.Creds("2007", "pw2007"), Billing: fsm.Prepaid, Balance: bal, TariffOut: "t1"})
-		c := invite(t, newEndpoint(t, "127.0.0.1"), srv, "2007", "pw2007", "2002", testSDP)
-		res := c.final(5*time.Second, nil)
-		wantStatus(t, res, 503, "")
-		if header(res, "Retry-After") == "" {
-			t.Errorf("503 without Retry-After")
-		}
-		first.cancel()
-		wantStatus(t, first.final(5*time.Second, nil), 487, "")
+		wantRetryLater(t, callFrom(t, ts, srv, "2007", bal).final(5*time.Second, nil))
+		first.cancelled(t)
 		waitNoCalls(t, ts)
 	})
 	t.Run("header injection", func(t *testing.T) {
@@ -539,7 +503,7 @@ func TestForking(t *testing.T) {
 			}
 			a.reply(ra, fa, 180, "Ringing", "ta", "")
 			b.reply(rb, fb, 180, "Ringing", "tb", "")
-			c.e.wait("180", 5*time.Second, func(m sip.Message) bool { r, ok := m.(*sip.Response); return ok && r.StatusCode == 180 })
+			c.e.wait("180", 5*time.Second, isStatus(180))
 			a.reply(ra, fa, 200, "OK", "ta", calleeSDP)
 			wantStatus(t, c.final(5*time.Second, nil), 200, "OK")
 			c.ack()
@@ -583,18 +547,10 @@ func TestCallToTCPPhone(t *testing.T) {
 	st := callState(t, 100_000_000)
 	ts := startServer(t, st, nil)
 	tcpSrv := ts.addr(t, "tcp", ts.ip)
-	conn, err := net.Dial("tcp", tcpSrv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dial(t, "tcp", tcpSrv)
 	// Another connection to the same socket, accepted later: sipgo files
 	// it under the listener's address too.
-	other, err := net.Dial("tcp", tcpSrv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := dial(t, "tcp", tcpSrv)
 	extra := "Contact: <sip:2002@" + conn.LocalAddr().String() + ";transport=tcp>\r\n"
 	chal := streamExchange(t, conn, rawRegister(tcpSrv, "2002", "tcpreg", 1, "TCP", extra))
 	wantStatus(t, streamExchange(t, conn, rawRegister(tcpSrv, "2002", "tcpreg", 2, "TCP",
@@ -641,40 +597,6 @@ func TestCallToTCPPhone(t *testing.T) {
 	waitNoCalls(t, ts)
 }
 
-// readStreamMessage reads one SIP message from a stream.
-func readStreamMessage(t testing.TB, r *bufio.Reader) sip.Message {
-	t.Helper()
-	var head bytes.Buffer
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatalf("read: %v (got %q)", err, head.String())
-		}
-		if head.Len() == 0 && strings.TrimSpace(line) == "" {
-			continue // keep-alive CRLF
-		}
-		head.WriteString(line)
-		if line == "\r\n" {
-			break
-		}
-	}
-	n := 0
-	for _, l := range strings.Split(head.String(), "\r\n") {
-		if name, v, ok := strings.Cut(l, ":"); ok && (strings.EqualFold(name, "Content-Length") || strings.EqualFold(name, "l")) {
-			n, _ = strconv.Atoi(strings.TrimSpace(v))
-		}
-	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
-		t.Fatal(err)
-	}
-	m, err := sip.ParseMessage(append(head.Bytes(), body...))
-	if err != nil {
-		t.Fatalf("unparseable %q: %v", head.String(), err)
-	}
-	return m
-}
-
 // Stopping the server: a ringing call is ended (xDR, nothing reserved);
 // an answered call is left in the cluster state for another node to
 // adopt; Run returns promptly either way.
@@ -697,14 +619,12 @@ func TestShutdownWithCalls(t *testing.T) {
 	bind(t, st, "2002", "sip:2002@"+callee.addr, callee.addr, "udp:"+srv)
 
 	answered := invite(t, newEndpoint(t, "127.0.0.1"), srv, "2001", "pw2001", "2002", testSDP)
-	req, from := callee.request("INVITE")
-	callee.reply(req, from, 200, "OK", "a", calleeSDP)
-	wantStatus(t, answered.final(5*time.Second, nil), 200, "OK")
+	answer(t, answered, callee, "a")
 	answered.ack()
 	testkit.WaitFor(t, 5*time.Second, "answer recorded", func() bool { c, ok := st.Call(answered.callID); return ok && c.ConnectAt != 0 })
 
 	ringing := invite(t, newEndpoint(t, "127.0.0.1"), srv, "2005", "pw2005", "2002", testSDP)
-	req, from = callee.request("INVITE")
+	req, from := callee.request("INVITE")
 	callee.reply(req, from, 180, "Ringing", "r", "")
 	testkit.WaitFor(t, 5*time.Second, "ringing call started", func() bool { _, ok := st.Call(ringing.callID); return ok })
 
@@ -732,15 +652,10 @@ func TestShutdownWithCalls(t *testing.T) {
 func TestNoAckHangsUp(t *testing.T) {
 	t.Parallel()
 	st := callState(t, 100_000_000)
-	ts := startServer(t, st, func(c *Config) { c.Calls.AckTimeout = 1500 * time.Millisecond })
-	srv := ts.addr(t, "udp", ts.ip)
-	callee := newEndpoint(t, "127.0.0.1")
-	bind(t, st, "2002", "sip:2002@"+callee.addr, callee.addr, "udp:"+srv)
+	ts, srv, callee := serveCallee(t, st, "2002", func(c *Config) { c.Calls.AckTimeout = 1500 * time.Millisecond })
 	caller := newEndpoint(t, "127.0.0.1")
 	c := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
-	req, from := callee.request("INVITE")
-	callee.reply(req, from, 200, "OK", "n", calleeSDP)
-	wantStatus(t, c.final(5*time.Second, nil), 200, "OK")
+	answer(t, c, callee, "n")
 	callee.request("ACK")
 	retrans := 0
 	for {
@@ -770,11 +685,9 @@ func TestNoAckHangsUp(t *testing.T) {
 func TestOperatorHangsUpACall(t *testing.T) {
 	t.Parallel()
 	st := callState(t, 100_000_000)
-	ts := startServer(t, st, nil)
-	callee := newEndpoint(t, "127.0.0.1")
-	bind(t, st, "2002", "sip:2002@"+callee.addr, callee.addr, "udp:"+ts.addr(t, "udp", ts.ip))
+	ts, srv, callee := serveCallee(t, st, "2002", nil)
 	caller := newEndpoint(t, "127.0.0.1")
-	c := invite(t, caller, ts.addr(t, "udp", ts.ip), "2001", "pw2001", "2002", testSDP)
+	c := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
 	req, from := callee.request("INVITE")
 	if err := ts.HangupCall(c.callID); !errors.Is(err, ErrCallNotAnswered) {
 		t.Fatalf("hanging up a ringing call: %v", err)

@@ -4,8 +4,6 @@ import (
 	"crypto/md5"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -92,16 +90,7 @@ func TestFuzzInviteSeeds(t *testing.T) {
 	}
 	run, _ := inviteFuzzHarness(t)
 	for name, code := range want {
-		raw, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, lit, _ := strings.Cut(string(raw), "[]byte(")
-		msg, err := strconv.Unquote(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(lit), ")")))
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		res := run([]byte(msg))
+		res := run(fuzzSeed(t, filepath.Join(dir, name)))
 		switch {
 		case code == 0 && res != nil:
 			t.Errorf("%s: answered %d %s, want it dropped", name, res.StatusCode, res.Reason)

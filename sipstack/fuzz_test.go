@@ -175,6 +175,22 @@ func (f *fuzzTarget) deliver(tb testing.TB, data []byte, handle func(*transport.
 	return res
 }
 
+// fuzzSeed returns the message of a seed corpus file (one []byte value
+// in Go's corpus encoding).
+func fuzzSeed(t *testing.T, path string) []byte {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, lit, _ := strings.Cut(string(raw), "[]byte(")
+	msg, err := strconv.Unquote(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(lit), ")")))
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return []byte(msg)
+}
+
 // The seed corpus reaches the code it is meant to: its authenticated
 // requests pass authentication.
 func TestFuzzSeeds(t *testing.T) {
@@ -184,16 +200,7 @@ func TestFuzzSeeds(t *testing.T) {
 		"bad_contact": 400, "options": 200, "missing_headers": 400,
 	}
 	for name, code := range want {
-		raw, err := os.ReadFile(filepath.Join("testdata", "fuzz", "FuzzRegister", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, lit, _ := strings.Cut(string(raw), "[]byte(")
-		msg, err := strconv.Unquote(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(lit), ")")))
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		res := fuzzHarness(t)([]byte(msg))
+		res := fuzzHarness(t)(fuzzSeed(t, filepath.Join("testdata", "fuzz", "FuzzRegister", name)))
 		if res == nil || res.StatusCode != code {
 			t.Errorf("%s: got %v, want %d", name, res, code)
 		}

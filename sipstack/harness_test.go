@@ -313,6 +313,17 @@ func (p *phone) register(contacts []string, hdrs ...sip.Header) *sip.Response {
 	return p.do(p.request(contacts, append(hdrs, p.authorization(res))...))
 }
 
+// dial connects to address over network until the test ends.
+func dial(t testing.TB, network, address string) net.Conn {
+	t.Helper()
+	c, err := net.Dial(network, address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // rawExchange sends one message over UDP (from a fresh socket) and returns
 // the response, or nil if none comes within wait.
 func rawExchange(t testing.TB, server, msg string, wait time.Duration) *sip.Response {
@@ -322,21 +333,7 @@ func rawExchange(t testing.TB, server, msg string, wait time.Duration) *sip.Resp
 		t.Fatal(err)
 	}
 	defer c.Close()
-	msg = strings.ReplaceAll(msg, "@LOCAL@", c.LocalAddr().String())
-	if _, err := c.Write([]byte(msg)); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 65536)
-	c.SetReadDeadline(time.Now().Add(wait))
-	n, err := c.Read(buf)
-	if err != nil {
-		return nil
-	}
-	m, err := sip.ParseMessage(buf[:n])
-	if err != nil {
-		t.Fatalf("unparseable response %q: %v", buf[:n], err)
-	}
-	return m.(*sip.Response)
+	return datagramExchange(t, c, msg, wait)
 }
 
 // rawUDPFrom is rawExchange from a given local address.
@@ -349,12 +346,26 @@ func rawUDPFrom(t testing.TB, local, server, msg string) *sip.Response {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	return datagramExchange(t, c, msg, 3*time.Second)
+}
+
+// datagramExchange sends msg (@LOCAL@ replaced by c's address) on the
+// connected datagram socket c and reads the response.
+func datagramExchange(t testing.TB, c net.Conn, msg string, wait time.Duration) *sip.Response {
+	t.Helper()
 	msg = strings.ReplaceAll(msg, "@LOCAL@", c.LocalAddr().String())
 	if _, err := c.Write([]byte(msg)); err != nil {
 		t.Fatal(err)
 	}
+	return readDatagram(t, c, wait)
+}
+
+// readDatagram reads one response from the datagram socket c, or nil if
+// none comes within wait; a datagram that does not parse fails the test.
+func readDatagram(t testing.TB, c net.Conn, wait time.Duration) *sip.Response {
+	t.Helper()
 	buf := make([]byte, 65536)
-	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	c.SetReadDeadline(time.Now().Add(wait))
 	n, err := c.Read(buf)
 	if err != nil {
 		return nil
@@ -375,27 +386,46 @@ func streamExchange(t testing.TB, c net.Conn, msg string) *sip.Response {
 		t.Fatal(err)
 	}
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	r := bufio.NewReader(c)
+	m := readStreamMessage(t, bufio.NewReader(c))
+	res, ok := m.(*sip.Response)
+	if !ok {
+		t.Fatalf("got %q, want a response", m.String())
+	}
+	return res
+}
+
+// readStreamMessage reads one SIP message from a stream.
+func readStreamMessage(t testing.TB, r *bufio.Reader) sip.Message {
+	t.Helper()
 	var head bytes.Buffer
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
-			t.Fatalf("read response: %v (got %q)", err, head.String())
+			t.Fatalf("read: %v (got %q)", err, head.String())
+		}
+		if head.Len() == 0 && strings.TrimSpace(line) == "" {
+			continue // keep-alive CRLF
 		}
 		head.WriteString(line)
 		if line == "\r\n" {
 			break
 		}
 	}
-	m, err := sip.ParseMessage(head.Bytes())
+	n := 0
+	for _, l := range strings.Split(head.String(), "\r\n") {
+		if name, v, ok := strings.Cut(l, ":"); ok && (strings.EqualFold(name, "Content-Length") || strings.EqualFold(name, "l")) {
+			n, _ = strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		t.Fatal(err)
+	}
+	m, err := sip.ParseMessage(append(head.Bytes(), body...))
 	if err != nil {
-		t.Fatalf("unparseable response %q: %v", head.String(), err)
+		t.Fatalf("unparseable %q: %v", head.String(), err)
 	}
-	res := m.(*sip.Response)
-	if cl := res.ContentLength(); cl != nil && *cl > 0 {
-		io.CopyN(io.Discard, r, int64(*cl))
-	}
-	return res
+	return m
 }
 
 // rawRegister returns a REGISTER text for user with the given extra
@@ -436,8 +466,9 @@ func rawAuth(t testing.TB, res *sip.Response, alg, uri, user, password string) s
 	return ""
 }
 
-func header(res *sip.Response, name string) string {
-	if h := res.GetHeader(name); h != nil {
+// header is the value of a message's header name ("" if it has none).
+func header(m interface{ GetHeader(string) sip.Header }, name string) string {
+	if h := m.GetHeader(name); h != nil {
 		return h.Value()
 	}
 	return ""
@@ -458,6 +489,15 @@ func wantStatus(t testing.TB, res *sip.Response, code int, reason string) {
 	}
 	if res.StatusCode != code || (reason != "" && res.Reason != reason) {
 		t.Fatalf("got %d %s, want %d %s\n%s", res.StatusCode, res.Reason, code, reason, res.String())
+	}
+}
+
+// wantRetryLater checks for a 503 that says when to try again.
+func wantRetryLater(t testing.TB, res *sip.Response) {
+	t.Helper()
+	wantStatus(t, res, 503, "")
+	if header(res, "Retry-After") == "" {
+		t.Errorf("503 without Retry-After")
 	}
 }
 

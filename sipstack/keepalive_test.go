@@ -2,7 +2,6 @@ package sipstack
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -75,18 +74,6 @@ func readPing(t *testing.T, pc *net.UDPConn) (*sip.Request, *net.UDPAddr) {
 	return req, from
 }
 
-// answer is a phone's final response to req.
-func answer(req *sip.Request, code int, reason string) []byte {
-	var b strings.Builder
-	fmt.Fprintf(&b, "SIP/2.0 %d %s\r\n", code, reason)
-	for _, h := range req.GetHeaders("Via") {
-		fmt.Fprintf(&b, "Via: %s\r\n", h.Value())
-	}
-	fmt.Fprintf(&b, "From: %s\r\nTo: %s;tag=phone\r\nCall-ID: %s\r\nCSeq: %s\r\nContent-Length: 0\r\n\r\n",
-		req.From().Value(), req.To().Value(), req.CallID().Value(), req.CSeq().Value())
-	return []byte(b.String())
-}
-
 // A phone registered through an alias's extra port (SIPp registers it)
 // gets its keepalive OPTIONS from that alias socket, the address and
 // port it talks to (what keeps its NAT pinhole open), addressed to its
@@ -134,7 +121,7 @@ func TestKeepaliveFromAliasSocket(t *testing.T) {
 	if node, ok := dispatch.MarkedNode(req.CallID().Value()); !ok || node != "test" {
 		t.Errorf("Call-ID %s does not name the node (its answer must come back to it)", req.CallID().Value())
 	}
-	if _, err := phone.WriteToUDP(answer(req, 405, "Method Not Allowed"), from); err != nil {
+	if _, err := phone.WriteToUDP([]byte(responseText(req, 405, "Method Not Allowed", "phone", "", "")), from); err != nil {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, 5*time.Second, "the answer counted", func() bool {
@@ -386,7 +373,7 @@ func TestKeepaliveOverStreams(t *testing.T) {
 			if req.Method != sip.OPTIONS || !strings.Contains(req.Via().Value(), up+" "+server) {
 				t.Fatalf("got %s with Via %s over the phone's connection, want a keepalive OPTIONS from %s", req.Method, req.Via().Value(), server)
 			}
-			if _, err := conn.Write(answer(req, 200, "OK")); err != nil {
+			if _, err := conn.Write([]byte(responseText(req, 200, "OK", "phone", "", ""))); err != nil {
 				t.Fatal(err)
 			}
 			testkit.WaitFor(t, 5*time.Second, "the answer counted", func() bool {
@@ -417,27 +404,10 @@ func TestKeepaliveOverStreams(t *testing.T) {
 func readStreamRequest(t *testing.T, c net.Conn, r *bufio.Reader) *sip.Request {
 	t.Helper()
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	var head bytes.Buffer
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatalf("read request: %v (got %q)", err, head.String())
-		}
-		if head.Len() == 0 && line == "\r\n" {
-			continue // a keep-alive
-		}
-		head.WriteString(line)
-		if line == "\r\n" {
-			break
-		}
-	}
-	m, err := sip.ParseMessage(head.Bytes())
-	if err != nil {
-		t.Fatalf("unparseable request %q: %v", head.String(), err)
-	}
+	m := readStreamMessage(t, r)
 	req, ok := m.(*sip.Request)
 	if !ok {
-		t.Fatalf("got %q, want a request", head.String())
+		t.Fatalf("got %q, want a request", m.String())
 	}
 	return req
 }

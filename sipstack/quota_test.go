@@ -330,19 +330,14 @@ func TestQuotaWaitsForEveryVoter(t *testing.T) {
 	const bal = 100_000_000 // 100 s at 1.00 a second
 	st := callState(t, bal)
 	var everyVoter atomic.Bool
-	ts := startServer(t, st, func(c *Config) {
+	ts, srv, callee := serveCallee(t, st, "2002", func(c *Config) {
 		c.Calls.ReserveChunkSeconds = 60
 		c.QuotaThroughLog = everyVoter.Load
 	})
-	srv := ts.addr(t, "udp", ts.ip)
-	callee := newEndpoint(t, "127.0.0.1")
-	bind(t, st, "2002", "sip:2002@"+callee.addr, callee.addr, "udp:"+srv)
 	caller := newEndpoint(t, "127.0.0.1")
 	call := func() *testCall {
 		c := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
-		req, from := callee.request("INVITE")
-		callee.reply(req, from, 200, "OK", "bob", calleeSDP)
-		wantStatus(t, c.final(5*time.Second, nil), 200, "OK")
+		answer(t, c, callee, "bob")
 		c.ack()
 		return c
 	}

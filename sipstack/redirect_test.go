@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emiago/sipgo/sip"
-
 	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/internal/sipptest"
@@ -93,9 +91,61 @@ func (e *redirectEnv) rawRedirector(t *testing.T) *endpoint {
 	return rs
 }
 
+// redirect has the raw redirect server rs answer the INVITE it gets with
+// a 302 carrying the raw header lines contacts.
+func redirect(rs *endpoint, contacts ...string) {
+	rs.t.Helper()
+	req, from := rs.request("INVITE")
+	rs.reply(req, from, 302, "Moved Temporarily", "rs", "", contacts...)
+}
+
 func (e *redirectEnv) rsIPPort() (string, int) {
 	ap := netip.MustParseAddrPort(e.rs)
 	return ap.Addr().String(), int(ap.Port())
+}
+
+// setPolicy replaces the account's service policy "easycall".
+func (e *redirectEnv) setPolicy(t *testing.T, pol fsm.RedirectPolicy) {
+	t.Helper()
+	testkit.MustApply(t, e.st, &fsm.PutServicePolicy{Policy: fsm.ServicePolicy{ID: "easycall", Redirect: pol}})
+}
+
+// sippRedirector runs the account's redirect server as a SIPp redirect
+// server (see the function sippRedirector) and returns its message log.
+func (e *redirectEnv) sippRedirector(t *testing.T, contacts ...string) func() string {
+	t.Helper()
+	rsIP, rsPort := e.rsIPPort()
+	return sippRedirector(t, rsIP, rsPort, contacts...)
+}
+
+// call places a call from 2001 (on a fresh raw UDP caller) to the account.
+func (e *redirectEnv) call(t *testing.T) *testCall {
+	t.Helper()
+	return invite(t, newEndpoint(t, testIP()), e.srv, "2001", "pw2001", easyCall, testSDP)
+}
+
+// wantRedirects checks an xDR's redirects.
+func wantRedirects(t *testing.T, x fsm.XDR, want ...fsm.Redirect) {
+	t.Helper()
+	if !reflect.DeepEqual(x.Redirects, want) {
+		t.Errorf("redirects %+v, want %+v", x.Redirects, want)
+	}
+}
+
+// wantConnected checks that the xDR's call was answered.
+func wantConnected(t *testing.T, x fsm.XDR) {
+	t.Helper()
+	if x.ConnectAt == 0 {
+		t.Errorf("xDR %+v: the call was not answered", x)
+	}
+}
+
+// wantInvited checks that the SIPp log of what holds an INVITE to ruri.
+func wantInvited(t *testing.T, what string, log func() string, ruri string) {
+	t.Helper()
+	if !strings.Contains(log(), "INVITE "+ruri+" SIP/2.0") {
+		t.Errorf("%s log:\n%s", what, tail(log(), 2000))
+	}
 }
 
 // loopbackIsPublic lets loopback PBXs stand in for public addresses.
@@ -160,15 +210,14 @@ func TestSIPpRedirectServer(t *testing.T) {
 	pbx1Port, pbx2Port := freePort(t, pbx1IP), freePort(t, pbx2IP)
 	e := newRedirectEnv(t, fsm.RedirectPolicy{TrustedNetworks: []string{pbx1IP, pbx2IP}, UntrustedAction: billing.RejectRedirect}, nil, nil)
 	targets := []string{fmt.Sprintf("sip:12035554433@%s:%d", pbx1IP, pbx1Port), fmt.Sprintf("sip:12065551201@%s:%d", pbx2IP, pbx2Port)}
-	rsIP, rsPort := e.rsIPPort()
-	rsLog := sippRedirector(t, rsIP, rsPort, targets...)
+	rsLog := e.sippRedirector(t, targets...)
 	pbx1, pbx2 := sippUAS(t, pbx1IP, pbx1Port), sippUAS(t, pbx2IP, pbx2Port)
 
 	r := runSIPp(t, 40*time.Second, uacArgs(e.srv, "2001", easyCall, "-m", "2", "-l", "1", "-d", "1200")...)
 	if r.ok != 2 || r.failed != 0 {
 		t.Fatalf("%d ok, %d failed\n%s\nredirect server:\n%s", r.ok, r.failed, tail(r.messages, 3000), tail(rsLog(), 2000))
 	}
-	if want := fmt.Sprintf("INVITE sip:%s@%s:%d SIP/2.0", easyCall, rsIP, rsPort); strings.Count(rsLog(), want) != 2 {
+	if want := "INVITE sip:" + easyCall + "@" + e.rs + " SIP/2.0"; strings.Count(rsLog(), want) != 2 {
 		t.Errorf("redirect server did not get both calls (%q):\n%s", want, tail(rsLog(), 2000))
 	}
 	for i, log := range []func() string{pbx1, pbx2} {
@@ -182,9 +231,7 @@ func TestSIPpRedirectServer(t *testing.T) {
 		if x.Cause != 200 || x.ConnectAt == 0 {
 			t.Errorf("call %d: xDR %+v", i+1, x)
 		}
-		if want := []fsm.Redirect{{Target: targets[i], Decision: billing.DecisionTrusted}}; !reflect.DeepEqual(x.Redirects, want) {
-			t.Errorf("call %d: redirects %+v, want %+v", i+1, x.Redirects, want)
-		}
+		wantRedirects(t, x, fsm.Redirect{Target: targets[i], Decision: billing.DecisionTrusted})
 		cs := chargesOf(x, easyCall)
 		if len(cs) != 1 || cs[0].Role != fsm.RoleIncoming || cs[0].Tariff != "in" || cs[0].Amount != toRate(rateIn).Charge(x.Duration) {
 			t.Errorf("call %d (%d s): %s charged %+v, want its incoming tariff only", i+1, x.Duration, easyCall, cs)
@@ -207,14 +254,18 @@ func TestSIPpRedirectServer(t *testing.T) {
 func TestRedirectUntrusted(t *testing.T) {
 	sipptest.Need(t)
 	t.Parallel()
-	// refusedCall places a call that must fail with code, the PBX at
-	// pbxAddr having received nothing; it returns the call's xDR.
-	refusedCall := func(t *testing.T, e *redirectEnv, pbxAddr *endpoint, code int) fsm.XDR {
+	// refusedCall has the redirect server send a call to user at a raw
+	// UDP PBX; the call must fail with 480, the PBX having received
+	// nothing. It returns the call's xDR and the redirect's target.
+	refusedCall := func(t *testing.T, e *redirectEnv, user string) (fsm.XDR, string) {
 		t.Helper()
+		pbxEnd := newEndpoint(t, testIP())
+		target := "sip:" + user + "@" + pbxEnd.addr
+		e.sippRedirector(t, target)
 		before := balance(e.st, easyCall)
-		c := invite(t, newEndpoint(t, testIP()), e.srv, "2001", "pw2001", easyCall, testSDP)
-		wantStatus(t, c.final(10*time.Second, nil), code, "")
-		if p, ok := pbxAddr.maybe(300*time.Millisecond, isRequest("INVITE")); ok {
+		c := e.call(t)
+		wantStatus(t, c.final(10*time.Second, nil), 480, "")
+		if p, ok := pbxEnd.maybe(300*time.Millisecond, isRequest("INVITE")); ok {
 			t.Errorf("the untrusted PBX got an INVITE:\n%s", p.raw)
 		}
 		x := xdrFor(t, e.st, c.callID)
@@ -225,20 +276,14 @@ func TestRedirectUntrusted(t *testing.T) {
 		if balance(e.st, easyCall) != before {
 			t.Errorf("%s charged for a refused call", easyCall)
 		}
-		return x
+		return x, target
 	}
 
 	t.Run("reject", func(t *testing.T) {
 		t.Parallel()
 		e := newRedirectEnv(t, fsm.RedirectPolicy{TrustedNetworks: []string{"192.0.2.1"}, UntrustedAction: billing.RejectRedirect}, nil, loopbackIsPublic)
-		pbxEnd := newEndpoint(t, testIP())
-		target := "sip:12035554433@" + pbxEnd.addr
-		rsIP, rsPort := e.rsIPPort()
-		sippRedirector(t, rsIP, rsPort, target)
-		x := refusedCall(t, e, pbxEnd, 480)
-		if want := []fsm.Redirect{{Target: target, Decision: billing.DecisionRejected}}; !reflect.DeepEqual(x.Redirects, want) {
-			t.Errorf("redirects %+v, want %+v", x.Redirects, want)
-		}
+		x, target := refusedCall(t, e, "12035554433")
+		wantRedirects(t, x, fsm.Redirect{Target: target, Decision: billing.DecisionRejected})
 		if e.counter("troika_redirect_decisions_total", "decision", billing.DecisionRejected) != 1 {
 			t.Errorf("rejected decision not counted")
 		}
@@ -247,35 +292,24 @@ func TestRedirectUntrusted(t *testing.T) {
 		t.Parallel()
 		e := newRedirectEnv(t, fsm.RedirectPolicy{UntrustedAction: billing.NewCallAuthorization},
 			func(a *fsm.Account) { a.ServicePolicy = "" }, loopbackIsPublic)
-		pbxEnd := newEndpoint(t, testIP())
-		rsIP, rsPort := e.rsIPPort()
-		sippRedirector(t, rsIP, rsPort, "sip:12035554433@"+pbxEnd.addr)
-		x := refusedCall(t, e, pbxEnd, 480)
-		if len(x.Redirects) != 1 || x.Redirects[0].Decision != billing.DecisionRejected {
-			t.Errorf("redirects %+v", x.Redirects)
-		}
+		x, target := refusedCall(t, e, "12035554433")
+		wantRedirects(t, x, fsm.Redirect{Target: target, Decision: billing.DecisionRejected})
 	})
 	t.Run("private address", func(t *testing.T) {
 		t.Parallel()
 		// Loopback PBX, default Internal: never followed unless trusted,
 		// whatever the untrusted action.
 		e := newRedirectEnv(t, fsm.RedirectPolicy{TrustedNetworks: []string{"192.0.2.1"}, UntrustedAction: billing.NewCallAuthorization}, nil, nil)
-		pbxEnd := newEndpoint(t, testIP())
-		rsIP, rsPort := e.rsIPPort()
-		sippRedirector(t, rsIP, rsPort, "sip:12035554433@"+pbxEnd.addr)
-		x := refusedCall(t, e, pbxEnd, 480)
-		if len(x.Redirects) != 1 || x.Redirects[0].Decision != billing.DecisionPrivate {
-			t.Errorf("redirects %+v", x.Redirects)
-		}
+		x, target := refusedCall(t, e, "12035554433")
+		wantRedirects(t, x, fsm.Redirect{Target: target, Decision: billing.DecisionPrivate})
 	})
 	t.Run("new authorization connects", func(t *testing.T) {
 		t.Parallel()
 		e := newRedirectEnv(t, fsm.RedirectPolicy{UntrustedAction: billing.NewCallAuthorization}, nil, loopbackIsPublic)
 		addr, pbxLog := pbx(t)
 		target := "sip:12035554433@" + addr
-		rsIP, rsPort := e.rsIPPort()
-		sippRedirector(t, rsIP, rsPort, target)
-		c := invite(t, newEndpoint(t, testIP()), e.srv, "2001", "pw2001", easyCall, testSDP)
+		e.sippRedirector(t, target)
+		c := e.call(t)
 		wantStatus(t, c.final(10*time.Second, nil), 200, "")
 		c.ack()
 		// The new authorization is on the call while it lasts.
@@ -286,9 +320,7 @@ func TestRedirectUntrusted(t *testing.T) {
 		e.clock.Advance(1100 * time.Millisecond) // the call lasts a second
 		c.bye(t)
 		x := xdrFor(t, e.st, c.callID)
-		if want := []fsm.Redirect{{Target: target, Decision: billing.DecisionNewAuth}}; !reflect.DeepEqual(x.Redirects, want) {
-			t.Errorf("redirects %+v, want %+v", x.Redirects, want)
-		}
+		wantRedirects(t, x, fsm.Redirect{Target: target, Decision: billing.DecisionNewAuth})
 		cs := chargesOf(x, easyCall)
 		if len(cs) != 2 || cs[0].Role != fsm.RoleIncoming || cs[0].Amount != toRate(rateIn).Charge(x.Duration) ||
 			cs[1].Role != fsm.RoleOutgoing || cs[1].Tariff != "out" || cs[1].Number != "12035554433" ||
@@ -298,9 +330,7 @@ func TestRedirectUntrusted(t *testing.T) {
 		if got, want := 50_000_000-balance(e.st, easyCall), cs[0].Amount+cs[1].Amount; got != want {
 			t.Errorf("%s paid %d, want %d", easyCall, got, want)
 		}
-		if !strings.Contains(pbxLog(), "INVITE "+target+" SIP/2.0") {
-			t.Errorf("PBX log:\n%s", tail(pbxLog(), 2000))
-		}
+		wantInvited(t, "PBX", pbxLog, target)
 		settled(t, e.testServer, "2001", easyCall)
 	})
 	t.Run("new authorization without money", func(t *testing.T) {
@@ -309,14 +339,8 @@ func TestRedirectUntrusted(t *testing.T) {
 		// redirected leg with.
 		e := newRedirectEnv(t, fsm.RedirectPolicy{UntrustedAction: billing.NewCallAuthorization},
 			func(a *fsm.Account) { a.Balance, a.TariffIn = 0, "" }, loopbackIsPublic)
-		pbxEnd := newEndpoint(t, testIP())
-		target := "sip:12035554433@" + pbxEnd.addr
-		rsIP, rsPort := e.rsIPPort()
-		sippRedirector(t, rsIP, rsPort, target)
-		x := refusedCall(t, e, pbxEnd, 480)
-		if want := []fsm.Redirect{{Target: target, Decision: billing.DecisionNewAuthRefused}}; !reflect.DeepEqual(x.Redirects, want) {
-			t.Errorf("redirects %+v, want %+v", x.Redirects, want)
-		}
+		x, target := refusedCall(t, e, "12035554433")
+		wantRedirects(t, x, fsm.Redirect{Target: target, Decision: billing.DecisionNewAuthRefused})
 		if e.counter("troika_redirect_decisions_total", "decision", billing.DecisionNewAuthRefused) != 1 ||
 			!strings.Contains(e.logs.String(), "cannot pay") {
 			t.Errorf("refusal not counted or logged")
@@ -325,14 +349,8 @@ func TestRedirectUntrusted(t *testing.T) {
 	t.Run("new authorization without a rate", func(t *testing.T) {
 		t.Parallel()
 		e := newRedirectEnv(t, fsm.RedirectPolicy{UntrustedAction: billing.NewCallAuthorization}, nil, loopbackIsPublic)
-		pbxEnd := newEndpoint(t, testIP())
-		target := "sip:4420123@" + pbxEnd.addr // "out" rates only 1...
-		rsIP, rsPort := e.rsIPPort()
-		sippRedirector(t, rsIP, rsPort, target)
-		x := refusedCall(t, e, pbxEnd, 480)
-		if len(x.Redirects) != 1 || x.Redirects[0].Decision != billing.DecisionNewAuthRefused {
-			t.Errorf("redirects %+v", x.Redirects)
-		}
+		x, target := refusedCall(t, e, "4420123") // "out" rates only 1...
+		wantRedirects(t, x, fsm.Redirect{Target: target, Decision: billing.DecisionNewAuthRefused})
 	})
 }
 
@@ -341,57 +359,43 @@ func TestRedirectUntrusted(t *testing.T) {
 func TestRedirectLoops(t *testing.T) {
 	sipptest.Need(t)
 	t.Parallel()
+	// looped places a call that must fail with 480 after the redirects
+	// want, leaving nothing open.
+	looped := func(t *testing.T, e *redirectEnv, want ...fsm.Redirect) {
+		t.Helper()
+		c := e.call(t)
+		wantStatus(t, c.final(10*time.Second, nil), 480, "")
+		wantRedirects(t, xdrFor(t, e.st, c.callID), want...)
+		settled(t, e.testServer, "2001", easyCall)
+	}
 	t.Run("back to the redirect server", func(t *testing.T) {
 		t.Parallel()
 		e := newRedirectEnv(t, fsm.RedirectPolicy{UntrustedAction: billing.RejectRedirect}, nil, nil)
-		rsIP, rsPort := e.rsIPPort()
-		testkit.MustApply(t, e.st, &fsm.PutServicePolicy{Policy: fsm.ServicePolicy{ID: "easycall", Redirect: fsm.RedirectPolicy{
-			TrustedNetworks: []string{rsIP}, UntrustedAction: billing.RejectRedirect}}})
+		rsIP, _ := e.rsIPPort()
+		e.setPolicy(t, fsm.RedirectPolicy{TrustedNetworks: []string{rsIP}, UntrustedAction: billing.RejectRedirect})
 		target := "sip:12035554433@" + e.rs
-		sippRedirector(t, rsIP, rsPort, target)
-		c := invite(t, newEndpoint(t, testIP()), e.srv, "2001", "pw2001", easyCall, testSDP)
-		wantStatus(t, c.final(10*time.Second, nil), 480, "")
-		x := xdrFor(t, e.st, c.callID)
-		if want := []fsm.Redirect{{Target: target, Decision: billing.DecisionLoop}}; !reflect.DeepEqual(x.Redirects, want) {
-			t.Errorf("redirects %+v, want %+v", x.Redirects, want)
-		}
-		settled(t, e.testServer, "2001", easyCall)
+		e.sippRedirector(t, target)
+		looped(t, e, fsm.Redirect{Target: target, Decision: billing.DecisionLoop})
 	})
 	t.Run("to the switch itself", func(t *testing.T) {
 		t.Parallel()
 		e := newRedirectEnv(t, fsm.RedirectPolicy{UntrustedAction: billing.NewCallAuthorization}, nil, nil)
-		testkit.MustApply(t, e.st, &fsm.PutServicePolicy{Policy: fsm.ServicePolicy{ID: "easycall", Redirect: fsm.RedirectPolicy{
-			TrustedNetworks: []string{e.ip}, UntrustedAction: billing.NewCallAuthorization}}})
+		e.setPolicy(t, fsm.RedirectPolicy{TrustedNetworks: []string{e.ip}, UntrustedAction: billing.NewCallAuthorization})
 		target := "sip:" + easyCall + "@" + e.srv
-		rsIP, rsPort := e.rsIPPort()
-		sippRedirector(t, rsIP, rsPort, target)
-		c := invite(t, newEndpoint(t, testIP()), e.srv, "2001", "pw2001", easyCall, testSDP)
-		wantStatus(t, c.final(10*time.Second, nil), 480, "")
-		x := xdrFor(t, e.st, c.callID)
-		if want := []fsm.Redirect{{Target: target, Decision: billing.DecisionOwnAddress}}; !reflect.DeepEqual(x.Redirects, want) {
-			t.Errorf("redirects %+v, want %+v", x.Redirects, want)
-		}
-		settled(t, e.testServer, "2001", easyCall)
+		e.sippRedirector(t, target)
+		looped(t, e, fsm.Redirect{Target: target, Decision: billing.DecisionOwnAddress})
 	})
 	t.Run("between two redirect servers", func(t *testing.T) {
 		t.Parallel()
 		rs2IP := testIP()
 		rs2Port := freePort(t, rs2IP)
 		e := newRedirectEnv(t, fsm.RedirectPolicy{UntrustedAction: billing.RejectRedirect}, nil, nil)
-		rsIP, rsPort := e.rsIPPort()
-		testkit.MustApply(t, e.st, &fsm.PutServicePolicy{Policy: fsm.ServicePolicy{ID: "easycall", Redirect: fsm.RedirectPolicy{
-			TrustedNetworks: []string{rsIP, rs2IP}, UntrustedAction: billing.RejectRedirect}}})
+		rsIP, _ := e.rsIPPort()
+		e.setPolicy(t, fsm.RedirectPolicy{TrustedNetworks: []string{rsIP, rs2IP}, UntrustedAction: billing.RejectRedirect})
 		to2, to1 := "sip:111@"+joinHP(rs2IP, rs2Port), "sip:222@"+e.rs
-		sippRedirector(t, rsIP, rsPort, to2)
+		e.sippRedirector(t, to2)
 		sippRedirector(t, rs2IP, rs2Port, to1)
-		c := invite(t, newEndpoint(t, testIP()), e.srv, "2001", "pw2001", easyCall, testSDP)
-		wantStatus(t, c.final(10*time.Second, nil), 480, "")
-		x := xdrFor(t, e.st, c.callID)
-		want := []fsm.Redirect{{Target: to2, Decision: billing.DecisionTrusted}, {Target: to1, Decision: billing.DecisionLoop}}
-		if !reflect.DeepEqual(x.Redirects, want) {
-			t.Errorf("redirects %+v, want %+v", x.Redirects, want)
-		}
-		settled(t, e.testServer, "2001", easyCall)
+		looped(t, e, fsm.Redirect{Target: to2, Decision: billing.DecisionTrusted}, fsm.Redirect{Target: to1, Decision: billing.DecisionLoop})
 	})
 	t.Run("max redirects", func(t *testing.T) {
 		t.Parallel()
@@ -406,10 +410,8 @@ func TestRedirectLoops(t *testing.T) {
 			pbxs[n] = newEndpoint(t, testIP())
 		}
 		uri := func(n string) string { return "sip:" + n + "@" + pbxs[n].addr }
-		c := invite(t, newEndpoint(t, testIP()), e.srv, "2001", "pw2001", easyCall, testSDP)
-		req, from := rs.request("INVITE")
-		rs.reply(req, from, 302, "Moved Temporarily", "rs", "",
-			"Contact: <"+uri("c")+">;q=0.5, <"+uri("a")+">;q=0.9", "Contact: <"+uri("b")+">", "Contact: <"+uri("d")+">;q=0.1")
+		c := e.call(t)
+		redirect(rs, "Contact: <"+uri("c")+">;q=0.5, <"+uri("a")+">;q=0.9", "Contact: <"+uri("b")+">", "Contact: <"+uri("d")+">;q=0.1")
 		for _, n := range []string{"b", "a"} {
 			req, from := pbxs[n].request("INVITE")
 			if req.Recipient.User != n {
@@ -423,12 +425,9 @@ func TestRedirectLoops(t *testing.T) {
 				t.Errorf("%s called beyond max_redirects", n)
 			}
 		}
-		x := xdrFor(t, e.st, c.callID)
-		want := []fsm.Redirect{{Target: uri("b"), Decision: billing.DecisionTrusted}, {Target: uri("a"), Decision: billing.DecisionTrusted},
-			{Target: uri("c"), Decision: billing.DecisionLimit}, {Target: uri("d"), Decision: billing.DecisionLimit}}
-		if !reflect.DeepEqual(x.Redirects, want) {
-			t.Errorf("redirects %+v, want %+v", x.Redirects, want)
-		}
+		wantRedirects(t, xdrFor(t, e.st, c.callID), fsm.Redirect{Target: uri("b"), Decision: billing.DecisionTrusted},
+			fsm.Redirect{Target: uri("a"), Decision: billing.DecisionTrusted},
+			fsm.Redirect{Target: uri("c"), Decision: billing.DecisionLimit}, fsm.Redirect{Target: uri("d"), Decision: billing.DecisionLimit})
 		settled(t, e.testServer, "2001", easyCall)
 	})
 }
@@ -442,8 +441,7 @@ func TestSIPpRedirectTrustedDomain(t *testing.T) {
 	e := newRedirectEnv(t, fsm.RedirectPolicy{TrustedNetworks: []string{"localhost"}, UntrustedAction: billing.RejectRedirect}, nil, nil)
 	port := freePort(t, "127.0.0.1")
 	targets := []string{fmt.Sprintf("sip:12035554433@127.0.0.1:%d", port), fmt.Sprintf("sip:12065551201@localhost:%d", port)}
-	rsIP, rsPort := e.rsIPPort()
-	sippRedirector(t, rsIP, rsPort, targets...)
+	e.sippRedirector(t, targets...)
 	uas := sippUAS(t, "127.0.0.1", port)
 	r := runSIPp(t, 40*time.Second, uacArgs(e.srv, "2001", easyCall, "-m", "2", "-l", "1", "-d", "200")...)
 	if r.ok != 2 {
@@ -451,9 +449,8 @@ func TestSIPpRedirectTrustedDomain(t *testing.T) {
 	}
 	xs := waitXDRs(t, e.st, easyCall, 2)
 	for i, x := range xs {
-		if want := []fsm.Redirect{{Target: targets[i], Decision: billing.DecisionTrusted}}; !reflect.DeepEqual(x.Redirects, want) || x.ConnectAt == 0 {
-			t.Errorf("call %d: %+v, want redirects %+v", i+1, x, want)
-		}
+		wantRedirects(t, x, fsm.Redirect{Target: targets[i], Decision: billing.DecisionTrusted})
+		wantConnected(t, x)
 	}
 	settled(t, e.testServer, "2001", easyCall)
 }
@@ -479,9 +476,8 @@ func TestSIPpFollowMe(t *testing.T) {
 	}
 	check := func(t *testing.T, ts *testServer, x fsm.XDR, target string) {
 		t.Helper()
-		if want := []fsm.Redirect{{Target: target, Decision: billing.DecisionFollowMe}}; !reflect.DeepEqual(x.Redirects, want) || x.ConnectAt == 0 {
-			t.Errorf("xDR %+v, want redirects %+v", x, want)
-		}
+		wantRedirects(t, x, fsm.Redirect{Target: target, Decision: billing.DecisionFollowMe})
+		wantConnected(t, x)
 		if cs := chargesOf(x, "2002"); len(cs) != 1 || cs[0].Role != fsm.RoleIncoming || cs[0].Amount != toRate(rateIn).Charge(x.Duration) {
 			t.Errorf("2002 charged %+v", cs)
 		}
@@ -504,9 +500,7 @@ func TestSIPpFollowMe(t *testing.T) {
 		if r.ok != 1 {
 			t.Fatalf("%d ok, %d failed\n%s", r.ok, r.failed, tail(r.messages, 3000))
 		}
-		if !strings.Contains(uas(), "INVITE "+target+" SIP/2.0") {
-			t.Errorf("follow-me target log:\n%s", tail(uas(), 2000))
-		}
+		wantInvited(t, "follow-me target", uas, target)
 		check(t, ts, waitXDRs(t, ts.st, "2001", 1)[0], target)
 	})
 	t.Run("offline to an account", func(t *testing.T) {
@@ -519,9 +513,7 @@ func TestSIPpFollowMe(t *testing.T) {
 		if r.ok != 1 {
 			t.Fatalf("%d ok, %d failed\n%s", r.ok, r.failed, tail(r.messages, 3000))
 		}
-		if !strings.Contains(uas(), "INVITE sip:2003@"+addr+" SIP/2.0") {
-			t.Errorf("follow-me account's phone log:\n%s", tail(uas(), 2000))
-		}
+		wantInvited(t, "follow-me account's phone", uas, "sip:2003@"+addr)
 		check(t, ts, waitXDRs(t, ts.st, "2001", 1)[0], "2003")
 	})
 	t.Run("no answer in time", func(t *testing.T) {
@@ -535,15 +527,11 @@ func TestSIPpFollowMe(t *testing.T) {
 		c := invite(t, newEndpoint(t, testIP()), srv, "2001", "pw2001", "2002", testSDP)
 		req, from := phone.request("INVITE")
 		phone.reply(req, from, 180, "Ringing", "ph", "")
-		cancel, cfrom := phone.request("CANCEL") // its ring time is over
-		phone.reply(cancel, cfrom, 200, "OK", "", "")
-		phone.reply(req, from, 487, "Request Terminated", "ph", "")
+		phone.answerCancel(req, from, "ph") // its ring time is over
 		wantStatus(t, c.final(10*time.Second, nil), 200, "")
 		c.ack()
 		c.bye(t)
-		if !strings.Contains(uas(), "INVITE "+target+" SIP/2.0") {
-			t.Errorf("follow-me target log:\n%s", tail(uas(), 2000))
-		}
+		wantInvited(t, "follow-me target", uas, target)
 		check(t, ts, xdrFor(t, ts.st, c.callID), target)
 	})
 	t.Run("every entry fails", func(t *testing.T) {
@@ -556,8 +544,9 @@ func TestSIPpFollowMe(t *testing.T) {
 		busy.reply(req, from, 486, "Busy Here", "b", "")
 		wantStatus(t, c.final(10*time.Second, nil), 486, "")
 		x := xdrFor(t, ts.st, c.callID)
-		if want := []fsm.Redirect{{Target: "sip:9@" + busy.addr, Decision: billing.DecisionFollowMe}}; !reflect.DeepEqual(x.Redirects, want) || x.Amount != 0 {
-			t.Errorf("xDR %+v, want redirects %+v", x, want)
+		wantRedirects(t, x, fsm.Redirect{Target: "sip:9@" + busy.addr, Decision: billing.DecisionFollowMe})
+		if x.Amount != 0 {
+			t.Errorf("xDR %+v: charged a failed call", x)
 		}
 		settled(t, ts, "2001", "2002")
 	})
@@ -572,21 +561,13 @@ func TestRedirectCancel(t *testing.T) {
 	e := newRedirectEnv(t, fsm.RedirectPolicy{TrustedNetworks: []string{"127.0.0.0/8"}, UntrustedAction: billing.RejectRedirect}, nil, nil)
 	rs := e.rawRedirector(t)
 	pbxEnd := newEndpoint(t, testIP())
-	caller := newEndpoint(t, testIP())
-	c := invite(t, caller, e.srv, "2001", "pw2001", easyCall, testSDP)
-	req, from := rs.request("INVITE")
-	rs.reply(req, from, 302, "Moved Temporarily", "rs", "", "Contact: <sip:1@"+pbxEnd.addr+">")
+	c := e.call(t)
+	redirect(rs, "Contact: <sip:1@"+pbxEnd.addr+">")
 	preq, pfrom := pbxEnd.request("INVITE")
 	pbxEnd.reply(preq, pfrom, 180, "Ringing", "p", "")
-	caller.wait("180", 5*time.Second, func(m sip.Message) bool {
-		r, ok := m.(*sip.Response)
-		return ok && r.StatusCode == 180
-	})
-	c.cancel()
-	wantStatus(t, c.final(5*time.Second, nil), 487, "")
-	cancel, cfrom := pbxEnd.request("CANCEL")
-	pbxEnd.reply(cancel, cfrom, 200, "OK", "", "")
-	pbxEnd.reply(preq, pfrom, 487, "Request Terminated", "p", "")
+	c.e.wait("180", 5*time.Second, isStatus(180))
+	c.cancelled(t)
+	pbxEnd.answerCancel(preq, pfrom, "p")
 	x := xdrFor(t, e.st, c.callID)
 	if x.Cause != 487 || len(x.Redirects) != 1 || x.Redirects[0].Decision != billing.DecisionTrusted {
 		t.Errorf("xDR %+v", x)
@@ -612,10 +593,8 @@ func TestRedirectNextContact(t *testing.T) {
 	rs := e.rawRedirector(t)
 	busy := newEndpoint(t, testIP())
 	targets := []string{"sip:1@nowhere.invalid", "sip:12035554433@" + busy.addr, "sip:12065551201@" + addr}
-	c := invite(t, newEndpoint(t, testIP()), e.srv, "2001", "pw2001", easyCall, testSDP)
-	req, from := rs.request("INVITE")
-	rs.reply(req, from, 302, "Moved Temporarily", "rs", "",
-		"Contact: <"+targets[0]+">, <"+targets[1]+">;q=0.9, <"+targets[2]+">;q=0.8")
+	c := e.call(t)
+	redirect(rs, "Contact: <"+targets[0]+">, <"+targets[1]+">;q=0.9, <"+targets[2]+">;q=0.8")
 	breq, bfrom := busy.request("INVITE")
 	if call, ok := e.st.Call(c.callID); !ok || len(call.Charges) != 3 {
 		t.Errorf("new authorization not on the call while its leg rings: %+v", call)
@@ -628,17 +607,12 @@ func TestRedirectNextContact(t *testing.T) {
 	}
 	c.bye(t)
 	x := xdrFor(t, e.st, c.callID)
-	want := []fsm.Redirect{{Target: targets[0], Decision: billing.DecisionUnresolvable}, {Target: targets[1], Decision: billing.DecisionNewAuth},
-		{Target: targets[2], Decision: billing.DecisionTrusted}}
-	if !reflect.DeepEqual(x.Redirects, want) {
-		t.Errorf("redirects %+v, want %+v", x.Redirects, want)
-	}
+	wantRedirects(t, x, fsm.Redirect{Target: targets[0], Decision: billing.DecisionUnresolvable},
+		fsm.Redirect{Target: targets[1], Decision: billing.DecisionNewAuth}, fsm.Redirect{Target: targets[2], Decision: billing.DecisionTrusted})
 	if cs := chargesOf(x, easyCall); len(cs) != 1 || cs[0].Role != fsm.RoleIncoming {
 		t.Errorf("%s charged %+v, want its incoming tariff only", easyCall, cs)
 	}
-	if !strings.Contains(uas(), "INVITE "+targets[2]+" SIP/2.0") {
-		t.Errorf("PBX log:\n%s", tail(uas(), 2000))
-	}
+	wantInvited(t, "PBX", uas, targets[2])
 	settled(t, e.testServer, "2001", easyCall)
 }
 
@@ -653,21 +627,16 @@ func TestRedirectSilentTarget(t *testing.T) {
 	rs := e.rawRedirector(t)
 	silent := newEndpoint(t, testIP())
 	targets := []string{"sip:1@" + silent.addr, "sip:2@" + addr}
-	c := invite(t, newEndpoint(t, testIP()), e.srv, "2001", "pw2001", easyCall, testSDP)
-	req, from := rs.request("INVITE")
-	rs.reply(req, from, 302, "Moved Temporarily", "rs", "", "Contact: <"+targets[0]+">, <"+targets[1]+">;q=0.5")
+	c := e.call(t)
+	redirect(rs, "Contact: <"+targets[0]+">, <"+targets[1]+">;q=0.5")
 	silent.request("INVITE") // and never a word back
 	wantStatus(t, c.final(10*time.Second, nil), 200, "")
 	c.ack()
 	c.bye(t)
 	x := xdrFor(t, e.st, c.callID)
-	want := []fsm.Redirect{{Target: targets[0], Decision: billing.DecisionTrusted}, {Target: targets[1], Decision: billing.DecisionTrusted}}
-	if !reflect.DeepEqual(x.Redirects, want) || x.ConnectAt == 0 {
-		t.Errorf("xDR %+v, want redirects %+v", x, want)
-	}
-	if !strings.Contains(uas(), "INVITE "+targets[1]+" SIP/2.0") {
-		t.Errorf("PBX log:\n%s", tail(uas(), 2000))
-	}
+	wantRedirects(t, x, fsm.Redirect{Target: targets[0], Decision: billing.DecisionTrusted}, fsm.Redirect{Target: targets[1], Decision: billing.DecisionTrusted})
+	wantConnected(t, x)
+	wantInvited(t, "PBX", uas, targets[1])
 	settled(t, e.testServer, "2001", easyCall)
 }
 
@@ -678,25 +647,22 @@ func TestSIPpVendorFollowMe(t *testing.T) {
 	sipptest.Need(t)
 	t.Parallel()
 	vendorIP := testIP()
-	st := vendorCallState(t, vendorIP, "")
+	st, ts, srv := vendorSwitch(t, vendorIP, "")
 	addr, uas := pbx(t)
 	target := "sip:44999@" + addr
 	followMe := []fsm.FollowMeTarget{{Target: target, TimeoutS: 10}}
 	testkit.MustApply(t, st, &fsm.UpdateAccount{ID: "44123", Patch: fsm.AccountPatch{FollowMe: &followMe}})
-	ts := startServer(t, st, func(c *Config) { c.Registrar.Algorithms = []string{"MD5"} })
-	srv := ts.addr(t, "udp", ts.ip)
 	r := runSIPp(t, 30*time.Second, vendorArgs(srv, vendorIP, "0044123", "00442071234567", "-d", "500")...)
 	if r.ok != 1 {
 		t.Fatalf("vendor call: %d ok, %d failed\n%s", r.ok, r.failed, tail(r.messages, 3000))
 	}
-	if !strings.Contains(uas(), "INVITE "+target+" SIP/2.0") {
-		t.Errorf("follow-me target log:\n%s", tail(uas(), 2000))
-	}
+	wantInvited(t, "follow-me target", uas, target)
 	x := onlyXDR(t, st, "the vendor call's xDR", func(fsm.XDR) bool { return true })
-	if want := []fsm.Redirect{{Target: target, Decision: billing.DecisionFollowMe}}; x.Direction != fsm.DirFromVendor ||
-		!reflect.DeepEqual(x.Redirects, want) || x.ConnectAt == 0 {
-		t.Errorf("xDR %+v, want from-vendor with redirects %+v", x, want)
+	if x.Direction != fsm.DirFromVendor {
+		t.Errorf("xDR %+v, want from-vendor", x)
 	}
+	wantRedirects(t, x, fsm.Redirect{Target: target, Decision: billing.DecisionFollowMe})
+	wantConnected(t, x)
 	if cs := chargesOf(x, "44123"); len(cs) != 1 || cs[0].Role != fsm.RoleIncoming || cs[0].Amount != toRate(vendorInRate).Charge(x.Duration) {
 		t.Errorf("44123 charged %+v", cs)
 	}

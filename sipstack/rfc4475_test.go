@@ -301,27 +301,14 @@ func exchangeUDP(t *testing.T, ts *testServer, msg []byte, want tortureOutcome, 
 	if _, err := c.Write(msg); err != nil {
 		t.Fatal(err)
 	}
-	read := func(wait time.Duration) *sip.Response {
-		buf := make([]byte, 65536)
-		c.SetReadDeadline(time.Now().Add(wait))
-		n, err := c.Read(buf)
-		if err != nil {
-			return nil
-		}
-		m, err := sip.ParseMessage(buf[:n])
-		if err != nil {
-			t.Fatalf("unparseable answer %q: %v", buf[:n], err)
-		}
-		return m.(*sip.Response)
-	}
 	if want.code == 0 {
 		name, labels := counterOf(want.count)
 		testkit.WaitFor(t, 5*time.Second, want.count+" counted", func() bool { return ts.counter(name, labels...) >= 1 })
-		return tortureResult{res: read(silence)}
+		return tortureResult{res: readDatagram(t, c, silence)}
 	}
-	res := read(5 * time.Second)
+	res := readDatagram(t, c, 5*time.Second)
 	if res != nil && once {
-		if again := read(silence); again != nil {
+		if again := readDatagram(t, c, silence); again != nil {
 			t.Errorf("a second answer: %d %s", again.StatusCode, again.Reason)
 		}
 	}

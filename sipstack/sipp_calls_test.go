@@ -319,7 +319,7 @@ func TestSIPpStaticDelivery(t *testing.T) {
 	uasPort := freePort(t, uasIP)
 	testkit.MustApply(t, st, &fsm.UpdateAccount{ID: "2002", Patch: fsm.AccountPatch{
 		Incoming: &fsm.Incoming{Mode: fsm.DeliverStatic, Host: uasIP, Port: uasPort, Transport: "udp"}}})
-	ts := startServer(t, st, func(c *Config) { c.Registrar.Algorithms = []string{"MD5"} })
+	ts := startServer(t, st, md5Only)
 	srv := ts.addr(t, "udp", ts.ip)
 	uasLog := sippUAS(t, uasIP, uasPort)
 	r := runSIPp(t, 30*time.Second, uacArgs(srv, "2001", "2002", "-m", "1", "-d", "500")...)

@@ -1,20 +1,11 @@
 package sipstack
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -127,29 +118,12 @@ func TestRunFailsOnBusyPort(t *testing.T) {
 	}
 }
 
+// writeTestCert writes a certificate for 127.0.0.1 (signed by a test CA)
+// and its key.
 func writeTestCert(t *testing.T) (certFile, keyFile string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "troika test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
-	return certFile, keyFile
+	f := testkit.WriteTLSFiles(t, t.TempDir(), "127.0.0.1")
+	return f.Cert, f.Key
 }
 
 // Registration over TLS: two REGISTERs on one connection; the binding
@@ -249,21 +223,12 @@ func TestTCPLimits(t *testing.T) {
 	srv := ts.addr(t, "tcp", ts.ip)
 	var conns []net.Conn
 	for i := 0; i < 2; i++ {
-		c, err := net.Dial("tcp", srv)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		conns = append(conns, c)
+		conns = append(conns, dial(t, "tcp", srv))
 	}
 	// The first two are served.
 	res := streamExchange(t, conns[0], strings.ReplaceAll(options(srv, "tcp1"), "SIP/2.0/UDP", "SIP/2.0/TCP"))
 	wantStatus(t, res, 200, "OK")
-	third, err := net.Dial("tcp", srv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer third.Close()
+	third := dial(t, "tcp", srv)
 	third.SetReadDeadline(time.Now().Add(3 * time.Second))
 	if _, err := third.Read(make([]byte, 1)); err != io.EOF {
 		t.Errorf("third connection: read %v, want EOF", err)
@@ -277,11 +242,7 @@ func TestTCPLimits(t *testing.T) {
 		}
 	}
 	// Room again.
-	c, err := net.Dial("tcp", srv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dial(t, "tcp", srv)
 	wantStatus(t, streamExchange(t, c, strings.ReplaceAll(options(srv, "tcp2"), "SIP/2.0/UDP", "SIP/2.0/TCP")), 200, "OK")
 }
 

@@ -60,6 +60,18 @@ func vendorCallState(t *testing.T, vendorIP, evilIP string) *fsm.State {
 	return st
 }
 
+// vendorSwitch serves vendorCallState (answering SIPp's MD5 only); srv
+// is its UDP socket.
+func vendorSwitch(t *testing.T, vendorIP, evilIP string) (st *fsm.State, ts *testServer, srv string) {
+	t.Helper()
+	st = vendorCallState(t, vendorIP, evilIP)
+	ts = startServer(t, st, md5Only)
+	return st, ts, ts.addr(t, "udp", ts.ip)
+}
+
+// md5Only offers the MD5 digest alone, the one SIPp answers.
+func md5Only(c *Config) { c.Registrar.Algorithms = []string{"MD5"} }
+
 // vendorArgs are the arguments of a SIPp vendor gateway (no digest) on
 // ip calling cld from cli.
 func vendorArgs(server, ip, cld, cli string, extra ...string) []string {
@@ -110,9 +122,7 @@ func TestSIPpVendorCall(t *testing.T) {
 	sipptest.Need(t)
 	t.Parallel()
 	vendorIP := testIP()
-	st := vendorCallState(t, vendorIP, "")
-	ts := startServer(t, st, func(c *Config) { c.Registrar.Algorithms = []string{"MD5"} })
-	srv := ts.addr(t, "udp", ts.ip)
+	st, ts, srv := vendorSwitch(t, vendorIP, "")
 	uasIP := testIP()
 	uasPort := freePort(t, uasIP)
 	sippRegister(t, srv, uasIP, uasPort, "44123")
@@ -178,14 +188,9 @@ func TestSIPpVendorAuthorization(t *testing.T) {
 	sipptest.Need(t)
 	t.Parallel()
 	vendorIP := testIP()
-	st := vendorCallState(t, vendorIP, "")
-	ts := startServer(t, st, func(c *Config) { c.Registrar.Algorithms = []string{"MD5"} })
-	srv := ts.addr(t, "udp", ts.ip)
-	uasIP := testIP()
-	uasPort := freePort(t, uasIP)
-	uasAddr := fmt.Sprintf("%s:%d", uasIP, uasPort)
+	st, ts, srv := vendorSwitch(t, vendorIP, "")
+	uasAddr, uasLog := pbx(t)
 	bind(t, st, "44123", "sip:44123@"+uasAddr, uasAddr, "udp:"+srv)
-	uasLog := sippUAS(t, uasIP, uasPort)
 	invites := func() int { return strings.Count(uasLog(), "INVITE sip:") }
 
 	t.Run("unlisted address without credentials", func(t *testing.T) {
@@ -248,14 +253,9 @@ func TestSIPpVendorRefusals(t *testing.T) {
 	sipptest.Need(t)
 	t.Parallel()
 	vendorIP, evilIP := testIP(), testIP()
-	st := vendorCallState(t, vendorIP, evilIP)
-	ts := startServer(t, st, func(c *Config) { c.Registrar.Algorithms = []string{"MD5"} })
-	srv := ts.addr(t, "udp", ts.ip)
-	uasIP := testIP()
-	uasPort := freePort(t, uasIP)
-	uasAddr := fmt.Sprintf("%s:%d", uasIP, uasPort)
+	st, ts, srv := vendorSwitch(t, vendorIP, evilIP)
+	uasAddr, uasLog := pbx(t)
 	bind(t, st, "44123", "sip:44123@"+uasAddr, uasAddr, "udp:"+srv)
-	uasLog := sippUAS(t, uasIP, uasPort)
 	invites := func() int { return strings.Count(uasLog(), "INVITE sip:") }
 	noCharge := func(t *testing.T, x fsm.XDR) {
 		t.Helper()
@@ -329,7 +329,7 @@ func TestInviteAuthorizationOrder(t *testing.T) {
 		Username: "trunk3", Credentials: testkit.Creds("trunk3", "v3pw"), Tariff: "vcost"}})
 	testkit.MustApply(t, st, &fsm.PutConnection{Connection: fsm.Connection{ID: "c-host", Vendor: "v3", Kind: fsm.ConnectionFromVendorSIP,
 		RemoteIPs: []string{"10.9.8.7"}, Tariff: "vcost"}})
-	ts := startServer(t, st, func(c *Config) { c.Registrar.Algorithms = []string{"MD5"} })
+	ts := startServer(t, st, md5Only)
 	sock := &transport.Socket{Name: "udp:test"}
 	now := time.Now()
 	fresh, stale := now, now.Add(-2*ts.cfg.Registrar.NonceTTL) // when the nonce was issued

@@ -34,6 +34,18 @@ func (oneAccount) Vendor(string) (fsm.Vendor, bool) { return fsm.Vendor{}, false
 // oldNonce is a nonce as builds before bound nonces issue them.
 func oldNonce(now time.Time) string { return mintUnboundNonce(testSecret, "troika", now) }
 
+// upgradeAuthenticator is an MD5 authenticator for oneAccount with nonces
+// valid a minute, accepting unbound nonces as unboundNonces says (never
+// when nil).
+func upgradeAuthenticator(t *testing.T, unboundNonces func() bool) *Authenticator {
+	t.Helper()
+	a, err := New(Config{Realm: "troika", Algorithms: []string{MD5}, NonceTTL: time.Minute, UnboundNonces: unboundNonces}, oneAccount{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
 // registerWith is a REGISTER of 1001 from src answering nonce with nc.
 func registerWith(t *testing.T, src, nonce string, nc int) *sip.Request {
 	t.Helper()
@@ -61,15 +73,8 @@ func registerWith(t *testing.T, src, nonce string, nc int) *sip.Request {
 func TestUnboundNoncesDuringUpgrade(t *testing.T) {
 	t0 := time.UnixMilli(1_700_000_000_000)
 	oldRuns := true
-	a, err := New(Config{Realm: "troika", Algorithms: []string{MD5}, NonceTTL: time.Minute,
-		UnboundNonces: func() bool { return oldRuns }}, oneAccount{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	strict, err := New(Config{Realm: "troika", Algorithms: []string{MD5}, NonceTTL: time.Minute}, oneAccount{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := upgradeAuthenticator(t, func() bool { return oldRuns })
+	strict := upgradeAuthenticator(t, nil)
 	before := oldNonce(t0)
 	steps := []struct {
 		name  string
@@ -107,11 +112,7 @@ func TestUnboundNoncesDuringUpgrade(t *testing.T) {
 func TestChallengesDuringUpgradeAreVerifiableByTheOldBuild(t *testing.T) {
 	t0 := time.UnixMilli(1_700_000_000_000)
 	oldRuns := true
-	a, err := New(Config{Realm: "troika", Algorithms: []string{MD5}, NonceTTL: time.Minute,
-		UnboundNonces: func() bool { return oldRuns }}, oneAccount{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := upgradeAuthenticator(t, func() bool { return oldRuns })
 	nonceOf := func(r *sipmsg.Reply) string {
 		t.Helper()
 		if r == nil || r.Code != sip.StatusUnauthorized || len(r.Headers) == 0 {

@@ -163,42 +163,22 @@ func BenchmarkRegister(b *testing.B) {
 	}
 	round(0)
 	b.Run("parse", func(b *testing.B) {
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			parse(b, p, second[i%benchAccounts])
-			i++
-		}
+		eachIteration(b, func(i int) { parse(b, p, second[i%benchAccounts]) })
 	})
 	b.Run("parse+verify", func(b *testing.B) {
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
+		eachIteration(b, func(i int) {
 			req := parse(b, p, second[i%benchAccounts])
 			id := fmt.Sprintf("u%06d", i%benchAccounts)
 			if _, r := n.auth.Authenticate(n.sock.Name, req, auth.WWW, id, n.now); r != nil {
 				b.Fatalf("%d %s", r.Code, r.Reason)
 			}
-			i++
-		}
+		})
 	})
 	b.Run("challenge", func(b *testing.B) {
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			req := parse(b, p, first[i%benchAccounts])
-			r := n.reg.Handle(context.Background(), n.sock, req)
-			if r.Code != 401 {
-				b.Fatalf("%d %s", r.Code, r.Reason)
-			}
-			_ = respond(req, r).String()
-			i++
-		}
+		eachIteration(b, func(i int) { n.handle(b, p, first[i%benchAccounts], 401) })
 	})
 	b.Run("register", func(b *testing.B) {
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
+		eachIteration(b, func(i int) {
 			if i > 0 && i%benchAccounts == 0 {
 				// A new round: a later time, new nonces and CSeqs.
 				b.StopTimer()
@@ -206,15 +186,29 @@ func BenchmarkRegister(b *testing.B) {
 				round(i / benchAccounts)
 				b.StartTimer()
 			}
-			req := parse(b, p, second[i%benchAccounts])
-			r := n.reg.Handle(context.Background(), n.sock, req)
-			if r.Code != 200 {
-				b.Fatalf("%d %s", r.Code, r.Reason)
-			}
-			_ = respond(req, r).String()
-			i++
-		}
+			n.handle(b, p, second[i%benchAccounts], 200)
+		})
 	})
+}
+
+// eachIteration runs f for every iteration of b's loop with its index,
+// reporting allocations.
+func eachIteration(b *testing.B, f func(i int)) {
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		f(i)
+	}
+}
+
+// handle parses data, has the registrar answer it with the status want
+// and serializes the response.
+func (n *benchNode) handle(b *testing.B, p *sip.Parser, data []byte, want int) {
+	req := parse(b, p, data)
+	r := n.reg.Handle(context.Background(), n.sock, req)
+	if r.Code != want {
+		b.Fatalf("%d %s", r.Code, r.Reason)
+	}
+	_ = respond(req, r).String()
 }
 
 // respond builds the response as sipmsg.Respond does.
