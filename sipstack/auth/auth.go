@@ -161,6 +161,10 @@ func (a *Authenticator) checkDigest(socket string, req *sip.Request, sch Scheme,
 	nonce, issued, mac := a.macs.check(secret, rc.Realm, creds.Nonce, bind, now, rc.NonceTTL)
 	if nonce == nonceInvalid {
 		nonce, issued, mac = a.unboundNonce(secret, creds.Nonce, now)
+		// An unbound nonce is the same for every challenge of its
+		// millisecond: its nc is tracked per user name and cnonce, which a
+		// replay of a captured header repeats and another phone does not.
+		mac = unboundNCKey(mac, creds.Username, creds.Cnonce)
 	}
 	if nonce == nonceInvalid {
 		// Not ours, or issued to another source, Call-ID or From tag: a

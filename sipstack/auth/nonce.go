@@ -160,6 +160,20 @@ func mintUnboundNonce(secret []byte, realm string, now time.Time) string {
 	return base64.RawURLEncoding.EncodeToString(raw[:])
 }
 
+// unboundNCKey is what the nc of an unbound nonce with MAC mac is tracked
+// under (ncCache): the nonce alone would be shared by every phone
+// challenged in its millisecond.
+func unboundNCKey(mac [nonceMACLen]byte, user, cnonce string) [nonceMACLen]byte {
+	h := sha256.New()
+	h.Write(mac[:])
+	h.Write(binary.AppendUvarint(nil, uint64(len(user))))
+	h.Write([]byte(user))
+	h.Write([]byte(cnonce))
+	var k [nonceMACLen]byte
+	copy(k[:], h.Sum(nil))
+	return k
+}
+
 // checkUnboundNonce is checkNonce for a nonce bound to nothing
 // (Config.UnboundNonces).
 func checkUnboundNonce(secret []byte, realm, nonce string, now time.Time, ttl time.Duration) (nonceStatus, int64, [nonceMACLen]byte) {

@@ -152,3 +152,25 @@ func TestChallengesDuringUpgradeAreVerifiableByTheOldBuild(t *testing.T) {
 		t.Fatalf("a bound nonce answered from its source: got %d, want accepted", r.Code)
 	}
 }
+
+// An unbound nonce is the same for every phone challenged in its
+// millisecond: phones answering one are each accepted, and a captured
+// answer replayed with another Call-ID is still refused.
+func TestUnboundNonceSharedByPhones(t *testing.T) {
+	t0 := time.UnixMilli(1_700_000_000_000)
+	a := upgradeAuthenticator(t, func() bool { return true })
+	shared := oldNonce(t0)
+	for i, src := range []string{"192.0.2.7:5060", "192.0.2.8:5060", "192.0.2.7:5062"} {
+		if _, r := a.Authenticate("udp", registerWith(t, src, shared, 1), WWW, "1001", t0.Add(time.Second)); r != nil {
+			t.Fatalf("phone %d answering the shared nonce with nc 1: got %d, want accepted", i, r.Code)
+		}
+	}
+	captured := registerWith(t, "192.0.2.9:5060", shared, 1)
+	if _, r := a.Authenticate("udp", captured, WWW, "1001", t0.Add(time.Second)); r != nil {
+		t.Fatalf("a fourth phone: got %d, want accepted", r.Code)
+	}
+	*captured.CallID() = "replayed@attacker"
+	if _, r := a.Authenticate("udp", captured, WWW, "1001", t0.Add(2*time.Second)); r == nil || r.Result != sipmsg.ResultReplayed {
+		t.Fatalf("a captured answer replayed with another Call-ID: got %+v, want refused as a replay", r)
+	}
+}
