@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -161,7 +162,9 @@ func TestUnboundNonceSharedByPhones(t *testing.T) {
 	a := upgradeAuthenticator(t, func() bool { return true })
 	shared := oldNonce(t0)
 	for i, src := range []string{"192.0.2.7:5060", "192.0.2.8:5060", "192.0.2.7:5062"} {
-		if _, r := a.Authenticate("udp", registerWith(t, src, shared, 1), WWW, "1001", t0.Add(time.Second)); r != nil {
+		req := registerWith(t, src, shared, 1)
+		*req.CallID() = sip.CallIDHeader(fmt.Sprintf("phone-%d@%s", i, src))
+		if _, r := a.Authenticate("udp", req, WWW, "1001", t0.Add(time.Second)); r != nil {
 			t.Fatalf("phone %d answering the shared nonce with nc 1: got %d, want accepted", i, r.Code)
 		}
 	}
