@@ -44,6 +44,18 @@ func apiErr(t *testing.T, err error) *APIError {
 	return ae
 }
 
+// deleteGone deletes id with del and checks that get then finds nothing.
+func deleteGone[T any](t *testing.T, ctx context.Context, id string, del func(context.Context, string) error,
+	get func(context.Context, string) (T, error)) {
+	t.Helper()
+	if err := del(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := get(ctx, id); !IsNotFound(err) {
+		t.Fatalf("after delete: %v", err)
+	}
+}
+
 func TestAccountsLifecycle(t *testing.T) {
 	c, st := newTestAPI(t)
 	ctx := context.Background()
@@ -84,12 +96,7 @@ func TestAccountsLifecycle(t *testing.T) {
 	if _, err := c.Account(ctx, "1001"); err != nil {
 		t.Fatalf("a refused delete deleted: %v", err)
 	}
-	if err := c.ForceDeleteAccount(ctx, "1001"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Account(ctx, "1001"); !IsNotFound(err) {
-		t.Fatalf("after delete: %v", err)
-	}
+	deleteGone(t, ctx, "1001", c.ForceDeleteAccount, c.Account)
 }
 
 func TestBadInputNamesTheFieldAndChangesNothing(t *testing.T) {
