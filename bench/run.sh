@@ -65,6 +65,7 @@ for v in BENCH_ONLY BENCH_LOAD_MAX BENCH_BINDINGS BENCH_STORM REG_RATES DMQ_RATE
   [ -n "${!v:-}" ] && cmdline="$v=\"${!v}\" $cmdline"
 done
 
+. "$top/bench/lib.sh"
 die() { echo "bench: $*" >&2; exit 2; }
 [ -x "$shared/anchor.sh" ] || die "no $shared/anchor.sh: set SHARED_BENCH to the shared bench directory"
 for c in sipp kamailio python3 curl; do command -v $c >/dev/null || die "$c is missing (apt-get install -y sip-tester kamailio python3 curl)"; done
@@ -128,15 +129,11 @@ troika=$work/troika sipload=$work/sipload
 
 # dev_up IP: a troika dev node on IP (SIP 5060, admin 8080), keepalive off.
 dev_up() {
-  local ip=$1 dir=$work/dev-$1
-  rm -rf "$dir"; mkdir -p "$dir"
-  "$troika" dev --data "$dir/data" --sip-address "$ip" --alias "" --admin "$ip:8080" --keepalive 0 --sip-tls-port 0 \
-    --log-level warn >"$dir/out" 2>"$dir/log" &
-  pids+=($!)
-  dev_pid=$!
-  for _ in $(seq 150); do grep -q "dev node is up" "$dir/out" 2>/dev/null && break; sleep 0.1; done
-  grep -q "dev node is up" "$dir/out" || { cat "$dir/log" >&2; die "the dev node on $ip did not start"; }
-  export TROIKA_API=http://$ip:8080 TROIKA_TOKEN=$(cat "$dir/data/dev-admin-token")
+  rm -rf "$work/dev-$1"
+  bench_dev_up "$troika" "$work/dev-$1" "$1" --sip-tls-port 0 --log-level warn
+  local up=$?
+  pids+=("$dev_pid")
+  [ $up = 0 ] || die "no dev node"
 }
 
 key=$(head -c 32 /dev/urandom | base64)
@@ -167,11 +164,7 @@ cluster_status() { curl -sf -m 2 -H "Authorization: Bearer $token" "http://${cip
 cluster_ready() {
   local n=$1
   for _ in $(seq 600); do
-    if cluster_status 0 | python3 -c "
-import json, sys
-s = json.load(sys.stdin)
-ok = [m for m in s['members'] if m['state'] == 'alive' and m['meta']['h'] == 'ok']
-sys.exit(0 if s['cluster']['leader_id'] and len(ok) == $n else 1)" 2>/dev/null; then
+    if cluster_status 0 | bench_cluster_ok "$n"; then
       sleep 1 # the processors list and the links settle
       return 0
     fi
@@ -183,33 +176,10 @@ sys.exit(0 if s['cluster']['leader_id'] and len(ok) == $n else 1)" 2>/dev/null; 
 
 # cluster_up N: N nodes (1 or 3) on 127.0.0.51-53, dispatcher on, fresh data.
 cluster_up() {
-  local n=$1 peers="" i dir
+  local n=$1 i
   rm -rf "$work/cluster"
-  for i in $(seq 0 $((n - 1))); do peers="$peers\"n$((i + 1))=${cips[$i]}:7000\","; done
-  for i in $(seq 0 $((n - 1))); do
-    dir=$work/cluster/n$((i + 1))
-    mkdir -p "$dir"
-    cat >"$dir/troika.toml" <<EOF
-node_id = "n$((i + 1))"
-data_dir = "$dir/data"
-log_level = "warn"
-[cluster]
-bind = "${cips[$i]}:7000"
-key = "$key"
-peers = [${peers%,}]
-[sip]
-addresses = ["${cips[$i]}"]
-udp_ports = [5060]
-tcp_ports = []
-dispatch = true
-[registrar]
-keepalive_interval = "0" # SIPp's phones answer no OPTIONS; the anchors send none
-[admin]
-listen = "${cips[$i]}:8080"
-token = "$token"
-EOF
-    node_start "$i"
-  done
+  bench_cluster_configs "$work/cluster" true "$key" "$token" "${cips[@]:0:n}"
+  for i in $(seq 0 $((n - 1))); do node_start "$i"; done
   export TROIKA_API=http://${cips[0]}:8080 TROIKA_TOKEN=$token
   cluster_ready "$n"
 }
@@ -220,13 +190,8 @@ bench_tariff() { "$troika" tariff create --id bench --rate "prefix=,per_minute=0
 accounts() {
   local n=$1
   bench_tariff
-  python3 -c "
-for i in range($n):
-    print('u%06d,Bench.pass.%06d,prepaid,0,bench,bench' % (i, i))" >"$work/accounts.csv"
-  python3 -c "
-print('SEQUENTIAL')
-for i in range($n):
-    print('u%06d;[authentication username=u%06d password=Bench.pass.%06d]' % (i, i, i))" >"$work/users.csv"
+  bench_accounts_csv "$n" bench "$work/accounts.csv"
+  bench_users_csv "$n" "$work/users.csv"
   "$troika" account import --batch 5000 "$work/accounts.csv" >"$work/import.out" 2>&1 || { cat "$work/import.out" >&2; die "account import failed"; }
 }
 
@@ -273,7 +238,7 @@ if want dmq; then
   USERS=$work/users.csv LOCAL_IP=127.0.0.58 sweep troika-dmq reg 127.0.0.51:5060 "${dmq_rates[@]}"
   processed=""
   for i in 0 1 2; do
-    processed="$processed n$((i + 1))=$(curl -s "http://${cips[$i]}:8080/metrics" | awk '/^troika_sip_register_total\{result="ok"\}/ {printf "%d", $2}')"
+    processed="$processed n$((i + 1))=$(bench_registered "${cips[$i]}" ok)"
   done
   echo "REGISTERs answered 200 per node:$processed"
   stop_all
@@ -282,19 +247,10 @@ fi
 # calls_setup IP UAS_IP: the caller and callee accounts on the node at
 # TROIKA_API, a SIPp callee registered as "callee" from UAS_IP:5080 and
 # answering.
-caller_pw=Bench.pass.A1 callee_pw=Bench.pass.B2
-export caller_pw callee_pw
 calls_setup() {
-  local ip=$1 uas_ip=$2
   bench_tariff
-  "$troika" account create --id caller --password-env caller_pw --balance 1000000.00 --tariff-out bench >/dev/null || die "caller"
-  "$troika" account create --id callee --password-env callee_pw --balance 0 >/dev/null || die "callee"
-  printf 'SEQUENTIAL\ncallee;[authentication username=callee password=%s]\n' "$callee_pw" >"$work/callee.csv"
-  sipp "$ip:5060" -sf "$shared/sipp/reg_auth.xml" -inf "$work/callee.csv" -i "$uas_ip" -p 5080 -m 1 \
-    -nostdin -timeout 20s -timeout_error >/dev/null 2>&1 || die "the SIPp callee did not register"
-  sipp -sf "$shared/sipp/uas.xml" -i "$uas_ip" -p 5080 -aa -nostdin -fd 1 >/dev/null 2>&1 &
-  pids+=($!)
-  sleep 1
+  bench_callee_up "$troika" "$shared" "$work" "$1" "$2" 5080 bench || die "no SIPp callee"
+  pids+=("$uas_pid")
 }
 
 if want calls; then
@@ -398,7 +354,7 @@ if want memory; then
   "$sipload" -mode storm -target 127.0.0.51:5060 -local 127.0.0.60 -port 5100 -phones "$storm" -spread "$storm_spread" | tee "$work/storm.out"
   storm_shed=""
   for i in 0 1 2; do
-    storm_shed="$storm_shed n$((i + 1))=$(curl -s "http://${cips[$i]}:8080/metrics" | awk '/^troika_sip_register_total\{result="unavailable"\}/ {printf "%d", $2}')"
+    storm_shed="$storm_shed n$((i + 1))=$(bench_registered "${cips[$i]}" unavailable)"
   done
   stop_all
 fi
