@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/troika-sip/troika/admin"
-	"github.com/troika-sip/troika/internal/sipptest"
 )
 
 // A rolling upgrade: each node is drained in turn (`POST
@@ -25,7 +24,6 @@ import (
 // held by nobody, and the load's retransmissions meanwhile. At the end
 // every node runs the new build and gossips it.
 func TestDrainUnderLoad(t *testing.T) {
-	sipptest.Need(t)
 	c, vip, alias, ids := setupVIP(t, 200)
 	const nextVersion = "chaos-next"
 	next := versionBuild(t, nextVersion)

@@ -13,8 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/troika-sip/troika/internal/sipptest"
 )
 
 // deploy/rolling-upgrade.sh, as an operator runs it, on the namespace
@@ -26,7 +24,6 @@ import (
 // fails, no binding is lost, never two holders, every node runs the new
 // version, and the script printed its progress.
 func TestRollingUpgradeScript(t *testing.T) {
-	sipptest.Need(t)
 	c, vip, alias, ids := setupVIP(t, 200)
 	const nextVersion = "chaos-script-next"
 	next := versionBuild(t, nextVersion)

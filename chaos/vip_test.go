@@ -29,6 +29,7 @@ func soleHolder(t *testing.T, c *Cluster, a netip.Addr, timeout time.Duration, n
 
 // setupVIP starts the cluster, imports users and adds the alias, and
 // waits until the virtual IP and the alias are each held by one node.
+// Its tests run SIPp loads: without SIPp (or root) they are skipped.
 func setupVIP(t *testing.T, users int) (c *Cluster, vip, alias netip.Addr, ids []string) {
 	return setupVIPWith(t, users, troikaBin, nil)
 }
@@ -38,6 +39,7 @@ func setupVIP(t *testing.T, users int) (c *Cluster, vip, alias netip.Addr, ids [
 func setupVIPWith(t *testing.T, users int, binary string, config func(n *Node, cfg TOML)) (c *Cluster, vip, alias netip.Addr, ids []string) {
 	t.Helper()
 	NeedRoot(t)
+	sipptest.Need(t)
 	o := vipOptions()
 	o.Binary = binary
 	if vipConfig := o.Config; config != nil {
@@ -87,7 +89,6 @@ func median(ds []time.Duration) time.Duration {
 // time is logged and the virtual IP's holder keeps it throughout. At no
 // sampled instant do two namespaces hold one address.
 func TestVIPFailover(t *testing.T) {
-	sipptest.Need(t)
 	c, vip, alias, ids := setupVIP(t, 100)
 	aliasHolder, _ := soleHolder(t, c, alias, time.Second)
 	vipHolder, _ := soleHolder(t, c, vip, time.Second)
@@ -226,7 +227,6 @@ func TestVIPFailover(t *testing.T) {
 // frozen node, another node takes it, the thawed node does not take it
 // back.
 func TestVIPPartition(t *testing.T) {
-	sipptest.Need(t)
 	c, vip, alias, ids := setupVIP(t, 60)
 	holder, _ := soleHolder(t, c, vip, time.Second)
 	leader, err := c.WaitLeader(10 * time.Second)
