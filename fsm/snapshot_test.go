@@ -332,9 +332,16 @@ func goldenSnapshotPath(version int) string {
 
 func readGoldenSnapshot(t *testing.T, version int) []byte {
 	t.Helper()
-	text, err := os.ReadFile(goldenSnapshotPath(version))
+	return readGoldenHex(t, goldenSnapshotPath(version), "run go test ./fsm -run Golden -update once for a new format")
+}
+
+// readGoldenHex reads the golden file at path: hex, of the bytes a format
+// pins. A missing file fails the test with hint, the way to write it.
+func readGoldenHex(t *testing.T, path, hint string) []byte {
+	t.Helper()
+	text, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (run go test ./fsm -run Golden -update once for a new format)", err)
+		t.Fatalf("%v (%s)", err, hint)
 	}
 	data, err := hex.DecodeString(strings.TrimSpace(string(text)))
 	if err != nil {
