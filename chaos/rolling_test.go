@@ -76,16 +76,14 @@ func rollUnderLoad(t *testing.T, c *Cluster, vip, alias netip.Addr, ids []string
 				n = cand
 			}
 		}
-		leader, err := c.WaitLeader(10 * time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
+		leader := mustLeader(t, c, 10*time.Second)
 		r := rollingStop{node: n.Name, leader: leader.Name, from: time.Now()}
 		for _, a := range []netip.Addr{vip, alias} {
 			if slices.Contains(c.Holders(a), n.Name) {
 				r.held = append(r.held, a)
 			}
 		}
+		var err error
 		r.summary, r.detail, err = stop(n)
 		if err != nil {
 			t.Fatalf("%s of %s: %v\n  %s", what, n.Name, err, strings.Join(r.detail, "\n  "))

@@ -50,9 +50,7 @@ func setupVIPWith(t *testing.T, users int, binary string, config func(n *Node, c
 	}
 	c = New(t, o)
 	vip, alias = vipAddr(c.Nodes[0].Addr), aliasAddr(c.Nodes[0].Addr)
-	if _, err := c.WaitLeader(10 * time.Second); err != nil {
-		t.Fatal(err)
-	}
+	mustLeader(t, c, 10*time.Second)
 	ids = userIDs(users)
 	importUsers(t, c.Nodes[0], ids)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -119,10 +117,7 @@ func TestVIPFailover(t *testing.T) {
 	var firstOKs []time.Duration
 	for i := range 5 {
 		holder, _ := soleHolder(t, c, vip, 10*time.Second)
-		leader, err := c.WaitLeader(10 * time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
+		leader := mustLeader(t, c, 10*time.Second)
 		load := mustLoad(t, c, RegisterLoad{Name: fmt.Sprintf("kill%d", i+1), Target: sipAddr(vip, SIPPort), Users: ids, Rate: 50, Duration: 7 * time.Second, StatEvery: 100 * time.Millisecond})
 		if err := load.WaitOK(60, 10*time.Second); err != nil { // steady before the kill
 			t.Fatal(err)
@@ -173,10 +168,7 @@ func TestVIPFailover(t *testing.T) {
 
 	// Kill the leader when it does not hold the virtual IP: the holder
 	// keeps the address through the election (its lease outlasts it).
-	leader, err := c.WaitLeader(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	leader := mustLeader(t, c, 10*time.Second)
 	holder, _ := soleHolder(t, c, vip, 10*time.Second)
 	if leader != holder {
 		load := mustLoad(t, c, RegisterLoad{Name: "leader-kill", Target: sipAddr(vip, SIPPort), Users: ids, Rate: 50, Duration: 5 * time.Second})
@@ -187,10 +179,7 @@ func TestVIPFailover(t *testing.T) {
 			t.Fatal(err)
 		}
 		killed := time.Now()
-		nl, err := c.WaitLeader(10*time.Second, c.Others(leader)...)
-		if err != nil {
-			t.Fatal(err)
-		}
+		nl := mustLeader(t, c, 10*time.Second, c.Others(leader)...)
 		election := time.Since(killed)
 		res := load.Wait()
 		_, failed, _ := res.Between(killed, res.End)
@@ -229,10 +218,7 @@ func TestVIPFailover(t *testing.T) {
 func TestVIPPartition(t *testing.T) {
 	c, vip, alias, ids := setupVIP(t, 60)
 	holder, _ := soleHolder(t, c, vip, time.Second)
-	leader, err := c.WaitLeader(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	leader := mustLeader(t, c, 10*time.Second)
 	load := mustLoad(t, c, RegisterLoad{Name: "vip", Target: sipAddr(vip, SIPPort), Users: ids[:40], Rate: 40, Duration: 12 * time.Second})
 	aliasLoad := mustLoad(t, c, RegisterLoad{Name: "alias", Target: sipAddr(alias, aliasExtraPort), Users: ids[40:], Rate: 20, Duration: 12 * time.Second})
 	if err := load.WaitOK(60, 10*time.Second); err != nil { // steady before the cut
