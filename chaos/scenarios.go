@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -131,31 +130,15 @@ func flapping(x *Experiment, window time.Duration) error {
 }
 
 func fullRestart(x *Experiment, window time.Duration) error {
-	var wg sync.WaitGroup
-	errs := make([]error, len(x.C.Nodes))
-	for i, n := range x.C.Nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = n.Kill()
-		}()
-	}
-	wg.Wait()
+	killed := onEvery(x.C.Nodes, (*Node).Kill)
 	f := x.Fault("SIGKILL of every node", true)
-	if err := errors.Join(errs...); err != nil {
-		return err
+	if killed != nil {
+		return killed
 	}
 	slept := x.Sleep(min(3*time.Second, window/3))
-	for i, n := range x.C.Nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = n.Start()
-		}()
-	}
-	wg.Wait()
+	started := onEvery(x.C.Nodes, (*Node).Start)
 	x.Repaired(f)
-	if err := errors.Join(append(errs, slept)...); err != nil {
+	if err := errors.Join(started, slept); err != nil {
 		return err
 	}
 	l, err := x.C.WaitLeader(30 * time.Second)
