@@ -215,6 +215,17 @@ anchor() {
   sweeps[$name]=$(cat "$work/sweep-$name")
 }
 
+# reg_sweep NAME LOCAL_IP TARGET RATE...: accounts for 8 s at the highest
+# RATE, then the REGISTER sweep from LOCAL_IP to TARGET.
+reg_sweep() {
+  local name=$1 local_ip=$2 target=$3; shift 3
+  accounts $(($(max_of "$@") * 8))
+  USERS=$work/users.csv LOCAL_IP=$local_ip sweep "$name" reg "$target" "$@"
+}
+
+# since T0: the seconds since T0 (date +%s.%N), to a tenth.
+since() { python3 -c "import time; print('%.1f' % (time.time() - $1))"; }
+
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
 # ---- the pairs -------------------------------------------------------------
@@ -224,8 +235,7 @@ if want register; then
   anchor registrar registrar "${reg_rates[@]}"
   echo "== troika: REGISTER with digest, one dev node"
   dev_up 127.0.0.30
-  accounts $(($(max_of "${reg_rates[@]}") * 8))
-  USERS=$work/users.csv LOCAL_IP=127.0.0.38 sweep troika-register reg 127.0.0.30:5060 "${reg_rates[@]}"
+  reg_sweep troika-register 127.0.0.38 127.0.0.30:5060 "${reg_rates[@]}"
   stop_all
 fi
 
@@ -234,8 +244,7 @@ if want dmq; then
   anchor dmq dmq "${dmq_rates[@]}"
   echo "== troika: three nodes, REGISTERs to n1, dispatched"
   cluster_up 3
-  accounts $(($(max_of "${dmq_rates[@]}") * 8))
-  USERS=$work/users.csv LOCAL_IP=127.0.0.58 sweep troika-dmq reg 127.0.0.51:5060 "${dmq_rates[@]}"
+  reg_sweep troika-dmq 127.0.0.58 127.0.0.51:5060 "${dmq_rates[@]}"
   processed=""
   for i in 0 1 2; do
     processed="$processed n$((i + 1))=$(bench_registered "${cips[$i]}" ok)"
@@ -244,13 +253,17 @@ if want dmq; then
   stop_all
 fi
 
-# calls_setup IP UAS_IP: the caller and callee accounts on the node at
-# TROIKA_API, a SIPp callee registered as "callee" from UAS_IP:5080 and
-# answering.
-calls_setup() {
+# calls_sweep NAME IP UAS_IP LOCAL_IP: the caller and callee accounts on
+# the node at TROIKA_API, a SIPp callee registered as "callee" from
+# UAS_IP:5080 and answering, then the billed-calls sweep from LOCAL_IP to
+# IP:5060.
+calls_sweep() {
+  local name=$1 ip=$2 uas_ip=$3 local_ip=$4
   bench_tariff
-  bench_callee_up "$troika" "$shared" "$work" "$1" "$2" 5080 bench || die "no SIPp callee"
+  bench_callee_up "$troika" "$shared" "$work" "$ip" "$uas_ip" 5080 bench || die "no SIPp callee"
   pids+=("$uas_pid")
+  AUTH_USER=caller AUTH_PASS=$caller_pw CALLEE=callee LOCAL_IP=$local_ip \
+    sweep "$name" calls-auth "$ip:5060" "${call_rates[@]}"
 }
 
 if want calls; then
@@ -264,9 +277,7 @@ if want calls; then
   fi
   echo "== troika: billed calls, one dev node"
   dev_up 127.0.0.31
-  calls_setup 127.0.0.31 127.0.0.32
-  AUTH_USER=caller AUTH_PASS=$caller_pw CALLEE=callee LOCAL_IP=127.0.0.33 \
-    sweep troika-calls calls-auth 127.0.0.31:5060 "${call_rates[@]}"
+  calls_sweep troika-calls 127.0.0.31 127.0.0.32 127.0.0.33
   stop_all
 fi
 
@@ -274,9 +285,7 @@ if want calls3; then
   settle calls3
   echo "== troika: billed calls through three nodes"
   cluster_up 3
-  calls_setup 127.0.0.51 127.0.0.54
-  AUTH_USER=caller AUTH_PASS=$caller_pw CALLEE=callee LOCAL_IP=127.0.0.55 \
-    sweep troika-calls3 calls-auth 127.0.0.51:5060 "${call_rates[@]}"
+  calls_sweep troika-calls3 127.0.0.51 127.0.0.54 127.0.0.55
   stop_all
 fi
 
@@ -311,14 +320,22 @@ if want memory; then
   cluster_up 3
   t0=$(date +%s.%N)
   accounts "$n"
-  import_s=$(python3 -c "import time; print('%.1f' % (time.time() - $t0))")
+  import_s=$(since "$t0")
   rss0=$(rss_kib "${node_pid[0]}")
   t0=$(date +%s.%N)
   "$sipload" -target 127.0.0.51:5060 -local 127.0.0.59 -port 5100 -users "$bindings" \
     -phases "$((bindings / 2000 + 1))s@2000" >"$work/fill.out" 2>&1
-  fill_s=$(python3 -c "import time; print('%.1f' % (time.time() - $t0))")
+  fill_s=$(since "$t0")
   sleep 10
   count_of() { cluster_status "$1" | python3 -c 'import json,sys; f=json.load(sys.stdin)["cluster"]["fsm"]; print(f["Bindings"], f["Accounts"])' 2>/dev/null; }
+  # caught_up I T0: the seconds from T0 until node I holds every binding
+  # and account ($nb, $na); nothing if it does not within 10 minutes.
+  caught_up() {
+    for _ in $(seq 6000); do
+      [ "$(count_of "$1")" = "$nb $na" ] && { since "$2"; return; }
+      sleep 0.1
+    done
+  }
   read -r nb na <<<"$(count_of 0)"
   mem="accounts=$na bindings=$nb import_s=$import_s fill_s=$fill_s rss_kib_before_bindings_n1=$rss0"
   for i in 0 1 2; do mem="$mem rss_kib_n$((i + 1))=$(rss_kib "${node_pid[$i]}")"; done
@@ -328,20 +345,12 @@ if want memory; then
   rm -rf "$work/cluster/n3/data"
   t0=$(date +%s.%N)
   node_start 2
-  caught=""
-  for _ in $(seq 6000); do
-    [ "$(count_of 2)" = "$nb $na" ] && { caught=$(python3 -c "import time; print('%.1f' % (time.time() - $t0))"); break; }
-    sleep 0.1
-  done
+  caught=$(caught_up 2 "$t0")
   # A node restarting from its own data (snapshot restore and log replay).
   node_stop 0
   t0=$(date +%s.%N)
   node_start 0
-  restored=""
-  for _ in $(seq 6000); do
-    [ "$(count_of 0)" = "$nb $na" ] && { restored=$(python3 -c "import time; print('%.1f' % (time.time() - $t0))"); break; }
-    sleep 0.1
-  done
+  restored=$(caught_up 0 "$t0")
   mem="$mem catch_up_s=${caught:-never} restart_s=${restored:-never}"
   echo "$mem"
   echo "== fsm snapshot write and restore at $bindings accounts and bindings"
