@@ -31,14 +31,7 @@ func scopedAPI(t *testing.T) (string, *fsm.State) {
 
 func request(t *testing.T, base, tok, method, path, body string) (int, Error) {
 	t.Helper()
-	req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-	if tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := doRequest(t, base, tok, method, path, body)
 	var e Error
 	if resp.StatusCode >= 400 && resp.Header.Get("Content-Type") == "application/json" {
 		decodeJSON(t, resp, &e)

@@ -56,12 +56,13 @@ func startCall(id, from, to string, at time.Time) *fsm.StartCall {
 // raw sends a request outside the Client and returns the status and body.
 func raw(t *testing.T, c *Client, method, path, body string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(method, c.BaseURL+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	return rawAs(t, c, token, method, path, body)
+}
+
+// rawAs is raw with the bearer token tok ("" for none).
+func rawAs(t *testing.T, c *Client, tok, method, path, body string) (int, []byte) {
+	t.Helper()
+	resp := doRequest(t, c.BaseURL, tok, method, path, body)
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {

@@ -46,17 +46,12 @@ func TestStatusPageAndHealthWithoutMonitor(t *testing.T) {
 	}
 
 	get := func(path string, auth bool) (int, string) {
-		req, _ := http.NewRequest("GET", c.BaseURL+path, nil)
+		tok := ""
 		if auth {
-			req.Header.Set("Authorization", "Bearer "+token)
+			tok = token
 		}
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
-		return res.StatusCode, string(b)
+		status, body := rawAs(t, c, tok, "GET", path, "")
+		return status, string(body)
 	}
 	if code, b := get("/healthz", false); code != http.StatusOK || strings.Join(strings.Fields(b), "") != `{"status":"ok"}` {
 		t.Errorf("/healthz = %d %s", code, b)

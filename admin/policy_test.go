@@ -66,12 +66,7 @@ func TestServicePolicyLifecycle(t *testing.T) {
 	if _, err := c.UpdateAccount(ctx, "80032555939", AccountPatch{ServicePolicy: &none}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.DeleteServicePolicy(ctx, "easycall"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.ServicePolicy(ctx, "easycall"); !IsNotFound(err) {
-		t.Fatalf("after delete: %v", err)
-	}
+	deleteGone(t, ctx, "easycall", c.DeleteServicePolicy, c.ServicePolicy)
 	if err := c.DeleteServicePolicy(ctx, "easycall"); !IsNotFound(err) {
 		t.Fatalf("deleting twice: %v", err)
 	}

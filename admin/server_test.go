@@ -35,6 +35,21 @@ func newTestAPI(t *testing.T) (*Client, *fsm.State) {
 	return NewClient(hs.URL, token), st
 }
 
+// doRequest sends a request outside the Client, with the bearer token tok
+// ("" for none), and returns the response.
+func doRequest(t *testing.T, base, tok, method, path, body string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
 func apiErr(t *testing.T, err error) *APIError {
 	t.Helper()
 	var ae *APIError
@@ -42,6 +57,18 @@ func apiErr(t *testing.T, err error) *APIError {
 		t.Fatalf("want an API error, got %v", err)
 	}
 	return ae
+}
+
+// deleteGone deletes id with del and checks that get then finds nothing.
+func deleteGone[T any](t *testing.T, ctx context.Context, id string, del func(context.Context, string) error,
+	get func(context.Context, string) (T, error)) {
+	t.Helper()
+	if err := del(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := get(ctx, id); !IsNotFound(err) {
+		t.Fatalf("after delete: %v", err)
+	}
 }
 
 func TestAccountsLifecycle(t *testing.T) {
@@ -84,12 +111,7 @@ func TestAccountsLifecycle(t *testing.T) {
 	if _, err := c.Account(ctx, "1001"); err != nil {
 		t.Fatalf("a refused delete deleted: %v", err)
 	}
-	if err := c.ForceDeleteAccount(ctx, "1001"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Account(ctx, "1001"); !IsNotFound(err) {
-		t.Fatalf("after delete: %v", err)
-	}
+	deleteGone(t, ctx, "1001", c.ForceDeleteAccount, c.Account)
 }
 
 func TestBadInputNamesTheFieldAndChangesNothing(t *testing.T) {
@@ -119,12 +141,7 @@ func TestBadInputNamesTheFieldAndChangesNothing(t *testing.T) {
 		{"DELETE", "/v1/aliases/127.0.0.9", ``, 404, "ip"},
 	}
 	for _, tc := range cases {
-		req, _ := http.NewRequest(tc.method, c.BaseURL+tc.path, strings.NewReader(tc.body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := doRequest(t, c.BaseURL, token, tc.method, tc.path, tc.body)
 		var e Error
 		decodeJSON(t, resp, &e)
 		if resp.StatusCode != tc.status || e.Field != tc.field || e.Error == "" {
@@ -158,11 +175,7 @@ func TestTokenRequired(t *testing.T) {
 func TestUnknownEndpointNamesTheAPIDoc(t *testing.T) {
 	c, _ := newTestAPI(t)
 	for _, tc := range []struct{ method, path string }{{"GET", "/nothing"}, {"GET", "/v1/nothing"}, {"PUT", "/v1/accounts"}, {"POST", "/"}} {
-		req, _ := http.NewRequest(tc.method, c.BaseURL+tc.path, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := doRequest(t, c.BaseURL, "", tc.method, tc.path, "")
 		var e map[string]string
 		decodeJSON(t, resp, &e)
 		want := "no such endpoint: " + tc.method + " " + tc.path + " (see docs/API.md for the API)"

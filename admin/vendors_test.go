@@ -70,12 +70,7 @@ func TestVendorLifecycle(t *testing.T) {
 	if err != nil || len(list) != 2 || list[0].ID != "carrier1" || !list[0].HasPassword || list[1].HasPassword {
 		t.Fatalf("list %+v %v", list, err)
 	}
-	if err := c.DeleteVendor(ctx, "carrier2"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Vendor(ctx, "carrier2"); !IsNotFound(err) {
-		t.Fatalf("after delete: %v", err)
-	}
+	deleteGone(t, ctx, "carrier2", c.DeleteVendor, c.Vendor)
 }
 
 // A connection is stored with the default kind, shown with its rules, and

@@ -12,6 +12,7 @@
 # ../shared/bench/anchor.sh proxy run in the same session.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/bench/lib.sh"
 shared=${SHARED_BENCH:-$top/../shared/bench}
 ip=${BENCH_IP:-127.0.0.31}           # the node
 uas_ip=${BENCH_UAS_IP:-127.0.0.32}   # the SIPp callee
@@ -31,27 +32,13 @@ trap cleanup EXIT
 
 echo "== building troika"
 (cd "$top" && go build -o "$work/troika" ./cmd/troika)
-"$work/troika" dev --data "$work/data" --sip-address "$ip" --alias "" --admin "$ip:8080" --keepalive 0 >"$work/node.out" 2>"$work/node.log" &
-pid=$!
-for _ in $(seq 100); do grep -q "dev node is up" "$work/node.out" 2>/dev/null && break; sleep 0.1; done
-grep -q "dev node is up" "$work/node.out" || { echo "the node did not start:"; cat "$work/node.log"; exit 1; }
-export TROIKA_API=http://$ip:8080 TROIKA_TOKEN=$(cat "$work/data/dev-admin-token")
+bench_dev_up "$work/troika" "$work/node" "$ip" || { pid=$dev_pid; exit 1; }
+pid=$dev_pid
 api() { curl -sf -H "Authorization: Bearer $TROIKA_TOKEN" "$@"; }
 
-echo "== accounts: caller (prepaid, balance 1000000.00, demo tariff), callee"
-# Passwords that pass the admin API's policy (10+ characters, 3 classes,
-# not containing the user name).
-caller_pw=Bench.pass.A1 callee_pw=Bench.pass.B2
-"$work/troika" account create --id caller --password-env caller_pw --balance 1000000.00 --tariff-out demo >/dev/null
-"$work/troika" account create --id callee --password-env callee_pw --balance 0 >/dev/null
-
-echo "== registering a SIPp callee as 'callee' from $uas_ip:$uas_port"
-printf 'SEQUENTIAL\ncallee;[authentication username=callee password=%s]\n' "$callee_pw" >"$work/callee.csv"
-sipp "$ip:5060" -sf "$shared/sipp/reg_auth.xml" -inf "$work/callee.csv" -i "$uas_ip" -p "$uas_port" -m 1 \
-	-nostdin -timeout 20s -timeout_error >/dev/null 2>&1 || { echo "the callee did not register"; exit 1; }
-sipp -sf "$shared/sipp/uas.xml" -i "$uas_ip" -p "$uas_port" -aa -nostdin >/dev/null 2>&1 & # -aa: answer the keepalive OPTIONS
-uas=$!
-sleep 1
+echo "== accounts: caller (prepaid, balance 1000000.00, demo tariff), callee; a SIPp callee registered as 'callee' from $uas_ip:$uas_port"
+bench_callee_up "$work/troika" "$shared" "$work" "$ip" "$uas_ip" "$uas_port" demo || { uas=${uas_pid:-}; exit 1; }
+uas=$uas_pid
 
 # run RATE: one 8 s SIPp run; prints offered= rate= ok= failed= retrans= elapsed=
 run() {

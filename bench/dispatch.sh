@@ -14,6 +14,7 @@
 # REGISTERs each node processed (GET /metrics).
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/bench/lib.sh"
 shared=${SHARED_BENCH:-$top/../shared/bench}
 ips=(127.0.0.51 127.0.0.52 127.0.0.53)
 [ -x "$shared/sweep.sh" ] || { echo "no $shared/sweep.sh: set SHARED_BENCH to the shared bench directory" >&2; exit 2; }
@@ -52,40 +53,15 @@ start_cluster() {
   local mode=$1 n=3 dispatch=true
   [ "$mode" = off ] && dispatch=false
   [ "$mode" = single ] && { n=1; dispatch=false; }
-  local peers=""
-  for i in $(seq 0 $((n - 1))); do peers="$peers\"n$((i + 1))=${ips[$i]}:7000\","; done
+  bench_cluster_configs "$work/$mode" "$dispatch" "$key" "$token" "${ips[@]:0:n}"
   for i in $(seq 0 $((n - 1))); do
     local dir=$work/$mode/n$((i + 1))
-    mkdir -p "$dir"
-    cat >"$dir/troika.toml" <<EOF
-node_id = "n$((i + 1))"
-data_dir = "$dir/data"
-log_level = "warn"
-[cluster]
-bind = "${ips[$i]}:7000"
-key = "$key"
-peers = [${peers%,}]
-[sip]
-addresses = ["${ips[$i]}"]
-udp_ports = [5060]
-tcp_ports = []
-dispatch = $dispatch
-[registrar]
-keepalive_interval = "0" # SIPp's phones answer no OPTIONS; the anchors send none
-[admin]
-listen = "${ips[$i]}:8080"
-token = "$token"
-EOF
     "$work/troika" agent --config "$dir/troika.toml" >"$dir/out" 2>"$dir/log" &
     pids+=($!)
   done
   export TROIKA_API=http://${ips[0]}:8080 TROIKA_TOKEN=$token
   for _ in $(seq 200); do
-    if curl -sf -H "Authorization: Bearer $token" "$TROIKA_API/v1/cluster" 2>/dev/null | python3 -c "
-import json, sys
-s = json.load(sys.stdin)
-ok = [m for m in s['members'] if m['state'] == 'alive' and m['meta']['h'] == 'ok']
-sys.exit(0 if s['cluster']['leader_id'] and len(ok) == $n else 1)" 2>/dev/null; then
+    if curl -sf -H "Authorization: Bearer $token" "$TROIKA_API/v1/cluster" 2>/dev/null | bench_cluster_ok "$n"; then
       sleep 1 # the processors list and the links settle
       return 0
     fi
@@ -96,15 +72,8 @@ sys.exit(0 if s['cluster']['leader_id'] and len(ok) == $n else 1)" 2>/dev/null; 
 
 load_accounts() {
   "$work/troika" tariff create --id demo --rate "prefix=1,per_minute=0.01" >/dev/null
-  python3 -c "
-for i in range($accounts):
-    u = 'u%06d' % i
-    print('%s,Bench.pass.%06d,prepaid,0,demo,demo' % (u, i))" >"$work/accounts.csv"
-  # SIPp's users ($shared/run_sipp.sh reads USERS) with the same passwords.
-  python3 -c "
-print('SEQUENTIAL')
-for i in range($accounts):
-    print('u%06d;[authentication username=u%06d password=Bench.pass.%06d]' % (i, i, i))" >"$work/users.csv"
+  bench_accounts_csv "$accounts" demo "$work/accounts.csv"
+  bench_users_csv "$accounts" "$work/users.csv"
   export USERS=$work/users.csv
   "$work/troika" account import --batch 5000 "$work/accounts.csv" 2>&1 | tail -1
 }
@@ -112,8 +81,7 @@ for i in range($accounts):
 registered() {
   local n=$1 out=""
   for i in $(seq 0 $((n - 1))); do
-    v=$(curl -s "http://${ips[$i]}:8080/metrics" | awk '/^troika_sip_register_total\{result="ok"\}/ {printf "%d", $2}')
-    out="$out n$((i + 1))=$v"
+    out="$out n$((i + 1))=$(bench_registered "${ips[$i]}" ok)"
   done
   echo "registered:$out"
 }

@@ -8,6 +8,7 @@
 # Compare with ../shared/bench/anchor.sh registrar run in the same session.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/bench/lib.sh"
 shared=${SHARED_BENCH:-$top/../shared/bench}
 ip=${BENCH_IP:-127.0.0.30}
 bindings=${BENCH_BINDINGS:-100000}
@@ -20,11 +21,8 @@ trap cleanup EXIT
 
 echo "== building troika"
 (cd "$top" && go build -o "$work/troika" ./cmd/troika)
-"$work/troika" dev --data "$work/data" --sip-address "$ip" --alias "" --admin "$ip:8080" --keepalive 0 >"$work/node.out" 2>"$work/node.log" &
-pid=$!
-for _ in $(seq 100); do grep -q "dev node is up" "$work/node.out" 2>/dev/null && break; sleep 0.1; done
-grep -q "dev node is up" "$work/node.out" || { echo "the node did not start:"; cat "$work/node.log"; exit 1; }
-export TROIKA_API=http://$ip:8080 TROIKA_TOKEN=$(cat "$work/data/dev-admin-token")
+bench_dev_up "$work/troika" "$work/node" "$ip" || { pid=$dev_pid; exit 1; }
+pid=$dev_pid
 
 [ $# -gt 0 ] || set -- 1000 2000 3000 4000 5000 6000 8000 10000
 # Enough accounts for the highest rate (8 s per rate) and for the memory
@@ -32,15 +30,8 @@ export TROIKA_API=http://$ip:8080 TROIKA_TOKEN=$(cat "$work/data/dev-admin-token
 accounts=$bindings
 for r in "$@"; do [ $((r * 8)) -gt "$accounts" ] && accounts=$((r * 8)); done
 echo "== importing $accounts accounts u000000.. (password Bench.pass.NNNNNN)"
-python3 -c "
-for i in range($accounts):
-    u = 'u%06d' % i
-    print('%s,Bench.pass.%06d,prepaid,0,demo,demo' % (u, i))" >"$work/accounts.csv"
-# SIPp's users ($shared/run_sipp.sh reads USERS) with the same passwords.
-python3 -c "
-print('SEQUENTIAL')
-for i in range($accounts):
-    print('u%06d;[authentication username=u%06d password=Bench.pass.%06d]' % (i, i, i))" >"$work/users.csv"
+bench_accounts_csv "$accounts" demo "$work/accounts.csv"
+bench_users_csv "$accounts" "$work/users.csv"
 export USERS=$work/users.csv
 "$work/troika" account import --batch 5000 "$work/accounts.csv" 2>&1 | tail -1
 

@@ -65,6 +65,7 @@ for v in BENCH_ONLY BENCH_LOAD_MAX BENCH_BINDINGS BENCH_STORM REG_RATES DMQ_RATE
   [ -n "${!v:-}" ] && cmdline="$v=\"${!v}\" $cmdline"
 done
 
+. "$top/bench/lib.sh"
 die() { echo "bench: $*" >&2; exit 2; }
 [ -x "$shared/anchor.sh" ] || die "no $shared/anchor.sh: set SHARED_BENCH to the shared bench directory"
 for c in sipp kamailio python3 curl; do command -v $c >/dev/null || die "$c is missing (apt-get install -y sip-tester kamailio python3 curl)"; done
@@ -128,15 +129,11 @@ troika=$work/troika sipload=$work/sipload
 
 # dev_up IP: a troika dev node on IP (SIP 5060, admin 8080), keepalive off.
 dev_up() {
-  local ip=$1 dir=$work/dev-$1
-  rm -rf "$dir"; mkdir -p "$dir"
-  "$troika" dev --data "$dir/data" --sip-address "$ip" --alias "" --admin "$ip:8080" --keepalive 0 --sip-tls-port 0 \
-    --log-level warn >"$dir/out" 2>"$dir/log" &
-  pids+=($!)
-  dev_pid=$!
-  for _ in $(seq 150); do grep -q "dev node is up" "$dir/out" 2>/dev/null && break; sleep 0.1; done
-  grep -q "dev node is up" "$dir/out" || { cat "$dir/log" >&2; die "the dev node on $ip did not start"; }
-  export TROIKA_API=http://$ip:8080 TROIKA_TOKEN=$(cat "$dir/data/dev-admin-token")
+  rm -rf "$work/dev-$1"
+  bench_dev_up "$troika" "$work/dev-$1" "$1" --sip-tls-port 0 --log-level warn
+  local up=$?
+  pids+=("$dev_pid")
+  [ $up = 0 ] || die "no dev node"
 }
 
 key=$(head -c 32 /dev/urandom | base64)
@@ -167,11 +164,7 @@ cluster_status() { curl -sf -m 2 -H "Authorization: Bearer $token" "http://${cip
 cluster_ready() {
   local n=$1
   for _ in $(seq 600); do
-    if cluster_status 0 | python3 -c "
-import json, sys
-s = json.load(sys.stdin)
-ok = [m for m in s['members'] if m['state'] == 'alive' and m['meta']['h'] == 'ok']
-sys.exit(0 if s['cluster']['leader_id'] and len(ok) == $n else 1)" 2>/dev/null; then
+    if cluster_status 0 | bench_cluster_ok "$n"; then
       sleep 1 # the processors list and the links settle
       return 0
     fi
@@ -183,33 +176,10 @@ sys.exit(0 if s['cluster']['leader_id'] and len(ok) == $n else 1)" 2>/dev/null; 
 
 # cluster_up N: N nodes (1 or 3) on 127.0.0.51-53, dispatcher on, fresh data.
 cluster_up() {
-  local n=$1 peers="" i dir
+  local n=$1 i
   rm -rf "$work/cluster"
-  for i in $(seq 0 $((n - 1))); do peers="$peers\"n$((i + 1))=${cips[$i]}:7000\","; done
-  for i in $(seq 0 $((n - 1))); do
-    dir=$work/cluster/n$((i + 1))
-    mkdir -p "$dir"
-    cat >"$dir/troika.toml" <<EOF
-node_id = "n$((i + 1))"
-data_dir = "$dir/data"
-log_level = "warn"
-[cluster]
-bind = "${cips[$i]}:7000"
-key = "$key"
-peers = [${peers%,}]
-[sip]
-addresses = ["${cips[$i]}"]
-udp_ports = [5060]
-tcp_ports = []
-dispatch = true
-[registrar]
-keepalive_interval = "0" # SIPp's phones answer no OPTIONS; the anchors send none
-[admin]
-listen = "${cips[$i]}:8080"
-token = "$token"
-EOF
-    node_start "$i"
-  done
+  bench_cluster_configs "$work/cluster" true "$key" "$token" "${cips[@]:0:n}"
+  for i in $(seq 0 $((n - 1))); do node_start "$i"; done
   export TROIKA_API=http://${cips[0]}:8080 TROIKA_TOKEN=$token
   cluster_ready "$n"
 }
@@ -220,13 +190,8 @@ bench_tariff() { "$troika" tariff create --id bench --rate "prefix=,per_minute=0
 accounts() {
   local n=$1
   bench_tariff
-  python3 -c "
-for i in range($n):
-    print('u%06d,Bench.pass.%06d,prepaid,0,bench,bench' % (i, i))" >"$work/accounts.csv"
-  python3 -c "
-print('SEQUENTIAL')
-for i in range($n):
-    print('u%06d;[authentication username=u%06d password=Bench.pass.%06d]' % (i, i, i))" >"$work/users.csv"
+  bench_accounts_csv "$n" bench "$work/accounts.csv"
+  bench_users_csv "$n" "$work/users.csv"
   "$troika" account import --batch 5000 "$work/accounts.csv" >"$work/import.out" 2>&1 || { cat "$work/import.out" >&2; die "account import failed"; }
 }
 
@@ -250,6 +215,17 @@ anchor() {
   sweeps[$name]=$(cat "$work/sweep-$name")
 }
 
+# reg_sweep NAME LOCAL_IP TARGET RATE...: accounts for 8 s at the highest
+# RATE, then the REGISTER sweep from LOCAL_IP to TARGET.
+reg_sweep() {
+  local name=$1 local_ip=$2 target=$3; shift 3
+  accounts $(($(max_of "$@") * 8))
+  USERS=$work/users.csv LOCAL_IP=$local_ip sweep "$name" reg "$target" "$@"
+}
+
+# since T0: the seconds since T0 (date +%s.%N), to a tenth.
+since() { python3 -c "import time; print('%.1f' % (time.time() - $1))"; }
+
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
 # ---- the pairs -------------------------------------------------------------
@@ -259,8 +235,7 @@ if want register; then
   anchor registrar registrar "${reg_rates[@]}"
   echo "== troika: REGISTER with digest, one dev node"
   dev_up 127.0.0.30
-  accounts $(($(max_of "${reg_rates[@]}") * 8))
-  USERS=$work/users.csv LOCAL_IP=127.0.0.38 sweep troika-register reg 127.0.0.30:5060 "${reg_rates[@]}"
+  reg_sweep troika-register 127.0.0.38 127.0.0.30:5060 "${reg_rates[@]}"
   stop_all
 fi
 
@@ -269,32 +244,26 @@ if want dmq; then
   anchor dmq dmq "${dmq_rates[@]}"
   echo "== troika: three nodes, REGISTERs to n1, dispatched"
   cluster_up 3
-  accounts $(($(max_of "${dmq_rates[@]}") * 8))
-  USERS=$work/users.csv LOCAL_IP=127.0.0.58 sweep troika-dmq reg 127.0.0.51:5060 "${dmq_rates[@]}"
+  reg_sweep troika-dmq 127.0.0.58 127.0.0.51:5060 "${dmq_rates[@]}"
   processed=""
   for i in 0 1 2; do
-    processed="$processed n$((i + 1))=$(curl -s "http://${cips[$i]}:8080/metrics" | awk '/^troika_sip_register_total\{result="ok"\}/ {printf "%d", $2}')"
+    processed="$processed n$((i + 1))=$(bench_registered "${cips[$i]}" ok)"
   done
   echo "REGISTERs answered 200 per node:$processed"
   stop_all
 fi
 
-# calls_setup IP UAS_IP: the caller and callee accounts on the node at
-# TROIKA_API, a SIPp callee registered as "callee" from UAS_IP:5080 and
-# answering.
-caller_pw=Bench.pass.A1 callee_pw=Bench.pass.B2
-export caller_pw callee_pw
-calls_setup() {
-  local ip=$1 uas_ip=$2
+# calls_sweep NAME IP UAS_IP LOCAL_IP: the caller and callee accounts on
+# the node at TROIKA_API, a SIPp callee registered as "callee" from
+# UAS_IP:5080 and answering, then the billed-calls sweep from LOCAL_IP to
+# IP:5060.
+calls_sweep() {
+  local name=$1 ip=$2 uas_ip=$3 local_ip=$4
   bench_tariff
-  "$troika" account create --id caller --password-env caller_pw --balance 1000000.00 --tariff-out bench >/dev/null || die "caller"
-  "$troika" account create --id callee --password-env callee_pw --balance 0 >/dev/null || die "callee"
-  printf 'SEQUENTIAL\ncallee;[authentication username=callee password=%s]\n' "$callee_pw" >"$work/callee.csv"
-  sipp "$ip:5060" -sf "$shared/sipp/reg_auth.xml" -inf "$work/callee.csv" -i "$uas_ip" -p 5080 -m 1 \
-    -nostdin -timeout 20s -timeout_error >/dev/null 2>&1 || die "the SIPp callee did not register"
-  sipp -sf "$shared/sipp/uas.xml" -i "$uas_ip" -p 5080 -aa -nostdin -fd 1 >/dev/null 2>&1 &
-  pids+=($!)
-  sleep 1
+  bench_callee_up "$troika" "$shared" "$work" "$ip" "$uas_ip" 5080 bench || die "no SIPp callee"
+  pids+=("$uas_pid")
+  AUTH_USER=caller AUTH_PASS=$caller_pw CALLEE=callee LOCAL_IP=$local_ip \
+    sweep "$name" calls-auth "$ip:5060" "${call_rates[@]}"
 }
 
 if want calls; then
@@ -308,9 +277,7 @@ if want calls; then
   fi
   echo "== troika: billed calls, one dev node"
   dev_up 127.0.0.31
-  calls_setup 127.0.0.31 127.0.0.32
-  AUTH_USER=caller AUTH_PASS=$caller_pw CALLEE=callee LOCAL_IP=127.0.0.33 \
-    sweep troika-calls calls-auth 127.0.0.31:5060 "${call_rates[@]}"
+  calls_sweep troika-calls 127.0.0.31 127.0.0.32 127.0.0.33
   stop_all
 fi
 
@@ -318,9 +285,7 @@ if want calls3; then
   settle calls3
   echo "== troika: billed calls through three nodes"
   cluster_up 3
-  calls_setup 127.0.0.51 127.0.0.54
-  AUTH_USER=caller AUTH_PASS=$caller_pw CALLEE=callee LOCAL_IP=127.0.0.55 \
-    sweep troika-calls3 calls-auth 127.0.0.51:5060 "${call_rates[@]}"
+  calls_sweep troika-calls3 127.0.0.51 127.0.0.54 127.0.0.55
   stop_all
 fi
 
@@ -355,14 +320,22 @@ if want memory; then
   cluster_up 3
   t0=$(date +%s.%N)
   accounts "$n"
-  import_s=$(python3 -c "import time; print('%.1f' % (time.time() - $t0))")
+  import_s=$(since "$t0")
   rss0=$(rss_kib "${node_pid[0]}")
   t0=$(date +%s.%N)
   "$sipload" -target 127.0.0.51:5060 -local 127.0.0.59 -port 5100 -users "$bindings" \
     -phases "$((bindings / 2000 + 1))s@2000" >"$work/fill.out" 2>&1
-  fill_s=$(python3 -c "import time; print('%.1f' % (time.time() - $t0))")
+  fill_s=$(since "$t0")
   sleep 10
   count_of() { cluster_status "$1" | python3 -c 'import json,sys; f=json.load(sys.stdin)["cluster"]["fsm"]; print(f["Bindings"], f["Accounts"])' 2>/dev/null; }
+  # caught_up I T0: the seconds from T0 until node I holds every binding
+  # and account ($nb, $na); nothing if it does not within 10 minutes.
+  caught_up() {
+    for _ in $(seq 6000); do
+      [ "$(count_of "$1")" = "$nb $na" ] && { since "$2"; return; }
+      sleep 0.1
+    done
+  }
   read -r nb na <<<"$(count_of 0)"
   mem="accounts=$na bindings=$nb import_s=$import_s fill_s=$fill_s rss_kib_before_bindings_n1=$rss0"
   for i in 0 1 2; do mem="$mem rss_kib_n$((i + 1))=$(rss_kib "${node_pid[$i]}")"; done
@@ -372,20 +345,12 @@ if want memory; then
   rm -rf "$work/cluster/n3/data"
   t0=$(date +%s.%N)
   node_start 2
-  caught=""
-  for _ in $(seq 6000); do
-    [ "$(count_of 2)" = "$nb $na" ] && { caught=$(python3 -c "import time; print('%.1f' % (time.time() - $t0))"); break; }
-    sleep 0.1
-  done
+  caught=$(caught_up 2 "$t0")
   # A node restarting from its own data (snapshot restore and log replay).
   node_stop 0
   t0=$(date +%s.%N)
   node_start 0
-  restored=""
-  for _ in $(seq 6000); do
-    [ "$(count_of 0)" = "$nb $na" ] && { restored=$(python3 -c "import time; print('%.1f' % (time.time() - $t0))"); break; }
-    sleep 0.1
-  done
+  restored=$(caught_up 0 "$t0")
   mem="$mem catch_up_s=${caught:-never} restart_s=${restored:-never}"
   echo "$mem"
   echo "== fsm snapshot write and restore at $bindings accounts and bindings"
@@ -398,7 +363,7 @@ if want memory; then
   "$sipload" -mode storm -target 127.0.0.51:5060 -local 127.0.0.60 -port 5100 -phones "$storm" -spread "$storm_spread" | tee "$work/storm.out"
   storm_shed=""
   for i in 0 1 2; do
-    storm_shed="$storm_shed n$((i + 1))=$(curl -s "http://${cips[$i]}:8080/metrics" | awk '/^troika_sip_register_total\{result="unavailable"\}/ {printf "%d", $2}')"
+    storm_shed="$storm_shed n$((i + 1))=$(bench_registered "${cips[$i]}" unavailable)"
   done
   stop_all
 fi

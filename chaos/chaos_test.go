@@ -95,10 +95,7 @@ func followerOf(c *Cluster, leader *Node) *Node {
 func TestClusterInNamespaces(t *testing.T) {
 	sipptest.Need(t)
 	c := newCluster(t, Options{})
-	leader, err := c.WaitLeader(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	leader := mustLeader(t, c, 10*time.Second)
 	leaders := 0
 	for _, n := range c.Nodes {
 		s, err := n.Status(context.Background())
@@ -156,6 +153,17 @@ func TestClusterInNamespaces(t *testing.T) {
 	}
 }
 
+// mustLeader waits up to timeout for a leader among nodes (none: the
+// running ones) and fails the test without one.
+func mustLeader(t *testing.T, c *Cluster, timeout time.Duration, nodes ...*Node) *Node {
+	t.Helper()
+	leader, err := c.WaitLeader(timeout, nodes...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leader
+}
+
 func mustLoad(t *testing.T, c *Cluster, l RegisterLoad) *Load {
 	t.Helper()
 	ld, err := c.StartRegisters(l)
@@ -176,10 +184,7 @@ func mustLoad(t *testing.T, c *Cluster, l RegisterLoad) *Load {
 func TestKillAndRestart(t *testing.T) {
 	sipptest.Need(t)
 	c := newCluster(t, Options{})
-	leader, err := c.WaitLeader(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	leader := mustLeader(t, c, 10*time.Second)
 	target := followerOf(c, leader)
 	ids := userIDs(100)
 	importUsers(t, target, ids)
@@ -193,10 +198,7 @@ func TestKillAndRestart(t *testing.T) {
 	}
 	killed := time.Now()
 	survivors := c.Others(leader)
-	newLeader, err := c.WaitLeader(20*time.Second, survivors...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	newLeader := mustLeader(t, c, 20*time.Second, survivors...)
 	t.Logf("leader %s killed; %s leads after %.3f s (as seen by polling every 50 ms)", leader.Name, newLeader.Name, time.Since(killed).Seconds())
 
 	res := load.Wait()
@@ -234,18 +236,12 @@ func TestKillAndRestart(t *testing.T) {
 
 	// SIGSTOP the current leader: the others elect one of them; SIGCONT:
 	// it rejoins and catches up.
-	frozen, err := c.WaitLeader(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	frozen := mustLeader(t, c, 10*time.Second)
 	if err := frozen.Pause(); err != nil {
 		t.Fatal(err)
 	}
 	paused := time.Now()
-	next, err := c.WaitLeader(20*time.Second, c.Others(frozen)...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	next := mustLeader(t, c, 20*time.Second, c.Others(frozen)...)
 	t.Logf("leader %s frozen (SIGSTOP); %s leads after %.3f s", frozen.Name, next.Name, time.Since(paused).Seconds())
 	if err := frozen.Resume(); err != nil {
 		t.Fatal(err)
@@ -263,9 +259,7 @@ func TestKillAndRestart(t *testing.T) {
 	if err := c.WaitCaughtUp(f, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.WaitLeader(10 * time.Second); err != nil {
-		t.Fatal(err)
-	}
+	mustLeader(t, c, 10*time.Second)
 }
 
 // startBackground starts a command; the channel closes when it exits.
@@ -307,10 +301,7 @@ func copyFile(t *testing.T, from, to string) {
 func TestPartition(t *testing.T) {
 	sipptest.Need(t)
 	c := newCluster(t, Options{})
-	leader, err := c.WaitLeader(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	leader := mustLeader(t, c, 10*time.Second)
 	majority := c.Others(leader)
 	ids := userIDs(60)
 	importUsers(t, leader, ids)
@@ -324,10 +315,7 @@ func TestPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	cut := time.Now()
-	newLeader, err := c.WaitLeader(20*time.Second, majority...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	newLeader := mustLeader(t, c, 20*time.Second, majority...)
 	t.Logf("%s isolated; the majority elected %s after %.3f s", leader.Name, newLeader.Name, time.Since(cut).Seconds())
 
 	isolated := mustLoad(t, c, RegisterLoad{Name: "isolated", Target: leader.SIPAddr(), Users: ids[40:], Total: 10, Rate: 10}).Wait()

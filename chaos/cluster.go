@@ -208,23 +208,28 @@ func New(t T, opts Options) *Cluster {
 	if opts.NoStart {
 		return c
 	}
-	var wg sync.WaitGroup
-	errs := make([]error, len(c.Nodes))
-	for i, n := range c.Nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = n.Start()
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := onEvery(c.Nodes, (*Node).Start); err != nil {
 		t.Fatalf("chaos: starting the nodes: %v", err)
 	}
 	if _, err := c.WaitLeader(opts.StartTimeout); err != nil {
 		t.Fatalf("chaos: %v", err)
 	}
 	return c
+}
+
+// onEvery runs f on every node at once and joins their errors.
+func onEvery(nodes []*Node, f func(*Node) error) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(nodes))
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f(n)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // lockRun picks a run id that no namespace uses and holds its lock file.

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/troika-sip/troika/internal/sipptest"
 	"github.com/troika-sip/troika/internal/testkit"
 )
 
@@ -36,7 +35,6 @@ func nodeMetric(t *testing.T, n *Node, sample string) float64 {
 // share over the cluster link; no registration fails, and the answers
 // reach SIPp from the virtual IP (SIPp matches them to its calls).
 func TestDispatchSpreadsVIPLoad(t *testing.T) {
-	sipptest.Need(t)
 	c, vip, _, ids := setupVIP(t, 400)
 	holder, _ := soleHolder(t, c, vip, time.Second)
 	const ok = `troika_sip_register_total{result="ok"}`

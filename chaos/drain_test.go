@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/troika-sip/troika/admin"
-	"github.com/troika-sip/troika/internal/sipptest"
-	"github.com/troika-sip/troika/internal/testkit"
 )
 
 // A rolling upgrade: each node is drained in turn (`POST
@@ -26,13 +24,9 @@ import (
 // held by nobody, and the load's retransmissions meanwhile. At the end
 // every node runs the new build and gossips it.
 func TestDrainUnderLoad(t *testing.T) {
-	sipptest.Need(t)
 	c, vip, alias, ids := setupVIP(t, 200)
 	const nextVersion = "chaos-next"
-	next, err := testkit.Binary("-ldflags=-X github.com/troika-sip/troika/node.Version=" + nextVersion)
-	if err != nil {
-		t.Fatal(err)
-	}
+	next := versionBuild(t, nextVersion)
 	ctx, cancel := context.WithTimeout(context.Background(), 85*time.Second)
 	defer cancel()
 	rollUnderLoad(t, c, vip, alias, ids, "drain", next, func(n *Node) (string, []string, error) {

@@ -87,28 +87,8 @@ func (c *Cluster) StartRegisters(l RegisterLoad) (*Load, error) {
 	if l.Concurrency == 0 {
 		l.Concurrency = l.Rate * 16
 	}
-	if l.StatEvery == 0 {
-		l.StatEvery = 200 * time.Millisecond
-	}
-	if l.From == nil {
-		l.From = c.Client
-	}
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return nil, fmt.Errorf("StartRegisters: cluster closed")
-	}
-	if l.Name == "" {
-		l.Name = fmt.Sprintf("load%d", len(c.loads)+1)
-	}
-	// A name used before gets a suffix: each load has its own directory
-	// (its statistics file would otherwise be the earlier load's).
-	for base, k := l.Name, 2; c.loadNamed(l.Name); k++ {
-		l.Name = fmt.Sprintf("%s-%d", base, k)
-	}
-	c.mu.Unlock()
-	dir := filepath.Join(c.Dir, "sipp-"+l.Name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	dir, err := c.prepareLoad("StartRegisters", &l)
+	if err != nil {
 		return nil, err
 	}
 	ld := &Load{RegisterLoad: l, Kind: "REGISTER", Dir: dir, Port: c.localPort(), Start: time.Now(), done: make(chan struct{})}
@@ -136,6 +116,37 @@ func (c *Cluster) StartRegisters(l RegisterLoad) (*Load, error) {
 	}
 	c.run(ld, opts, fmt.Sprintf("%s: %d REGISTERs at %d/s to %s", l.Name, l.Total, l.Rate, l.Target))
 	return ld, nil
+}
+
+// prepareLoad applies the defaults of what every load has (StatEvery,
+// From) to l, names it (unnamed: load1, load2..) so that no earlier load
+// of the cluster has its name, and makes its run directory.
+func (c *Cluster) prepareLoad(op string, l *RegisterLoad) (dir string, err error) {
+	if l.StatEvery == 0 {
+		l.StatEvery = 200 * time.Millisecond
+	}
+	if l.From == nil {
+		l.From = c.Client
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return "", fmt.Errorf("%s: cluster closed", op)
+	}
+	if l.Name == "" {
+		l.Name = fmt.Sprintf("load%d", len(c.loads)+1)
+	}
+	// A name used before gets a suffix: each load has its own directory
+	// (its statistics file would otherwise be the earlier load's).
+	for base, k := l.Name, 2; c.loadNamed(l.Name); k++ {
+		l.Name = fmt.Sprintf("%s-%d", base, k)
+	}
+	c.mu.Unlock()
+	dir = filepath.Join(c.Dir, "sipp-"+l.Name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("%s: %w", op, err)
+	}
+	return dir, nil
 }
 
 // run starts SIPp for the load in the background and records it.
@@ -205,26 +216,13 @@ func (c *Cluster) StartCalls(l CallLoad) (*Load, error) {
 	if l.Timeout == 0 {
 		l.Timeout = 2 * time.Minute
 	}
-	if l.StatEvery == 0 {
-		l.StatEvery = 200 * time.Millisecond
-	}
-	if l.From == nil {
-		l.From = c.Client
-	}
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return nil, fmt.Errorf("StartCalls: cluster closed")
-	}
-	for base, k := l.Name, 2; l.Name == "" || c.loadNamed(l.Name); k++ {
-		l.Name = fmt.Sprintf("%s-%d", base, k)
-	}
-	c.mu.Unlock()
-	dir := filepath.Join(c.Dir, "sipp-"+l.Name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	common := RegisterLoad{Name: l.Name, Target: l.Target, StatEvery: l.StatEvery, From: l.From}
+	dir, err := c.prepareLoad("StartCalls", &common)
+	if err != nil {
 		return nil, err
 	}
-	ld := &Load{RegisterLoad: RegisterLoad{Name: l.Name, Target: l.Target, StatEvery: l.StatEvery, From: l.From},
+	l.Name, l.StatEvery, l.From = common.Name, common.StatEvery, common.From
+	ld := &Load{RegisterLoad: common,
 		Kind: "call", Dir: dir, Port: c.localPort(), Start: time.Now(), done: make(chan struct{})}
 	opts := sipptest.Options{
 		Target: l.Target, Scenario: l.Scenario, LocalIP: l.From.Addr.String(), LocalPort: ld.Port,

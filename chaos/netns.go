@@ -80,15 +80,21 @@ func inNetns(ns string, f func() error) error {
 	return <-errc
 }
 
-// dialIn dials from inside the named namespace.
-func dialIn(ctx context.Context, ns, network, addr string) (net.Conn, error) {
-	var c net.Conn
+// openIn runs open (a dial, a listen) inside the named namespace and
+// returns what it opened: the socket stays in that namespace.
+func openIn[T any](ns string, open func() (T, error)) (T, error) {
+	var v T
 	err := inNetns(ns, func() error {
 		var err error
-		c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+		v, err = open()
 		return err
 	})
-	return c, err
+	return v, err
+}
+
+// dialIn dials from inside the named namespace.
+func dialIn(ctx context.Context, ns, network, addr string) (net.Conn, error) {
+	return openIn(ns, func() (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, network, addr) })
 }
 
 // ifaFlags is IFA_FLAGS (32-bit address flags), missing from package syscall.

@@ -164,24 +164,12 @@ func (h *Host) Dial(ctx context.Context, network, addr string) (net.Conn, error)
 // ListenPacket opens a packet socket (e.g. "udp4", ":9999") inside the
 // host's namespace: a stand-in server or a probe.
 func (h *Host) ListenPacket(network, addr string) (net.PacketConn, error) {
-	var pc net.PacketConn
-	err := inNetns(h.NS, func() error {
-		var err error
-		pc, err = net.ListenPacket(network, addr)
-		return err
-	})
-	return pc, err
+	return openIn(h.NS, func() (net.PacketConn, error) { return net.ListenPacket(network, addr) })
 }
 
 // Listen opens a stream listener inside the host's namespace.
 func (h *Host) Listen(network, addr string) (net.Listener, error) {
-	var l net.Listener
-	err := inNetns(h.NS, func() error {
-		var err error
-		l, err = net.Listen(network, addr)
-		return err
-	})
-	return l, err
+	return openIn(h.NS, func() (net.Listener, error) { return net.Listen(network, addr) })
 }
 
 // AddAddr adds a/32 (a/128) to the host's Iface, by hand (ip addr add),

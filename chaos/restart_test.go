@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"testing"
 	"time"
-
-	"github.com/troika-sip/troika/internal/sipptest"
 )
 
 // A plain restart (SIGTERM, as `systemctl restart` sends, then start) of
@@ -17,7 +15,6 @@ import (
 // no failed REGISTER (retransmissions cover the handovers), no binding is
 // lost, and no two namespaces ever hold one address.
 func TestRestartUnderLoad(t *testing.T) {
-	sipptest.Need(t)
 	c, vip, alias, ids := setupVIP(t, 200)
 	rollUnderLoad(t, c, vip, alias, ids, "restart", "", func(n *Node) (string, []string, error) {
 		from := time.Now()

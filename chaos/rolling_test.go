@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
 // drainLoadFor is how long the steady REGISTER loads of the rolling
@@ -29,6 +31,16 @@ type rollingStop struct {
 // stopFunc stops a node (its process must have exited on return) and
 // says how it went: a summary, and detail lines for the report.
 type stopFunc func(n *Node) (summary string, detail []string, err error)
+
+// versionBuild is a troika binary built to say it is version (node.Version).
+func versionBuild(t *testing.T, version string) string {
+	t.Helper()
+	bin, err := testkit.Binary("-ldflags=-X github.com/troika-sip/troika/node.Version=" + version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
 
 // rollUnderLoad stops each node in turn with stop (a node holding the
 // virtual IP or the alias first, so its addresses move under the load),
@@ -64,16 +76,14 @@ func rollUnderLoad(t *testing.T, c *Cluster, vip, alias netip.Addr, ids []string
 				n = cand
 			}
 		}
-		leader, err := c.WaitLeader(10 * time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
+		leader := mustLeader(t, c, 10*time.Second)
 		r := rollingStop{node: n.Name, leader: leader.Name, from: time.Now()}
 		for _, a := range []netip.Addr{vip, alias} {
 			if slices.Contains(c.Holders(a), n.Name) {
 				r.held = append(r.held, a)
 			}
 		}
+		var err error
 		r.summary, r.detail, err = stop(n)
 		if err != nil {
 			t.Fatalf("%s of %s: %v\n  %s", what, n.Name, err, strings.Join(r.detail, "\n  "))

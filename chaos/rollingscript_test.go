@@ -13,9 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/troika-sip/troika/internal/sipptest"
-	"github.com/troika-sip/troika/internal/testkit"
 )
 
 // deploy/rolling-upgrade.sh, as an operator runs it, on the namespace
@@ -27,13 +24,9 @@ import (
 // fails, no binding is lost, never two holders, every node runs the new
 // version, and the script printed its progress.
 func TestRollingUpgradeScript(t *testing.T) {
-	sipptest.Need(t)
 	c, vip, alias, ids := setupVIP(t, 200)
 	const nextVersion = "chaos-script-next"
-	next, err := testkit.Binary("-ldflags=-X github.com/troika-sip/troika/node.Version=" + nextVersion)
-	if err != nil {
-		t.Fatal(err)
-	}
+	next := versionBuild(t, nextVersion)
 	_, file, _, _ := runtime.Caller(0)
 	script := filepath.Join(filepath.Dir(file), "..", "deploy", "rolling-upgrade.sh")
 

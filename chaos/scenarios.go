@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -28,12 +27,12 @@ type Scenario struct {
 // Scenarios are the chaos command's scenarios, in the order "all" runs
 // them.
 var Scenarios = []Scenario{
-	{Name: "partition-leader", Summary: "the leader is cut off from the other nodes, then the split heals", Inject: partitionLeader},
-	{Name: "partition-holder", Summary: "the virtual IP's holder is cut off from the other nodes, then the split heals", Inject: partitionHolder},
-	{Name: "asymmetric", Summary: "the leader hears nothing from the other nodes while they still hear it, then the split heals", Inject: asymmetric},
-	{Name: "kill-leader", Summary: "the leader is SIGKILLed, then started again", Inject: killLeader},
-	{Name: "kill-holder", Summary: "the virtual IP's holder is SIGKILLed, then started again", Inject: killHolder},
-	{Name: "pause-leader", Summary: "the leader is frozen (SIGSTOP) for longer than the address lease, then thawed", Inject: pauseLeader},
+	{Name: "partition-leader", Summary: "the leader is cut off from the other nodes, then the split heals", Inject: onNode((*Experiment).Leader, partitionLeader)},
+	{Name: "partition-holder", Summary: "the virtual IP's holder is cut off from the other nodes, then the split heals", Inject: onNode((*Experiment).Holder, partitionHolder)},
+	{Name: "asymmetric", Summary: "the leader hears nothing from the other nodes while they still hear it, then the split heals", Inject: onNode((*Experiment).Leader, asymmetric)},
+	{Name: "kill-leader", Summary: "the leader is SIGKILLed, then started again", Inject: onNode((*Experiment).Leader, killLeader)},
+	{Name: "kill-holder", Summary: "the virtual IP's holder is SIGKILLed, then started again", Inject: onNode((*Experiment).Holder, killHolder)},
+	{Name: "pause-leader", Summary: "the leader is frozen (SIGSTOP) for longer than the address lease, then thawed", Inject: onNode((*Experiment).Leader, pauseLeader)},
 	{Name: "flapping", Summary: "a random node is cut off for 2-4 s every few seconds (seeded)", Inject: flapping},
 	{Name: "full-restart", Summary: "every node is SIGKILLed, then all are started again", Inject: fullRestart},
 	{Name: "rolling-upgrade", Summary: "the cluster starts on an earlier build; each node in turn is stopped (SIGTERM) and started on this one", FromOldBuild: true, Inject: rollingUpgrade},
@@ -57,61 +56,49 @@ func ScenarioNames() []string {
 	return out
 }
 
+// onNode is the Inject of a fault on one node: pick chooses it (the
+// leader, the virtual IP's holder) when the fault is due.
+func onNode(pick func(*Experiment) (*Node, error), fault func(x *Experiment, n *Node, window time.Duration) error) func(*Experiment, time.Duration) error {
+	return func(x *Experiment, window time.Duration) error {
+		n, err := pick(x)
+		if err != nil {
+			return err
+		}
+		return fault(x, n, window)
+	}
+}
+
 // splitFor is how long a single fault lasts within window.
 func splitFor(window time.Duration) time.Duration { return min(10*time.Second, window/2) }
 
-func partitionLeader(x *Experiment, window time.Duration) error {
-	l, err := x.Leader()
-	if err != nil {
-		return err
-	}
+func partitionLeader(x *Experiment, l *Node, window time.Duration) error {
 	return x.cutOff(l, fmt.Sprintf("partition of the leader %s%s", l.Name, x.holding(l)), splitFor(window), false)
 }
 
-func partitionHolder(x *Experiment, window time.Duration) error {
-	h, err := x.Holder()
-	if err != nil {
-		return err
-	}
+func partitionHolder(x *Experiment, h *Node, window time.Duration) error {
 	return x.cutOff(h, fmt.Sprintf("partition of %s, holder of %s%s", h.Name, x.VIP, x.leading(h)), splitFor(window), false)
 }
 
-func asymmetric(x *Experiment, window time.Duration) error {
-	l, err := x.Leader()
-	if err != nil {
-		return err
-	}
+func asymmetric(x *Experiment, l *Node, window time.Duration) error {
 	return x.cutOff(l, fmt.Sprintf("asymmetric split: the leader %s%s hears nobody, the others hear it", l.Name, x.holding(l)), splitFor(window), true)
 }
 
-func killLeader(x *Experiment, window time.Duration) error {
-	l, err := x.Leader()
-	if err != nil {
-		return err
-	}
+func killLeader(x *Experiment, l *Node, window time.Duration) error {
 	return x.killFor(l, fmt.Sprintf("SIGKILL of the leader %s%s", l.Name, x.holding(l)), min(5*time.Second, window/2))
 }
 
-func killHolder(x *Experiment, window time.Duration) error {
-	h, err := x.Holder()
-	if err != nil {
-		return err
-	}
+func killHolder(x *Experiment, h *Node, window time.Duration) error {
 	return x.killFor(h, fmt.Sprintf("SIGKILL of %s, holder of %s%s", h.Name, x.VIP, x.leading(h)), min(5*time.Second, window/2))
 }
 
-func pauseLeader(x *Experiment, window time.Duration) error {
-	l, err := x.Leader()
-	if err != nil {
-		return err
-	}
+func pauseLeader(x *Experiment, l *Node, window time.Duration) error {
 	d := max(4*vipLease, min(6*time.Second, window/2))
 	if err := l.Pause(); err != nil {
 		return err
 	}
 	i := x.Fault(fmt.Sprintf("SIGSTOP of the leader %s%s for %s (address lease %s)", l.Name, x.holding(l), d, vipLease), false)
 	slept := x.Sleep(d)
-	err = l.Resume()
+	err := l.Resume()
 	x.Repaired(i)
 	return errors.Join(slept, err, x.caughtUp(l))
 }
@@ -143,31 +130,15 @@ func flapping(x *Experiment, window time.Duration) error {
 }
 
 func fullRestart(x *Experiment, window time.Duration) error {
-	var wg sync.WaitGroup
-	errs := make([]error, len(x.C.Nodes))
-	for i, n := range x.C.Nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = n.Kill()
-		}()
-	}
-	wg.Wait()
+	killed := onEvery(x.C.Nodes, (*Node).Kill)
 	f := x.Fault("SIGKILL of every node", true)
-	if err := errors.Join(errs...); err != nil {
-		return err
+	if killed != nil {
+		return killed
 	}
 	slept := x.Sleep(min(3*time.Second, window/3))
-	for i, n := range x.C.Nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = n.Start()
-		}()
-	}
-	wg.Wait()
+	started := onEvery(x.C.Nodes, (*Node).Start)
 	x.Repaired(f)
-	if err := errors.Join(append(errs, slept)...); err != nil {
+	if err := errors.Join(started, slept); err != nil {
 		return err
 	}
 	l, err := x.C.WaitLeader(30 * time.Second)

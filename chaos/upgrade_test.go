@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/troika-sip/troika/internal/sipptest"
 	"github.com/troika-sip/troika/internal/testkit"
 )
 
@@ -39,7 +38,6 @@ func TestUpgradeFromEarlierBuild(t *testing.T) {
 	if old == "" {
 		t.Skip("set CHAOS_OLD_TROIKA to the binary of an earlier troika build to test an upgrade from it")
 	}
-	sipptest.Need(t)
 	var requireTLS atomic.Bool // the second rolling restart
 	c, vip, alias, ids := setupVIPWith(t, 200, old, func(n *Node, cfg TOML) {
 		switch {

@@ -29,6 +29,7 @@ func soleHolder(t *testing.T, c *Cluster, a netip.Addr, timeout time.Duration, n
 
 // setupVIP starts the cluster, imports users and adds the alias, and
 // waits until the virtual IP and the alias are each held by one node.
+// Its tests run SIPp loads: without SIPp (or root) they are skipped.
 func setupVIP(t *testing.T, users int) (c *Cluster, vip, alias netip.Addr, ids []string) {
 	return setupVIPWith(t, users, troikaBin, nil)
 }
@@ -38,6 +39,7 @@ func setupVIP(t *testing.T, users int) (c *Cluster, vip, alias netip.Addr, ids [
 func setupVIPWith(t *testing.T, users int, binary string, config func(n *Node, cfg TOML)) (c *Cluster, vip, alias netip.Addr, ids []string) {
 	t.Helper()
 	NeedRoot(t)
+	sipptest.Need(t)
 	o := vipOptions()
 	o.Binary = binary
 	if vipConfig := o.Config; config != nil {
@@ -48,9 +50,7 @@ func setupVIPWith(t *testing.T, users int, binary string, config func(n *Node, c
 	}
 	c = New(t, o)
 	vip, alias = vipAddr(c.Nodes[0].Addr), aliasAddr(c.Nodes[0].Addr)
-	if _, err := c.WaitLeader(10 * time.Second); err != nil {
-		t.Fatal(err)
-	}
+	mustLeader(t, c, 10*time.Second)
 	ids = userIDs(users)
 	importUsers(t, c.Nodes[0], ids)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -87,7 +87,6 @@ func median(ds []time.Duration) time.Duration {
 // time is logged and the virtual IP's holder keeps it throughout. At no
 // sampled instant do two namespaces hold one address.
 func TestVIPFailover(t *testing.T) {
-	sipptest.Need(t)
 	c, vip, alias, ids := setupVIP(t, 100)
 	aliasHolder, _ := soleHolder(t, c, alias, time.Second)
 	vipHolder, _ := soleHolder(t, c, vip, time.Second)
@@ -118,10 +117,7 @@ func TestVIPFailover(t *testing.T) {
 	var firstOKs []time.Duration
 	for i := range 5 {
 		holder, _ := soleHolder(t, c, vip, 10*time.Second)
-		leader, err := c.WaitLeader(10 * time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
+		leader := mustLeader(t, c, 10*time.Second)
 		load := mustLoad(t, c, RegisterLoad{Name: fmt.Sprintf("kill%d", i+1), Target: sipAddr(vip, SIPPort), Users: ids, Rate: 50, Duration: 7 * time.Second, StatEvery: 100 * time.Millisecond})
 		if err := load.WaitOK(60, 10*time.Second); err != nil { // steady before the kill
 			t.Fatal(err)
@@ -172,10 +168,7 @@ func TestVIPFailover(t *testing.T) {
 
 	// Kill the leader when it does not hold the virtual IP: the holder
 	// keeps the address through the election (its lease outlasts it).
-	leader, err := c.WaitLeader(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	leader := mustLeader(t, c, 10*time.Second)
 	holder, _ := soleHolder(t, c, vip, 10*time.Second)
 	if leader != holder {
 		load := mustLoad(t, c, RegisterLoad{Name: "leader-kill", Target: sipAddr(vip, SIPPort), Users: ids, Rate: 50, Duration: 5 * time.Second})
@@ -186,10 +179,7 @@ func TestVIPFailover(t *testing.T) {
 			t.Fatal(err)
 		}
 		killed := time.Now()
-		nl, err := c.WaitLeader(10*time.Second, c.Others(leader)...)
-		if err != nil {
-			t.Fatal(err)
-		}
+		nl := mustLeader(t, c, 10*time.Second, c.Others(leader)...)
 		election := time.Since(killed)
 		res := load.Wait()
 		_, failed, _ := res.Between(killed, res.End)
@@ -226,13 +216,9 @@ func TestVIPFailover(t *testing.T) {
 // frozen node, another node takes it, the thawed node does not take it
 // back.
 func TestVIPPartition(t *testing.T) {
-	sipptest.Need(t)
 	c, vip, alias, ids := setupVIP(t, 60)
 	holder, _ := soleHolder(t, c, vip, time.Second)
-	leader, err := c.WaitLeader(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	leader := mustLeader(t, c, 10*time.Second)
 	load := mustLoad(t, c, RegisterLoad{Name: "vip", Target: sipAddr(vip, SIPPort), Users: ids[:40], Rate: 40, Duration: 12 * time.Second})
 	aliasLoad := mustLoad(t, c, RegisterLoad{Name: "alias", Target: sipAddr(alias, aliasExtraPort), Users: ids[40:], Rate: 20, Duration: 12 * time.Second})
 	if err := load.WaitOK(60, 10*time.Second); err != nil { // steady before the cut

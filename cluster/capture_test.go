@@ -73,18 +73,21 @@ type tapConn struct {
 
 func (c *tapConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	c.mu.Lock()
-	c.in.Write(p[:n])
-	c.mu.Unlock()
+	c.record(&c.in, p[:n])
 	return n, err
 }
 
 func (c *tapConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
-	c.mu.Lock()
-	c.out.Write(p[:n])
-	c.mu.Unlock()
+	c.record(&c.out, p[:n])
 	return n, err
+}
+
+// record appends what went through the connection to one of its buffers.
+func (c *tapConn) record(buf *bytes.Buffer, p []byte) {
+	c.mu.Lock()
+	buf.Write(p)
+	c.mu.Unlock()
 }
 
 func (c *tapConn) NetConn() net.Conn { return c.Conn }

@@ -86,6 +86,20 @@ func readString(b []byte) (string, []byte, error) {
 	return string(b[k : k+int(n)]), b[k+int(n):], nil
 }
 
+// idAddrBody is the body of opAddVoter and opTransferLeadership: a
+// voter's node id and its cluster address.
+func idAddrBody(id, addr string) []byte { return appendString(appendString(nil, id), addr) }
+
+// readIDAddr reads an idAddrBody.
+func readIDAddr(b []byte) (id, addr string, err error) {
+	id, rest, err := readString(b)
+	if err != nil {
+		return "", "", err
+	}
+	addr, _, err = readString(rest)
+	return id, addr, err
+}
+
 // remoteError is an error response from the node a request was sent to.
 type remoteError struct {
 	addr   string // who answered

@@ -66,7 +66,7 @@ func (n *Node) joinOnce(ctx context.Context, attempt int, start time.Time) error
 func (n *Node) joinVia(ctx context.Context, addr string) error {
 	ctx, cancel := context.WithTimeout(ctx, joinAttemptTimeout)
 	defer cancel()
-	body := appendString(appendString(nil, n.cfg.NodeID), n.advertise)
+	body := idAddrBody(n.cfg.NodeID, n.advertise)
 	target := addr
 	for hop := 0; ; hop++ {
 		_, err := n.callRemote(ctx, target, opAddVoter, body)

@@ -198,8 +198,7 @@ func (n *Node) leadForRestore(ctx context.Context, progress func(string)) error 
 	progress(fmt.Sprintf("asking the leader %s to hand leadership to %s (raft restores on the leader)", leader, n.cfg.NodeID))
 	tctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	if _, err := n.do(tctx, "hand leadership to "+n.cfg.NodeID, opTransferLeadership,
-		appendString(appendString(nil, n.cfg.NodeID), n.advertise)); err != nil {
+	if _, err := n.do(tctx, "hand leadership to "+n.cfg.NodeID, opTransferLeadership, idAddrBody(n.cfg.NodeID, n.advertise)); err != nil {
 		return fmt.Errorf("%w (a leader running an older troika cannot hand leadership over: send the restore to the leader's admin API)", err)
 	}
 	poll := time.NewTicker(20 * time.Millisecond)

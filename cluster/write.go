@@ -75,7 +75,7 @@ func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return fmt.Errorf("cluster: add voter %s: addr %q: %w", id, addr, err)
 	}
-	_, err := n.do(ctx, "add voter "+id, opAddVoter, appendString(appendString(nil, id), addr))
+	_, err := n.do(ctx, "add voter "+id, opAddVoter, idAddrBody(id, addr))
 	return err
 }
 
@@ -276,11 +276,7 @@ func (n *Node) leaderDo(ctx context.Context, op byte, body []byte) (fsm.Result, 
 	case opApplyTrusted:
 		return n.applyLocal(ctx, body)
 	case opAddVoter:
-		id, rest, err := readString(body)
-		if err != nil {
-			return fsm.Result{}, 0, errors.New("add voter: malformed request")
-		}
-		addr, _, err := readString(rest)
+		id, addr, err := readIDAddr(body)
 		if err != nil {
 			return fsm.Result{}, 0, errors.New("add voter: malformed request")
 		}
@@ -306,11 +302,7 @@ func (n *Node) leaderDo(ctx context.Context, op byte, body []byte) (fsm.Result, 
 		n.log.Info("cluster: server removed", "id", id)
 		return fsm.Result{}, 0, nil
 	case opTransferLeadership:
-		id, rest, err := readString(body)
-		if err != nil {
-			return fsm.Result{}, 0, errors.New("transfer leadership: malformed request")
-		}
-		addr, _, err := readString(rest)
+		id, addr, err := readIDAddr(body)
 		if err != nil {
 			return fsm.Result{}, 0, errors.New("transfer leadership: malformed request")
 		}

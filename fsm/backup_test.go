@@ -33,15 +33,7 @@ const goldenBackupPath = "testdata/golden/backup_v1.hex"
 
 func readGoldenBackup(t *testing.T) []byte {
 	t.Helper()
-	text, err := os.ReadFile(goldenBackupPath)
-	if err != nil {
-		t.Fatalf("%v (run go test ./fsm -run Backup -update once to write it)", err)
-	}
-	data, err := hex.DecodeString(strings.TrimSpace(string(text)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
+	return readGoldenHex(t, goldenBackupPath, "run go test ./fsm -run Backup -update once to write it")
 }
 
 // The backup format is pinned both ways: the fixture's backup is exactly

@@ -219,12 +219,7 @@ type DeleteAccount struct {
 func (*DeleteAccount) Type() Type { return TypeDeleteAccount }
 
 func (c *DeleteAccount) apply(s *State) Result {
-	if _, ok := s.accounts[c.ID]; !ok {
-		return refuse(CodeNotFound, "id", "no account %s", c.ID)
-	}
-	delete(s.accounts, c.ID)
-	s.setBindings(c.ID, nil)
-	return Result{}
+	return remove(s.accounts, "id", "account", c.ID, nil, func() { s.setBindings(c.ID, nil) })
 }
 
 // PutTariff creates or replaces a tariff.
@@ -258,18 +253,36 @@ type DeleteTariff struct {
 func (*DeleteTariff) Type() Type { return TypeDeleteTariff }
 
 func (c *DeleteTariff) apply(s *State) Result {
-	if _, ok := s.tariffs[c.ID]; !ok {
-		return refuse(CodeNotFound, "id", "no tariff %s", c.ID)
+	return remove(s.tariffs, "id", "tariff", c.ID, func() Result {
+		if users := s.accountsWhere(func(a *Account) bool { return a.TariffIn == c.ID || a.TariffOut == c.ID }); len(users) > 0 {
+			return refuse(CodeConflict, "id", "tariff %s is used by accounts %v: change them first", c.ID, users)
+		}
+		for _, cn := range s.connections {
+			if cn.Tariff == c.ID {
+				return refuse(CodeConflict, "id", "tariff %s is the cost tariff of connection %s: change it first", c.ID, cn.ID)
+			}
+		}
+		return Result{}
+	}, nil)
+}
+
+// remove is the whole of a delete command: not found when m has no key
+// (a record called what, the key under field), refused with what inUse
+// refuses with (nil: nothing can refer to the record), else deleted and
+// then removed called (nil: nothing else changes).
+func remove[T any](m map[string]T, field, what, key string, inUse func() Result, removed func()) Result {
+	if _, ok := m[key]; !ok {
+		return refuse(CodeNotFound, field, "no %s %s", what, key)
 	}
-	if users := s.accountsWhere(func(a *Account) bool { return a.TariffIn == c.ID || a.TariffOut == c.ID }); len(users) > 0 {
-		return refuse(CodeConflict, "id", "tariff %s is used by accounts %v: change them first", c.ID, users)
-	}
-	for _, cn := range s.connections {
-		if cn.Tariff == c.ID {
-			return refuse(CodeConflict, "id", "tariff %s is the cost tariff of connection %s: change it first", c.ID, cn.ID)
+	if inUse != nil {
+		if r := inUse(); r.Err != nil {
+			return r
 		}
 	}
-	delete(s.tariffs, c.ID)
+	delete(m, key)
+	if removed != nil {
+		removed()
+	}
 	return Result{}
 }
 
@@ -296,12 +309,7 @@ type DeleteAlias struct {
 func (*DeleteAlias) Type() Type { return TypeDeleteAlias }
 
 func (c *DeleteAlias) apply(s *State) Result {
-	if _, ok := s.aliases[c.IP]; !ok {
-		return refuse(CodeNotFound, "ip", "no alias %s", c.IP)
-	}
-	delete(s.aliases, c.IP)
-	s.aliasesChanged()
-	return Result{}
+	return remove(s.aliases, "ip", "alias", c.IP, nil, s.aliasesChanged)
 }
 
 // InitNonceSecret stores the cluster's digest-nonce secret. Only the first

@@ -184,6 +184,28 @@ type LegacySecret struct {
 	Password string
 }
 
+// SecureLegacy is the SecureCredentials that replaces the clear passwords
+// of legacy with their digests in realm (a record without a user name
+// keeps no credentials).
+func SecureLegacy(realm string, legacy []LegacySecret) *SecureCredentials {
+	cmd := &SecureCredentials{Realm: realm}
+	for _, l := range legacy {
+		u := SecretUpdate{ID: l.ID, LegacyHash: LegacyDigest(l.Password)}
+		if l.User != "" {
+			u.Credentials = HashCredentials(l.User, realm, l.Password)
+		}
+		switch l.Kind {
+		case "account":
+			cmd.Accounts = append(cmd.Accounts, u)
+		case "vendor":
+			cmd.Vendors = append(cmd.Vendors, u)
+		case "connection":
+			cmd.Connections = append(cmd.Connections, u)
+		}
+	}
+	return cmd
+}
+
 // LegacySecrets lists the records that still hold a clear password, for
 // the leader to convert (SecureCredentials), ordered by kind and id.
 func (s *State) LegacySecrets() []LegacySecret {

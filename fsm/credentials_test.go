@@ -50,18 +50,7 @@ func TestLegacyPasswordsAreSecured(t *testing.T) {
 	if a, _ := s.Account("7001"); a.Credentials.Legacy != "old-pw" {
 		t.Fatal("an update for a password that changed meanwhile was applied")
 	}
-	secure := &SecureCredentials{Realm: "troika"}
-	for _, l := range legacy {
-		u := SecretUpdate{ID: l.ID, LegacyHash: LegacyDigest(l.Password), Credentials: HashCredentials(l.User, "troika", l.Password)}
-		switch l.Kind {
-		case "account":
-			secure.Accounts = append(secure.Accounts, u)
-		case "vendor":
-			secure.Vendors = append(secure.Vendors, u)
-		case "connection":
-			secure.Connections = append(secure.Connections, u)
-		}
-	}
+	secure := SecureLegacy("troika", legacy) // each with a user name
 	mustApply(t, s, secure)
 	mustApply(t, s, secure) // a retry changes nothing
 	if left := s.LegacySecrets(); len(left) != 0 {

@@ -144,14 +144,12 @@ type DeleteServicePolicy struct{ ID string }
 func (*DeleteServicePolicy) Type() Type { return TypeDeleteServicePolicy }
 
 func (c *DeleteServicePolicy) apply(s *State) Result {
-	if _, ok := s.policies[c.ID]; !ok {
-		return refuse(CodeNotFound, "id", "no service policy %s", c.ID)
-	}
-	if users := s.accountsWhere(func(a *Account) bool { return a.ServicePolicy == c.ID }); len(users) > 0 {
-		return refuse(CodeConflict, "id", "service policy %s is used by accounts %v: change them first", c.ID, users)
-	}
-	delete(s.policies, c.ID)
-	return Result{}
+	return remove(s.policies, "id", "service policy", c.ID, func() Result {
+		if users := s.accountsWhere(func(a *Account) bool { return a.ServicePolicy == c.ID }); len(users) > 0 {
+			return refuse(CodeConflict, "id", "service policy %s is used by accounts %v: change them first", c.ID, users)
+		}
+		return Result{}
+	}, nil)
 }
 
 // PutVendor creates or replaces a vendor.
@@ -193,21 +191,19 @@ type DeleteVendor struct{ ID string }
 func (*DeleteVendor) Type() Type { return TypeDeleteVendor }
 
 func (c *DeleteVendor) apply(s *State) Result {
-	if _, ok := s.vendors[c.ID]; !ok {
-		return refuse(CodeNotFound, "id", "no vendor %s", c.ID)
-	}
-	var conns []string
-	for _, cn := range s.connections {
-		if cn.Vendor == c.ID {
-			conns = append(conns, cn.ID)
+	return remove(s.vendors, "id", "vendor", c.ID, func() Result {
+		var conns []string
+		for _, cn := range s.connections {
+			if cn.Vendor == c.ID {
+				conns = append(conns, cn.ID)
+			}
 		}
-	}
-	if len(conns) > 0 {
-		sort.Strings(conns)
-		return refuse(CodeConflict, "id", "vendor %s has connections %v: delete them first", c.ID, conns)
-	}
-	delete(s.vendors, c.ID)
-	return Result{}
+		if len(conns) > 0 {
+			sort.Strings(conns)
+			return refuse(CodeConflict, "id", "vendor %s has connections %v: delete them first", c.ID, conns)
+		}
+		return Result{}
+	}, nil)
 }
 
 // PutConnection creates or replaces a connection.
@@ -255,11 +251,7 @@ type DeleteConnection struct{ ID string }
 func (*DeleteConnection) Type() Type { return TypeDeleteConnection }
 
 func (c *DeleteConnection) apply(s *State) Result {
-	if _, ok := s.connections[c.ID]; !ok {
-		return refuse(CodeNotFound, "id", "no connection %s", c.ID)
-	}
-	delete(s.connections, c.ID)
-	return Result{}
+	return remove(s.connections, "id", "connection", c.ID, nil, nil)
 }
 
 // usernameOwner names what already uses a SIP user name: an account, a

@@ -136,22 +136,7 @@ func snapshotFixtureV2(t testing.TB) *State {
 	t.Helper()
 	s := snapshotFixtureV1(t)
 	mustApply(t, s, &InitRealm{Realm: "troika"})
-	secure := &SecureCredentials{Realm: "troika"}
-	for _, l := range s.LegacySecrets() {
-		u := SecretUpdate{ID: l.ID, LegacyHash: LegacyDigest(l.Password)}
-		if l.User != "" {
-			u.Credentials = HashCredentials(l.User, "troika", l.Password)
-		}
-		switch l.Kind {
-		case "account":
-			secure.Accounts = append(secure.Accounts, u)
-		case "vendor":
-			secure.Vendors = append(secure.Vendors, u)
-		case "connection":
-			secure.Connections = append(secure.Connections, u)
-		}
-	}
-	mustApply(t, s, secure)
+	mustApply(t, s, SecureLegacy("troika", s.LegacySecrets()))
 	mustApply(t, s, &CreateAccount{Now: t0 + 2, Account: Account{ID: "3001", Credentials: HashCredentials("3001", "troika", "Secret-3001"),
 		DisplayName: "Front Desk", Billing: Prepaid, Balance: 1_000_000, TariffOut: "out"}})
 	mustApply(t, s, &PutConnection{Connection: Connection{ID: "c3", Vendor: "v2", Kind: ConnectionFromVendorSIP, Username: "carrier2in",
@@ -347,9 +332,16 @@ func goldenSnapshotPath(version int) string {
 
 func readGoldenSnapshot(t *testing.T, version int) []byte {
 	t.Helper()
-	text, err := os.ReadFile(goldenSnapshotPath(version))
+	return readGoldenHex(t, goldenSnapshotPath(version), "run go test ./fsm -run Golden -update once for a new format")
+}
+
+// readGoldenHex reads the golden file at path: hex, of the bytes a format
+// pins. A missing file fails the test with hint, the way to write it.
+func readGoldenHex(t *testing.T, path, hint string) []byte {
+	t.Helper()
+	text, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (run go test ./fsm -run Golden -update once for a new format)", err)
+		t.Fatalf("%v (%s)", err, hint)
 	}
 	data, err := hex.DecodeString(strings.TrimSpace(string(text)))
 	if err != nil {

@@ -50,18 +50,7 @@ func TestClusterTLSConfig(t *testing.T) {
 	ca := newTestCA(t, dir)
 	good := writeTestCerts(t, ca, dir, "a")
 	other := writeTestCerts(t, ca, dir, "b")
-	base := `node_id = "a"
-data_dir = "/tmp/x"
-[cluster]
-bind = "127.0.0.1:7000"
-key = "0123456789abcdef0123"
-bootstrap = true
-[sip]
-addresses = ["127.0.0.1"]
-[admin]
-token = "0123456789abcdef0123"
-[cluster.tls]
-`
+	base := soloConfig + "[cluster.tls]\n"
 	files := `ca_file = "` + good.CAFile + `"
 cert_file = "` + good.CertFile + `"
 key_file = "` + good.KeyFile + `"

@@ -69,17 +69,7 @@ func TestExampleConfigLoads(t *testing.T) {
 }
 
 func TestConfigErrorsNameTheKey(t *testing.T) {
-	base := `node_id = "a"
-data_dir = "/tmp/x"
-[cluster]
-bind = "127.0.0.1:7000"
-key = "0123456789abcdef0123"
-bootstrap = true
-[sip]
-addresses = ["127.0.0.1"]
-[admin]
-token = "0123456789abcdef0123"
-`
+	base := soloConfig
 	cases := map[string]string{
 		"typo":           base + "[registrar]\nrelam = \"x\"\n",
 		"bad address":    strings.Replace(base, `["127.0.0.1"]`, `["localhost"]`, 1),
@@ -104,18 +94,13 @@ token = "0123456789abcdef0123"
 		"guesses":    "registrar.account_guesses_per_minute",
 		"tiny chunk": "billing.reserve_chunk", "chunk > max": "billing.reserve_chunk",
 	}
-	dir := t.TempDir()
 	for name, text := range cases {
-		path := filepath.Join(dir, "c.toml")
-		os.WriteFile(path, []byte(text), 0o600)
-		_, err := LoadConfig(path)
+		_, err := loadText(t, text)
 		if err == nil || !strings.Contains(err.Error(), want[name]) {
 			t.Errorf("%s: error %v, want it to name %s", name, err, want[name])
 		}
 	}
-	path := filepath.Join(dir, "c.toml")
-	os.WriteFile(path, []byte(base), 0o600)
-	c, err := LoadConfig(path)
+	c, err := loadText(t, base)
 	if err != nil {
 		t.Fatalf("base config: %v", err)
 	}
@@ -208,19 +193,9 @@ func TestAdminConfig(t *testing.T) {
 	dir := t.TempDir()
 	nocFile := filepath.Join(dir, "noc.token")
 	os.WriteFile(nocFile, []byte("noc-token-0123456789\n"), 0o600)
-	base := `node_id = "a"
-data_dir = "/tmp/x"
-[cluster]
-bind = "127.0.0.1:7000"
-key = "0123456789abcdef0123"
-bootstrap = true
-[sip]
-addresses = ["127.0.0.1"]
-`
+	base := soloConfigNoAdmin
 	load := func(admin string) (Config, error) {
-		path := filepath.Join(dir, "c.toml")
-		os.WriteFile(path, []byte(base+"[admin]\n"+admin), 0o600)
-		return LoadConfig(path)
+		return loadText(t, base+"[admin]\n"+admin)
 	}
 	c, err := load(`tokens = [{name = "noc", scope = "read", token_file = "` + nocFile + `"}, {name = "ops", scope = "admin", token = "ops-token-0123456789"}]`)
 	if err != nil {

@@ -173,18 +173,12 @@ func metric(t *testing.T, n *Node, name, labels string) float64 {
 
 var nonceRe = regexp.MustCompile(`nonce="([^"]+)"`)
 
-// register sends a REGISTER for 1001 with Call-ID cid from conn (connected
-// to server: it reads only what comes from there), answers the MD5
-// challenge, and returns the final status.
+// registerVia sends a REGISTER for 1001 with Call-ID cid from conn
+// (connected to server: it reads only what comes from there), answers the
+// MD5 challenge, and returns the final status.
 func registerVia(t *testing.T, conn *net.UDPConn, server, cid string) int {
 	t.Helper()
-	local := conn.LocalAddr().String()
-	host, _, _ := net.SplitHostPort(server)
-	send := func(cseq int, auth string) string {
-		msg := fmt.Sprintf("REGISTER sip:%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK%s-%d;rport\r\n"+
-			"From: <sip:1001@%s>;tag=f%s\r\nTo: <sip:1001@%s>\r\nCall-ID: %s\r\nCSeq: %d REGISTER\r\nMax-Forwards: 70\r\n"+
-			"Contact: <sip:1001@%s>\r\nExpires: 600\r\n%sContent-Length: 0\r\n\r\n",
-			server, local, cid, cseq, host, cid, host, cid, cseq, local, auth)
+	return register1001(t, conn.LocalAddr().String(), server, cid, func(msg string) string {
 		if _, err := conn.Write([]byte(msg)); err != nil {
 			t.Fatal(err)
 		}
@@ -195,6 +189,20 @@ func registerVia(t *testing.T, conn *net.UDPConn, server, cid string) int {
 			t.Fatalf("REGISTER %s: no answer from %s: %v", cid, server, err)
 		}
 		return string(buf[:n])
+	})
+}
+
+// register1001 registers 1001 with Call-ID cid and contact local through
+// server, answering the MD5 challenge, and returns the final status.
+// exchange sends one request and returns the answer to it.
+func register1001(t *testing.T, local, server, cid string, exchange func(msg string) string) int {
+	t.Helper()
+	host, _, _ := net.SplitHostPort(server)
+	send := func(cseq int, auth string) string {
+		return exchange(fmt.Sprintf("REGISTER sip:%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK%s-%d;rport\r\n"+
+			"From: <sip:1001@%s>;tag=f%s\r\nTo: <sip:1001@%s>\r\nCall-ID: %s\r\nCSeq: %d REGISTER\r\nMax-Forwards: 70\r\n"+
+			"Contact: <sip:1001@%s>\r\nExpires: 600\r\n%sContent-Length: 0\r\n\r\n",
+			server, local, cid, cseq, host, cid, host, cid, cseq, local, auth))
 	}
 	chal := send(1, "")
 	m := nonceRe.FindStringSubmatch(chal)
@@ -211,17 +219,12 @@ func registerVia(t *testing.T, conn *net.UDPConn, server, cid string) int {
 	return code
 }
 
-// Three nodes with the real cluster link and gossip: REGISTERs sent to
-// one node's address with many Call-IDs are processed by all three (their
-// /metrics say so), every answer comes from that address, and the
-// bindings record it as their ingress. The cluster ports run TLS
-// ([cluster.tls], certificates from files).
-func TestDispatchThroughClusterLink(t *testing.T) {
-	dc := startDispatchNodes(t)
-	n1 := dc.nodes[0]
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	res, err := n1.Propose(ctx, &fsm.CreateAccount{Now: time.Now().UnixMilli(), Account: fsm.Account{ID: "1001", Credentials: testkit.Creds("1001", "pw1001"), Billing: fsm.Prepaid}})
+// createAccount1001 creates the prepaid account 1001 (password pw1001)
+// through the first node and waits until every node has it and the nonce
+// secret.
+func (dc *dispatchCluster) createAccount1001(t *testing.T, ctx context.Context) {
+	t.Helper()
+	res, err := dc.nodes[0].Propose(ctx, &fsm.CreateAccount{Now: time.Now().UnixMilli(), Account: fsm.Account{ID: "1001", Credentials: testkit.Creds("1001", "pw1001"), Billing: fsm.Prepaid}})
 	if err != nil || res.Err != nil {
 		t.Fatalf("create account: %v %v", err, res.Err)
 	}
@@ -233,6 +236,19 @@ func TestDispatchThroughClusterLink(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// Three nodes with the real cluster link and gossip: REGISTERs sent to
+// one node's address with many Call-IDs are processed by all three (their
+// /metrics say so), every answer comes from that address, and the
+// bindings record it as their ingress. The cluster ports run TLS
+// ([cluster.tls], certificates from files).
+func TestDispatchThroughClusterLink(t *testing.T) {
+	dc := startDispatchNodes(t)
+	n1 := dc.nodes[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	dc.createAccount1001(t, ctx)
 	ra, _ := net.ResolveUDPAddr("udp", dc.sip[0])
 	conn, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP("127.0.0.1")}, ra)
 	if err != nil {

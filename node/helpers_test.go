@@ -10,6 +10,24 @@ import (
 	"testing"
 )
 
+// soloConfigNoAdmin is the smallest configuration a node loads but for
+// its [admin] section: one bootstrapping voter on loopback.
+const soloConfigNoAdmin = `node_id = "a"
+data_dir = "/tmp/x"
+[cluster]
+bind = "127.0.0.1:7000"
+key = "0123456789abcdef0123"
+bootstrap = true
+[sip]
+addresses = ["127.0.0.1"]
+`
+
+// soloConfig is soloConfigNoAdmin with an admin token: the smallest
+// configuration a node loads.
+const soloConfig = soloConfigNoAdmin + `[admin]
+token = "0123456789abcdef0123"
+`
+
 // startNodes starts a node per configuration (defaults applied) in this
 // process, all at once, and stops them when the test ends; a node that
 // fails to start fails the test. cancels[i] stops node i.

@@ -2,13 +2,8 @@ package node
 
 import (
 	"context"
-	"crypto/md5"
-	"encoding/hex"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,7 +12,6 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/troika-sip/troika/admin"
-	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/internal/testkit"
 	sipdispatch "github.com/troika-sip/troika/sipstack/dispatch"
 )
@@ -25,18 +19,7 @@ import (
 // The [registrar] keepalive keys: defaults, "0" turning it off, and
 // errors naming the key.
 func TestKeepaliveConfig(t *testing.T) {
-	base := `node_id = "a"
-data_dir = "/tmp/x"
-[cluster]
-bind = "127.0.0.1:7000"
-key = "0123456789abcdef0123"
-bootstrap = true
-[sip]
-addresses = ["127.0.0.1"]
-[admin]
-token = "0123456789abcdef0123"
-[registrar]
-`
+	base := soloConfig + "[registrar]\n"
 	cases := []struct {
 		name, text string
 		want       time.Duration // the interval the SIP server gets
@@ -53,11 +36,8 @@ token = "0123456789abcdef0123"
 		{"no failures", "keepalive_failures = -1", 0, 0, "registrar.keepalive_failures"},
 		{"no rate", "keepalive_max_per_second = -1", 0, 0, "registrar.keepalive_max_per_second"},
 	}
-	dir := t.TempDir()
 	for _, c := range cases {
-		path := filepath.Join(dir, "c.toml")
-		os.WriteFile(path, []byte(base+c.text+"\n"), 0o600)
-		cfg, err := LoadConfig(path)
+		cfg, err := loadText(t, base+c.text+"\n")
 		if c.err != "" {
 			if err == nil || !strings.Contains(err.Error(), c.err) {
 				t.Errorf("%s: error %v, want it to name %s", c.name, err, c.err)
@@ -134,14 +114,8 @@ func (p *keepalivePhone) answerPings() {
 // the MD5 challenge, and returns the final status.
 func registerFrom(t *testing.T, pc *net.UDPConn, server, cid string) int {
 	t.Helper()
-	local := pc.LocalAddr().String()
-	host, _, _ := net.SplitHostPort(server)
 	to, _ := net.ResolveUDPAddr("udp", server)
-	send := func(cseq int, auth string) string {
-		msg := fmt.Sprintf("REGISTER sip:%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK%s-%d;rport\r\n"+
-			"From: <sip:1001@%s>;tag=f%s\r\nTo: <sip:1001@%s>\r\nCall-ID: %s\r\nCSeq: %d REGISTER\r\nMax-Forwards: 70\r\n"+
-			"Contact: <sip:1001@%s>\r\nExpires: 600\r\n%sContent-Length: 0\r\n\r\n",
-			server, local, cid, cseq, host, cid, host, cid, cseq, local, auth)
+	return register1001(t, pc.LocalAddr().String(), server, cid, func(msg string) string {
 		if _, err := pc.WriteToUDP([]byte(msg), to); err != nil {
 			t.Fatal(err)
 		}
@@ -157,19 +131,7 @@ func registerFrom(t *testing.T, pc *net.UDPConn, server, cid string) int {
 				return string(buf[:n])
 			}
 		}
-	}
-	chal := send(1, "")
-	m := nonceRe.FindStringSubmatch(chal)
-	if !strings.HasPrefix(chal, "SIP/2.0 401") || m == nil {
-		t.Fatalf("challenge: %q", chal)
-	}
-	h := func(s string) string { x := md5.Sum([]byte(s)); return hex.EncodeToString(x[:]) }
-	uri := "sip:" + server
-	resp := h(h("1001:troika:pw1001") + ":" + m[1] + ":00000001:c0ffee:auth:" + h("REGISTER:"+uri))
-	auth := fmt.Sprintf("Authorization: Digest username=\"1001\", realm=\"troika\", nonce=\"%s\", uri=\"%s\", response=\"%s\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0ffee\"\r\n",
-		m[1], uri, resp)
-	code, _ := strconv.Atoi(strings.Fields(send(2, auth))[1])
-	return code
+	})
 }
 
 // Three nodes on the real cluster link, each holding its own address;
@@ -190,18 +152,7 @@ func TestKeepaliveEachBindingPingedByOneNode(t *testing.T) {
 	n1 := dc.nodes[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	res, err := n1.Propose(ctx, &fsm.CreateAccount{Now: time.Now().UnixMilli(), Account: fsm.Account{ID: "1001", Credentials: testkit.Creds("1001", "pw1001"), Billing: fsm.Prepaid}})
-	if err != nil || res.Err != nil {
-		t.Fatalf("create account: %v %v", err, res.Err)
-	}
-	testkit.WaitFor(t, 10*time.Second, "the account and nonce secret everywhere", func() bool {
-		for _, n := range dc.nodes {
-			if _, ok := n.state.Account("1001"); !ok || n.state.NonceSecret() == nil {
-				return false
-			}
-		}
-		return true
-	})
+	dc.createAccount1001(t, ctx)
 
 	var phones []*keepalivePhone
 	for i, server := range dc.sip {

@@ -198,22 +198,7 @@ func (n *Node) secureOnce(ctx context.Context) (bool, error) {
 	}
 	for len(legacy) > 0 {
 		k := min(len(legacy), secureBatch)
-		cmd := &fsm.SecureCredentials{Realm: realm}
-		for _, l := range legacy[:k] {
-			u := fsm.SecretUpdate{ID: l.ID, LegacyHash: fsm.LegacyDigest(l.Password)}
-			if l.User != "" {
-				u.Credentials = fsm.HashCredentials(l.User, realm, l.Password)
-			}
-			switch l.Kind {
-			case "account":
-				cmd.Accounts = append(cmd.Accounts, u)
-			case "vendor":
-				cmd.Vendors = append(cmd.Vendors, u)
-			case "connection":
-				cmd.Connections = append(cmd.Connections, u)
-			}
-		}
-		res, err := n.cluster.Propose(ctx, cmd)
+		res, err := n.cluster.Propose(ctx, fsm.SecureLegacy(realm, legacy[:k]))
 		if err == nil && res.Err != nil {
 			err = res.Err
 		}

@@ -44,21 +44,13 @@ Without --username its calls authenticate as the vendor's user.`,
       --tariff carrier1-cost --cld-rules 's/^00/+/; s/^\+44/44/'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ask := ""
-			if c.Username != "" {
-				ask = "SIP password for connection user " + c.Username
-			}
-			password, err := pw.resolve(cmd, ask)
+			password, err := pw.resolveUser(cmd, "connection", c.Username)
 			if err != nil {
 				return err
 			}
 			c.Password, c.GeneratePassword = password, pw.generate
 			out, err := api.client().PutConnection(cmd.Context(), c)
-			if err := cc.showing(out, err); err != nil {
-				return err
-			}
-			showGenerated(api, "connection "+c.ID, out.Password)
-			return nil
+			return cc.showingPassword(c.ID, out, err, out.Password)
 		},
 	}
 	f := create.Flags()

@@ -91,11 +91,7 @@ API with --generate-password (printed once). It must be ` + admin.PasswordRule +
 				a.FollowMe = *fm
 			}
 			out, err := api.client().CreateAccount(cmd.Context(), a)
-			if err := ac.showing(out, err); err != nil {
-				return err
-			}
-			showGenerated(api, "account "+a.ID, out.Password)
-			return nil
+			return ac.showingPassword(a.ID, out, err, out.Password)
 		},
 	}
 	f := create.Flags()
@@ -160,11 +156,7 @@ API with --generate-password (printed once). It must be ` + admin.PasswordRule +
 				p.Blocked = &blocked
 			}
 			out, err := api.client().UpdateAccount(cmd.Context(), args[0], p)
-			if err := ac.showing(out, err); err != nil {
-				return err
-			}
-			showGenerated(api, "account "+args[0], out.Password)
-			return nil
+			return ac.showingPassword(args[0], out, err, out.Password)
 		},
 	}
 	uf := update.Flags()

@@ -110,6 +110,16 @@ func prompt(out io.Writer, in *os.File, what string) (string, error) {
 	return p1, nil
 }
 
+// resolveUser is resolve for the digest password of user, the SIP user
+// name of a kind of record ("vendor", "connection"): asked for only when
+// there is a user name.
+func (p *passwordFlags) resolveUser(cmd *cobra.Command, kind, user string) (string, error) {
+	if user == "" {
+		return p.resolve(cmd, "")
+	}
+	return p.resolve(cmd, "SIP password for "+kind+" user "+user)
+}
+
 // showGenerated prints a password the API generated, once, after the
 // table (with -o json it is in the answer printed).
 func showGenerated(api *apiFlags, what, password string) {

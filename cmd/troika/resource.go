@@ -43,6 +43,16 @@ func (rc resourceCmds[T]) showing(out T, err error) error {
 	return rc.table.show(rc.api, out, out)
 }
 
+// showingPassword is showing, then the password the API generated for
+// the item id (password: the answer's, "" when it generated none).
+func (rc resourceCmds[T]) showingPassword(id string, out T, err error, password string) error {
+	if err := rc.showing(out, err); err != nil {
+		return err
+	}
+	showGenerated(rc.api, rc.what+" "+id, password)
+	return nil
+}
+
 // put makes cmd (its use, help and flags, which fill *v) send *v with
 // write and print the answer.
 func (rc resourceCmds[T]) put(cmd *cobra.Command, v *T, write func(*admin.Client, context.Context, T) (T, error)) *cobra.Command {

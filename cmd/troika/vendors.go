@@ -38,21 +38,13 @@ back.`,
   troika vendor create --id carrier2 --name "Carrier Two"                                # by address only`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ask := ""
-			if v.Username != "" {
-				ask = "SIP password for vendor user " + v.Username
-			}
-			password, err := pw.resolve(cmd, ask)
+			password, err := pw.resolveUser(cmd, "vendor", v.Username)
 			if err != nil {
 				return err
 			}
 			v.Password, v.GeneratePassword = password, pw.generate
 			out, err := api.client().PutVendor(cmd.Context(), v)
-			if err := vc.showing(out, err); err != nil {
-				return err
-			}
-			showGenerated(api, "vendor "+v.ID, out.Password)
-			return nil
+			return vc.showingPassword(v.ID, out, err, out.Password)
 		},
 	}
 	f := create.Flags()
