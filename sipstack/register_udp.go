@@ -1,6 +1,7 @@
 package sipstack
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"net/netip"
@@ -62,6 +63,7 @@ type regPool struct {
 	inflight map[string]struct{} // transaction keys queued or being answered
 
 	shedLog *logthrottle.Gate
+	bufs    sync.Pool // *bytes.Buffer: the responses being written
 }
 
 const (
@@ -156,7 +158,7 @@ func (p *regPool) answer(r udpRegister) {
 		return // shutting down: the phone retries elsewhere
 	}
 	defer p.s.gate.exit()
-	if p.shed.shed(p.now(), p.now().Sub(r.arrived), r.req.GetHeader("Authorization") != nil) {
+	if p.shed.shed(p.now(), p.now().Sub(r.arrived), sipmsg.HasHeader(r.req, "Authorization")) {
 		p.shedOne(r, "queue wait")
 		return
 	}
@@ -196,8 +198,14 @@ func (p *regPool) send(r udpRegister, rep sipmsg.Reply) {
 	if err != nil {
 		return
 	}
-	res := sipmsg.Response(r.req, rep)
-	if _, err := r.w.WriteTo([]byte(res.String()), net.UDPAddrFromAddrPort(dest)); err != nil {
+	buf, _ := p.bufs.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = new(bytes.Buffer)
+	}
+	defer p.bufs.Put(buf)
+	buf.Reset()
+	sipmsg.Response(r.req, rep).StringWrite(buf)
+	if _, err := r.w.WriteTo(buf.Bytes(), net.UDPAddrFromAddrPort(dest)); err != nil {
 		p.s.log.Debug("could not send response", "code", rep.Code, "to", dest.String(), "error", err)
 	}
 }

@@ -213,6 +213,17 @@ func HeaderValues(req *sip.Request, names ...string) []string {
 	return out
 }
 
+// HasHeader reports whether req has a header named name (in any case),
+// without the allocation of sip.Request.GetHeader.
+func HasHeader(req *sip.Request, name string) bool {
+	for _, h := range req.Headers() {
+		if strings.EqualFold(h.Name(), name) {
+			return true
+		}
+	}
+	return false
+}
+
 // OptionTags returns the lower-cased option tags of the named headers.
 func OptionTags(req *sip.Request, names ...string) []string {
 	var out []string
