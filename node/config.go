@@ -32,6 +32,7 @@ type Config struct {
 	Registrar RegistrarConfig `toml:"registrar"`
 	Admin     AdminConfig     `toml:"admin"`
 	Billing   BillingConfig   `toml:"billing"`
+	Runtime   RuntimeConfig   `toml:"runtime"`
 	// LogLevelVar, when set, is the level of the node's logger (NewLogger):
 	// the admin API's /v1/log-level reads and sets it.
 	LogLevelVar *slog.LevelVar `toml:"-"`
@@ -316,6 +317,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		return fmt.Errorf("log_format: %q is not json or text", c.LogFormat)
+	}
+	if _, err := c.Runtime.Resolve(1<<30, "", ""); err != nil {
+		return err
 	}
 	if _, err := c.ClusterKey(); err != nil {
 		return err

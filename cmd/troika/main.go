@@ -280,6 +280,9 @@ func agentCmd() *cobra.Command {
 			cfg.LogLevelVar = level
 			reloadLogLevelOnHUP(cmd.Context(), configPath, level, log)
 			node.ConfigureProcess(log)
+			if err := node.ConfigureRuntime(cfg.Runtime, log); err != nil {
+				return err
+			}
 			n, err := node.Start(cmd.Context(), cfg, log)
 			if err != nil {
 				return err
@@ -346,6 +349,9 @@ func runDev(ctx context.Context, o node.DevOptions) error {
 	}
 	cfg.LogLevelVar = level
 	node.ConfigureProcess(log)
+	if err := node.ConfigureRuntime(cfg.Runtime, log); err != nil {
+		return err
+	}
 	n, err := node.Start(ctx, cfg, log)
 	if err != nil {
 		return err
