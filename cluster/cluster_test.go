@@ -192,7 +192,14 @@ func TestConcurrentProposalsThroughFollower(t *testing.T) {
 	fn.fwd.mu.Lock()
 	conns := len(fn.fwd.conns)
 	fn.fwd.mu.Unlock()
-	if conns != 1 {
+	was := c.nodes[leader].cfg.NodeID
+	switch id, _ := fn.Leader(); {
+	case id != was:
+		// On a loaded machine the leader may step down during the run
+		// (its heartbeats late): the proposals still all land (checked
+		// above), but the connection the follower held went with it.
+		t.Logf("leadership moved from %s to %q during the run: the forwarding connection is not counted", was, id)
+	case conns != 1:
 		t.Errorf("follower holds %d forwarding connections, want 1", conns)
 	}
 	for _, tn := range c.nodes {
