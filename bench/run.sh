@@ -366,7 +366,7 @@ if want memory; then
   "$sipload" -mode storm -target 127.0.0.51:5060 -local 127.0.0.60 -port 5100 -phones "$storm" -spread "$storm_spread" | tee "$work/storm.out"
   storm_shed=""
   for i in 0 1 2; do
-    storm_shed="$storm_shed n$((i + 1))=$(bench_registered "${cips[$i]}" unavailable)"
+    storm_shed="$storm_shed n$((i + 1))=$(bench_registered "${cips[$i]}" overloaded)+$(bench_registered "${cips[$i]}" unavailable)"
   done
   stop_all
 fi
@@ -442,7 +442,7 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
   fi
   if [ -s "$work/storm.out" ]; then
     l=$(cat "$work/storm.out")
-    echo "Registration storm: the three nodes restarted, then $(field "$l" phones) phones (first REGISTERs spread over $(field "$l" spread_s) s, RFC 3261 retransmissions, then RFC 5626 back-off or Retry-After): $(field "$l" registered) held a binding after $(field "$l" time_all_s) s, $(field "$l" given_up) had given up (no binding by sipload's deadline, 15 min); 503 answers $(field "$l" s503) (per node:${storm_shed:-}), transaction timeouts $(field "$l" timeouts), back-offs $(field "$l" backoffs), most attempts by one phone $(field "$l" max_attempts), retransmissions $(field "$l" retrans)."
+    echo "Registration storm: the three nodes restarted, then $(field "$l" phones) phones (first REGISTERs spread over $(field "$l" spread_s) s, RFC 3261 retransmissions, then RFC 5626 back-off or Retry-After): $(field "$l" registered) held a binding after $(field "$l" time_all_s) s, $(field "$l" given_up) had given up (no binding by sipload's deadline, 15 min); 503 answers $(field "$l" s503) (per node, shed as overloaded + refused for want of the cluster:${storm_shed:-}), transaction timeouts $(field "$l" timeouts), back-offs $(field "$l" backoffs), most attempts by one phone $(field "$l" max_attempts), retransmissions $(field "$l" retrans)."
     echo
   fi
   echo "<details><summary>Sweeps and raw lines</summary>"
