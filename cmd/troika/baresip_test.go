@@ -123,9 +123,14 @@ func phoneCalls(t *testing.T, c *admin.Client, tc phoneCase) {
 	}) {
 		t.Fatalf("calls of %s while the phones talk: %+v, %v", tc.caller, calls, err)
 	}
-	// The call's length is what is billed: hold it (a duration, not a
-	// wait for a state).
-	time.Sleep(time.Until(est.At.Add(time.Duration(tc.callHold) * time.Second)))
+	// The call's length is what is billed: hold it until the switch, by
+	// its own clock, counts callHold seconds since the answer.
+	if !testkit.Eventually(time.Duration(tc.callHold+10)*time.Second, func() bool {
+		calls, err = c.Calls(ctx, tc.caller)
+		return err == nil && len(calls) == 1 && calls[0].Duration >= tc.callHold
+	}) {
+		t.Fatalf("the switch never counted %d s of the call: %+v, %v", tc.callHold, calls, err)
+	}
 	a.Hangup()
 	end := a.Expect("CALL_CLOSED")
 	b.Expect("CALL_CLOSED")
