@@ -217,8 +217,27 @@ func (n *Node) credentialsThroughLog() bool {
 
 // unboundNonces reports whether a voter may run a build that issues
 // nonces bound to nothing: builds before digest credentials do, and
-// every voter announcing roleCredentials says none does.
-func (n *Node) unboundNonces() bool { return !n.credentialsThroughLog() }
+// every voter announcing roleCredentials says none does. The answer is
+// worked out again at most every unboundRecheck: the registrar asks on
+// every challenge, and a voter's roles change only when it restarts.
+func (n *Node) unboundNonces() bool {
+	now := time.Now()
+	if c := n.unbound.Load(); c != nil && now.Sub(c.at) < unboundRecheck {
+		return c.v
+	}
+	v := !n.credentialsThroughLog()
+	n.unbound.Store(&cachedAnswer{at: now, v: v})
+	return v
+}
+
+// unboundRecheck is how long unboundNonces's answer is kept.
+const unboundRecheck = 500 * time.Millisecond
+
+// cachedAnswer is a yes or no worked out at a time.
+type cachedAnswer struct {
+	at time.Time
+	v  bool
+}
 
 // olderVoter reports whether a voter announced, in its last gossip
 // metadata, roles without credentials: it runs a build that stores
