@@ -57,7 +57,7 @@ type Node struct {
 	// unbound caches unboundNonces's answer (gossip.go): it is asked on
 	// every digest challenge, and working it out reads raft's
 	// configuration and gossip's members.
-	unbound atomic.Pointer[cachedAnswer]
+	unbound   atomic.Pointer[cachedAnswer]
 	restoring sync.Mutex         // held while a backup is restored (snapshot.go)
 	startedAt time.Time          // when Start began
 	stopSIP   context.CancelFunc // stops the SIP server (after announceLeaving)
