@@ -153,23 +153,34 @@ func (p *regPool) take(sock *transport.Socket, w net.PacketConn, req *sip.Reques
 
 // answer decides the answer to r on a worker and sends it.
 func (p *regPool) answer(r udpRegister) {
-	defer p.done(r)
 	if !p.s.gate.enter() {
+		p.done(r)
 		return // shutting down: the phone retries elsewhere
 	}
 	defer p.s.gate.exit()
 	if p.shed.shed(p.now(), p.now().Sub(r.arrived), sipmsg.HasHeader(r.req, "Authorization")) {
+		p.done(r)
 		p.shedOne(r, "queue wait")
 		return
 	}
+	rep := p.decide(r)
+	// Forgotten before it is answered: a retransmission sent as soon as
+	// the phone has the answer is a new request again (the registrar
+	// answers it from the state), never absorbed with no answer to come.
+	p.done(r)
+	p.send(r, rep)
+}
+
+// decide is the registrar's answer to r (500 if it panics).
+func (p *regPool) decide(r udpRegister) (rep sipmsg.Reply) {
 	defer func() {
 		if e := recover(); e != nil {
 			p.s.log.Error("SIP handler panicked", "socket", r.sock.Name, "method", string(r.req.Method), "panic", e, "stack", string(debug.Stack()))
 			p.s.m.stackErrors.Inc()
-			p.send(r, sipmsg.Reply{Code: sip.StatusInternalServerError, Reason: "Server Internal Error"})
+			rep = sipmsg.Reply{Code: sip.StatusInternalServerError, Reason: "Server Internal Error"}
 		}
 	}()
-	p.send(r, p.s.reg.Handle(p.s.baseCtx, r.sock, r.req))
+	return p.s.reg.Handle(p.s.baseCtx, r.sock, r.req)
 }
 
 // shedOne answers r 503 unread.
