@@ -3,12 +3,15 @@ package node
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/dustin/go-humanize"
 )
@@ -32,11 +35,24 @@ type RuntimeConfig struct {
 	// memory ("50%", the default; the cgroup's limit counts when lower),
 	// a size ("6GiB", "800MB"), or "off".
 	MemoryLimit string `toml:"memory_limit"`
+	// HeapHeadroom bounds, in bytes, how far the heap may grow past what
+	// the last collection kept ("512MiB", the default; "off": gc_percent
+	// alone decides). gc_percent is a share of what is kept, so with a
+	// million accounts the heap at 400 would be five times the state;
+	// with a headroom the node lowers its GC percent as its state grows
+	// (never under 25, never over gc_percent): a small node collects as
+	// rarely as gc_percent lets it, a large one holds its state plus
+	// about this much.
+	HeapHeadroom string `toml:"heap_headroom"`
 }
 
 const (
-	defaultGCPercent   = 400
-	defaultMemoryLimit = "50%"
+	defaultGCPercent    = 400
+	defaultMemoryLimit  = "50%"
+	defaultHeapHeadroom = "512MiB"
+	// minTunedGCPercent is the lowest GC percent the headroom sets: under
+	// it a large heap is marked over and over for little memory back.
+	minTunedGCPercent = 25
 )
 
 // RuntimeSettings is what ConfigureRuntime sets; a field left nil is left
@@ -44,7 +60,10 @@ const (
 type RuntimeSettings struct {
 	GCPercent   *int
 	MemoryLimit *int64 // bytes
-	Lines       []string
+	// HeapHeadroom is the bytes the heap may grow past what a collection
+	// kept (0: no tuning; GCPercent stays as set).
+	HeapHeadroom uint64
+	Lines        []string
 }
 
 // Resolve works out the settings for a machine with memory bytes of
@@ -66,11 +85,20 @@ func (rc RuntimeConfig) Resolve(memory uint64, envGOGC, envGOMEMLIMIT string) (R
 	if gc == -1 && limit <= 0 {
 		return s, fmt.Errorf("runtime.gc_percent = -1 needs a memory_limit: without both the heap grows without bound")
 	}
-	if envGOGC != "" {
-		s.Lines = append(s.Lines, fmt.Sprintf("GC percent %s (GOGC in the environment; runtime.gc_percent not applied)", envGOGC))
-	} else {
+	headroom, err := rc.heapHeadroom()
+	if err != nil {
+		return s, err
+	}
+	switch {
+	case envGOGC != "":
+		s.Lines = append(s.Lines, fmt.Sprintf("GC percent %s (GOGC in the environment; runtime.gc_percent and heap_headroom not applied)", envGOGC))
+	case gc == -1 || headroom == 0:
 		s.GCPercent = &gc
 		s.Lines = append(s.Lines, fmt.Sprintf("GC percent %d", gc))
+	default:
+		s.GCPercent = &gc
+		s.HeapHeadroom = headroom
+		s.Lines = append(s.Lines, fmt.Sprintf("GC percent %d, lowered (to %d at the least) to keep the heap within %s of what each collection keeps", gc, min(gc, minTunedGCPercent), humanize.IBytes(headroom)))
 	}
 	switch {
 	case envGOMEMLIMIT != "":
@@ -112,10 +140,42 @@ func (rc RuntimeConfig) memoryLimit(memory uint64) (int64, string, error) {
 	return int64(b), humanize.IBytes(b), nil
 }
 
+// heapHeadroom parses HeapHeadroom: bytes, 0 for off.
+func (rc RuntimeConfig) heapHeadroom() (uint64, error) {
+	v := strings.TrimSpace(rc.HeapHeadroom)
+	if v == "" {
+		v = defaultHeapHeadroom
+	}
+	if v == "off" {
+		return 0, nil
+	}
+	b, err := humanize.ParseBytes(v)
+	if err != nil || b == 0 || b > 1<<62 {
+		return 0, fmt.Errorf("runtime.heap_headroom: %q is not a size (such as 512MiB) or off", rc.HeapHeadroom)
+	}
+	return b, nil
+}
+
+// TunedGCPercent is the GC percent that lets a heap of live bytes (what
+// the last collection kept) grow by headroom bytes before the next
+// collection, within [min(ceiling, 25), ceiling].
+func TunedGCPercent(live, headroom uint64, ceiling int) int {
+	floor := min(ceiling, minTunedGCPercent)
+	if live == 0 {
+		return ceiling
+	}
+	p := headroom * 100 / live
+	if p >= uint64(ceiling) {
+		return ceiling
+	}
+	return max(int(p), floor)
+}
+
 // ConfigureRuntime applies the [runtime] section to the process and logs
 // what it set. The program calls it once at start (it is the process's,
-// not one node's).
-func ConfigureRuntime(rc RuntimeConfig, log *slog.Logger) error {
+// not one node's); with a heap headroom it keeps retuning the GC percent
+// every tick until ctx ends.
+func ConfigureRuntime(ctx context.Context, rc RuntimeConfig, log *slog.Logger) error {
 	s, err := rc.Resolve(machineMemory(), os.Getenv("GOGC"), os.Getenv("GOMEMLIMIT"))
 	if err != nil {
 		return err
@@ -127,7 +187,38 @@ func ConfigureRuntime(rc RuntimeConfig, log *slog.Logger) error {
 		debug.SetMemoryLimit(*s.MemoryLimit)
 	}
 	log.Info("runtime: "+strings.Join(s.Lines, "; "), "component", "runtime")
+	if s.HeapHeadroom > 0 {
+		go tuneGC(ctx, *s.GCPercent, s.HeapHeadroom, time.Second, log)
+	}
 	return nil
+}
+
+// tuneGC sets the GC percent from the live heap every tick (Go has no
+// hook after a collection; the live heap moves slowly next to a tick).
+func tuneGC(ctx context.Context, ceiling int, headroom uint64, tick time.Duration, log *slog.Logger) {
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	current := ceiling
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		metrics.Read(sample)
+		if sample[0].Value.Kind() != metrics.KindUint64 {
+			return // not this Go: leave gc_percent as set
+		}
+		live := sample[0].Value.Uint64()
+		p := TunedGCPercent(live, headroom, ceiling)
+		if diff := p - current; diff < current/10 && -diff < current/10 {
+			continue // within a tenth: not worth a change
+		}
+		debug.SetGCPercent(p)
+		log.Debug("runtime: GC percent retuned", "component", "runtime", "gc_percent", p, "live_heap", humanize.IBytes(live), "was", current)
+		current = p
+	}
 }
 
 // machineMemory is the memory this process may use: the machine's

@@ -280,7 +280,7 @@ func agentCmd() *cobra.Command {
 			cfg.LogLevelVar = level
 			reloadLogLevelOnHUP(cmd.Context(), configPath, level, log)
 			node.ConfigureProcess(log)
-			if err := node.ConfigureRuntime(cfg.Runtime, log); err != nil {
+			if err := node.ConfigureRuntime(cmd.Context(), cfg.Runtime, log); err != nil {
 				return err
 			}
 			n, err := node.Start(cmd.Context(), cfg, log)
@@ -349,7 +349,7 @@ func runDev(ctx context.Context, o node.DevOptions) error {
 	}
 	cfg.LogLevelVar = level
 	node.ConfigureProcess(log)
-	if err := node.ConfigureRuntime(cfg.Runtime, log); err != nil {
+	if err := node.ConfigureRuntime(ctx, cfg.Runtime, log); err != nil {
 		return err
 	}
 	n, err := node.Start(ctx, cfg, log)
