@@ -231,14 +231,7 @@ func TestDrain(t *testing.T) {
 	t.Logf("drain of the leader %s:\n  %s\n  drained: %s", leader.cfg.NodeID, strings.Join(results[0].lines, "\n  "), results[0].summary)
 	done := make(chan error, 1)
 	go func() { done <- leader.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("the drained node's Wait: %v, want nil", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("the drained node did not stop")
-	}
+	testkit.WaitNoError(t, done, 20*time.Second, "the drained node's Wait")
 	rest := tc.others(leader)
 	next := tc.waitLeader(t, rest...)
 	t.Logf("%s leads after the drain", next.cfg.NodeID)

@@ -63,6 +63,17 @@ func serveCallee(t *testing.T, st *fsm.State, aor string, mod func(*Config)) (ts
 	return ts, srv, callee
 }
 
+// callFrom2001 serves callState(t, 100_000_000) with 2002 bound to a
+// callee (serveCallee, mod as there) and sends 2001's INVITE to 2002 from
+// a caller phone on 127.0.0.1 (c.e), answering the challenge.
+func callFrom2001(t *testing.T, mod func(*Config)) (st *fsm.State, ts *testServer, callee *endpoint, c *testCall) {
+	t.Helper()
+	st = callState(t, 100_000_000)
+	ts, srv, callee := serveCallee(t, st, "2002", mod)
+	c = invite(t, newEndpoint(t, "127.0.0.1"), srv, "2001", "pw2001", "2002", testSDP)
+	return st, ts, callee, c
+}
+
 // endpoint is a phone on a UDP socket: it sends raw messages and hands
 // out what it receives, with the source address.
 type endpoint struct {

@@ -189,10 +189,8 @@ func TestPrepaidCut(t *testing.T) {
 // hangs up: each is relayed to the caller in the caller's dialog.
 func TestInDialogRelay(t *testing.T) {
 	t.Parallel()
-	st := callState(t, 100_000_000)
-	ts, srv, callee := serveCallee(t, st, "2002", nil)
-	caller := newEndpoint(t, "127.0.0.1")
-	c := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
+	st, ts, callee, c := callFrom2001(t, nil)
+	caller, srv := c.e, c.server
 	inv, from := answer(t, c, callee, "bob")
 	// Until the caller ACKs, the switch retransmits its 200 (RFC 3261
 	// §13.3.1.4), and the callee, whose 2xx was ACKed, hears nothing.
@@ -630,14 +628,7 @@ func TestShutdownWithCalls(t *testing.T) {
 
 	began := time.Now()
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return")
-	}
+	testkit.WaitNoError(t, done, 10*time.Second, "Run")
 	t.Logf("stopped in %s", time.Since(began))
 	if x, ok := st.XDRForCall(ringing.callID); !ok || x.ConnectAt != 0 || st.Reserved("2005") != 0 {
 		t.Errorf("ringing call at shutdown: xDR %+v (%v), reserved %d", x, ok, st.Reserved("2005"))
@@ -651,10 +642,8 @@ func TestShutdownWithCalls(t *testing.T) {
 // are hung up (AckTimeout) and the call is filed as ended by the system.
 func TestNoAckHangsUp(t *testing.T) {
 	t.Parallel()
-	st := callState(t, 100_000_000)
-	ts, srv, callee := serveCallee(t, st, "2002", func(c *Config) { c.Calls.AckTimeout = 1500 * time.Millisecond })
-	caller := newEndpoint(t, "127.0.0.1")
-	c := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
+	st, ts, callee, c := callFrom2001(t, func(c *Config) { c.Calls.AckTimeout = 1500 * time.Millisecond })
+	caller := c.e
 	answer(t, c, callee, "n")
 	callee.request("ACK")
 	retrans := 0
@@ -684,10 +673,8 @@ func TestNoAckHangsUp(t *testing.T) {
 // does not run, is refused and left alone.
 func TestOperatorHangsUpACall(t *testing.T) {
 	t.Parallel()
-	st := callState(t, 100_000_000)
-	ts, srv, callee := serveCallee(t, st, "2002", nil)
-	caller := newEndpoint(t, "127.0.0.1")
-	c := invite(t, caller, srv, "2001", "pw2001", "2002", testSDP)
+	st, ts, callee, c := callFrom2001(t, nil)
+	caller := c.e
 	req, from := callee.request("INVITE")
 	if err := ts.HangupCall(c.callID); !errors.Is(err, ErrCallNotAnswered) {
 		t.Fatalf("hanging up a ringing call: %v", err)

@@ -179,14 +179,7 @@ func runServer(t testing.TB, s *Server) {
 	go func() { done <- s.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("Run did not return")
-		}
+		testkit.WaitNoError(t, done, 10*time.Second, "Run")
 	})
 	select {
 	case <-s.Ready():

@@ -102,6 +102,21 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
+// WaitNoError waits up to timeout for the error a goroutine sends on done
+// (what it ran returning), failing the test when it is not nil or does not
+// come in time.
+func WaitNoError(t testing.TB, done <-chan error, timeout time.Duration, what string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	case <-time.After(timeout):
+		t.Fatalf("%s did not return within %s", what, timeout)
+	}
+}
+
 // Eventually polls cond until it holds (true) or timeout passes (false).
 func Eventually(timeout time.Duration, cond func() bool) bool {
 	if cond() {

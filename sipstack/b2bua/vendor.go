@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -141,16 +140,7 @@ func (b *B2BUA) vendorDestination(p auth.Principal, req *sip.Request) (destinati
 // bytes of letters, digits and + - . _ * (what a SIP URI user carries
 // unescaped and a number plan uses).
 func usableNumber(s string, max int) bool {
-	if s == "" || len(s) > max {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || strings.IndexByte("+-._*!", c) >= 0) {
-			return false
-		}
-	}
-	return true
+	return len(s) <= max && sipmsg.AlnumOr(s, "+-._*!")
 }
 
 // translate applies the rule set src to number; on failure it also

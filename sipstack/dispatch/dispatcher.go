@@ -13,6 +13,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/troika-sip/troika/internal/retry"
+	"github.com/troika-sip/troika/sipstack/sipmsg"
 	"github.com/troika-sip/troika/sipstack/transport"
 )
 
@@ -290,16 +291,7 @@ func randomCallID() string { return sip.GenerateTagN(24) }
 // validMarkerNode reports whether a node id can go into a Call-ID: the
 // cluster's node id syntax (letters, digits, _ . -; at most 64).
 func validMarkerNode(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
-			return false
-		}
-	}
-	return true
+	return len(id) <= 64 && sipmsg.AlnumOr(id, "_.-")
 }
 
 // OpenReal opens a real UDP socket for dispatching: its datagrams are

@@ -278,12 +278,18 @@ func IsToken(s string) bool {
 
 // tokenChars reports whether s is an RFC 3261 token, of any length.
 func tokenChars(s string) bool {
+	return AlnumOr(s, "-.!%*_+`'~")
+}
+
+// AlnumOr reports whether s is not empty and made only of ASCII letters,
+// digits and the bytes of others.
+func AlnumOr(s, others string) bool {
 	if s == "" {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-.!%*_+`'~", c) >= 0) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(others, c) >= 0) {
 			return false
 		}
 	}

@@ -82,3 +82,23 @@ func TestCheckRequire(t *testing.T) {
 		t.Errorf("got %+v", r)
 	}
 }
+
+func TestAlnumOr(t *testing.T) {
+	for _, tc := range []struct {
+		s, others string
+		want      bool
+	}{
+		{"", "-", false},
+		{"aZ09", "", true},
+		{"a-b.c", "-.", true},
+		{"a-b.c", "-", false},
+		{"a b", " ", true},
+		{"a b", "-", false},
+		{"é", "", false},
+		{"+44", "+", true},
+	} {
+		if got := sipmsg.AlnumOr(tc.s, tc.others); got != tc.want {
+			t.Errorf("AlnumOr(%q, %q) = %v, want %v", tc.s, tc.others, got, tc.want)
+		}
+	}
+}
