@@ -21,6 +21,11 @@
 #   overload  80% of the clean rate, then twice it, then 80% again, 8 s
 #             each: what is answered 503, the p99 of what is accepted, and
 #             whether it recovers
+#   profile   (only when named) where the CPU goes: a 20 s CPU profile of
+#             each troika workload at a fixed rate (PROFILE_REG_RATE,
+#             PROFILE_DMQ_RATE, PROFILE_CALL_RATE; for three nodes, of n1
+#             and of the raft leader), its top functions in the results and
+#             the .pprof files beside them (bench/results/DATE-profiles/)
 #   memory    three nodes holding BENCH_BINDINGS accounts and bindings: RSS
 #             per binding, a node restart (restore) and a new node catching
 #             up from nothing, the fsm snapshot written and restored at that
@@ -37,7 +42,7 @@
 #                    (otherwise refuse)
 #   BENCH_BINDINGS   bindings for the memory figures (100000; 1000000 is
 #                    the target's size)
-#   BENCH_STORM      phones in the storm (100000)
+#   BENCH_STORM      phones in the storm (100000; 0: no storm)
 #   BENCH_STORM_SPREAD  the storm's first REGISTERs spread over (10s)
 #   REG_RATES, DMQ_RATES, CALL_RATES  the sweeps' rates
 #   TROIKA_BIN       a troika binary to measure instead of building one
@@ -61,7 +66,7 @@ reg_rates=(${REG_RATES:-2000 4000 6000 8000 10000 12000 14000 16000})
 dmq_rates=(${DMQ_RATES:-1000 2000 3000 4000 5000 6000 7000 8000})
 call_rates=(${CALL_RATES:-500 1000 1500 2000 2500 3000 4000 5000})
 cmdline="bench/run.sh"
-for v in BENCH_ONLY BENCH_LOAD_MAX BENCH_BINDINGS BENCH_STORM REG_RATES DMQ_RATES CALL_RATES TROIKA_BIN; do
+for v in BENCH_ONLY BENCH_LOAD_MAX BENCH_BINDINGS BENCH_STORM REG_RATES DMQ_RATES CALL_RATES PROFILE_REG_RATE PROFILE_DMQ_RATE PROFILE_CALL_RATE TROIKA_BIN; do
   [ -n "${!v:-}" ] && cmdline="$v=\"${!v}\" $cmdline"
 done
 
@@ -313,6 +318,50 @@ if want overload; then
   stop_all
 fi
 
+# cpu_profile NAME IP: a 20 s CPU profile of the node with its admin API on
+# IP:8080, into $work/profile-NAME.pprof (in the background: wait for it).
+cpu_profile() {
+  curl -sf -m 60 -H "Authorization: Bearer $TROIKA_TOKEN" "http://$2:8080/debug/pprof/profile?seconds=20" -o "$work/profile-$1.pprof" &
+}
+profiles=()
+if want profile; then
+  settle profile
+  echo "== troika: CPU profiles under load"
+  p_reg=${PROFILE_REG_RATE:-6000} p_dmq=${PROFILE_DMQ_RATE:-3000} p_call=${PROFILE_CALL_RATE:-1500}
+  dev_up 127.0.0.36
+  accounts 200000
+  "$sipload" -target 127.0.0.36:5060 -local 127.0.0.39 -port 5100 -users 200000 -phases "30s@$p_reg" >"$work/profile-register.out" 2>&1 &
+  sleep 5
+  cpu_profile register 127.0.0.36
+  wait
+  profiles+=("register: REGISTER with digest, one dev node, $p_reg/s")
+  stop_all
+  dev_up 127.0.0.31
+  bench_tariff
+  bench_callee_up "$troika" "$shared" "$work" 127.0.0.31 127.0.0.32 5080 bench || die "no SIPp callee"
+  pids+=("$uas_pid")
+  AUTH_USER=caller AUTH_PASS=$caller_pw CALLEE=callee LOCAL_IP=127.0.0.33 \
+    "$shared/run_sipp.sh" calls-auth 127.0.0.31:5060 "$p_call" $((p_call * 30)) >"$work/profile-calls.out" 2>&1 &
+  sipp_run=$!
+  sleep 5
+  cpu_profile calls 127.0.0.31
+  wait "$sipp_run"
+  wait
+  profiles+=("calls: billed calls, one dev node, $p_call/s")
+  stop_all
+  cluster_up 3
+  accounts 200000
+  leader=$(cluster_status 0 | python3 -c 'import json,sys; print(json.load(sys.stdin)["cluster"]["leader_id"])')
+  "$sipload" -target 127.0.0.51:5060 -local 127.0.0.58 -port 5100 -users 200000 -phases "30s@$p_dmq" >"$work/profile-dmq.out" 2>&1 &
+  sleep 5
+  cpu_profile dmq-n1 127.0.0.51
+  [ "$leader" = n1 ] || cpu_profile "dmq-$leader" "${cips[${leader#n} - 1]}"
+  wait
+  profiles+=("dmq-n1: three nodes, REGISTERs to n1 (the leader is $leader), $p_dmq/s")
+  [ "$leader" = n1 ] || profiles+=("dmq-$leader: the same, the leader")
+  stop_all
+fi
+
 if want memory; then
   settle memory
   n=$(max_of "$bindings" "$storm")
@@ -343,6 +392,8 @@ if want memory; then
   mem="accounts=$na bindings=$nb import_s=$import_s fill_s=$fill_s rss_kib_before_bindings_n1=$rss0"
   for i in 0 1 2; do mem="$mem rss_kib_n$((i + 1))=$(rss_kib "${node_pid[$i]}")"; done
   echo "$mem"
+  # The live heap of n1 after a collection: what the memory is.
+  curl -sf -m 60 -H "Authorization: Bearer $token" "http://${cips[0]}:8080/debug/pprof/heap?gc=1" -o "$work/heap-n1.pprof"
   # A new node catching up from nothing: n3 wiped and started again.
   node_stop 2
   rm -rf "$work/cluster/n3/data"
@@ -358,12 +409,12 @@ if want memory; then
   echo "$mem"
   echo "== fsm snapshot write and restore at $bindings accounts and bindings"
   (cd "$top" && BENCH_SNAPSHOT_SIZE=$bindings go test ./fsm -run '^$' -bench '^BenchmarkSnapshot$' -benchtime 1x) | tee "$work/snapshot.out"
-  echo "== registration storm: the cluster restarted, $storm phones"
-  cluster_ready 3
-  for i in 0 1 2; do node_stop $i; done
-  for i in 0 1 2; do node_start $i; done
-  cluster_ready 3
-  "$sipload" -mode storm -target 127.0.0.51:5060 -local 127.0.0.60 -port 5100 -phones "$storm" -spread "$storm_spread" | tee "$work/storm.out"
+  [ "$storm" -gt 0 ] && echo "== registration storm: the cluster restarted, $storm phones"
+  [ "$storm" -gt 0 ] && cluster_ready 3
+  [ "$storm" -gt 0 ] && for i in 0 1 2; do node_stop $i; done
+  [ "$storm" -gt 0 ] && for i in 0 1 2; do node_start $i; done
+  [ "$storm" -gt 0 ] && cluster_ready 3
+  [ "$storm" -gt 0 ] && "$sipload" -mode storm -target 127.0.0.51:5060 -local 127.0.0.60 -port 5100 -phones "$storm" -spread "$storm_spread" | tee "$work/storm.out"
   storm_shed=""
   for i in 0 1 2; do
     storm_shed="$storm_shed n$((i + 1))=$(bench_registered "${cips[$i]}" overloaded)+$(bench_registered "${cips[$i]}" unavailable)"
