@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -294,12 +295,7 @@ func headerValue(line string) string {
 
 // loadNamed reports whether a load called name was started; c.mu held.
 func (c *Cluster) loadNamed(name string) bool {
-	for _, ld := range c.loads {
-		if ld.Name == name {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(c.loads, func(ld *Load) bool { return ld.Name == name })
 }
 
 // Progress returns how many REGISTERs SIPp has counted as successful so

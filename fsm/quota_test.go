@@ -7,13 +7,17 @@ import (
 	"testing"
 )
 
+// chunked is c reserved by chunks of chunk seconds.
+func chunked(c *StartCall, chunk int) *StartCall {
+	c.Chunk = chunk
+	return c
+}
+
 // quotaCall starts an answered call of from to number reserved by chunks
 // of chunk seconds, charging from alone.
 func quotaCall(t testing.TB, s *State, id, from, number string, chunk int) Call {
 	t.Helper()
-	c := offnet(id, from, number)
-	c.Chunk = chunk
-	mustApply(t, s, c)
+	mustApply(t, s, chunked(offnet(id, from, number), chunk))
 	return *mustApply(t, s, &AnswerCall{ID: id, ConnectAt: t0}).Call
 }
 
@@ -49,9 +53,7 @@ func TestStartCallReservesTheFirstChunk(t *testing.T) {
 	}
 	// A balance short of the first chunk gets what it buys, final at once.
 	mustApply(t, s, &Topup{Account: "1003", Amount: 500, Key: "k", Now: t0}) // 30 s on "uk" (0.001/min)
-	short := offnet("short", "1003", "4420")
-	short.Chunk = 60
-	if c := mustApply(t, s, short).Call; c.MaxDuration != 30 || !quotaOf(t, s, "short").Final {
+	if c := mustApply(t, s, chunked(offnet("short", "1003", "4420"), 60)).Call; c.MaxDuration != 30 || !quotaOf(t, s, "short").Final {
 		t.Fatalf("short first chunk: %d s, quota %+v", c.MaxDuration, quotaOf(t, s, "short"))
 	}
 }
@@ -110,14 +112,10 @@ func TestExtendCall(t *testing.T) {
 func TestExtendCallRefusals(t *testing.T) {
 	s := callState(t)
 	quotaCall(t, s, "answered", "1001", "555", 60)
-	ringing := offnet("ringing", "1001", "555")
-	ringing.Chunk = 60
-	mustApply(t, s, ringing)
+	mustApply(t, s, chunked(offnet("ringing", "1001", "555"), 60))
 	mustApply(t, s, offnet("whole", "2001", "555")) // no chunk
 	mustApply(t, s, &AnswerCall{ID: "whole", ConnectAt: t0})
-	ended := offnet("ended", "1002", "555")
-	ended.Chunk = 60
-	mustApply(t, s, ended)
+	mustApply(t, s, chunked(offnet("ended", "1002", "555"), 60))
 	mustApply(t, s, &EndCall{ID: "ended", DisconnectAt: t0, Cause: 487})
 	before := contentsOf(s)
 	for _, c := range []struct {
@@ -192,9 +190,7 @@ func TestExtendCallPostpaidAndBlocked(t *testing.T) {
 func TestExtendCallEveryCharge(t *testing.T) {
 	s := callState(t)
 	mustApply(t, s, &Topup{Account: "1002", Amount: -960_000, Key: "k", Now: t0}) // 0.04: two minutes at 0.02
-	sc := start("q", "1001", "1002")
-	sc.Chunk = 90
-	first := mustApply(t, s, sc).Call
+	first := mustApply(t, s, chunked(start("q", "1001", "1002"), 90)).Call
 	mustApply(t, s, &AnswerCall{ID: "q", ConnectAt: t0})
 	// 1002 pays whole minutes: 90 s costs 2, all it has.
 	if first.MaxDuration != 90 || first.Charges[1].Reserved != 40_000 {
@@ -214,9 +210,7 @@ func TestExtendCallEveryCharge(t *testing.T) {
 func TestQuotaCallChargedToItsEnd(t *testing.T) {
 	s := callState(t)
 	mustApply(t, s, &Topup{Account: "1002", Amount: -980_000, Key: "k", Now: t0}) // 0.02: one minute at 0.02
-	sc := start("q", "1001", "1002")
-	sc.Chunk = 90
-	c := mustApply(t, s, sc).Call
+	c := mustApply(t, s, chunked(start("q", "1001", "1002"), 90)).Call
 	if c.MaxDuration != 60 || c.Charges[0].MaxDuration != 90 || !quotaOf(t, s, "q").Final {
 		t.Fatalf("call %+v, quota %+v", c, quotaOf(t, s, "q"))
 	}
@@ -233,9 +227,7 @@ func TestQuotaCallsKeepMaxCalls(t *testing.T) {
 	mustApply(t, s, &UpdateAccount{ID: "1001", Patch: AccountPatch{MaxCalls: ptr(2)}})
 	quotaCall(t, s, "a", "1001", "555", 60)
 	quotaCall(t, s, "b", "1001", "555", 60)
-	third := offnet("c", "1001", "555")
-	third.Chunk = 60
-	if r := apply(s, third); r.Err == nil || r.Err.Code != CodeTooManyCalls {
+	if r := apply(s, chunked(offnet("c", "1001", "555"), 60)); r.Err == nil || r.Err.Code != CodeTooManyCalls {
 		t.Fatalf("third call: %v", r.Err)
 	}
 }
@@ -264,9 +256,7 @@ func TestQuotaCallsShareOneBalance(t *testing.T) {
 	live := map[string]int64{} // call -> when it is hung up (ms after t0), or 0 for "only when cut"
 	for i := range 20 {
 		id := fmt.Sprintf("c%02d", i)
-		sc := offnet(id, "1001", "555")
-		sc.Chunk = chunk
-		if r := do(sc); r.Err != nil {
+		if r := do(chunked(offnet(id, "1001", "555"), chunk)); r.Err != nil {
 			t.Fatal(r.Err)
 		}
 		do(&AnswerCall{ID: id, ConnectAt: t0})

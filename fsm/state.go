@@ -361,12 +361,7 @@ func (x *XDR) clone() XDR {
 
 // charges reports whether the xDR charges account.
 func (x *XDR) charges(account string) bool {
-	for _, c := range x.Charges {
-		if c.Account == account {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(x.Charges, func(c XDRCharge) bool { return c.Account == account })
 }
 
 func (b *Binding) clone() Binding {
