@@ -26,25 +26,16 @@ import (
 // decimals.
 func billingAPI(t *testing.T) (*Client, *fsm.State) {
 	t.Helper()
-	c, st := newTestAPI(t)
-	ctx := context.Background()
-	for _, tr := range []Tariff{
-		{ID: "out", Currency: "USD", Rates: []Rate{{PerMinute: "0.060000", ConnectFee: "0.010", FirstInterval: 1, NextInterval: 1}}},
-		{ID: "in", Currency: "USD", Rates: []Rate{{PerMinute: "0.02", FirstInterval: 60, NextInterval: 60}}},
-	} {
-		if _, err := c.PutTariff(ctx, tr); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, a := range []Account{
-		{ID: "1001", Password: testPassword, Balance: "1.00", TariffOut: "out"},
-		{ID: "1002", Password: testPassword, Balance: "1.00", TariffOut: "out", TariffIn: "in"},
-	} {
-		if _, err := c.CreateAccount(ctx, a); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return c, st
+	return newSeededAPI(t, seed{
+		Tariffs: []Tariff{
+			{ID: "out", Currency: "USD", Rates: []Rate{{PerMinute: "0.060000", ConnectFee: "0.010", FirstInterval: 1, NextInterval: 1}}},
+			{ID: "in", Currency: "USD", Rates: []Rate{{PerMinute: "0.02", FirstInterval: 60, NextInterval: 60}}},
+		},
+		Accounts: []Account{
+			{ID: "1001", Password: testPassword, Balance: "1.00", TariffOut: "out"},
+			{ID: "1002", Password: testPassword, Balance: "1.00", TariffOut: "out", TariffIn: "in"},
+		},
+	})
 }
 
 func startCall(id, from, to string, at time.Time) *fsm.StartCall {

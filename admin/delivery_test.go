@@ -12,12 +12,9 @@ import (
 // An account's service policy, static incoming delivery and follow-me list
 // are set at creation, shown, and changed or cleared by PATCH.
 func TestAccountDeliveryFields(t *testing.T) {
-	c, st := newTestAPI(t)
+	c, st := newSeededAPI(t, seed{Policies: []ServicePolicy{{ID: "easycall", Redirect: RedirectPolicy{
+		TrustedNetworks: []string{"193.148.210.22", "195.111.134.55"}, UntrustedAction: "reject"}}}})
 	ctx := context.Background()
-	if _, err := c.PutServicePolicy(ctx, ServicePolicy{ID: "easycall", Redirect: RedirectPolicy{
-		TrustedNetworks: []string{"193.148.210.22", "195.111.134.55"}, UntrustedAction: "reject"}}); err != nil {
-		t.Fatal(err)
-	}
 	static := Incoming{Mode: "static", Host: "55.55.5.6", Port: 5060, Transport: "udp"}
 	fm := []FollowMeTarget{{Target: "1002", TimeoutS: 20}, {Target: "sip:desk@pbx.example.com:5080", TimeoutS: 30}}
 	a, err := c.CreateAccount(ctx, Account{ID: "80032555939", Password: testPassword, ServicePolicy: "easycall", Incoming: static, FollowMe: fm})
@@ -64,10 +61,7 @@ func TestAccountDeliveryFields(t *testing.T) {
 }
 
 func TestAccountDeliveryBadInputNamesTheFieldAndChangesNothing(t *testing.T) {
-	c, st := newTestAPI(t)
-	if _, err := c.CreateAccount(context.Background(), Account{ID: "1001", Password: testPassword}); err != nil {
-		t.Fatal(err)
-	}
+	c, st := newSeededAPI(t, seed{Accounts: []Account{{ID: "1001", Password: testPassword}}})
 	before, _ := st.Account("1001")
 	static := `"incoming":{"mode":"static","host":"55.55.5.6","port":5060,"transport":"udp"}`
 	cases := []struct {

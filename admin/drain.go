@@ -87,11 +87,10 @@ func (r DrainRequest) options() (DrainOptions, error) {
 	return o, nil
 }
 
-func (s *Server) drain(w http.ResponseWriter, r *http.Request) error {
-	dr, ok := s.backend.(Drainer)
-	if !ok {
-		return &httpError{status: http.StatusNotImplemented, body: Error{Error: "this node cannot be drained"}}
-	}
+// noDrainer is the 501 answer of a backend that is not a Drainer.
+const noDrainer = "this node cannot be drained"
+
+func (s *Server) drain(w http.ResponseWriter, r *http.Request, dr Drainer) error {
 	var in DrainRequest
 	if r.ContentLength != 0 {
 		if err := decode(r, &in); err != nil {

@@ -43,6 +43,18 @@ func serve(t *testing.T, cfg Config, backend Backend, wrap func(net.Listener) ne
 	return ln.Addr().String()
 }
 
+// dial connects to addr over TCP; the connection is closed when the
+// test ends.
+func dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
 // readUntilClosed reads conn until the server closes it (EOF, or a reset)
 // and fails if that takes longer than within.
 func readUntilClosed(t *testing.T, conn net.Conn, r io.Reader, within time.Duration) {
@@ -71,11 +83,7 @@ func TestHTTPServerDefaults(t *testing.T) {
 // An idle keep-alive connection is closed after the idle timeout.
 func TestIdleKeepAliveConnectionIsClosed(t *testing.T) {
 	addr := serve(t, Config{Timeouts: Timeouts{Idle: 100 * time.Millisecond}}, nil, nil)
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dial(t, addr)
 	if _, err := io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: troika\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -96,11 +104,7 @@ func TestIdleKeepAliveConnectionIsClosed(t *testing.T) {
 // after the header timeout; too large headers are refused.
 func TestSlowAndLargeHeadersAreRefused(t *testing.T) {
 	addr := serve(t, Config{Timeouts: Timeouts{ReadHeader: 100 * time.Millisecond}}, nil, nil)
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dial(t, addr)
 	io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: troika\r\n")
 	readUntilClosed(t, conn, conn, 10*time.Second)
 

@@ -60,12 +60,8 @@ type DropResult struct {
 	Dropped int `json:"dropped"`
 }
 
-func (s *Server) operator() (Operator, error) {
-	if op, ok := s.backend.(Operator); ok {
-		return op, nil
-	}
-	return nil, &httpError{status: http.StatusNotImplemented, body: Error{Error: "this server's backend has no operator actions (not a troika node)"}}
-}
+// noOperator is the 501 answer of a backend that is not an Operator.
+const noOperator = "this server's backend has no operator actions (not a troika node)"
 
 // dropRegistrations answers DELETE /v1/registrations/{account}: every
 // binding of the account, or with ?contact= the one with that contact
@@ -104,11 +100,7 @@ func (s *Server) dropRegistrations(w http.ResponseWriter, r *http.Request) error
 }
 
 // hangupCall answers DELETE /v1/calls/{id}.
-func (s *Server) hangupCall(w http.ResponseWriter, r *http.Request) error {
-	op, err := s.operator()
-	if err != nil {
-		return err
-	}
+func (s *Server) hangupCall(w http.ResponseWriter, r *http.Request, op Operator) error {
 	id := r.PathValue("id")
 	c, ok := s.state.Call(id)
 	if !ok {
@@ -134,21 +126,13 @@ func (s *Server) hangupCall(w http.ResponseWriter, r *http.Request) error {
 }
 
 // authBlocks answers GET /v1/auth/blocks.
-func (s *Server) authBlocks(w http.ResponseWriter, r *http.Request) error {
-	op, err := s.operator()
-	if err != nil {
-		return err
-	}
+func (s *Server) authBlocks(w http.ResponseWriter, r *http.Request, op Operator) error {
 	writeJSON(w, http.StatusOK, op.AuthBlocks())
 	return nil
 }
 
 // unblockSource answers DELETE /v1/auth/blocks/sources/{ip}.
-func (s *Server) unblockSource(w http.ResponseWriter, r *http.Request) error {
-	op, err := s.operator()
-	if err != nil {
-		return err
-	}
+func (s *Server) unblockSource(w http.ResponseWriter, r *http.Request, op Operator) error {
 	ip, err := netip.ParseAddr(r.PathValue("ip"))
 	if err != nil {
 		return badRequest("ip", "%q is not an IP address", r.PathValue("ip"))
@@ -162,11 +146,7 @@ func (s *Server) unblockSource(w http.ResponseWriter, r *http.Request) error {
 }
 
 // unthrottleUser answers DELETE /v1/auth/blocks/users/{user}.
-func (s *Server) unthrottleUser(w http.ResponseWriter, r *http.Request) error {
-	op, err := s.operator()
-	if err != nil {
-		return err
-	}
+func (s *Server) unthrottleUser(w http.ResponseWriter, r *http.Request, op Operator) error {
 	user := r.PathValue("user")
 	if !op.UnthrottleUser(user) {
 		return notFound("throttled user", user)

@@ -60,24 +60,16 @@ type RaftChange struct {
 }
 
 func (s *Server) raftRoutes(v1 func(string, handler)) {
-	v1("GET /operator/raft/peers", s.raftPeers)
-	v1("POST /operator/raft/add-voter", s.addVoter)
-	v1("POST /operator/raft/remove-peer", s.removePeer)
+	v1("GET /operator/raft/peers", backendPart(s, noRaftOperator, s.raftPeers))
+	v1("POST /operator/raft/add-voter", backendPart(s, noRaftOperator, changeRaft[AddVoterRequest](s, "raft: voter added")))
+	v1("POST /operator/raft/remove-peer", backendPart(s, noRaftOperator, changeRaft[RemovePeerRequest](s, "raft: member removed")))
 }
 
-func (s *Server) raftOperator() (RaftOperator, error) {
-	op, ok := s.backend.(RaftOperator)
-	if !ok {
-		return nil, &httpError{status: http.StatusNotImplemented, body: Error{Error: "this node cannot change the raft configuration"}}
-	}
-	return op, nil
-}
+// noRaftOperator is the 501 answer of a backend that is not a
+// RaftOperator.
+const noRaftOperator = "this node cannot change the raft configuration"
 
-func (s *Server) raftPeers(w http.ResponseWriter, r *http.Request) error {
-	op, err := s.raftOperator()
-	if err != nil {
-		return err
-	}
+func (s *Server) raftPeers(w http.ResponseWriter, r *http.Request, op RaftOperator) error {
 	peers, err := op.RaftPeers(r.Context())
 	if err != nil {
 		return err
@@ -86,56 +78,73 @@ func (s *Server) raftPeers(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) addVoter(w http.ResponseWriter, r *http.Request) error {
-	op, err := s.raftOperator()
-	if err != nil {
-		return err
-	}
-	var in AddVoterRequest
-	if err := decode(r, &in); err != nil {
-		return err
-	}
+// raftChangeRequest is the body of a request that changes the raft
+// members (AddVoterRequest, RemovePeerRequest).
+type raftChangeRequest interface {
+	// check answers a bad request for a body that lacks a field.
+	check() error
+	// apply asks op for the change and returns what happened.
+	apply(ctx context.Context, op RaftOperator) (string, error)
+	// logAttrs are what the log line of the change says of it.
+	logAttrs() []any
+}
+
+func (in AddVoterRequest) check() error {
 	if in.ID == "" {
 		return badRequest("id", "the new voter's node_id is required")
 	}
 	if in.Addr == "" {
 		return badRequest("addr", "the new voter's cluster address (host:port of its cluster.bind or cluster.advertise) is required")
 	}
-	msg, err := op.AddVoter(r.Context(), in.ID, in.Addr, in.Force)
-	if err != nil {
-		return refusedError(err)
-	}
-	s.cfg.Logger.Warn("raft: voter added", "token", TokenName(r.Context()), "id", in.ID, "addr", in.Addr, "force", in.Force)
-	return s.raftChanged(w, r, op, msg)
+	return nil
 }
 
-func (s *Server) removePeer(w http.ResponseWriter, r *http.Request) error {
-	op, err := s.raftOperator()
-	if err != nil {
-		return err
-	}
-	var in RemovePeerRequest
-	if err := decode(r, &in); err != nil {
-		return err
-	}
+func (in AddVoterRequest) apply(ctx context.Context, op RaftOperator) (string, error) {
+	return op.AddVoter(ctx, in.ID, in.Addr, in.Force)
+}
+
+func (in AddVoterRequest) logAttrs() []any {
+	return []any{"id", in.ID, "addr", in.Addr, "force", in.Force}
+}
+
+func (in RemovePeerRequest) check() error {
 	if in.ID == "" {
 		return badRequest("id", "the node_id of the member to remove is required")
 	}
-	msg, err := op.RemovePeer(r.Context(), in.ID, in.Force)
-	if err != nil {
-		return refusedError(err)
-	}
-	s.cfg.Logger.Warn("raft: member removed", "token", TokenName(r.Context()), "id", in.ID, "force", in.Force)
-	return s.raftChanged(w, r, op, msg)
+	return nil
 }
 
-func (s *Server) raftChanged(w http.ResponseWriter, r *http.Request, op RaftOperator, msg string) error {
-	peers, err := op.RaftPeers(r.Context())
-	if err != nil {
-		peers = []RaftPeer{}
+func (in RemovePeerRequest) apply(ctx context.Context, op RaftOperator) (string, error) {
+	return op.RemovePeer(ctx, in.ID, in.Force)
+}
+
+func (in RemovePeerRequest) logAttrs() []any { return []any{"id", in.ID, "force", in.Force} }
+
+// changeRaft is the handler of a change of the raft members whose body is
+// a T: the change is checked, made (a *Refused answers as refusedError
+// says), logged at WARN as done with the token that asked, and answered
+// with what happened and the members after it.
+func changeRaft[T raftChangeRequest](s *Server, done string) func(http.ResponseWriter, *http.Request, RaftOperator) error {
+	return func(w http.ResponseWriter, r *http.Request, op RaftOperator) error {
+		var in T
+		if err := decode(r, &in); err != nil {
+			return err
+		}
+		if err := in.check(); err != nil {
+			return err
+		}
+		msg, err := in.apply(r.Context(), op)
+		if err != nil {
+			return refusedError(err)
+		}
+		s.cfg.Logger.Warn(done, append([]any{"token", TokenName(r.Context())}, in.logAttrs()...)...)
+		peers, err := op.RaftPeers(r.Context())
+		if err != nil {
+			peers = []RaftPeer{}
+		}
+		writeJSON(w, http.StatusOK, RaftChange{Message: msg, Peers: peers})
+		return nil
 	}
-	writeJSON(w, http.StatusOK, RaftChange{Message: msg, Peers: peers})
-	return nil
 }
 
 // RaftPeers lists the members of the raft configuration.

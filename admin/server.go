@@ -121,13 +121,13 @@ func (s *Server) routes() {
 	v1("DELETE /registrations/{account}", s.dropRegistrations)
 	v1("GET /calls", s.listCalls)
 	v1("GET /calls/{id}", s.getCall)
-	v1("DELETE /calls/{id}", s.hangupCall)
-	v1("GET /auth/blocks", s.authBlocks)
-	v1("DELETE /auth/blocks/sources/{ip}", s.unblockSource)
-	v1("DELETE /auth/blocks/users/{user}", s.unthrottleUser)
+	v1("DELETE /calls/{id}", backendPart(s, noOperator, s.hangupCall))
+	v1("GET /auth/blocks", backendPart(s, noOperator, s.authBlocks))
+	v1("DELETE /auth/blocks/sources/{ip}", backendPart(s, noOperator, s.unblockSource))
+	v1("DELETE /auth/blocks/users/{user}", backendPart(s, noOperator, s.unthrottleUser))
 	v1("GET /xdrs", s.listXDRs)
 	v1("GET /cluster", s.clusterStatus)
-	v1("POST /cluster/drain", s.drain)
+	v1("POST /cluster/drain", backendPart(s, noDrainer, s.drain))
 	v1("GET /log-level", s.logLevel)
 	v1("PUT /log-level", s.setLogLevel)
 	s.snapshotRoutes(v1) // snapshot.go
@@ -327,6 +327,20 @@ func (s *Server) propose(r *http.Request, cmd fsm.Command) (fsm.Result, error) {
 	return res, nil
 }
 
+// backendPart is the handler of an endpoint that needs a part of the
+// Backend that not every backend has (a P: Operator, RaftOperator,
+// Snapshots, Drainer): h serves the request with the backend as a P, and
+// a backend that is not one answers 501 with missing.
+func backendPart[P any](s *Server, missing string, h func(http.ResponseWriter, *http.Request, P) error) handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		part, ok := s.backend.(P)
+		if !ok {
+			return &httpError{status: http.StatusNotImplemented, body: Error{Error: missing}}
+		}
+		return h(w, r, part)
+	}
+}
+
 func notFound(what, id string) error {
 	return &httpError{status: http.StatusNotFound, body: Error{Error: fmt.Sprintf("no %s %s", what, id)}}
 }
@@ -358,14 +372,7 @@ func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return invalid(err)
 	}
-	res, err := s.propose(r, &fsm.CreateAccount{Account: a, Now: s.now()})
-	if err != nil {
-		return err
-	}
-	out := s.accountView(*res.Account)
-	out.Password = gen
-	writeJSON(w, http.StatusCreated, out)
-	return nil
+	return s.proposeAccount(w, r, &fsm.CreateAccount{Account: a, Now: s.now()}, http.StatusCreated, gen)
 }
 
 func (s *Server) importAccounts(w http.ResponseWriter, r *http.Request) error {
@@ -428,13 +435,20 @@ func (s *Server) updateAccount(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return invalid(err)
 	}
-	res, err := s.propose(r, &fsm.UpdateAccount{ID: id, Patch: p})
+	return s.proposeAccount(w, r, &fsm.UpdateAccount{ID: id, Patch: p}, http.StatusOK, gen)
+}
+
+// proposeAccount proposes cmd, which writes one account, and answers
+// with status and the account as written, holding password (one the API
+// generated; "": none).
+func (s *Server) proposeAccount(w http.ResponseWriter, r *http.Request, cmd fsm.Command, status int, password string) error {
+	res, err := s.propose(r, cmd)
 	if err != nil {
 		return err
 	}
 	out := s.accountView(*res.Account)
-	out.Password = gen
-	writeJSON(w, http.StatusOK, out)
+	out.Password = password
+	writeJSON(w, status, out)
 	return nil
 }
 

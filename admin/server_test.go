@@ -35,6 +35,40 @@ func newTestAPI(t *testing.T) (*Client, *fsm.State) {
 	return NewClient(hs.URL, token), st
 }
 
+// seed is what a test API starts with, created in this order (a
+// connection names its vendor, an account its tariffs and policy).
+type seed struct {
+	Tariffs     []Tariff
+	Policies    []ServicePolicy
+	Accounts    []Account
+	Vendors     []Vendor
+	Connections []Connection
+}
+
+// newSeededAPI is newTestAPI with what sd holds already created.
+func newSeededAPI(t *testing.T, sd seed) (*Client, *fsm.State) {
+	t.Helper()
+	c, st := newTestAPI(t)
+	ctx := context.Background()
+	createAll(t, ctx, c.PutTariff, sd.Tariffs)
+	createAll(t, ctx, c.PutServicePolicy, sd.Policies)
+	createAll(t, ctx, c.CreateAccount, sd.Accounts)
+	createAll(t, ctx, c.PutVendor, sd.Vendors)
+	createAll(t, ctx, c.PutConnection, sd.Connections)
+	return c, st
+}
+
+// createAll creates each of items with create, failing the test at the
+// first error.
+func createAll[T any](t *testing.T, ctx context.Context, create func(context.Context, T) (T, error), items []T) {
+	t.Helper()
+	for _, item := range items {
+		if _, err := create(ctx, item); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // doRequest sends a request outside the Client, with the bearer token tok
 // ("" for none), and returns the response.
 func doRequest(t *testing.T, base, tok, method, path, body string) *http.Response {

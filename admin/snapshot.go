@@ -88,18 +88,13 @@ const (
 )
 
 func (s *Server) snapshotRoutes(v1 func(string, handler)) {
-	v1("POST /snapshot/save", s.saveSnapshot)
+	v1("POST /snapshot/save", backendPart(s, noSnapshots, s.saveSnapshot))
 	// The body of a restore is a whole backup file: no 8 MiB limit.
-	s.mux.Handle("POST /v1/snapshot/restore", s.authedLimit(ScopeAdmin, maxRestoreBody, s.restoreSnapshot))
+	s.mux.Handle("POST /v1/snapshot/restore", s.authedLimit(ScopeAdmin, maxRestoreBody, backendPart(s, noSnapshots, s.restoreSnapshot)))
 }
 
-func (s *Server) snapshots() (Snapshots, error) {
-	sn, ok := s.backend.(Snapshots)
-	if !ok {
-		return nil, &httpError{status: http.StatusNotImplemented, body: Error{Error: "this node cannot save or restore snapshots"}}
-	}
-	return sn, nil
-}
+// noSnapshots is the 501 answer of a backend that is not a Snapshots.
+const noSnapshots = "this node cannot save or restore snapshots"
 
 // flagParams reads optional boolean query parameters; the request may
 // have no others.
@@ -126,11 +121,7 @@ func flagParams(r *http.Request, names ...string) (map[string]bool, error) {
 	return out, nil
 }
 
-func (s *Server) saveSnapshot(w http.ResponseWriter, r *http.Request) error {
-	sn, err := s.snapshots()
-	if err != nil {
-		return err
-	}
+func (s *Server) saveSnapshot(w http.ResponseWriter, r *http.Request, sn Snapshots) error {
 	flags, err := flagParams(r, "stale")
 	if err != nil {
 		return err
@@ -165,11 +156,7 @@ func (s *Server) saveSnapshot(w http.ResponseWriter, r *http.Request) error {
 //
 //	restored: SUMMARY    done
 //	error: MESSAGE       it stopped (MESSAGE says what happened and what to do)
-func (s *Server) restoreSnapshot(w http.ResponseWriter, r *http.Request) error {
-	sn, err := s.snapshots()
-	if err != nil {
-		return err
-	}
+func (s *Server) restoreSnapshot(w http.ResponseWriter, r *http.Request, sn Snapshots) error {
 	flags, err := flagParams(r, "force")
 	if err != nil {
 		return err

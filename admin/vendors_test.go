@@ -18,22 +18,13 @@ import (
 // from 203.0.113.0/24 translating s/^00/+/; s/^\+44/44/.
 func vendorAPI(t *testing.T) (*Client, *fsm.State) {
 	t.Helper()
-	c, st := newTestAPI(t)
-	ctx := context.Background()
-	if _, err := c.PutTariff(ctx, Tariff{ID: "cost", Currency: "USD", Rates: []Rate{{PerMinute: "0.005"}}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.CreateAccount(ctx, Account{ID: "44123", Password: testPassword}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.PutVendor(ctx, Vendor{ID: "carrier1", Name: "Carrier One", Username: "carrier1", Password: "S3cret-vendor"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.PutConnection(ctx, Connection{ID: "c1", Vendor: "carrier1", RemoteIPs: []string{"203.0.113.0/24"}, Tariff: "cost",
-		Translation: Translation{CLD: `s/^00/+/; s/^\+44/44/`}}); err != nil {
-		t.Fatal(err)
-	}
-	return c, st
+	return newSeededAPI(t, seed{
+		Tariffs:  []Tariff{{ID: "cost", Currency: "USD", Rates: []Rate{{PerMinute: "0.005"}}}},
+		Accounts: []Account{{ID: "44123", Password: testPassword}},
+		Vendors:  []Vendor{{ID: "carrier1", Name: "Carrier One", Username: "carrier1", Password: "S3cret-vendor"}},
+		Connections: []Connection{{ID: "c1", Vendor: "carrier1", RemoteIPs: []string{"203.0.113.0/24"}, Tariff: "cost",
+			Translation: Translation{CLD: `s/^00/+/; s/^\+44/44/`}}},
+	})
 }
 
 // The password is stored but never shown; has_password says whether there

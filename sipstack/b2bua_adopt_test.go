@@ -96,7 +96,7 @@ type orphan struct {
 func orphanedCall(t *testing.T, balance int64) orphan {
 	t.Helper()
 	o := orphan{st: callState(t, balance), clock: &testkit.Clock{}, ip: testIP()}
-	o.port = freePort(t, o.ip)
+	o.port = testkit.FreePort(t, o.ip)
 	o.server = fmt.Sprintf("%s:%d", o.ip, o.port)
 	_, stopA := nodeOn(t, o.st, o.clock, "a", o.ip, o.port)
 	o.callee = newEndpoint(t, "127.0.0.1")
@@ -205,7 +205,7 @@ func TestForgetMoved(t *testing.T) {
 	postpaid, limit := fsm.Postpaid, int64(100_000_000_000) // three 4 h calls at once: a prepaid call holds the whole balance
 	testkit.MustApply(t, st, &fsm.UpdateAccount{ID: "2001", Patch: fsm.AccountPatch{Billing: &postpaid, CreditLimit: &limit}})
 	ip := testIP()
-	port := freePort(t, ip)
+	port := testkit.FreePort(t, ip)
 	server := fmt.Sprintf("%s:%d", ip, port)
 	a, _ := nodeOn(t, st, &testkit.Clock{}, "a", ip, port)
 	callee := newEndpoint(t, "127.0.0.1")

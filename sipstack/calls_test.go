@@ -26,7 +26,7 @@ func TestCallThroughAlias(t *testing.T) {
 	t.Parallel()
 	st := callState(t, 100_000_000)
 	aliasIP := testIP()
-	aliasPort := freePort(t, aliasIP)
+	aliasPort := testkit.FreePort(t, aliasIP)
 	testkit.MustApply(t, st, &fsm.PutAlias{Alias: fsm.Alias{IP: aliasIP, Ports: fsm.AliasPorts{UDP: []int{aliasPort}}}})
 	ts := startServer(t, st, func(c *Config) { c.ServeAliases = true })
 	aliasAddr := fmt.Sprintf("%s:%d", aliasIP, aliasPort)

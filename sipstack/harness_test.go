@@ -53,26 +53,6 @@ func testIP() string {
 	return fmt.Sprintf("127.0.%d.%d", 83+n/250, 1+n%250)
 }
 
-// freePort returns a port free for both UDP and TCP on ip.
-func freePort(t testing.TB, ip string) int {
-	t.Helper()
-	for i := 0; i < 50; i++ {
-		pc, err := net.ListenPacket("udp", ip+":0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := pc.LocalAddr().(*net.UDPAddr).Port
-		l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
-		pc.Close()
-		if err == nil {
-			l.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
 type testServer struct {
 	*Server
 	ip    string

@@ -83,7 +83,7 @@ func TestKeepaliveFromAliasSocket(t *testing.T) {
 	t.Parallel()
 	st := newTestState(t, false)
 	aliasIP := testIP()
-	aliasPort := freePort(t, aliasIP)
+	aliasPort := testkit.FreePort(t, aliasIP)
 	testkit.MustApply(t, st, &fsm.PutAlias{Alias: fsm.Alias{IP: aliasIP, Ports: fsm.AliasPorts{UDP: []int{aliasPort}}}})
 	ts := startServer(t, st, func(c *Config) {
 		c.ServeAliases = true
@@ -94,7 +94,7 @@ func TestKeepaliveFromAliasSocket(t *testing.T) {
 	testkit.WaitFor(t, 5*time.Second, "the alias socket", func() bool { return contains(ts.Sockets(), "udp:"+alias) })
 
 	phoneIP := testIP()
-	phonePort := freePort(t, phoneIP)
+	phonePort := testkit.FreePort(t, phoneIP)
 	sippRegister(t, alias, phoneIP, phonePort, "1001")
 	bs := st.Bindings("1001", ts.clock.Now().UnixMilli())
 	if len(bs) != 1 || bs[0].Ingress != "udp:"+alias {
@@ -178,7 +178,7 @@ func TestKeepaliveMarksUnreachable(t *testing.T) {
 	})
 	server := ts.addr(t, "udp", ts.ip)
 	phoneIP := testIP()
-	phonePort := freePort(t, phoneIP)
+	phonePort := testkit.FreePort(t, phoneIP)
 	sippRegister(t, server, phoneIP, phonePort, "1001")
 	log, stop := startSIPpUAS(t, "testdata/options_uas.xml", phoneIP, phonePort)
 
@@ -427,7 +427,7 @@ func BenchmarkKeepalivePings(b *testing.B) {
 	})
 	server := ts.addr(b, "udp", ts.ip)
 	phoneIP := testIP()
-	phonePort := freePort(b, phoneIP)
+	phonePort := testkit.FreePort(b, phoneIP)
 	phone := net.JoinHostPort(phoneIP, strconv.Itoa(phonePort))
 	now := ts.clock.Now().UnixMilli()
 	for i := range n {
@@ -500,7 +500,7 @@ func TestKeepaliveBaresip(t *testing.T) {
 			t.Parallel()
 			st := newTestState(t, false)
 			aliasIP := testIP()
-			port := freePort(t, aliasIP)
+			port := testkit.FreePort(t, aliasIP)
 			testkit.MustApply(t, st, &fsm.PutAlias{Alias: fsm.Alias{IP: aliasIP, Ports: fsm.AliasPorts{UDP: []int{port}, TCP: []int{port}}}})
 			ts := startServer(t, st, func(c *Config) {
 				c.ServeAliases = true

@@ -60,7 +60,7 @@ func newRedirectEnv(t *testing.T, pol fsm.RedirectPolicy, acct func(*fsm.Account
 	putTariff(t, st, "out", rateOut)
 	testkit.MustApply(t, st, &fsm.PutServicePolicy{Policy: fsm.ServicePolicy{ID: "easycall", Redirect: pol}})
 	rsIP := testIP()
-	rsPort := freePort(t, rsIP)
+	rsPort := testkit.FreePort(t, rsIP)
 	a := fsm.Account{ID: easyCall, Credentials: testkit.Creds(easyCall, "pw"+easyCall), Billing: fsm.Prepaid, Balance: 50_000_000, TariffIn: "in",
 		TariffOut: "out", ServicePolicy: "easycall", Incoming: fsm.Incoming{Mode: fsm.DeliverStatic, Host: rsIP, Port: rsPort, Transport: "udp"}}
 	if acct != nil {
@@ -156,7 +156,7 @@ func loopbackIsPublic(c *Config) {
 // pbx is a SIPp callee on a fresh loopback address.
 func pbx(t *testing.T) (addr string, log func() string) {
 	ip := testIP()
-	port := freePort(t, ip)
+	port := testkit.FreePort(t, ip)
 	return joinHP(ip, port), sippUAS(t, ip, port)
 }
 
@@ -207,7 +207,7 @@ func TestSIPpRedirectServer(t *testing.T) {
 	sipptest.Need(t)
 	t.Parallel()
 	pbx1IP, pbx2IP := testIP(), testIP()
-	pbx1Port, pbx2Port := freePort(t, pbx1IP), freePort(t, pbx2IP)
+	pbx1Port, pbx2Port := testkit.FreePort(t, pbx1IP), testkit.FreePort(t, pbx2IP)
 	e := newRedirectEnv(t, fsm.RedirectPolicy{TrustedNetworks: []string{pbx1IP, pbx2IP}, UntrustedAction: billing.RejectRedirect}, nil, nil)
 	targets := []string{fmt.Sprintf("sip:12035554433@%s:%d", pbx1IP, pbx1Port), fmt.Sprintf("sip:12065551201@%s:%d", pbx2IP, pbx2Port)}
 	rsLog := e.sippRedirector(t, targets...)
@@ -388,7 +388,7 @@ func TestRedirectLoops(t *testing.T) {
 	t.Run("between two redirect servers", func(t *testing.T) {
 		t.Parallel()
 		rs2IP := testIP()
-		rs2Port := freePort(t, rs2IP)
+		rs2Port := testkit.FreePort(t, rs2IP)
 		e := newRedirectEnv(t, fsm.RedirectPolicy{UntrustedAction: billing.RejectRedirect}, nil, nil)
 		rsIP, _ := e.rsIPPort()
 		e.setPolicy(t, fsm.RedirectPolicy{TrustedNetworks: []string{rsIP, rs2IP}, UntrustedAction: billing.RejectRedirect})
@@ -439,7 +439,7 @@ func TestSIPpRedirectTrustedDomain(t *testing.T) {
 	sipptest.Need(t)
 	t.Parallel()
 	e := newRedirectEnv(t, fsm.RedirectPolicy{TrustedNetworks: []string{"localhost"}, UntrustedAction: billing.RejectRedirect}, nil, nil)
-	port := freePort(t, "127.0.0.1")
+	port := testkit.FreePort(t, "127.0.0.1")
 	targets := []string{fmt.Sprintf("sip:12035554433@127.0.0.1:%d", port), fmt.Sprintf("sip:12065551201@localhost:%d", port)}
 	e.sippRedirector(t, targets...)
 	uas := sippUAS(t, "127.0.0.1", port)

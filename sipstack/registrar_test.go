@@ -332,7 +332,7 @@ func TestAuthRateLimit(t *testing.T) {
 	}
 	// The phones above all come from 127.0.0.1; a phone on another address
 	// is served.
-	other := freePort(t, "127.0.0.2")
+	other := testkit.FreePort(t, "127.0.0.2")
 	c, err := net.ListenPacket("udp", "127.0.0.2:"+itoa(other))
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/troika-sip/troika/fsm"
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
 // The ownership feed: ServeAddress opens an address's sockets (main ports
@@ -33,7 +34,7 @@ func TestServeAddressFeed(t *testing.T) {
 	}
 
 	alias := testIP()
-	port := freePort(t, alias)
+	port := testkit.FreePort(t, alias)
 	if err := ts.ServeAddress(alias, &fsm.AliasPorts{UDP: []int{port}}); err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +42,7 @@ func TestServeAddressFeed(t *testing.T) {
 		t.Fatalf("alias sockets: %v", ts.Sockets())
 	}
 	// New ports: the old extra socket closes, the new one opens.
-	port2 := freePort(t, alias)
+	port2 := testkit.FreePort(t, alias)
 	if err := ts.ServeAddress(alias, &fsm.AliasPorts{TCP: []int{port2}}); err != nil {
 		t.Fatal(err)
 	}

@@ -187,7 +187,7 @@ func TestSIPpCallBilling(t *testing.T) {
 			srv := ts.addr(t, "udp", ts.ip)
 
 			uasIP := testIP()
-			uasPort := freePort(t, uasIP)
+			uasPort := testkit.FreePort(t, uasIP)
 			sippRegister(t, srv, uasIP, uasPort, "3002")
 			if bs := st.Bindings("3002", time.Now().UnixMilli()); len(bs) != 1 || bs[0].Source != fmt.Sprintf("%s:%d", uasIP, uasPort) {
 				t.Fatalf("callee bindings %+v", bs)
@@ -275,7 +275,7 @@ func TestSIPpConcurrentPrepaid(t *testing.T) {
 	})
 	srv := ts.addr(t, "udp", ts.ip)
 	uasIP := testIP()
-	uasPort := freePort(t, uasIP)
+	uasPort := testkit.FreePort(t, uasIP)
 	uasAddr := fmt.Sprintf("%s:%d", uasIP, uasPort)
 	bind(t, st, "5002", "sip:5002@"+uasAddr, uasAddr, "udp:"+srv)
 	sippUAS(t, uasIP, uasPort)
@@ -316,7 +316,7 @@ func TestSIPpStaticDelivery(t *testing.T) {
 	t.Parallel()
 	st := callState(t, 100_000_000)
 	uasIP := testIP()
-	uasPort := freePort(t, uasIP)
+	uasPort := testkit.FreePort(t, uasIP)
 	testkit.MustApply(t, st, &fsm.UpdateAccount{ID: "2002", Patch: fsm.AccountPatch{
 		Incoming: &fsm.Incoming{Mode: fsm.DeliverStatic, Host: uasIP, Port: uasPort, Transport: "udp"}}})
 	ts := startServer(t, st, md5Only)

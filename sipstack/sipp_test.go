@@ -40,7 +40,7 @@ func TestSIPpRegisterMainAndAlias(t *testing.T) {
 		testkit.MustApply(t, st, &fsm.CreateAccount{Now: 1, Account: fsm.Account{ID: id, Credentials: testkit.Creds(id, "pw"+id), Billing: fsm.Prepaid, TariffOut: "std"}})
 	}
 	aliasIP := testIP()
-	aliasPort := freePort(t, aliasIP)
+	aliasPort := testkit.FreePort(t, aliasIP)
 	testkit.MustApply(t, st, &fsm.PutAlias{Alias: fsm.Alias{IP: aliasIP, Ports: fsm.AliasPorts{UDP: []int{aliasPort}}}})
 	// SIPp 3.6 reads only the first WWW-Authenticate and knows only MD5:
 	// it fails on the default order (SHA-256 first).

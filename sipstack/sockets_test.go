@@ -37,7 +37,7 @@ func TestAliasSocketsReconcile(t *testing.T) {
 		c.AliasRetry = 50 * time.Millisecond
 	})
 	aliasIP := testIP()
-	port := freePort(t, aliasIP)
+	port := testkit.FreePort(t, aliasIP)
 	testkit.MustApply(t, st, &fsm.PutAlias{Alias: fsm.Alias{IP: aliasIP, Ports: fsm.AliasPorts{UDP: []int{port}, TCP: []int{port}, TLS: []int{port + 1}}}})
 	extra := fmt.Sprintf("udp:%s:%d", aliasIP, port)
 	testkit.WaitFor(t, 5*time.Second, "alias sockets", func() bool { return len(socketsOn(ts, aliasIP)) == 4 })
@@ -59,7 +59,7 @@ func TestAliasSocketsReconcile(t *testing.T) {
 	}
 
 	// Changing the ports closes the old extra socket and opens the new.
-	port2 := freePort(t, aliasIP)
+	port2 := testkit.FreePort(t, aliasIP)
 	testkit.MustApply(t, st, &fsm.PutAlias{Alias: fsm.Alias{IP: aliasIP, Ports: fsm.AliasPorts{UDP: []int{port2}}}})
 	testkit.WaitFor(t, 5*time.Second, "alias ports change", func() bool {
 		return len(socketsOn(ts, aliasIP)) == 3 && contains(ts.Sockets(), fmt.Sprintf("udp:%s:%d", aliasIP, port2))

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/troika-sip/troika/internal/testkit"
 )
 
 // svwar (SIPVicious) cannot tell the existing extensions 1001 and 1005
@@ -44,7 +46,7 @@ func TestSvwarFindsNothing(t *testing.T) {
 	}
 	for _, sc := range scans {
 		before := ts.counter("troika_sip_requests_total")
-		args := append([]string{"-m", sc.method, "-b", "127.0.0.1", "-P", strconv.Itoa(freePort(t, "127.0.0.1")),
+		args := append([]string{"-m", sc.method, "-b", "127.0.0.1", "-P", strconv.Itoa(testkit.FreePort(t, "127.0.0.1")),
 			"-p", port, "-t", "0.02"}, sc.guess...)
 		if sc.force {
 			args = append(args, "--force")

@@ -124,7 +124,7 @@ func TestSIPpVendorCall(t *testing.T) {
 	vendorIP := testIP()
 	st, ts, srv := vendorSwitch(t, vendorIP, "")
 	uasIP := testIP()
-	uasPort := freePort(t, uasIP)
+	uasPort := testkit.FreePort(t, uasIP)
 	sippRegister(t, srv, uasIP, uasPort, "44123")
 	uasLog := sippUAS(t, uasIP, uasPort)
 

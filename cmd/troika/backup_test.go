@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,29 +25,9 @@ import (
 // "Replace a dead server") on clusters of troika processes on 127.0.0.1,
 // with free ports for every socket (so they run beside other tests).
 
-// freeSIPPort is a port free for both UDP and TCP on 127.0.0.1.
-func freeSIPPort(t *testing.T) int {
-	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
-	}
-	t.Fatal("no port free for both UDP and TCP")
-	return 0
-}
-
 // newOpNode picks the ports of node id, all on 127.0.0.1.
 func newOpNode(t *testing.T, dir, id string) *testNode {
-	return newTestNode(t, dir, id, "127.0.0.1", freeSIPPort(t))
+	return newTestNode(t, dir, id, "127.0.0.1", testkit.FreePort(t, "127.0.0.1"))
 }
 
 // opCluster writes the configurations of a static cluster of the given

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/troika-sip/troika/admin"
 )
 
 // registrationDropCmd is `registration drop ACCOUNT [--contact URI]`.
@@ -59,11 +61,7 @@ func authCmd(api *apiFlags) *cobra.Command {
 		Use:   "blocks",
 		Short: "List the sources blocked after failed authentications and the user names whose guesses are used up",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			b, err := api.client().AuthBlocks(cmd.Context())
-			if err != nil {
-				return err
-			}
+		RunE: reading(api, (*admin.Client).AuthBlocks, func(b admin.AuthBlocks) error {
 			return show(api, b, []string{"KIND", "WHO", "UNTIL"}, func(add func(cols ...any)) {
 				for _, s := range b.Sources {
 					add("source", s.Source, s.Until)
@@ -72,7 +70,7 @@ func authCmd(api *apiFlags) *cobra.Command {
 					add("user", u.User, u.RetryAt)
 				}
 			})
-		},
+		}),
 	}
 	var source, user string
 	unblock := &cobra.Command{

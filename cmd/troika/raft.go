@@ -44,13 +44,7 @@ func listPeersCmd(api *apiFlags) *cobra.Command {
 		Use:   "list-peers",
 		Short: "List the raft members with their gossip state (alive, suspect, dead, left, unknown)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			peers, err := api.client().RaftPeers(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return peersTable(api, peers)
-		},
+		RunE:  reading(api, (*admin.Client).RaftPeers, func(peers []admin.RaftPeer) error { return peersTable(api, peers) }),
 	}
 }
 

@@ -25,6 +25,18 @@ func (tb table[T]) show(api *apiFlags, v any, items ...T) error {
 	})
 }
 
+// reading is the RunE of a command that reads a T from the node at --api
+// with read and prints it with print.
+func reading[T any](api *apiFlags, read func(*admin.Client, context.Context) (T, error), print func(T) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		v, err := read(api.client(), cmd.Context())
+		if err != nil {
+			return err
+		}
+		return print(v)
+	}
+}
+
 // resourceCmds makes the subcommands that every kind the API manages
 // (accounts, tariffs, aliases, service policies, vendors, connections)
 // has in the same shape: create or replace, get, list, delete.
@@ -76,13 +88,7 @@ func (rc resourceCmds[T]) get(short string, read func(*admin.Client, context.Con
 func (rc resourceCmds[T]) list(short string, read func(*admin.Client, context.Context) ([]T, error)) *cobra.Command {
 	return &cobra.Command{
 		Use: "list", Short: short, Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			out, err := read(rc.api.client(), cmd.Context())
-			if err != nil {
-				return err
-			}
-			return rc.table.show(rc.api, out, out...)
-		},
+		RunE: reading(rc.api, read, func(out []T) error { return rc.table.show(rc.api, out, out...) }),
 	}
 }
 
@@ -106,13 +112,8 @@ func listByAccount[T any](api *apiFlags, short, accountHelp string, tb table[T],
 	var account string
 	list := &cobra.Command{
 		Use: "list", Short: short, Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			out, err := read(api.client(), cmd.Context(), account)
-			if err != nil {
-				return err
-			}
-			return tb.show(api, out, out...)
-		},
+		RunE: reading(api, func(c *admin.Client, ctx context.Context) ([]T, error) { return read(c, ctx, account) },
+			func(out []T) error { return tb.show(api, out, out...) }),
 	}
 	list.Flags().StringVar(&account, "account", "", accountHelp)
 	return list

@@ -1,8 +1,9 @@
 // Package testkit holds what troika's tests share: a write path that
 // applies commands to a local fsm.State as a one-node cluster would
 // (Store), MustApply, waiting on a condition with a deadline (WaitFor,
-// Holds), an adjustable clock, Prometheus readings (Metric, ParseMetrics), and the troika binary
-// built once per test run (Binary).
+// Holds), an adjustable clock, Prometheus readings (Metric, ParseMetrics), a
+// port free for both UDP and TCP (FreePort), and the troika binary built
+// once per test run (Binary).
 //
 // Only tests import it, and the chaos harness and command (tools that
 // drive real processes, never part of the troika binary).
