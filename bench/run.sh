@@ -442,6 +442,11 @@ if [ -z "${BENCH_OUT:-}" ]; then
   k=2
   while [ -e "$out" ]; do out=$top/bench/results/$date-$k.md; k=$((k + 1)); done
 fi
+profdir=${out%.md}-profiles
+if [ ${#profiles[@]} -gt 0 ] || [ -s "$work/heap-n1.pprof" ]; then
+  mkdir -p "$profdir"
+  cp "$work"/profile-*.pprof "$work"/heap-n1.pprof "$profdir"/ 2>/dev/null
+fi
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 {
   echo "# Benchmarks, $(date '+%F %H:%M %Z'): troika $rev"
@@ -494,6 +499,27 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
   if [ -s "$work/storm.out" ]; then
     l=$(cat "$work/storm.out")
     echo "Registration storm: the three nodes restarted, then $(field "$l" phones) phones (first REGISTERs spread over $(field "$l" spread_s) s, RFC 3261 retransmissions, then RFC 5626 back-off or Retry-After): $(field "$l" registered) held a binding after $(field "$l" time_all_s) s, $(field "$l" given_up) had given up (no binding by sipload's deadline, 15 min); 503 answers $(field "$l" s503) (per node, shed as overloaded + refused for want of the cluster:${storm_shed:-}), transaction timeouts $(field "$l" timeouts), back-offs $(field "$l" backoffs), most attempts by one phone $(field "$l" max_attempts), retransmissions $(field "$l" retrans)."
+    echo
+  fi
+  if [ ${#profiles[@]} -gt 0 ]; then
+    echo "CPU profiles${pair_flag[profile]:-} (load before: ${pair_load[profile]:-}), 20 s each under a steady load; the files are in $(basename "$profdir")/ (\`go tool pprof -top troika FILE\`):"
+    echo
+    for p in "${profiles[@]}"; do
+      name=${p%%:*}
+      echo "- $p; what the load generator saw: $(tail -1 "$work/profile-${name%%-*}.out" 2>/dev/null | cut -c1-200)"
+      echo
+      echo '```'
+      go tool pprof -top -nodecount=12 "$work/troika" "$work/profile-$name.pprof" 2>/dev/null | sed -n '/^Showing nodes/,$p'
+      echo '```'
+    done
+    echo
+  fi
+  if [ -s "$work/heap-n1.pprof" ]; then
+    echo "Live heap of n1 after the fill (after a collection; \`go tool pprof -sample_index=inuse_space -top\`):"
+    echo
+    echo '```'
+    go tool pprof -sample_index=inuse_space -top -nodecount=12 "$work/troika" "$work/heap-n1.pprof" 2>/dev/null | sed -n '/^Showing nodes/,$p'
+    echo '```'
     echo
   fi
   echo "<details><summary>Sweeps and raw lines</summary>"
