@@ -164,16 +164,7 @@ func (c *Cluster) startSampler(ctx context.Context) error {
 	c.bgWG.Add(1)
 	go func() {
 		defer c.bgWG.Done()
-		t := time.NewTicker(SampleEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				s.sample()
-			}
-		}
+		onEachTick(ctx.Done(), SampleEvery, s.sample)
 	}()
 	return nil
 }

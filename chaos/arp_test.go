@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/troika-sip/troika/internal/netns"
 )
 
 // The test network behaves like a real Ethernet segment: when an address
@@ -118,7 +120,7 @@ func sendGratuitousARP(t *testing.T, h *Host, a netip.Addr) {
 	htons := func(v uint16) uint16 { return v<<8 | v>>8 }
 	var ifc *net.Interface
 	fd := -1
-	err := inNetns(h.NS, func() error {
+	err := netns.Do(h.NS, func() error {
 		var err error
 		if ifc, err = net.InterfaceByName("eth0"); err != nil {
 			return err

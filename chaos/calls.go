@@ -5,7 +5,6 @@ package chaos
 import (
 	"bytes"
 	"context"
-	"encoding/csv"
 	"fmt"
 	"net"
 	"net/netip"
@@ -136,45 +135,15 @@ func (r *SIPpRun) Wait(timeout time.Duration) SIPpResult {
 	m, _ := os.ReadFile(filepath.Join(r.Dir, "messages.log"))
 	e, _ := os.ReadFile(filepath.Join(r.Dir, "errors.log"))
 	res.Messages, res.Errors = string(m), tailString(string(e), 3000)
-	last, err := lastStatRow(filepath.Join(r.Dir, "stat.csv"))
+	st, err := sipptest.ReadStats(filepath.Join(r.Dir, "stat.csv"))
 	if err != nil {
 		if res.Err == nil {
 			res.Err = fmt.Errorf("sipp %s: %v (exit: %v)", r.Name, err, r.waitErr)
 		}
 		return res
 	}
-	res.OK, res.Failed, res.Retrans = last["SuccessfulCall(C)"], last["FailedCall(C)"], last["Retransmissions(C)"]
+	res.OK, res.Failed, res.Retrans = st.OK, st.Failed, st.Retrans
 	return res
-}
-
-// lastStatRow reads the cumulative counters of the last row of a SIPp
-// statistics file.
-func lastStatRow(path string) (map[string]int, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	cr := csv.NewReader(f)
-	cr.Comma = ';'
-	cr.FieldsPerRecord = -1
-	rows, err := cr.ReadAll()
-	if err != nil {
-		return nil, err
-	}
-	if len(rows) < 2 {
-		return nil, fmt.Errorf("%s has no statistics rows", path)
-	}
-	out := map[string]int{}
-	last := rows[len(rows)-1]
-	for i, h := range rows[0] {
-		if i < len(last) {
-			if n, err := strconv.Atoi(last[i]); err == nil {
-				out[h] = n
-			}
-		}
-	}
-	return out, nil
 }
 
 func tailString(s string, n int) string {

@@ -173,6 +173,20 @@ func mustLoad(t *testing.T, c *Cluster, l RegisterLoad) *Load {
 	return ld
 }
 
+// cutWhenSteady waits until load is steady (60 successful REGISTERs),
+// then cuts n off from the other nodes: the partition and when it began.
+func cutWhenSteady(t *testing.T, c *Cluster, load *Load, n *Node) (*Partition, time.Time) {
+	t.Helper()
+	if err := load.WaitOK(60, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.Partition(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, time.Now()
+}
+
 // The leader is SIGKILLed under a steady REGISTER load through a
 // follower: the survivors elect a new leader and the follower keeps
 // registering. The killed node is then started again, from its data
@@ -306,15 +320,7 @@ func TestPartition(t *testing.T) {
 	ids := userIDs(60)
 	importUsers(t, leader, ids)
 	steady := mustLoad(t, c, RegisterLoad{Name: "majority", Target: majority[0].SIPAddr(), Users: ids[:40], Rate: 20, Duration: 22 * time.Second})
-	if err := steady.WaitOK(60, 10*time.Second); err != nil { // steady before the cut
-		t.Fatal(err)
-	}
-
-	p, err := c.Partition(leader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cut := time.Now()
+	p, cut := cutWhenSteady(t, c, steady, leader)
 	newLeader := mustLeader(t, c, 20*time.Second, majority...)
 	t.Logf("%s isolated; the majority elected %s after %.3f s", leader.Name, newLeader.Name, time.Since(cut).Seconds())
 

@@ -34,19 +34,12 @@ func (c *Cluster) WatchLeader(period time.Duration) {
 	go func() {
 		defer c.bgWG.Done()
 		defer cancel()
-		t := time.NewTicker(period)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-			case <-c.bgDone():
-				return
-			}
+		onEachTick(c.bgDone(), period, func() {
 			s := c.sampleLeader(ctx, min(period, 500*time.Millisecond))
 			c.mu.Lock()
 			c.leaders = append(c.leaders, s)
 			c.mu.Unlock()
-		}
+		})
 	}()
 }
 

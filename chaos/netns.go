@@ -11,16 +11,13 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
 	"unsafe"
 
-	"golang.org/x/sys/unix"
+	"github.com/troika-sip/troika/internal/netns"
 )
-
-const netnsDir = "/run/netns" // where `ip netns` keeps its named namespaces
 
 // run runs a command and returns its combined output; the error includes
 // the command and its output.
@@ -40,51 +37,11 @@ func ip(args ...string) error {
 	return err
 }
 
-// setns moves the calling OS thread into the network namespace open as fd.
-func setns(fd uintptr) error { return unix.Setns(int(fd), unix.CLONE_NEWNET) }
-
-// inNetns runs f on an OS thread that is inside the named network
-// namespace. Sockets f creates belong to that namespace for their whole
-// life, whatever thread uses them later.
-func inNetns(ns string, f func() error) error {
-	target, err := os.Open(netnsDir + "/" + ns)
-	if err != nil {
-		return fmt.Errorf("network namespace %s: %w", ns, err)
-	}
-	defer target.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := setns(target.Fd()); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("setns %s: %w", ns, err)
-			return
-		}
-		ferr := f()
-		if err := setns(orig.Fd()); err != nil {
-			// Leave the thread locked: the runtime ends it with this
-			// goroutine rather than reuse a thread in the wrong namespace.
-			errc <- errors.Join(ferr, fmt.Errorf("setns back from %s: %w", ns, err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
-
 // openIn runs open (a dial, a listen) inside the named namespace and
 // returns what it opened: the socket stays in that namespace.
 func openIn[T any](ns string, open func() (T, error)) (T, error) {
 	var v T
-	err := inNetns(ns, func() error {
+	err := netns.Do(ns, func() error {
 		var err error
 		v, err = open()
 		return err
@@ -110,7 +67,7 @@ type netlinkSock struct {
 
 func openNetlink(ns string) (*netlinkSock, error) {
 	s := &netlinkSock{fd: -1, buf: make([]byte, 1<<16)}
-	err := inNetns(ns, func() error {
+	err := netns.Do(ns, func() error {
 		fd, err := syscall.Socket(syscall.AF_NETLINK, syscall.SOCK_RAW|syscall.SOCK_CLOEXEC, syscall.NETLINK_ROUTE)
 		if err != nil {
 			return err
@@ -234,7 +191,7 @@ func parseAddr(m *syscall.NetlinkMessage) (NSAddr, bool) {
 
 // netnsNames lists the named network namespaces.
 func netnsNames() ([]string, error) {
-	ents, err := os.ReadDir(netnsDir)
+	ents, err := os.ReadDir(netns.Dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -276,7 +233,7 @@ func killNetnsProcs(ns string) error {
 // deleteNetns kills the processes inside a namespace and deletes it (with
 // its interfaces and iptables rules).
 func deleteNetns(ns string) error {
-	if _, err := os.Stat(netnsDir + "/" + ns); errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(netns.Dir + "/" + ns); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	err := killNetnsProcs(ns)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/troika-sip/troika/admin"
+	"github.com/troika-sip/troika/cluster"
 )
 
 // Node is one troika node: a namespace and the agent process in it.
@@ -311,34 +312,13 @@ func (n *Node) killForClose() {
 // Status is the part of GET /v1/cluster the harness reads; Raw has the
 // whole answer (IP owners and whatever later versions add).
 type Status struct {
-	Version string     `json:"version"`
-	Cluster RaftStatus `json:"cluster"`
-	Sockets []string   `json:"sip_sockets"`
+	Version string         `json:"version"`
+	Cluster cluster.Status `json:"cluster"` // the node's view of raft
+	Sockets []string       `json:"sip_sockets"`
 	// ClearPasswords counts records still holding a clear password
 	// (from a build before digest credentials); absent (0) on such builds.
 	ClearPasswords int             `json:"clear_passwords"`
 	Raw            json.RawMessage `json:"-"`
-}
-
-// RaftStatus is one node's view of raft.
-type RaftStatus struct {
-	NodeID       string       `json:"node_id"`
-	State        string       `json:"state"` // leader, follower, candidate, shutdown
-	LeaderID     string       `json:"leader_id"`
-	Term         uint64       `json:"term"`
-	LastLogIndex uint64       `json:"last_log_index"`
-	CommitIndex  uint64       `json:"commit_index"`
-	AppliedIndex uint64       `json:"applied_index"`
-	LastContact  string       `json:"last_contact"`
-	Servers      []RaftServer `json:"servers"`
-}
-
-// RaftServer is one member of the raft configuration.
-type RaftServer struct {
-	ID       string `json:"id"`
-	Addr     string `json:"addr"`
-	Suffrage string `json:"suffrage"`
-	Leader   bool   `json:"leader"`
 }
 
 // Status reads GET /v1/cluster from the node.

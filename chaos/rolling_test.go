@@ -42,6 +42,17 @@ func versionBuild(t *testing.T, version string) string {
 	return bin
 }
 
+// rollingLoads starts the steady REGISTER loads of the rolling tests for
+// d: 50/s through the virtual IP (users[:140]) and 25/s through the
+// alias's extra port (the rest).
+func rollingLoads(t *testing.T, c *Cluster, vip, alias netip.Addr, ids []string, d time.Duration) []*Load {
+	t.Helper()
+	return []*Load{
+		mustLoad(t, c, RegisterLoad{Name: "vip", Target: sipAddr(vip, SIPPort), Users: ids[:140], Rate: 50, Duration: d, StatEvery: 100 * time.Millisecond}),
+		mustLoad(t, c, RegisterLoad{Name: "alias", Target: sipAddr(alias, aliasExtraPort), Users: ids[140:], Rate: 25, Duration: d, StatEvery: 100 * time.Millisecond}),
+	}
+}
+
 // rollUnderLoad stops each node in turn with stop (a node holding the
 // virtual IP or the alias first, so its addresses move under the load),
 // starts it again (from binary, when not ""), and waits until it has
@@ -55,10 +66,7 @@ func rollUnderLoad(t *testing.T, c *Cluster, vip, alias netip.Addr, ids []string
 	// Bindings of an earlier roll stay (its SIPp had other ports): the
 	// loads add one per user.
 	earlier := bindingCount(t, c.Nodes[0])
-	loads := []*Load{
-		mustLoad(t, c, RegisterLoad{Name: "vip", Target: sipAddr(vip, SIPPort), Users: ids[:140], Rate: 50, Duration: drainLoadFor, StatEvery: 100 * time.Millisecond}),
-		mustLoad(t, c, RegisterLoad{Name: "alias", Target: sipAddr(alias, aliasExtraPort), Users: ids[140:], Rate: 25, Duration: drainLoadFor, StatEvery: 100 * time.Millisecond}),
-	}
+	loads := rollingLoads(t, c, vip, alias, ids, drainLoadFor)
 	loadEnd := time.Now().Add(drainLoadFor)
 	waitLoads(t, loads, 50) // steady before the first stop
 

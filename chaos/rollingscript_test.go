@@ -63,10 +63,7 @@ func TestRollingUpgradeScript(t *testing.T) {
 	t.Cleanup(func() { srv.Close() })
 	ctl := "http://" + ln.Addr().String()
 
-	loads := []*Load{
-		mustLoad(t, c, RegisterLoad{Name: "vip", Target: sipAddr(vip, SIPPort), Users: ids[:140], Rate: 50, Duration: 90 * time.Second, StatEvery: 100 * time.Millisecond}),
-		mustLoad(t, c, RegisterLoad{Name: "alias", Target: sipAddr(alias, aliasExtraPort), Users: ids[140:], Rate: 25, Duration: 90 * time.Second, StatEvery: 100 * time.Millisecond}),
-	}
+	loads := rollingLoads(t, c, vip, alias, ids, 90*time.Second)
 	waitLoads(t, loads, 50)
 
 	args := []string{script, next}

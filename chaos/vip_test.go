@@ -221,15 +221,7 @@ func TestVIPPartition(t *testing.T) {
 	leader := mustLeader(t, c, 10*time.Second)
 	load := mustLoad(t, c, RegisterLoad{Name: "vip", Target: sipAddr(vip, SIPPort), Users: ids[:40], Rate: 40, Duration: 12 * time.Second})
 	aliasLoad := mustLoad(t, c, RegisterLoad{Name: "alias", Target: sipAddr(alias, aliasExtraPort), Users: ids[40:], Rate: 20, Duration: 12 * time.Second})
-	if err := load.WaitOK(60, 10*time.Second); err != nil { // steady before the cut
-		t.Fatal(err)
-	}
-
-	p, err := c.Partition(holder)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cut := time.Now()
+	p, cut := cutWhenSteady(t, c, load, holder)
 	// The minority drops the address.
 	var dropped time.Duration
 	for time.Since(cut) < 10*time.Second {

@@ -281,25 +281,26 @@ func (w *workload) waitWarm(warm time.Duration) error {
 // error; once answered, it is sent once more with the same key, as a
 // client that lost the answer would: that must apply nothing.
 func (w *workload) runTopups(ctx context.Context) {
-	tick := time.NewTicker(700 * time.Millisecond)
-	defer tick.Stop()
-	for i := 1; ; i++ {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		p := topupCycle[i%len(topupCycle)]
-		rec := &topupRecord{Key: fmt.Sprintf("chaos-%s-%04d", w.x.C.ID, i), Account: p.account, Amount: p.amount}
-		w.mu.Lock()
-		w.topups = append(w.topups, rec)
-		w.mu.Unlock()
-		sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		w.sendTopup(sctx, rec)
-		if w.applied(rec) {
-			w.replayTopup(sctx, rec)
-		}
-		cancel()
+	i := 0
+	onEachTick(ctx.Done(), 700*time.Millisecond, func() {
+		i++
+		w.topup(ctx, i)
+	})
+}
+
+// topup records and sends the i-th top-up of the cycle, then sends it
+// once more with the same key if it applied.
+func (w *workload) topup(ctx context.Context, i int) {
+	p := topupCycle[i%len(topupCycle)]
+	rec := &topupRecord{Key: fmt.Sprintf("chaos-%s-%04d", w.x.C.ID, i), Account: p.account, Amount: p.amount}
+	w.mu.Lock()
+	w.topups = append(w.topups, rec)
+	w.mu.Unlock()
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	w.sendTopup(sctx, rec)
+	if w.applied(rec) {
+		w.replayTopup(sctx, rec)
 	}
 }
 
@@ -361,69 +362,54 @@ func (w *workload) pendingTopups() []*topupRecord {
 // ends and records any prepaid account below zero, or holding more for
 // its calls than it has.
 func (w *workload) watchBalances(ctx context.Context) {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
 	turn := 0
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		var n *Node
+	onEachTick(ctx.Done(), time.Second, func() {
 		for range w.x.C.Nodes {
-			cand := w.x.C.Nodes[turn%len(w.x.C.Nodes)]
+			n := w.x.C.Nodes[turn%len(w.x.C.Nodes)]
 			turn++
-			if cand.Running() && !cand.Paused() {
-				n = cand
-				break
+			if n.Running() && !n.Paused() {
+				w.sampleBalances(ctx, n)
+				return
 			}
 		}
-		if n == nil {
+	})
+}
+
+// sampleBalances reads every account from n and records the lowest
+// prepaid balances and any below zero or holding more than it has.
+func (w *workload) sampleBalances(ctx context.Context, n *Node) {
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	accts, err := accountsOn(rctx, n)
+	cancel()
+	if err != nil {
+		return // a node cut off or restarting: the next sample is another's
+	}
+	now := time.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.samples++
+	for _, a := range accts {
+		if a.Billing != fsm.Prepaid {
 			continue
 		}
-		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		accts, err := accountsOn(rctx, n)
-		cancel()
-		if err != nil {
-			continue // a node cut off or restarting: the next sample is another's
+		bal, err1 := billing.ParseMoney(a.Balance)
+		held, err2 := billing.ParseMoney(a.Reserved)
+		if err1 != nil || err2 != nil {
+			continue
 		}
-		now := time.Now()
-		w.mu.Lock()
-		w.samples++
-		for _, a := range accts {
-			if a.Billing != fsm.Prepaid {
-				continue
-			}
-			bal, err1 := billing.ParseMoney(a.Balance)
-			held, err2 := billing.ParseMoney(a.Reserved)
-			if err1 != nil || err2 != nil {
-				continue
-			}
-			if low, ok := w.lowest[a.ID]; !ok || bal < low {
-				w.lowest[a.ID] = bal
-			}
-			if bal < 0 || bal-held < 0 {
-				w.violations = append(w.violations, balanceViolation{At: now, Node: n.Name, Account: a.ID, Balance: bal, Reserved: held})
-			}
+		if low, ok := w.lowest[a.ID]; !ok || bal < low {
+			w.lowest[a.ID] = bal
 		}
-		w.mu.Unlock()
+		if bal < 0 || bal-held < 0 {
+			w.violations = append(w.violations, balanceViolation{At: now, Node: n.Name, Account: a.ID, Balance: bal, Reserved: held})
+		}
 	}
 }
 
 // printProgress prints a line every 5 s: the loads' counters, the
 // top-ups, the leader and the address holders.
 func (w *workload) printProgress(ctx context.Context) {
-	tick := time.NewTicker(5 * time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		w.x.Logf("%s", w.progressLine())
-	}
+	onEachTick(ctx.Done(), 5*time.Second, func() { w.x.Logf("%s", w.progressLine()) })
 }
 
 func (w *workload) progressLine() string {

@@ -8,47 +8,15 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/troika-sip/troika/internal/netns"
 	"github.com/troika-sip/troika/internal/testkit"
 )
-
-// inNS runs f on an OS thread inside the named network namespace.
-func inNS(t *testing.T, ns string, f func() error) error {
-	t.Helper()
-	target, err := os.Open("/run/netns/" + ns)
-	if err != nil {
-		return err
-	}
-	defer target.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		ferr := f()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns back: %w (thread left locked)", err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
 
 func ipCmd(t *testing.T, args ...string) {
 	t.Helper()
@@ -83,7 +51,7 @@ func TestNetlinkAddrsInNamespace(t *testing.T) {
 
 	// Capture on b's end.
 	var fd int
-	if err := inNS(t, b, func() error {
+	if err := netns.Do(b, func() error {
 		var err error
 		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
 		return err
@@ -97,7 +65,7 @@ func TestNetlinkAddrsInNamespace(t *testing.T) {
 	v4 := netip.MustParsePrefix("10.99.7.100/24")
 	v6 := netip.MustParsePrefix("2001:db8:7::100/128")
 	var mac []byte
-	err := inNS(t, a, func() error {
+	err := netns.Do(a, func() error {
 		ops, err := NewNetlinkAddrs("eth0")
 		if err != nil {
 			return err
@@ -164,7 +132,7 @@ func TestNetlinkAddrsInNamespace(t *testing.T) {
 
 	// The kernel lifetime removes an address that is no longer renewed
 	// (here 2 s after the renewal).
-	if err := inNS(t, a, func() error {
+	if err := netns.Do(a, func() error {
 		ops, _ := NewNetlinkAddrs("eth0")
 		return ops.Del(v6)
 	}); err != nil {
@@ -173,7 +141,7 @@ func TestNetlinkAddrsInNamespace(t *testing.T) {
 	start := time.Now()
 	testkit.WaitFor(t, 5*time.Second, fmt.Sprintf("the kernel to remove %s after its last renewal (2 s lifetime)", v4), func() bool {
 		var list []netip.Prefix
-		inNS(t, a, func() error {
+		netns.Do(a, func() error {
 			ops, _ := NewNetlinkAddrs("eth0")
 			list, _ = ops.List()
 			return nil
@@ -182,7 +150,7 @@ func TestNetlinkAddrsInNamespace(t *testing.T) {
 	})
 	t.Logf("the kernel removed %s %s after its last renewal (valid lifetime 2 s)", v4, time.Since(start).Round(10*time.Millisecond))
 	// Removing an address already gone is not an error.
-	if err := inNS(t, a, func() error {
+	if err := netns.Do(a, func() error {
 		ops, _ := NewNetlinkAddrs("eth0")
 		return ops.Del(v4)
 	}); err != nil {

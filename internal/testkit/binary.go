@@ -1,8 +1,10 @@
 package testkit
 
 import (
+	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -34,7 +36,7 @@ func Binary(flags ...string) (string, error) {
 		}
 		return p, nil
 	}
-	root, err := moduleRoot()
+	root, err := ModuleRoot()
 	if err != nil {
 		return "", err
 	}
@@ -90,19 +92,32 @@ func BinaryWithTags(tags []string, flags ...string) (string, error) {
 	return Binary(append([]string{"-tags=" + strings.Join(tags, ",")}, flags...)...)
 }
 
-// moduleRoot finds the directory of go.mod above the working directory.
-func moduleRoot() (string, error) {
+// module is troika's module path: ModuleRoot looks for its go.mod.
+const module = "github.com/troika-sip/troika"
+
+// ModuleRoot returns the directory of troika's go.mod, the working
+// directory or one above it: the tests and the chaos command run in a
+// checkout.
+func ModuleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
 	}
 	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
+		if f, err := os.Open(filepath.Join(dir, "go.mod")); err == nil {
+			sc := bufio.NewScanner(f)
+			first := ""
+			if sc.Scan() {
+				first = strings.TrimSpace(sc.Text())
+			}
+			f.Close()
+			if first == "module "+module {
+				return dir, nil
+			}
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the working directory")
+			return "", errors.New("not inside a troika checkout (no go.mod of " + module + " above the working directory): run from the repository")
 		}
 		dir = parent
 	}

@@ -179,7 +179,7 @@ func preflight(o options) error {
 			return fmt.Errorf("%s is not installed: apt-get install -y %s", tool, pkg)
 		}
 	}
-	if _, err := chaos.ModuleRoot(); err != nil {
+	if _, err := testkit.ModuleRoot(); err != nil {
 		return err
 	}
 	return nil
@@ -230,7 +230,7 @@ func earlierBinary(o options) (string, error) {
 		}
 		return filepath.Abs(o.oldBinary)
 	}
-	root, err := chaos.ModuleRoot()
+	root, err := testkit.ModuleRoot()
 	if err != nil {
 		return "", err
 	}
