@@ -280,8 +280,13 @@ func TestTLSRefusals(t *testing.T) {
 	conn.Close()
 
 	want := map[string]uint64{RefusedPlaintext: 1, RefusedNoCert: 1, RefusedBadCert: 1, RefusedNotNode: 1, RefusedClusterKey: 1, RefusedTLS: 1}
-	testkit.WaitFor(t, 5*time.Second, "every refusal counted", func() bool {
+	// The node counts a connection once it has read the dialer's first
+	// frame, which may be after the dialer's handshake returned.
+	testkit.WaitFor(t, 5*time.Second, "every refusal and the good dialer counted", func() bool {
 		st := n.PortStats()
+		if st.AcceptedTLS < 1 {
+			return false
+		}
 		for r, k := range want {
 			if st.Refused[r] != k {
 				return false
