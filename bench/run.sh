@@ -319,10 +319,14 @@ if want overload; then
 fi
 
 # cpu_profile NAME IP: a 20 s CPU profile of the node with its admin API on
-# IP:8080, into $work/profile-NAME.pprof (in the background: wait for it).
+# IP:8080, into $work/profile-NAME.pprof, in the background (its pid added
+# to busy: wait_busy waits for those).
 cpu_profile() {
   curl -sf -m 60 -H "Authorization: Bearer $TROIKA_TOKEN" "http://$2:8080/debug/pprof/profile?seconds=20" -o "$work/profile-$1.pprof" &
+  busy+=($!)
 }
+wait_busy() { wait "${busy[@]}"; busy=(); }
+busy=()
 profiles=()
 if want profile; then
   settle profile
@@ -331,9 +335,10 @@ if want profile; then
   dev_up 127.0.0.36
   accounts 200000
   "$sipload" -target 127.0.0.36:5060 -local 127.0.0.39 -port 5100 -users 200000 -phases "30s@$p_reg" >"$work/profile-register.out" 2>&1 &
+  busy+=($!)
   sleep 5
   cpu_profile register 127.0.0.36
-  wait
+  wait_busy
   profiles+=("register: REGISTER with digest, one dev node, $p_reg/s")
   stop_all
   dev_up 127.0.0.31
@@ -342,21 +347,21 @@ if want profile; then
   pids+=("$uas_pid")
   AUTH_USER=caller AUTH_PASS=$caller_pw CALLEE=callee LOCAL_IP=127.0.0.33 \
     "$shared/run_sipp.sh" calls-auth 127.0.0.31:5060 "$p_call" $((p_call * 30)) >"$work/profile-calls.out" 2>&1 &
-  sipp_run=$!
+  busy+=($!)
   sleep 5
   cpu_profile calls 127.0.0.31
-  wait "$sipp_run"
-  wait
+  wait_busy
   profiles+=("calls: billed calls, one dev node, $p_call/s")
   stop_all
   cluster_up 3
   accounts 200000
   leader=$(cluster_status 0 | python3 -c 'import json,sys; print(json.load(sys.stdin)["cluster"]["leader_id"])')
   "$sipload" -target 127.0.0.51:5060 -local 127.0.0.58 -port 5100 -users 200000 -phases "30s@$p_dmq" >"$work/profile-dmq.out" 2>&1 &
+  busy+=($!)
   sleep 5
   cpu_profile dmq-n1 127.0.0.51
   [ "$leader" = n1 ] || cpu_profile "dmq-$leader" "${cips[${leader#n} - 1]}"
-  wait
+  wait_busy
   profiles+=("dmq-n1: three nodes, REGISTERs to n1 (the leader is $leader), $p_dmq/s")
   [ "$leader" = n1 ] || profiles+=("dmq-$leader: the same, the leader")
   stop_all
