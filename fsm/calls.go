@@ -212,7 +212,7 @@ func (c *StartCall) apply(s *State) Result {
 		call.Charges = append(call.Charges, ch)
 		call.MaxDuration = min(call.MaxDuration, ch.MaxDuration)
 	}
-	s.calls[c.ID] = call
+	s.putCall(call)
 	if c.Chunk > 0 {
 		s.quotas[c.ID] = &CallQuota{Chunk: c.Chunk, MaxSeconds: c.MaxSeconds, Final: call.MaxDuration < reserveFor}
 	}
@@ -311,7 +311,7 @@ func (c *AnswerCall) apply(s *State) Result {
 	call := old.clone()
 	call.ConnectAt = c.ConnectAt
 	call.Legs = cloneLegs(c.Legs)
-	s.calls[c.ID] = &call
+	s.putCall(&call)
 	return callResult(&call)
 }
 
@@ -395,7 +395,7 @@ func (c *EndCall) apply(s *State) Result {
 			delete(s.activeCalls, acct)
 		}
 	}
-	delete(s.calls, c.ID)
+	s.dropCall(c.ID)
 	delete(s.quotas, c.ID)
 	s.xdrs.add(x)
 	s.xdrByCall[x.CallID] = x.Seq

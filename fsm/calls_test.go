@@ -252,6 +252,23 @@ func TestCallForDialog(t *testing.T) {
 	if _, ok := s.CallForDialog("nope"); ok {
 		t.Error("an unknown Call-ID found a call")
 	}
+	// A restored state finds the call by its legs too.
+	r := restored(t, snapshotBytes(t, s))
+	if c, ok := r.CallForDialog("b-leg"); !ok || c.ID != "caller-cid" {
+		t.Errorf("restored, b-leg: %+v %v", c.ID, ok)
+	}
+	// Adopted elsewhere, the call is still found by its legs; ended, by
+	// none of them.
+	mustApply(t, s, &AdoptCall{ID: "caller-cid", From: "n1", To: "n2"})
+	if c, ok := s.CallForDialog("b-leg"); !ok || c.Node != "n2" {
+		t.Errorf("adopted, b-leg: %+v %v", c.Node, ok)
+	}
+	mustApply(t, s, &EndCall{ID: "caller-cid", DisconnectAt: t0 + 1000, Cause: 200})
+	for _, id := range []string{"caller-cid", "b-leg"} {
+		if _, ok := s.CallForDialog(id); ok {
+			t.Errorf("%s: an ended call found", id)
+		}
+	}
 }
 
 // Adoption moves an answered call to one node: the first adopter wins,

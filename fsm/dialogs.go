@@ -9,14 +9,41 @@ func (s *State) CallForDialog(callID string) (Call, bool) {
 	if c, ok := s.calls[callID]; ok {
 		return c.clone(), true
 	}
-	for _, c := range s.calls {
-		for _, l := range c.Legs {
-			if l.CallID == callID {
-				return c.clone(), true
-			}
-		}
+	if c, ok := s.calls[s.callByLeg[callID]]; ok {
+		return c.clone(), true
 	}
 	return Call{}, false
+}
+
+// putCall stores c as the call of its ID and indexes its legs' Call-IDs
+// (CallForDialog is asked for every in-dialog request that matched no
+// dialog on this node: a scan of every call was the cost of each).
+func (s *State) putCall(c *Call) {
+	s.unindexLegs(c.ID)
+	s.calls[c.ID] = c
+	for _, l := range c.Legs {
+		if l.CallID != "" && l.CallID != c.ID {
+			s.callByLeg[l.CallID] = c.ID
+		}
+	}
+}
+
+// dropCall forgets the call of id and its legs' index entries.
+func (s *State) dropCall(id string) {
+	s.unindexLegs(id)
+	delete(s.calls, id)
+}
+
+func (s *State) unindexLegs(id string) {
+	old, ok := s.calls[id]
+	if !ok {
+		return
+	}
+	for _, l := range old.Legs {
+		if s.callByLeg[l.CallID] == id {
+			delete(s.callByLeg, l.CallID)
+		}
+	}
 }
 
 // AdoptCall moves an answered call from the node that ran it (From) to
@@ -52,6 +79,6 @@ func (c *AdoptCall) apply(s *State) Result {
 	}
 	call := old.clone()
 	call.Node = c.To
-	s.calls[c.ID] = &call
+	s.putCall(&call)
 	return callResult(&call)
 }

@@ -92,7 +92,7 @@ func (c *ExtendCall) apply(s *State) Result {
 	nq := *q
 	nq.Extensions = c.Seq
 	nq.Final = end < target
-	s.calls[c.ID] = &next
+	s.putCall(&next)
 	s.quotas[c.ID] = &nq
 	return callResult(&next)
 }

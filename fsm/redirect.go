@@ -140,7 +140,7 @@ func (c *RedirectCall) apply(s *State) Result {
 		nq.Final = next.MaxDuration < reserveFor
 		s.quotas[c.ID] = &nq
 	}
-	s.calls[c.ID] = &next
+	s.putCall(&next)
 	return callResult(&next)
 }
 

@@ -354,9 +354,10 @@ func restoreNonceSecret(r *restore, secret *[]byte) error {
 }
 
 // restoreCall also rebuilds what is derived from the calls: the money
-// they hold and the calls each account takes part in.
+// they hold, the calls each account takes part in and the index of their
+// legs' Call-IDs.
 func restoreCall(r *restore, c *Call) error {
-	r.s.calls[c.ID] = c
+	r.s.putCall(c)
 	for _, ch := range c.Charges {
 		r.s.reserved[ch.Account] += ch.Reserved
 	}
@@ -483,6 +484,7 @@ func (s *State) replace(fresh *State) {
 	s.nonceSecret = fresh.nonceSecret
 	s.realm = fresh.realm
 	s.calls = fresh.calls
+	s.callByLeg = fresh.callByLeg
 	s.quotas = fresh.quotas
 	s.reserved = fresh.reserved
 	s.activeCalls = fresh.activeCalls

@@ -25,7 +25,8 @@ type State struct {
 	realm       string        // of the stored credentials (InitRealm)
 	aliasWatch  chan struct{} // closed and replaced when aliases change
 
-	calls       map[string]*Call      // in progress, by ID
+	calls       map[string]*Call      // in progress, by ID (write with putCall, dropCall)
+	callByLeg   map[string]string     // a leg's Call-ID -> its call's ID (derived from calls)
 	quotas      map[string]*CallQuota // calls reserved by chunks, by call ID (quota.go)
 	reserved    map[string]int64      // per account: money held by its calls (derived from calls)
 	activeCalls map[string]int        // per account: calls it takes part in (derived from calls)
@@ -50,6 +51,7 @@ func New() *State {
 		bindings:    map[string][]*Binding{},
 		aliasWatch:  make(chan struct{}),
 		calls:       map[string]*Call{},
+		callByLeg:   map[string]string{},
 		quotas:      map[string]*CallQuota{},
 		reserved:    map[string]int64{},
 		activeCalls: map[string]int{},
