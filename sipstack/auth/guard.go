@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"hash/maphash"
 	"net/netip"
 	"sync"
 	"time"
@@ -14,39 +15,49 @@ import (
 // learns nothing). A source that authenticated for the user name lately
 // is trusted and never waits, so the account's own phones keep
 // registering through an attack.
+//
+// Only user names with guesses spent have a bucket (a full bucket is the
+// same as none); the trusted sources are a set of (user name, source)
+// pairs apart from them. Every REGISTER that succeeds adds to that set, so
+// it is one small hash per pair, kept in two generations (trustSet), and
+// never scanned: a node with a million registered phones keeps them all
+// trusted at about 20 bytes each, and nothing it does per request grows
+// with the number of accounts.
 type accountGuard struct {
 	perSecond  float64       // tokens back per second
 	burst      float64       // bucket size
 	trustFor   time.Duration // how long a source that authenticated stays trusted
-	maxTracked int
+	maxTracked int           // user names with a bucket
 
-	mu    sync.Mutex
-	users map[string]*guardEntry
+	mu        sync.Mutex
+	users     map[string]*guardEntry
+	nextSweep time.Time // buckets are full: no sweep for room before then
+	trust     trustSet
 }
 
 type guardEntry struct {
-	tokens  float64
-	at      time.Time // of tokens
-	trusted []trustedSource
-}
-
-type trustedSource struct {
-	ip    netip.Addr // limiterKey of the source
-	until time.Time
+	tokens float64
+	at     time.Time // of tokens
 }
 
 const (
-	guardMaxTrusted = 8 // trusted sources kept per user name
-	guardMaxTracked = 200_000
+	guardMaxTracked = 200_000   // user names with guesses spent
+	guardMaxTrusted = 2_000_000 // (user name, source) pairs per trust generation
+	// guardSweepEvery bounds how often a full table of buckets is swept
+	// for room: with every bucket still in use (an attack on more user
+	// names than the table holds), new names go unguarded meanwhile
+	// instead of each one paying for a sweep.
+	guardSweepEvery = time.Second
 )
 
 func newAccountGuard(perMinute, burst int, trustFor time.Duration) *accountGuard {
 	return &accountGuard{perSecond: float64(perMinute) / 60, burst: float64(burst), trustFor: trustFor,
-		maxTracked: guardMaxTracked, users: map[string]*guardEntry{}}
+		maxTracked: guardMaxTracked, users: map[string]*guardEntry{},
+		trust: newTrustSet(trustFor, guardMaxTrusted)}
 }
 
 // allow reports whether an attempt for user from src at now may be
-// verified, and when not, how long until it may.
+// verified, and if not how long until it may.
 func (g *accountGuard) allow(user string, src netip.Addr, now time.Time) (bool, time.Duration) {
 	if g.perSecond <= 0 {
 		return true, 0
@@ -57,7 +68,7 @@ func (g *accountGuard) allow(user string, src netip.Addr, now time.Time) (bool, 
 	if e == nil {
 		return true, 0
 	}
-	if e.trusts(limiterKey(src), now) {
+	if g.trust.has(user, limiterKey(src), now) {
 		return true, 0
 	}
 	e.refill(g, now)
@@ -74,9 +85,12 @@ func (g *accountGuard) failed(user string, src netip.Addr, now time.Time) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	e := g.entry(user, now)
-	if e == nil || e.trusts(limiterKey(src), now) {
+	if g.trust.has(user, limiterKey(src), now) {
 		return // a trusted source's typo costs the others nothing
+	}
+	e := g.entry(user, now)
+	if e == nil {
+		return
 	}
 	e.refill(g, now)
 	e.tokens = max(e.tokens-1, 0)
@@ -89,38 +103,27 @@ func (g *accountGuard) succeeded(user string, src netip.Addr, now time.Time) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	e := g.entry(user, now)
-	if e == nil {
-		return
-	}
-	k := limiterKey(src)
-	until := now.Add(g.trustFor)
-	kept := e.trusted[:0]
-	for _, t := range e.trusted {
-		if t.ip != k && now.Before(t.until) {
-			kept = append(kept, t)
-		}
-	}
-	if len(kept) == guardMaxTrusted {
-		kept = kept[1:] // the oldest goes
-	}
-	e.trusted = append(kept, trustedSource{ip: k, until: until})
+	g.trust.add(user, limiterKey(src), now)
 }
 
-// entry returns user's entry, making one (with a full bucket) when there
-// is room; nil when there is none (the guard then fails open for it).
+// entry returns user's bucket, making one (full) when there is room; nil
+// when there is none (the guard then fails open for it).
 func (g *accountGuard) entry(user string, now time.Time) *guardEntry {
 	if e := g.users[user]; e != nil {
 		return e
 	}
 	if len(g.users) >= g.maxTracked {
-		for u, e := range g.users { // forget user names at rest first
+		if now.Before(g.nextSweep) {
+			return nil
+		}
+		for u, e := range g.users { // buckets full again are as good as none
 			e.refill(g, now)
-			if e.tokens >= g.burst && len(e.trusted) == 0 {
+			if e.tokens >= g.burst {
 				delete(g.users, u)
 			}
 		}
 		if len(g.users) >= g.maxTracked {
+			g.nextSweep = now.Add(guardSweepEvery)
 			return nil
 		}
 	}
@@ -136,11 +139,52 @@ func (e *guardEntry) refill(g *accountGuard, now time.Time) {
 	e.at = now
 }
 
-func (e *guardEntry) trusts(ip netip.Addr, now time.Time) bool {
-	for _, t := range e.trusted {
-		if t.ip == ip && now.Before(t.until) {
-			return true
-		}
-	}
-	return false
+// trustSet holds the (user name, source) pairs that authenticated, each
+// until its time. A pair is a 64-bit keyed hash (a collision could only
+// let one more guess through the guard, never authenticate anyone). Pairs
+// go into the current generation; when it is trustFor old, or full, it
+// becomes the previous one and the previous one is dropped: everything in
+// it has expired by then (or, when full, the oldest trust goes first).
+type trustSet struct {
+	seed      maphash.Seed
+	trustFor  time.Duration
+	max       int
+	cur, prev map[uint64]int64 // pair -> trusted until, unix nanoseconds
+	started   time.Time        // of cur
 }
+
+func newTrustSet(trustFor time.Duration, max int) trustSet {
+	return trustSet{seed: maphash.MakeSeed(), trustFor: trustFor, max: max, cur: map[uint64]int64{}, prev: map[uint64]int64{}}
+}
+
+func (t *trustSet) key(user string, ip netip.Addr) uint64 {
+	var h maphash.Hash
+	h.SetSeed(t.seed)
+	h.WriteString(user)
+	h.WriteByte(0)
+	b := ip.As16()
+	h.Write(b[:])
+	return h.Sum64()
+}
+
+func (t *trustSet) add(user string, ip netip.Addr, now time.Time) {
+	if t.started.IsZero() {
+		t.started = now
+	}
+	if now.Sub(t.started) >= t.trustFor || len(t.cur) >= t.max {
+		t.prev, t.cur, t.started = t.cur, make(map[uint64]int64, len(t.cur)), now
+	}
+	t.cur[t.key(user, ip)] = now.Add(t.trustFor).UnixNano()
+}
+
+func (t *trustSet) has(user string, ip netip.Addr, now time.Time) bool {
+	k := t.key(user, ip)
+	until, ok := t.cur[k]
+	if !ok {
+		until, ok = t.prev[k]
+	}
+	return ok && now.UnixNano() < until
+}
+
+// size is how many pairs are held, for tests.
+func (t *trustSet) size() int { return len(t.cur) + len(t.prev) }

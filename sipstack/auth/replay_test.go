@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -83,6 +84,74 @@ func TestAccountGuard(t *testing.T) {
 	}
 	if ok, _ := off.allow("1001", netip.MustParseAddr("203.0.113.5"), t0); !ok {
 		t.Fatal("a disabled guard refused")
+	}
+}
+
+// With more registered phones than the guard keeps buckets for, every
+// phone stays trusted and an attack on any account is still slowed: the
+// guard used to keep a phone's trust in its account's bucket, so past
+// 200,000 accounts new phones were not trusted, attacks on their accounts
+// went unguarded, and each of their REGISTERs swept the whole table.
+func TestAccountGuardWithManyAccounts(t *testing.T) {
+	g := newAccountGuard(6, 3, time.Hour)
+	g.maxTracked = 1000
+	t0 := time.Unix(1_700_000_000, 0)
+	const phones = 5000
+	phone := func(i int) (string, netip.Addr) {
+		return fmt.Sprintf("u%06d", i), netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+	}
+	for i := range phones {
+		u, src := phone(i)
+		g.succeeded(u, src, t0)
+	}
+	victim, victimPhone := phone(phones - 1)
+	for i := range 50 {
+		src := netip.AddrFrom4([4]byte{198, 51, 100, byte(i)})
+		if ok, _ := g.allow(victim, src, t0); ok {
+			g.failed(victim, src, t0)
+		}
+	}
+	if ok, _ := g.allow(victim, netip.MustParseAddr("203.0.113.5"), t0); ok {
+		t.Fatal("the guessing on the last account is not slowed")
+	}
+	if ok, _ := g.allow(victim, victimPhone, t0); !ok {
+		t.Fatal("the last account's own phone is locked out")
+	}
+	for i := range phones {
+		if u, src := phone(i); !g.trust.has(u, src, t0.Add(59*time.Minute)) {
+			t.Fatalf("phone %d not trusted", i)
+		}
+	}
+	if len(g.users) != 1 {
+		t.Errorf("%d buckets kept, want 1 (only the attacked account's)", len(g.users))
+	}
+}
+
+// The trusted pairs are bounded in time and in number: a generation older
+// than the trust period, or full, is the last one kept.
+func TestTrustSetBounded(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	ts := newTrustSet(time.Hour, 100)
+	ip := netip.MustParseAddr("192.0.2.1")
+	for i := range 250 {
+		ts.add(fmt.Sprint(i), ip, t0)
+	}
+	if n := ts.size(); n > 200 {
+		t.Errorf("%d pairs held, want at most two generations of 100", n)
+	}
+	if !ts.has("249", ip, t0) || ts.has("0", ip, t0) {
+		t.Error("the newest pair should be trusted and the oldest forgotten")
+	}
+	ts.add("late", ip, t0.Add(61*time.Minute))
+	ts.add("later", ip, t0.Add(122*time.Minute))
+	if n := ts.size(); n != 2 {
+		t.Errorf("%d pairs held two trust periods on, want 2", n)
+	}
+	if ts.has("late", ip, t0.Add(122*time.Minute)) || !ts.has("later", ip, t0.Add(122*time.Minute)) {
+		t.Error("a trust past its time still holds, or a fresh one does not")
+	}
+	if ts.has("later", netip.MustParseAddr("192.0.2.2"), t0.Add(122*time.Minute)) {
+		t.Error("trust for one source holds for another")
 	}
 }
 
