@@ -402,6 +402,24 @@ func TestJoinAddsVoter(t *testing.T) {
 
 // A single node bootstraps alone (dev mode), takes writes, snapshots on
 // request, and on restart restores from that snapshot.
+// Replication is not pipelined (transportInFlight): raft's pipeline can
+// deadlock after a step-down, leaving a follower without entries and the
+// node's shutdown hanging (see transportInFlight).
+func TestReplicationIsNotPipelined(t *testing.T) {
+	cfg := Config{NodeID: "solo", DataDir: t.TempDir(), BindAddr: "127.0.0.1:0", Key: newKey(t), Bootstrap: true, Logger: testLogger(t)}
+	fastTimers(&cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := Start(ctx, cfg, fsm.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Shutdown() })
+	if _, err := n.trans.AppendEntriesPipeline("other", "127.0.0.1:9"); !errors.Is(err, raft.ErrPipelineReplicationNotSupported) {
+		t.Fatalf("AppendEntriesPipeline: %v, want %v", err, raft.ErrPipelineReplicationNotSupported)
+	}
+}
+
 func TestSingleNodeBootstrapAndRestart(t *testing.T) {
 	key := newKey(t)
 	dir := t.TempDir()

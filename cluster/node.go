@@ -20,6 +20,19 @@ const (
 	snapshotsRetained = 2
 	transportMaxPool  = 3
 	transportTimeout  = 10 * time.Second
+	// transportInFlight 1 turns raft's pipelined replication off (every
+	// AppendEntries waits for its answer). With pipelining (raft 1.8's
+	// default, 2 in flight on unbuffered channels) a leader that steps
+	// down, or a follower answering Success=false, can leave the
+	// replication goroutine blocked handing one more request to a decoder
+	// that has stopped: that follower gets heartbeats but no entries again,
+	// and raft's Shutdown waits for the goroutine forever. Seen here: a
+	// node stopped after losing leadership under load hung in Shutdown for
+	// over 3 minutes (goroutine dump: pipelineSend -> netPipeline.
+	// AppendEntries 6 minutes in select); the same deadlock is analysed in
+	// grafana/pyroscope#5518. Group commit (linger.go) batches the
+	// entries, so little is lost without the pipeline.
+	transportInFlight = 1
 	logCacheSize      = 1024
 	commitTimeout     = 20 * time.Millisecond
 	// maxApplyEnqueue bounds how long raft.Apply waits to enqueue a

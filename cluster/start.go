@@ -191,10 +191,11 @@ func (n *Node) newTransport(ln net.Listener, undo *undoStack) {
 	n.mux = newMux(ln, n.port, n.advertise, n.log)
 	n.mux.onForward = n.serveForward
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  n.mux.raft,
-		MaxPool: transportMaxPool,
-		Timeout: transportTimeout,
-		Logger:  newHCLog(n.log, "raft-net"),
+		Stream:          n.mux.raft,
+		MaxPool:         transportMaxPool,
+		Timeout:         transportTimeout,
+		MaxRPCsInFlight: transportInFlight,
+		Logger:          newHCLog(n.log, "raft-net"),
 	})
 	undo.push(func() { _ = n.trans.Close() })
 }
