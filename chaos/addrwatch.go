@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/troika-sip/troika/internal/tick"
 )
 
 // SampleEvery is how often the harness lists every namespace's addresses.
@@ -164,7 +166,7 @@ func (c *Cluster) startSampler(ctx context.Context) error {
 	c.bgWG.Add(1)
 	go func() {
 		defer c.bgWG.Done()
-		onEachTick(ctx.Done(), SampleEvery, s.sample)
+		tick.Every(ctx.Done(), SampleEvery, s.sample)
 	}()
 	return nil
 }

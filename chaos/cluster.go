@@ -330,21 +330,6 @@ func (c *Cluster) Events() []Event {
 // bgDone is closed at Close: background watchers stop.
 func (c *Cluster) bgDone() <-chan struct{} { return c.bgCtx.Done() }
 
-// onEachTick calls f every period until done is closed; the first call
-// is one period in.
-func onEachTick(done <-chan struct{}, period time.Duration, f func()) {
-	tick := time.NewTicker(period)
-	defer tick.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-tick.C:
-		}
-		f()
-	}
-}
-
 // Since is the time since the cluster was built: the x axis of the report.
 func (c *Cluster) Since(t time.Time) time.Duration { return t.Sub(c.started) }
 

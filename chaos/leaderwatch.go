@@ -6,6 +6,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/troika-sip/troika/internal/tick"
 )
 
 // LeaderSample is who led at an instant, as the nodes said.
@@ -34,7 +36,7 @@ func (c *Cluster) WatchLeader(period time.Duration) {
 	go func() {
 		defer c.bgWG.Done()
 		defer cancel()
-		onEachTick(c.bgDone(), period, func() {
+		tick.Every(c.bgDone(), period, func() {
 			s := c.sampleLeader(ctx, min(period, 500*time.Millisecond))
 			c.mu.Lock()
 			c.leaders = append(c.leaders, s)

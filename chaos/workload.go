@@ -19,6 +19,7 @@ import (
 	"github.com/troika-sip/troika/billing"
 	"github.com/troika-sip/troika/fsm"
 	"github.com/troika-sip/troika/internal/sipptest"
+	"github.com/troika-sip/troika/internal/tick"
 )
 
 // workload is the mixed workload of an experiment (experiment.go): phones,
@@ -282,7 +283,7 @@ func (w *workload) waitWarm(warm time.Duration) error {
 // client that lost the answer would: that must apply nothing.
 func (w *workload) runTopups(ctx context.Context) {
 	i := 0
-	onEachTick(ctx.Done(), 700*time.Millisecond, func() {
+	tick.Every(ctx.Done(), 700*time.Millisecond, func() {
 		i++
 		w.topup(ctx, i)
 	})
@@ -363,7 +364,7 @@ func (w *workload) pendingTopups() []*topupRecord {
 // its calls than it has.
 func (w *workload) watchBalances(ctx context.Context) {
 	turn := 0
-	onEachTick(ctx.Done(), time.Second, func() {
+	tick.Every(ctx.Done(), time.Second, func() {
 		for range w.x.C.Nodes {
 			n := w.x.C.Nodes[turn%len(w.x.C.Nodes)]
 			turn++
@@ -409,7 +410,7 @@ func (w *workload) sampleBalances(ctx context.Context, n *Node) {
 // printProgress prints a line every 5 s: the loads' counters, the
 // top-ups, the leader and the address holders.
 func (w *workload) printProgress(ctx context.Context) {
-	onEachTick(ctx.Done(), 5*time.Second, func() { w.x.Logf("%s", w.progressLine()) })
+	tick.Every(ctx.Done(), 5*time.Second, func() { w.x.Logf("%s", w.progressLine()) })
 }
 
 func (w *workload) progressLine() string {

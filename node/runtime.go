@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/dustin/go-humanize"
+
+	"github.com/troika-sip/troika/internal/tick"
 )
 
 // RuntimeConfig is the [runtime] section: how the Go runtime's garbage
@@ -195,30 +197,24 @@ func ConfigureRuntime(ctx context.Context, rc RuntimeConfig, log *slog.Logger) e
 
 // tuneGC sets the GC percent from the live heap every tick (Go has no
 // hook after a collection; the live heap moves slowly next to a tick).
-func tuneGC(ctx context.Context, ceiling int, headroom uint64, tick time.Duration, log *slog.Logger) {
+func tuneGC(ctx context.Context, ceiling int, headroom uint64, every time.Duration, log *slog.Logger) {
 	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(sample)
+	if sample[0].Value.Kind() != metrics.KindUint64 {
+		return // not this Go: leave gc_percent as set
+	}
 	current := ceiling
-	t := time.NewTicker(tick)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	tick.Every(ctx.Done(), every, func() {
 		metrics.Read(sample)
-		if sample[0].Value.Kind() != metrics.KindUint64 {
-			return // not this Go: leave gc_percent as set
-		}
 		live := sample[0].Value.Uint64()
 		p := TunedGCPercent(live, headroom, ceiling)
 		if diff := p - current; diff < current/10 && -diff < current/10 {
-			continue // within a tenth: not worth a change
+			return // within a tenth: not worth a change
 		}
 		debug.SetGCPercent(p)
 		log.Debug("runtime: GC percent retuned", "component", "runtime", "gc_percent", p, "live_heap", humanize.IBytes(live), "was", current)
 		current = p
-	}
+	})
 }
 
 // machineMemory is the memory this process may use: the machine's
