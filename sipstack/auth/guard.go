@@ -21,8 +21,9 @@ import (
 // pairs apart from them. Every REGISTER that succeeds adds to that set, so
 // it is one small hash per pair, kept in two generations (trustSet), and
 // never scanned: a node with a million registered phones keeps them all
-// trusted at about 20 bytes each, and nothing it does per request grows
-// with the number of accounts.
+// trusted at about 33 bytes each (30.5 MB in the heap profile of one with
+// 931,437), and nothing it does per request grows with the number of
+// accounts.
 type accountGuard struct {
 	perSecond  float64       // tokens back per second
 	burst      float64       // bucket size
