@@ -248,6 +248,13 @@ func (n *Node) drainCalls(ctx context.Context, r *drainRun, deadline time.Time) 
 				"the nodes now processing their callers' Call-IDs adopt them once this node has left", secs(now.Sub(start)), answered)
 			return nil
 		}
+		// Said before the deadline is checked: when the steps before took
+		// the whole timeout, the operator still learns what was ringing.
+		if lastNote.IsZero() || now.Sub(lastNote) >= callsNoteEvery {
+			r.say("calls: %d ringing, %d answered here; waiting up to %s for the ringing ones to be answered or to fail",
+				ringing, answered, secs(max(deadline.Sub(now), 0)))
+			lastNote = now
+		}
 		if now.After(deadline) {
 			err := fmt.Errorf("calls: %d still ringing here after the %s timeout: drain again with a longer --timeout, "+
 				"or with --force to cut them", ringing, r.opts.Timeout)
@@ -256,11 +263,6 @@ func (n *Node) drainCalls(ctx context.Context, r *drainRun, deadline time.Time) 
 			}
 			r.say("%v; --force: going on", err)
 			return nil
-		}
-		if lastNote.IsZero() || now.Sub(lastNote) >= callsNoteEvery {
-			r.say("calls: %d ringing, %d answered here; waiting up to %s for the ringing ones to be answered or to fail",
-				ringing, answered, secs(deadline.Sub(now)))
-			lastNote = now
 		}
 		if err := sleepOrDone(ctx, 100*time.Millisecond); err != nil {
 			return err
