@@ -65,6 +65,18 @@ ok = [m for m in s['members'] if m['state'] == 'alive' and m['meta']['h'] == 'ok
 sys.exit(0 if s['cluster']['leader_id'] and len(ok) == $1 else 1)" 2>/dev/null
 }
 
+# bench_since T0: the seconds since T0 (date +%s.%N), to a tenth.
+bench_since() { python3 -c "import time; print('%.1f' % (time.time() - $1))"; }
+
+# bench_rss_kib PID: the process's resident memory in KiB.
+bench_rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# bench_fsm_counts: reads a GET /v1/cluster answer on stdin; prints the
+# bindings and accounts the node's state holds ("" if it is not one).
+bench_fsm_counts() {
+  python3 -c 'import json,sys; f=json.load(sys.stdin)["cluster"]["fsm"]; print(f["Bindings"], f["Accounts"])' 2>/dev/null
+}
+
 # bench_registered IP RESULT: the REGISTERs the node with admin API on
 # IP:8080 answered with RESULT (ok, unavailable..), from its /metrics.
 bench_registered() {

@@ -33,12 +33,8 @@ start() {
   cat "$work/log" >&2
   die "the node did not start (is $ip:5060 or :8080 taken?)"
 }
-rss() { awk '/VmRSS/ {print $2}' "/proc/$pid/status"; }
-since() { python3 -c "import time; print('%.1f' % (time.time() - $1))"; }
-counts() {
-  curl -sf -H "Authorization: Bearer $TROIKA_TOKEN" "$TROIKA_API/v1/cluster" |
-    python3 -c 'import json,sys; f=json.load(sys.stdin)["cluster"]["fsm"]; print(f["Bindings"], f["Accounts"])' 2>/dev/null
-}
+rss() { bench_rss_kib "$pid"; }
+counts() { curl -sf -H "Authorization: Bearer $TROIKA_TOKEN" "$TROIKA_API/v1/cluster" | bench_fsm_counts; }
 
 start "$@"
 export TROIKA_API=http://$ip:8080 TROIKA_TOKEN=$(cat "$work/data/dev-admin-token")
@@ -46,10 +42,10 @@ export TROIKA_API=http://$ip:8080 TROIKA_TOKEN=$(cat "$work/data/dev-admin-token
 bench_accounts_csv "$n" bench "$work/accounts.csv"
 t0=$(date +%s.%N)
 "$work/troika" account import --batch 5000 "$work/accounts.csv" >"$work/import.out" 2>&1 || { cat "$work/import.out" >&2; die "import failed"; }
-echo "env=[$*] accounts=$n import_s=$(since "$t0") rss_kib_accounts=$(rss)"
+echo "env=[$*] accounts=$n import_s=$(bench_since "$t0") rss_kib_accounts=$(rss)"
 t0=$(date +%s.%N)
 "$work/sipload" -target $ip:5060 -local $local -port 5100 -users "$n" -phases "$((n / rate))s@$rate" -drain 10s 2>/dev/null | tail -1
-echo "fill_s=$(since "$t0")"
+echo "fill_s=$(bench_since "$t0")"
 c=$(counts)
 sleep 2
 while [ "$(counts)" != "$c" ]; do c=$(counts); sleep 2; done # writes still landing
@@ -65,4 +61,4 @@ wait "$pid" 2>/dev/null
 t0=$(date +%s.%N)
 start "$@"
 for _ in $(seq 6000); do [ "$(counts)" = "$c" ] && break; sleep 0.1; done
-echo "restart_s=$(since "$t0") counts_after=[$(counts)] rss_kib_after_restart=$(rss)"
+echo "restart_s=$(bench_since "$t0") counts_after=[$(counts)] rss_kib_after_restart=$(rss)"

@@ -228,11 +228,6 @@ reg_sweep() {
   USERS=$work/users.csv LOCAL_IP=$local_ip sweep "$name" reg "$target" "$@"
 }
 
-# since T0: the seconds since T0 (date +%s.%N), to a tenth.
-since() { python3 -c "import time; print('%.1f' % (time.time() - $1))"; }
-
-rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-
 # ---- the pairs -------------------------------------------------------------
 
 if want register; then
@@ -374,14 +369,14 @@ if want memory; then
   cluster_up 3
   t0=$(date +%s.%N)
   accounts "$n"
-  import_s=$(since "$t0")
-  rss0=$(rss_kib "${node_pid[0]}")
+  import_s=$(bench_since "$t0")
+  rss0=$(bench_rss_kib "${node_pid[0]}")
   t0=$(date +%s.%N)
   "$sipload" -target 127.0.0.51:5060 -local 127.0.0.59 -port 5100 -users "$bindings" \
     -phases "$((bindings / 2000 + 1))s@2000" >"$work/fill.out" 2>&1
-  fill_s=$(since "$t0")
+  fill_s=$(bench_since "$t0")
   sleep 10
-  count_of() { cluster_status "$1" | python3 -c 'import json,sys; f=json.load(sys.stdin)["cluster"]["fsm"]; print(f["Bindings"], f["Accounts"])' 2>/dev/null; }
+  count_of() { cluster_status "$1" | bench_fsm_counts; }
   # caught_up I R T0: the seconds from T0 until node I holds the bindings
   # and accounts node R holds (what is still being written counts too);
   # nothing if it does not within 10 minutes.
@@ -389,13 +384,13 @@ if want memory; then
     local c
     for _ in $(seq 6000); do
       c=$(count_of "$1")
-      [ -n "$c" ] && [ "$c" = "$(count_of "$2")" ] && { since "$3"; return; }
+      [ -n "$c" ] && [ "$c" = "$(count_of "$2")" ] && { bench_since "$3"; return; }
       sleep 0.1
     done
   }
   read -r nb na <<<"$(count_of 0)"
   mem="accounts=$na bindings=$nb import_s=$import_s fill_s=$fill_s rss_kib_before_bindings_n1=$rss0"
-  for i in 0 1 2; do mem="$mem rss_kib_n$((i + 1))=$(rss_kib "${node_pid[$i]}")"; done
+  for i in 0 1 2; do mem="$mem rss_kib_n$((i + 1))=$(bench_rss_kib "${node_pid[$i]}")"; done
   echo "$mem"
   # The live heap of n1 after a collection: what the memory is.
   curl -sf -m 60 -H "Authorization: Bearer $token" "http://${cips[0]}:8080/debug/pprof/heap?gc=1" -o "$work/heap-n1.pprof"
@@ -414,16 +409,18 @@ if want memory; then
   echo "$mem"
   echo "== fsm snapshot write and restore at $bindings accounts and bindings"
   (cd "$top" && BENCH_SNAPSHOT_SIZE=$bindings go test ./fsm -run '^$' -bench '^BenchmarkSnapshot$' -benchtime 1x) | tee "$work/snapshot.out"
-  [ "$storm" -gt 0 ] && echo "== registration storm: the cluster restarted, $storm phones"
-  [ "$storm" -gt 0 ] && cluster_ready 3
-  [ "$storm" -gt 0 ] && for i in 0 1 2; do node_stop $i; done
-  [ "$storm" -gt 0 ] && for i in 0 1 2; do node_start $i; done
-  [ "$storm" -gt 0 ] && cluster_ready 3
-  [ "$storm" -gt 0 ] && "$sipload" -mode storm -target 127.0.0.51:5060 -local 127.0.0.60 -port 5100 -phones "$storm" -spread "$storm_spread" | tee "$work/storm.out"
-  storm_shed=""
-  for i in 0 1 2; do
-    storm_shed="$storm_shed n$((i + 1))=$(bench_registered "${cips[$i]}" overloaded)+$(bench_registered "${cips[$i]}" unavailable)"
-  done
+  if [ "$storm" -gt 0 ]; then
+    echo "== registration storm: the cluster restarted, $storm phones"
+    cluster_ready 3
+    for i in 0 1 2; do node_stop $i; done
+    for i in 0 1 2; do node_start $i; done
+    cluster_ready 3
+    "$sipload" -mode storm -target 127.0.0.51:5060 -local 127.0.0.60 -port 5100 -phones "$storm" -spread "$storm_spread" | tee "$work/storm.out"
+    storm_shed=""
+    for i in 0 1 2; do
+      storm_shed="$storm_shed n$((i + 1))=$(bench_registered "${cips[$i]}" overloaded)+$(bench_registered "${cips[$i]}" unavailable)"
+    done
+  fi
   stop_all
 fi
 
