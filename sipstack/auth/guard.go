@@ -42,8 +42,9 @@ type guardEntry struct {
 }
 
 const (
-	guardMaxTracked = 200_000   // user names with guesses spent
-	guardMaxTrusted = 2_000_000 // (user name, source) pairs per trust generation
+	guardMaxTrusted  = 8         // sources one user name adds to a trust generation
+	guardMaxTracked  = 200_000   // user names with guesses spent
+	guardMaxTrustSet = 2_000_000 // (user name, source) pairs per trust generation
 	// guardSweepEvery bounds how often a full table of buckets is swept
 	// for room: with every bucket still in use (an attack on more user
 	// names than the table holds), new names go unguarded meanwhile
@@ -54,7 +55,7 @@ const (
 func newAccountGuard(perMinute, burst int, trustFor time.Duration) *accountGuard {
 	return &accountGuard{perSecond: float64(perMinute) / 60, burst: float64(burst), trustFor: trustFor,
 		maxTracked: guardMaxTracked, users: map[string]*guardEntry{},
-		trust: newTrustSet(trustFor, guardMaxTrusted)}
+		trust: newTrustSet(trustFor, guardMaxTrustSet)}
 }
 
 // allow reports whether an attempt for user from src at now may be
@@ -146,25 +147,35 @@ func (e *guardEntry) refill(g *accountGuard, now time.Time) {
 // go into the current generation; when it is trustFor old, or full, it
 // becomes the previous one and the previous one is dropped: everything in
 // it has expired by then (or, when full, the oldest trust goes first).
+//
+// One user name adds at most guardMaxTrusted sources to a generation
+// (perUser counts them), so one account logging in from many addresses
+// cannot fill the set and push out every other account's trust.
 type trustSet struct {
 	seed      maphash.Seed
 	trustFor  time.Duration
 	max       int
 	cur, prev map[uint64]int64 // pair -> trusted until, unix nanoseconds
+	perUser   map[uint64]uint8 // user name -> pairs it added to cur
 	started   time.Time        // of cur
 }
 
 func newTrustSet(trustFor time.Duration, max int) trustSet {
-	return trustSet{seed: maphash.MakeSeed(), trustFor: trustFor, max: max, cur: map[uint64]int64{}, prev: map[uint64]int64{}}
+	return trustSet{seed: maphash.MakeSeed(), trustFor: trustFor, max: max,
+		cur: map[uint64]int64{}, prev: map[uint64]int64{}, perUser: map[uint64]uint8{}}
 }
 
+// key hashes user, and ip when it is valid (the zero Addr: the user name
+// alone, for perUser).
 func (t *trustSet) key(user string, ip netip.Addr) uint64 {
 	var h maphash.Hash
 	h.SetSeed(t.seed)
 	h.WriteString(user)
-	h.WriteByte(0)
-	b := ip.As16()
-	h.Write(b[:])
+	if ip.IsValid() {
+		h.WriteByte(0)
+		b := ip.As16()
+		h.Write(b[:])
+	}
 	return h.Sum64()
 }
 
@@ -174,8 +185,17 @@ func (t *trustSet) add(user string, ip netip.Addr, now time.Time) {
 	}
 	if now.Sub(t.started) >= t.trustFor || len(t.cur) >= t.max {
 		t.prev, t.cur, t.started = t.cur, make(map[uint64]int64, len(t.cur)), now
+		t.perUser = map[uint64]uint8{}
 	}
-	t.cur[t.key(user, ip)] = now.Add(t.trustFor).UnixNano()
+	k := t.key(user, ip)
+	if _, ok := t.cur[k]; !ok {
+		u := t.key(user, netip.Addr{})
+		if t.perUser[u] >= guardMaxTrusted {
+			return // this user name's sources of the generation are all taken
+		}
+		t.perUser[u]++
+	}
+	t.cur[k] = now.Add(t.trustFor).UnixNano()
 }
 
 func (t *trustSet) has(user string, ip netip.Addr, now time.Time) bool {

@@ -155,6 +155,55 @@ func TestTrustSetBounded(t *testing.T) {
 	}
 }
 
+// One account logging in from many addresses cannot fill the trusted set
+// and push the other accounts' phones out of it.
+func TestTrustSetCapsEachUser(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	ts := newTrustSet(time.Hour, 100)
+	phone := netip.MustParseAddr("192.0.2.1")
+	ts.add("victim", phone, t0)
+	for i := range 1000 {
+		ts.add("abuser", netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)}), t0)
+	}
+	if !ts.has("victim", phone, t0) {
+		t.Fatal("one account's logins from many addresses pushed another's phone out")
+	}
+	if n := ts.size(); n != 1+guardMaxTrusted {
+		t.Errorf("%d pairs held, want the victim's 1 and the abuser's first %d", n, guardMaxTrusted)
+	}
+	ts.add("abuser", netip.AddrFrom4([4]byte{198, 51, 0, 0}), t0) // a source it already has: refreshed
+	if !ts.has("abuser", netip.AddrFrom4([4]byte{198, 51, 0, 0}), t0) {
+		t.Error("a trusted source's new login is not trusted")
+	}
+}
+
+// A table full of buckets in use fails open for new user names, sweeping
+// for room at most once per guardSweepEvery; once buckets refill, new
+// names are guarded again.
+func TestAccountGuardFullTable(t *testing.T) {
+	g := newAccountGuard(60, 1, time.Hour) // one guess, one back per second
+	g.maxTracked = 2
+	t0 := time.Unix(1_700_000_000, 0)
+	src := netip.MustParseAddr("198.51.100.1")
+	g.failed("a", src, t0)
+	g.failed("b", src, t0)
+	g.failed("c", src, t0) // no room: not guarded
+	if ok, _ := g.allow("c", src, t0); !ok {
+		t.Fatal("a user name with no bucket waits")
+	}
+	if g.nextSweep != t0.Add(guardSweepEvery) {
+		t.Fatalf("next sweep at %v, want one period on", g.nextSweep)
+	}
+	later := t0.Add(2 * time.Second) // a and b have refilled
+	g.failed("c", src, later)
+	if ok, _ := g.allow("c", src, later); ok {
+		t.Fatal("after the sweep made room, c's guess was not counted")
+	}
+	if len(g.users) != 1 {
+		t.Errorf("%d buckets after the sweep, want 1 (c's)", len(g.users))
+	}
+}
+
 func TestSameURI(t *testing.T) {
 	parse := func(s string) sip.Uri {
 		var u sip.Uri
