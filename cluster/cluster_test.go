@@ -400,8 +400,6 @@ func TestJoinAddsVoter(t *testing.T) {
 	testkit.WaitFor(t, 5*time.Second, "n4 removed", func() bool { return len(c.nodes[leader].node.voters()) == 3 })
 }
 
-// A single node bootstraps alone (dev mode), takes writes, snapshots on
-// request, and on restart restores from that snapshot.
 // Replication is not pipelined (transportInFlight): raft's pipeline can
 // deadlock after a step-down, leaving a follower without entries and the
 // node's shutdown hanging (see transportInFlight).
@@ -420,6 +418,8 @@ func TestReplicationIsNotPipelined(t *testing.T) {
 	}
 }
 
+// A single node bootstraps alone (dev mode), takes writes, snapshots on
+// request, and on restart restores from that snapshot.
 func TestSingleNodeBootstrapAndRestart(t *testing.T) {
 	key := newKey(t)
 	dir := t.TempDir()

@@ -2,7 +2,8 @@ package fsm
 
 // CallForDialog returns the answered call one of whose legs has the given
 // Call-ID: the caller's (the call's own id) or a callee leg's. A node uses
-// it to adopt a call whose node stopped. It scans the calls in progress.
+// it to adopt a call whose node stopped. A callee leg's Call-ID is looked
+// up in the leg index (callByLeg).
 func (s *State) CallForDialog(callID string) (Call, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

@@ -203,6 +203,7 @@ type stateContents struct {
 	TxKeys      map[string]int64
 	Assignments map[string]*Assignment
 	AddrEpoch   uint64
+	CallByLeg   map[string]string // derived from Calls
 }
 
 func contentsOf(s *State) stateContents {
@@ -212,7 +213,7 @@ func contentsOf(s *State) stateContents {
 		Accounts: s.accounts, Tariffs: s.tariffs, Aliases: s.aliases, Policies: s.policies, Vendors: s.vendors,
 		Connections: s.connections, Bindings: s.bindings, NBindings: s.nBindings, NonceSecret: s.nonceSecret, Realm: s.realm,
 		Calls: s.calls, Quotas: s.quotas, Reserved: s.reserved, ActiveCalls: s.activeCalls, XDRs: s.xdrs.live(), XDRByCall: s.xdrByCall,
-		XDRSeq: s.xdrSeq, TxKeys: s.txKeys, Assignments: s.own.assignments, AddrEpoch: s.own.epoch,
+		XDRSeq: s.xdrSeq, TxKeys: s.txKeys, Assignments: s.own.assignments, AddrEpoch: s.own.epoch, CallByLeg: s.callByLeg,
 	}
 }
 

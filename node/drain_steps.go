@@ -251,8 +251,12 @@ func (n *Node) drainCalls(ctx context.Context, r *drainRun, deadline time.Time) 
 		// Said before the deadline is checked: when the steps before took
 		// the whole timeout, the operator still learns what was ringing.
 		if lastNote.IsZero() || now.Sub(lastNote) >= callsNoteEvery {
-			r.say("calls: %d ringing, %d answered here; waiting up to %s for the ringing ones to be answered or to fail",
-				ringing, answered, secs(max(deadline.Sub(now), 0)))
+			if now.Before(deadline) {
+				r.say("calls: %d ringing, %d answered here; waiting up to %s for the ringing ones to be answered or to fail",
+					ringing, answered, secs(deadline.Sub(now)))
+			} else {
+				r.say("calls: %d ringing, %d answered here", ringing, answered)
+			}
 			lastNote = now
 		}
 		if now.After(deadline) {

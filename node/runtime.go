@@ -208,7 +208,7 @@ func tuneGC(ctx context.Context, ceiling int, headroom uint64, every time.Durati
 		metrics.Read(sample)
 		live := sample[0].Value.Uint64()
 		p := TunedGCPercent(live, headroom, ceiling)
-		if diff := p - current; diff < current/10 && -diff < current/10 {
+		if d := p - current; d*10 <= current && -d*10 <= current {
 			return // within a tenth: not worth a change
 		}
 		debug.SetGCPercent(p)

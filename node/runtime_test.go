@@ -109,6 +109,7 @@ func TestHeapHeadroomLowersGCPercent(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { tuneGC(ctx, 400, 4<<20, 10*time.Millisecond, slog.New(slog.DiscardHandler)); close(done) }()
+	t.Cleanup(func() { cancel(); <-done }) // before the GC percent is restored
 	gogc := []metrics.Sample{{Name: "/gc/gogc:percent"}}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -123,6 +124,4 @@ func TestHeapHeadroomLowersGCPercent(t *testing.T) {
 		runtime.Gosched()
 	}
 	runtime.KeepAlive(held)
-	cancel()
-	<-done
 }

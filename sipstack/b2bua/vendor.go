@@ -137,7 +137,7 @@ func (b *B2BUA) vendorDestination(p auth.Principal, req *sip.Request) (destinati
 }
 
 // usableNumber reports whether s may be translated and sent on: 1 to max
-// bytes of letters, digits and + - . _ * (what a SIP URI user carries
+// bytes of letters, digits and + - . _ * ! (what a SIP URI user carries
 // unescaped and a number plan uses).
 func usableNumber(s string, max int) bool {
 	return len(s) <= max && sipmsg.AlnumOr(s, "+-._*!")
