@@ -10,15 +10,19 @@ caller_pw=Bench.pass.A1 callee_pw=Bench.pass.B2
 export caller_pw callee_pw
 
 # bench_dev_up TROIKA DIR IP [FLAG...]: a troika dev node on IP (SIP 5060,
-# admin 8080, keepalive off; FLAGs added), data in DIR/data, its output in
-# DIR/out and DIR/log. Sets dev_pid; exports TROIKA_API and TROIKA_TOKEN.
+# admin 8080, keepalive off; FLAGs added), data in DIR/data (kept if there:
+# a restart), its output in DIR/out and DIR/log; it has BENCH_UP_WAIT
+# seconds (15) to come up, with the VAR=VALUE words of BENCH_NODE_ENV in
+# its environment. Sets dev_pid; exports TROIKA_API and TROIKA_TOKEN.
 bench_dev_up() {
   local troika=$1 dir=$2 ip=$3; shift 3
+  local node_env=(${BENCH_NODE_ENV:-})
   mkdir -p "$dir"
-  "$troika" dev --data "$dir/data" --sip-address "$ip" --alias "" --admin "$ip:8080" --keepalive 0 "$@" \
+  : >"$dir/out" # a restart must not find the last run's line
+  env "${node_env[@]}" "$troika" dev --data "$dir/data" --sip-address "$ip" --alias "" --admin "$ip:8080" --keepalive 0 "$@" \
     >"$dir/out" 2>"$dir/log" &
   dev_pid=$!
-  for _ in $(seq 150); do grep -q "dev node is up" "$dir/out" 2>/dev/null && break; sleep 0.1; done
+  for _ in $(seq $((${BENCH_UP_WAIT:-15} * 10))); do grep -q "dev node is up" "$dir/out" 2>/dev/null && break; sleep 0.1; done
   grep -q "dev node is up" "$dir/out" || { cat "$dir/log" >&2; echo "the dev node on $ip did not start" >&2; return 1; }
   export TROIKA_API=http://$ip:8080 TROIKA_TOKEN=$(cat "$dir/data/dev-admin-token")
 }
@@ -63,6 +67,12 @@ import json, sys
 s = json.load(sys.stdin)
 ok = [m for m in s['members'] if m['state'] == 'alive' and m['meta']['h'] == 'ok']
 sys.exit(0 if s['cluster']['leader_id'] and len(ok) == $1 else 1)" 2>/dev/null
+}
+
+# bench_tariff TROIKA: the tariff "bench" (0.01 a minute, per second) on
+# the node at TROIKA_API.
+bench_tariff() {
+  "$1" tariff create --id bench --rate "prefix=,per_minute=0.01,first=1,next=1" >/dev/null || { echo "tariff create failed" >&2; return 1; }
 }
 
 # bench_since T0: the seconds since T0 (date +%s.%N), to a tenth.

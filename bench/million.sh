@@ -25,26 +25,26 @@ trap cleanup EXIT
 die() { echo "million: $*" >&2; exit 2; }
 
 (cd "$top" && go build -o "$work/troika" ./cmd/troika && go build -o "$work/sipload" ./bench/sipload) || die "build failed"
+# start: the node (again, on the same data), with the VAR=VALUE arguments
+# in its environment.
 start() {
-  env "$@" "$work/troika" dev --data "$work/data" --sip-address $ip --alias "" --admin $ip:8080 --keepalive 0 \
-    --sip-tls-port 0 --log-level warn >"$work/out" 2>"$work/log" &
-  pid=$!
-  for _ in $(seq 1200); do grep -q "dev node is up" "$work/out" 2>/dev/null && return 0; sleep 0.1; done
-  cat "$work/log" >&2
-  die "the node did not start (is $ip:5060 or :8080 taken?)"
+  BENCH_NODE_ENV="$*" BENCH_UP_WAIT=120 bench_dev_up "$work/troika" "$work/node" $ip --sip-tls-port 0 --log-level warn ||
+    die "the node did not start (is $ip:5060 or :8080 taken?)"
+  pid=$dev_pid
 }
 rss() { bench_rss_kib "$pid"; }
 counts() { curl -sf -H "Authorization: Bearer $TROIKA_TOKEN" "$TROIKA_API/v1/cluster" | bench_fsm_counts; }
 
 start "$@"
-export TROIKA_API=http://$ip:8080 TROIKA_TOKEN=$(cat "$work/data/dev-admin-token")
-"$work/troika" tariff create --id bench --rate "prefix=,per_minute=0.01,first=1,next=1" >/dev/null || die "tariff create failed"
+bench_tariff "$work/troika" || die "no bench tariff"
 bench_accounts_csv "$n" bench "$work/accounts.csv"
 t0=$(date +%s.%N)
 "$work/troika" account import --batch 5000 "$work/accounts.csv" >"$work/import.out" 2>&1 || { cat "$work/import.out" >&2; die "import failed"; }
 echo "env=[$*] accounts=$n import_s=$(bench_since "$t0") rss_kib_accounts=$(rss)"
 t0=$(date +%s.%N)
-"$work/sipload" -target $ip:5060 -local $local -port 5100 -users "$n" -phases "$((n / rate))s@$rate" -drain 10s 2>/dev/null | tail -1
+"$work/sipload" -target $ip:5060 -local $local -port 5100 -users "$n" -phases "$(((n + rate - 1) / rate))s@$rate" -drain 10s \
+  >"$work/fill.out" 2>"$work/fill.err" || { cat "$work/fill.err" >&2; die "bench/sipload failed"; }
+tail -1 "$work/fill.out"
 echo "fill_s=$(bench_since "$t0")"
 c=$(counts)
 sleep 2
@@ -52,7 +52,7 @@ while [ "$(counts)" != "$c" ]; do c=$(counts); sleep 2; done # writes still land
 read -r nb _ <<<"$c"
 r=$(rss)
 gogc=$(curl -s "$TROIKA_API/metrics" | awk '$1 == "go_gc_gogc_percent" {print $2}')
-echo "bindings=$nb rss_kib=$r bytes_per_binding=$((r * 1024 / (nb > 0 ? nb : 1))) gc_percent=$gogc raft_dir=$(du -sh "$work/data/raft" | cut -f1)"
+echo "bindings=$nb rss_kib=$r bytes_per_binding=$((r * 1024 / (nb > 0 ? nb : 1))) gc_percent=$gogc raft_dir=$(du -sh "$work/node/data/raft" | cut -f1)"
 curl -sf -H "Authorization: Bearer $TROIKA_TOKEN" "$TROIKA_API/debug/pprof/heap?gc=1" -o "$keep" &&
   echo "live heap (after a collection), in $keep:" &&
   go tool pprof -sample_index=inuse_space -top -nodecount=10 "$keep" 2>/dev/null | sed -n '/^Showing nodes/,$p'

@@ -191,10 +191,9 @@ cluster_up() {
 
 # accounts N: imports accounts u000000.. (password
 # Bench.pass.NNNNNN) and writes SIPp's injection file $work/users.csv.
-bench_tariff() { "$troika" tariff create --id bench --rate "prefix=,per_minute=0.01,first=1,next=1" >/dev/null || die "tariff create failed"; }
 accounts() {
   local n=$1
-  bench_tariff
+  bench_tariff "$troika" || die "no bench tariff"
   bench_accounts_csv "$n" bench "$work/accounts.csv"
   bench_users_csv "$n" "$work/users.csv"
   "$troika" account import --batch 5000 "$work/accounts.csv" >"$work/import.out" 2>&1 || { cat "$work/import.out" >&2; die "account import failed"; }
@@ -259,7 +258,7 @@ fi
 # IP:5060.
 calls_sweep() {
   local name=$1 ip=$2 uas_ip=$3 local_ip=$4
-  bench_tariff
+  bench_tariff "$troika" || die "no bench tariff"
   bench_callee_up "$troika" "$shared" "$work" "$ip" "$uas_ip" 5080 bench || die "no SIPp callee"
   pids+=("$uas_pid")
   AUTH_USER=caller AUTH_PASS=$caller_pw CALLEE=callee LOCAL_IP=$local_ip \
@@ -318,9 +317,10 @@ fi
 # to busy: wait_busy waits for those).
 cpu_profile() {
   curl -sf -m 60 -H "Authorization: Bearer $TROIKA_TOKEN" "http://$2:8080/debug/pprof/profile?seconds=20" -o "$work/profile-$1.pprof" &
-  busy+=($!)
+  busy+=($!) pids+=($!)
 }
 wait_busy() { wait "${busy[@]}"; busy=(); }
+# (what is in busy is in pids too: the EXIT trap stops it on a die)
 busy=()
 profiles=()
 if want profile; then
@@ -330,19 +330,19 @@ if want profile; then
   dev_up 127.0.0.36
   accounts 200000
   "$sipload" -target 127.0.0.36:5060 -local 127.0.0.39 -port 5100 -users 200000 -phases "30s@$p_reg" >"$work/profile-register.out" 2>&1 &
-  busy+=($!)
+  busy+=($!) pids+=($!)
   sleep 5
   cpu_profile register 127.0.0.36
   wait_busy
   profiles+=("register: REGISTER with digest, one dev node, $p_reg/s")
   stop_all
   dev_up 127.0.0.31
-  bench_tariff
+  bench_tariff "$troika" || die "no bench tariff"
   bench_callee_up "$troika" "$shared" "$work" 127.0.0.31 127.0.0.32 5080 bench || die "no SIPp callee"
   pids+=("$uas_pid")
   AUTH_USER=caller AUTH_PASS=$caller_pw CALLEE=callee LOCAL_IP=127.0.0.33 \
     "$shared/run_sipp.sh" calls-auth 127.0.0.31:5060 "$p_call" $((p_call * 30)) >"$work/profile-calls.out" 2>&1 &
-  busy+=($!)
+  busy+=($!) pids+=($!)
   sleep 5
   cpu_profile calls 127.0.0.31
   wait_busy
@@ -350,9 +350,10 @@ if want profile; then
   stop_all
   cluster_up 3
   accounts 200000
-  leader=$(cluster_status 0 | python3 -c 'import json,sys; print(json.load(sys.stdin)["cluster"]["leader_id"])')
+  leader=$(cluster_status 0 | python3 -c 'import json,sys; print(json.load(sys.stdin)["cluster"]["leader_id"])' 2>/dev/null)
+  [ -n "$leader" ] || die "the cluster named no leader"
   "$sipload" -target 127.0.0.51:5060 -local 127.0.0.58 -port 5100 -users 200000 -phases "30s@$p_dmq" >"$work/profile-dmq.out" 2>&1 &
-  busy+=($!)
+  busy+=($!) pids+=($!)
   sleep 5
   cpu_profile dmq-n1 127.0.0.51
   [ "$leader" = n1 ] || cpu_profile "dmq-$leader" "${cips[${leader#n} - 1]}"
