@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -251,5 +252,46 @@ func decodeJSON(t *testing.T, resp *http.Response, v any) {
 	defer resp.Body.Close()
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatalf("decode %d answer: %v", resp.StatusCode, err)
+	}
+}
+
+// A backend without the optional parts (operator actions, drain, raft
+// changes, snapshots) answers each of their routes 501 saying what this
+// node cannot do, and nothing reaches the backend.
+func TestMissingBackendPartsAnswer501(t *testing.T) {
+	st := fsm.New()
+	srv, err := New(Config{Token: token, Now: func() time.Time { return now }}, st, testkit.NewStore(st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	routes := []struct{ method, path, want string }{
+		{"DELETE", "/v1/calls/c1", noOperator},
+		{"GET", "/v1/auth/blocks", noOperator},
+		{"DELETE", "/v1/auth/blocks/sources/192.0.2.1", noOperator},
+		{"DELETE", "/v1/auth/blocks/users/1001", noOperator},
+		{"POST", "/v1/cluster/drain", noDrainer},
+		{"GET", "/v1/operator/raft/peers", noRaftOperator},
+		{"POST", "/v1/operator/raft/add-voter", noRaftOperator},
+		{"POST", "/v1/operator/raft/remove-peer", noRaftOperator},
+		{"POST", "/v1/snapshot/save", noSnapshots},
+		{"POST", "/v1/snapshot/restore", noSnapshots},
+	}
+	for _, r := range routes {
+		req, err := http.NewRequest(r.method, hs.URL+r.path, strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotImplemented || !strings.Contains(string(body), r.want) {
+			t.Errorf("%s %s: %d %s, want 501 saying %q", r.method, r.path, resp.StatusCode, body, r.want)
+		}
 	}
 }
